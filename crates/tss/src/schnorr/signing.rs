@@ -1,0 +1,147 @@
+//! FROST two-round signing.
+//!
+//! Rounds: 0. broadcast nonce commitments (`round1::commit`); 1. broadcast signature share
+//! (`round2::sign`) over the signing package built from everyone's commitments. Every member
+//! aggregates (`aggregate`, which verifies each share and names the cheaters) and checks the
+//! final signature under the group key (or its Taproot-tweaked output key).
+
+use std::collections::BTreeMap;
+
+use frost_core::round1::SigningCommitments;
+use frost_core::round2::SignatureShare;
+use frost_core::{Identifier, SigningPackage};
+use futures::SinkExt;
+use rand_core::{CryptoRng, RngCore};
+use round_based::rounds_router::{simple_store::RoundInput, RoundsRouter};
+use round_based::{Delivery, Mpc, MpcParty, Outgoing, ProtocolMessage};
+use serde::{Deserialize, Serialize};
+
+use super::{culprits_of, identifier, KeyShare, SchnorrScheme};
+use crate::wire::{self, RunParams};
+use crate::{Error, ExecutionId, PartyIndex, WireMessage};
+
+/// A BIP-341 key-path tweak: sign for the output key `Q = P + H_TapTweak(P ‖ root)·G`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaprootTweak {
+    /// The script tree's Merkle root; `None` for a key-path-only output.
+    pub merkle_root: Option<[u8; 32]>,
+}
+
+/// A Schnorr signature: 64 bytes (`R ‖ s`; BIP-340: x-only `R`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature(pub Vec<u8>);
+
+#[derive(Clone, Serialize, Deserialize, ProtocolMessage)]
+#[serde(bound = "")]
+enum Msg<C: SchnorrScheme> {
+    Commitments(Commitments<C>),
+    Share(Share<C>),
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+struct Commitments<C: SchnorrScheme>(SigningCommitments<C>);
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(bound = "")]
+struct Share<C: SchnorrScheme>(SignatureShare<C>);
+
+/// Signs `message` as member `i` of the committee `signers` (keygen indices, the same order
+/// for every member), optionally with a Taproot tweak (BIP-340 only).
+#[allow(clippy::too_many_arguments)]
+pub async fn sign<C, P, R>(
+    party: P,
+    eid: ExecutionId,
+    i: PartyIndex,
+    signers: &[PartyIndex],
+    share: &KeyShare<C>,
+    message: &[u8],
+    taproot: Option<&TaprootTweak>,
+    rng: &mut R,
+) -> Result<Signature, Error>
+where
+    C: SchnorrScheme,
+    P: Mpc<ProtocolMessage = WireMessage>,
+    R: RngCore + CryptoRng,
+{
+    let t = check_committee(share, i, signers)?;
+    let ids: Vec<Identifier<C>> = signers.iter().map(|s| identifier::<C>(*s)).collect::<Result<_, _>>()?;
+    let (key_package, public_key_package) =
+        C::tweak(share.key_package.clone(), share.public_key_package.clone(), taproot)?;
+
+    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) =
+        wire::connect(party, RunParams { eid, me: i, n: t, rounds: 2 });
+    let MpcParty { delivery, .. } = party;
+    let (incoming, mut outgoing) = delivery.split();
+    let mut router = RoundsRouter::<Msg<C>>::builder();
+    let round_commit = router.add_round(RoundInput::<Commitments<C>>::broadcast(i, t));
+    let round_share = router.add_round(RoundInput::<Share<C>>::broadcast(i, t));
+    let mut router = router.listen(incoming);
+    let io = |e: &dyn std::error::Error| Error::Transport(e.to_string());
+
+    // Round 0: nonce commitments.
+    let (nonces, mine) = frost_core::round1::commit(key_package.signing_share(), &mut *rng);
+    outgoing
+        .send(Outgoing::broadcast(Msg::Commitments(Commitments(mine))))
+        .await
+        .map_err(|e| faults.explain(io(&e)))?;
+    let received = router.complete(round_commit).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let mut commitments = BTreeMap::new();
+    for (sender, _, Commitments(c)) in received.into_iter_indexed() {
+        if let Some(id) = ids.get(usize::from(sender)) {
+            commitments.insert(*id, c);
+        }
+    }
+    commitments.insert(*key_package.identifier(), mine);
+    let signing_package = SigningPackage::new(commitments, message);
+
+    // Round 1: signature shares.
+    let my_share = frost_core::round2::sign(&signing_package, &nonces, &key_package)
+        .map_err(|e| culprits_of(&e, &ids))?;
+    drop(nonces);
+    outgoing
+        .send(Outgoing::broadcast(Msg::Share(Share(my_share))))
+        .await
+        .map_err(|e| faults.explain(io(&e)))?;
+    let received = router.complete(round_share).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let mut shares = BTreeMap::new();
+    for (sender, _, Share(s)) in received.into_iter_indexed() {
+        if let Some(id) = ids.get(usize::from(sender)) {
+            shares.insert(*id, s);
+        }
+    }
+    shares.insert(*key_package.identifier(), my_share);
+    let signature = frost_core::aggregate(&signing_package, &shares, &public_key_package)
+        .map_err(|e| culprits_of(&e, &ids))?;
+    public_key_package
+        .verifying_key()
+        .verify(message, &signature)
+        .map_err(|e| Error::Protocol(format!("aggregated signature does not verify: {e}")))?;
+    let bytes = signature.serialize().map_err(|e| Error::Protocol(e.to_string()))?;
+    Ok(Signature(bytes))
+}
+
+fn check_committee<C: SchnorrScheme>(share: &KeyShare<C>, i: PartyIndex, signers: &[PartyIndex]) -> Result<u16, Error> {
+    let t = share.threshold();
+    if signers.len() < usize::from(t) || signers.len() > usize::from(share.n()) {
+        return Err(Error::invalid_args(format!(
+            "between {t} and {} signers are needed, {} given",
+            share.n(),
+            signers.len()
+        )));
+    }
+    if signers.get(usize::from(i)) != Some(&share.index()) {
+        return Err(Error::invalid_args(format!(
+            "committee member {i} is keygen party {:?}, but this share is party {}",
+            signers.get(usize::from(i)),
+            share.index()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in signers {
+        if *s >= share.n() || !seen.insert(*s) {
+            return Err(Error::invalid_args(format!("invalid or repeated signer index {s}")));
+        }
+    }
+    Ok(signers.len() as u16)
+}
