@@ -95,6 +95,14 @@ pub enum Fault {
         /// Round number the message claimed.
         round: u16,
     },
+    /// A p2p message in a broadcast round, or the reverse.
+    #[error("{} message in round {round}, which expects the other kind", if *.broadcast { "broadcast" } else { "p2p" })]
+    WrongKind {
+        /// The round.
+        round: u16,
+        /// Whether the message came as a broadcast.
+        broadcast: bool,
+    },
     /// A second message for a round the sender already sent.
     #[error("second message for round {round}")]
     Duplicate {

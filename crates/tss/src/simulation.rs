@@ -18,8 +18,11 @@ use crate::{PartyIndex, WireMessage};
 pub struct Envelope {
     /// The sender as the recipient will see it (a transport would authenticate it).
     pub from: PartyIndex,
-    /// The recipient, or `None` for a broadcast to everyone but `from`.
+    /// The recipient, or `None` for everyone but `from`.
     pub to: Option<PartyIndex>,
+    /// Whether recipients see the message as a broadcast (an equivocating broadcaster sends
+    /// broadcasts to one recipient at a time).
+    pub broadcast: bool,
     /// The message.
     pub msg: WireMessage,
 }
@@ -93,11 +96,11 @@ pub fn run_with<O>(
                     ProceedResult::SendMsg(out) => {
                         progress = true;
                         let Outgoing { recipient, msg } = out;
-                        let to = match recipient {
-                            MessageDestination::AllParties => None,
-                            MessageDestination::OneParty(j) => Some(j),
+                        let (to, broadcast) = match recipient {
+                            MessageDestination::AllParties => (None, true),
+                            MessageDestination::OneParty(j) => (Some(j), false),
                         };
-                        for env in intercept(Envelope { from: i as PartyIndex, to, msg }) {
+                        for env in intercept(Envelope { from: i as PartyIndex, to, broadcast, msg }) {
                             route(&mut queues, &mut next_id, env);
                         }
                     }
@@ -125,7 +128,8 @@ fn set<T>(v: &mut [T], i: usize, value: T) {
 }
 
 fn route(queues: &mut [VecDeque<Incoming<WireMessage>>], next_id: &mut u64, env: Envelope) {
-    let Envelope { from, to, msg } = env;
+    let Envelope { from, to, broadcast, msg } = env;
+    let kind = if broadcast { MessageType::Broadcast } else { MessageType::P2P };
     let n = queues.len();
     let mut push = |j: usize, msg_type: MessageType, msg: WireMessage| {
         if let Some(q) = queues.get_mut(j) {
@@ -134,11 +138,11 @@ fn route(queues: &mut [VecDeque<Incoming<WireMessage>>], next_id: &mut u64, env:
         }
     };
     match to {
-        Some(j) => push(usize::from(j), MessageType::P2P, msg),
+        Some(j) => push(usize::from(j), kind, msg),
         None => {
             for j in 0..n {
                 if j != usize::from(from) {
-                    push(j, MessageType::Broadcast, msg.clone());
+                    push(j, kind, msg.clone());
                 }
             }
         }

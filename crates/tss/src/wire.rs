@@ -5,8 +5,9 @@
 //! protocol sees an incoming message, [`connect`] checks, in order, that
 //! 1. the sender is a participant of the run and not the receiver itself,
 //! 2. the execution id is this run's,
-//! 3. the round exists in this protocol,
-//! 4. the sender has not already sent a message of that round and kind,
+//! 3. the round exists in this protocol and the message is of that round's kind
+//!    (broadcast or p2p),
+//! 4. the sender has not already sent a message of that round,
 //! 5. the payload decodes as a message of this protocol and agrees with the header's round.
 //!
 //! The first failed check aborts the run with [`Error::Misbehaviour`] naming the sender. The
@@ -170,9 +171,14 @@ pub(crate) struct RunParams {
     pub eid: ExecutionId,
     pub me: PartyIndex,
     pub n: u16,
-    /// Number of rounds of the protocol's message enum (rounds are `0..rounds`).
-    pub rounds: u16,
+    /// Kind of message of each round of the protocol's message enum (rounds are
+    /// `0..kinds.len()`, numbered in the enum's variant order).
+    pub kinds: &'static [MessageType],
 }
+
+/// Shorthands for round tables.
+pub(crate) const B: MessageType = MessageType::Broadcast;
+pub(crate) const P: MessageType = MessageType::P2P;
 
 /// The typed party a protocol library runs on, over a party of [`WireMessage`]s.
 pub(crate) type CheckedParty<M, P> = MpcParty<
@@ -209,7 +215,7 @@ where
 pub(crate) struct CheckedIncoming<S, M> {
     inner: S,
     params: RunParams,
-    seen: HashSet<(PartyIndex, u16, bool)>,
+    seen: HashSet<(PartyIndex, u16)>,
     faults: FaultCell,
     _msg: PhantomData<fn() -> M>,
 }
@@ -219,7 +225,7 @@ where
     M: ProtocolMessage + DeserializeOwned,
 {
     fn check(&mut self, incoming: Incoming<WireMessage>) -> Result<Incoming<M>, (PartyIndex, Fault)> {
-        let RunParams { eid, me, n, rounds } = self.params;
+        let RunParams { eid, me, n, kinds } = self.params;
         let sender = incoming.sender;
         let wire = &incoming.msg;
         if sender >= n {
@@ -231,10 +237,14 @@ where
         if wire.execution_id != eid {
             return Err((sender, Fault::WrongExecution));
         }
-        if wire.round >= rounds {
+        let Some(expected) = kinds.get(usize::from(wire.round)) else {
             return Err((sender, Fault::OutOfRound { round: wire.round }));
+        };
+        if *expected != incoming.msg_type {
+            let broadcast = incoming.msg_type == MessageType::Broadcast;
+            return Err((sender, Fault::WrongKind { round: wire.round, broadcast }));
         }
-        let key = (sender, wire.round, incoming.msg_type == MessageType::Broadcast);
+        let key = (sender, wire.round);
         if !self.seen.insert(key) {
             return Err((sender, Fault::Duplicate { round: wire.round }));
         }

@@ -1,1 +1,47 @@
-fn main(){}
+//! `vsigner`: the command-line entry point of the MPC Virtual Signer.
+//!
+//! # Layout
+//! - `primes`: generate safe-prime pools for aux-info generation.
+//! - `bench`: measure the protocols (`bench protocols`).
+//! - `dev`: developer tools (test fixtures).
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// vsigner: an open, self-hostable MPC Virtual Signer.
+#[derive(Parser)]
+#[command(name = "vsigner", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
+    #[command(subcommand)]
+    Primes(commands::primes::PrimesCommand),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+    /// Developer tools: regenerate the committed test fixtures.
+    #[command(subcommand)]
+    Dev(commands::dev::DevCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Primes(cmd) => commands::primes::run(cmd),
+        Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Dev(cmd) => commands::dev::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

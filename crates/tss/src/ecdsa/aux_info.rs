@@ -9,7 +9,7 @@ use crate::wire::{self, RunParams};
 use crate::{Error, ExecutionId, PartyIndex, WireMessage};
 
 /// Rounds of `cggmp24::key_refresh::msg::Msg`: 1, 2, 3, reliability check.
-const AUX_ROUNDS: u16 = 4;
+const AUX_ROUNDS: &[round_based::MessageType] = &[wire::B, wire::B, wire::P, wire::B];
 
 /// Options of [`generate_aux_info`].
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,7 @@ where
     }
     check_index(i, n)?;
     let primes = primes.into_pregenerated()?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, rounds: AUX_ROUNDS });
+    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, kinds: AUX_ROUNDS });
     let aux = cggmp24::aux_info_gen::<SecurityLevel>(eid.for_cggmp(), i, n, primes)
         .set_digest::<ProtocolDigest>()
         .precompute_multiexp_tables(options.precompute_multiexp)

@@ -8,7 +8,7 @@ use crate::wire::{self, RunParams};
 use crate::{Error, ExecutionId, PartyIndex, WireMessage};
 
 /// Rounds of `cggmp24::keygen::ThresholdMsg`: 1, 2 broadcast, 2 p2p, 3, reliability check.
-const KEYGEN_ROUNDS: u16 = 5;
+const KEYGEN_ROUNDS: &[round_based::MessageType] = &[wire::B, wire::B, wire::P, wire::B, wire::B];
 
 /// Runs the threshold DKG as party `i` of `n`; any `t` of the `n` resulting shares sign.
 ///
@@ -29,7 +29,7 @@ where
 {
     check_threshold(t, n)?;
     check_index(i, n)?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, rounds: KEYGEN_ROUNDS });
+    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, kinds: KEYGEN_ROUNDS });
     let share = cggmp24::keygen::<E>(eid.for_cggmp(), i, n)
         .set_threshold(t)
         .hd_wallet(true)

@@ -141,7 +141,7 @@ where
     R: RngCore + CryptoRng,
 {
     let t = check_committee(share, i, signers)?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, rounds: SIGNING_ROUNDS });
+    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, kinds: SIGNING_ROUNDS });
     let (secret, public) = cggmp24::signing(eid.for_cggmp(), i, signers, share.inner())
         .generate_presignature(rng, party)
         .await
@@ -236,7 +236,7 @@ where
     let i = presignature.public.index;
     let t = presignature.public.signers.len() as u16;
     let (party, faults): (wire::CheckedParty<OnlineMsg<E>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n: t, rounds: 1 });
+        wire::connect(party, RunParams { eid, me: i, n: t, kinds: &[wire::B] });
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = round_based::Delivery::split(delivery);
     let mut router = RoundsRouter::<OnlineMsg<E>>::builder();

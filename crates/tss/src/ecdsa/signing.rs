@@ -13,7 +13,8 @@ use crate::wire::{self, RunParams};
 use crate::{Error, ExecutionId, PartyIndex, WireMessage};
 
 /// Rounds of `cggmp24::signing::msg::Msg`: 1a, 1b, 2, 3, 4, reliability check.
-pub(crate) const SIGNING_ROUNDS: u16 = 6;
+pub(crate) const SIGNING_ROUNDS: &[round_based::MessageType] =
+    &[wire::B, wire::P, wire::P, wire::B, wire::B, wire::B];
 
 /// An ECDSA signature, normalised to low-s, with the recovery id Ethereum needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -130,7 +131,7 @@ where
         Some(path) => share.derive_public_key(path)?,
         None => share.public_key(),
     };
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, rounds: SIGNING_ROUNDS });
+    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, kinds: SIGNING_ROUNDS });
     let mut builder = cggmp24::signing(eid.for_cggmp(), i, signers, share.inner());
     if let Some(path) = path {
         builder = builder

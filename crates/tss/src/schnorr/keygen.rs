@@ -65,7 +65,7 @@ where
     crate::ecdsa::check_index(i, n)?;
     let ids: Vec<Identifier<C>> = (0..n).map(identifier::<C>).collect::<Result<_, _>>()?;
     let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n, rounds: 3 });
+        wire::connect(party, RunParams { eid, me: i, n, kinds: &[wire::B, wire::B, wire::P] });
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
     let mut router = RoundsRouter::<Msg<C>>::builder();

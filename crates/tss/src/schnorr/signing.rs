@@ -70,7 +70,7 @@ where
         C::tweak(share.key_package.clone(), share.public_key_package.clone(), taproot)?;
 
     let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n: t, rounds: 2 });
+        wire::connect(party, RunParams { eid, me: i, n: t, kinds: &[wire::B, wire::B] });
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
     let mut router = RoundsRouter::<Msg<C>>::builder();
