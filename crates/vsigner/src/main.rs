@@ -6,6 +6,7 @@
 //! - `dev`: developer tools (test fixtures).
 
 mod commands;
+mod test_primes;
 
 use clap::{Parser, Subcommand};
 

@@ -4,7 +4,13 @@
 //! A [`Presignature`] is used at most once: [`Presignature::issue_partial`] consumes it, and
 //! the type is neither `Clone` nor `Copy`, so a second use does not compile:
 //!
-//! ```compile_fail
+//! ```
+//! # use vsigner_tss::ecdsa::{Presignature, Preimage, Secp256k1};
+//! fn once(p: Presignature<Secp256k1>, m: &Preimage) {
+//!     let _ = p.issue_partial(m); // fine: the presignature is consumed
+//! }
+//! ```
+//! ```compile_fail,E0382
 //! # use vsigner_tss::ecdsa::{Presignature, Preimage, Secp256k1};
 //! fn twice(p: Presignature<Secp256k1>, m: &Preimage) {
 //!     let _ = p.issue_partial(m);

@@ -1,10 +1,290 @@
-//! `vsigner bench`.
+//! `vsigner bench protocols`: median time of each protocol for 2-of-3 and 3-of-5, next to the
+//! same protocol run on the bare libraries, so the engine's overhead is measured in the same
+//! run.
+//!
+//! All parties run in this process on one thread (`round_based::sim`), so a figure is the
+//! sum of every party's CPU time, without network latency.
 
+use std::time::Instant;
+
+use anyhow::{bail, Context};
 use clap::Subcommand;
+use rand_core::OsRng;
+use serde::Serialize;
+use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1};
+use vsigner_tss::schnorr::Ed25519;
+use vsigner_tss::simulation::{bare, local};
+use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
 
 #[derive(Subcommand)]
-pub(crate) enum BenchCommand {}
+pub(crate) enum BenchCommand {
+    /// Median milliseconds per protocol for 2-of-3 and 3-of-5 (all parties in one process).
+    Protocols {
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runs per measured operation (aux-info excepted).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Runs of aux-info generation (tens of seconds each); 0 skips it and signs with the
+        /// committed aux-info fixtures instead.
+        #[arg(long, default_value_t = 1)]
+        aux_runs: usize,
+        /// Prime pool file for aux-info (default: the public test pool built into vsigner).
+        #[arg(long)]
+        primes: Option<std::path::PathBuf>,
+    },
+}
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        BenchCommand::Protocols { json, runs, aux_runs, primes } => protocols(json, runs, aux_runs, primes),
+    }
+}
+
+#[derive(Serialize)]
+struct Measurement {
+    operation: &'static str,
+    threshold: u16,
+    devices: u16,
+    runs: usize,
+    median_ms: f64,
+    /// Same operation on the bare libraries (no vsigner message layer), if comparable.
+    bare_median_ms: Option<f64>,
+    /// `(median_ms - bare_median_ms) / bare_median_ms`, in percent.
+    overhead_percent: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    cores: usize,
+    note: &'static str,
+    results: Vec<Measurement>,
+}
+
+fn eid(tag: ProtocolTag, n: u16, run: usize) -> ExecutionId {
+    let devices: Vec<String> = (0..n).map(|i| format!("bench-device-{i}")).collect();
+    let ids: Vec<&str> = devices.iter().map(String::as_str).collect();
+    ExecutionId::derive(&ExecutionContext {
+        protocol: tag,
+        operation_id: "bench",
+        vault_id: "bench",
+        participants: &ids,
+        nonce: &run.to_be_bytes(),
+    })
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let mid = samples.len() / 2;
+    if samples.len() % 2 == 0 && mid > 0 {
+        (samples[mid - 1] + samples[mid]) / 2.0
+    } else {
+        samples.get(mid).copied().unwrap_or(f64::NAN)
+    }
+}
+
+fn time_ms<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((start.elapsed().as_secs_f64() * 1e3, out))
+}
+
+/// Measures `engine` and `bare` alternately `runs` times.
+fn compare(
+    operation: &'static str,
+    (t, n): (u16, u16),
+    runs: usize,
+    mut engine: impl FnMut(usize) -> anyhow::Result<()>,
+    mut bare: Option<&mut dyn FnMut(usize) -> anyhow::Result<()>>,
+) -> anyhow::Result<Measurement> {
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        e.push(time_ms(|| engine(r))?.0);
+        if let Some(bare) = bare.as_deref_mut() {
+            b.push(time_ms(|| bare(r))?.0);
+        }
+    }
+    let median_ms = median(e);
+    let bare_median_ms = (!b.is_empty()).then(|| median(b));
+    Ok(Measurement {
+        operation,
+        threshold: t,
+        devices: n,
+        runs,
+        median_ms,
+        bare_median_ms,
+        overhead_percent: bare_median_ms.map(|b| (median_ms - b) / b * 100.0),
+    })
+}
+
+fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let sets = match &primes {
+        Some(path) => super::primes::read_pool(path)?.into_sets()?,
+        None => crate::test_primes::public_test_prime_sets()?,
+    };
+    let mut results = Vec::new();
+    let progress = |m: &Measurement| {
+        if !json {
+            eprintln!("  measured {} {}-of-{}: {:.2} ms", m.operation, m.threshold, m.devices, m.median_ms);
+        }
+    };
+    for (t, n) in [(2u16, 3u16), (3, 5)] {
+        if sets.len() < usize::from(n) {
+            bail!("aux-info for {n} devices needs {n} prime sets, the pool has {}", sets.len());
+        }
+        // Aux-info (also provides the aux-info for the signing benchmarks).
+        let mut aux = None;
+        let mut aux_samples = Vec::new();
+        for r in 0..aux_runs {
+            let (ms, out) = time_ms(|| {
+                Ok(local::ecdsa_aux_info(
+                    eid(ProtocolTag::EcdsaAuxInfo, n, r),
+                    sets[..usize::from(n)].to_vec(),
+                    AuxInfoOptions { precompute_multiexp: false },
+                    || OsRng,
+                )?)
+            })?;
+            aux_samples.push(ms);
+            aux = Some(out);
+        }
+        if aux_runs > 0 {
+            let m = Measurement {
+                operation: "ecdsa_aux_info",
+                threshold: t,
+                devices: n,
+                runs: aux_runs,
+                median_ms: median(aux_samples),
+                bare_median_ms: None,
+                overhead_percent: None,
+            };
+            progress(&m);
+            results.push(m);
+        }
+        let aux = match aux {
+            Some(aux) => aux,
+            None => {
+                let mut set = Vec::new();
+                for i in 0..n {
+                    let path = format!("test-data/aux-info/n{n}/party-{i}.vsgn");
+                    let bytes = std::fs::read(&path).with_context(|| format!("--aux-runs 0 needs {path}"))?;
+                    set.push(vsigner_tss::ecdsa::AuxInfo::from_bytes(&bytes)?);
+                }
+                set
+            }
+        };
+
+        let m = compare(
+            "ecdsa_keygen",
+            (t, n),
+            runs,
+            |r| Ok(local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng).map(|_| ())?),
+            Some(&mut |r| Ok(bare::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)?)),
+        )?;
+        progress(&m);
+        results.push(m);
+
+        let cores = local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, 0), n, t, || OsRng)?;
+        let shares: Vec<KeyShare<Secp256k1>> = local::ecdsa_key_shares(cores, aux)?;
+        let signers: Vec<u16> = (0..t).collect();
+        let digest = [7u8; 32];
+
+        let m = compare(
+            "ecdsa_sign_full",
+            (t, n),
+            runs,
+            |r| {
+                local::ecdsa_sign(eid(ProtocolTag::EcdsaSign, t, r), &shares, &signers, &Message::Digest(digest), None, || OsRng)?;
+                Ok(())
+            },
+            Some(&mut |r| Ok(bare::ecdsa_sign(eid(ProtocolTag::EcdsaSign, t, r), &shares, &signers, digest, || OsRng)?)),
+        )?;
+        progress(&m);
+        results.push(m);
+
+        let mut presignatures = Vec::new();
+        let m = compare(
+            "ecdsa_presign",
+            (t, n),
+            runs,
+            |r| {
+                presignatures.push(local::ecdsa_presign(eid(ProtocolTag::EcdsaPresign, t, r), &shares, &signers, || OsRng)?);
+                Ok(())
+            },
+            Some(&mut |r| Ok(bare::ecdsa_presign(eid(ProtocolTag::EcdsaPresign, t, r), &shares, &signers, || OsRng)?)),
+        )?;
+        progress(&m);
+        results.push(m);
+
+        let message = Preimage { hash: HashAlgorithm::Sha256, data: b"bench payment".to_vec() };
+        let mut presignatures = presignatures.into_iter();
+        let m = compare(
+            "ecdsa_sign_online",
+            (t, n),
+            runs,
+            |r| {
+                let p = presignatures.next().context("one presignature per run")?;
+                local::ecdsa_sign_with_presignatures(eid(ProtocolTag::EcdsaSign, t, r), p, &message)?;
+                Ok(())
+            },
+            None,
+        )?;
+        progress(&m);
+        results.push(m);
+
+        let m = compare(
+            "frost_ed25519_keygen",
+            (t, n),
+            runs,
+            |r| Ok(local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || OsRng).map(|_| ())?),
+            Some(&mut |_| Ok(bare::schnorr_keygen::<Ed25519, _>(n, t, &mut OsRng)?)),
+        )?;
+        progress(&m);
+        results.push(m);
+
+        let frost = local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
+        let m = compare(
+            "frost_ed25519_sign",
+            (t, n),
+            runs,
+            |r| {
+                local::schnorr_sign(eid(ProtocolTag::SchnorrSign, t, r), &frost, &signers, b"bench message", None, || OsRng)?;
+                Ok(())
+            },
+            Some(&mut |_| Ok(bare::schnorr_sign(&frost, &signers, b"bench message", &mut OsRng)?)),
+        )?;
+        progress(&m);
+        results.push(m);
+    }
+    let report = Report {
+        cores: num_cpus::get(),
+        note: "all parties in one process, one thread: each figure is the sum of every party's CPU time; aux-info from the public test primes",
+        results,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(report: &Report) {
+    println!("{:<22} {:>6} {:>12} {:>12} {:>10}", "operation", "t-of-n", "median ms", "bare ms", "overhead");
+    for m in &report.results {
+        let bare = m.bare_median_ms.map_or("-".into(), |b| format!("{b:.2}"));
+        let over = m.overhead_percent.map_or("-".into(), |o| format!("{o:+.1}%"));
+        println!(
+            "{:<22} {:>6} {:>12.2} {:>12} {:>10}",
+            m.operation,
+            format!("{}-of-{}", m.threshold, m.devices),
+            m.median_ms,
+            bare,
+            over
+        );
+    }
+    println!("({} cores; {})", report.cores, report.note);
 }

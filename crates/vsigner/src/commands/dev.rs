@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use vsigner_tss::ecdsa::{generate_aux_info, AuxInfo, AuxInfoOptions};
-use vsigner_tss::primes::PrimeSet;
-use vsigner_tss::simulation::{self, Outcome};
+use vsigner_tss::ecdsa::AuxInfoOptions;
+use vsigner_tss::simulation::local;
 use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
 
 use super::primes::read_pool;
@@ -43,30 +42,6 @@ pub(crate) fn fixture_devices(n: u16) -> Vec<String> {
     (0..n).map(|i| format!("test-device-{i}")).collect()
 }
 
-/// Runs aux-info generation for `n` simulated devices.
-pub(crate) fn simulate_aux_info(sets: Vec<PrimeSet>, options: AuxInfoOptions, eid: ExecutionId) -> anyhow::Result<Vec<AuxInfo>> {
-    let n = sets.len() as u16;
-    let parties = sets
-        .into_iter()
-        .enumerate()
-        .map(|(i, set)| {
-            simulation::party(move |party| async move {
-                let mut rng = rand_core::OsRng;
-                generate_aux_info(party, eid, i as u16, n, set, options, &mut rng).await
-            })
-        })
-        .collect();
-    simulation::run(parties)
-        .into_iter()
-        .enumerate()
-        .map(|(i, outcome)| match outcome {
-            Outcome::Finished(Ok(aux)) => Ok(aux),
-            Outcome::Finished(Err(e)) => bail!("aux-info of party {i} failed: {e}"),
-            other => bail!("aux-info of party {i} did not finish: {other:?}"),
-        })
-        .collect()
-}
-
 fn aux_fixtures(primes: &Path, out: &Path, sizes: &[u16]) -> anyhow::Result<()> {
     let sets = read_pool(primes)?.into_sets()?;
     for &n in sizes {
@@ -83,7 +58,7 @@ fn aux_fixtures(primes: &Path, out: &Path, sizes: &[u16]) -> anyhow::Result<()> 
             nonce: b"",
         });
         let started = Instant::now();
-        let aux = simulate_aux_info(sets[..usize::from(n)].to_vec(), AuxInfoOptions { precompute_multiexp: false }, eid)?;
+        let aux = local::ecdsa_aux_info(eid, sets[..usize::from(n)].to_vec(), AuxInfoOptions { precompute_multiexp: false }, || rand_core::OsRng)?;
         let dir = out.join(format!("n{n}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, a) in aux.iter().enumerate() {

@@ -5,6 +5,13 @@
 //! drop, duplicate, rewrite or re-address it, or forge its sender), and a run in which no
 //! party can make progress ends with [`Outcome::Stalled`] instead of looping forever.
 //! Honest runs give the same results as `round_based::sim::run`.
+//!
+//! [`local`] runs whole protocols among honest simulated parties (tests, benchmarks, fixture
+//! generation, the demo's setup); [`bare`] runs the same protocols on the libraries alone,
+//! without this crate's message layer, to measure the engine's overhead.
+
+pub mod bare;
+pub mod local;
 
 use std::collections::VecDeque;
 
