@@ -131,9 +131,17 @@ mod tests {
     fn every_field_changes_the_id() {
         let base = ExecutionId::derive(&ctx(&["a", "b"], b"1"));
         assert_eq!(base, ExecutionId::derive(&ctx(&["a", "b"], b"1")));
-        assert_ne!(base, ExecutionId::derive(&ctx(&["b", "a"], b"1")), "order matters");
+        assert_ne!(
+            base,
+            ExecutionId::derive(&ctx(&["b", "a"], b"1")),
+            "order matters"
+        );
         assert_ne!(base, ExecutionId::derive(&ctx(&["a", "b"], b"2")));
-        assert_ne!(base, ExecutionId::derive(&ctx(&["ab"], b"1")), "no concatenation ambiguity");
+        assert_ne!(
+            base,
+            ExecutionId::derive(&ctx(&["ab"], b"1")),
+            "no concatenation ambiguity"
+        );
         let mut other = ctx(&["a", "b"], b"1");
         other.protocol = ProtocolTag::EcdsaPresign;
         assert_ne!(base, ExecutionId::derive(&other));
@@ -147,8 +155,16 @@ mod tests {
 
     #[test]
     fn field_boundaries_are_unambiguous() {
-        let a = ExecutionContext { operation_id: "ab", vault_id: "c", ..ctx(&["x"], b"") };
-        let b = ExecutionContext { operation_id: "a", vault_id: "bc", ..ctx(&["x"], b"") };
+        let a = ExecutionContext {
+            operation_id: "ab",
+            vault_id: "c",
+            ..ctx(&["x"], b"")
+        };
+        let b = ExecutionContext {
+            operation_id: "a",
+            vault_id: "bc",
+            ..ctx(&["x"], b"")
+        };
         assert_ne!(ExecutionId::derive(&a), ExecutionId::derive(&b));
     }
 }

@@ -89,7 +89,10 @@ impl std::fmt::Display for Kind {
 
 /// Reads the header of a blob: its format version and kind. Never touches the body.
 pub fn peek(bytes: &[u8]) -> Result<(u16, Kind), Error> {
-    let bad = |reason: String| Error::Format { what: "key material", reason };
+    let bad = |reason: String| Error::Format {
+        what: "key material",
+        reason,
+    };
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or_else(|| bad(format!("{} bytes is shorter than the header", bytes.len())))?;
@@ -108,15 +111,20 @@ pub(crate) fn encode<T: Serialize>(kind: Kind, value: &T) -> Result<Zeroizing<Ve
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     out.extend_from_slice(&kind.tags());
-    ciborium::into_writer(value, &mut *out)
-        .map_err(|e| Error::Format { what: "key material", reason: e.to_string() })?;
+    ciborium::into_writer(value, &mut *out).map_err(|e| Error::Format {
+        what: "key material",
+        reason: e.to_string(),
+    })?;
     Ok(out)
 }
 
 /// Decodes a blob that must be of `kind`.
 pub(crate) fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, Error> {
     let (version, found) = peek(bytes)?;
-    let bad = |reason: String| Error::Format { what: "key material", reason };
+    let bad = |reason: String| Error::Format {
+        what: "key material",
+        reason,
+    };
     if version > FORMAT_VERSION || version == 0 {
         return Err(bad(format!(
             "format version {version} is not supported by this build (it reads up to {FORMAT_VERSION})"
@@ -140,12 +148,19 @@ mod tests {
         let back: Vec<u32> = decode(Kind::PrimeSet, &blob).unwrap();
         assert_eq!(back, vec![1, 2, 3]);
 
-        let err = decode::<Vec<u32>>(Kind::EcdsaAuxInfo, &blob).unwrap_err().to_string();
-        assert!(err.contains("expected a ecdsa-aux-info, found a prime-set"), "{err}");
+        let err = decode::<Vec<u32>>(Kind::EcdsaAuxInfo, &blob)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected a ecdsa-aux-info, found a prime-set"),
+            "{err}"
+        );
 
         let mut future = blob.to_vec();
         future[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_be_bytes());
-        let err = decode::<Vec<u32>>(Kind::PrimeSet, &future).unwrap_err().to_string();
+        let err = decode::<Vec<u32>>(Kind::PrimeSet, &future)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not supported by this build"), "{err}");
 
         assert!(peek(b"VSG").is_err());

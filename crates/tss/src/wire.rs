@@ -85,7 +85,10 @@ impl WireMessage {
 
     /// Decodes bytes made by [`WireMessage::to_bytes`]; never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let format = |reason: &str| Error::Format { what: "wire message", reason: reason.into() };
+        let format = |reason: &str| Error::Format {
+            what: "wire message",
+            reason: reason.into(),
+        };
         let (header, payload) = bytes
             .split_at_checked(HEADER_LEN)
             .ok_or_else(|| format("shorter than its header"))?;
@@ -93,7 +96,9 @@ impl WireMessage {
         if *version != WIRE_VERSION {
             return Err(format(&format!("unknown version {version}")));
         }
-        let (eid, round) = rest.split_at_checked(32).ok_or_else(|| format("truncated header"))?;
+        let (eid, round) = rest
+            .split_at_checked(32)
+            .ok_or_else(|| format("truncated header"))?;
         let eid: [u8; 32] = eid.try_into().map_err(|_| format("truncated execution id"))?;
         let round: [u8; 2] = round.try_into().map_err(|_| format("truncated round"))?;
         if payload.len() > MAX_PAYLOAD {
@@ -197,7 +202,9 @@ where
     P: Mpc<ProtocolMessage = WireMessage>,
     M: ProtocolMessage + Serialize + DeserializeOwned,
 {
-    let MpcParty { delivery, runtime, .. } = party.into_party();
+    let MpcParty {
+        delivery, runtime, ..
+    } = party.into_party();
     let (incoming, outgoing) = delivery.split();
     let faults = FaultCell::default();
     let incoming = CheckedIncoming {
@@ -207,8 +214,15 @@ where
         faults: faults.clone(),
         _msg: PhantomData,
     };
-    let outgoing = CheckedOutgoing { inner: outgoing, params, _msg: PhantomData };
-    (MpcParty::connected((incoming, outgoing)).set_runtime(runtime), faults)
+    let outgoing = CheckedOutgoing {
+        inner: outgoing,
+        params,
+        _msg: PhantomData,
+    };
+    (
+        MpcParty::connected((incoming, outgoing)).set_runtime(runtime),
+        faults,
+    )
 }
 
 /// Incoming half of the checked delivery.
@@ -242,7 +256,13 @@ where
         };
         if *expected != incoming.msg_type {
             let broadcast = incoming.msg_type == MessageType::Broadcast;
-            return Err((sender, Fault::WrongKind { round: wire.round, broadcast }));
+            return Err((
+                sender,
+                Fault::WrongKind {
+                    round: wire.round,
+                    broadcast,
+                },
+            ));
         }
         let key = (sender, wire.round);
         if !self.seen.insert(key) {
@@ -252,7 +272,12 @@ where
         if msg.round() != wire.round {
             return Err((sender, Fault::OutOfRound { round: wire.round }));
         }
-        Ok(Incoming { id: incoming.id, sender, msg_type: incoming.msg_type, msg })
+        Ok(Incoming {
+            id: incoming.id,
+            sender,
+            msg_type: incoming.msg_type,
+            msg,
+        })
     }
 }
 
@@ -277,7 +302,8 @@ where
             Poll::Ready(Some(Ok(incoming))) => match this.check(incoming) {
                 Ok(msg) => Poll::Ready(Some(Ok(msg))),
                 Err((party, fault)) => {
-                    this.faults.record(DeliveryFailure::Misbehaviour(party, fault.clone()));
+                    this.faults
+                        .record(DeliveryFailure::Misbehaviour(party, fault.clone()));
                     Poll::Ready(Some(Err(DeliveryError::Rejected { party, fault })))
                 }
             },
@@ -306,7 +332,11 @@ where
 
     fn start_send(mut self: Pin<&mut Self>, item: Outgoing<M>) -> Result<(), Self::Error> {
         let payload = encode(&item.msg).map_err(DeliveryError::Encode)?;
-        let wire = WireMessage { execution_id: self.params.eid, round: item.msg.round(), payload };
+        let wire = WireMessage {
+            execution_id: self.params.eid,
+            round: item.msg.round(),
+            payload,
+        };
         let recipient: MessageDestination = item.recipient;
         Pin::new(&mut self.inner)
             .start_send(Outgoing { recipient, msg: wire })
@@ -355,6 +385,9 @@ mod tests {
             payload: b"secret-share-bytes".to_vec(),
         };
         let shown = format!("{msg:?}");
-        assert!(!shown.contains("secret") && shown.contains("payload_len: 18"), "{shown}");
+        assert!(
+            !shown.contains("secret") && shown.contains("payload_len: 18"),
+            "{shown}"
+        );
     }
 }

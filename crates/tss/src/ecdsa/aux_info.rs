@@ -21,7 +21,9 @@ pub struct AuxInfoOptions {
 
 impl Default for AuxInfoOptions {
     fn default() -> Self {
-        AuxInfoOptions { precompute_multiexp: true }
+        AuxInfoOptions {
+            precompute_multiexp: true,
+        }
     }
 }
 
@@ -45,7 +47,15 @@ where
     }
     check_index(i, n)?;
     let primes = primes.into_pregenerated()?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, kinds: AUX_ROUNDS });
+    let (party, faults) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n,
+            kinds: AUX_ROUNDS,
+        },
+    );
     let aux = cggmp24::aux_info_gen::<SecurityLevel>(eid.for_cggmp(), i, n, primes)
         .set_digest::<ProtocolDigest>()
         .precompute_multiexp_tables(options.precompute_multiexp)

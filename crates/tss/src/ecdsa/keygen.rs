@@ -29,7 +29,15 @@ where
 {
     check_threshold(t, n)?;
     check_index(i, n)?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n, kinds: KEYGEN_ROUNDS });
+    let (party, faults) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n,
+            kinds: KEYGEN_ROUNDS,
+        },
+    );
     let share = cggmp24::keygen::<E>(eid.for_cggmp(), i, n)
         .set_threshold(t)
         .hd_wallet(true)

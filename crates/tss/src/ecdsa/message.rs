@@ -44,9 +44,7 @@ impl Preimage {
 
     pub(crate) fn data_to_sign<E: Curve>(&self) -> DataToSign<E> {
         match self.hash {
-            HashAlgorithm::Sha256 => {
-                DataToSign::from_digest(sha2::Sha256::new().chain_update(&self.data))
-            }
+            HashAlgorithm::Sha256 => DataToSign::from_digest(sha2::Sha256::new().chain_update(&self.data)),
             HashAlgorithm::Keccak256 => {
                 DataToSign::from_digest(sha3::Keccak256::new().chain_update(&self.data))
             }

@@ -81,7 +81,9 @@ pub(crate) fn check_threshold(t: u16, n: u16) -> Result<(), crate::Error> {
 
 pub(crate) fn check_index(i: u16, n: u16) -> Result<(), crate::Error> {
     if i >= n {
-        return Err(crate::Error::invalid_args(format!("party index {i} is not below {n}")));
+        return Err(crate::Error::invalid_args(format!(
+            "party index {i} is not below {n}"
+        )));
     }
     Ok(())
 }

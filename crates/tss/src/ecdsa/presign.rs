@@ -85,7 +85,10 @@ impl<E: EcdsaCurve> PresignaturePublic<E> {
             commitments: self
                 .commitments
                 .iter()
-                .map(|(d, s)| PresignatureCommitment { tilde_Delta: *d, tilde_S: *s })
+                .map(|(d, s)| PresignatureCommitment {
+                    tilde_Delta: *d,
+                    tilde_S: *s,
+                })
                 .collect(),
         }
     }
@@ -99,7 +102,13 @@ where
     pub fn issue_partial(self, message: &Preimage) -> (PartialSignature<E>, PresignaturePublic<E>) {
         let index = self.public.index;
         let partial = self.secret.issue_partial_signature(message.data_to_sign::<E>());
-        (PartialSignature { index, sigma: partial.sigma }, self.public)
+        (
+            PartialSignature {
+                index,
+                sigma: partial.sigma,
+            },
+            self.public,
+        )
     }
 
     /// Public data of this presignature (committee, key, commitments).
@@ -109,14 +118,20 @@ where
 
     /// Serializes for the keystore (which must delete it before it is used).
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let stored = StoredPresignature { secret: self.secret.clone(), public: self.public.clone() };
+        let stored = StoredPresignature {
+            secret: self.secret.clone(),
+            public: self.public.clone(),
+        };
         share::encode(Kind::EcdsaPresignature(E::KIND), &stored)
     }
 
     /// Parses bytes made by [`Presignature::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let stored: StoredPresignature<E> = share::decode(Kind::EcdsaPresignature(E::KIND), bytes)?;
-        Ok(Presignature { secret: stored.secret, public: stored.public })
+        Ok(Presignature {
+            secret: stored.secret,
+            public: stored.public,
+        })
     }
 }
 
@@ -147,14 +162,26 @@ where
     R: RngCore + CryptoRng,
 {
     let t = check_committee(share, i, signers)?;
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, kinds: SIGNING_ROUNDS });
+    let (party, faults) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n: t,
+            kinds: SIGNING_ROUNDS,
+        },
+    );
     let (secret, public) = cggmp24::signing(eid.for_cggmp(), i, signers, share.inner())
         .generate_presignature(rng, party)
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let public = PresignaturePublic {
         gamma: public.Gamma,
-        commitments: public.commitments.iter().map(|c| (c.tilde_Delta, c.tilde_S)).collect(),
+        commitments: public
+            .commitments
+            .iter()
+            .map(|c| (c.tilde_Delta, c.tilde_S))
+            .collect(),
         signers: signers.to_vec(),
         index: i,
         public_key: share.public_key(),
@@ -186,10 +213,13 @@ where
             }
         }
     }
-    let missing: Vec<PartyIndex> =
-        (0..t as u16).filter(|j| ordered.get(usize::from(*j)).is_some_and(Option::is_none)).collect();
+    let missing: Vec<PartyIndex> = (0..t as u16)
+        .filter(|j| ordered.get(usize::from(*j)).is_some_and(Option::is_none))
+        .collect();
     if !missing.is_empty() {
-        return Err(Error::invalid_args(format!("partial signatures missing from {missing:?}")));
+        return Err(Error::invalid_args(format!(
+            "partial signatures missing from {missing:?}"
+        )));
     }
     let data = message.data_to_sign::<E>();
     let m = data.to_scalar();
@@ -205,7 +235,10 @@ where
         })
         .collect();
     if !culprits.is_empty() {
-        return Err(Error::Aborted { culprits, reason: "partial signature does not verify".into() });
+        return Err(Error::Aborted {
+            culprits,
+            reason: "partial signature does not verify".into(),
+        });
     }
     let library_partials: Vec<cggmp24::PartialSignature<E>> = ordered
         .iter()
@@ -241,8 +274,15 @@ where
 
     let i = presignature.public.index;
     let t = presignature.public.signers.len() as u16;
-    let (party, faults): (wire::CheckedParty<OnlineMsg<E>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n: t, kinds: &[wire::B] });
+    let (party, faults): (wire::CheckedParty<OnlineMsg<E>, P>, _) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n: t,
+            kinds: &[wire::B],
+        },
+    );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = round_based::Delivery::split(delivery);
     let mut router = RoundsRouter::<OnlineMsg<E>>::builder();
@@ -261,7 +301,10 @@ where
     let mut partials: Vec<PartialSignature<E>> = Vec::with_capacity(usize::from(t));
     for (sender, _, p) in received.into_iter_indexed() {
         if p.index != sender {
-            return Err(faults.blame(sender, crate::Fault::Garbled("partial signature carries another index".into())));
+            return Err(faults.blame(
+                sender,
+                crate::Fault::Garbled("partial signature carries another index".into()),
+            ));
         }
         partials.push(p);
     }

@@ -9,8 +9,8 @@
 //!   uses the versioned format of [`crate::share`].
 
 use cggmp24::generic_ec::{Curve, NonZero, Point};
-use cggmp24::key_share::{DirtyAuxInfo, Validate};
 use cggmp24::hd_wallet::{ExtendedPublicKey, Slip10};
+use cggmp24::key_share::{DirtyAuxInfo, Validate};
 use zeroize::Zeroizing;
 
 use super::{EcdsaCurve, SecurityLevel};
@@ -48,7 +48,11 @@ macro_rules! public_key_info {
             }
             /// Signers needed.
             pub fn threshold(&self) -> u16 {
-                $inner(self).key_info.vss_setup.as_ref().map_or(self.n(), |v| v.min_signers)
+                $inner(self)
+                    .key_info
+                    .vss_setup
+                    .as_ref()
+                    .map_or(self.n(), |v| v.min_signers)
             }
             /// The shared public key.
             pub fn public_key(&self) -> Point<E> {
@@ -214,4 +218,3 @@ impl<E: EcdsaCurve> KeyShare<E> {
         &self.0
     }
 }
-

@@ -52,7 +52,11 @@ impl Signature {
         let (r, s) = (*sig.r, *sig.s);
         let recovery_id = recovery_id(&r, &s, digest, public_key)
             .ok_or_else(|| Error::Protocol("cannot compute the recovery id".into()))?;
-        Ok(Signature { r: scalar_bytes(&r)?, s: scalar_bytes(&s)?, recovery_id })
+        Ok(Signature {
+            r: scalar_bytes(&r)?,
+            s: scalar_bytes(&s)?,
+            recovery_id,
+        })
     }
 }
 
@@ -89,7 +93,9 @@ pub(crate) fn check_committee<E: EcdsaCurve>(
         )));
     }
     if i >= t {
-        return Err(Error::invalid_args(format!("committee index {i} is not below {t}")));
+        return Err(Error::invalid_args(format!(
+            "committee index {i} is not below {t}"
+        )));
     }
     if signers.get(usize::from(i)) != Some(&share.index()) {
         return Err(Error::invalid_args(format!(
@@ -101,7 +107,9 @@ pub(crate) fn check_committee<E: EcdsaCurve>(
     let mut seen = std::collections::BTreeSet::new();
     for s in signers {
         if *s >= share.n() || !seen.insert(*s) {
-            return Err(Error::invalid_args(format!("invalid or repeated signer index {s}")));
+            return Err(Error::invalid_args(format!(
+                "invalid or repeated signer index {s}"
+            )));
         }
     }
     Ok(t)
@@ -109,6 +117,7 @@ pub(crate) fn check_committee<E: EcdsaCurve>(
 
 /// Signs `message` as member `i` of the committee `signers` (keygen indices, the same order
 /// for every member), optionally with the child key at `path`.
+#[allow(clippy::too_many_arguments)] // mirrors the protocol's inputs; a builder would add nothing
 pub async fn sign<E, P, R>(
     party: P,
     eid: ExecutionId,
@@ -131,7 +140,15 @@ where
         Some(path) => share.derive_public_key(path)?,
         None => share.public_key(),
     };
-    let (party, faults) = wire::connect(party, RunParams { eid, me: i, n: t, kinds: SIGNING_ROUNDS });
+    let (party, faults) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n: t,
+            kinds: SIGNING_ROUNDS,
+        },
+    );
     let mut builder = cggmp24::signing(eid.for_cggmp(), i, signers, share.inner());
     if let Some(path) = path {
         builder = builder
@@ -140,7 +157,11 @@ where
     }
     let digest = message.scalar::<E>();
     let signature = match message {
-        Message::Digest(_) => builder.sign(rng, party, &PrehashedDataToSign::from_scalar(digest)).await,
+        Message::Digest(_) => {
+            builder
+                .sign(rng, party, &PrehashedDataToSign::from_scalar(digest))
+                .await
+        }
         Message::Preimage(p) => builder.sign(rng, party, &p.data_to_sign::<E>()).await,
     }
     .map_err(|e| faults.explain(Error::protocol(&e)))?;

@@ -64,8 +64,15 @@ where
     crate::ecdsa::check_threshold(t, n)?;
     crate::ecdsa::check_index(i, n)?;
     let ids: Vec<Identifier<C>> = (0..n).map(identifier::<C>).collect::<Result<_, _>>()?;
-    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n, kinds: &[wire::B, wire::B, wire::P] });
+    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n,
+            kinds: &[wire::B, wire::B, wire::P],
+        },
+    );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
     let mut router = RoundsRouter::<Msg<C>>::builder();
@@ -76,13 +83,19 @@ where
     let io = |e: &dyn std::error::Error| Error::Transport(e.to_string());
 
     // Round 0: commitments and proof of knowledge.
-    let me = *ids.get(usize::from(i)).ok_or_else(|| Error::invalid_args("index"))?;
-    let (secret1, mine) = dkg::part1::<C, _>(me, n, t, &mut *rng).map_err(|e| Error::Protocol(e.to_string()))?;
+    let me = *ids
+        .get(usize::from(i))
+        .ok_or_else(|| Error::invalid_args("index"))?;
+    let (secret1, mine) =
+        dkg::part1::<C, _>(me, n, t, &mut *rng).map_err(|e| Error::Protocol(e.to_string()))?;
     outgoing
         .send(Outgoing::broadcast(Msg::Commitments(Commitments(mine.clone()))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let received = router.complete(round_commit).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_commit)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut all: Vec<Option<round1::Package<C>>> = vec![None; usize::from(n)];
     for (sender, _, Commitments(pkg)) in received.into_iter_indexed() {
         if let Some(slot) = all.get_mut(usize::from(sender)) {
@@ -100,9 +113,17 @@ where
         .send(Outgoing::broadcast(Msg::Echo(my_echo.clone())))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let echoes = router.complete(round_echo).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let echoes = router
+        .complete(round_echo)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     if let Some((sender, _, _)) = echoes.iter_indexed().find(|(_, _, e)| **e != my_echo) {
-        return Err(faults.blame(sender, Fault::EchoMismatch { round: COMMITMENT_ROUND }));
+        return Err(faults.blame(
+            sender,
+            Fault::EchoMismatch {
+                round: COMMITMENT_ROUND,
+            },
+        ));
     }
 
     // Round 2: secret shares, p2p.
@@ -115,13 +136,19 @@ where
         .collect();
     let (secret2, shares) = dkg::part2(secret1, &round1_packages).map_err(|e| culprits_of(&e, &ids))?;
     for (id, pkg) in shares {
-        let to = ids.iter().position(|x| *x == id).ok_or_else(|| Error::Protocol("unknown recipient".into()))?;
+        let to = ids
+            .iter()
+            .position(|x| *x == id)
+            .ok_or_else(|| Error::Protocol("unknown recipient".into()))?;
         outgoing
             .send(Outgoing::p2p(to as PartyIndex, Msg::Share(Share(pkg))))
             .await
             .map_err(|e| faults.explain(io(&e)))?;
     }
-    let received = router.complete(round_share).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_share)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let round2_packages: BTreeMap<Identifier<C>, round2::Package<C>> = received
         .into_iter_indexed()
         .filter_map(|(sender, _, Share(pkg))| ids.get(usize::from(sender)).map(|id| (*id, pkg)))
@@ -131,7 +158,10 @@ where
     KeyShare::new(i, n, key_package, public_key_package)
 }
 
-fn echo_of<C: SchnorrScheme>(eid: &ExecutionId, packages: &[Option<round1::Package<C>>]) -> Result<Echo, Error> {
+fn echo_of<C: SchnorrScheme>(
+    eid: &ExecutionId,
+    packages: &[Option<round1::Package<C>>],
+) -> Result<Echo, Error> {
     let mut h = Sha256::new();
     h.update(b"vsigner/frost-dkg/echo/v1");
     h.update(eid.as_bytes());

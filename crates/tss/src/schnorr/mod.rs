@@ -75,12 +75,15 @@ impl SchnorrScheme for Ed25519 {
     ) -> Result<(KeyPackage<Self>, PublicKeyPackage<Self>), Error> {
         match taproot {
             None => Ok((key_package, public_key_package)),
-            Some(_) => Err(Error::invalid_args("a Taproot tweak applies to BIP-340 keys only")),
+            Some(_) => Err(Error::invalid_args(
+                "a Taproot tweak applies to BIP-340 keys only",
+            )),
         }
     }
 
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Result<Vec<u8>, Error> {
-        key.serialize().map_err(|e| Error::InvalidKeyMaterial(e.to_string()))
+        key.serialize()
+            .map_err(|e| Error::InvalidKeyMaterial(e.to_string()))
     }
 }
 
@@ -103,7 +106,9 @@ impl SchnorrScheme for Bip340 {
     }
 
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Result<Vec<u8>, Error> {
-        let sec1 = key.serialize().map_err(|e| Error::InvalidKeyMaterial(e.to_string()))?;
+        let sec1 = key
+            .serialize()
+            .map_err(|e| Error::InvalidKeyMaterial(e.to_string()))?;
         // 33-byte compressed SEC1; BIP-340 keys are the x coordinate (y is even after DKG).
         sec1.get(1..)
             .map(<[u8]>::to_vec)
@@ -119,10 +124,7 @@ pub(crate) fn identifier<C: Ciphersuite>(i: PartyIndex) -> Result<Identifier<C>,
 
 /// Maps FROST culprit identifiers back to party indices of a run whose party `j` has
 /// identifier `ids[j]`.
-pub(crate) fn culprits_of<C: Ciphersuite>(
-    err: &frost_core::Error<C>,
-    ids: &[Identifier<C>],
-) -> Error {
+pub(crate) fn culprits_of<C: Ciphersuite>(err: &frost_core::Error<C>, ids: &[Identifier<C>]) -> Error {
     let culprits: Vec<PartyIndex> = err
         .culprits()
         .iter()
@@ -131,6 +133,9 @@ pub(crate) fn culprits_of<C: Ciphersuite>(
     if culprits.is_empty() {
         Error::Protocol(err.to_string())
     } else {
-        Error::Aborted { culprits, reason: err.to_string() }
+        Error::Aborted {
+            culprits,
+            reason: err.to_string(),
+        }
     }
 }

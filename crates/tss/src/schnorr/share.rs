@@ -29,7 +29,12 @@ impl<C: SchnorrScheme> KeyShare<C> {
         key_package: KeyPackage<C>,
         public_key_package: PublicKeyPackage<C>,
     ) -> Result<Self, Error> {
-        let share = KeyShare { index, n, key_package, public_key_package };
+        let share = KeyShare {
+            index,
+            n,
+            key_package,
+            public_key_package,
+        };
         share.validate()?;
         Ok(share)
     }
@@ -102,7 +107,10 @@ impl<C: SchnorrScheme> std::fmt::Debug for KeyShare<C> {
             .field("index", &self.index)
             .field("threshold", &self.threshold())
             .field("n", &self.n)
-            .field("public_key", &self.public_key_bytes().map(hex::encode).unwrap_or_default())
+            .field(
+                "public_key",
+                &self.public_key_bytes().map(hex::encode).unwrap_or_default(),
+            )
             .field("secret", &"<redacted>")
             .finish()
     }

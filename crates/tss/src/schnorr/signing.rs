@@ -65,12 +65,25 @@ where
     R: RngCore + CryptoRng,
 {
     let t = check_committee(share, i, signers)?;
-    let ids: Vec<Identifier<C>> = signers.iter().map(|s| identifier::<C>(*s)).collect::<Result<_, _>>()?;
-    let (key_package, public_key_package) =
-        C::tweak(share.key_package.clone(), share.public_key_package.clone(), taproot)?;
+    let ids: Vec<Identifier<C>> = signers
+        .iter()
+        .map(|s| identifier::<C>(*s))
+        .collect::<Result<_, _>>()?;
+    let (key_package, public_key_package) = C::tweak(
+        share.key_package.clone(),
+        share.public_key_package.clone(),
+        taproot,
+    )?;
 
-    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) =
-        wire::connect(party, RunParams { eid, me: i, n: t, kinds: &[wire::B, wire::B] });
+    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n: t,
+            kinds: &[wire::B, wire::B],
+        },
+    );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
     let mut router = RoundsRouter::<Msg<C>>::builder();
@@ -85,7 +98,10 @@ where
         .send(Outgoing::broadcast(Msg::Commitments(Commitments(mine))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let received = router.complete(round_commit).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_commit)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut commitments = BTreeMap::new();
     for (sender, _, Commitments(c)) in received.into_iter_indexed() {
         if let Some(id) = ids.get(usize::from(sender)) {
@@ -103,7 +119,10 @@ where
         .send(Outgoing::broadcast(Msg::Share(Share(my_share))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let received = router.complete(round_share).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_share)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut shares = BTreeMap::new();
     for (sender, _, Share(s)) in received.into_iter_indexed() {
         if let Some(id) = ids.get(usize::from(sender)) {
@@ -117,11 +136,17 @@ where
         .verifying_key()
         .verify(message, &signature)
         .map_err(|e| Error::Protocol(format!("aggregated signature does not verify: {e}")))?;
-    let bytes = signature.serialize().map_err(|e| Error::Protocol(e.to_string()))?;
+    let bytes = signature
+        .serialize()
+        .map_err(|e| Error::Protocol(e.to_string()))?;
     Ok(Signature(bytes))
 }
 
-fn check_committee<C: SchnorrScheme>(share: &KeyShare<C>, i: PartyIndex, signers: &[PartyIndex]) -> Result<u16, Error> {
+fn check_committee<C: SchnorrScheme>(
+    share: &KeyShare<C>,
+    i: PartyIndex,
+    signers: &[PartyIndex],
+) -> Result<u16, Error> {
     let t = share.threshold();
     if signers.len() < usize::from(t) || signers.len() > usize::from(share.n()) {
         return Err(Error::invalid_args(format!(
@@ -140,7 +165,9 @@ fn check_committee<C: SchnorrScheme>(share: &KeyShare<C>, i: PartyIndex, signers
     let mut seen = std::collections::BTreeSet::new();
     for s in signers {
         if *s >= share.n() || !seen.insert(*s) {
-            return Err(Error::invalid_args(format!("invalid or repeated signer index {s}")));
+            return Err(Error::invalid_args(format!(
+                "invalid or repeated signer index {s}"
+            )));
         }
     }
     Ok(signers.len() as u16)

@@ -27,7 +27,11 @@ where
     let results = round_based::sim::run(n, |i, party| {
         let mut rng = rng();
         async move {
-            cggmp24::keygen::<E>(eid.for_cggmp(), i, n).set_threshold(t).hd_wallet(true).start(&mut rng, party).await
+            cggmp24::keygen::<E>(eid.for_cggmp(), i, n)
+                .set_threshold(t)
+                .hd_wallet(true)
+                .start(&mut rng, party)
+                .await
         }
     })
     .map_err(sim_error)?;
@@ -38,18 +42,28 @@ where
 }
 
 /// `cggmp24::signing(..).sign` of a prehashed digest on the simulator.
-pub fn ecdsa_sign<E, R>(eid: ExecutionId, shares: &[KeyShare<E>], signers: &[PartyIndex], digest: [u8; 32], rng: impl Fn() -> R) -> Result<(), Error>
+pub fn ecdsa_sign<E, R>(
+    eid: ExecutionId,
+    shares: &[KeyShare<E>],
+    signers: &[PartyIndex],
+    digest: [u8; 32],
+    rng: impl Fn() -> R,
+) -> Result<(), Error>
 where
     E: EcdsaCurve,
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     R: RngCore + CryptoRng,
 {
-    let data = cggmp24::PrehashedDataToSign::from_scalar(cggmp24::generic_ec::Scalar::<E>::from_be_bytes_mod_order(digest));
+    let data = cggmp24::PrehashedDataToSign::from_scalar(
+        cggmp24::generic_ec::Scalar::<E>::from_be_bytes_mod_order(digest),
+    );
     let t = signers.len() as u16;
     let results = round_based::sim::run(t, |j, party| {
         let mut rng = rng();
-        let share: Option<&cggmp24::KeyShare<E, SecurityLevel>> =
-            signers.get(usize::from(j)).and_then(|s| shares.get(usize::from(*s))).map(KeyShare::inner);
+        let share: Option<&cggmp24::KeyShare<E, SecurityLevel>> = signers
+            .get(usize::from(j))
+            .and_then(|s| shares.get(usize::from(*s)))
+            .map(KeyShare::inner);
         async move {
             let share = share.ok_or_else(|| Error::invalid_args("no share"))?;
             cggmp24::signing(eid.for_cggmp(), j, signers, share)
@@ -66,7 +80,12 @@ where
 }
 
 /// `cggmp24::signing(..).generate_presignature` on the simulator.
-pub fn ecdsa_presign<E, R>(eid: ExecutionId, shares: &[KeyShare<E>], signers: &[PartyIndex], rng: impl Fn() -> R) -> Result<(), Error>
+pub fn ecdsa_presign<E, R>(
+    eid: ExecutionId,
+    shares: &[KeyShare<E>],
+    signers: &[PartyIndex],
+    rng: impl Fn() -> R,
+) -> Result<(), Error>
 where
     E: EcdsaCurve,
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
@@ -75,8 +94,10 @@ where
     let t = signers.len() as u16;
     let results = round_based::sim::run(t, |j, party| {
         let mut rng = rng();
-        let share: Option<&cggmp24::KeyShare<E, SecurityLevel>> =
-            signers.get(usize::from(j)).and_then(|s| shares.get(usize::from(*s))).map(KeyShare::inner);
+        let share: Option<&cggmp24::KeyShare<E, SecurityLevel>> = signers
+            .get(usize::from(j))
+            .and_then(|s| shares.get(usize::from(*s)))
+            .map(KeyShare::inner);
         async move {
             let share = share.ok_or_else(|| Error::invalid_args("no share"))?;
             cggmp24::signing(eid.for_cggmp(), j, signers, share)
@@ -94,7 +115,11 @@ where
 }
 
 /// FROST DKG: `dkg::part1..3` for every party, packages passed directly.
-pub fn schnorr_keygen<C: SchnorrScheme, R: RngCore + CryptoRng>(n: u16, t: u16, rng: &mut R) -> Result<(), Error> {
+pub fn schnorr_keygen<C: SchnorrScheme, R: RngCore + CryptoRng>(
+    n: u16,
+    t: u16,
+    rng: &mut R,
+) -> Result<(), Error> {
     let err = |e: frost_core::Error<C>| Error::Protocol(e.to_string());
     let ids: Vec<Identifier<C>> = (0..n).map(schnorr::identifier::<C>).collect::<Result<_, _>>()?;
     let mut secrets1 = BTreeMap::new();
@@ -132,8 +157,10 @@ pub fn schnorr_sign<C: SchnorrScheme, R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(), Error> {
     let err = |e: frost_core::Error<C>| Error::Protocol(e.to_string());
-    let committee: Vec<&schnorr::KeyShare<C>> =
-        signers.iter().filter_map(|s| shares.get(usize::from(*s))).collect();
+    let committee: Vec<&schnorr::KeyShare<C>> = signers
+        .iter()
+        .filter_map(|s| shares.get(usize::from(*s)))
+        .collect();
     let mut nonces = BTreeMap::new();
     let mut commitments = BTreeMap::new();
     for s in &committee {
@@ -146,7 +173,10 @@ pub fn schnorr_sign<C: SchnorrScheme, R: RngCore + CryptoRng>(
     for s in &committee {
         let id = *s.key_package.identifier();
         let n = nonces.get(&id).ok_or_else(|| Error::Protocol("nonce".into()))?;
-        sig_shares.insert(id, frost_core::round2::sign(&package, n, &s.key_package).map_err(err)?);
+        sig_shares.insert(
+            id,
+            frost_core::round2::sign(&package, n, &s.key_package).map_err(err)?,
+        );
     }
     // Every member aggregates in the engine; do the same here.
     for s in &committee {

@@ -8,13 +8,17 @@ use cggmp24::generic_ec::{NonZero, Point};
 use cggmp24::hd_wallet::{HdWallet, Slip10};
 use rand_core::{CryptoRng, RngCore};
 
-use crate::ecdsa::{self, AuxInfo, AuxInfoOptions, CoreShare, EcdsaCurve, KeyShare, Message, Preimage, Presignature};
+use crate::ecdsa::{
+    self, AuxInfo, AuxInfoOptions, CoreShare, EcdsaCurve, KeyShare, Message, Preimage, Presignature,
+};
 use crate::hd::DerivationPath;
 use crate::primes::PrimeSet;
 use crate::schnorr::{self, SchnorrScheme, TaprootTweak};
 use crate::{Error, ExecutionId, PartyIndex};
 
-fn collect<T>(result: Result<round_based::sim::SimResult<Result<T, Error>>, round_based::sim::SimError>) -> Result<Vec<T>, Error> {
+fn collect<T>(
+    result: Result<round_based::sim::SimResult<Result<T, Error>>, round_based::sim::SimError>,
+) -> Result<Vec<T>, Error> {
     result
         .map_err(|e| Error::Protocol(format!("simulation failed: {e}")))?
         .into_vec()
@@ -30,7 +34,12 @@ fn share_of<'a, T>(shares: &'a [T], signers: &[PartyIndex], j: u16) -> Result<&'
 }
 
 /// ECDSA keygen, `t`-of-`n`.
-pub fn ecdsa_keygen<E, R>(eid: ExecutionId, n: u16, t: u16, rng: impl Fn() -> R) -> Result<Vec<CoreShare<E>>, Error>
+pub fn ecdsa_keygen<E, R>(
+    eid: ExecutionId,
+    n: u16,
+    t: u16,
+    rng: impl Fn() -> R,
+) -> Result<Vec<CoreShare<E>>, Error>
 where
     E: EcdsaCurve,
     R: RngCore + CryptoRng,
@@ -42,7 +51,12 @@ where
 }
 
 /// Aux-info for a device set; party `i` uses `sets[i]`.
-pub fn ecdsa_aux_info<R>(eid: ExecutionId, sets: Vec<PrimeSet>, options: AuxInfoOptions, rng: impl Fn() -> R) -> Result<Vec<AuxInfo>, Error>
+pub fn ecdsa_aux_info<R>(
+    eid: ExecutionId,
+    sets: Vec<PrimeSet>,
+    options: AuxInfoOptions,
+    rng: impl Fn() -> R,
+) -> Result<Vec<AuxInfo>, Error>
 where
     R: RngCore + CryptoRng,
 {
@@ -59,8 +73,15 @@ where
 }
 
 /// Joins core shares with the aux-info of the same set.
-pub fn ecdsa_key_shares<E: EcdsaCurve>(cores: Vec<CoreShare<E>>, aux: Vec<AuxInfo>) -> Result<Vec<KeyShare<E>>, Error> {
-    cores.into_iter().zip(aux).map(|(c, a)| KeyShare::from_parts(c, a)).collect()
+pub fn ecdsa_key_shares<E: EcdsaCurve>(
+    cores: Vec<CoreShare<E>>,
+    aux: Vec<AuxInfo>,
+) -> Result<Vec<KeyShare<E>>, Error> {
+    cores
+        .into_iter()
+        .zip(aux)
+        .map(|(c, a)| KeyShare::from_parts(c, a))
+        .collect()
 }
 
 /// Full ECDSA signing by `signers` (keygen indices).
@@ -128,7 +149,12 @@ where
 }
 
 /// FROST keygen, `t`-of-`n`.
-pub fn schnorr_keygen<C, R>(eid: ExecutionId, n: u16, t: u16, rng: impl Fn() -> R) -> Result<Vec<schnorr::KeyShare<C>>, Error>
+pub fn schnorr_keygen<C, R>(
+    eid: ExecutionId,
+    n: u16,
+    t: u16,
+    rng: impl Fn() -> R,
+) -> Result<Vec<schnorr::KeyShare<C>>, Error>
 where
     C: SchnorrScheme,
     R: RngCore + CryptoRng,

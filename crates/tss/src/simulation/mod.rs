@@ -91,9 +91,15 @@ pub fn run_with<O>(
             while outcomes.get(i).is_some_and(Option::is_none) {
                 let Some(party) = parties.get_mut(i) else { break };
                 if wants_msg.get(i).copied().unwrap_or(false) {
-                    let Some(msg) = queues.get_mut(i).and_then(VecDeque::pop_front) else { break };
+                    let Some(msg) = queues.get_mut(i).and_then(VecDeque::pop_front) else {
+                        break;
+                    };
                     if party.received_msg(msg).is_err() {
-                        set(&mut outcomes, i, Some(Outcome::ExecutorError("state machine refused a message".into())));
+                        set(
+                            &mut outcomes,
+                            i,
+                            Some(Outcome::ExecutorError("state machine refused a message".into())),
+                        );
                         break;
                     }
                     set(&mut wants_msg, i, false);
@@ -107,7 +113,12 @@ pub fn run_with<O>(
                             MessageDestination::AllParties => (None, true),
                             MessageDestination::OneParty(j) => (Some(j), false),
                         };
-                        for env in intercept(Envelope { from: i as PartyIndex, to, broadcast, msg }) {
+                        for env in intercept(Envelope {
+                            from: i as PartyIndex,
+                            to,
+                            broadcast,
+                            msg,
+                        }) {
                             route(&mut queues, &mut next_id, env);
                         }
                     }
@@ -117,7 +128,9 @@ pub fn run_with<O>(
                         set(&mut outcomes, i, Some(Outcome::Finished(o)));
                     }
                     ProceedResult::Yielded => progress = true,
-                    ProceedResult::Error(e) => set(&mut outcomes, i, Some(Outcome::ExecutorError(e.to_string()))),
+                    ProceedResult::Error(e) => {
+                        set(&mut outcomes, i, Some(Outcome::ExecutorError(e.to_string())))
+                    }
                 }
             }
         }
@@ -125,7 +138,10 @@ pub fn run_with<O>(
             break;
         }
     }
-    outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Stalled)).collect()
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Stalled))
+        .collect()
 }
 
 fn set<T>(v: &mut [T], i: usize, value: T) {
@@ -135,12 +151,26 @@ fn set<T>(v: &mut [T], i: usize, value: T) {
 }
 
 fn route(queues: &mut [VecDeque<Incoming<WireMessage>>], next_id: &mut u64, env: Envelope) {
-    let Envelope { from, to, broadcast, msg } = env;
-    let kind = if broadcast { MessageType::Broadcast } else { MessageType::P2P };
+    let Envelope {
+        from,
+        to,
+        broadcast,
+        msg,
+    } = env;
+    let kind = if broadcast {
+        MessageType::Broadcast
+    } else {
+        MessageType::P2P
+    };
     let n = queues.len();
     let mut push = |j: usize, msg_type: MessageType, msg: WireMessage| {
         if let Some(q) = queues.get_mut(j) {
-            q.push_back(Incoming { id: *next_id, sender: from, msg_type, msg });
+            q.push_back(Incoming {
+                id: *next_id,
+                sender: from,
+                msg_type,
+                msg,
+            });
             *next_id += 1;
         }
     };

@@ -19,16 +19,33 @@ fn frost_sign_with(intercept: Interceptor) -> Vec<Outcome<Result<schnorr::Signat
     let parties = (0..3u16)
         .map(|j| {
             simulation::party(move |party| async move {
-                schnorr::sign(party, eid, j, &signers, &shares[usize::from(j)], b"msg", None, &mut OsRng).await
+                schnorr::sign(
+                    party,
+                    eid,
+                    j,
+                    &signers,
+                    &shares[usize::from(j)],
+                    b"msg",
+                    None,
+                    &mut OsRng,
+                )
+                .await
             })
         })
         .collect();
     simulation::run_with(parties, intercept)
 }
 
-fn frost_keygen_with(eid: ExecutionId, intercept: Interceptor) -> Vec<Outcome<Result<schnorr::KeyShare<Ed25519>, Error>>> {
+fn frost_keygen_with(
+    eid: ExecutionId,
+    intercept: Interceptor,
+) -> Vec<Outcome<Result<schnorr::KeyShare<Ed25519>, Error>>> {
     let parties = (0..3u16)
-        .map(|i| simulation::party(move |party| async move { schnorr::keygen(party, eid, i, 3, 2, &mut OsRng).await }))
+        .map(|i| {
+            simulation::party(
+                move |party| async move { schnorr::keygen(party, eid, i, 3, 2, &mut OsRng).await },
+            )
+        })
         .collect();
     simulation::run_with(parties, intercept)
 }
@@ -94,7 +111,9 @@ fn replay_of_an_earlier_run_is_refused() {
             vec![env]
         }),
     );
-    assert!(outcomes.into_iter().all(|o| matches!(o, Outcome::Finished(Ok(_)))));
+    assert!(outcomes
+        .into_iter()
+        .all(|o| matches!(o, Outcome::Finished(Ok(_)))));
     let old = recorded.borrow().clone().unwrap();
     let second = eid(ProtocolTag::SchnorrKeygen, "second", 3);
     let outcomes = frost_keygen_with(
@@ -115,7 +134,12 @@ fn message_from_a_non_participant_is_refused() {
         forged.from = 7;
         vec![env, forged]
     }));
-    assert_blamed(outcomes, 7, &[0, 1, 2], misbehaviour(Fault::NotAParticipant { n: 3 }));
+    assert_blamed(
+        outcomes,
+        7,
+        &[0, 1, 2],
+        misbehaviour(Fault::NotAParticipant { n: 3 }),
+    );
 }
 
 #[test]
@@ -130,7 +154,12 @@ fn message_claiming_to_come_from_the_recipient_is_refused() {
 #[test]
 fn message_for_a_round_that_does_not_exist_is_refused() {
     let outcomes = frost_sign_with(tamper(1, |e| e.msg.round = 99));
-    assert_blamed(outcomes, 1, &[0, 2], misbehaviour(Fault::OutOfRound { round: 99 }));
+    assert_blamed(
+        outcomes,
+        1,
+        &[0, 2],
+        misbehaviour(Fault::OutOfRound { round: 99 }),
+    );
 }
 
 #[test]
@@ -142,7 +171,13 @@ fn message_whose_header_and_payload_disagree_on_the_round_is_refused() {
         }
     }));
     assert_blamed(outcomes, 1, &[0, 2], |e| {
-        matches!(e, Error::Misbehaviour { fault: Fault::OutOfRound { .. } | Fault::Garbled(_), .. })
+        matches!(
+            e,
+            Error::Misbehaviour {
+                fault: Fault::OutOfRound { .. } | Fault::Garbled(_),
+                ..
+            }
+        )
     });
 }
 
@@ -165,10 +200,26 @@ fn garbled_payloads_are_refused_without_panic() {
             let keep = e.msg.payload.len().saturating_sub(cut + 1);
             e.msg.payload.truncate(if cut == 0 { 0 } else { keep });
         }));
-        assert_blamed(outcomes, 2, &[0, 1], |e| matches!(e, Error::Misbehaviour { fault: Fault::Garbled(_), .. }));
+        assert_blamed(outcomes, 2, &[0, 1], |e| {
+            matches!(
+                e,
+                Error::Misbehaviour {
+                    fault: Fault::Garbled(_),
+                    ..
+                }
+            )
+        });
     }
     let outcomes = frost_sign_with(tamper(2, |e| e.msg.payload.iter_mut().for_each(|b| *b = 0xff)));
-    assert_blamed(outcomes, 2, &[0, 1], |e| matches!(e, Error::Misbehaviour { fault: Fault::Garbled(_), .. }));
+    assert_blamed(outcomes, 2, &[0, 1], |e| {
+        matches!(
+            e,
+            Error::Misbehaviour {
+                fault: Fault::Garbled(_),
+                ..
+            }
+        )
+    });
 }
 
 #[test]
@@ -181,7 +232,9 @@ fn invalid_signature_share_names_the_signer() {
             e.msg.payload[k] ^= 0x01;
         }
     }));
-    assert_blamed(outcomes, 1, &[0, 2], |e| matches!(e, Error::Aborted { .. } | Error::Misbehaviour { .. }));
+    assert_blamed(outcomes, 1, &[0, 2], |e| {
+        matches!(e, Error::Aborted { .. } | Error::Misbehaviour { .. })
+    });
 }
 
 #[test]
@@ -200,15 +253,24 @@ fn frost_dkg_equivocation_is_caught_by_the_echo_round() {
             vec![env]
         }),
     );
-    assert!(outcomes.into_iter().all(|o| matches!(o, Outcome::Finished(Ok(_)))));
+    assert!(outcomes
+        .into_iter()
+        .all(|o| matches!(o, Outcome::Finished(Ok(_)))));
     let other = recorded.borrow().clone().unwrap();
     let outcomes = frost_keygen_with(
         eid,
         Box::new(move |env| {
             if env.from == 2 && env.msg.round == 0 {
                 // Split the broadcast: real commitments to 0, the other run's to 1.
-                let to_0 = Envelope { to: Some(0), ..env.clone() };
-                let to_1 = Envelope { to: Some(1), msg: other.clone(), ..env };
+                let to_0 = Envelope {
+                    to: Some(0),
+                    ..env.clone()
+                };
+                let to_1 = Envelope {
+                    to: Some(1),
+                    msg: other.clone(),
+                    ..env
+                };
                 // Delivered as broadcasts, as an equivocating broadcaster would.
                 return vec![to_0, to_1];
             }
@@ -272,14 +334,29 @@ fn ecdsa_signing_refuses_wrong_execution_and_garbage_naming_the_party() {
         let parties = (0..2u16)
             .map(|j| {
                 simulation::party(move |party| async move {
-                    ecdsa::sign(party, eid, j, &signers, &shares[usize::from(j)], m, None, &mut OsRng).await
+                    ecdsa::sign(
+                        party,
+                        eid,
+                        j,
+                        &signers,
+                        &shares[usize::from(j)],
+                        m,
+                        None,
+                        &mut OsRng,
+                    )
+                    .await
                 })
             })
             .collect();
         simulation::run_with(parties, intercept)
     };
     let other = ExecutionId::from_bytes([1; 32]);
-    assert_blamed(run(tamper(1, move |e| e.msg.execution_id = other)), 1, &[0], misbehaviour(Fault::WrongExecution));
+    assert_blamed(
+        run(tamper(1, move |e| e.msg.execution_id = other)),
+        1,
+        &[0],
+        misbehaviour(Fault::WrongExecution),
+    );
     assert_blamed(
         run(tamper(0, |e| {
             if e.msg.round == 1 {
@@ -288,7 +365,15 @@ fn ecdsa_signing_refuses_wrong_execution_and_garbage_naming_the_party() {
         })),
         0,
         &[1],
-        |e| matches!(e, Error::Misbehaviour { fault: Fault::Garbled(_), .. }),
+        |e| {
+            matches!(
+                e,
+                Error::Misbehaviour {
+                    fault: Fault::Garbled(_),
+                    ..
+                }
+            )
+        },
     );
 }
 
@@ -297,7 +382,9 @@ fn ecdsa_keygen_refuses_a_non_participant() {
     let eid = eid(ProtocolTag::EcdsaKeygen, "adversarial", 3);
     let parties = (0..3u16)
         .map(|i| {
-            simulation::party(move |party| async move { ecdsa::keygen::<Secp256k1, _, _>(party, eid, i, 3, 2, &mut OsRng).await })
+            simulation::party(move |party| async move {
+                ecdsa::keygen::<Secp256k1, _, _>(party, eid, i, 3, 2, &mut OsRng).await
+            })
         })
         .collect();
     let outcomes = simulation::run_with(parties, |env| {
@@ -305,5 +392,10 @@ fn ecdsa_keygen_refuses_a_non_participant() {
         forged.from = 3;
         vec![forged, env]
     });
-    assert_blamed(outcomes, 3, &[0, 1, 2], misbehaviour(Fault::NotAParticipant { n: 3 }));
+    assert_blamed(
+        outcomes,
+        3,
+        &[0, 1, 2],
+        misbehaviour(Fault::NotAParticipant { n: 3 }),
+    );
 }

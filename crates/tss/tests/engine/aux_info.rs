@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rand_core::OsRng;
-use vsigner_tss::ecdsa::{self, AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1};
+use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1};
 use vsigner_tss::primes::PrimePool;
+use vsigner_tss::simulation::local;
 use vsigner_tss::ProtocolTag;
 
 use crate::common::*;
@@ -15,29 +16,30 @@ fn aux_info_from_pool_primes_gives_shares_that_sign() {
     let n = 3u16;
     let pool = PrimePool::with_sets(test_prime_sets());
     let sets: Vec<_> = (0..n).map(|_| pool.take().unwrap()).collect();
-    let eid = eid(ProtocolTag::EcdsaAuxInfo, "aux", n.into());
-    let mut sets = sets.into_iter().map(Some).collect::<Vec<_>>();
-    let aux = round_based::sim::run(n, |i, party| {
-        let set = sets[usize::from(i)].take().unwrap();
-        async move {
-            ecdsa::generate_aux_info(party, eid, i, n, set, AuxInfoOptions { precompute_multiexp: false }, &mut OsRng)
-                .await
-        }
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec();
-    let shares: Vec<KeyShare<Secp256k1>> = ecdsa_keygen::<Secp256k1>(n, 2)
-        .into_iter()
-        .zip(aux)
-        .map(|(c, a)| KeyShare::from_parts(c, a).unwrap())
-        .collect();
-    let m = Message::Preimage(Preimage { hash: HashAlgorithm::Sha256, data: b"fresh aux".to_vec() });
+    let options = AuxInfoOptions {
+        precompute_multiexp: false,
+    };
+    let aux = local::ecdsa_aux_info(
+        eid(ProtocolTag::EcdsaAuxInfo, "aux", n.into()),
+        sets,
+        options,
+        || OsRng,
+    )
+    .unwrap();
+    let shares: Vec<KeyShare<Secp256k1>> =
+        local::ecdsa_key_shares(ecdsa_keygen::<Secp256k1>(n, 2), aux).unwrap();
+    let m = Message::Preimage(Preimage {
+        hash: HashAlgorithm::Sha256,
+        data: b"fresh aux".to_vec(),
+    });
     let sig = all_equal(&ecdsa_sign(&shares, &[2, 0], &m, None));
     use k256::ecdsa::signature::hazmat::PrehashVerifier;
     k256::ecdsa::VerifyingKey::from_sec1_bytes(&shares[0].public_key_bytes())
         .unwrap()
-        .verify_prehash(&m.digest(), &k256::ecdsa::Signature::from_scalars(sig.r, sig.s).unwrap())
+        .verify_prehash(
+            &m.digest(),
+            &k256::ecdsa::Signature::from_scalars(sig.r, sig.s).unwrap(),
+        )
         .unwrap();
 }
 
@@ -53,13 +55,22 @@ fn prime_pool_fills_in_the_background_with_progress() {
     assert_eq!(calls.load(Ordering::Relaxed), 4, "one progress call per prime");
     assert_eq!(pool.primes_generated(), 4);
     let progress = pool.progress();
-    assert_eq!((progress.sets_ready, progress.loose_primes, progress.primes_missing()), (1, 0, 0));
+    assert_eq!(
+        (
+            progress.sets_ready,
+            progress.loose_primes,
+            progress.primes_missing()
+        ),
+        (1, 0, 0)
+    );
     pool.take().unwrap().validate(&mut OsRng).unwrap();
 
     // A stopped pool and a full pool generate nothing.
     stop.store(true, Ordering::Relaxed);
     pool.fill(3, 2, || OsRng, &stop, &|_| panic!("no prime expected"));
     let full = PrimePool::with_sets(test_prime_sets());
-    full.fill(2, 2, || OsRng, &AtomicBool::new(false), &|_| panic!("no prime expected"));
+    full.fill(2, 2, || OsRng, &AtomicBool::new(false), &|_| {
+        panic!("no prime expected")
+    });
     assert_eq!(full.primes_generated(), 0);
 }

@@ -7,7 +7,8 @@ use vsigner_tss::ecdsa::{self, AuxInfo, CoreShare, EcdsaCurve, KeyShare, Message
 use vsigner_tss::hd::DerivationPath;
 use vsigner_tss::primes::{PrimePoolFile, PrimeSet};
 use vsigner_tss::schnorr::{self, SchnorrScheme, TaprootTweak};
-use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
+use vsigner_tss::simulation::local;
+use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag, WireMessage};
 
 /// `test-data/` at the workspace root.
 pub(crate) fn test_data() -> PathBuf {
@@ -47,22 +48,12 @@ pub(crate) fn eid(protocol: ProtocolTag, operation: &str, n: usize) -> Execution
 
 /// ECDSA keygen among `n` parties (round_based simulator).
 pub(crate) fn ecdsa_keygen<E: EcdsaCurve>(n: u16, t: u16) -> Vec<CoreShare<E>> {
-    let eid = eid(ProtocolTag::EcdsaKeygen, "keygen", n.into());
-    round_based::sim::run(n, |i, party| async move {
-        ecdsa::keygen::<E, _, _>(party, eid, i, n, t, &mut OsRng).await
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec()
+    local::ecdsa_keygen(eid(ProtocolTag::EcdsaKeygen, "keygen", n.into()), n, t, || OsRng).unwrap()
 }
 
 /// Complete ECDSA key shares for `t`-of-`n` with the committed aux-info.
 pub(crate) fn ecdsa_shares<E: EcdsaCurve>(n: u16, t: u16) -> Vec<KeyShare<E>> {
-    ecdsa_keygen::<E>(n, t)
-        .into_iter()
-        .zip(test_aux_info(n))
-        .map(|(core, aux)| KeyShare::from_parts(core, aux).unwrap())
-        .collect()
+    local::ecdsa_key_shares(ecdsa_keygen::<E>(n, t), test_aux_info(n)).unwrap()
 }
 
 /// Full ECDSA signing by the committee `signers` (round_based simulator).
@@ -74,29 +65,20 @@ pub(crate) fn ecdsa_sign<E>(
 ) -> Vec<ecdsa::Signature>
 where
     E: EcdsaCurve,
-    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>: cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
     cggmp24::hd_wallet::Slip10: cggmp24::hd_wallet::HdWallet<E>,
 {
     let eid = eid(ProtocolTag::EcdsaSign, "sign", signers.len());
-    let t = signers.len() as u16;
-    round_based::sim::run(t, |j, party| async move {
-        let share = &shares[usize::from(signers[usize::from(j)])];
-        ecdsa::sign(party, eid, j, signers, share, message, path, &mut OsRng).await
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec()
+    local::ecdsa_sign(eid, shares, signers, message, path, || OsRng).unwrap()
 }
 
 /// FROST keygen among `n` parties (round_based simulator).
 pub(crate) fn schnorr_keygen<C: SchnorrScheme>(n: u16, t: u16) -> Vec<schnorr::KeyShare<C>> {
-    let eid = eid(ProtocolTag::SchnorrKeygen, "keygen", n.into());
-    round_based::sim::run(n, |i, party| async move {
-        schnorr::keygen::<C, _, _>(party, eid, i, n, t, &mut OsRng).await
+    local::schnorr_keygen(eid(ProtocolTag::SchnorrKeygen, "keygen", n.into()), n, t, || {
+        OsRng
     })
     .unwrap()
-    .expect_ok()
-    .into_vec()
 }
 
 /// FROST signing by the committee `signers` (round_based simulator).
@@ -107,14 +89,7 @@ pub(crate) fn schnorr_sign<C: SchnorrScheme>(
     taproot: Option<&TaprootTweak>,
 ) -> Vec<schnorr::Signature> {
     let eid = eid(ProtocolTag::SchnorrSign, "sign", signers.len());
-    let t = signers.len() as u16;
-    round_based::sim::run(t, |j, party| async move {
-        let share = &shares[usize::from(signers[usize::from(j)])];
-        schnorr::sign(party, eid, j, signers, share, message, taproot, &mut OsRng).await
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec()
+    local::schnorr_sign(eid, shares, signers, message, taproot, || OsRng).unwrap()
 }
 
 /// Asserts that all elements are equal and returns the first.
@@ -124,4 +99,12 @@ pub(crate) fn all_equal<T: PartialEq + std::fmt::Debug + Clone>(items: &[T]) -> 
         assert_eq!(*item, first, "parties disagree");
     }
     first
+}
+
+type IdleIncoming = futures::stream::Pending<Result<round_based::Incoming<WireMessage>, std::io::Error>>;
+type IdleOutgoing = futures::sink::Drain<round_based::Outgoing<WireMessage>>;
+
+/// A party whose delivery never delivers: for calls that must be refused before any message.
+pub(crate) fn idle_party() -> round_based::MpcParty<WireMessage, (IdleIncoming, IdleOutgoing)> {
+    round_based::MpcParty::connected((futures::stream::pending(), futures::sink::drain()))
 }

@@ -6,8 +6,9 @@ use hmac::{Hmac, Mac};
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::OsRng;
 use sha2::Sha512;
-use vsigner_tss::ecdsa::{self, EcdsaCurve, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1, Secp256r1};
+use vsigner_tss::ecdsa::{self, EcdsaCurve, HashAlgorithm, Message, Preimage, Secp256k1, Secp256r1};
 use vsigner_tss::hd::DerivationPath;
+use vsigner_tss::simulation::local;
 use vsigner_tss::ProtocolTag;
 
 use crate::common::*;
@@ -26,28 +27,33 @@ impl IndependentVerifier for Secp256k1 {
         assert!(s.normalize_s().is_none(), "signature must be low-s");
         vk.verify_prehash(digest, &s).expect("k256 rejects the signature");
         let recovered =
-            VerifyingKey::recover_from_prehash(digest, &s, RecoveryId::from_byte(sig.recovery_id).unwrap()).unwrap();
+            VerifyingKey::recover_from_prehash(digest, &s, RecoveryId::from_byte(sig.recovery_id).unwrap())
+                .unwrap();
         assert_eq!(recovered, vk, "recovery id does not recover the key");
     }
 }
 
 impl IndependentVerifier for Secp256r1 {
     fn verify(public_key: &[u8], digest: &[u8; 32], sig: &ecdsa::Signature) {
-        use p256::ecdsa::signature::hazmat::PrehashVerifier;
         use ecdsa_core::RecoveryId;
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
         use p256::ecdsa::{Signature, VerifyingKey};
         let vk = VerifyingKey::from_sec1_bytes(public_key).unwrap();
         let s = Signature::from_scalars(sig.r, sig.s).unwrap();
         assert!(s.normalize_s().is_none(), "signature must be low-s");
         vk.verify_prehash(digest, &s).expect("p256 rejects the signature");
         let recovered =
-            VerifyingKey::recover_from_prehash(digest, &s, RecoveryId::from_byte(sig.recovery_id).unwrap()).unwrap();
+            VerifyingKey::recover_from_prehash(digest, &s, RecoveryId::from_byte(sig.recovery_id).unwrap())
+                .unwrap();
         assert_eq!(recovered, vk, "recovery id does not recover the key");
     }
 }
 
 fn message(text: &str) -> Preimage {
-    Preimage { hash: HashAlgorithm::Sha256, data: text.as_bytes().to_vec() }
+    Preimage {
+        hash: HashAlgorithm::Sha256,
+        data: text.as_bytes().to_vec(),
+    }
 }
 
 /// Committees to try: the first `t` parties, and the last `t` in reverse order.
@@ -58,7 +64,8 @@ fn committees(n: u16, t: u16) -> Vec<Vec<u16>> {
 fn full_signing<E>(n: u16, t: u16)
 where
     E: IndependentVerifier,
-    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>: cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
     cggmp24::hd_wallet::Slip10: cggmp24::hd_wallet::HdWallet<E>,
 {
     let shares = ecdsa_shares::<E>(n, t);
@@ -70,7 +77,10 @@ where
         let sigs = ecdsa_sign(&shares, &signers, &Message::Digest(digest), None);
         E::verify(&pk, &digest, &all_equal(&sigs));
 
-        let m = Message::Preimage(Preimage { hash: HashAlgorithm::Keccak256, data: b"eth payload".to_vec() });
+        let m = Message::Preimage(Preimage {
+            hash: HashAlgorithm::Keccak256,
+            data: b"eth payload".to_vec(),
+        });
         let sigs = ecdsa_sign(&shares, &signers, &m, None);
         E::verify(&pk, &m.digest(), &all_equal(&sigs));
     }
@@ -79,12 +89,18 @@ where
 fn hd_signing<E>(n: u16, t: u16)
 where
     E: IndependentVerifier,
-    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>: cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
     cggmp24::hd_wallet::Slip10: cggmp24::hd_wallet::HdWallet<E>,
 {
     let shares = ecdsa_shares::<E>(n, t);
     let path: DerivationPath = "m/0/7/1".parse().unwrap();
-    let child = shares[0].derive_public_key(&path).unwrap().to_bytes(true).as_bytes().to_vec();
+    let child = shares[0]
+        .derive_public_key(&path)
+        .unwrap()
+        .to_bytes(true)
+        .as_bytes()
+        .to_vec();
     assert_ne!(child, shares[0].public_key_bytes());
     let m = Message::Preimage(message("child key payment"));
     let signers: Vec<u16> = (0..t).collect();
@@ -95,34 +111,24 @@ where
 fn presign_and_online<E>(n: u16, t: u16)
 where
     E: IndependentVerifier,
-    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>: cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
 {
     let shares = ecdsa_shares::<E>(n, t);
     let pk = shares[0].public_key_bytes();
     let signers: Vec<u16> = (n - t..n).collect();
-    let presign_eid = eid(ProtocolTag::EcdsaPresign, "presign", t.into());
-    let signers_ref = &signers;
-    let shares_ref = &shares;
-    let presigs: Vec<ecdsa::Presignature<E>> = round_based::sim::run(t, |j, party| async move {
-        let share: &KeyShare<E> = &shares_ref[usize::from(signers_ref[usize::from(j)])];
-        ecdsa::presign(party, presign_eid, j, signers_ref, share, &mut OsRng).await
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec();
-
+    let presigs = local::ecdsa_presign(
+        eid(ProtocolTag::EcdsaPresign, "presign", t.into()),
+        &shares,
+        &signers,
+        || OsRng,
+    )
+    .unwrap();
     // Online round as a protocol: one broadcast of partial signatures.
     let m = message("pay 1 BTC");
-    let online_eid = eid(ProtocolTag::EcdsaSign, "online", t.into());
-    let m_ref = &m;
-    let mut presigs = presigs.into_iter().map(Some).collect::<Vec<_>>();
-    let sigs = round_based::sim::run(t, |j, party| {
-        let presig = presigs[usize::from(j)].take().unwrap();
-        async move { ecdsa::sign_with_presignature(party, online_eid, presig, m_ref).await }
-    })
-    .unwrap()
-    .expect_ok()
-    .into_vec();
+    let sigs =
+        local::ecdsa_sign_with_presignatures(eid(ProtocolTag::EcdsaSign, "online", t.into()), presigs, &m)
+            .unwrap();
     E::verify(&pk, &m.digest(), &all_equal(&sigs));
 }
 
@@ -155,7 +161,10 @@ fn bip32_child(parent: &k256::PublicKey, chain_code: [u8; 32], index: u32) -> (k
     let i = mac.finalize().into_bytes();
     let tweak = k256::NonZeroScalar::try_from(&i[..32]).unwrap();
     let child = k256::ProjectivePoint::GENERATOR * *tweak + parent.to_projective();
-    (k256::PublicKey::from_affine(child.to_affine()).unwrap(), i[32..].try_into().unwrap())
+    (
+        k256::PublicKey::from_affine(child.to_affine()).unwrap(),
+        i[32..].try_into().unwrap(),
+    )
 }
 
 #[test]
@@ -167,8 +176,13 @@ fn hd_child_keys_match_an_independent_bip32_implementation() {
     for index in path {
         (key, chain) = bip32_child(&key, chain, index);
     }
-    let ours = shares[0].derive_public_key(&DerivationPath::new(path.to_vec()).unwrap()).unwrap();
-    assert_eq!(ours.to_bytes(true).as_bytes(), key.to_encoded_point(true).as_bytes());
+    let ours = shares[0]
+        .derive_public_key(&DerivationPath::new(path.to_vec()).unwrap())
+        .unwrap();
+    assert_eq!(
+        ours.to_bytes(true).as_bytes(),
+        key.to_encoded_point(true).as_bytes()
+    );
 }
 
 #[test]
@@ -205,17 +219,21 @@ fn signing_refuses_a_wrong_committee() {
     // Three signers for a 2-of-3 key, and a committee that names the wrong share.
     for (signers, j, share) in [(vec![0u16, 1, 2], 0u16, 0usize), (vec![1, 2], 0, 0)] {
         let result = futures::executor::block_on(async {
-            let (_, party) = (0, round_based::MpcParty::connected(futures_pair()));
-            ecdsa::sign(party, eid, j, &signers, &shares[share], &m, None, &mut OsRng).await
+            ecdsa::sign(
+                idle_party(),
+                eid,
+                j,
+                &signers,
+                &shares[share],
+                &m,
+                None,
+                &mut OsRng,
+            )
+            .await
         });
-        assert!(matches!(result, Err(vsigner_tss::Error::InvalidArguments(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(vsigner_tss::Error::InvalidArguments(_))),
+            "{result:?}"
+        );
     }
-}
-
-/// A delivery that never delivers: arguments are refused before any message is sent.
-fn futures_pair() -> (
-    futures::stream::Pending<Result<round_based::Incoming<vsigner_tss::WireMessage>, std::io::Error>>,
-    futures::sink::Drain<round_based::Outgoing<vsigner_tss::WireMessage>>,
-) {
-    (futures::stream::pending(), futures::sink::drain())
 }

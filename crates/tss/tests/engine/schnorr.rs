@@ -14,13 +14,15 @@ fn committees(n: u16, t: u16) -> Vec<Vec<u16>> {
 fn ed25519_verify(pk: &[u8], msg: &[u8], sig: &[u8]) {
     let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().unwrap()).unwrap();
     let sig = ed25519_dalek::Signature::from_bytes(sig.try_into().unwrap());
-    vk.verify_strict(msg, &sig).expect("ed25519-dalek rejects the signature");
+    vk.verify_strict(msg, &sig)
+        .expect("ed25519-dalek rejects the signature");
 }
 
 fn bip340_verify(xonly: &[u8], msg: &[u8], sig: &[u8]) {
     let vk = k256::schnorr::VerifyingKey::from_bytes(xonly).unwrap();
     let sig = k256::schnorr::Signature::try_from(sig).unwrap();
-    vk.verify_raw(msg, &sig).expect("k256 rejects the BIP-340 signature");
+    vk.verify_raw(msg, &sig)
+        .expect("k256 rejects the BIP-340 signature");
 }
 
 fn tagged_hash(tag: &str, data: &[&[u8]]) -> [u8; 32] {
@@ -47,7 +49,12 @@ fn taproot_output_key(internal: &[u8], merkle_root: Option<[u8; 32]>) -> Vec<u8>
 
 fn ed25519_keygen_and_sign(n: u16, t: u16) {
     let shares = schnorr_keygen::<Ed25519>(n, t);
-    let pk = all_equal(&shares.iter().map(|s| s.public_key_bytes().unwrap()).collect::<Vec<_>>());
+    let pk = all_equal(
+        &shares
+            .iter()
+            .map(|s| s.public_key_bytes().unwrap())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(pk.len(), 32);
     for signers in committees(n, t) {
         let msg = format!("transfer signed by {signers:?}");
@@ -58,7 +65,12 @@ fn ed25519_keygen_and_sign(n: u16, t: u16) {
 
 fn bip340_keygen_and_sign(n: u16, t: u16) {
     let shares = schnorr_keygen::<Bip340>(n, t);
-    let pk = all_equal(&shares.iter().map(|s| s.public_key_bytes().unwrap()).collect::<Vec<_>>());
+    let pk = all_equal(
+        &shares
+            .iter()
+            .map(|s| s.public_key_bytes().unwrap())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(pk.len(), 32, "x-only key");
     for signers in committees(n, t) {
         let msg = Sha256::digest(format!("sighash {signers:?}")).to_vec();
@@ -76,7 +88,10 @@ fn bip340_keygen_and_sign(n: u16, t: u16) {
         assert!(
             k256::schnorr::VerifyingKey::from_bytes(&pk)
                 .unwrap()
-                .verify_raw(&msg, &k256::schnorr::Signature::try_from(sig.0.as_slice()).unwrap())
+                .verify_raw(
+                    &msg,
+                    &k256::schnorr::Signature::try_from(sig.0.as_slice()).unwrap()
+                )
                 .is_err(),
             "a tweaked signature must not verify under the internal key"
         );
@@ -108,12 +123,21 @@ fn taproot_tweak_is_refused_for_ed25519() {
     let shares = schnorr_keygen::<Ed25519>(3, 2);
     let eid = eid(vsigner_tss::ProtocolTag::SchnorrSign, "bad", 2);
     let result = futures::executor::block_on(async {
-        let party = round_based::MpcParty::connected((
-            futures::stream::pending::<Result<round_based::Incoming<vsigner_tss::WireMessage>, std::io::Error>>(),
-            futures::sink::drain(),
-        ));
-        vsigner_tss::schnorr::sign(party, eid, 0, &[0, 1], &shares[0], b"m", Some(&TaprootTweak::default()), &mut rand_core::OsRng)
-            .await
+        let party = idle_party();
+        vsigner_tss::schnorr::sign(
+            party,
+            eid,
+            0,
+            &[0, 1],
+            &shares[0],
+            b"m",
+            Some(&TaprootTweak::default()),
+            &mut rand_core::OsRng,
+        )
+        .await
     });
-    assert!(matches!(result, Err(vsigner_tss::Error::InvalidArguments(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(vsigner_tss::Error::InvalidArguments(_))),
+        "{result:?}"
+    );
 }

@@ -10,8 +10,13 @@ use crate::common::*;
 /// The secret scalar `x_i` of an ECDSA core share, read from its stored form.
 fn ecdsa_secret_hex(share: &CoreShare<Secp256k1>) -> String {
     let bytes = share.to_bytes().unwrap();
-    let dirty: cggmp24::key_share::DirtyIncompleteKeyShare<Secp256k1> = ciborium::from_reader(&bytes[8..]).unwrap();
-    hex::encode(AsRef::<cggmp24::generic_ec::Scalar<Secp256k1>>::as_ref(&dirty.x).to_be_bytes().as_bytes())
+    let dirty: cggmp24::key_share::DirtyIncompleteKeyShare<Secp256k1> =
+        ciborium::from_reader(&bytes[8..]).unwrap();
+    hex::encode(
+        AsRef::<cggmp24::generic_ec::Scalar<Secp256k1>>::as_ref(&dirty.x)
+            .to_be_bytes()
+            .as_bytes(),
+    )
 }
 
 #[test]
@@ -19,7 +24,13 @@ fn ecdsa_core_share_round_trips_and_hides_its_secret() {
     let shares = ecdsa_keygen::<Secp256k1>(3, 2);
     for share in &shares {
         let bytes = share.to_bytes().unwrap();
-        assert_eq!(peek(&bytes).unwrap(), (FORMAT_VERSION, Kind::EcdsaCoreShare(vsigner_tss::ecdsa::CurveKind::Secp256k1)));
+        assert_eq!(
+            peek(&bytes).unwrap(),
+            (
+                FORMAT_VERSION,
+                Kind::EcdsaCoreShare(vsigner_tss::ecdsa::CurveKind::Secp256k1)
+            )
+        );
         let back = CoreShare::<Secp256k1>::from_bytes(&bytes).unwrap();
         assert_eq!(back.public_key_bytes(), share.public_key_bytes());
         assert_eq!(back.index(), share.index());
@@ -73,7 +84,10 @@ fn schnorr_round_trip<C: schnorr::SchnorrScheme>() {
     for share in &shares {
         let bytes = share.to_bytes().unwrap();
         let back = schnorr::KeyShare::<C>::from_bytes(&bytes).unwrap();
-        assert_eq!(back.public_key_bytes().unwrap(), share.public_key_bytes().unwrap());
+        assert_eq!(
+            back.public_key_bytes().unwrap(),
+            share.public_key_bytes().unwrap()
+        );
         assert!(format!("{share:?}").contains("<redacted>"));
     }
 }
@@ -91,20 +105,31 @@ fn schnorr_share_debug_hides_the_signing_share() {
     // The signing share as frost serializes it, found in the stored form.
     let v: ciborium::Value = ciborium::from_reader(&bytes[8..]).unwrap();
     let field = |v: &ciborium::Value, name: &str| -> ciborium::Value {
-        v.as_map().unwrap().iter().find(|(k, _)| k.as_text() == Some(name)).unwrap().1.clone()
+        v.as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .unwrap()
+            .1
+            .clone()
     };
     let secret = match field(&field(&v, "key_package"), "signing_share") {
         ciborium::Value::Bytes(b) => hex::encode(b),
         ciborium::Value::Text(t) => t,
-        ciborium::Value::Array(a) => {
-            hex::encode(a.iter().map(|b| u8::try_from(b.as_integer().unwrap()).unwrap()).collect::<Vec<u8>>())
-        }
+        ciborium::Value::Array(a) => hex::encode(
+            a.iter()
+                .map(|b| u8::try_from(b.as_integer().unwrap()).unwrap())
+                .collect::<Vec<u8>>(),
+        ),
         other => panic!("unexpected encoding {other:?}"),
     };
     assert!(secret.len() > 10, "found the signing share: {secret}");
     let shown = format!("{:?} {:#?}", shares[0], shares[0]);
     assert!(!shown.contains(&secret), "Debug leaks the signing share");
-    assert!(!shown.contains(&secret[..8]), "Debug leaks part of the signing share");
+    assert!(
+        !shown.contains(&secret[..8]),
+        "Debug leaks part of the signing share"
+    );
 }
 
 #[test]
@@ -122,7 +147,9 @@ fn schnorr_share_of_another_party_position_is_refused() {
     }
     let mut forged = bytes[..8].to_vec();
     ciborium::into_writer(&v, &mut forged).unwrap();
-    let err = schnorr::KeyShare::<Ed25519>::from_bytes(&forged).unwrap_err().to_string();
+    let err = schnorr::KeyShare::<Ed25519>::from_bytes(&forged)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("identifier does not match"), "{err}");
 }
 

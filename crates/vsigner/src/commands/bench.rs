@@ -38,7 +38,12 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Protocols { json, runs, aux_runs, primes } => protocols(json, runs, aux_runs, primes),
+        BenchCommand::Protocols {
+            json,
+            runs,
+            aux_runs,
+            primes,
+        } => protocols(json, runs, aux_runs, primes),
     }
 }
 
@@ -77,7 +82,7 @@ fn eid(tag: ProtocolTag, n: u16, run: usize) -> ExecutionId {
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     let mid = samples.len() / 2;
-    if samples.len() % 2 == 0 && mid > 0 {
+    if samples.len().is_multiple_of(2) && mid > 0 {
         (samples[mid - 1] + samples[mid]) / 2.0
     } else {
         samples.get(mid).copied().unwrap_or(f64::NAN)
@@ -118,7 +123,12 @@ fn compare(
     })
 }
 
-fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+fn protocols(
+    json: bool,
+    runs: usize,
+    aux_runs: usize,
+    primes: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -129,12 +139,18 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
     let mut results = Vec::new();
     let progress = |m: &Measurement| {
         if !json {
-            eprintln!("  measured {} {}-of-{}: {:.2} ms", m.operation, m.threshold, m.devices, m.median_ms);
+            eprintln!(
+                "  measured {} {}-of-{}: {:.2} ms",
+                m.operation, m.threshold, m.devices, m.median_ms
+            );
         }
     };
     for (t, n) in [(2u16, 3u16), (3, 5)] {
         if sets.len() < usize::from(n) {
-            bail!("aux-info for {n} devices needs {n} prime sets, the pool has {}", sets.len());
+            bail!(
+                "aux-info for {n} devices needs {n} prime sets, the pool has {}",
+                sets.len()
+            );
         }
         // Aux-info (also provides the aux-info for the signing benchmarks).
         let mut aux = None;
@@ -144,7 +160,9 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
                 Ok(local::ecdsa_aux_info(
                     eid(ProtocolTag::EcdsaAuxInfo, n, r),
                     sets[..usize::from(n)].to_vec(),
-                    AuxInfoOptions { precompute_multiexp: false },
+                    AuxInfoOptions {
+                        precompute_multiexp: false,
+                    },
                     || OsRng,
                 )?)
             })?;
@@ -181,8 +199,20 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
             "ecdsa_keygen",
             (t, n),
             runs,
-            |r| Ok(local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng).map(|_| ())?),
-            Some(&mut |r| Ok(bare::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)?)),
+            |r| {
+                Ok(
+                    local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)
+                        .map(|_| ())?,
+                )
+            },
+            Some(&mut |r| {
+                Ok(bare::ecdsa_keygen::<Secp256k1, _>(
+                    eid(ProtocolTag::EcdsaKeygen, n, r),
+                    n,
+                    t,
+                    || OsRng,
+                )?)
+            }),
         )?;
         progress(&m);
         results.push(m);
@@ -197,10 +227,25 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
             (t, n),
             runs,
             |r| {
-                local::ecdsa_sign(eid(ProtocolTag::EcdsaSign, t, r), &shares, &signers, &Message::Digest(digest), None, || OsRng)?;
+                local::ecdsa_sign(
+                    eid(ProtocolTag::EcdsaSign, t, r),
+                    &shares,
+                    &signers,
+                    &Message::Digest(digest),
+                    None,
+                    || OsRng,
+                )?;
                 Ok(())
             },
-            Some(&mut |r| Ok(bare::ecdsa_sign(eid(ProtocolTag::EcdsaSign, t, r), &shares, &signers, digest, || OsRng)?)),
+            Some(&mut |r| {
+                Ok(bare::ecdsa_sign(
+                    eid(ProtocolTag::EcdsaSign, t, r),
+                    &shares,
+                    &signers,
+                    digest,
+                    || OsRng,
+                )?)
+            }),
         )?;
         progress(&m);
         results.push(m);
@@ -211,15 +256,30 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
             (t, n),
             runs,
             |r| {
-                presignatures.push(local::ecdsa_presign(eid(ProtocolTag::EcdsaPresign, t, r), &shares, &signers, || OsRng)?);
+                presignatures.push(local::ecdsa_presign(
+                    eid(ProtocolTag::EcdsaPresign, t, r),
+                    &shares,
+                    &signers,
+                    || OsRng,
+                )?);
                 Ok(())
             },
-            Some(&mut |r| Ok(bare::ecdsa_presign(eid(ProtocolTag::EcdsaPresign, t, r), &shares, &signers, || OsRng)?)),
+            Some(&mut |r| {
+                Ok(bare::ecdsa_presign(
+                    eid(ProtocolTag::EcdsaPresign, t, r),
+                    &shares,
+                    &signers,
+                    || OsRng,
+                )?)
+            }),
         )?;
         progress(&m);
         results.push(m);
 
-        let message = Preimage { hash: HashAlgorithm::Sha256, data: b"bench payment".to_vec() };
+        let message = Preimage {
+            hash: HashAlgorithm::Sha256,
+            data: b"bench payment".to_vec(),
+        };
         let mut presignatures = presignatures.into_iter();
         let m = compare(
             "ecdsa_sign_online",
@@ -239,22 +299,44 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
             "frost_ed25519_keygen",
             (t, n),
             runs,
-            |r| Ok(local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || OsRng).map(|_| ())?),
+            |r| {
+                Ok(
+                    local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || {
+                        OsRng
+                    })
+                    .map(|_| ())?,
+                )
+            },
             Some(&mut |_| Ok(bare::schnorr_keygen::<Ed25519, _>(n, t, &mut OsRng)?)),
         )?;
         progress(&m);
         results.push(m);
 
-        let frost = local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
+        let frost =
+            local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
         let m = compare(
             "frost_ed25519_sign",
             (t, n),
             runs,
             |r| {
-                local::schnorr_sign(eid(ProtocolTag::SchnorrSign, t, r), &frost, &signers, b"bench message", None, || OsRng)?;
+                local::schnorr_sign(
+                    eid(ProtocolTag::SchnorrSign, t, r),
+                    &frost,
+                    &signers,
+                    b"bench message",
+                    None,
+                    || OsRng,
+                )?;
                 Ok(())
             },
-            Some(&mut |_| Ok(bare::schnorr_sign(&frost, &signers, b"bench message", &mut OsRng)?)),
+            Some(&mut |_| {
+                Ok(bare::schnorr_sign(
+                    &frost,
+                    &signers,
+                    b"bench message",
+                    &mut OsRng,
+                )?)
+            }),
         )?;
         progress(&m);
         results.push(m);
@@ -273,7 +355,10 @@ fn protocols(json: bool, runs: usize, aux_runs: usize, primes: Option<std::path:
 }
 
 fn print_table(report: &Report) {
-    println!("{:<22} {:>6} {:>12} {:>12} {:>10}", "operation", "t-of-n", "median ms", "bare ms", "overhead");
+    println!(
+        "{:<22} {:>6} {:>12} {:>12} {:>10}",
+        "operation", "t-of-n", "median ms", "bare ms", "overhead"
+    );
     for m in &report.results {
         let bare = m.bare_median_ms.map_or("-".into(), |b| format!("{b:.2}"));
         let over = m.overhead_percent.map_or("-".into(), |o| format!("{o:+.1}%"));

@@ -46,7 +46,11 @@ fn aux_fixtures(primes: &Path, out: &Path, sizes: &[u16]) -> anyhow::Result<()> 
     let sets = read_pool(primes)?.into_sets()?;
     for &n in sizes {
         if usize::from(n) > sets.len() {
-            bail!("a set of {n} devices needs {n} prime sets; {} has {}", primes.display(), sets.len());
+            bail!(
+                "a set of {n} devices needs {n} prime sets; {} has {}",
+                primes.display(),
+                sets.len()
+            );
         }
         let devices = fixture_devices(n);
         let ids: Vec<&str> = devices.iter().map(String::as_str).collect();
@@ -58,14 +62,26 @@ fn aux_fixtures(primes: &Path, out: &Path, sizes: &[u16]) -> anyhow::Result<()> 
             nonce: b"",
         });
         let started = Instant::now();
-        let aux = local::ecdsa_aux_info(eid, sets[..usize::from(n)].to_vec(), AuxInfoOptions { precompute_multiexp: false }, || rand_core::OsRng)?;
+        let aux = local::ecdsa_aux_info(
+            eid,
+            sets[..usize::from(n)].to_vec(),
+            AuxInfoOptions {
+                precompute_multiexp: false,
+            },
+            || rand_core::OsRng,
+        )?;
         let dir = out.join(format!("n{n}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (i, a) in aux.iter().enumerate() {
             let path = dir.join(format!("party-{i}.vsgn"));
-            std::fs::write(&path, &*a.to_bytes()?).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, &*a.to_bytes()?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        eprintln!("aux-info for n={n}: {:.1} s, written to {}", started.elapsed().as_secs_f64(), dir.display());
+        eprintln!(
+            "aux-info for n={n}: {:.1} s, written to {}",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
     }
     Ok(())
 }

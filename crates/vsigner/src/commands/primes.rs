@@ -34,7 +34,13 @@ pub(crate) enum PrimesCommand {
 
 pub(crate) fn run(cmd: PrimesCommand) -> anyhow::Result<()> {
     match cmd {
-        PrimesCommand::Generate { sets, out, workers, note, quiet } => generate(sets, out, workers, note, quiet),
+        PrimesCommand::Generate {
+            sets,
+            out,
+            workers,
+            note,
+            quiet,
+        } => generate(sets, out, workers, note, quiet),
     }
 }
 
@@ -42,14 +48,25 @@ pub(crate) fn run(cmd: PrimesCommand) -> anyhow::Result<()> {
 pub(crate) fn read_pool(path: &std::path::Path) -> anyhow::Result<PrimePoolFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read prime pool {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a vsigner prime pool file", path.display()))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a vsigner prime pool file", path.display()))
 }
 
-fn generate(sets: usize, out: PathBuf, workers: Option<usize>, note: String, quiet: bool) -> anyhow::Result<()> {
+fn generate(
+    sets: usize,
+    out: PathBuf,
+    workers: Option<usize>,
+    note: String,
+    quiet: bool,
+) -> anyhow::Result<()> {
     if sets == 0 {
         bail!("--sets must be at least 1");
     }
-    let existing = if out.exists() { read_pool(&out)?.into_sets()? } else { Vec::new() };
+    let existing = if out.exists() {
+        read_pool(&out)?.into_sets()?
+    } else {
+        Vec::new()
+    };
     let note = if note.is_empty() && !existing.is_empty() {
         read_pool(&out)?.note
     } else {
@@ -63,7 +80,11 @@ fn generate(sets: usize, out: PathBuf, workers: Option<usize>, note: String, qui
         "generating {total} safe primes of {PRIME_BITS} bits on {workers} threads ({start_ready} of {sets} sets already in {})",
         out.display()
     );
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} primes (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -79,7 +100,10 @@ fn generate(sets: usize, out: PathBuf, workers: Option<usize>, note: String, qui
         bar.inc(1);
         // Save after every completed set so that an interrupted run keeps its work.
         if progress.loose_primes == 0 {
-            if let Err(e) = save(out_ref, &PrimePoolFile::new(&pool_ref.snapshot(), note_ref.clone())) {
+            if let Err(e) = save(
+                out_ref,
+                &PrimePoolFile::new(&pool_ref.snapshot(), note_ref.clone()),
+            ) {
                 *save_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
         }
@@ -104,7 +128,8 @@ fn save(path: &std::path::Path, file: &PrimePoolFile) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(file)?;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(json.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()?;
