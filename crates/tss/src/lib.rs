@@ -24,7 +24,9 @@
 //! Secret material (key shares, aux-info primes, presignatures, prime sets) is held in types
 //! whose `Debug` prints `<redacted>` and whose secret scalars are zeroized on drop (by the
 //! underlying libraries' `SecretScalar`/`SigningShare`, and by [`zeroize`] for buffers we own).
-//! Big integers (Paillier primes) live in GMP memory; see [`primes`] for how they are handled.
+//! Big integers (Paillier primes, protocol intermediates) live in GMP memory, which
+//! `zeroize` cannot reach; every entry point that creates them first installs
+//! [`vsigner_memory::wipe_gmp_on_free`], so GMP wipes each block before freeing it.
 
 pub mod ecdsa;
 pub mod error;

@@ -46,6 +46,7 @@ impl SafePrime {
     }
 
     fn to_integer(&self) -> Integer {
+        vsigner_memory::wipe_gmp_on_free();
         Integer::from_bytes_msf(&self.0)
     }
 }

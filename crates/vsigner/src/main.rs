@@ -32,6 +32,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any big integer exists: GMP wipes every block it frees.
+    vsigner_memory::wipe_gmp_on_free();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Primes(cmd) => commands::primes::run(cmd),

@@ -46,6 +46,7 @@ where
         return Err(Error::invalid_args("aux-info needs at least 2 devices"));
     }
     check_index(i, n)?;
+    vsigner_memory::wipe_gmp_on_free();
     let primes = primes.into_pregenerated()?;
     let (party, faults) = wire::connect(
         party,

@@ -162,6 +162,7 @@ where
     R: RngCore + CryptoRng,
 {
     let t = check_committee(share, i, signers)?;
+    vsigner_memory::wipe_gmp_on_free();
     let (party, faults) = wire::connect(
         party,
         RunParams {

@@ -156,6 +156,7 @@ impl AuxInfo {
 
     /// Parses and validates bytes made by [`AuxInfo::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        vsigner_memory::wipe_gmp_on_free();
         let dirty: DirtyAuxInfo<SecurityLevel> = share::decode(Kind::EcdsaAuxInfo, bytes)?;
         let valid = dirty
             .validate()

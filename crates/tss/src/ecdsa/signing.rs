@@ -136,6 +136,7 @@ where
     R: RngCore + CryptoRng,
 {
     let t = check_committee(share, i, signers)?;
+    vsigner_memory::wipe_gmp_on_free();
     let public_key = match path {
         Some(path) => share.derive_public_key(path)?,
         None => share.public_key(),

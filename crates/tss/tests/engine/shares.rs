@@ -191,3 +191,14 @@ fn a_composite_is_not_accepted_as_a_safe_prime() {
     let set = file.into_sets().unwrap().remove(0);
     assert!(set.validate(&mut rand_core::OsRng).is_err());
 }
+
+#[test]
+fn paillier_secrets_are_wiped_when_aux_info_is_dropped() {
+    // Loading aux-info installs GMP's wipe-on-free hooks; dropping it wipes p, q and the moduli.
+    let aux = test_aux_info(3);
+    let before = vsigner_memory::gmp_wiped_bytes();
+    drop(aux);
+    let wiped = vsigner_memory::gmp_wiped_bytes() - before;
+    // At least p and q (192 bytes each) of each of the three parties.
+    assert!(wiped >= 3 * 2 * 192, "only {wiped} bytes wiped");
+}
