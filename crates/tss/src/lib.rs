@@ -33,6 +33,7 @@ pub mod error;
 pub mod execution;
 pub mod hd;
 pub mod primes;
+pub mod reshare;
 pub mod schnorr;
 pub mod share;
 pub mod simulation;

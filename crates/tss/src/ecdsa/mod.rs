@@ -16,6 +16,7 @@ mod aux_info;
 mod keygen;
 mod message;
 mod presign;
+mod reshare;
 mod share;
 mod signing;
 
@@ -23,6 +24,7 @@ pub use aux_info::{generate_aux_info, AuxInfoOptions};
 pub use keygen::keygen;
 pub use message::{HashAlgorithm, Message, Preimage};
 pub use presign::{combine, presign, sign_with_presignature, PartialSignature, Presignature};
+pub use reshare::{reshare, Reshared};
 pub use share::{AuxInfo, CoreShare, KeyShare};
 pub use signing::{sign, Signature};
 

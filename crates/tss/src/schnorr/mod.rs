@@ -11,10 +11,12 @@
 //!   aggregates, which checks each share and names the cheaters.
 
 mod keygen;
+mod reshare;
 mod share;
 mod signing;
 
 pub use keygen::keygen;
+pub use reshare::reshare;
 pub use share::KeyShare;
 pub use signing::{sign, Signature, TaprootTweak};
 
@@ -52,6 +54,10 @@ impl SchemeKind {
 pub trait SchnorrScheme: Ciphersuite + Sized + 'static {
     /// Which scheme this is.
     const KIND: SchemeKind;
+    /// The same curve in `generic_ec`, for resharing.
+    type Curve: cggmp24::generic_ec::Curve;
+    /// Whether the ciphersuite encodes scalars little endian (ed25519) or big endian.
+    const SCALARS_LITTLE_ENDIAN: bool;
 
     /// Applies a Taproot tweak to the key material (BIP-340 only).
     fn tweak(
@@ -67,6 +73,8 @@ pub trait SchnorrScheme: Ciphersuite + Sized + 'static {
 
 impl SchnorrScheme for Ed25519 {
     const KIND: SchemeKind = SchemeKind::Ed25519;
+    type Curve = cggmp24::generic_ec::curves::Ed25519;
+    const SCALARS_LITTLE_ENDIAN: bool = true;
 
     fn tweak(
         key_package: KeyPackage<Self>,
@@ -89,6 +97,8 @@ impl SchnorrScheme for Ed25519 {
 
 impl SchnorrScheme for Bip340 {
     const KIND: SchemeKind = SchemeKind::Bip340;
+    type Curve = cggmp24::generic_ec::curves::Secp256k1;
+    const SCALARS_LITTLE_ENDIAN: bool = false;
 
     fn tweak(
         key_package: KeyPackage<Self>,
