@@ -9,4 +9,5 @@ mod aux_info;
 mod common;
 mod ecdsa;
 mod schnorr;
+mod reshare;
 mod shares;

@@ -1,0 +1,347 @@
+//! Resharing (docs/reshare.md) for both families: new sets and thresholds, refresh,
+//! overlapping and leaving devices; the key and HD child keys never change; old and new
+//! shares do not mix; cheating dealers are named and nothing is output.
+
+use rand_core::OsRng;
+use vsigner_tss::ecdsa::{self, CoreShare, HashAlgorithm, Message, Preimage, Secp256k1};
+use vsigner_tss::hd::DerivationPath;
+use vsigner_tss::reshare::{ReshareSetup, Role};
+use vsigner_tss::schnorr::{self, Bip340, Ed25519, SchnorrScheme};
+use vsigner_tss::simulation::{self, local, Envelope, Outcome};
+use vsigner_tss::{Error, ProtocolTag};
+
+use crate::common::*;
+
+/// A participant: `old` = its old index if it deals, `new` = its new index if it receives.
+fn role(old: Option<u16>, new: Option<u16>) -> Role {
+    Role { old_index: old, new_index: new }
+}
+
+/// 2-of-3 → 3-of-4: two old holders deal, the third stays without dealing, one newcomer.
+fn grow() -> (u16, u16, Vec<Role>) {
+    (2, 3, vec![role(Some(0), Some(0)), role(Some(1), Some(1)), role(None, Some(2)), role(None, Some(3))])
+}
+
+/// 3-of-5 → 2-of-3: old 0 and 2 deal and leave, old 4 deals and stays, old 1 stays without
+/// dealing, one newcomer; old 3 is not involved at all.
+fn shrink() -> (u16, u16, Vec<Role>) {
+    (
+        3,
+        2,
+        vec![
+            role(Some(0), None),
+            role(Some(2), None),
+            role(Some(4), Some(1)),
+            role(None, Some(0)),
+            role(None, Some(2)),
+        ],
+    )
+}
+
+/// 2-of-3 → 2-of-3 refresh: everyone deals and receives at the same index.
+fn refresh() -> (u16, u16, Vec<Role>) {
+    (2, 2, (0..3).map(|i| role(Some(i), Some(i))).collect())
+}
+
+fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
+    old: &[CoreShare<E>],
+    new_t: u16,
+    roles: &[Role],
+) -> Vec<Result<ecdsa::Reshared<CoreShare<E>>, Error>> {
+    let eid = eid(ProtocolTag::Reshare, "reshare", roles.len());
+    let public_key = old[0].public_key();
+    let old_t = old[0].threshold();
+    round_based::sim::run(roles.len() as u16, |p, party| async move {
+        let setup = ReshareSetup { roles, me: p, old_threshold: old_t, new_threshold: new_t, public_key };
+        let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
+        ecdsa::reshare(party, eid, &setup, mine, &mut OsRng).await
+    })
+    .unwrap()
+    .into_vec()
+}
+
+/// New shares ordered by new index.
+fn new_shares<S>(results: Vec<Result<ecdsa::Reshared<S>, Error>>, roles: &[Role]) -> Vec<S> {
+    let mut out: Vec<Option<S>> = (0..roles.iter().filter(|r| r.new_index.is_some()).count()).map(|_| None).collect();
+    let mut transcripts = Vec::new();
+    for (r, role) in results.into_iter().zip(roles) {
+        let r = r.unwrap();
+        transcripts.push(r.transcript);
+        assert_eq!(r.share.is_some(), role.new_index.is_some());
+        if let (Some(k), Some(s)) = (role.new_index, r.share) {
+            out[usize::from(k)] = Some(s);
+        }
+    }
+    all_equal(&transcripts);
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+fn ecdsa_scenario(scenario: fn() -> (u16, u16, Vec<Role>), old_n: u16) {
+    let (old_t, new_t, roles) = scenario();
+    let old = ecdsa_keygen::<Secp256k1>(old_n, old_t);
+    let new = new_shares(ecdsa_reshare_run(&old, new_t, &roles), &roles);
+    let n_new = new.len() as u16;
+    for (k, s) in new.iter().enumerate() {
+        assert_eq!((s.index(), s.threshold(), s.n()), (k as u16, new_t, n_new));
+        assert_eq!(s.public_key_bytes(), old[0].public_key_bytes(), "the public key must not change");
+        assert_eq!(s.chain_code(), old[0].chain_code());
+    }
+    let path: DerivationPath = "m/1/2".parse().unwrap();
+    assert_eq!(new[0].derive_public_key(&path).unwrap(), old[0].derive_public_key(&path).unwrap());
+
+    // A committee of new holders that includes the last new index (a newcomer in the
+    // growing and shrinking scenarios) signs under the unchanged key, at the root and at an
+    // HD path.
+    let shares = local::ecdsa_key_shares(new, test_aux_info(n_new)).unwrap();
+    let signers: Vec<u16> = (n_new - new_t..n_new).rev().collect();
+    let m = Message::Preimage(Preimage { hash: HashAlgorithm::Sha256, data: b"after reshare".to_vec() });
+    for p in [None, Some(&path)] {
+        let sig = all_equal(&ecdsa_sign(&shares, &signers, &m, p));
+        let key = match p {
+            None => old[0].public_key_bytes(),
+            Some(path) => old[0].derive_public_key(path).unwrap().to_bytes(true).as_bytes().to_vec(),
+        };
+        use k256::ecdsa::signature::hazmat::PrehashVerifier;
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&key)
+            .unwrap()
+            .verify_prehash(&m.digest(), &k256::ecdsa::Signature::from_scalars(sig.r, sig.s).unwrap())
+            .expect("signature by the new committee verifies under the old key");
+    }
+}
+
+#[test]
+fn ecdsa_2_of_3_to_3_of_4() {
+    ecdsa_scenario(grow, 3)
+}
+
+#[test]
+fn ecdsa_3_of_5_to_2_of_3_with_devices_staying_and_leaving() {
+    ecdsa_scenario(shrink, 5)
+}
+
+#[test]
+fn ecdsa_refresh_2_of_3_and_old_shares_do_not_mix_with_new() {
+    ecdsa_scenario(refresh, 3);
+    let (_, new_t, roles) = refresh();
+    let old = ecdsa_keygen::<Secp256k1>(3, 2);
+    let new = new_shares(ecdsa_reshare_run(&old, new_t, &roles), &roles);
+    for (o, n) in old.iter().zip(&new) {
+        assert_ne!(o.to_bytes().unwrap(), n.to_bytes().unwrap(), "refresh must change every share");
+    }
+    // Old share of party 0 with the new share of party 1: same set, same aux-info, but the
+    // shares lie on different polynomials, so no valid signature comes out.
+    let aux = test_aux_info(3);
+    let mixed = vec![
+        ecdsa::KeyShare::from_parts(old.into_iter().next().unwrap(), aux[0].clone()).unwrap(),
+        ecdsa::KeyShare::from_parts(new.into_iter().nth(1).unwrap(), aux[1].clone()).unwrap(),
+    ];
+    let eid = eid(ProtocolTag::EcdsaSign, "mixed", 2);
+    let mixed = &mixed;
+    let results = round_based::sim::run(2, |j, party| async move {
+        let signers = [0u16, 1];
+        let m = Message::Digest([9; 32]);
+        ecdsa::sign(party, eid, j, &signers, &mixed[usize::from(j)], &m, None, &mut OsRng).await
+    })
+    .unwrap()
+    .into_vec();
+    assert!(results.iter().all(Result::is_err), "a mixed committee must not produce a signature");
+}
+
+fn schnorr_reshare_run<C: SchnorrScheme>(
+    old: &[schnorr::KeyShare<C>],
+    new_t: u16,
+    roles: &[Role],
+) -> Vec<Result<ecdsa::Reshared<schnorr::KeyShare<C>>, Error>> {
+    let eid = eid(ProtocolTag::Reshare, "reshare", roles.len());
+    let public_key = old[0].key_info().unwrap().public_key;
+    let old_t = old[0].threshold();
+    round_based::sim::run(roles.len() as u16, |p, party| async move {
+        let setup = ReshareSetup { roles, me: p, old_threshold: old_t, new_threshold: new_t, public_key };
+        let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
+        schnorr::reshare(party, eid, &setup, mine, &mut OsRng).await
+    })
+    .unwrap()
+    .into_vec()
+}
+
+fn schnorr_scenario<C: SchnorrScheme>(scenario: fn() -> (u16, u16, Vec<Role>), old_n: u16, verify: fn(&[u8], &[u8], &[u8])) {
+    let (old_t, new_t, roles) = scenario();
+    let old = schnorr_keygen::<C>(old_n, old_t);
+    let pk = old[0].public_key_bytes().unwrap();
+    let new = new_shares(schnorr_reshare_run(&old, new_t, &roles), &roles);
+    let n_new = new.len() as u16;
+    for s in &new {
+        assert_eq!(s.public_key_bytes().unwrap(), pk);
+        assert_eq!((s.threshold(), s.n()), (new_t, n_new));
+    }
+    let signers: Vec<u16> = (n_new - new_t..n_new).rev().collect();
+    let sig = all_equal(&schnorr_sign(&new, &signers, b"after reshare", None));
+    verify(&pk, b"after reshare", &sig.0);
+
+    // Old share 0 with new shares: no signature.
+    if old_t == new_t && usize::from(new_t) <= new.len() {
+        let mut mixed: Vec<schnorr::KeyShare<C>> = new.clone();
+        mixed[0] = old[0].clone();
+        let committee: Vec<u16> = (0..new_t).collect();
+        let eid = eid(ProtocolTag::SchnorrSign, "mixed", committee.len());
+        assert!(local::schnorr_sign(eid, &mixed, &committee, b"mixed", None, || OsRng).is_err());
+    }
+}
+
+fn ed25519_verify(pk: &[u8], msg: &[u8], sig: &[u8]) {
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().unwrap()).unwrap();
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig.try_into().unwrap())).unwrap();
+}
+
+fn bip340_verify(pk: &[u8], msg: &[u8], sig: &[u8]) {
+    let vk = k256::schnorr::VerifyingKey::from_bytes(pk).unwrap();
+    vk.verify_raw(msg, &k256::schnorr::Signature::try_from(sig).unwrap()).unwrap();
+}
+
+#[test]
+fn schnorr_reshare_scenarios() {
+    for scenario in [grow as fn() -> _, refresh] {
+        schnorr_scenario::<Ed25519>(scenario, 3, ed25519_verify);
+        schnorr_scenario::<Bip340>(scenario, 3, bip340_verify);
+    }
+    schnorr_scenario::<Ed25519>(shrink, 5, ed25519_verify);
+    schnorr_scenario::<Bip340>(shrink, 5, bip340_verify);
+}
+
+#[test]
+fn fewer_dealers_than_the_old_threshold_are_refused_up_front() {
+    let old = schnorr_keygen::<Ed25519>(3, 2);
+    let roles = [role(Some(0), Some(0)), role(None, Some(1)), role(None, Some(2))];
+    let setup = ReshareSetup {
+        roles: &roles,
+        me: 0,
+        old_threshold: 2,
+        new_threshold: 2,
+        public_key: old[0].key_info().unwrap().public_key,
+    };
+    let eid = eid(ProtocolTag::Reshare, "too-few", 3);
+    // The idle party never delivers: the refusal must come before any message.
+    let result = futures::executor::block_on(schnorr::reshare(idle_party(), eid, &setup, Some(&old[0]), &mut OsRng));
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::InvalidArguments(_)), "{err}");
+    assert!(err.to_string().contains("1 old holders take part, the old threshold is 2"), "{err}");
+}
+
+/// Runs an Ed25519 reshare (grow scenario) with an interceptor; returns the outcomes.
+fn cheating_run(
+    old: &[schnorr::KeyShare<Ed25519>],
+    intercept: impl FnMut(Envelope) -> Vec<Envelope>,
+) -> Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>> {
+    let (_, new_t, roles) = grow();
+    let roles = &roles;
+    let eid = eid(ProtocolTag::Reshare, "cheat", roles.len());
+    let public_key = old[0].key_info().unwrap().public_key;
+    let parties = (0..roles.len() as u16)
+        .map(|p| {
+            simulation::party(move |party| async move {
+                let setup = ReshareSetup { roles, me: p, old_threshold: 2, new_threshold: new_t, public_key };
+                let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
+                schnorr::reshare(party, eid, &setup, mine, &mut OsRng).await
+            })
+        })
+        .collect();
+    simulation::run_with(parties, intercept)
+}
+
+fn assert_named(outcomes: Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>>, culprit: u16, victims: &[u16], reason: &str) {
+    for (p, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Outcome::Finished(Ok(r)) => assert!(!victims.contains(&(p as u16)), "victim {p} finished: {r:?}"),
+            Outcome::Finished(Err(e)) if victims.contains(&(p as u16)) => {
+                assert_eq!(e.culprits(), vec![culprit], "party {p}: {e}");
+                assert!(e.to_string().contains(reason), "party {p}: {e}");
+            }
+            Outcome::ExecutorError(e) => panic!("{e}"),
+            _ => assert!(!victims.contains(&(p as u16)), "victim {p} stalled"),
+        }
+    }
+}
+
+#[test]
+fn dealer_share_inconsistent_with_its_commitments_is_named() {
+    let old = schnorr_keygen::<Ed25519>(3, 2);
+    let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+    // Dealer 1 sends the newcomer (party 3) a share off its polynomial.
+    let outcomes = cheating_run(&old, |mut env| {
+        if env.from == 1 && env.to == Some(3) && env.msg.round == 2 {
+            let k = env.msg.payload.len() - 3;
+            env.msg.payload[k] ^= 0x01;
+        }
+        vec![env]
+    });
+    assert_named(outcomes, 1, &[3], "share does not match the dealer's commitments");
+    // The run output nothing to the victim, and the old shares are untouched and still sign.
+    let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+    assert_eq!(before, after);
+    let sig = all_equal(&schnorr_sign(&old, &[0, 2], b"still works", None));
+    ed25519_verify(&old[0].public_key_bytes().unwrap(), b"still works", &sig.0);
+}
+
+/// Replaces the `commitments` of a CBOR-encoded `Deal` message by `with`.
+fn swap_commitments(payload: &[u8], with: &ciborium::Value) -> Vec<u8> {
+    let mut v: ciborium::Value = ciborium::from_reader(payload).unwrap();
+    let deal = match &mut v {
+        ciborium::Value::Map(outer) => &mut outer[0].1,
+        other => panic!("unexpected message encoding {other:?}"),
+    };
+    if let ciborium::Value::Map(fields) = deal {
+        for (k, val) in fields.iter_mut() {
+            if k.as_text() == Some("commitments") {
+                *val = with.clone();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    ciborium::into_writer(&v, &mut out).unwrap();
+    out
+}
+
+fn commitments_of(payload: &[u8]) -> ciborium::Value {
+    let v: ciborium::Value = ciborium::from_reader(payload).unwrap();
+    let outer = v.as_map().unwrap();
+    let fields = outer[0].1.as_map().unwrap();
+    fields.iter().find(|(k, _)| k.as_text() == Some("commitments")).unwrap().1.clone()
+}
+
+#[test]
+fn dealer_commitments_not_matching_its_old_public_share_are_named() {
+    let old = schnorr_keygen::<Ed25519>(3, 2);
+    // Dealer 1 broadcasts dealer 0's commitments (valid points, wrong constant term for it).
+    let dealer0 = std::cell::RefCell::new(None);
+    let outcomes = cheating_run(&old, |mut env| {
+        if env.msg.round == 0 {
+            if env.from == 0 {
+                *dealer0.borrow_mut() = Some(commitments_of(&env.msg.payload));
+            }
+            if env.from == 1 {
+                let with = dealer0.borrow().clone().expect("dealer 0 deals first");
+                env.msg.payload = swap_commitments(&env.msg.payload, &with);
+            }
+        }
+        vec![env]
+    });
+    assert_named(outcomes, 1, &[0, 2, 3], "commitment to the constant term is not");
+}
+
+#[test]
+fn commitment_vector_longer_than_the_new_threshold_is_named() {
+    // The "threshold raising" attack: one commitment too many.
+    let old = schnorr_keygen::<Ed25519>(3, 2);
+    let outcomes = cheating_run(&old, |mut env| {
+        if env.msg.round == 0 && env.from == 0 {
+            let mut c = commitments_of(&env.msg.payload);
+            if let ciborium::Value::Array(items) = &mut c {
+                let last = items.last().unwrap().clone();
+                items.push(last);
+            }
+            env.msg.payload = swap_commitments(&env.msg.payload, &c);
+        }
+        vec![env]
+    });
+    assert_named(outcomes, 0, &[1, 2, 3], "commitments for a new threshold of 3");
+}
