@@ -23,10 +23,9 @@ impl<E: EcdsaCurve> CoreShare<E> {
     /// The public information of this sharing, in resharing's form.
     pub fn key_info(&self) -> Result<KeyInfo<E>, Error> {
         let info = &self.0.key_info;
-        let vss = info
-            .vss_setup
-            .as_ref()
-            .ok_or_else(|| Error::InvalidKeyMaterial("an n-of-n (non-threshold) key cannot be reshared".into()))?;
+        let vss = info.vss_setup.as_ref().ok_or_else(|| {
+            Error::InvalidKeyMaterial("an n-of-n (non-threshold) key cannot be reshared".into())
+        })?;
         Ok(KeyInfo {
             public_key: *info.shared_public_key,
             threshold: vss.min_signers,
@@ -50,7 +49,8 @@ impl<E: EcdsaCurve> CoreShare<E> {
             i: share.index,
             key_info: DirtyKeyInfo {
                 curve: Default::default(),
-                shared_public_key: NonZero::from_point(info.public_key).ok_or_else(|| bad("zero public key"))?,
+                shared_public_key: NonZero::from_point(info.public_key)
+                    .ok_or_else(|| bad("zero public key"))?,
                 public_shares: info
                     .public_shares
                     .iter()
@@ -93,6 +93,12 @@ where
 {
     let dealer = old.map(CoreShare::dealer_share).transpose()?;
     let out = reshare::run(party, eid, setup, dealer.as_ref(), rng).await?;
-    let share = out.share.map(|s| CoreShare::from_reshare(&out.key_info, s)).transpose()?;
-    Ok(Reshared { share, transcript: out.transcript })
+    let share = out
+        .share
+        .map(|s| CoreShare::from_reshare(&out.key_info, s))
+        .transpose()?;
+    Ok(Reshared {
+        share,
+        transcript: out.transcript,
+    })
 }

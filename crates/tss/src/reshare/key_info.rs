@@ -43,7 +43,10 @@ impl<E: Curve> KeyInfo<E> {
         let n = self.public_shares.len();
         let t = usize::from(self.threshold);
         if self.preimages.len() != n {
-            return Err(format!("{} preimages for {n} public shares", self.preimages.len()));
+            return Err(format!(
+                "{} preimages for {n} public shares",
+                self.preimages.len()
+            ));
         }
         if t == 0 || t > n {
             return Err(format!("threshold {t} is not between 1 and {n}"));

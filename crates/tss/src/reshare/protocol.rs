@@ -54,7 +54,10 @@ pub struct DealerShare<E: Curve> {
 
 impl<E: Curve> std::fmt::Debug for DealerShare<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DealerShare").field("index", &self.index).field("secret", &"<redacted>").finish()
+        f.debug_struct("DealerShare")
+            .field("index", &self.index)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -68,7 +71,10 @@ pub struct NewShare<E: Curve> {
 
 impl<E: Curve> std::fmt::Debug for NewShare<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewShare").field("index", &self.index).field("secret", &"<redacted>").finish()
+        f.debug_struct("NewShare")
+            .field("index", &self.index)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -162,13 +168,22 @@ fn plan<E: Curve>(setup: &ReshareSetup<'_, E>, old: Option<&DealerShare<E>>) -> 
     }
     let receivers: Vec<PartyIndex> = receivers.into_iter().flatten().collect();
     if setup.new_threshold < 2 || usize::from(setup.new_threshold) > n_new {
-        return bad(format!("new threshold must be between 2 and {n_new}, got {}", setup.new_threshold));
+        return bad(format!(
+            "new threshold must be between 2 and {n_new}, got {}",
+            setup.new_threshold
+        ));
     }
-    let my_role = setup.roles.get(usize::from(setup.me)).copied().unwrap_or(Role { old_index: None, new_index: None });
+    let my_role = setup.roles.get(usize::from(setup.me)).copied().unwrap_or(Role {
+        old_index: None,
+        new_index: None,
+    });
     match (my_role.old_index, old) {
         (Some(i), Some(share)) => {
             if share.index != i {
-                return bad(format!("this party deals as old holder {i} but holds share {}", share.index));
+                return bad(format!(
+                    "this party deals as old holder {i} but holds share {}",
+                    share.index
+                ));
             }
             if share.key_info.public_key != setup.public_key {
                 return bad("the stored share is of another public key".into());
@@ -176,9 +191,20 @@ fn plan<E: Curve>(setup: &ReshareSetup<'_, E>, old: Option<&DealerShare<E>>) -> 
             if share.key_info.threshold != setup.old_threshold {
                 return bad("the stored share has another threshold".into());
             }
-            share.key_info.validate().map_err(|e| Error::InvalidKeyMaterial(format!("old key info: {e}")))?;
-            if Point::generator() * &share.secret != *share.key_info.public_shares.get(usize::from(i)).unwrap_or(&Point::zero()) {
-                return Err(Error::InvalidKeyMaterial("the stored share does not match its public share".into()));
+            share
+                .key_info
+                .validate()
+                .map_err(|e| Error::InvalidKeyMaterial(format!("old key info: {e}")))?;
+            if Point::generator() * &share.secret
+                != *share
+                    .key_info
+                    .public_shares
+                    .get(usize::from(i))
+                    .unwrap_or(&Point::zero())
+            {
+                return Err(Error::InvalidKeyMaterial(
+                    "the stored share does not match its public share".into(),
+                ));
             }
             if dealers.iter().any(|(_, j)| *j >= share.key_info.n()) {
                 return bad("an old index is beyond the old set".into());
@@ -208,7 +234,10 @@ fn preimage<E: Curve>(k: usize) -> Scalar<E> {
 }
 
 fn aborted(culprit: PartyIndex, reason: impl Into<String>) -> Error {
-    Error::Aborted { culprits: vec![culprit], reason: reason.into() }
+    Error::Aborted {
+        culprits: vec![culprit],
+        reason: reason.into(),
+    }
 }
 
 /// Runs a reshare as party `setup.me`. Dealers pass their old share; others pass `None`.
@@ -228,7 +257,10 @@ where
     let me = setup.me;
     let m = setup.roles.len() as u16;
     let t_new = usize::from(setup.new_threshold);
-    let my_role = setup.roles.get(usize::from(me)).copied().unwrap_or(Role { old_index: None, new_index: None });
+    let my_role = setup.roles.get(usize::from(me)).copied().unwrap_or(Role {
+        old_index: None,
+        new_index: None,
+    });
     let dealer_preimages: Vec<Scalar<E>> = match old {
         Some(share) => plan
             .dealers
@@ -239,8 +271,15 @@ where
         None => Vec::new(),
     };
 
-    let (party, faults): (wire::CheckedParty<Msg<E>, P>, _) =
-        wire::connect(party, RunParams { eid, me, n: m, kinds: KINDS });
+    let (party, faults): (wire::CheckedParty<Msg<E>, P>, _) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me,
+            n: m,
+            kinds: KINDS,
+        },
+    );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
     let mut router = RoundsRouter::<Msg<E>>::builder();
@@ -254,7 +293,11 @@ where
     // Round 0: deal. w_i = λ_i·x_i, f_i(0) = w_i, commitments C_i[m] = a_{i,m}·G.
     let polynomial: Option<Vec<SecretScalar<E>>> = match (old, my_role.old_index) {
         (Some(share), Some(_)) => {
-            let pos = plan.dealers.iter().position(|(p, _)| *p == me).unwrap_or(usize::MAX);
+            let pos = plan
+                .dealers
+                .iter()
+                .position(|(p, _)| *p == me)
+                .unwrap_or(usize::MAX);
             let lambda = lagrange_coefficient_at_zero(pos, &dealer_preimages)
                 .ok_or_else(|| Error::InvalidKeyMaterial("old preimages are not distinct".into()))?;
             let mut w = lambda.into_inner() * share.secret.as_ref();
@@ -266,13 +309,18 @@ where
     };
     let my_deal = Deal {
         key_info: old.map(|s| s.key_info.clone()),
-        commitments: polynomial.as_ref().map(|f| f.iter().map(|a| Point::generator() * a).collect()),
+        commitments: polynomial
+            .as_ref()
+            .map(|f| f.iter().map(|a| Point::generator() * a).collect()),
     };
     outgoing
         .send(Outgoing::broadcast(Msg::Deal(my_deal.clone())))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let received = router.complete(round_deal).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_deal)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut deals: Vec<Option<Deal<E>>> = vec![None; usize::from(m)];
     for (sender, _, deal) in received.into_iter_indexed() {
         if let Some(slot) = deals.get_mut(usize::from(sender)) {
@@ -282,7 +330,10 @@ where
     if let Some(slot) = deals.get_mut(usize::from(me)) {
         *slot = Some(my_deal);
     }
-    let deals: Vec<Deal<E>> = deals.into_iter().collect::<Option<_>>().ok_or_else(|| Error::Protocol("missing deal".into()))?;
+    let deals: Vec<Deal<E>> = deals
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Protocol("missing deal".into()))?;
 
     // Checks of round 0.
     for (p, deal) in deals.iter().enumerate() {
@@ -300,40 +351,64 @@ where
             .filter_map(|d| d.key_info.as_ref())
             .find(|k| k.public_key == setup.public_key && k.validate().is_ok())
             .cloned()
-            .ok_or_else(|| aborted(plan.dealers.first().map_or(0, |d| d.0), "no dealer sent valid key info of the approved key"))?,
+            .ok_or_else(|| {
+                aborted(
+                    plan.dealers.first().map_or(0, |d| d.0),
+                    "no dealer sent valid key info of the approved key",
+                )
+            })?,
     };
     if reference.threshold != setup.old_threshold || reference.public_key != setup.public_key {
-        return Err(Error::InvalidKeyMaterial("old key info differs from the approved vault".into()));
+        return Err(Error::InvalidKeyMaterial(
+            "old key info differs from the approved vault".into(),
+        ));
     }
     let dealer_preimages: Vec<Scalar<E>> = plan
         .dealers
         .iter()
-        .map(|(p, i)| reference.preimages.get(usize::from(*i)).copied().ok_or_else(|| aborted(*p, "old index beyond the old set")))
+        .map(|(p, i)| {
+            reference
+                .preimages
+                .get(usize::from(*i))
+                .copied()
+                .ok_or_else(|| aborted(*p, "old index beyond the old set"))
+        })
         .collect::<Result<_, _>>()?;
     let mut commitment_sum: Vec<Point<E>> = vec![Point::zero(); t_new];
     let mut constant_sum = Point::<E>::zero();
     for (pos, (p, i)) in plan.dealers.iter().enumerate() {
-        let deal = deals.get(usize::from(*p)).ok_or_else(|| Error::Protocol("deal".into()))?;
+        let deal = deals
+            .get(usize::from(*p))
+            .ok_or_else(|| Error::Protocol("deal".into()))?;
         if deal.key_info.as_ref() != Some(&reference) {
             return Err(aborted(*p, "dealer's old key info differs"));
         }
         let c = deal.commitments.as_deref().unwrap_or_default();
         if c.len() != t_new {
-            return Err(aborted(*p, format!("{} commitments for a new threshold of {t_new}", c.len())));
+            return Err(aborted(
+                *p,
+                format!("{} commitments for a new threshold of {t_new}", c.len()),
+            ));
         }
         let lambda = lagrange_coefficient_at_zero(pos, &dealer_preimages)
             .ok_or_else(|| Error::InvalidKeyMaterial("old preimages are not distinct".into()))?;
-        let x_i = reference.public_shares.get(usize::from(*i)).copied().unwrap_or(Point::zero());
+        let x_i = reference
+            .public_shares
+            .get(usize::from(*i))
+            .copied()
+            .unwrap_or(Point::zero());
         if c.first() != Some(&(x_i * lambda.into_inner())) {
             return Err(aborted(*p, "commitment to the constant term is not λ_i·X_i"));
         }
         for (sum, ci) in commitment_sum.iter_mut().zip(c) {
-            *sum = *sum + ci;
+            *sum += ci;
         }
-        constant_sum = constant_sum + c.first().copied().unwrap_or(Point::zero());
+        constant_sum += c.first().copied().unwrap_or(Point::zero());
     }
     if constant_sum != reference.public_key {
-        return Err(Error::Protocol("dealt constant terms do not sum to the public key".into()));
+        return Err(Error::Protocol(
+            "dealt constant terms do not sum to the public key".into(),
+        ));
     }
 
     // Round 1: echo the deals, so that all parties hold the same commitments.
@@ -342,7 +417,10 @@ where
         .send(Outgoing::broadcast(Msg::Echo(my_echo.clone())))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let echoes = router.complete(round_echo).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let echoes = router
+        .complete(round_echo)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     if let Some((sender, _, _)) = echoes.iter_indexed().find(|(_, _, e)| **e != my_echo) {
         return Err(faults.blame(sender, Fault::EchoMismatch { round: 0 }));
     }
@@ -350,7 +428,10 @@ where
     // Round 2: shares f_i(J_k) to each receiver k.
     let mut own_share: Option<SecretScalar<E>> = None;
     for q in 0..m {
-        let share = match (&polynomial, setup.roles.get(usize::from(q)).and_then(|r| r.new_index)) {
+        let share = match (
+            &polynomial,
+            setup.roles.get(usize::from(q)).and_then(|r| r.new_index),
+        ) {
             (Some(f), Some(k)) => Some(eval_scalars(f, &preimage::<E>(usize::from(k)))),
             _ => None,
         };
@@ -363,7 +444,10 @@ where
             .await
             .map_err(|e| faults.explain(io(&e)))?;
     }
-    let received = router.complete(round_share).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let received = router
+        .complete(round_share)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut shares: Vec<Option<SecretScalar<E>>> = vec![None; usize::from(m)];
     for (sender, _, ShareMsg(s)) in received.into_iter_indexed() {
         if let Some(slot) = shares.get_mut(usize::from(sender)) {
@@ -382,7 +466,10 @@ where
             let dealer = plan.dealers.iter().any(|(d, _)| *d == p);
             match (dealer, share) {
                 (true, Some(s)) => {
-                    let c = deals.get(usize::from(p)).and_then(|d| d.commitments.as_deref()).unwrap_or_default();
+                    let c = deals
+                        .get(usize::from(p))
+                        .and_then(|d| d.commitments.as_deref())
+                        .unwrap_or_default();
                     if Point::generator() * s != eval_points(c, &j_k) {
                         return Err(aborted(p, "share does not match the dealer's commitments"));
                     }
@@ -398,7 +485,10 @@ where
                 .ok_or_else(|| Error::Protocol("new share is zero".into()))?,
         );
     } else if let Some((p, _)) = shares.iter().enumerate().find(|(_, s)| s.is_some()) {
-        return Err(aborted(p as PartyIndex, "sent a share to a party outside the new set"));
+        return Err(aborted(
+            p as PartyIndex,
+            "sent a share to a party outside the new set",
+        ));
     }
 
     // New public info: X'_j = Σ_i f_i(J_j)·G from the summed commitments.
@@ -407,13 +497,19 @@ where
         public_key: reference.public_key,
         threshold: setup.new_threshold,
         preimages: (0..n_new).map(preimage::<E>).collect(),
-        public_shares: (0..n_new).map(|j| eval_points(&commitment_sum, &preimage::<E>(j))).collect(),
+        public_shares: (0..n_new)
+            .map(|j| eval_points(&commitment_sum, &preimage::<E>(j)))
+            .collect(),
         chain_code: reference.chain_code,
     };
-    new_info.validate().map_err(|e| Error::Protocol(format!("new key info: {e}")))?;
+    new_info
+        .validate()
+        .map_err(|e| Error::Protocol(format!("new key info: {e}")))?;
     if let (Some(k), Some(x)) = (my_role.new_index, &new_secret) {
         if new_info.public_shares.get(usize::from(k)) != Some(&(Point::generator() * x)) {
-            return Err(Error::Protocol("own new share does not match its public share".into()));
+            return Err(Error::Protocol(
+                "own new share does not match its public share".into(),
+            ));
         }
     }
 
@@ -434,7 +530,10 @@ where
         .send(Outgoing::broadcast(Msg::Ack(my_ack)))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let acks = router.complete(round_ack).await.map_err(|e| faults.explain(Error::protocol(&e)))?;
+    let acks = router
+        .complete(round_ack)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
     for (sender, _, ack) in acks.into_iter_indexed() {
         if ack.transcript != transcript {
             return Err(aborted(sender, "acknowledged another transcript"));
@@ -442,7 +541,11 @@ where
         let role = setup.roles.get(usize::from(sender)).copied();
         match (role.and_then(|r| r.new_index), ack.proof) {
             (Some(k), Some((a, z))) => {
-                let x_pub = new_info.public_shares.get(usize::from(k)).copied().unwrap_or(Point::zero());
+                let x_pub = new_info
+                    .public_shares
+                    .get(usize::from(k))
+                    .copied()
+                    .unwrap_or(Point::zero());
                 let challenge = ack_challenge(&eid, k, &x_pub, &a, &transcript);
                 schnorr_pok::Proof(z)
                     .verify(&schnorr_pok::Commit(a), &challenge, &x_pub)
@@ -457,7 +560,11 @@ where
         (Some(index), Some(secret)) => Some(NewShare { index, secret }),
         _ => None,
     };
-    Ok(ReshareOutput { key_info: new_info, share, transcript })
+    Ok(ReshareOutput {
+        key_info: new_info,
+        share,
+        transcript,
+    })
 }
 
 fn echo_of<E: Curve>(eid: &ExecutionId, deals: &[Deal<E>]) -> Result<Echo, Error> {
@@ -472,7 +579,12 @@ fn echo_of<E: Curve>(eid: &ExecutionId, deals: &[Deal<E>]) -> Result<Echo, Error
     Ok(Echo(h.finalize().into()))
 }
 
-fn transcript_of<E: Curve>(eid: &ExecutionId, old: &KeyInfo<E>, deals: &[Deal<E>], new: &KeyInfo<E>) -> Result<[u8; 32], Error> {
+fn transcript_of<E: Curve>(
+    eid: &ExecutionId,
+    old: &KeyInfo<E>,
+    deals: &[Deal<E>],
+    new: &KeyInfo<E>,
+) -> Result<[u8; 32], Error> {
     let mut h = Sha256::new();
     h.update(b"vsigner/reshare/transcript/v1");
     h.update(eid.as_bytes());
@@ -489,7 +601,13 @@ fn transcript_of<E: Curve>(eid: &ExecutionId, old: &KeyInfo<E>, deals: &[Deal<E>
 }
 
 /// Fiat–Shamir challenge of a receiver's proof of knowledge of its new share.
-fn ack_challenge<E: Curve>(eid: &ExecutionId, k: u16, x_pub: &Point<E>, commit: &Point<E>, transcript: &[u8; 32]) -> schnorr_pok::Challenge<E> {
+fn ack_challenge<E: Curve>(
+    eid: &ExecutionId,
+    k: u16,
+    x_pub: &Point<E>,
+    commit: &Point<E>,
+    transcript: &[u8; 32],
+) -> schnorr_pok::Challenge<E> {
     let mut h = Sha512::new();
     h.update(b"vsigner/reshare/ack/v1");
     h.update(eid.as_bytes());
@@ -497,5 +615,7 @@ fn ack_challenge<E: Curve>(eid: &ExecutionId, k: u16, x_pub: &Point<E>, commit: 
     h.update(x_pub.to_bytes(true));
     h.update(commit.to_bytes(true));
     h.update(transcript);
-    schnorr_pok::Challenge { nonce: Scalar::from_be_bytes_mod_order(h.finalize()) }
+    schnorr_pok::Challenge {
+        nonce: Scalar::from_be_bytes_mod_order(h.finalize()),
+    }
 }

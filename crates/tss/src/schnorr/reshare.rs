@@ -15,7 +15,11 @@ use crate::reshare::{self, DealerShare, KeyInfo, ReshareSetup};
 use crate::{Error, ExecutionId, WireMessage};
 
 fn scalar_from_frost<C: SchnorrScheme>(bytes: &[u8]) -> Result<Scalar<C::Curve>, Error> {
-    let parsed = if C::SCALARS_LITTLE_ENDIAN { Scalar::from_le_bytes(bytes) } else { Scalar::from_be_bytes(bytes) };
+    let parsed = if C::SCALARS_LITTLE_ENDIAN {
+        Scalar::from_le_bytes(bytes)
+    } else {
+        Scalar::from_be_bytes(bytes)
+    };
     parsed.map_err(|_| Error::InvalidKeyMaterial("frost scalar does not decode".into()))
 }
 
@@ -62,25 +66,41 @@ impl<C: SchnorrScheme> KeyShare<C> {
     fn dealer_share(&self) -> Result<DealerShare<C::Curve>, Error> {
         let bytes = zeroize::Zeroizing::new(self.key_package.signing_share().serialize());
         let mut x = scalar_from_frost::<C>(&bytes)?;
-        Ok(DealerShare { key_info: self.key_info()?, index: self.index(), secret: SecretScalar::new(&mut x) })
+        Ok(DealerShare {
+            key_info: self.key_info()?,
+            index: self.index(),
+            secret: SecretScalar::new(&mut x),
+        })
     }
 
     fn from_reshare(info: &KeyInfo<C::Curve>, share: reshare::NewShare<C::Curve>) -> Result<Self, Error> {
-        let verifying_key = VerifyingKey::<C>::deserialize(&info.public_key.to_bytes(true)).map_err(frost_err)?;
+        let verifying_key =
+            VerifyingKey::<C>::deserialize(&info.public_key.to_bytes(true)).map_err(frost_err)?;
         let mut shares = BTreeMap::new();
         for (j, p) in info.public_shares.iter().enumerate() {
             let id = identifier::<C>(j as u16)?;
-            shares.insert(id, VerifyingShare::<C>::deserialize(&p.to_bytes(true)).map_err(frost_err)?);
+            shares.insert(
+                id,
+                VerifyingShare::<C>::deserialize(&p.to_bytes(true)).map_err(frost_err)?,
+            );
         }
         let index = share.index;
         let id = identifier::<C>(index)?;
-        let secret_bytes = zeroize::Zeroizing::new(scalar_to_frost::<C>(AsRef::<Scalar<C::Curve>>::as_ref(&share.secret)));
+        let secret_bytes = zeroize::Zeroizing::new(scalar_to_frost::<C>(AsRef::<Scalar<C::Curve>>::as_ref(
+            &share.secret,
+        )));
         let signing_share = SigningShare::<C>::deserialize(&secret_bytes).map_err(frost_err)?;
-        let verifying_share =
-            *shares.get(&id).ok_or_else(|| Error::Protocol("no public share for the new index".into()))?;
+        let verifying_share = *shares
+            .get(&id)
+            .ok_or_else(|| Error::Protocol("no public share for the new index".into()))?;
         let key_package = KeyPackage::new(id, signing_share, verifying_share, verifying_key, info.threshold);
         let public_key_package = PublicKeyPackage::new(shares, verifying_key, Some(info.threshold));
-        KeyShare::new(index, info.public_shares.len() as u16, key_package, public_key_package)
+        KeyShare::new(
+            index,
+            info.public_shares.len() as u16,
+            key_package,
+            public_key_package,
+        )
     }
 }
 
@@ -100,6 +120,12 @@ where
 {
     let dealer = old.map(KeyShare::dealer_share).transpose()?;
     let out = reshare::run(party, eid, setup, dealer.as_ref(), rng).await?;
-    let share = out.share.map(|s| KeyShare::from_reshare(&out.key_info, s)).transpose()?;
-    Ok(Reshared { share, transcript: out.transcript })
+    let share = out
+        .share
+        .map(|s| KeyShare::from_reshare(&out.key_info, s))
+        .transpose()?;
+    Ok(Reshared {
+        share,
+        transcript: out.transcript,
+    })
 }

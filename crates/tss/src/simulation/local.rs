@@ -185,3 +185,40 @@ where
         async move { schnorr::sign(party, eid, j, signers, share?, message, taproot, &mut rng).await }
     }))
 }
+
+/// Reshare of ECDSA core shares; party `p` plays `roles[p]` and deals with
+/// `old[roles[p].old_index]`. Returns each party's result in run order.
+pub fn ecdsa_reshare<E, R>(
+    eid: ExecutionId,
+    old: &[CoreShare<E>],
+    roles: &[crate::reshare::Role],
+    new_threshold: u16,
+    rng: impl Fn() -> R,
+) -> Result<Vec<ecdsa::Reshared<CoreShare<E>>>, Error>
+where
+    E: EcdsaCurve,
+    R: RngCore + CryptoRng,
+{
+    let first = old.first().ok_or_else(|| Error::invalid_args("no old shares"))?;
+    let (public_key, old_threshold) = (first.public_key(), first.threshold());
+    collect(round_based::sim::run(roles.len() as u16, |p, party| {
+        let mut rng = rng();
+        async move {
+            let setup = crate::reshare::ReshareSetup {
+                roles,
+                me: p,
+                old_threshold,
+                new_threshold,
+                public_key,
+            };
+            let mine = match roles.get(usize::from(p)).and_then(|r| r.old_index) {
+                Some(i) => Some(
+                    old.get(usize::from(i))
+                        .ok_or_else(|| Error::invalid_args("no such old share"))?,
+                ),
+                None => None,
+            };
+            ecdsa::reshare(party, eid, &setup, mine, &mut rng).await
+        }
+    }))
+}

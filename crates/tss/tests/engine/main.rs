@@ -8,6 +8,6 @@ mod adversarial;
 mod aux_info;
 mod common;
 mod ecdsa;
-mod schnorr;
 mod reshare;
+mod schnorr;
 mod shares;

@@ -14,12 +14,24 @@ use crate::common::*;
 
 /// A participant: `old` = its old index if it deals, `new` = its new index if it receives.
 fn role(old: Option<u16>, new: Option<u16>) -> Role {
-    Role { old_index: old, new_index: new }
+    Role {
+        old_index: old,
+        new_index: new,
+    }
 }
 
 /// 2-of-3 → 3-of-4: two old holders deal, the third stays without dealing, one newcomer.
 fn grow() -> (u16, u16, Vec<Role>) {
-    (2, 3, vec![role(Some(0), Some(0)), role(Some(1), Some(1)), role(None, Some(2)), role(None, Some(3))])
+    (
+        2,
+        3,
+        vec![
+            role(Some(0), Some(0)),
+            role(Some(1), Some(1)),
+            role(None, Some(2)),
+            role(None, Some(3)),
+        ],
+    )
 }
 
 /// 3-of-5 → 2-of-3: old 0 and 2 deal and leave, old 4 deals and stays, old 1 stays without
@@ -52,7 +64,13 @@ fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
     let public_key = old[0].public_key();
     let old_t = old[0].threshold();
     round_based::sim::run(roles.len() as u16, |p, party| async move {
-        let setup = ReshareSetup { roles, me: p, old_threshold: old_t, new_threshold: new_t, public_key };
+        let setup = ReshareSetup {
+            roles,
+            me: p,
+            old_threshold: old_t,
+            new_threshold: new_t,
+            public_key,
+        };
         let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
         ecdsa::reshare(party, eid, &setup, mine, &mut OsRng).await
     })
@@ -62,7 +80,9 @@ fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
 
 /// New shares ordered by new index.
 fn new_shares<S>(results: Vec<Result<ecdsa::Reshared<S>, Error>>, roles: &[Role]) -> Vec<S> {
-    let mut out: Vec<Option<S>> = (0..roles.iter().filter(|r| r.new_index.is_some()).count()).map(|_| None).collect();
+    let mut out: Vec<Option<S>> = (0..roles.iter().filter(|r| r.new_index.is_some()).count())
+        .map(|_| None)
+        .collect();
     let mut transcripts = Vec::new();
     for (r, role) in results.into_iter().zip(roles) {
         let r = r.unwrap();
@@ -83,28 +103,46 @@ fn ecdsa_scenario(scenario: fn() -> (u16, u16, Vec<Role>), old_n: u16) {
     let n_new = new.len() as u16;
     for (k, s) in new.iter().enumerate() {
         assert_eq!((s.index(), s.threshold(), s.n()), (k as u16, new_t, n_new));
-        assert_eq!(s.public_key_bytes(), old[0].public_key_bytes(), "the public key must not change");
+        assert_eq!(
+            s.public_key_bytes(),
+            old[0].public_key_bytes(),
+            "the public key must not change"
+        );
         assert_eq!(s.chain_code(), old[0].chain_code());
     }
     let path: DerivationPath = "m/1/2".parse().unwrap();
-    assert_eq!(new[0].derive_public_key(&path).unwrap(), old[0].derive_public_key(&path).unwrap());
+    assert_eq!(
+        new[0].derive_public_key(&path).unwrap(),
+        old[0].derive_public_key(&path).unwrap()
+    );
 
     // A committee of new holders that includes the last new index (a newcomer in the
     // growing and shrinking scenarios) signs under the unchanged key, at the root and at an
     // HD path.
     let shares = local::ecdsa_key_shares(new, test_aux_info(n_new)).unwrap();
     let signers: Vec<u16> = (n_new - new_t..n_new).rev().collect();
-    let m = Message::Preimage(Preimage { hash: HashAlgorithm::Sha256, data: b"after reshare".to_vec() });
+    let m = Message::Preimage(Preimage {
+        hash: HashAlgorithm::Sha256,
+        data: b"after reshare".to_vec(),
+    });
     for p in [None, Some(&path)] {
         let sig = all_equal(&ecdsa_sign(&shares, &signers, &m, p));
         let key = match p {
             None => old[0].public_key_bytes(),
-            Some(path) => old[0].derive_public_key(path).unwrap().to_bytes(true).as_bytes().to_vec(),
+            Some(path) => old[0]
+                .derive_public_key(path)
+                .unwrap()
+                .to_bytes(true)
+                .as_bytes()
+                .to_vec(),
         };
         use k256::ecdsa::signature::hazmat::PrehashVerifier;
         k256::ecdsa::VerifyingKey::from_sec1_bytes(&key)
             .unwrap()
-            .verify_prehash(&m.digest(), &k256::ecdsa::Signature::from_scalars(sig.r, sig.s).unwrap())
+            .verify_prehash(
+                &m.digest(),
+                &k256::ecdsa::Signature::from_scalars(sig.r, sig.s).unwrap(),
+            )
             .expect("signature by the new committee verifies under the old key");
     }
 }
@@ -126,7 +164,11 @@ fn ecdsa_refresh_2_of_3_and_old_shares_do_not_mix_with_new() {
     let old = ecdsa_keygen::<Secp256k1>(3, 2);
     let new = new_shares(ecdsa_reshare_run(&old, new_t, &roles), &roles);
     for (o, n) in old.iter().zip(&new) {
-        assert_ne!(o.to_bytes().unwrap(), n.to_bytes().unwrap(), "refresh must change every share");
+        assert_ne!(
+            o.to_bytes().unwrap(),
+            n.to_bytes().unwrap(),
+            "refresh must change every share"
+        );
     }
     // Old share of party 0 with the new share of party 1: same set, same aux-info, but the
     // shares lie on different polynomials, so no valid signature comes out.
@@ -140,11 +182,24 @@ fn ecdsa_refresh_2_of_3_and_old_shares_do_not_mix_with_new() {
     let results = round_based::sim::run(2, |j, party| async move {
         let signers = [0u16, 1];
         let m = Message::Digest([9; 32]);
-        ecdsa::sign(party, eid, j, &signers, &mixed[usize::from(j)], &m, None, &mut OsRng).await
+        ecdsa::sign(
+            party,
+            eid,
+            j,
+            &signers,
+            &mixed[usize::from(j)],
+            &m,
+            None,
+            &mut OsRng,
+        )
+        .await
     })
     .unwrap()
     .into_vec();
-    assert!(results.iter().all(Result::is_err), "a mixed committee must not produce a signature");
+    assert!(
+        results.iter().all(Result::is_err),
+        "a mixed committee must not produce a signature"
+    );
 }
 
 fn schnorr_reshare_run<C: SchnorrScheme>(
@@ -156,7 +211,13 @@ fn schnorr_reshare_run<C: SchnorrScheme>(
     let public_key = old[0].key_info().unwrap().public_key;
     let old_t = old[0].threshold();
     round_based::sim::run(roles.len() as u16, |p, party| async move {
-        let setup = ReshareSetup { roles, me: p, old_threshold: old_t, new_threshold: new_t, public_key };
+        let setup = ReshareSetup {
+            roles,
+            me: p,
+            old_threshold: old_t,
+            new_threshold: new_t,
+            public_key,
+        };
         let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
         schnorr::reshare(party, eid, &setup, mine, &mut OsRng).await
     })
@@ -164,7 +225,11 @@ fn schnorr_reshare_run<C: SchnorrScheme>(
     .into_vec()
 }
 
-fn schnorr_scenario<C: SchnorrScheme>(scenario: fn() -> (u16, u16, Vec<Role>), old_n: u16, verify: fn(&[u8], &[u8], &[u8])) {
+fn schnorr_scenario<C: SchnorrScheme>(
+    scenario: fn() -> (u16, u16, Vec<Role>),
+    old_n: u16,
+    verify: fn(&[u8], &[u8], &[u8]),
+) {
     let (old_t, new_t, roles) = scenario();
     let old = schnorr_keygen::<C>(old_n, old_t);
     let pk = old[0].public_key_bytes().unwrap();
@@ -190,12 +255,17 @@ fn schnorr_scenario<C: SchnorrScheme>(scenario: fn() -> (u16, u16, Vec<Role>), o
 
 fn ed25519_verify(pk: &[u8], msg: &[u8], sig: &[u8]) {
     let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().unwrap()).unwrap();
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig.try_into().unwrap())).unwrap();
+    vk.verify_strict(
+        msg,
+        &ed25519_dalek::Signature::from_bytes(sig.try_into().unwrap()),
+    )
+    .unwrap();
 }
 
 fn bip340_verify(pk: &[u8], msg: &[u8], sig: &[u8]) {
     let vk = k256::schnorr::VerifyingKey::from_bytes(pk).unwrap();
-    vk.verify_raw(msg, &k256::schnorr::Signature::try_from(sig).unwrap()).unwrap();
+    vk.verify_raw(msg, &k256::schnorr::Signature::try_from(sig).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -221,10 +291,20 @@ fn fewer_dealers_than_the_old_threshold_are_refused_up_front() {
     };
     let eid = eid(ProtocolTag::Reshare, "too-few", 3);
     // The idle party never delivers: the refusal must come before any message.
-    let result = futures::executor::block_on(schnorr::reshare(idle_party(), eid, &setup, Some(&old[0]), &mut OsRng));
+    let result = futures::executor::block_on(schnorr::reshare(
+        idle_party(),
+        eid,
+        &setup,
+        Some(&old[0]),
+        &mut OsRng,
+    ));
     let err = result.unwrap_err();
     assert!(matches!(err, Error::InvalidArguments(_)), "{err}");
-    assert!(err.to_string().contains("1 old holders take part, the old threshold is 2"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("1 old holders take part, the old threshold is 2"),
+        "{err}"
+    );
 }
 
 /// Runs an Ed25519 reshare (grow scenario) with an interceptor; returns the outcomes.
@@ -239,7 +319,13 @@ fn cheating_run(
     let parties = (0..roles.len() as u16)
         .map(|p| {
             simulation::party(move |party| async move {
-                let setup = ReshareSetup { roles, me: p, old_threshold: 2, new_threshold: new_t, public_key };
+                let setup = ReshareSetup {
+                    roles,
+                    me: p,
+                    old_threshold: 2,
+                    new_threshold: new_t,
+                    public_key,
+                };
                 let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
                 schnorr::reshare(party, eid, &setup, mine, &mut OsRng).await
             })
@@ -248,7 +334,12 @@ fn cheating_run(
     simulation::run_with(parties, intercept)
 }
 
-fn assert_named(outcomes: Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>>, culprit: u16, victims: &[u16], reason: &str) {
+fn assert_named(
+    outcomes: Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>>,
+    culprit: u16,
+    victims: &[u16],
+    reason: &str,
+) {
     for (p, o) in outcomes.into_iter().enumerate() {
         match o {
             Outcome::Finished(Ok(r)) => assert!(!victims.contains(&(p as u16)), "victim {p} finished: {r:?}"),
@@ -305,7 +396,12 @@ fn commitments_of(payload: &[u8]) -> ciborium::Value {
     let v: ciborium::Value = ciborium::from_reader(payload).unwrap();
     let outer = v.as_map().unwrap();
     let fields = outer[0].1.as_map().unwrap();
-    fields.iter().find(|(k, _)| k.as_text() == Some("commitments")).unwrap().1.clone()
+    fields
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("commitments"))
+        .unwrap()
+        .1
+        .clone()
 }
 
 #[test]

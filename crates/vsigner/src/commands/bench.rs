@@ -12,6 +12,7 @@ use clap::Subcommand;
 use rand_core::OsRng;
 use serde::Serialize;
 use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1};
+use vsigner_tss::reshare::Role;
 use vsigner_tss::schnorr::Ed25519;
 use vsigner_tss::simulation::{bare, local};
 use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
@@ -341,6 +342,28 @@ fn protocols(
         progress(&m);
         results.push(m);
     }
+    // Reshare 3-of-5 -> 4-of-6 (ECDSA core shares; the new set's aux-info not included):
+    // three old holders deal and stay, two stay without dealing, one newcomer.
+    let old = local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, 5, 0), 5, 3, || OsRng)?;
+    let roles: Vec<Role> = (0..6u16)
+        .map(|k| Role {
+            old_index: (k < 3).then_some(k),
+            new_index: Some(k),
+        })
+        .collect();
+    let m = compare(
+        "ecdsa_reshare_3of5_to_4of6",
+        (3, 5),
+        runs,
+        |r| {
+            local::ecdsa_reshare(eid(ProtocolTag::Reshare, 6, r), &old, &roles, 4, || OsRng)?;
+            Ok(())
+        },
+        None,
+    )?;
+    progress(&m);
+    results.push(m);
+
     let report = Report {
         cores: num_cpus::get(),
         note: "all parties in one process, one thread: each figure is the sum of every party's CPU time; aux-info from the public test primes",
