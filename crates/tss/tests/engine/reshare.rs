@@ -307,39 +307,83 @@ fn fewer_dealers_than_the_old_threshold_are_refused_up_front() {
     );
 }
 
-/// Runs an Ed25519 reshare (grow scenario) with an interceptor; returns the outcomes.
-fn cheating_run(
-    old: &[schnorr::KeyShare<Ed25519>],
-    intercept: impl FnMut(Envelope) -> Vec<Envelope>,
-) -> Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>> {
-    let (_, new_t, roles) = grow();
-    let roles = &roles;
-    let eid = eid(ProtocolTag::Reshare, "cheat", roles.len());
-    let public_key = old[0].key_info().unwrap().public_key;
-    let parties = (0..roles.len() as u16)
-        .map(|p| {
-            simulation::party(move |party| async move {
-                let setup = ReshareSetup {
-                    roles,
-                    me: p,
-                    old_threshold: 2,
-                    new_threshold: new_t,
-                    public_key,
-                };
-                let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
-                schnorr::reshare(party, eid, &setup, mine, &mut OsRng).await
-            })
-        })
-        .collect();
-    simulation::run_with(parties, intercept)
+/// The two families, for the cheating-dealer tests.
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    Ecdsa,
+    Schnorr,
 }
 
-fn assert_named(
-    outcomes: Vec<Outcome<Result<ecdsa::Reshared<schnorr::KeyShare<Ed25519>>, Error>>>,
-    culprit: u16,
-    victims: &[u16],
-    reason: &str,
-) {
+type CheatOutcome = Outcome<Result<[u8; 32], Error>>;
+
+/// Runs a reshare (grow scenario) of `family` with an interceptor; each party's outcome is
+/// its transcript on success. Returns the outcomes and a check that the old shares are
+/// untouched and still sign.
+fn cheating_run(family: Family, intercept: impl FnMut(Envelope) -> Vec<Envelope>) -> Vec<CheatOutcome> {
+    let (old_t, new_t, roles) = grow();
+    let roles = &roles;
+    let eid = eid(ProtocolTag::Reshare, "cheat", roles.len());
+    match family {
+        Family::Ecdsa => {
+            let old = ecdsa_keygen::<Secp256k1>(3, old_t);
+            let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+            let old = &old;
+            let public_key = old[0].public_key();
+            let parties = (0..roles.len() as u16)
+                .map(|p| {
+                    simulation::party(move |party| async move {
+                        let setup = ReshareSetup {
+                            roles,
+                            me: p,
+                            old_threshold: old_t,
+                            new_threshold: new_t,
+                            public_key,
+                        };
+                        let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
+                        ecdsa::reshare(party, eid, &setup, mine, &mut OsRng)
+                            .await
+                            .map(|r| r.transcript)
+                    })
+                })
+                .collect();
+            let outcomes = simulation::run_with(parties, intercept);
+            let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+            assert_eq!(before, after, "a failed reshare must not touch the old shares");
+            outcomes
+        }
+        Family::Schnorr => {
+            let old = schnorr_keygen::<Ed25519>(3, old_t);
+            let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+            let old = &old;
+            let public_key = old[0].key_info().unwrap().public_key;
+            let parties = (0..roles.len() as u16)
+                .map(|p| {
+                    simulation::party(move |party| async move {
+                        let setup = ReshareSetup {
+                            roles,
+                            me: p,
+                            old_threshold: old_t,
+                            new_threshold: new_t,
+                            public_key,
+                        };
+                        let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
+                        schnorr::reshare(party, eid, &setup, mine, &mut OsRng)
+                            .await
+                            .map(|r| r.transcript)
+                    })
+                })
+                .collect();
+            let outcomes = simulation::run_with(parties, intercept);
+            let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
+            assert_eq!(before, after, "a failed reshare must not touch the old shares");
+            let sig = all_equal(&schnorr_sign(old, &[0, 2], b"still works", None));
+            ed25519_verify(&old[0].public_key_bytes().unwrap(), b"still works", &sig.0);
+            outcomes
+        }
+    }
+}
+
+fn assert_named(outcomes: Vec<CheatOutcome>, culprit: u16, victims: &[u16], reason: &str) {
     for (p, o) in outcomes.into_iter().enumerate() {
         match o {
             Outcome::Finished(Ok(r)) => assert!(!victims.contains(&(p as u16)), "victim {p} finished: {r:?}"),
@@ -355,22 +399,17 @@ fn assert_named(
 
 #[test]
 fn dealer_share_inconsistent_with_its_commitments_is_named() {
-    let old = schnorr_keygen::<Ed25519>(3, 2);
-    let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
-    // Dealer 1 sends the newcomer (party 3) a share off its polynomial.
-    let outcomes = cheating_run(&old, |mut env| {
-        if env.from == 1 && env.to == Some(3) && env.msg.round == 2 {
-            let k = env.msg.payload.len() - 3;
-            env.msg.payload[k] ^= 0x01;
-        }
-        vec![env]
-    });
-    assert_named(outcomes, 1, &[3], "share does not match the dealer's commitments");
-    // The run output nothing to the victim, and the old shares are untouched and still sign.
-    let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
-    assert_eq!(before, after);
-    let sig = all_equal(&schnorr_sign(&old, &[0, 2], b"still works", None));
-    ed25519_verify(&old[0].public_key_bytes().unwrap(), b"still works", &sig.0);
+    for family in [Family::Ecdsa, Family::Schnorr] {
+        // Dealer 1 sends the newcomer (party 3) a share off its polynomial.
+        let outcomes = cheating_run(family, |mut env| {
+            if env.from == 1 && env.to == Some(3) && env.msg.round == 2 {
+                let k = env.msg.payload.len() - 3;
+                env.msg.payload[k] ^= 0x01;
+            }
+            vec![env]
+        });
+        assert_named(outcomes, 1, &[3], "share does not match the dealer's commitments");
+    }
 }
 
 /// Replaces the `commitments` of a CBOR-encoded `Deal` message by `with`.
@@ -406,38 +445,40 @@ fn commitments_of(payload: &[u8]) -> ciborium::Value {
 
 #[test]
 fn dealer_commitments_not_matching_its_old_public_share_are_named() {
-    let old = schnorr_keygen::<Ed25519>(3, 2);
-    // Dealer 1 broadcasts dealer 0's commitments (valid points, wrong constant term for it).
-    let dealer0 = std::cell::RefCell::new(None);
-    let outcomes = cheating_run(&old, |mut env| {
-        if env.msg.round == 0 {
-            if env.from == 0 {
-                *dealer0.borrow_mut() = Some(commitments_of(&env.msg.payload));
+    for family in [Family::Ecdsa, Family::Schnorr] {
+        // Dealer 1 broadcasts dealer 0's commitments (valid points, wrong constant term for it).
+        let dealer0 = std::cell::RefCell::new(None);
+        let outcomes = cheating_run(family, |mut env| {
+            if env.msg.round == 0 {
+                if env.from == 0 {
+                    *dealer0.borrow_mut() = Some(commitments_of(&env.msg.payload));
+                }
+                if env.from == 1 {
+                    let with = dealer0.borrow().clone().expect("dealer 0 deals first");
+                    env.msg.payload = swap_commitments(&env.msg.payload, &with);
+                }
             }
-            if env.from == 1 {
-                let with = dealer0.borrow().clone().expect("dealer 0 deals first");
-                env.msg.payload = swap_commitments(&env.msg.payload, &with);
-            }
-        }
-        vec![env]
-    });
-    assert_named(outcomes, 1, &[0, 2, 3], "commitment to the constant term is not");
+            vec![env]
+        });
+        assert_named(outcomes, 1, &[0, 2, 3], "commitment to the constant term is not");
+    }
 }
 
 #[test]
 fn commitment_vector_longer_than_the_new_threshold_is_named() {
     // The "threshold raising" attack: one commitment too many.
-    let old = schnorr_keygen::<Ed25519>(3, 2);
-    let outcomes = cheating_run(&old, |mut env| {
-        if env.msg.round == 0 && env.from == 0 {
-            let mut c = commitments_of(&env.msg.payload);
-            if let ciborium::Value::Array(items) = &mut c {
-                let last = items.last().unwrap().clone();
-                items.push(last);
+    for family in [Family::Ecdsa, Family::Schnorr] {
+        let outcomes = cheating_run(family, |mut env| {
+            if env.msg.round == 0 && env.from == 0 {
+                let mut c = commitments_of(&env.msg.payload);
+                if let ciborium::Value::Array(items) = &mut c {
+                    let last = items.last().unwrap().clone();
+                    items.push(last);
+                }
+                env.msg.payload = swap_commitments(&env.msg.payload, &c);
             }
-            env.msg.payload = swap_commitments(&env.msg.payload, &c);
-        }
-        vec![env]
-    });
-    assert_named(outcomes, 0, &[1, 2, 3], "commitments for a new threshold of 3");
+            vec![env]
+        });
+        assert_named(outcomes, 0, &[1, 2, 3], "commitments for a new threshold of 3");
+    }
 }
