@@ -7,6 +7,9 @@
 //!   integers, which `zeroize` cannot reach: `rug::Integer` frees its limbs with GMP's free
 //!   function, and this crate replaces that function.
 //!
+//! - [`harden_process`]: disables core dumps and locks the process's memory (when the
+//!   memory-lock limit allows it), so secrets are neither dumped nor swapped to disk.
+//!
 //! The hooks are `malloc`/`free`-compatible (they allocate with `malloc` and free with
 //! `free`, exactly like GMP's defaults), so blocks allocated before the hooks were installed
 //! are still freed correctly; installing them is idempotent and safe at any time.
@@ -95,6 +98,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hardening_reports_each_outcome() {
+        let h = harden_process();
+        // Core dumps can always be disabled for our own process.
+        assert_eq!(h.core_dumps_disabled, Ok(()));
+        // Memory locking depends on the limit; either way the result says what happened.
+        if let Err(reason) = &h.memory_locked {
+            assert!(
+                reason.contains("RLIMIT_MEMLOCK") || reason.contains("mlockall"),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
     fn dropped_and_grown_integers_are_wiped() {
         wipe_gmp_on_free();
         let before = gmp_wiped_bytes();
@@ -109,5 +126,74 @@ mod tests {
         wipe_gmp_on_free();
         let y = rug::Integer::from(12345) * 678;
         assert_eq!(y, 8_369_910);
+    }
+}
+
+/// What [`harden_process`] achieved; anything not achieved comes with the reason, for a
+/// warning at start-up (hardening is best effort: a refusal is not a failure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardening {
+    /// Core dumps are off (`RLIMIT_CORE = 0` and not dumpable), or why not.
+    pub core_dumps_disabled: Result<(), String>,
+    /// All current and future memory is locked in RAM, or why not.
+    pub memory_locked: Result<(), String>,
+}
+
+/// Disables core dumps and, when `RLIMIT_MEMLOCK` is unlimited, locks all current and future
+/// memory. With a finite limit, locking future allocations would make them fail once the
+/// limit is reached, so memory is left unlocked and the reason is returned instead: run with
+/// `ulimit -l unlimited` (or `LimitMEMLOCK=infinity`, or `CAP_IPC_LOCK` with an unlimited
+/// limit) to get it.
+pub fn harden_process() -> Hardening {
+    Hardening {
+        core_dumps_disabled: disable_core_dumps(),
+        memory_locked: lock_memory(),
+    }
+}
+
+#[allow(unsafe_code)]
+fn disable_core_dumps() -> Result<(), String> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with valid arguments.
+    let limit = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    // SAFETY: as above; PR_SET_DUMPABLE takes an integer argument.
+    let dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if limit == 0 && dumpable == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot disable core dumps: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+#[allow(unsafe_code)]
+fn lock_memory() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(format!(
+            "cannot read RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if limit.rlim_cur != libc::RLIM_INFINITY {
+        return Err(format!(
+            "memory not locked: RLIMIT_MEMLOCK is {} bytes, and locking future allocations under a finite limit would make them fail; run with `ulimit -l unlimited` to lock it",
+            limit.rlim_cur
+        ));
+    }
+    // SAFETY: plain syscall; flags are valid.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        Ok(())
+    } else {
+        Err(format!("mlockall refused: {}", std::io::Error::last_os_error()))
     }
 }

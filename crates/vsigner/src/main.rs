@@ -3,6 +3,7 @@
 //! # Layout
 //! - `primes`: generate safe-prime pools for aux-info generation.
 //! - `bench`: measure the protocols (`bench protocols`).
+//! - `keystore`: inspect a keystore (`keystore inspect`).
 //! - `dev`: developer tools (test fixtures).
 
 mod commands;
@@ -23,6 +24,9 @@ enum Command {
     /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
     #[command(subcommand)]
     Primes(commands::primes::PrimesCommand),
+    /// Inspect a keystore (never shows secrets).
+    #[command(subcommand)]
+    Keystore(commands::keystore::KeystoreCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -38,6 +42,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };
     match result {

@@ -224,30 +224,34 @@ where
     }
     let data = message.data_to_sign::<E>();
     let m = data.to_scalar();
-    let gamma: Point<E> = *public.gamma;
-    let r = public.gamma.x().to_scalar();
-    // The check `combine` applies to the whole set, applied per member to name culprits.
-    let culprits: Vec<PartyIndex> = ordered
-        .iter()
-        .zip(&public.commitments)
-        .filter_map(|(p, (delta, s))| {
-            let p = (*p)?;
-            (p.sigma * gamma != m * delta + r * s).then_some(p.index)
-        })
-        .collect();
-    if !culprits.is_empty() {
-        return Err(Error::Aborted {
-            culprits,
-            reason: "partial signature does not verify".into(),
-        });
-    }
     let library_partials: Vec<cggmp24::PartialSignature<E>> = ordered
         .iter()
         .flatten()
         .map(|p| cggmp24::PartialSignature { sigma: p.sigma })
         .collect();
-    let signature = cggmp24::PartialSignature::combine(&library_partials, &public.library(), data)
-        .ok_or_else(|| Error::Protocol("partial signatures do not combine".into()))?;
+    // `combine` checks every partial against the presignature's commitments; only when it
+    // refuses do we repeat its check per member, to name the culprits.
+    let Some(signature) = cggmp24::PartialSignature::combine(&library_partials, &public.library(), data)
+    else {
+        let gamma: Point<E> = *public.gamma;
+        let r = public.gamma.x().to_scalar();
+        let culprits: Vec<PartyIndex> = ordered
+            .iter()
+            .zip(&public.commitments)
+            .filter_map(|(p, (delta, s))| {
+                let p = (*p)?;
+                (p.sigma * gamma != m * delta + r * s).then_some(p.index)
+            })
+            .collect();
+        return Err(if culprits.is_empty() {
+            Error::Protocol("partial signatures do not combine".into())
+        } else {
+            Error::Aborted {
+                culprits,
+                reason: "partial signature does not verify".into(),
+            }
+        });
+    };
     Signature::finish(signature, &public.public_key, &m)
 }
 

@@ -1,6 +1,8 @@
 //! The same protocols on the libraries alone: `cggmp24` on `round_based::sim` with its own
 //! message types (no [`crate::wire`] checks or encoding), and the `frost` functions called
-//! directly with no messaging at all. Only for measuring the engine's overhead.
+//! directly, every message passed through frost's own `serialize`/`deserialize` as any
+//! networked use must (deserializing validates points, e.g. ed25519's torsion check, which
+//! is most of a FROST message's cost). Only for measuring the engine's overhead.
 
 use std::collections::BTreeMap;
 
@@ -123,28 +125,40 @@ pub fn schnorr_keygen<C: SchnorrScheme, R: RngCore + CryptoRng>(
     let err = |e: frost_core::Error<C>| Error::Protocol(e.to_string());
     let ids: Vec<Identifier<C>> = (0..n).map(schnorr::identifier::<C>).collect::<Result<_, _>>()?;
     let mut secrets1 = BTreeMap::new();
-    let mut round1 = BTreeMap::new();
+    let mut round1_wire = BTreeMap::new();
     for id in &ids {
         let (s, p) = dkg::part1::<C, _>(*id, n, t, &mut *rng).map_err(err)?;
         secrets1.insert(*id, s);
-        round1.insert(*id, p);
+        round1_wire.insert(*id, p.serialize().map_err(err)?);
     }
+    // What each party received in round 1: the others' packages, deserialized.
+    let received_round1 = |me: &Identifier<C>| -> Result<BTreeMap<_, _>, Error> {
+        round1_wire
+            .iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, bytes)| Ok((*id, dkg::round1::Package::<C>::deserialize(bytes).map_err(err)?)))
+            .collect()
+    };
     let mut secrets2 = BTreeMap::new();
-    let mut round2: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, _>> = BTreeMap::new();
+    let mut round2_wire: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, Vec<u8>>> = BTreeMap::new();
     for (id, s) in secrets1 {
-        let mut others = round1.clone();
-        others.remove(&id);
-        let (s2, packages) = dkg::part2(s, &others).map_err(err)?;
+        let (s2, packages) = dkg::part2(s, &received_round1(&id)?).map_err(err)?;
         secrets2.insert(id, s2);
         for (to, p) in packages {
-            round2.entry(to).or_default().insert(id, p);
+            round2_wire
+                .entry(to)
+                .or_default()
+                .insert(id, p.serialize().map_err(err)?);
         }
     }
     for (id, s2) in &secrets2 {
-        let mut others = round1.clone();
-        others.remove(id);
-        let received = round2.remove(id).unwrap_or_default();
-        dkg::part3(s2, &others, &received).map_err(err)?;
+        let received: BTreeMap<_, _> = round2_wire
+            .remove(id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(from, bytes)| Ok((from, dkg::round2::Package::<C>::deserialize(&bytes).map_err(err)?)))
+            .collect::<Result<_, Error>>()?;
+        dkg::part3(s2, &received_round1(id)?, &received).map_err(err)?;
     }
     Ok(())
 }

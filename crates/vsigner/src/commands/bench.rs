@@ -35,6 +35,19 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         primes: Option<std::path::PathBuf>,
     },
+    /// Keystore put/get throughput for a typical ECDSA key share (~1 KB) on a local
+    /// directory (durable writes: fsync of file and directory).
+    Keystore {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Records to write and read.
+        #[arg(long, default_value_t = 500)]
+        records: usize,
+        /// Directory to benchmark in (default: a new temp directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -45,7 +58,67 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             aux_runs,
             primes,
         } => protocols(json, runs, aux_runs, primes),
+        BenchCommand::Keystore { json, records, dir } => keystore(json, records, dir),
     }
+}
+
+fn keystore(json: bool, records: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use vsigner_keystore::{Keystore, Passphrase, RecordId};
+    if records == 0 {
+        bail!("--records must be at least 1");
+    }
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("vsigner-bench-keystore-{}", std::process::id()))
+    });
+    if dir.join("keystore.json").exists() {
+        bail!(
+            "{} already holds a keystore; benchmark in an empty directory",
+            dir.display()
+        );
+    }
+    let core = &local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, 3, 0), 3, 2, || OsRng)?[0];
+    let share = core.to_bytes()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (put_s, get_s) = runtime.block_on(async {
+        let ks = Keystore::open(
+            dir.to_str().context("directory is not UTF-8")?,
+            &Passphrase::new("bench"),
+        )
+        .await?;
+        let ids: Vec<RecordId> = (0..records)
+            .map(|g| RecordId::key_share("bench-device", "bench-vault", g as u64))
+            .collect::<Result<_, _>>()?;
+        let start = Instant::now();
+        for id in &ids {
+            ks.put(id, &share).await?;
+        }
+        let put_s = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for id in &ids {
+            ks.get(id).await?.context("record vanished")?;
+        }
+        Ok::<_, anyhow::Error>((put_s, start.elapsed().as_secs_f64()))
+    })?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    let (put_rate, get_rate) = (records as f64 / put_s, records as f64 / get_s);
+    if json {
+        let report = serde_json::json!({
+            "backend": "local directory",
+            "record_bytes": share.len(),
+            "records": records,
+            "put_per_second": put_rate,
+            "get_per_second": get_rate,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "keystore on a local directory, {} B key share: put {put_rate:.0}/s (durable), get {get_rate:.0}/s ({records} records)",
+            share.len()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

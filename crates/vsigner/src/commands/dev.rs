@@ -26,15 +26,61 @@ pub(crate) enum DevCommand {
         #[arg(long, default_value = "test-data/aux-info")]
         out: PathBuf,
         /// Device-set sizes.
-        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        #[arg(long, value_delimiter = ',', default_value = "3,4,5")]
         sizes: Vec<u16>,
+    },
+    /// Generate 2-of-3 key-share fixtures (secp256k1 ECDSA and ed25519), written as
+    /// `OUT/{curve}-2of3/party-{i}.vsgn`. TEST DATA ONLY: these shares are public.
+    ShareFixtures {
+        /// Output directory.
+        #[arg(long, default_value = "test-data/key-shares")]
+        out: PathBuf,
     },
 }
 
 pub(crate) fn run(cmd: DevCommand) -> anyhow::Result<()> {
     match cmd {
         DevCommand::AuxFixtures { primes, out, sizes } => aux_fixtures(&primes, &out, &sizes),
+        DevCommand::ShareFixtures { out } => share_fixtures(&out),
     }
+}
+
+/// Writes 2-of-3 key-share fixtures (ECDSA secp256k1 core shares, FROST ed25519 shares).
+fn share_fixtures(out: &Path) -> anyhow::Result<()> {
+    use vsigner_tss::ecdsa::Secp256k1;
+    use vsigner_tss::schnorr::Ed25519;
+    let write = |dir: &str, blobs: Vec<zeroize::Zeroizing<Vec<u8>>>| -> anyhow::Result<()> {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, b) in blobs.iter().enumerate() {
+            let path = dir.join(format!("party-{i}.vsgn"));
+            std::fs::write(&path, &**b).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        eprintln!("wrote {}", dir.display());
+        Ok(())
+    };
+    let eid = |tag| {
+        ExecutionId::derive(&ExecutionContext {
+            protocol: tag,
+            operation_id: "test-fixture",
+            vault_id: "test-vault",
+            participants: &["test-device-0", "test-device-1", "test-device-2"],
+            nonce: b"",
+        })
+    };
+    let ecdsa =
+        local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen), 3, 2, || rand_core::OsRng)?;
+    write(
+        "secp256k1-2of3",
+        ecdsa.iter().map(|s| s.to_bytes()).collect::<Result<_, _>>()?,
+    )?;
+    let frost =
+        local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen), 3, 2, || rand_core::OsRng)?;
+    write(
+        "ed25519-2of3",
+        frost.iter().map(|s| s.to_bytes()).collect::<Result<_, _>>()?,
+    )?;
+    Ok(())
 }
 
 /// The participants and execution id used for the aux-info of a test set of `n` devices.

@@ -2,4 +2,5 @@
 
 pub(crate) mod bench;
 pub(crate) mod dev;
+pub(crate) mod keystore;
 pub(crate) mod primes;
