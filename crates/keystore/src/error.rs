@@ -35,7 +35,13 @@ pub enum KeystoreError {
         /// Why.
         reason: String,
     },
-    /// The keystore header is missing, malformed or of an unknown version.
+    /// There is no keystore at this location yet.
+    #[error("no keystore at {location}: its keystore.json is missing (a keystore is created when the signer first opens it)")]
+    NotFound {
+        /// The location.
+        location: String,
+    },
+    /// The keystore header is malformed or of an unknown version.
     #[error("keystore header {path}: {reason}")]
     Header {
         /// Where the header is.

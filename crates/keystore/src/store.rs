@@ -92,7 +92,7 @@ impl Keystore {
     pub async fn open(url: &str, provider: &dyn SealingProvider) -> Result<Self, KeystoreError> {
         let backend = backend::from_url(url)?;
         match Self::unlock(backend.clone(), url, provider).await {
-            Err(KeystoreError::Header { reason, .. }) if reason == "missing" => {
+            Err(KeystoreError::NotFound { .. }) => {
                 match Self::create(backend.clone(), url, provider).await {
                     // Someone created it concurrently: open theirs.
                     Err(KeystoreError::AlreadyExists { .. }) => Self::unlock(backend, url, provider).await,
@@ -117,7 +117,9 @@ impl Keystore {
         let bytes = backend
             .get(HEADER_PATH)
             .await?
-            .ok_or_else(|| bad("missing".into()))?;
+            .ok_or_else(|| KeystoreError::NotFound {
+                location: url.to_owned(),
+            })?;
         let header: Header =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a keystore header: {e}")))?;
         if header.format != HEADER_FORMAT {

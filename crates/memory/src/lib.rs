@@ -93,42 +93,6 @@ unsafe extern "C" fn free(ptr: *mut c_void, size: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hardening_reports_each_outcome() {
-        let h = harden_process();
-        // Core dumps can always be disabled for our own process.
-        assert_eq!(h.core_dumps_disabled, Ok(()));
-        // Memory locking depends on the limit; either way the result says what happened.
-        if let Err(reason) = &h.memory_locked {
-            assert!(
-                reason.contains("RLIMIT_MEMLOCK") || reason.contains("mlockall"),
-                "{reason}"
-            );
-        }
-    }
-
-    #[test]
-    fn dropped_and_grown_integers_are_wiped() {
-        wipe_gmp_on_free();
-        let before = gmp_wiped_bytes();
-        {
-            let mut x = rug::Integer::from(1) << 4096u32; // ~512 bytes of limbs
-            x <<= 65536u32; // forces a reallocation: the old block is wiped
-            assert!(x.significant_bits() > 65536);
-        } // dropped: the last block is wiped
-        let wiped = gmp_wiped_bytes() - before;
-        assert!(wiped >= 512 + 8192, "only {wiped} bytes wiped");
-        // Installing twice is harmless.
-        wipe_gmp_on_free();
-        let y = rug::Integer::from(12345) * 678;
-        assert_eq!(y, 8_369_910);
-    }
-}
-
 /// What [`harden_process`] achieved; anything not achieved comes with the reason, for a
 /// warning at start-up (hardening is best effort: a refusal is not a failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,5 +159,41 @@ fn lock_memory() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("mlockall refused: {}", std::io::Error::last_os_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardening_reports_each_outcome() {
+        let h = harden_process();
+        // Core dumps can always be disabled for our own process.
+        assert_eq!(h.core_dumps_disabled, Ok(()));
+        // Memory locking depends on the limit; either way the result says what happened.
+        if let Err(reason) = &h.memory_locked {
+            assert!(
+                reason.contains("RLIMIT_MEMLOCK") || reason.contains("mlockall"),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropped_and_grown_integers_are_wiped() {
+        wipe_gmp_on_free();
+        let before = gmp_wiped_bytes();
+        {
+            let mut x = rug::Integer::from(1) << 4096u32; // ~512 bytes of limbs
+            x <<= 65536u32; // forces a reallocation: the old block is wiped
+            assert!(x.significant_bits() > 65536);
+        } // dropped: the last block is wiped
+        let wiped = gmp_wiped_bytes() - before;
+        assert!(wiped >= 512 + 8192, "only {wiped} bytes wiped");
+        // Installing twice is harmless.
+        wipe_gmp_on_free();
+        let y = rug::Integer::from(12345) * 678;
+        assert_eq!(y, 8_369_910);
     }
 }

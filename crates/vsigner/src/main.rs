@@ -39,6 +39,9 @@ fn main() -> std::process::ExitCode {
     // Before any big integer exists: GMP wipes every block it frees.
     vsigner_memory::wipe_gmp_on_free();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Primes(_) | Command::Keystore(_)) {
+        harden();
+    }
     let result = match cli.command {
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
@@ -51,5 +54,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Disables core dumps and locks memory where allowed; warns (on stderr) about what the
+/// system refused. Run before handling secrets.
+fn harden() {
+    let hardening = vsigner_memory::harden_process();
+    for refused in [hardening.core_dumps_disabled, hardening.memory_locked]
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        eprintln!("warning: {refused}");
     }
 }
