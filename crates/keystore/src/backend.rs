@@ -421,3 +421,34 @@ impl Backend for ObjectStoreBackend {
         futures::future::ready(Ok(0)).boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls_are_accepted_or_refused_clearly() {
+        for ok in [
+            "memory://",
+            "/tmp/vsigner-store",
+            "file:///tmp/vsigner-store",
+            "s3://bucket/prefix",
+        ] {
+            assert!(from_url(ok).is_ok(), "{ok} refused");
+        }
+        let err = from_url("ftp://example/x").unwrap_err().to_string();
+        assert!(
+            err.contains("STORAGE_BUCKET_URL") && err.contains("s3://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_paths_cannot_escape_the_root() {
+        let dir = LocalDir::new("/tmp/root");
+        for bad in ["../x", "a/../../x", ".hidden", "a//b", ""] {
+            assert!(dir.full(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(dir.full("devices/d/identity.vsrec").is_ok());
+    }
+}

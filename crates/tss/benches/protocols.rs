@@ -117,6 +117,10 @@ fn frost(c: &mut Criterion) {
     });
     let shares =
         local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen), N, T, || OsRng).unwrap();
+    // The same signing on the bare library (frost calls and frost's own serialization).
+    g.bench_function("ed25519_sign_bare", |b| {
+        b.iter(|| vsigner_tss::simulation::bare::schnorr_sign(&shares, &signers, b"m", &mut OsRng).unwrap())
+    });
     g.bench_function("ed25519_sign", |b| {
         b.iter(|| {
             local::schnorr_sign(

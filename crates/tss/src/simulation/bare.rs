@@ -142,8 +142,10 @@ pub fn schnorr_keygen<C: SchnorrScheme, R: RngCore + CryptoRng>(
     let mut secrets2 = BTreeMap::new();
     let mut round2_wire: BTreeMap<Identifier<C>, BTreeMap<Identifier<C>, Vec<u8>>> = BTreeMap::new();
     for (id, s) in secrets1 {
-        let (s2, packages) = dkg::part2(s, &received_round1(&id)?).map_err(err)?;
-        secrets2.insert(id, s2);
+        // Each party deserializes the others' round-1 packages once and keeps them.
+        let view = received_round1(&id)?;
+        let (s2, packages) = dkg::part2(s, &view).map_err(err)?;
+        secrets2.insert(id, (s2, view));
         for (to, p) in packages {
             round2_wire
                 .entry(to)
@@ -151,14 +153,14 @@ pub fn schnorr_keygen<C: SchnorrScheme, R: RngCore + CryptoRng>(
                 .insert(id, p.serialize().map_err(err)?);
         }
     }
-    for (id, s2) in &secrets2 {
+    for (id, (s2, view)) in &secrets2 {
         let received: BTreeMap<_, _> = round2_wire
             .remove(id)
             .unwrap_or_default()
             .into_iter()
             .map(|(from, bytes)| Ok((from, dkg::round2::Package::<C>::deserialize(&bytes).map_err(err)?)))
             .collect::<Result<_, Error>>()?;
-        dkg::part3(s2, &received_round1(id)?, &received).map_err(err)?;
+        dkg::part3(s2, view, &received).map_err(err)?;
     }
     Ok(())
 }

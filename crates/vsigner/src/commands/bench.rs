@@ -169,19 +169,37 @@ fn time_ms<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)>
     Ok((start.elapsed().as_secs_f64() * 1e3, out))
 }
 
-/// Measures `engine` and `bare` alternately `runs` times.
+/// Shortest time a sample should cover: sub-millisecond operations are repeated within a
+/// sample (and the mean taken) so that timer and scheduling noise do not dominate.
+const MIN_SAMPLE_MS: f64 = 50.0;
+
+/// Measures `engine` and `bare` alternately `runs` times (after one warm-up run each).
 fn compare(
     operation: &'static str,
     (t, n): (u16, u16),
     runs: usize,
+    batching: bool,
     mut engine: impl FnMut(usize) -> anyhow::Result<()>,
     mut bare: Option<&mut dyn FnMut(usize) -> anyhow::Result<()>>,
 ) -> anyhow::Result<Measurement> {
+    let warm = time_ms(|| engine(usize::MAX))?.0;
+    if let Some(bare) = bare.as_deref_mut() {
+        time_ms(|| bare(usize::MAX))?;
+    }
+    let batch = if batching {
+        ((MIN_SAMPLE_MS / warm.max(1e-3)).ceil() as usize).clamp(1, 10_000)
+    } else {
+        1
+    };
+    let sample = |f: &mut dyn FnMut(usize) -> anyhow::Result<()>, r: usize| -> anyhow::Result<f64> {
+        let (ms, ()) = time_ms(|| (0..batch).try_for_each(|k| f(r * batch + k)))?;
+        Ok(ms / batch as f64)
+    };
     let (mut e, mut b) = (Vec::new(), Vec::new());
     for r in 0..runs {
-        e.push(time_ms(|| engine(r))?.0);
+        e.push(sample(&mut engine, r)?);
         if let Some(bare) = bare.as_deref_mut() {
-            b.push(time_ms(|| bare(r))?.0);
+            b.push(sample(bare, r)?);
         }
     }
     let median_ms = median(e);
@@ -190,7 +208,7 @@ fn compare(
         operation,
         threshold: t,
         devices: n,
-        runs,
+        runs: runs * batch,
         median_ms,
         bare_median_ms,
         overhead_percent: bare_median_ms.map(|b| (median_ms - b) / b * 100.0),
@@ -273,6 +291,7 @@ fn protocols(
             "ecdsa_keygen",
             (t, n),
             runs,
+            true,
             |r| {
                 Ok(
                     local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)
@@ -300,6 +319,7 @@ fn protocols(
             "ecdsa_sign_full",
             (t, n),
             runs,
+            true,
             |r| {
                 local::ecdsa_sign(
                     eid(ProtocolTag::EcdsaSign, t, r),
@@ -329,6 +349,7 @@ fn protocols(
             "ecdsa_presign",
             (t, n),
             runs,
+            true,
             |r| {
                 presignatures.push(local::ecdsa_presign(
                     eid(ProtocolTag::EcdsaPresign, t, r),
@@ -359,6 +380,7 @@ fn protocols(
             "ecdsa_sign_online",
             (t, n),
             runs,
+            false,
             |r| {
                 let p = presignatures.next().context("one presignature per run")?;
                 local::ecdsa_sign_with_presignatures(eid(ProtocolTag::EcdsaSign, t, r), p, &message)?;
@@ -373,6 +395,7 @@ fn protocols(
             "frost_ed25519_keygen",
             (t, n),
             runs,
+            true,
             |r| {
                 Ok(
                     local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || {
@@ -392,6 +415,7 @@ fn protocols(
             "frost_ed25519_sign",
             (t, n),
             runs,
+            true,
             |r| {
                 local::schnorr_sign(
                     eid(ProtocolTag::SchnorrSign, t, r),
@@ -428,6 +452,7 @@ fn protocols(
         "ecdsa_reshare_3of5_to_4of6",
         (3, 5),
         runs,
+        true,
         |r| {
             local::ecdsa_reshare(eid(ProtocolTag::Reshare, 6, r), &old, &roles, 4, || OsRng)?;
             Ok(())
