@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::ecdsa::SecurityLevel;
 use crate::share::{self, Kind};
+use crate::wire::Bytes;
 use crate::Error;
 
 /// Bits of each safe prime at the security level in use (1536).
@@ -62,35 +63,7 @@ impl std::fmt::Debug for PrimeSet {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredPrimeSet(Vec<serde_bytes_vec::Bytes>);
-
-mod serde_bytes_vec {
-    /// A byte string that CBOR encodes compactly.
-    #[derive(serde::Serialize, serde::Deserialize)]
-    pub(super) struct Bytes(#[serde(with = "bytes_as_cbor")] pub(super) Vec<u8>);
-
-    mod bytes_as_cbor {
-        pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(v)
-        }
-        pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Vec<u8>;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                    Ok(v.to_vec())
-                }
-                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                    Ok(v)
-                }
-            }
-            d.deserialize_bytes(V)
-        }
-    }
-}
+struct StoredPrimeSet(Vec<Bytes>);
 
 impl PrimeSet {
     /// Builds a set from four primes.
@@ -134,23 +107,15 @@ impl PrimeSet {
 
     /// Serializes in the versioned key-material format.
     pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let stored = StoredPrimeSet(
-            self.0
-                .iter()
-                .map(|p| serde_bytes_vec::Bytes(p.0.to_vec()))
-                .collect(),
-        );
-        let out = share::encode(Kind::PrimeSet, &stored);
-        for mut b in stored.0 {
-            zeroize::Zeroize::zeroize(&mut b.0);
-        }
-        out
+        // `Bytes` wipes each copy when `stored` is dropped.
+        let stored = StoredPrimeSet(self.0.iter().map(|p| Bytes(p.0.to_vec())).collect());
+        share::encode(Kind::PrimeSet, &stored)
     }
 
     /// Parses bytes made by [`PrimeSet::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let stored: StoredPrimeSet = share::decode(Kind::PrimeSet, bytes)?;
-        Self::from_byte_vecs(stored.0.into_iter().map(|b| b.0).collect())
+        Self::from_byte_vecs(stored.0.iter().map(|b| b.0.clone()).collect())
     }
 
     fn from_byte_vecs(mut primes: Vec<Vec<u8>>) -> Result<Self, Error> {

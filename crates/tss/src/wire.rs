@@ -112,6 +112,43 @@ impl WireMessage {
     }
 }
 
+/// A byte string that CBOR encodes compactly (one byte-string item, not an array of
+/// integers) and that is wiped on drop: message and storage fields that carry another
+/// library's own encoding, possibly of a secret.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
 /// Encodes a value as CBOR.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
@@ -122,6 +159,26 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 /// Decodes a CBOR value; never panics on bad input.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     ciborium::from_reader(bytes).map_err(|e| e.to_string())
+}
+
+/// The echo of a broadcast round: `SHA-256(domain ‖ eid ‖ (len ‖ CBOR(item))*)` over the
+/// round's messages in party order, as this party received them. Parties broadcast their
+/// echo and compare: equal echoes mean everyone saw the same broadcast.
+pub(crate) fn echo_hash<T: Serialize>(
+    domain: &[u8],
+    eid: &ExecutionId,
+    items: &[T],
+) -> Result<[u8; 32], Error> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(domain);
+    h.update(eid.as_bytes());
+    for item in items {
+        let bytes = encode(item).map_err(Error::Protocol)?;
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().into())
 }
 
 /// Error of the checked delivery; the protocol libraries see it as an I/O error.

@@ -568,15 +568,7 @@ where
 }
 
 fn echo_of<E: Curve>(eid: &ExecutionId, deals: &[Deal<E>]) -> Result<Echo, Error> {
-    let mut h = Sha256::new();
-    h.update(b"vsigner/reshare/echo/v1");
-    h.update(eid.as_bytes());
-    for deal in deals {
-        let bytes = wire::encode(deal).map_err(Error::Protocol)?;
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(&bytes);
-    }
-    Ok(Echo(h.finalize().into()))
+    wire::echo_hash(b"vsigner/reshare/echo/v1", eid, deals).map(Echo)
 }
 
 fn transcript_of<E: Curve>(

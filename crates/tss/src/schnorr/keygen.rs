@@ -4,7 +4,7 @@
 //! 0. broadcast `round1::Package`: commitment to the secret polynomial and a proof of
 //!    knowledge of its constant term (`dkg::part1`);
 //! 1. broadcast echo: `SHA-256(eid ‖ CBOR(package_0) ‖ … ‖ CBOR(package_{n-1}))` over the
-//!    round-0 packages as this party received them (its own included); every party
+//!    round-0 packages (their bytes) as this party received them (its own included); every party
 //!    compares the echoes with its own view and names the first party that disagrees;
 //! 2. p2p `round2::Package`: the recipient's secret share (`dkg::part2`, which verifies the
 //!    proofs of knowledge), then `dkg::part3` verifies the shares against the commitments
@@ -19,31 +19,30 @@ use rand_core::{CryptoRng, RngCore};
 use round_based::rounds_router::{simple_store::RoundInput, RoundsRouter};
 use round_based::{Delivery, Mpc, MpcParty, Outgoing, ProtocolMessage};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{culprits_of, identifier, KeyShare, SchnorrScheme};
 use crate::wire::{self, RunParams};
 use crate::{Error, ExecutionId, Fault, PartyIndex, WireMessage};
 
-/// Messages of the FROST DKG.
+/// Messages of the FROST DKG; packages travel in frost's own encoding.
 #[derive(Clone, Serialize, Deserialize, ProtocolMessage)]
-#[serde(bound = "")]
-enum Msg<C: SchnorrScheme> {
-    Commitments(Commitments<C>),
+enum Msg {
+    Commitments(Commitments),
     Echo(Echo),
-    Share(Share<C>),
+    Share(Share),
 }
 
+/// Round 0: `round1::Package::serialize` (commitments and proof of knowledge).
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound = "")]
-struct Commitments<C: SchnorrScheme>(round1::Package<C>);
+struct Commitments(wire::Bytes);
 
+/// Round 1: hash of all round-0 packages as received.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Echo([u8; 32]);
 
+/// Round 2: `round2::Package::serialize`, the recipient's secret share (wiped on drop).
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound = "")]
-struct Share<C: SchnorrScheme>(round2::Package<C>);
+struct Share(wire::Bytes);
 
 const COMMITMENT_ROUND: u16 = 0;
 
@@ -64,7 +63,7 @@ where
     crate::ecdsa::check_threshold(t, n)?;
     crate::ecdsa::check_index(i, n)?;
     let ids: Vec<Identifier<C>> = (0..n).map(identifier::<C>).collect::<Result<_, _>>()?;
-    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) = wire::connect(
+    let (party, faults): (wire::CheckedParty<Msg, P>, _) = wire::connect(
         party,
         RunParams {
             eid,
@@ -75,10 +74,10 @@ where
     );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
-    let mut router = RoundsRouter::<Msg<C>>::builder();
-    let round_commit = router.add_round(RoundInput::<Commitments<C>>::broadcast(i, n));
+    let mut router = RoundsRouter::<Msg>::builder();
+    let round_commit = router.add_round(RoundInput::<Commitments>::broadcast(i, n));
     let round_echo = router.add_round(RoundInput::<Echo>::broadcast(i, n));
-    let round_share = router.add_round(RoundInput::<Share<C>>::p2p(i, n));
+    let round_share = router.add_round(RoundInput::<Share>::p2p(i, n));
     let mut router = router.listen(incoming);
     let io = |e: &dyn std::error::Error| Error::Transport(e.to_string());
 
@@ -88,27 +87,40 @@ where
         .ok_or_else(|| Error::invalid_args("index"))?;
     let (secret1, mine) =
         dkg::part1::<C, _>(me, n, t, &mut *rng).map_err(|e| Error::Protocol(e.to_string()))?;
+    let frost_err = |e: frost_core::Error<C>| Error::Protocol(e.to_string());
+    let mine_bytes = wire::Bytes(mine.serialize().map_err(frost_err)?);
     outgoing
-        .send(Outgoing::broadcast(Msg::Commitments(Commitments(mine.clone()))))
+        .send(Outgoing::broadcast(Msg::Commitments(Commitments(
+            mine_bytes.clone(),
+        ))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
     let received = router
         .complete(round_commit)
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
+    // The bytes as received (for the echo) and the packages they decode to.
+    let mut wire_packages: Vec<Option<wire::Bytes>> = vec![None; usize::from(n)];
     let mut all: Vec<Option<round1::Package<C>>> = vec![None; usize::from(n)];
-    for (sender, _, Commitments(pkg)) in received.into_iter_indexed() {
-        if let Some(slot) = all.get_mut(usize::from(sender)) {
+    for (sender, _, Commitments(bytes)) in received.into_iter_indexed() {
+        let pkg = round1::Package::<C>::deserialize(&bytes.0)
+            .map_err(|e| faults.blame(sender, Fault::Garbled(format!("round-1 package: {e}"))))?;
+        if let (Some(slot), Some(w)) = (
+            all.get_mut(usize::from(sender)),
+            wire_packages.get_mut(usize::from(sender)),
+        ) {
             *slot = Some(pkg);
+            *w = Some(bytes);
         }
     }
-    if let Some(slot) = all.get_mut(usize::from(i)) {
+    if let (Some(slot), Some(w)) = (all.get_mut(usize::from(i)), wire_packages.get_mut(usize::from(i))) {
         *slot = Some(mine);
+        *w = Some(mine_bytes);
     }
 
     // Round 1: echo what we received, so that nobody can show different commitments to
     // different parties.
-    let my_echo = echo_of(&eid, &all)?;
+    let my_echo = echo_of(&eid, &wire_packages)?;
     outgoing
         .send(Outgoing::broadcast(Msg::Echo(my_echo.clone())))
         .await
@@ -141,7 +153,10 @@ where
             .position(|x| *x == id)
             .ok_or_else(|| Error::Protocol("unknown recipient".into()))?;
         outgoing
-            .send(Outgoing::p2p(to as PartyIndex, Msg::Share(Share(pkg))))
+            .send(Outgoing::p2p(
+                to as PartyIndex,
+                Msg::Share(Share(wire::Bytes(pkg.serialize().map_err(frost_err)?))),
+            ))
             .await
             .map_err(|e| faults.explain(io(&e)))?;
     }
@@ -149,26 +164,19 @@ where
         .complete(round_share)
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
-    let round2_packages: BTreeMap<Identifier<C>, round2::Package<C>> = received
-        .into_iter_indexed()
-        .filter_map(|(sender, _, Share(pkg))| ids.get(usize::from(sender)).map(|id| (*id, pkg)))
-        .collect();
+    let mut round2_packages: BTreeMap<Identifier<C>, round2::Package<C>> = BTreeMap::new();
+    for (sender, _, Share(bytes)) in received.into_iter_indexed() {
+        let pkg = round2::Package::<C>::deserialize(&bytes.0)
+            .map_err(|e| faults.blame(sender, Fault::Garbled(format!("round-2 package: {e}"))))?;
+        if let Some(id) = ids.get(usize::from(sender)) {
+            round2_packages.insert(*id, pkg);
+        }
+    }
     let (key_package, public_key_package) =
         dkg::part3(&secret2, &round1_packages, &round2_packages).map_err(|e| culprits_of(&e, &ids))?;
     KeyShare::new(i, n, key_package, public_key_package)
 }
 
-fn echo_of<C: SchnorrScheme>(
-    eid: &ExecutionId,
-    packages: &[Option<round1::Package<C>>],
-) -> Result<Echo, Error> {
-    let mut h = Sha256::new();
-    h.update(b"vsigner/frost-dkg/echo/v1");
-    h.update(eid.as_bytes());
-    for pkg in packages {
-        let bytes = wire::encode(pkg).map_err(Error::Protocol)?;
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(&bytes);
-    }
-    Ok(Echo(h.finalize().into()))
+fn echo_of(eid: &ExecutionId, packages: &[Option<wire::Bytes>]) -> Result<Echo, Error> {
+    wire::echo_hash(b"vsigner/frost-dkg/echo/v1", eid, packages).map(Echo)
 }

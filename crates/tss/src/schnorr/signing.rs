@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{culprits_of, identifier, KeyShare, SchnorrScheme};
 use crate::wire::{self, RunParams};
-use crate::{Error, ExecutionId, PartyIndex, WireMessage};
+use crate::{Error, ExecutionId, Fault, PartyIndex, WireMessage};
 
 /// A BIP-341 key-path tweak: sign for the output key `Q = P + H_TapTweak(P ‖ root)·G`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,20 +31,20 @@ pub struct TaprootTweak {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature(pub Vec<u8>);
 
+/// Messages of FROST signing; each carries frost's own encoding of its package.
 #[derive(Clone, Serialize, Deserialize, ProtocolMessage)]
-#[serde(bound = "")]
-enum Msg<C: SchnorrScheme> {
-    Commitments(Commitments<C>),
-    Share(Share<C>),
+enum Msg {
+    Commitments(Commitments),
+    Share(Share),
 }
 
+/// Round 0: `SigningCommitments::serialize`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound = "")]
-struct Commitments<C: SchnorrScheme>(SigningCommitments<C>);
+struct Commitments(wire::Bytes);
 
+/// Round 1: `SignatureShare::serialize`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound = "")]
-struct Share<C: SchnorrScheme>(SignatureShare<C>);
+struct Share(wire::Bytes);
 
 /// Signs `message` as member `i` of the committee `signers` (keygen indices, the same order
 /// for every member), optionally with a Taproot tweak (BIP-340 only).
@@ -75,7 +75,7 @@ where
         taproot,
     )?;
 
-    let (party, faults): (wire::CheckedParty<Msg<C>, P>, _) = wire::connect(
+    let (party, faults): (wire::CheckedParty<Msg, P>, _) = wire::connect(
         party,
         RunParams {
             eid,
@@ -86,16 +86,18 @@ where
     );
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = delivery.split();
-    let mut router = RoundsRouter::<Msg<C>>::builder();
-    let round_commit = router.add_round(RoundInput::<Commitments<C>>::broadcast(i, t));
-    let round_share = router.add_round(RoundInput::<Share<C>>::broadcast(i, t));
+    let mut router = RoundsRouter::<Msg>::builder();
+    let round_commit = router.add_round(RoundInput::<Commitments>::broadcast(i, t));
+    let round_share = router.add_round(RoundInput::<Share>::broadcast(i, t));
     let mut router = router.listen(incoming);
     let io = |e: &dyn std::error::Error| Error::Transport(e.to_string());
 
     // Round 0: nonce commitments.
     let (nonces, mine) = frost_core::round1::commit(key_package.signing_share(), &mut *rng);
     outgoing
-        .send(Outgoing::broadcast(Msg::Commitments(Commitments(mine))))
+        .send(Outgoing::broadcast(Msg::Commitments(Commitments(wire::Bytes(
+            mine.serialize().map_err(|e| Error::Protocol(e.to_string()))?,
+        )))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
     let received = router
@@ -103,7 +105,9 @@ where
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut commitments = BTreeMap::new();
-    for (sender, _, Commitments(c)) in received.into_iter_indexed() {
+    for (sender, _, Commitments(bytes)) in received.into_iter_indexed() {
+        let c = SigningCommitments::<C>::deserialize(&bytes.0)
+            .map_err(|e| faults.blame(sender, Fault::Garbled(format!("nonce commitments: {e}"))))?;
         if let Some(id) = ids.get(usize::from(sender)) {
             commitments.insert(*id, c);
         }
@@ -116,7 +120,9 @@ where
         .map_err(|e| culprits_of(&e, &ids))?;
     drop(nonces);
     outgoing
-        .send(Outgoing::broadcast(Msg::Share(Share(my_share))))
+        .send(Outgoing::broadcast(Msg::Share(Share(wire::Bytes(
+            my_share.serialize(),
+        )))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
     let received = router
@@ -124,7 +130,9 @@ where
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
     let mut shares = BTreeMap::new();
-    for (sender, _, Share(s)) in received.into_iter_indexed() {
+    for (sender, _, Share(bytes)) in received.into_iter_indexed() {
+        let s = SignatureShare::<C>::deserialize(&bytes.0)
+            .map_err(|e| faults.blame(sender, Fault::Garbled(format!("signature share: {e}"))))?;
         if let Some(id) = ids.get(usize::from(sender)) {
             shares.insert(*id, s);
         }
