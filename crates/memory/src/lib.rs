@@ -137,29 +137,32 @@ fn disable_core_dumps() -> Result<(), String> {
 
 #[allow(unsafe_code)]
 fn lock_memory() -> Result<(), String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid out-pointer.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(format!(
-            "cannot read RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("cannot read RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error()));
     }
-    if limit.rlim_cur != libc::RLIM_INFINITY {
-        return Err(format!(
-            "memory not locked: RLIMIT_MEMLOCK is {} bytes, and locking future allocations under a finite limit would make them fail; run with `ulimit -l unlimited` to lock it",
-            limit.rlim_cur
-        ));
+    if limit.rlim_cur == libc::RLIM_INFINITY {
+        // SAFETY: plain syscall; flags are valid.
+        return if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+            Ok(())
+        } else {
+            Err(format!("mlockall refused: {}", std::io::Error::last_os_error()))
+        };
     }
+    // Under a finite limit, lock what is mapped now (the limit permitting) but not future
+    // allocations, which would start failing once the limit is reached.
     // SAFETY: plain syscall; flags are valid.
-    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
-        Ok(())
+    let current = unsafe { libc::mlockall(libc::MCL_CURRENT) };
+    let outcome = if current == 0 {
+        "current memory locked, future allocations not".to_owned()
     } else {
-        Err(format!("mlockall refused: {}", std::io::Error::last_os_error()))
-    }
+        format!("memory not locked ({})", std::io::Error::last_os_error())
+    };
+    Err(format!(
+        "{outcome}: RLIMIT_MEMLOCK is {} bytes; run with `ulimit -l unlimited` to lock all memory",
+        limit.rlim_cur
+    ))
 }
 
 #[cfg(test)]
