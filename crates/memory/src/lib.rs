@@ -105,9 +105,9 @@ pub struct Hardening {
 
 /// Disables core dumps and, when `RLIMIT_MEMLOCK` is unlimited, locks all current and future
 /// memory. With a finite limit, locking future allocations would make them fail once the
-/// limit is reached, so memory is left unlocked and the reason is returned instead: run with
-/// `ulimit -l unlimited` (or `LimitMEMLOCK=infinity`, or `CAP_IPC_LOCK` with an unlimited
-/// limit) to get it.
+/// limit is reached, so only the memory mapped now is locked (if the limit allows) and the
+/// reason is returned: run with `ulimit -l unlimited` (or `LimitMEMLOCK=infinity`) to lock
+/// everything.
 pub fn harden_process() -> Hardening {
     Hardening {
         core_dumps_disabled: disable_core_dumps(),
