@@ -137,10 +137,16 @@ fn disable_core_dumps() -> Result<(), String> {
 
 #[allow(unsafe_code)]
 fn lock_memory() -> Result<(), String> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `limit` is a valid out-pointer.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(format!("cannot read RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot read RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     if limit.rlim_cur == libc::RLIM_INFINITY {
         // SAFETY: plain syscall; flags are valid.
