@@ -39,7 +39,8 @@ fn main() -> std::process::ExitCode {
     // Before any big integer exists: GMP wipes every block it frees.
     vsigner_memory::wipe_gmp_on_free();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Primes(_) | Command::Keystore(_)) {
+    // Commands that hold secrets in memory (prime sets). `keystore inspect` reads only names.
+    if matches!(cli.command, Command::Primes(_)) {
         harden();
     }
     let result = match cli.command {
