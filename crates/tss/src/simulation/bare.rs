@@ -56,29 +56,7 @@ where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     R: RngCore + CryptoRng,
 {
-    let data = cggmp24::PrehashedDataToSign::from_scalar(
-        cggmp24::generic_ec::Scalar::<E>::from_be_bytes_mod_order(digest),
-    );
-    let t = signers.len() as u16;
-    let results = round_based::sim::run(t, |j, party| {
-        let mut rng = rng();
-        let share: Option<&cggmp24::KeyShare<E, SecurityLevel>> = signers
-            .get(usize::from(j))
-            .and_then(|s| shares.get(usize::from(*s)))
-            .map(KeyShare::inner);
-        async move {
-            let share = share.ok_or_else(|| Error::invalid_args("no share"))?;
-            cggmp24::signing(eid.for_cggmp(), j, signers, share)
-                .sign(&mut rng, party, &data)
-                .await
-                .map_err(|e| Error::protocol(&e))
-        }
-    })
-    .map_err(sim_error)?;
-    for r in results.into_vec() {
-        r?;
-    }
-    Ok(())
+    ecdsa_signing(eid, shares, signers, Some(digest), rng)
 }
 
 /// `cggmp24::signing(..).generate_presignature` on the simulator.
@@ -93,6 +71,27 @@ where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     R: RngCore + CryptoRng,
 {
+    ecdsa_signing(eid, shares, signers, None, rng)
+}
+
+/// Full signing of `digest`, or presigning when `digest` is `None`.
+fn ecdsa_signing<E, R>(
+    eid: ExecutionId,
+    shares: &[KeyShare<E>],
+    signers: &[PartyIndex],
+    digest: Option<[u8; 32]>,
+    rng: impl Fn() -> R,
+) -> Result<(), Error>
+where
+    E: EcdsaCurve,
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    R: RngCore + CryptoRng,
+{
+    let data = digest.map(|d| {
+        cggmp24::PrehashedDataToSign::from_scalar(cggmp24::generic_ec::Scalar::<E>::from_be_bytes_mod_order(
+            d,
+        ))
+    });
     let t = signers.len() as u16;
     let results = round_based::sim::run(t, |j, party| {
         let mut rng = rng();
@@ -102,11 +101,12 @@ where
             .map(KeyShare::inner);
         async move {
             let share = share.ok_or_else(|| Error::invalid_args("no share"))?;
-            cggmp24::signing(eid.for_cggmp(), j, signers, share)
-                .generate_presignature(&mut rng, party)
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::protocol(&e))
+            let builder = cggmp24::signing(eid.for_cggmp(), j, signers, share);
+            match &data {
+                Some(data) => builder.sign(&mut rng, party, data).await.map(|_| ()),
+                None => builder.generate_presignature(&mut rng, party).await.map(|_| ()),
+            }
+            .map_err(|e| Error::protocol(&e))
         }
     })
     .map_err(sim_error)?;

@@ -323,12 +323,13 @@ fn cheating_run(family: Family, intercept: impl FnMut(Envelope) -> Vec<Envelope>
     let (old_t, new_t, roles) = grow();
     let roles = &roles;
     let eid = eid(ProtocolTag::Reshare, "cheat", roles.len());
-    match family {
-        Family::Ecdsa => {
-            let old = ecdsa_keygen::<Secp256k1>(3, old_t);
+    // Runs every participant of the reshare with `$reshare` over the old shares `$old`,
+    // then checks that the old shares are byte-for-byte untouched.
+    macro_rules! run_family {
+        ($old:expr, $public_key:expr, $reshare:path) => {{
+            let old = &$old;
             let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
-            let old = &old;
-            let public_key = old[0].public_key();
+            let public_key = $public_key;
             let parties = (0..roles.len() as u16)
                 .map(|p| {
                     simulation::party(move |party| async move {
@@ -340,7 +341,7 @@ fn cheating_run(family: Family, intercept: impl FnMut(Envelope) -> Vec<Envelope>
                             public_key,
                         };
                         let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
-                        ecdsa::reshare(party, eid, &setup, mine, &mut OsRng)
+                        $reshare(party, eid, &setup, mine, &mut OsRng)
                             .await
                             .map(|r| r.transcript)
                     })
@@ -350,33 +351,17 @@ fn cheating_run(family: Family, intercept: impl FnMut(Envelope) -> Vec<Envelope>
             let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
             assert_eq!(before, after, "a failed reshare must not touch the old shares");
             outcomes
+        }};
+    }
+    match family {
+        Family::Ecdsa => {
+            let old = ecdsa_keygen::<Secp256k1>(3, old_t);
+            run_family!(old, old[0].public_key(), ecdsa::reshare)
         }
         Family::Schnorr => {
             let old = schnorr_keygen::<Ed25519>(3, old_t);
-            let before: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
-            let old = &old;
-            let public_key = old[0].key_info().unwrap().public_key;
-            let parties = (0..roles.len() as u16)
-                .map(|p| {
-                    simulation::party(move |party| async move {
-                        let setup = ReshareSetup {
-                            roles,
-                            me: p,
-                            old_threshold: old_t,
-                            new_threshold: new_t,
-                            public_key,
-                        };
-                        let mine = roles[usize::from(p)].old_index.map(|i| &old[usize::from(i)]);
-                        schnorr::reshare(party, eid, &setup, mine, &mut OsRng)
-                            .await
-                            .map(|r| r.transcript)
-                    })
-                })
-                .collect();
-            let outcomes = simulation::run_with(parties, intercept);
-            let after: Vec<_> = old.iter().map(|s| s.to_bytes().unwrap()).collect();
-            assert_eq!(before, after, "a failed reshare must not touch the old shares");
-            let sig = all_equal(&schnorr_sign(old, &[0, 2], b"still works", None));
+            let outcomes = run_family!(old, old[0].key_info().unwrap().public_key, schnorr::reshare);
+            let sig = all_equal(&schnorr_sign(&old, &[0, 2], b"still works", None));
             ed25519_verify(&old[0].public_key_bytes().unwrap(), b"still works", &sig.0);
             outcomes
         }
