@@ -4,6 +4,7 @@
 //! - `primes`: generate safe-prime pools for aux-info generation.
 //! - `bench`: measure the protocols (`bench protocols`).
 //! - `keystore`: inspect a keystore (`keystore inspect`).
+//! - `broker`: the embedded MQTT broker.
 //! - `dev`: developer tools (test fixtures).
 
 mod commands;
@@ -27,6 +28,9 @@ enum Command {
     /// Inspect a keystore (never shows secrets).
     #[command(subcommand)]
     Keystore(commands::keystore::KeystoreCommand),
+    /// Run the embedded MQTT broker (for one machine and tests; production uses any MQTT
+    /// broker, e.g. Mosquitto).
+    Broker(commands::broker::BrokerArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Broker(args) => commands::broker::run(args),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };

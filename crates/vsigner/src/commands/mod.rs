@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod broker;
 pub(crate) mod dev;
 pub(crate) mod keystore;
 pub(crate) mod primes;

@@ -1,0 +1,128 @@
+//! Envelope cost and broker round trip.
+//!
+//! `cargo bench -p vsigner-transport`: seal+open of broadcast and p2p envelopes, and the
+//! round trip of a 1 KiB p2p envelope A → B → A through the embedded broker on loopback
+//! (criterion's median is the p50).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures::{SinkExt, StreamExt};
+use rand_core::OsRng;
+use round_based::{MessageDestination, Outgoing};
+use vsigner_transport::envelope::{self, EnvelopeHeader, Expectation, Recipient};
+use vsigner_transport::{broker, DeviceId, DeviceIdentity, Link, MqttConfig, SessionSpec};
+use vsigner_tss::{ExecutionId, WireMessage};
+
+fn device(name: &str) -> Arc<DeviceIdentity> {
+    Arc::new(DeviceIdentity::generate(DeviceId::new(name).unwrap(), &mut OsRng))
+}
+
+fn seal_open(c: &mut Criterion) {
+    let (a, b) = (device("bench-a"), device("bench-b"));
+    let eid = ExecutionId::from_bytes([9; 32]);
+    let participants = vec![
+        (a.device_id().clone(), a.public_keys().clone()),
+        (b.device_id().clone(), b.public_keys().clone()),
+    ];
+    let expect = Expectation {
+        me: &b,
+        execution_id: &eid,
+        participants: &participants,
+        max_envelope: envelope::DEFAULT_MAX_ENVELOPE,
+    };
+    let mut group = c.benchmark_group("envelope seal+open");
+    for (kind, size) in [("broadcast", 1024usize), ("p2p", 1024), ("p2p", 256 * 1024)] {
+        let payload = vec![0x33u8; size];
+        let recipient = if kind == "p2p" {
+            Recipient::Device(b.device_id().clone())
+        } else {
+            Recipient::Broadcast
+        };
+        let header = EnvelopeHeader {
+            execution_id: eid,
+            round: 1,
+            seq: 0,
+            sender: a.device_id().clone(),
+            recipient,
+        };
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new(kind, size), &payload, |bench, payload| {
+            bench.iter(|| {
+                let keys = (kind == "p2p").then(|| b.public_keys());
+                let bytes = envelope::seal(&a, &header, payload, keys, &mut OsRng).unwrap();
+                envelope::open(&bytes, &expect).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn broker_round_trip(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    broker::start(&broker::BrokerConfig::new(addr)).unwrap();
+    let url = format!("mqtt://{addr}");
+    let (a, b) = (device("rtt-a"), device("rtt-b"));
+    let spec = SessionSpec {
+        execution_id: ExecutionId::from_bytes([5; 32]),
+        participants: vec![
+            (a.device_id().clone(), a.public_keys().clone()),
+            (b.device_id().clone(), b.public_keys().clone()),
+        ],
+        idle_timeout: Duration::from_secs(600),
+    };
+    let (mut a_in, mut a_out, _links) = rt.block_on(async {
+        let link_a = Link::connect(a.clone(), MqttConfig::new(&url)).await.unwrap();
+        let link_b = Link::connect(b.clone(), MqttConfig::new(&url)).await.unwrap();
+        let (a_in, a_out) = link_a.open_session(spec.clone()).unwrap().into_delivery();
+        let (mut b_in, mut b_out) = link_b.open_session(spec.clone()).unwrap().into_delivery();
+        tokio::spawn(async move {
+            while let Some(Ok(incoming)) = b_in.next().await {
+                let reply = Outgoing {
+                    recipient: MessageDestination::OneParty(0),
+                    msg: incoming.msg,
+                };
+                if b_out.send(reply).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (a_in, a_out, (link_a, link_b))
+    });
+    let eid = spec.execution_id;
+    c.bench_function("p2p envelope round trip via embedded broker (1 KiB)", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let msg = WireMessage {
+                        execution_id: eid,
+                        round: 0,
+                        payload: vec![1u8; 1024],
+                    };
+                    a_out
+                        .send(Outgoing {
+                            recipient: MessageDestination::OneParty(1),
+                            msg,
+                        })
+                        .await
+                        .unwrap();
+                    a_in.next().await.unwrap().unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+criterion_group!(benches, seal_open, broker_round_trip);
+criterion_main!(benches);

@@ -1,0 +1,392 @@
+//! The MQTT link of one device: one persistent session (clean session off, QoS 1) subscribed
+//! to the device's inbox and notification topics, reconnecting with backoff.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use tokio::sync::{mpsc, watch};
+use zeroize::Zeroizing;
+
+use crate::error::{Rejection, TransportError};
+use crate::identity::{DeviceId, DeviceIdentity};
+use crate::inbox::{lock, Inbox, InboxLimits, InboxStats};
+use crate::session::{Session, SessionSpec, ENVELOPE_QOS};
+use crate::topics::Topics;
+
+/// How to reach the broker.
+#[derive(Clone)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `tcp://…` (plain, default port 1883), `mqtts://…`, `ssl://…` or
+    /// `tls://…` (TLS, default port 8883). User info in the URL is used as credentials
+    /// unless `username` is set.
+    pub endpoint: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password (never shown by `Debug`).
+    pub password: Option<Zeroizing<String>>,
+    /// PEM of the CA that signed the broker's certificate (`MQTTCACert`); without it, TLS
+    /// endpoints are checked against the platform's roots.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// How long [`Link::connect`] waits for the first connection and subscription.
+    pub connect_timeout: Duration,
+    /// Longest wait between reconnection attempts (backoff doubles from 100 ms up to it).
+    pub max_backoff: Duration,
+    /// Topic layout.
+    pub topics: Topics,
+    /// Inbox bounds, including the largest envelope.
+    pub limits: InboxLimits,
+}
+
+impl MqttConfig {
+    /// Defaults for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        MqttConfig {
+            endpoint: endpoint.into(),
+            username: None,
+            password: None,
+            ca_cert_pem: None,
+            keep_alive: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(15),
+            max_backoff: Duration::from_secs(10),
+            topics: Topics::default(),
+            limits: InboxLimits::default(),
+        }
+    }
+
+    fn options(&self, client_id: &str) -> Result<MqttOptions, TransportError> {
+        let bad = |reason: String| TransportError::Config {
+            key: "MQTTEndpoint",
+            reason,
+        };
+        let url = url::Url::parse(&self.endpoint).map_err(|e| {
+            bad(format!(
+                "{e}; expected e.g. mqtt://host:1883 or mqtts://host:8883"
+            ))
+        })?;
+        let tls = match url.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" | "tls" => true,
+            other => {
+                return Err(bad(format!(
+                    "unknown scheme `{other}`; use mqtt://, tcp://, mqtts://, ssl:// or tls://"
+                )))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host".into()))?;
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        let mut options = MqttOptions::new(client_id, host.trim_matches(['[', ']']), port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(self.keep_alive)
+            .set_inflight(100)
+            .set_request_channel_capacity(4096);
+        let packet = self.limits.max_packet.max(self.limits.max_envelope + 4096);
+        options.set_max_packet_size(packet, packet);
+        let username = self
+            .username
+            .clone()
+            .or_else(|| (!url.username().is_empty()).then(|| url.username().to_string()));
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| p.to_string())
+            .or_else(|| url.password().map(str::to_string))
+            .map(Zeroizing::new);
+        if let Some(user) = username {
+            options.set_credentials(user, password.as_deref().map(String::as_str).unwrap_or(""));
+        }
+        if tls {
+            let config = match &self.ca_cert_pem {
+                Some(ca) => {
+                    let mut reader = ca.as_slice();
+                    let certs = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>();
+                    if !matches!(certs, Ok(ref c) if !c.is_empty()) {
+                        return Err(TransportError::Config {
+                            key: "MQTTCACert",
+                            reason: "not a PEM certificate".into(),
+                        });
+                    }
+                    TlsConfiguration::Simple {
+                        ca: ca.clone(),
+                        alpn: None,
+                        client_auth: None,
+                    }
+                }
+                None => std::panic::catch_unwind(TlsConfiguration::default).map_err(|_| {
+                    TransportError::Config {
+                        key: "MQTTCACert",
+                        reason: "the platform has no CA certificates; set the broker's CA".into(),
+                    }
+                })?,
+            };
+            options.set_transport(Transport::tls_with_config(config));
+        }
+        Ok(options)
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = match url::Url::parse(&self.endpoint) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("<redacted>"));
+                }
+                url.to_string()
+            }
+            Err(_) => "<unparsable>".into(),
+        };
+        f.debug_struct("MqttConfig")
+            .field("endpoint", &endpoint)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert_pem.is_some())
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+/// A snapshot of a link's counters.
+#[derive(Debug)]
+pub struct LinkStats {
+    /// Whether the link is connected now.
+    pub connected: bool,
+    /// Connections lost since start.
+    pub reconnects: u64,
+    /// Inbox counters.
+    pub inbox: InboxStats,
+}
+
+pub(crate) struct LinkInner {
+    pub(crate) identity: Arc<DeviceIdentity>,
+    pub(crate) inbox: Mutex<Inbox>,
+    client: AsyncClient,
+    topics: Topics,
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+}
+
+impl LinkInner {
+    pub(crate) fn publish(&self, to: &DeviceId, bytes: bytes::Bytes) -> Result<(), TransportError> {
+        self.client
+            .try_publish(self.topics.inbox(to), ENVELOPE_QOS, false, bytes.to_vec())
+            .map_err(|e| TransportError::Mqtt(e.to_string()))
+    }
+}
+
+/// One device's connection to the broker.
+pub struct Link {
+    inner: Arc<LinkInner>,
+    task: tokio::task::JoinHandle<()>,
+    notifications: Mutex<Option<mpsc::Receiver<bytes::Bytes>>>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("device", self.inner.identity.device_id())
+            .finish()
+    }
+}
+
+impl Link {
+    /// Connects `identity`'s device to the broker and subscribes to its topics; returns once
+    /// subscribed, or fails after `connect_timeout` with the last connection error.
+    pub async fn connect(identity: Arc<DeviceIdentity>, config: MqttConfig) -> Result<Link, TransportError> {
+        let device = identity.device_id().clone();
+        let options = config.options(&format!("vsigner-{device}"))?;
+        let (client, eventloop) = AsyncClient::new(options, 4096);
+        let inner = Arc::new(LinkInner {
+            inbox: Mutex::new(Inbox::new(identity.clone(), config.limits.clone())),
+            identity,
+            client,
+            topics: config.topics.clone(),
+            connected: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+        });
+        let (notify_tx, notify_rx) = mpsc::channel(256);
+        let (ready_tx, mut ready_rx) = watch::channel(Err::<(), String>("not connected yet".into()));
+        let task = tokio::spawn(drive(
+            inner.clone(),
+            eventloop,
+            notify_tx,
+            ready_tx,
+            config.max_backoff,
+        ));
+        let ready = tokio::time::timeout(config.connect_timeout, async {
+            loop {
+                if ready_rx.borrow_and_update().is_ok() {
+                    return Ok(());
+                }
+                if ready_rx.changed().await.is_err() {
+                    return Err("the connection task ended".to_string());
+                }
+            }
+        })
+        .await;
+        match ready {
+            Ok(Ok(())) => Ok(Link {
+                inner,
+                task,
+                notifications: Mutex::new(Some(notify_rx)),
+            }),
+            Ok(Err(e)) => {
+                task.abort();
+                Err(TransportError::Mqtt(e))
+            }
+            Err(_) => {
+                task.abort();
+                let last = ready_rx.borrow().clone().err().unwrap_or_default();
+                Err(TransportError::Mqtt(format!(
+                    "could not connect to the broker within {:?}: {last}",
+                    config.connect_timeout
+                )))
+            }
+        }
+    }
+
+    /// The device this link serves.
+    pub fn device_id(&self) -> &DeviceId {
+        self.inner.identity.device_id()
+    }
+
+    /// Opens a protocol run on this device. Envelopes that arrived for it before are
+    /// processed now.
+    pub fn open_session(&self, spec: SessionSpec) -> Result<Session, TransportError> {
+        let me = self.device_id();
+        let mut seen = std::collections::HashSet::new();
+        if !spec.participants.iter().all(|(d, _)| seen.insert(d)) {
+            return Err(TransportError::InvalidSession(
+                "a device appears twice among the participants".into(),
+            ));
+        }
+        let index = spec
+            .participants
+            .iter()
+            .position(|(d, _)| d == me)
+            .ok_or_else(|| {
+                TransportError::InvalidSession(format!("{me} is not a participant of this run"))
+            })?;
+        if &spec.participants[index].1 != self.inner.identity.public_keys() {
+            return Err(TransportError::InvalidSession(format!(
+                "the keys registered for {me} are not this device's keys"
+            )));
+        }
+        let index = u16::try_from(index)
+            .map_err(|_| TransportError::InvalidSession("too many participants".into()))?;
+        let participants: Arc<[_]> = spec.participants.clone().into();
+        let (rx, record) =
+            lock(&self.inner.inbox).open(spec.execution_id, participants.clone(), Instant::now())?;
+        Ok(Session::new(
+            self.inner.clone(),
+            spec,
+            index,
+            participants,
+            rx,
+            record,
+        ))
+    }
+
+    /// The coordinator's notifications for this device (raw payloads); can be taken once.
+    pub fn take_notifications(&self) -> Option<mpsc::Receiver<bytes::Bytes>> {
+        lock(&self.notifications).take()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            connected: self.inner.connected.load(Ordering::Relaxed),
+            reconnects: self.inner.reconnects.load(Ordering::Relaxed),
+            inbox: lock(&self.inner.inbox).stats(),
+        }
+    }
+
+    /// Envelopes refused that belonged to no open run (garbled, oversized, late, replayed,
+    /// never claimed), most recent last.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        lock(&self.inner.inbox).orphan_rejections()
+    }
+
+    /// Disconnects; open runs fail with [`TransportError::LinkClosed`].
+    pub async fn close(self) {
+        let _ = self.inner.client.try_disconnect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+        lock(&self.inner.inbox).fail_all();
+    }
+}
+
+/// Runs the MQTT event loop: routes inbox envelopes, forwards notifications, resubscribes on
+/// every connection, and backs off between reconnection attempts.
+async fn drive(
+    inner: Arc<LinkInner>,
+    mut eventloop: EventLoop,
+    notify_tx: mpsc::Sender<bytes::Bytes>,
+    ready_tx: watch::Sender<Result<(), String>>,
+    max_backoff: Duration,
+) {
+    let device = inner.identity.device_id().clone();
+    let inbox_topic = inner.topics.inbox(&device);
+    let notify_topic = inner.topics.notify(&device);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                inner.connected.store(true, Ordering::Relaxed);
+                tracing::info!(%device, session_present = ack.session_present, "connected to the MQTT broker");
+                let topics = [
+                    rumqttc::SubscribeFilter::new(inbox_topic.clone(), QoS::AtLeastOnce),
+                    rumqttc::SubscribeFilter::new(notify_topic.clone(), QoS::AtLeastOnce),
+                ];
+                if let Err(e) = inner.client.try_subscribe_many(topics) {
+                    tracing::warn!(%device, error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = ready_tx.send_replace(Ok(()));
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.topic == inbox_topic {
+                    lock(&inner.inbox).route(&publish.payload, Instant::now());
+                } else if publish.topic == notify_topic && notify_tx.try_send(publish.payload).is_err() {
+                    tracing::debug!(%device, "notification dropped: the receiver is busy or gone");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if inner.connected.swap(false, Ordering::Relaxed) {
+                    inner.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                if matches!(e, rumqttc::ConnectionError::RequestsDone) {
+                    return;
+                }
+                let reason = e.to_string();
+                tracing::warn!(%device, error = %reason, retry_in = ?backoff, "MQTT connection lost");
+                ready_tx.send_if_modified(|state| {
+                    if state.is_err() {
+                        *state = Err(reason);
+                        true
+                    } else {
+                        false
+                    }
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
