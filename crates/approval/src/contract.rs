@@ -270,16 +270,18 @@ impl ContractApprover {
                 }
                 Ok(Ok(v)) => break v,
                 Ok(Err(e)) if is_connection_error(&e) && attempt <= self.retries => {
-                    tracing::debug!(attempt, error = %e, "approval node unreachable, retrying");
+                    tracing::debug!(attempt, error = %self.describe(&e), "approval node unreachable, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
                 Ok(Err(e)) if is_connection_error(&e) => {
                     return fail(format!(
-                        "approval node unreachable after {attempt} attempt(s): {e}"
+                        "approval node {} unreachable after {attempt} attempt(s): {}",
+                        shown_url(&self.config.rpc_url),
+                        self.describe(&e)
                     ))
                 }
-                Ok(Err(e)) => return fail(format!("contract call {f} failed: {e}")),
+                Ok(Err(e)) => return fail(format!("contract call {f} failed: {}", self.describe(&e))),
             }
         };
         let vote = match u8::try_from(result) {
@@ -295,6 +297,34 @@ impl ContractApprover {
         };
         tracing::info!(operation = %request.operation_id, function = f, vote = %vote, "contract answered");
         Decision::answered(ApprovalMode::SmartContract, vote, reason)
+    }
+
+    /// The error and its causes, with the RPC URL reduced to scheme, host and port (its path
+    /// or query often holds an API key).
+    fn describe(&self, e: &alloy::contract::Error) -> String {
+        let mut out = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            let s_text = s.to_string();
+            if !out.contains(&s_text) {
+                out.push_str(": ");
+                out.push_str(&s_text);
+            }
+            src = s.source();
+        }
+        let full = self.config.rpc_url.as_str();
+        let shown = shown_url(&self.config.rpc_url);
+        out.replace(full, &shown)
+            .replace(full.trim_end_matches('/'), &shown)
+    }
+}
+
+/// `scheme://host[:port]`, for reasons and logs.
+fn shown_url(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        (Some(h), None) => format!("{}://{h}", url.scheme()),
+        _ => url.scheme().to_owned(),
     }
 }
 

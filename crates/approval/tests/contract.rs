@@ -209,15 +209,21 @@ async fn approval_contract_on_anvil() {
         &w.decide(&sign_message("ops", b"hi")).await,
         "approvedSignOp returned 256",
     );
-    failed(
-        &w.decide(&create_vault("treasury")).await,
-        "approvedKeygenReshare failed",
-    );
+    let d = w.decide(&create_vault("treasury")).await;
+    println!("revert: {}", d.reason);
+    failed(&d, "approvedKeygenReshare failed");
     let nobody = approver(&anvil.url, Address::repeat_byte(0x77));
     failed(&nobody.decide(&sign_tx("treasury", 1)).await, "approvedTx failed");
 
     // Node down.
     anvil.stop();
     let d = a.decide(&sign_tx("treasury", 1)).await;
-    failed(&d, "approval node unreachable after 2 attempt(s)");
+    println!("node down: {}", d.reason);
+    failed(&d, "unreachable after 2 attempt(s)");
+    assert!(d.reason.contains("Connection refused"), "{d:?}");
+    // An API key in the RPC URL's path or query is not shown.
+    let keyed = approver(&format!("{}/v3/s3cret?key=s3cret", anvil.url), approval);
+    let d = keyed.decide(&sign_message("ops", b"hi")).await;
+    failed(&d, "unreachable after 2 attempt(s)");
+    assert!(!d.reason.contains("s3cret"), "{d:?}");
 }
