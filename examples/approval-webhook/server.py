@@ -222,6 +222,8 @@ def main():
         keyid, _, pub = d.partition("=")
         devices[keyid] = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pub))
 
+    if not devices:
+        sys.stderr.write("approval-webhook: WARNING: no --device given, requests are NOT authenticated\n")
     server = ThreadingHTTPServer((a.host, a.port), make_handler(reply_key, devices, a.max_wei, a.public_url))
     print(json.dumps({"port": server.server_address[1], "approvalHTTPPublicKeyHex": pem.hex()}), flush=True)
     try:

@@ -90,7 +90,7 @@ impl ApiApprover {
     /// Asks the webhook. Never fails: a failure is a decision that is not an approval.
     pub async fn decide(&self, request: &ApprovalRequest) -> Decision {
         let url = self.url_for(request);
-        let shown = shown_url(url);
+        let shown = crate::config::shown_url(url, true);
         let body = request.to_json_bytes();
         let nonce = httpsig::new_nonce();
         let fail = |reason: String| {
@@ -238,14 +238,6 @@ impl ApiApprover {
             )),
         }
     }
-}
-
-/// The URL without query or fragment (they may hold access tokens) for logs and reasons.
-fn shown_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
 }
 
 /// An error and its sources, without any URL (reqwest errors would print it, query included).

@@ -102,8 +102,8 @@ pub struct ApprovalValues {
     pub approval_retries: Option<String>,
 }
 
-/// Webhook settings (`API` mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Webhook settings (`API` mode). `Debug` hides the URLs' queries (access codes).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// `ExternalTransactionApprovalURL`: sign requests.
     pub transaction_url: Url,
@@ -113,13 +113,49 @@ pub struct ApiConfig {
     pub reply_public_key: Option<VerifyingKey>,
 }
 
-/// Contract settings (`SmartContract` mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Contract settings (`SmartContract` mode). `Debug` hides the RPC URL's path and query
+/// (API keys).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContractConfig {
     /// `ApprovalNodeRPCAddress`.
     pub rpc_url: Url,
     /// `ApprovalSmartContractAddress`.
     pub address: Address,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("transaction_url", &shown_url(&self.transaction_url, true))
+            .field("reshare_url", &shown_url(&self.reshare_url, true))
+            .field(
+                "reply_public_key",
+                &self.reply_public_key.map(|k| hex::encode(k.as_bytes())),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ContractConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractConfig")
+            .field("rpc_url", &shown_url(&self.rpc_url, false))
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// A URL for logs, reasons and `Debug`: scheme, host, port, and the path when `with_path`;
+/// never the query or fragment (they, or an RPC URL's path, often carry an access key).
+pub(crate) fn shown_url(url: &Url, with_path: bool) -> String {
+    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(p) = url.port() {
+        out.push_str(&format!(":{p}"));
+    }
+    if with_path {
+        out.push_str(url.path());
+    }
+    out
 }
 
 /// The settings of one mode.

@@ -277,7 +277,7 @@ impl ContractApprover {
                 Ok(Err(e)) if is_connection_error(&e) => {
                     return fail(format!(
                         "approval node {} unreachable after {attempt} attempt(s): {}",
-                        shown_url(&self.config.rpc_url),
+                        crate::config::shown_url(&self.config.rpc_url, false),
                         self.describe(&e)
                     ))
                 }
@@ -313,18 +313,9 @@ impl ContractApprover {
             src = s.source();
         }
         let full = self.config.rpc_url.as_str();
-        let shown = shown_url(&self.config.rpc_url);
+        let shown = crate::config::shown_url(&self.config.rpc_url, false);
         out.replace(full, &shown)
             .replace(full.trim_end_matches('/'), &shown)
-    }
-}
-
-/// `scheme://host[:port]`, for reasons and logs.
-fn shown_url(url: &url::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
-        (Some(h), None) => format!("{}://{h}", url.scheme()),
-        _ => url.scheme().to_owned(),
     }
 }
 

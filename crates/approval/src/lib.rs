@@ -19,6 +19,8 @@
 //! The device's request-signing key ([`DeviceKey`]) is zeroized on drop and never appears in
 //! `Debug`, logs or reasons. URLs in logs and reasons have their query removed.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::pin::Pin;
 

@@ -1,5 +1,5 @@
 //! What approvers log: `AlwaysApprove` warns at start and on every vote; no log line,
-//! reason or `Debug` output ever contains the device's signing key.
+//! reason or `Debug` output ever contains the device's signing key or a URL's access code.
 // Test code may unwrap (clippy.toml allows it only inside #[test] functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -111,8 +111,8 @@ async fn the_device_key_never_appears() {
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     for url in [
-        format!("http://127.0.0.1:{port}/tx"),
-        format!("http://127.0.0.1:{}/tx", free_port()),
+        format!("http://127.0.0.1:{port}/tx?code=s3cret"),
+        format!("http://127.0.0.1:{}/tx?code=s3cret", free_port()),
     ] {
         let config = ApprovalConfig {
             mode: ModeConfig::Api(ApiConfig {
@@ -142,6 +142,7 @@ async fn the_device_key_never_appears() {
         text.contains("<redacted>"),
         "Debug of the approver shows the key as redacted: {text}"
     );
+    assert!(!text.contains("s3cret"), "a URL's access code leaked:\n{text}");
     for f in &forms {
         assert!(
             !text.contains(f.as_str()),
