@@ -233,7 +233,7 @@ impl ApiApprover {
             "rejected" => Ok(Vote::Reject),
             "abstain" => Ok(Vote::Abstain),
             other => Err(format!(
-                "the reply has unknown status {:?}",
+                "the reply has unknown status {}",
                 excerpt(other.as_bytes())
             )),
         }

@@ -192,6 +192,17 @@ async fn handle(
                 .insert("signature", HeaderValue::from_str(&bare).unwrap());
             r
         }
+        "redirect" => {
+            // Redirects are not followed: the answer must come from the configured URL.
+            let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+            r.headers_mut()
+                .insert("location", HeaderValue::from_static("/approve"));
+            r
+        }
+        "string-nonce" => {
+            let b = serde_json::to_vec(&json!({"status": "approved", "nonce": nonce.to_string()})).unwrap();
+            signed(b)
+        }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -257,6 +268,7 @@ impl Fixture {
 }
 
 fn assert_failed(d: &Decision, reason_part: &str) {
+    println!("reason: {}", d.reason);
     assert!(!d.is_approval(), "{d:?}");
     assert!(d.failed, "{d:?}");
     assert_eq!(d.vote, Vote::Reject, "{d:?}");
@@ -348,7 +360,20 @@ async fn wrong_nonce_is_refused_even_without_a_key() {
 async fn garbage_and_unknown_status_are_refused() {
     let f = start().await;
     assert_failed(&f.ask("garbage").await, "the reply is not JSON");
-    assert_failed(&f.ask("unknown-status").await, "unknown status \"\\\"maybe\\\"\"");
+    assert_failed(&f.ask("unknown-status").await, "unknown status \"maybe\"");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let f = start().await;
+    assert_failed(&f.ask("redirect").await, "answered HTTP 307 Temporary Redirect");
+    assert_eq!(f.hits("approve"), 0);
+}
+
+#[tokio::test]
+async fn nonce_echoed_as_a_string_is_accepted() {
+    let f = start().await;
+    assert!(f.ask("string-nonce").await.is_approval());
 }
 
 #[tokio::test]
