@@ -167,9 +167,6 @@ pub enum ReplySignatureError {
     /// No `Signature` header.
     #[error("the reply is unsigned: no Signature header")]
     MissingSignature,
-    /// No `Content-Type` header (it is covered by the signature).
-    #[error("the reply has no Content-Type header, which its signature must cover")]
-    MissingContentType,
     /// `digest` has no `SHA-512=` value or it is not base64 of 64 bytes.
     #[error("the reply's digest header is malformed: {0}")]
     BadDigestHeader(String),
@@ -188,6 +185,10 @@ pub enum ReplySignatureError {
 /// and `signature` an Ed25519 signature by `key` over
 /// `content-type: <content_type>\ndigest: <digest>` (header values as received).
 ///
+/// io.finnet's samples sign the literal `content-type: application/json`; when the received
+/// `Content-Type` is missing or differs (a gateway adding `; charset=utf-8`), the literal is
+/// tried too. This is safe: the body is bound by the digest, which the signature covers.
+///
 /// The `Signature` header is the draft-cavage form
 /// `keyId="eddsa-key",algorithm="hs2019",headers="content-type digest",signature="<b64>"`;
 /// a bare base64 signature (as io.finnet's JavaScript sample sends) is accepted too, with
@@ -204,9 +205,6 @@ pub fn verify_reply(
     let signature = signature
         .map(str::trim)
         .ok_or(ReplySignatureError::MissingSignature)?;
-    let content_type = content_type
-        .map(str::trim)
-        .ok_or(ReplySignatureError::MissingContentType)?;
 
     let claimed = digest
         .split(',')
@@ -261,9 +259,18 @@ pub fn verify_reply(
         .map_err(|_| ReplySignatureError::BadSignatureHeader("signature is not base64".into()))?;
     let sig = Signature::from_slice(&sig_bytes)
         .map_err(|_| ReplySignatureError::BadSignatureHeader("signature is not 64 bytes".into()))?;
-    let signed = format!("content-type: {content_type}\ndigest: {digest}");
-    key.verify_strict(signed.as_bytes(), &sig)
-        .map_err(|_| ReplySignatureError::BadSignature)
+    let verifies = |content_type: &str| {
+        let signed = format!("content-type: {content_type}\ndigest: {digest}");
+        key.verify_strict(signed.as_bytes(), &sig).is_ok()
+    };
+    let received = content_type.map(str::trim);
+    if received.is_some_and(verifies)
+        || (received != Some("application/json") && verifies("application/json"))
+    {
+        Ok(())
+    } else {
+        Err(ReplySignatureError::BadSignature)
+    }
 }
 
 /// Parses `k1="v1",k2="v2"` (draft-cavage `Signature` header parameters).

@@ -192,6 +192,15 @@ async fn handle(
                 .insert("signature", HeaderValue::from_str(&bare).unwrap());
             r
         }
+        "charset" => {
+            // Signed over the literal "application/json", sent with a charset parameter.
+            let mut r = signed(reply("approved", nonce));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            r
+        }
         "redirect" => {
             // Redirects are not followed: the answer must come from the configured URL.
             let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
@@ -296,6 +305,9 @@ async fn signed_answers_come_through() {
     assert!(d.reason.contains("abstained"), "{d:?}");
 
     let d = f.ask("bare-signature").await;
+    assert!(d.is_approval(), "{d:?}");
+
+    let d = f.ask("charset").await;
     assert!(d.is_approval(), "{d:?}");
 }
 
