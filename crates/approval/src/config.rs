@@ -1,0 +1,358 @@
+//! Approval configuration, validated from the io.finnet configuration keys.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::VerifyingKey;
+use url::Url;
+
+use crate::error::ConfigError;
+
+/// Configuration key names (the io.finnet Virtual Signer's, plus two of vsigner's).
+pub mod keys {
+    /// `AlwaysApprove` | `API` | `SmartContract`.
+    pub const APPROVAL_MODE: &str = "ApprovalMode";
+    /// Webhook for sign requests (API mode).
+    pub const TRANSACTION_URL: &str = "ExternalTransactionApprovalURL";
+    /// Webhook for keygen and reshare requests (API mode).
+    pub const RESHARE_URL: &str = "ExternalReshareApprovalURL";
+    /// Hex of the PEM text of the Ed25519 key that signs webhook replies (API mode).
+    pub const PUBLIC_KEY_HEX: &str = "ApprovalHTTPPublicKeyHex";
+    /// JSON-RPC URL of the EVM node (SmartContract mode).
+    pub const NODE_RPC: &str = "ApprovalNodeRPCAddress";
+    /// Address of the approval contract (SmartContract mode).
+    pub const CONTRACT_ADDRESS: &str = "ApprovalSmartContractAddress";
+    /// vsigner: how long one approval attempt may take, in seconds (default 10).
+    pub const TIMEOUT_SECONDS: &str = "ApprovalTimeoutSeconds";
+    /// vsigner: how many times a connection failure is retried (default 2).
+    pub const RETRIES: &str = "ApprovalRetries";
+}
+
+/// Default time allowed for one attempt to get an answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of retries after a connection failure (3 attempts in all).
+pub const DEFAULT_RETRIES: u32 = 2;
+const MAX_RETRIES: u32 = 10;
+const MAX_TIMEOUT_SECONDS: f64 = 600.0;
+
+/// How votes are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalMode {
+    /// Approve everything (development only; logs a warning on every vote).
+    AlwaysApprove,
+    /// Ask a webhook (`API`).
+    Api,
+    /// Ask an EVM contract with a read-only `eth_call`.
+    SmartContract,
+}
+
+impl ApprovalMode {
+    /// The configuration spelling: `AlwaysApprove`, `API`, `SmartContract`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::AlwaysApprove => "AlwaysApprove",
+            ApprovalMode::Api => "API",
+            ApprovalMode::SmartContract => "SmartContract",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ApprovalMode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim() {
+            "AlwaysApprove" => Ok(ApprovalMode::AlwaysApprove),
+            "API" => Ok(ApprovalMode::Api),
+            "SmartContract" => Ok(ApprovalMode::SmartContract),
+            other => Err(ConfigError::Invalid {
+                key: keys::APPROVAL_MODE,
+                reason: format!("{other:?} is not one of AlwaysApprove, API, SmartContract"),
+            }),
+        }
+    }
+}
+
+/// Raw configuration values as read from the config file or environment (`None` or an
+/// empty string: not set). Validate with [`ApprovalConfig::from_values`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalValues {
+    /// `ApprovalMode`.
+    pub approval_mode: Option<String>,
+    /// `ExternalTransactionApprovalURL`.
+    pub external_transaction_approval_url: Option<String>,
+    /// `ExternalReshareApprovalURL`.
+    pub external_reshare_approval_url: Option<String>,
+    /// `ApprovalHTTPPublicKeyHex`.
+    pub approval_http_public_key_hex: Option<String>,
+    /// `ApprovalNodeRPCAddress`.
+    pub approval_node_rpc_address: Option<String>,
+    /// `ApprovalSmartContractAddress`.
+    pub approval_smart_contract_address: Option<String>,
+    /// `ApprovalTimeoutSeconds` (decimal seconds, e.g. `0.5`).
+    pub approval_timeout_seconds: Option<String>,
+    /// `ApprovalRetries`.
+    pub approval_retries: Option<String>,
+}
+
+/// Webhook settings (`API` mode). `Debug` hides the URLs' queries (access codes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `ExternalTransactionApprovalURL`: sign requests.
+    pub transaction_url: Url,
+    /// `ExternalReshareApprovalURL`: keygen and reshare requests.
+    pub reshare_url: Url,
+    /// `ApprovalHTTPPublicKeyHex`, decoded. When set, replies must be signed with it.
+    pub reply_public_key: Option<VerifyingKey>,
+}
+
+/// Contract settings (`SmartContract` mode). `Debug` hides the RPC URL's path and query
+/// (API keys).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContractConfig {
+    /// `ApprovalNodeRPCAddress`.
+    pub rpc_url: Url,
+    /// `ApprovalSmartContractAddress`.
+    pub address: Address,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("transaction_url", &shown_url(&self.transaction_url, true))
+            .field("reshare_url", &shown_url(&self.reshare_url, true))
+            .field(
+                "reply_public_key",
+                &self.reply_public_key.map(|k| hex::encode(k.as_bytes())),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ContractConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContractConfig")
+            .field("rpc_url", &shown_url(&self.rpc_url, false))
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// A URL for logs, reasons and `Debug`: scheme, host, port, and the path when `with_path`;
+/// never the query or fragment (they, or an RPC URL's path, often carry an access key).
+pub(crate) fn shown_url(url: &Url, with_path: bool) -> String {
+    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(p) = url.port() {
+        out.push_str(&format!(":{p}"));
+    }
+    if with_path {
+        out.push_str(url.path());
+    }
+    out
+}
+
+/// The settings of one mode.
+// Built once at start: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeConfig {
+    /// `AlwaysApprove`.
+    AlwaysApprove,
+    /// `API`.
+    Api(ApiConfig),
+    /// `SmartContract`.
+    SmartContract(ContractConfig),
+}
+
+/// A validated approval configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalConfig {
+    /// The mode and its settings.
+    pub mode: ModeConfig,
+    /// Time allowed for one attempt (connect, request, reply).
+    pub timeout: Duration,
+    /// Retries after a connection failure (never after a reply).
+    pub retries: u32,
+}
+
+fn value(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn required<'a>(
+    v: &'a Option<String>,
+    key: &'static str,
+    mode: ApprovalMode,
+) -> Result<&'a str, ConfigError> {
+    value(v).ok_or(ConfigError::Missing {
+        key,
+        mode: mode.as_str(),
+    })
+}
+
+fn http_url(s: &str, key: &'static str) -> Result<Url, ConfigError> {
+    let url = Url::parse(s).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("not a URL: {e}"),
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("scheme {:?} is not http or https", url.scheme()),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "the URL has no host".into(),
+        });
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs; refuse them.
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "credentials in the URL are not allowed".into(),
+        });
+    }
+    Ok(url)
+}
+
+/// Decodes `ApprovalHTTPPublicKeyHex`: hex of the PEM text of an Ed25519 public key.
+pub fn parse_public_key_hex(s: &str) -> Result<VerifyingKey, ConfigError> {
+    let key = keys::PUBLIC_KEY_HEX;
+    let s = s.trim();
+    let bytes = hex::decode(s).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: if s.starts_with("-----BEGIN") {
+            "expected the hex encoding of the PEM text, not the PEM text itself".into()
+        } else {
+            format!("not hex: {e}")
+        },
+    })?;
+    let pem = String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
+        key,
+        reason: "the hex does not decode to PEM text".into(),
+    })?;
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("not a PEM Ed25519 public key (SubjectPublicKeyInfo): {e}"),
+    })
+}
+
+impl ApprovalConfig {
+    /// Validates raw values. Errors name the configuration key at fault.
+    pub fn from_values(v: &ApprovalValues) -> Result<Self, ConfigError> {
+        let mode: ApprovalMode = value(&v.approval_mode)
+            .ok_or(ConfigError::Missing {
+                key: keys::APPROVAL_MODE,
+                mode: "unset",
+            })?
+            .parse()?;
+        let timeout = match value(&v.approval_timeout_seconds) {
+            None => DEFAULT_TIMEOUT,
+            Some(s) => {
+                let secs: f64 = s.parse().map_err(|_| ConfigError::Invalid {
+                    key: keys::TIMEOUT_SECONDS,
+                    reason: format!("{s:?} is not a number of seconds"),
+                })?;
+                if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECONDS) {
+                    return Err(ConfigError::Invalid {
+                        key: keys::TIMEOUT_SECONDS,
+                        reason: format!("must be > 0 and <= {MAX_TIMEOUT_SECONDS}"),
+                    });
+                }
+                Duration::from_secs_f64(secs)
+            }
+        };
+        let retries = match value(&v.approval_retries) {
+            None => DEFAULT_RETRIES,
+            Some(s) => s
+                .parse()
+                .ok()
+                .filter(|r| *r <= MAX_RETRIES)
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: keys::RETRIES,
+                    reason: format!("{s:?} is not a whole number from 0 to {MAX_RETRIES}"),
+                })?,
+        };
+        let mode = match mode {
+            ApprovalMode::AlwaysApprove => ModeConfig::AlwaysApprove,
+            ApprovalMode::Api => {
+                let transaction_url = http_url(
+                    required(&v.external_transaction_approval_url, keys::TRANSACTION_URL, mode)?,
+                    keys::TRANSACTION_URL,
+                )?;
+                let reshare_url = http_url(
+                    required(&v.external_reshare_approval_url, keys::RESHARE_URL, mode)?,
+                    keys::RESHARE_URL,
+                )?;
+                let reply_public_key = value(&v.approval_http_public_key_hex)
+                    .map(parse_public_key_hex)
+                    .transpose()?;
+                ModeConfig::Api(ApiConfig {
+                    transaction_url,
+                    reshare_url,
+                    reply_public_key,
+                })
+            }
+            ApprovalMode::SmartContract => {
+                let rpc_url = http_url(
+                    required(&v.approval_node_rpc_address, keys::NODE_RPC, mode)?,
+                    keys::NODE_RPC,
+                )?;
+                let a = required(&v.approval_smart_contract_address, keys::CONTRACT_ADDRESS, mode)?;
+                let address = parse_address(a)?;
+                ModeConfig::SmartContract(ContractConfig { rpc_url, address })
+            }
+        };
+        Ok(Self {
+            mode,
+            timeout,
+            retries,
+        })
+    }
+
+    /// The approval mode.
+    pub fn approval_mode(&self) -> ApprovalMode {
+        match self.mode {
+            ModeConfig::AlwaysApprove => ApprovalMode::AlwaysApprove,
+            ModeConfig::Api(_) => ApprovalMode::Api,
+            ModeConfig::SmartContract(_) => ApprovalMode::SmartContract,
+        }
+    }
+}
+
+fn parse_address(s: &str) -> Result<Address, ConfigError> {
+    let key = keys::CONTRACT_ADDRESS;
+    let hex_part = s.strip_prefix("0x").ok_or_else(|| ConfigError::Invalid {
+        key,
+        reason: "expected 0x followed by 40 hex digits".into(),
+    })?;
+    if hex_part.len() != 40 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "expected 0x followed by 40 hex digits".into(),
+        });
+    }
+    let mixed =
+        hex_part.bytes().any(|b| b.is_ascii_lowercase()) && hex_part.bytes().any(|b| b.is_ascii_uppercase());
+    if mixed {
+        // Mixed case means EIP-55: a typo must not send approvals to another address.
+        Address::parse_checksummed(s, None).map_err(|_| ConfigError::Invalid {
+            key,
+            reason: "EIP-55 checksum mismatch".into(),
+        })
+    } else {
+        Address::from_str(s).map_err(|e| ConfigError::Invalid {
+            key,
+            reason: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,367 @@
+//! What an approver is asked to approve: [`ApprovalRequest`], and its io.finnet-style JSON.
+//!
+//! The JSON shape is documented in `docs/approvals.md`. Field names follow the io.finnet
+//! samples where they exist (`__typename`, `id`, `organisationId`, `details.expiresAt`,
+//! `details.vault.details.name`, `voting.votes[].device.id`, `rDetails.newThreshold`,
+//! `signingData.data`, `amountOriginal`, `receivingAddress`); the rest are vsigner's.
+
+use alloy::consensus::transaction::RlpEcdsaDecodableTx;
+use alloy::consensus::{SignableTransaction, TxEip1559};
+use alloy::primitives::{keccak256, TxKind, B256};
+use serde_json::{json, Value};
+
+use crate::error::RequestError;
+
+/// The curve of a vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Curve {
+    /// ECDSA over secp256k1 (CGGMP24).
+    Secp256k1,
+    /// EdDSA over ed25519 (FROST).
+    Ed25519,
+}
+
+impl Curve {
+    /// The name used in JSON and in the contract ABI: `secp256k1` or `ed25519`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Curve::Secp256k1 => "secp256k1",
+            Curve::Ed25519 => "ed25519",
+        }
+    }
+}
+
+impl std::fmt::Display for Curve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One device of a signer set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// Device id.
+    pub id: String,
+    /// Device name.
+    pub name: String,
+    /// Voting weight of the device in the vault.
+    pub weight: u32,
+    /// Hex of the device's identity public key.
+    pub identity_public_key_hex: String,
+}
+
+/// The vault an operation is about. For a reshare, `threshold` and `signers` are the
+/// current (old) ones; the new ones are in [`Operation::Reshare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vault {
+    /// Vault id.
+    pub id: String,
+    /// Vault name.
+    pub name: String,
+    /// Curve of the vault key.
+    pub curve: Curve,
+    /// Signing threshold (sum of weights needed).
+    pub threshold: u32,
+    /// The signer set.
+    pub signers: Vec<Signer>,
+}
+
+/// A decoded Ethereum EIP-1559 unsigned transaction, kept with its exact raw bytes.
+///
+/// Built only by [`EthTransaction::decode`], which checks that the bytes are the canonical
+/// encoding of the fields exposed here: what the approver sees is what gets signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthTransaction {
+    raw: Vec<u8>,
+    tx: TxEip1559,
+}
+
+impl EthTransaction {
+    /// Decodes `0x02 || rlp([chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas,
+    /// gas_limit, to, value, data, access_list])`, the EIP-1559 signing payload.
+    pub fn decode(raw: &[u8]) -> Result<Self, RequestError> {
+        let Some((&ty, mut rest)) = raw.split_first() else {
+            return Err(RequestError::EthTransaction("empty transaction".into()));
+        };
+        if ty != 0x02 {
+            return Err(RequestError::EthTransaction(format!(
+                "transaction type {ty:#04x} is not EIP-1559 (0x02)"
+            )));
+        }
+        let tx = TxEip1559::rlp_decode(&mut rest)
+            .map_err(|e| RequestError::EthTransaction(format!("bad RLP: {e}")))?;
+        if !rest.is_empty() {
+            return Err(RequestError::EthTransaction(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
+        }
+        if tx.encoded_for_signing() != raw {
+            return Err(RequestError::EthTransaction("not the canonical encoding".into()));
+        }
+        Ok(Self {
+            raw: raw.to_vec(),
+            tx,
+        })
+    }
+
+    /// The raw unsigned transaction bytes, as given to [`EthTransaction::decode`].
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The decoded transaction.
+    pub fn transaction(&self) -> &TxEip1559 {
+        &self.tx
+    }
+
+    /// The hash to sign: keccak256 of the raw bytes.
+    pub fn signing_hash(&self) -> B256 {
+        keccak256(&self.raw)
+    }
+
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.tx.chain_id
+    }
+
+    /// Destination address, `None` for a contract creation.
+    pub fn to(&self) -> Option<alloy::primitives::Address> {
+        match self.tx.to {
+            TxKind::Call(a) => Some(a),
+            TxKind::Create => None,
+        }
+    }
+
+    /// Amount in wei.
+    pub fn value(&self) -> alloy::primitives::U256 {
+        self.tx.value
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "type": "eip1559",
+            "chainId": self.tx.chain_id,
+            "nonce": self.tx.nonce,
+            "to": self.to().map(|a| a.to_checksum(None)),
+            "value": self.tx.value.to_string(),
+            "data": format!("0x{}", hex::encode(&self.tx.input)),
+            "gasLimit": self.tx.gas_limit,
+            "maxFeePerGas": self.tx.max_fee_per_gas.to_string(),
+            "maxPriorityFeePerGas": self.tx.max_priority_fee_per_gas.to_string(),
+            "accessListLength": self.tx.access_list.len(),
+        })
+    }
+}
+
+/// What a sign operation signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignPayload {
+    /// A raw 32-byte digest (no structure the approver can check).
+    Digest([u8; 32]),
+    /// An Ethereum EIP-1559 unsigned transaction (secp256k1 vaults).
+    EthereumTransaction(EthTransaction),
+    /// Message bytes (ed25519 vaults sign the message itself).
+    Message(Vec<u8>),
+}
+
+impl SignPayload {
+    /// The `signingData.contentType` value: `digest`, `eth_tx` or `message`.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            SignPayload::Digest(_) => "digest",
+            SignPayload::EthereumTransaction(_) => "eth_tx",
+            SignPayload::Message(_) => "message",
+        }
+    }
+
+    /// The payload bytes (digest, raw transaction, or message).
+    pub fn data(&self) -> &[u8] {
+        match self {
+            SignPayload::Digest(d) => d,
+            SignPayload::EthereumTransaction(t) => t.raw(),
+            SignPayload::Message(m) => m,
+        }
+    }
+}
+
+/// The kind of operation and its kind-specific content.
+// One per operation, passed by reference: boxing the transaction would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Vault creation (distributed key generation) with the vault's signer set and threshold.
+    CreateVault,
+    /// Move the vault key to a new signer set and/or threshold.
+    Reshare {
+        /// The threshold after the reshare.
+        new_threshold: u32,
+        /// The signer set after the reshare.
+        new_signers: Vec<Signer>,
+    },
+    /// Sign a payload with the vault key.
+    Sign {
+        /// What is signed.
+        payload: SignPayload,
+        /// Optional non-hardened BIP-32 derivation path, e.g. `m/0/1`.
+        derivation_path: Option<String>,
+    },
+}
+
+/// An operation to approve, as the daemon knows it from the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    /// Operation id.
+    pub operation_id: String,
+    /// Organisation id.
+    pub organisation_id: String,
+    /// The vault concerned.
+    pub vault: Vault,
+    /// When the operation expires, RFC 3339 (e.g. `2026-11-25T10:00:00Z`).
+    pub expires_at: String,
+    /// What is to be done.
+    pub operation: Operation,
+}
+
+/// Which approval webhook URL a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// Keygen and reshare: `ExternalReshareApprovalURL`, `approvedKeygenReshare`.
+    KeygenReshare,
+    /// Sign: `ExternalTransactionApprovalURL`, `approvedTx` or `approvedSignOp`.
+    Transaction,
+}
+
+impl ApprovalRequest {
+    /// The `__typename` of the JSON: `OperationCreateVault`, `OperationReshare`,
+    /// `OperationSign`.
+    pub fn typename(&self) -> &'static str {
+        match self.operation {
+            Operation::CreateVault => "OperationCreateVault",
+            Operation::Reshare { .. } => "OperationReshare",
+            Operation::Sign { .. } => "OperationSign",
+        }
+    }
+
+    /// Keygen/reshare or transaction.
+    pub fn class(&self) -> RequestClass {
+        match self.operation {
+            Operation::CreateVault | Operation::Reshare { .. } => RequestClass::KeygenReshare,
+            Operation::Sign { .. } => RequestClass::Transaction,
+        }
+    }
+
+    /// The io.finnet-style JSON posted to the webhook (schema in `docs/approvals.md`).
+    pub fn to_json(&self) -> Value {
+        let vault = &self.vault;
+        let signers_json = |signers: &[Signer]| -> Value {
+            Value::Array(
+                signers
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "id": s.id,
+                            "device": {
+                                "id": s.id,
+                                "name": s.name,
+                                "theType": "VirtualSigner",
+                                "publicKey": s.identity_public_key_hex,
+                            },
+                            "weight": s.weight,
+                        })
+                    })
+                    .collect(),
+            )
+        };
+        let voters = match &self.operation {
+            Operation::Reshare { new_signers, .. } => {
+                // Both sets vote on a reshare; each device once.
+                let mut all: Vec<Signer> = vault.signers.clone();
+                for s in new_signers {
+                    if !all.iter().any(|o| o.id == s.id) {
+                        all.push(s.clone());
+                    }
+                }
+                all
+            }
+            _ => vault.signers.clone(),
+        };
+        let mut out = json!({
+            "__typename": self.typename(),
+            "id": self.operation_id,
+            "organisationId": self.organisation_id,
+            "voting": {
+                "threshold": vault.threshold,
+                "votes": voters.iter().map(|s| json!({
+                    "device": {"id": s.id},
+                    "weight": s.weight,
+                    "vote": "",
+                })).collect::<Vec<_>>(),
+            },
+            "details": {
+                "__typename": format!("{}Details", self.typename()),
+                "expiresAt": self.expires_at,
+                "status": "VOTING",
+                "vault": {
+                    "id": vault.id,
+                    "curves": [{"curve": vault.curve.as_str()}],
+                    "curve": vault.curve.as_str(),
+                    "threshold": vault.threshold,
+                    "signers": signers_json(&vault.signers),
+                    "details": {
+                        "id": vault.id,
+                        "name": vault.name,
+                        "threshold": vault.threshold,
+                    },
+                },
+            },
+        });
+        let extra = match &self.operation {
+            Operation::CreateVault => json!({
+                "cDetails": {"status": "VOTING", "threshold": vault.threshold},
+            }),
+            Operation::Reshare {
+                new_threshold,
+                new_signers,
+            } => json!({
+                "rDetails": {
+                    "originalThreshold": vault.threshold,
+                    "newThreshold": new_threshold,
+                    "originalSigners": signers_json(&vault.signers),
+                    "newSigners": signers_json(new_signers),
+                },
+            }),
+            Operation::Sign {
+                payload,
+                derivation_path,
+            } => {
+                let mut e = json!({
+                    "signingData": {
+                        "contentType": payload.content_type(),
+                        "data": hex::encode(payload.data()),
+                        "derivationPath": derivation_path,
+                    },
+                });
+                if let SignPayload::EthereumTransaction(tx) = payload {
+                    e["transaction"] = tx.to_json();
+                    e["amountOriginal"] = Value::String(tx.value().to_string());
+                    e["receivingAddress"] = tx
+                        .to()
+                        .map_or(Value::Null, |a| Value::String(a.to_checksum(None)));
+                    e["rawTransaction"] = Value::String(format!("0x{}", hex::encode(tx.raw())));
+                }
+                e
+            }
+        };
+        if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
+            o.extend(e);
+        }
+        out
+    }
+
+    /// [`ApprovalRequest::to_json`] serialised to bytes.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        // Serialising a `Value` cannot fail (all keys are strings).
+        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,111 @@
+//! Shared test fixtures: sample requests, keys, free ports.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use alloy::consensus::{SignableTransaction, TxEip1559};
+use alloy::primitives::{address, Bytes, TxKind, U256};
+use ed25519_dalek::SigningKey;
+use vsigner_approval::{ApprovalRequest, Curve, EthTransaction, Operation, SignPayload, Signer, Vault};
+
+pub const DEVICE_ID: &str = "dev-a1b2c3";
+pub const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+
+pub fn device_signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x42; 32])
+}
+
+pub fn signers(n: usize) -> Vec<Signer> {
+    (0..n)
+        .map(|i| Signer {
+            id: format!("dev-{i}"),
+            name: format!("device {i}"),
+            weight: 1,
+            identity_public_key_hex: hex::encode([i as u8; 32]),
+        })
+        .collect()
+}
+
+pub fn vault(name: &str, curve: Curve) -> Vault {
+    Vault {
+        id: "vault-1".into(),
+        name: name.into(),
+        curve,
+        threshold: 2,
+        signers: signers(3),
+    }
+}
+
+fn request(vault: Vault, operation: Operation) -> ApprovalRequest {
+    ApprovalRequest {
+        operation_id: "op-123".into(),
+        organisation_id: "org-9".into(),
+        vault,
+        expires_at: "2026-11-25T12:00:00Z".into(),
+        operation,
+    }
+}
+
+pub fn create_vault(name: &str) -> ApprovalRequest {
+    request(vault(name, Curve::Secp256k1), Operation::CreateVault)
+}
+
+pub fn reshare(name: &str, new_threshold: u32) -> ApprovalRequest {
+    request(
+        vault(name, Curve::Secp256k1),
+        Operation::Reshare {
+            new_threshold,
+            new_signers: signers(4),
+        },
+    )
+}
+
+pub fn eth_tx_raw(value_wei: u128) -> Vec<u8> {
+    let tx = TxEip1559 {
+        chain_id: 1,
+        nonce: 7,
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(address!("0x000000000000000000000000000000000000dEaD")),
+        value: U256::from(value_wei),
+        access_list: Default::default(),
+        input: Bytes::from_static(&[0xca, 0xfe]),
+    };
+    tx.encoded_for_signing()
+}
+
+pub fn sign_tx(vault_name: &str, value_wei: u128) -> ApprovalRequest {
+    let tx = EthTransaction::decode(&eth_tx_raw(value_wei)).unwrap();
+    request(
+        vault(vault_name, Curve::Secp256k1),
+        Operation::Sign {
+            payload: SignPayload::EthereumTransaction(tx),
+            derivation_path: Some("m/0/1".into()),
+        },
+    )
+}
+
+pub fn sign_message(vault_name: &str, message: &[u8]) -> ApprovalRequest {
+    request(
+        vault(vault_name, Curve::Ed25519),
+        Operation::Sign {
+            payload: SignPayload::Message(message.to_vec()),
+            derivation_path: None,
+        },
+    )
+}
+
+pub fn sign_digest(vault_name: &str) -> ApprovalRequest {
+    request(
+        vault(vault_name, Curve::Secp256k1),
+        Operation::Sign {
+            payload: SignPayload::Digest([0xab; 32]),
+            derivation_path: None,
+        },
+    )
+}
+
+/// A port nobody listens on (bound then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
