@@ -40,6 +40,13 @@ pub enum Rejection {
         claimed_sender: DeviceId,
         why: &'static str,
     },
+    /// A correctly signed envelope for a round number no vsigner protocol has.
+    #[error("envelope signed by {claimed_sender} carries impossible round {round}")]
+    ImpossibleRound { claimed_sender: DeviceId, round: u16 },
+    /// A second, different, correctly signed envelope from the same sender for the same round:
+    /// each device receives at most one message per sender and round.
+    #[error("{claimed_sender} signed two different envelopes for round {round}")]
+    Equivocation { claimed_sender: DeviceId, round: u16 },
     /// A correctly signed point-to-point envelope whose ciphertext does not decrypt: the
     /// signer made it, so the signer is to blame.
     #[error("envelope signed by {claimed_sender} does not decrypt")]
@@ -57,6 +64,8 @@ impl Rejection {
             | Rejection::WrongExecution { claimed_sender }
             | Rejection::FinishedExecution { claimed_sender }
             | Rejection::Unclaimed { claimed_sender, .. }
+            | Rejection::ImpossibleRound { claimed_sender, .. }
+            | Rejection::Equivocation { claimed_sender, .. }
             | Rejection::Undecryptable { claimed_sender } => Some(claimed_sender),
         }
     }
@@ -64,11 +73,16 @@ impl Rejection {
     /// Whether the fault is proven to be the claimed sender's: only then may a run be aborted
     /// with that device blamed. Everything else may be the broker's doing (it can forge
     /// garbage, replay and misroute, but cannot sign) and is dropped and reported instead.
-    /// (A correctly signed envelope whose *content* is wrong for the protocol, e.g. an
-    /// impossible round or a duplicate round message, is passed on: the engine's checks abort
+    /// (A correctly signed envelope whose *content* is wrong for the protocol, e.g. a round
+    /// of the wrong kind or an undecodable payload, is passed on: the engine's checks abort
     /// the run naming its sender.)
     pub fn is_attributable(&self) -> bool {
-        matches!(self, Rejection::Undecryptable { .. })
+        matches!(
+            self,
+            Rejection::Undecryptable { .. }
+                | Rejection::ImpossibleRound { .. }
+                | Rejection::Equivocation { .. }
+        )
     }
 }
 
@@ -100,6 +114,13 @@ pub enum TransportError {
     /// The MQTT link is closed.
     #[error("the MQTT link is closed")]
     LinkClosed,
+    /// The broker lost this device's session (e.g. it restarted without persistence): messages
+    /// of open runs may be lost, so they fail now instead of waiting for their timeout.
+    #[error("the MQTT broker lost this device's session; messages of running protocols may be lost")]
+    SessionLost,
+    /// An outgoing envelope is larger than the envelope limit peers accept.
+    #[error("outgoing message of {size} bytes exceeds the envelope limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
     /// A session for this execution is already open on this device.
     #[error("a session for this execution is already open or has already run on this device")]
     ExecutionInUse,

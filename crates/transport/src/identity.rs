@@ -91,7 +91,21 @@ impl DevicePublicKeys {
             what: "device signing key",
             reason: "not an Ed25519 public key".into(),
         })?;
+        if signing.is_weak() {
+            return Err(TransportError::InvalidKey {
+                what: "device signing key",
+                reason: "a small-order Ed25519 point".into(),
+            });
+        }
         let encryption = decode_32("device encryption key", encryption)?;
+        // A clamped scalar is a multiple of the cofactor: it maps exactly the low-order
+        // points to zero, with which no shared secret can be agreed.
+        if x25519_dalek::x25519([0x42; 32], encryption) == [0; 32] {
+            return Err(TransportError::InvalidKey {
+                what: "device encryption key",
+                reason: "a low-order X25519 point".into(),
+            });
+        }
         <Kem as hpke::Kem>::PublicKey::from_bytes(&encryption).map_err(|_| TransportError::InvalidKey {
             what: "device encryption key",
             reason: "not an X25519 public key".into(),
@@ -287,5 +301,9 @@ mod tests {
         assert_eq!(&parsed, keys);
         assert!(DevicePublicKeys::from_hex("zz", &keys.encryption_hex()).is_err());
         assert!(DevicePublicKeys::from_hex(&keys.signing_hex(), "00").is_err());
+        // Small-order Ed25519 (the identity point) and low-order X25519 (zero) keys.
+        let identity_point = format!("01{}", "00".repeat(31));
+        assert!(DevicePublicKeys::from_hex(&identity_point, &keys.encryption_hex()).is_err());
+        assert!(DevicePublicKeys::from_hex(&keys.signing_hex(), &"00".repeat(32)).is_err());
     }
 }

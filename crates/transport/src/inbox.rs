@@ -43,7 +43,14 @@ pub struct InboxLimits {
     pub early_ttl: Duration,
     /// How many ended runs are remembered (to recognise late and replayed envelopes).
     pub finished_memory: usize,
+    /// Rejections kept per run (later ones are only counted).
+    pub rejections_per_run: usize,
 }
+
+/// Round numbers at or above this are refused: no vsigner protocol has more than a handful of
+/// rounds, and bounding them bounds what one signed participant can make a device hold
+/// (one message per sender and round).
+pub const MAX_ROUNDS: u16 = 32;
 
 impl Default for InboxLimits {
     fn default() -> Self {
@@ -54,6 +61,7 @@ impl Default for InboxLimits {
             early_max_bytes: 64 * 1024 * 1024,
             early_ttl: Duration::from_secs(120),
             finished_memory: 4096,
+            rejections_per_run: 256,
         }
     }
 }
@@ -69,19 +77,27 @@ pub(crate) enum Delivery {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunRecord {
     pub(crate) rejections: Arc<Mutex<Vec<Rejection>>>,
+    pub(crate) rejected: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) culprit: Arc<Mutex<Option<DeviceId>>>,
 }
 
 impl RunRecord {
-    fn reject(&self, eid: &ExecutionId, rejection: Rejection) {
+    fn reject(&self, eid: &ExecutionId, rejection: Rejection, keep: usize) {
         tracing::warn!(execution = %hex::encode(&eid.as_bytes()[..8]), %rejection, "envelope rejected");
-        lock(&self.rejections).push(rejection);
+        self.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut kept = lock(&self.rejections);
+        if kept.len() < keep {
+            kept.push(rejection);
+        }
     }
 }
 
 struct ActiveRun {
     participants: Arc<[(DeviceId, DevicePublicKeys)]>,
+    /// `(sender, seq)` of every envelope delivered: a repeat is a re-delivery or a replay.
     seen: HashSet<(u16, u32)>,
+    /// `(sender, round)` of every envelope delivered: a second one is equivocation.
+    rounds: HashSet<(u16, u16)>,
     next_id: u64,
     tx: mpsc::UnboundedSender<Delivery>,
     record: RunRecord,
@@ -184,21 +200,45 @@ impl Inbox {
     }
 
     fn deliver(&mut self, eid: ExecutionId, parsed: envelope::ParsedEnvelope<'_>) {
+        let keep = self.limits.rejections_per_run;
         let Some(run) = self.active.get_mut(&eid) else {
             return;
         };
+        // A repeat of an authenticated (sender, seq) is dropped before any cryptography: the
+        // set only holds envelopes that verified, so nothing forged can shadow a real one.
+        let header = &parsed.header;
+        if let Some(index) = run.participants.iter().position(|(d, _)| d == &header.sender) {
+            if run.seen.contains(&(index as u16, header.seq)) {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
         let expect = Expectation {
             me: &self.me,
             execution_id: &eid,
             participants: &run.participants,
             max_envelope: self.limits.max_envelope,
         };
-        match envelope::accept(parsed, &expect) {
+        let checked = envelope::accept(parsed, &expect).and_then(|opened| {
+            let sender = &opened.header.sender;
+            if opened.header.round >= MAX_ROUNDS {
+                return Err(Rejection::ImpossibleRound {
+                    claimed_sender: sender.clone(),
+                    round: opened.header.round,
+                });
+            }
+            if run.rounds.contains(&(opened.sender_index, opened.header.round)) {
+                return Err(Rejection::Equivocation {
+                    claimed_sender: sender.clone(),
+                    round: opened.header.round,
+                });
+            }
+            Ok(opened)
+        });
+        match checked {
             Ok(opened) => {
-                if !run.seen.insert((opened.sender_index, opened.header.seq)) {
-                    self.stats.duplicates += 1;
-                    return;
-                }
+                run.seen.insert((opened.sender_index, opened.header.seq));
+                run.rounds.insert((opened.sender_index, opened.header.round));
                 let msg_type = match opened.header.recipient {
                     Recipient::Broadcast => MessageType::Broadcast,
                     Recipient::Device(_) => MessageType::P2P,
@@ -221,7 +261,7 @@ impl Inbox {
             Err(rejection) if rejection.is_attributable() => {
                 self.stats.rejected += 1;
                 let device = rejection.claimed_sender().cloned();
-                run.record.reject(&eid, rejection.clone());
+                run.record.reject(&eid, rejection.clone(), keep);
                 if let Some(device) = device {
                     lock(&run.record.culprit).get_or_insert(device.clone());
                     let _ = run.tx.send(Delivery::Fault(TransportError::Misbehaviour {
@@ -232,25 +272,25 @@ impl Inbox {
             }
             Err(rejection) => {
                 self.stats.rejected += 1;
-                run.record.reject(&eid, rejection);
+                run.record.reject(&eid, rejection, keep);
             }
         }
     }
 
     fn buffer(&mut self, eid: ExecutionId, bytes: Vec<u8>, sender: DeviceId, now: Instant) {
         let len = bytes.len();
+        if len > self.limits.early_max_bytes || self.limits.early_max_envelopes == 0 {
+            return self.reject_orphan(Rejection::Unclaimed {
+                claimed_sender: sender,
+                why: "larger than the buffer for runs not started yet",
+            });
+        }
         while self.early_count >= self.limits.early_max_envelopes
             || self.early_bytes + len > self.limits.early_max_bytes
         {
             if !self.drop_oldest_early("the buffer for runs not started yet is full") {
                 break;
             }
-        }
-        if self.early_bytes + len > self.limits.early_max_bytes {
-            return self.reject_orphan(Rejection::Unclaimed {
-                claimed_sender: sender,
-                why: "larger than the buffer for runs not started yet",
-            });
         }
         self.early_count += 1;
         self.early_bytes += len;
@@ -309,6 +349,7 @@ impl Inbox {
             ActiveRun {
                 participants,
                 seen: HashSet::new(),
+                rounds: HashSet::new(),
                 next_id: 0,
                 tx,
                 record: record.clone(),
@@ -342,10 +383,193 @@ impl Inbox {
         self.finished_order.push_back(*eid);
     }
 
-    /// Fails every open run (the link is closing).
-    pub(crate) fn fail_all(&mut self) {
+    /// Fails every open run with `error()` (the link is closing, or the broker lost the
+    /// session and with it messages in flight).
+    pub(crate) fn fail_all(&mut self, error: impl Fn() -> TransportError) {
         for run in self.active.values() {
-            let _ = run.tx.send(Delivery::Fault(TransportError::LinkClosed));
+            let _ = run.tx.send(Delivery::Fault(error()));
         }
+    }
+
+    /// Number of runs open now.
+    pub(crate) fn open_runs(&self) -> usize {
+        self.active.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{seal, EnvelopeHeader};
+    use rand_core::OsRng;
+
+    struct World {
+        devices: Vec<Arc<DeviceIdentity>>,
+        participants: Arc<[(DeviceId, DevicePublicKeys)]>,
+    }
+
+    fn world() -> World {
+        let devices: Vec<_> = ["in-a", "in-b", "in-c"]
+            .iter()
+            .map(|n| Arc::new(DeviceIdentity::generate(DeviceId::new(*n).unwrap(), &mut OsRng)))
+            .collect();
+        let participants = devices
+            .iter()
+            .map(|d| (d.device_id().clone(), d.public_keys().clone()))
+            .collect::<Vec<_>>()
+            .into();
+        World {
+            devices,
+            participants,
+        }
+    }
+
+    fn envelope(from: &DeviceIdentity, eid: u8, round: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let header = EnvelopeHeader {
+            execution_id: ExecutionId::from_bytes([eid; 32]),
+            round,
+            seq,
+            sender: from.device_id().clone(),
+            recipient: Recipient::Broadcast,
+        };
+        seal(from, &header, body, None, &mut OsRng).unwrap()
+    }
+
+    fn eid(n: u8) -> ExecutionId {
+        ExecutionId::from_bytes([n; 32])
+    }
+
+    fn inbox(w: &World, limits: InboxLimits) -> Inbox {
+        Inbox::new(w.devices[0].clone(), limits)
+    }
+
+    #[test]
+    fn early_envelopes_expire_and_are_reported() {
+        let w = world();
+        let mut inbox = inbox(&w, InboxLimits::default());
+        let t0 = Instant::now();
+        inbox.route(&envelope(&w.devices[1], 1, 0, 0, b"x"), t0);
+        assert_eq!(inbox.stats().buffered, 1);
+        inbox.route(b"garbage", t0 + inbox.limits.early_ttl + Duration::from_secs(1));
+        assert_eq!(inbox.stats().buffered, 0);
+        assert!(inbox.orphan_rejections().iter().any(
+            |r| matches!(r, Rejection::Unclaimed { claimed_sender, why } if claimed_sender == w.devices[1].device_id() && why.contains("expired"))
+        ));
+    }
+
+    #[test]
+    fn the_early_buffer_is_bounded_in_count_and_bytes() {
+        let w = world();
+        let limits = InboxLimits {
+            early_max_envelopes: 2,
+            early_max_bytes: 1000,
+            ..InboxLimits::default()
+        };
+        let mut inbox = inbox(&w, limits);
+        let now = Instant::now();
+        for i in 0..3 {
+            inbox.route(&envelope(&w.devices[1], 10 + i, 0, 0, b"x"), now);
+        }
+        assert_eq!(inbox.stats().buffered, 2);
+        assert_eq!(inbox.orphan_rejections().len(), 1, "the oldest was dropped");
+        // Too large for the buffer on its own: refused without evicting the others.
+        inbox.route(&envelope(&w.devices[1], 20, 0, 0, &[0u8; 2000]), now);
+        assert_eq!(inbox.stats().buffered, 2);
+        assert_eq!(
+            inbox.early_bytes,
+            inbox
+                .early
+                .values()
+                .flatten()
+                .map(|b| b.bytes.len())
+                .sum::<usize>()
+        );
+        // Opening a run drains exactly its own envelopes.
+        let (mut rx, _) = inbox.open(eid(12), w.participants.clone(), now).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Delivery::Message(_))));
+        assert_eq!(inbox.stats().buffered, 1);
+        assert_eq!(inbox.early_order.len(), 1);
+    }
+
+    #[test]
+    fn ended_runs_are_remembered_and_cannot_be_reopened() {
+        let w = world();
+        let limits = InboxLimits {
+            finished_memory: 1,
+            ..InboxLimits::default()
+        };
+        let mut inbox = inbox(&w, limits);
+        let now = Instant::now();
+        let _run = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        assert!(matches!(
+            inbox.open(eid(1), w.participants.clone(), now),
+            Err(TransportError::ExecutionInUse)
+        ));
+        inbox.close(&eid(1));
+        assert!(matches!(
+            inbox.open(eid(1), w.participants.clone(), now),
+            Err(TransportError::ExecutionInUse)
+        ));
+        inbox.route(&envelope(&w.devices[1], 1, 0, 0, b"x"), now);
+        assert!(matches!(
+            inbox.orphan_rejections().last(),
+            Some(Rejection::FinishedExecution { .. })
+        ));
+        // Only `finished_memory` ended runs are remembered.
+        let _run = inbox.open(eid(2), w.participants.clone(), now).unwrap();
+        inbox.close(&eid(2));
+        inbox.route(&envelope(&w.devices[1], 1, 0, 1, b"x"), now);
+        assert_eq!(inbox.stats().buffered, 1);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_equivocation_or_impossible_rounds_blamed() {
+        let w = world();
+        let mut inbox = inbox(&w, InboxLimits::default());
+        let now = Instant::now();
+        let (mut rx, record) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let first = envelope(&w.devices[1], 1, 0, 0, b"commitment");
+        inbox.route(&first, now);
+        inbox.route(&first, now);
+        assert_eq!(inbox.stats().duplicates, 1);
+        assert!(matches!(rx.try_recv(), Ok(Delivery::Message(m)) if m.sender == 1));
+        assert!(rx.try_recv().is_err(), "the re-delivery is not handed on");
+        // B signs a different message for the same round.
+        inbox.route(&envelope(&w.devices[1], 1, 0, 1, b"other commitment"), now);
+        match rx.try_recv() {
+            Ok(Delivery::Fault(TransportError::Misbehaviour { device, rejection })) => {
+                assert_eq!(&device, w.devices[1].device_id());
+                assert!(matches!(rejection, Rejection::Equivocation { round: 0, .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock(&record.culprit).as_ref(), Some(w.devices[1].device_id()));
+        // C signs a round no protocol has.
+        inbox.route(&envelope(&w.devices[2], 1, MAX_ROUNDS, 0, b"x"), now);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Delivery::Fault(TransportError::Misbehaviour {
+                rejection: Rejection::ImpossibleRound { .. },
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn rejections_kept_per_run_are_bounded() {
+        let w = world();
+        let limits = InboxLimits {
+            rejections_per_run: 3,
+            ..InboxLimits::default()
+        };
+        let mut inbox = inbox(&w, limits);
+        let now = Instant::now();
+        let (_rx, record) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let forger = DeviceIdentity::generate(w.devices[1].device_id().clone(), &mut OsRng);
+        for seq in 0..10 {
+            inbox.route(&envelope(&forger, 1, 0, seq, b"x"), now);
+        }
+        assert_eq!(lock(&record.rejections).len(), 3);
+        assert_eq!(record.rejected.load(std::sync::atomic::Ordering::Relaxed), 10);
     }
 }

@@ -90,15 +90,20 @@ impl MqttConfig {
             .set_request_channel_capacity(4096);
         let packet = self.limits.max_packet.max(self.limits.max_envelope + 4096);
         options.set_max_packet_size(packet, packet);
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let username = self
             .username
             .clone()
-            .or_else(|| (!url.username().is_empty()).then(|| url.username().to_string()));
+            .or_else(|| (!url.username().is_empty()).then(|| decode(url.username())));
         let password = self
             .password
             .as_ref()
             .map(|p| p.to_string())
-            .or_else(|| url.password().map(str::to_string))
+            .or_else(|| url.password().map(decode))
             .map(Zeroizing::new);
         if let Some(user) = username {
             options.set_credentials(user, password.as_deref().map(String::as_str).unwrap_or(""));
@@ -167,6 +172,7 @@ pub struct LinkStats {
 
 pub(crate) struct LinkInner {
     pub(crate) identity: Arc<DeviceIdentity>,
+    pub(crate) max_envelope: usize,
     pub(crate) inbox: Mutex<Inbox>,
     client: AsyncClient,
     topics: Topics,
@@ -206,6 +212,7 @@ impl Link {
         let (client, eventloop) = AsyncClient::new(options, 4096);
         let inner = Arc::new(LinkInner {
             inbox: Mutex::new(Inbox::new(identity.clone(), config.limits.clone())),
+            max_envelope: config.limits.max_envelope,
             identity,
             client,
             topics: config.topics.clone(),
@@ -325,12 +332,22 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.task.abort();
-        lock(&self.inner.inbox).fail_all();
+        lock(&self.inner.inbox).fail_all(|| TransportError::LinkClosed);
     }
 }
 
 /// Runs the MQTT event loop: routes inbox envelopes, forwards notifications, resubscribes on
 /// every connection, and backs off between reconnection attempts.
+///
+/// Two broker behaviours get special care:
+/// - a reconnection where the broker has no session for the device (it restarted without
+///   persistence, or expired the session): messages in flight to and from the device are
+///   lost (rumqttc also drops its unacknowledged publishes), so every open run fails at once
+///   with [`TransportError::SessionLost`] instead of waiting for its idle timeout;
+/// - a packet above the client's limit: MQTT 3.1.1 cannot refuse one message, and with a
+///   persistent session the broker would redeliver it on every reconnection, leaving the
+///   device deaf for good. The next connection is made with a clean session (discarding the
+///   queued message, and whatever else was queued), then sessions are persistent again.
 async fn drive(
     inner: Arc<LinkInner>,
     mut eventloop: EventLoop,
@@ -342,12 +359,24 @@ async fn drive(
     let inbox_topic = inner.topics.inbox(&device);
     let notify_topic = inner.topics.notify(&device);
     let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
                 inner.connected.store(true, Ordering::Relaxed);
                 tracing::info!(%device, session_present = ack.session_present, "connected to the MQTT broker");
+                if connected_before && !ack.session_present {
+                    let open = {
+                        let mut inbox = lock(&inner.inbox);
+                        inbox.fail_all(|| TransportError::SessionLost);
+                        inbox.open_runs()
+                    };
+                    if open > 0 {
+                        tracing::warn!(%device, runs = open, "the broker lost the session: failing the open runs");
+                    }
+                }
+                connected_before = true;
+                eventloop.mqtt_options.set_clean_session(false);
                 let topics = [
                     rumqttc::SubscribeFilter::new(inbox_topic.clone(), QoS::AtLeastOnce),
                     rumqttc::SubscribeFilter::new(notify_topic.clone(), QoS::AtLeastOnce),
@@ -356,8 +385,20 @@ async fn drive(
                     tracing::warn!(%device, error = %e, "cannot subscribe");
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                let _ = ready_tx.send_replace(Ok(()));
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    let reason =
+                        format!("the broker refused the subscription to {inbox_topic} (check its ACL)");
+                    tracing::error!(%device, "{reason}");
+                    let _ = ready_tx.send_replace(Err(reason));
+                } else {
+                    let _ = ready_tx.send_replace(Ok(()));
+                }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 if publish.topic == inbox_topic {
@@ -373,6 +414,15 @@ async fn drive(
                 }
                 if matches!(e, rumqttc::ConnectionError::RequestsDone) {
                     return;
+                }
+                if matches!(
+                    e,
+                    rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                        rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+                    ))
+                ) {
+                    tracing::warn!(%device, "a message above the MQTT packet limit arrived: reconnecting with a clean session to discard it");
+                    eventloop.mqtt_options.set_clean_session(true);
                 }
                 let reason = e.to_string();
                 tracing::warn!(%device, error = %reason, retry_in = ?backoff, "MQTT connection lost");

@@ -47,9 +47,14 @@ pub struct SessionReport {
 }
 
 impl SessionReport {
-    /// Envelopes refused for this run, in order.
+    /// Envelopes refused for this run, in order (the first `InboxLimits::rejections_per_run`).
     pub fn rejections(&self) -> Vec<Rejection> {
         lock(&self.record.rejections).clone()
+    }
+
+    /// How many envelopes were refused for this run in all.
+    pub fn rejected_count(&self) -> u64 {
+        self.record.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The device whose correctly signed envelope was bad by its own fault, if any: the run
@@ -145,7 +150,7 @@ impl Session {
             _guard: self.guard,
             rx: self.rx,
             idle_timeout: self.idle_timeout,
-            deadline: Box::pin(tokio::time::sleep(self.idle_timeout)),
+            deadline: None,
             timed_out: false,
         };
         let outgoing = SessionOutgoing {
@@ -164,7 +169,8 @@ pub struct SessionIncoming {
     _guard: RunGuard,
     rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     idle_timeout: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Started at the first poll (so that building the party needs no runtime).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_out: bool,
 }
 
@@ -176,15 +182,18 @@ impl Stream for SessionIncoming {
         if this.timed_out {
             return Poll::Ready(None);
         }
+        let idle = this.idle_timeout;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(Delivery::Message(msg))) => {
-                let next = tokio::time::Instant::now() + this.idle_timeout;
-                this.deadline.as_mut().reset(next);
+                deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                 Poll::Ready(Some(Ok(msg)))
             }
             Poll::Ready(Some(Delivery::Fault(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(Some(Err(TransportError::LinkClosed))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     this.timed_out = true;
                     Poll::Ready(Some(Err(TransportError::Timeout(this.idle_timeout))))
@@ -206,6 +215,12 @@ pub struct SessionOutgoing {
 
 impl SessionOutgoing {
     fn send(&mut self, item: Outgoing<WireMessage>) -> Result<(), TransportError> {
+        // Peers would drop an envelope above the limit without blaming anyone, and the run
+        // would stall: refuse it here (headers and encryption add well under 1 KiB).
+        let (size, limit) = (item.msg.payload.len() + 1024, self.link.max_envelope);
+        if size > limit {
+            return Err(TransportError::MessageTooLarge { size, limit });
+        }
         let seq = self.seq;
         self.seq = self
             .seq

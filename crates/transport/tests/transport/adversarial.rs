@@ -270,10 +270,23 @@ async fn a_signed_bad_envelope_aborts_the_run_naming_its_signer() {
     assert!(err.to_string().contains(b.device_id().as_str()), "{err}");
     assert_eq!(report.culprit().as_ref(), Some(b.device_id()));
 
-    // B signs a well-formed envelope for a round the protocol does not have: the engine's
-    // checks abort the run naming B's party index.
+    // B signs a round number no protocol has: the transport aborts the run naming B.
     let eid = common::eid(ProtocolTag::SchnorrKeygen, &devs);
     let bad = envelope::seal(b, &header(eid, 77, 0, b, None), b"\xa0", None, &mut OsRng).unwrap();
+    attacker.send(&inbox_a, bad).await;
+    eventually("buffered", || link_a.stats().inbox.buffered == 1).await;
+    let session = link_a.open_session(spec(eid, &devs, IDLE)).unwrap();
+    let report = session.report();
+    let err = schnorr::keygen::<Ed25519, _, _>(session.into_party(), eid, 0, 3, 2, &mut OsRng)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("impossible round 77"), "{err}");
+    assert_eq!(report.culprit().as_ref(), Some(b.device_id()));
+
+    // B signs a well-formed envelope for a round this protocol does not have: the engine's
+    // checks abort the run naming B's party index.
+    let eid = common::eid(ProtocolTag::SchnorrKeygen, &devs);
+    let bad = envelope::seal(b, &header(eid, 20, 0, b, None), b"\xa0", None, &mut OsRng).unwrap();
     attacker.send(&inbox_a, bad).await;
     eventually("buffered", || link_a.stats().inbox.buffered == 1).await;
     let session = link_a.open_session(spec(eid, &devs, IDLE)).unwrap();
@@ -369,4 +382,36 @@ fn fixed_devices() -> &'static [DeviceIdentity] {
             .map(|id| DeviceIdentity::generate(DeviceId::new(*id).unwrap(), &mut OsRng))
             .collect()
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_above_the_packet_limit_does_not_make_a_device_deaf() {
+    // Mosquitto keeps persistent sessions and redelivers unacknowledged messages: the case
+    // where a naive client would loop forever. The embedded broker when Mosquitto is absent.
+    let url = common::mosquitto().unwrap_or_else(common::embedded_broker);
+    let devs = devices(3, "deaf");
+    let mut config = common::config(&url);
+    config.limits.max_envelope = 256 * 1024;
+    config.limits.max_packet = 1024 * 1024;
+    let link_a = Link::connect(devs[0].clone(), config).await.unwrap();
+    let others = common::connect(&url, &devs[1..]).await;
+    let attacker = Attacker::connect(&url, &[]).await;
+    attacker
+        .send(
+            &Topics::default().inbox(devs[0].device_id()),
+            vec![0u8; 2 * 1024 * 1024],
+        )
+        .await;
+    eventually("A's link dropped the oversized packet and reconnected", || {
+        let s = link_a.stats();
+        s.reconnects >= 1 && s.connected
+    })
+    .await;
+    // Still connected a moment later (not looping), and a run works.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(link_a.stats().connected);
+    let reconnects = link_a.stats().reconnects;
+    let eid = common::eid(ProtocolTag::SchnorrKeygen, &devs);
+    frost_keygen(&[&link_a, &others[0], &others[1]], &devs, eid).await;
+    assert_eq!(link_a.stats().reconnects, reconnects, "the link is stable");
 }

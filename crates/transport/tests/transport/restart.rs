@@ -130,11 +130,15 @@ async fn broker_restart_during_signing_completes_or_fails_cleanly() {
     let digest = [0x42; 32];
     let public_key = shares[0].core().unwrap().public_key_bytes();
 
-    // The broker dies 300 ms into a ~1–2 s signing run and is back 700 ms later.
+    // The broker dies once the run's first message has arrived (mid-run: signing takes
+    // several rounds and 1–2 s) and is back 700 ms later.
     let idle = Duration::from_secs(8);
+    let delivered = links[0].stats().inbox.delivered;
     let signing = sign(&links, &devs, &shares, idle);
     let outage = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        while links[0].stats().inbox.delivered == delivered {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         broker.kill();
         tokio::time::sleep(Duration::from_millis(700)).await;
         broker.restart();
