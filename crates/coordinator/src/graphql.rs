@@ -353,7 +353,7 @@ impl OperationObj {
     async fn vault(&self, ctx: &Context<'_>) -> GqlResult<VaultObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .vault(p, self.0.vault_id.as_str())
+            .vault_as_stored(p, self.0.vault_id.as_str())
             .await
             .map(VaultObj)
             .map_err(gql)

@@ -496,16 +496,26 @@ impl Service {
         self.store.devices(&p.org_id).await
     }
 
-    /// A vault.
+    /// A vault (after expiring due operations, so a lapsed keygen shows `Failed`).
     pub async fn vault(&self, p: &Principal, id: &str) -> Result<Vault> {
+        self.sweep_expired(Some(&p.org_id)).await?;
         self.store
             .vault_by_id(&p.org_id, id)
             .await?
             .ok_or_else(|| Error::not_found("vault", id))
     }
 
-    /// All vaults.
+    /// A vault as stored (no expiry sweep; for nested reads).
+    pub async fn vault_as_stored(&self, p: &Principal, id: &str) -> Result<Vault> {
+        self.store
+            .vault_by_id(&p.org_id, id)
+            .await?
+            .ok_or_else(|| Error::not_found("vault", id))
+    }
+
+    /// All vaults (after expiring due operations).
     pub async fn vaults(&self, p: &Principal) -> Result<Vec<Vault>> {
+        self.sweep_expired(Some(&p.org_id)).await?;
         self.store.vaults(&p.org_id).await
     }
 

@@ -37,6 +37,18 @@ async fn rpc(http: &reqwest::Client, url: &str, method: &str, params: Value) -> 
     v["result"].clone()
 }
 
+/// The receipt of `hash`, polling until the node has mined it (fails after a generous bound).
+async fn receipt(http: &reqwest::Client, url: &str, hash: &Value) -> Value {
+    for _ in 0..1200 {
+        let r = rpc(http, url, "eth_getTransactionReceipt", json!([hash])).await;
+        if !r.is_null() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("transaction {hash} was never mined");
+}
+
 const DEV_ACCOUNT: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,8 +138,8 @@ async fn eth_tx_is_signed_assembled_and_broadcast() {
         json!([{"from": DEV_ACCOUNT, "to": from, "value": "0xde0b6b3a7640000"}]),
     )
     .await;
-    let receipt = rpc(&http, &rpc_url, "eth_getTransactionReceipt", json!([fund])).await;
-    assert_eq!(receipt["status"], "0x1");
+    let funded = receipt(&http, &rpc_url, &fund).await;
+    assert_eq!(funded["status"], "0x1");
 
     // An unsigned EIP-1559 transfer of 0.1 ETH to a fresh address.
     let to = Address::from(rand::random::<[u8; 20]>());
@@ -182,7 +194,7 @@ async fn eth_tx_is_signed_assembled_and_broadcast() {
         .to_owned();
 
     // The node has the transfer.
-    let receipt = rpc(&http, &rpc_url, "eth_getTransactionReceipt", json!([hash])).await;
+    let receipt = receipt(&http, &rpc_url, &json!(hash)).await;
     assert_eq!(receipt["status"], "0x1", "receipt: {receipt}");
     assert_eq!(receipt["from"].as_str().unwrap().to_lowercase(), from);
     assert_eq!(receipt["to"].as_str().unwrap().to_lowercase(), format!("{to:#x}"));
