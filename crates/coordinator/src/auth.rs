@@ -16,6 +16,9 @@ use crate::crypto::random_bytes;
 use crate::error::{Error, Result};
 
 /// A secret string (client secret or token) whose `Debug` does not print it.
+///
+/// # Security
+/// Zeroised on drop; `Debug` prints `<redacted>`; read it only with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -27,6 +30,12 @@ impl Secret {
     /// The secret itself; do not log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

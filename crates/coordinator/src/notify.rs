@@ -56,16 +56,17 @@ impl Notifier {
         Ok(Self { client })
     }
 
-    /// Publishes a hint to each device (best effort; failures are logged).
-    pub async fn notify(&self, devices: &[DeviceId], op: &OperationId, state: OperationState) {
+    /// Publishes a hint to each device (best effort; failures are logged). Never
+    /// waits: while the broker is unreachable and the client's queue is full, hints
+    /// are dropped (devices also poll).
+    pub fn notify(&self, devices: &[DeviceId], op: &OperationId, state: OperationState) {
         let payload = serde_json::json!({"operationId": op, "state": state.as_str()}).to_string();
         for d in devices {
             if let Err(e) = self
                 .client
-                .publish(notify_topic(d), QoS::AtLeastOnce, false, payload.clone())
-                .await
+                .try_publish(notify_topic(d), QoS::AtLeastOnce, false, payload.clone())
             {
-                tracing::warn!(device = %d, error = %e, "MQTT notify failed");
+                tracing::warn!(device = %d, error = %e, "MQTT notify dropped");
             }
         }
     }

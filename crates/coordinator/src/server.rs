@@ -49,7 +49,14 @@ async fn graphql(
             "missing bearer token; get one from POST /oauth/token",
         ))),
     };
-    let resp = app.schema.execute(req.data(auth)).await;
+    let mut resp = app.schema.execute(req.data(auth)).await;
+    // Parse/validation/limit errors from async-graphql carry no code: give them one.
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_REQUEST");
+        }
+    }
     Json(resp).into_response()
 }
 

@@ -581,7 +581,7 @@ impl Service {
         tx.commit().await?;
         if let Some(n) = &self.notifier {
             let voters: Vec<DeviceId> = op.voters.iter().map(|v| v.device_id.clone()).collect();
-            n.notify(&voters, &op.id, OperationState::AwaitingApproval).await;
+            n.notify(&voters, &op.id, OperationState::AwaitingApproval);
         }
         Ok(op)
     }
@@ -803,7 +803,7 @@ impl Service {
         if op.state == OperationState::Ready && before != OperationState::Ready {
             if let Some(n) = &self.notifier {
                 let members: Vec<DeviceId> = op.committee.iter().map(|m| m.device_id.clone()).collect();
-                n.notify(&members, &op.id, OperationState::Ready).await;
+                n.notify(&members, &op.id, OperationState::Ready);
             }
         }
     }

@@ -235,6 +235,12 @@ async fn authorisation_codes(db: Db) {
         ..operator.clone()
     };
     assert_eq!(bad.err("{ vaults { id } }", json!({})).await, "UNAUTHENTICATED");
+    // Malformed GraphQL gets a code too.
+    assert_eq!(
+        operator.err("{ devices { nosuchfield } }", json!({})).await,
+        "BAD_REQUEST"
+    );
+    assert_eq!(operator.err("{ devices { ", json!({})).await, "BAD_REQUEST");
     // Bad client secret at /oauth/token.
     let resp = c
         .http
