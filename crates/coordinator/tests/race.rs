@@ -115,6 +115,38 @@ async fn concurrent_votes_two_instances(db: Db) {
             assert_ne!(o["state"], "Ready");
             assert!(o["committee"].as_array().unwrap().is_empty());
         }
+        // Both committee members submit a valid signature at once, through different
+        // instances: exactly one is accepted.
+        if approvers.len() >= 2 {
+            let digest = [round; 32];
+            let (sig, rid) = key.sign_prehash(&digest);
+            let mut subs = Vec::new();
+            for (k, d) in approvers[..2].iter().enumerate() {
+                let api = if k == 0 { sg_a.clone() } else { sg_b.clone() };
+                let (op, d, sig) = (op.clone(), (*d).to_owned(), sig.clone());
+                subs.push(tokio::spawn(async move {
+                    let v = api
+                        .raw(SUBMIT_SIG, json!({"o": op, "d": d, "s": sig, "r": rid}))
+                        .await;
+                    (
+                        d,
+                        v["errors"][0]["extensions"]["code"].as_str().map(str::to_owned),
+                    )
+                }));
+            }
+            let mut winners = Vec::new();
+            for t in subs {
+                let (d, code) = t.await.unwrap();
+                match code {
+                    None => winners.push(d),
+                    Some(c) => assert_eq!(c, "INVALID_STATE"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "two signatures accepted");
+            let o = op_a.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+            assert_eq!(o["state"], "Completed");
+            assert_eq!(o["result"]["submittedBy"], winners[0].as_str());
+        }
         // Exactly one committee assignment in the audit log.
         let log = op_a
             .ok(
