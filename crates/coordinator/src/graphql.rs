@@ -535,7 +535,7 @@ pub struct OperationFilter {
 /// Queries.
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The calling API client.
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<Me> {
@@ -716,7 +716,7 @@ pub struct ApiClientCredentials {
 /// Mutations.
 pub struct MutationRoot;
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates another API client of the caller's organisation (operators), e.g. one
     /// signer client per Virtual Signer instance.
