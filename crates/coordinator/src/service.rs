@@ -708,6 +708,28 @@ impl Service {
                 vault.status.as_str()
             )));
         }
+        let open = [
+            OperationState::AwaitingApproval,
+            OperationState::Ready,
+            OperationState::InProgress,
+        ];
+        self.sweep_expired(Some(&p.org_id)).await?;
+        let pending = self
+            .store
+            .operations(
+                &p.org_id,
+                Some(vault.id.as_str()),
+                &open,
+                Some(OperationKind::Reshare),
+                1,
+            )
+            .await?;
+        if let Some(other) = pending.first() {
+            return Err(Error::invalid_state(format!(
+                "reshare {} of vault {} is still open; wait for it to finish",
+                other.id, vault.id
+            )));
+        }
         let new_signers = signers_from_input(&input.new_signers)?;
         let new_threshold = check_signer_set(&new_signers, input.new_threshold)?;
         {

@@ -588,6 +588,9 @@ async fn reshare_roles_and_result(db: Db) {
     assert_eq!(op["kind"], "Reshare");
     assert_eq!(op["reshare"]["oldThreshold"], 2);
     assert_eq!(op["reshare"]["newThreshold"], 3);
+    // One open reshare per vault.
+    let again = json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}});
+    assert_eq!(operator.err(&q, again).await, "INVALID_STATE");
     // Every new member must approve; old approvals count toward the old threshold.
     for d in [&new_dev, &old[2], &old[1]] {
         assert_eq!(
