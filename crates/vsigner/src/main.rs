@@ -5,6 +5,7 @@
 //! - `bench`: measure the protocols (`bench protocols`).
 //! - `keystore`: inspect a keystore (`keystore inspect`).
 //! - `broker`: the embedded MQTT broker.
+//! - `coordinator`: the coordinator (GraphQL backend) and `coordinator init`.
 //! - `dev`: developer tools (test fixtures).
 
 mod commands;
@@ -31,6 +32,9 @@ enum Command {
     /// Run the embedded MQTT broker (for one machine and tests; production uses any MQTT
     /// broker, e.g. Mosquitto).
     Broker(commands::broker::BrokerArgs),
+    /// Run the coordinator (GraphQL backend of organisations, devices, vaults, operations),
+    /// or `coordinator init` to create an organisation and its API clients.
+    Coordinator(vsigner_coordinator::CoordinatorArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -51,6 +55,9 @@ fn main() -> std::process::ExitCode {
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Broker(args) => commands::broker::run(args),
+        Command::Coordinator(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(vsigner_coordinator::run(args))),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };

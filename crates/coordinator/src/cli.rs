@@ -1,0 +1,199 @@
+//! Command-line entry points for `vsigner coordinator` (wired into the binary).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broadcast::Broadcaster;
+use crate::domain::ExpiryPolicy;
+use crate::notify::Notifier;
+use crate::server::RunningCoordinator;
+use crate::service::{Clock, InitOutput, Service, Settings};
+use crate::store::Store;
+
+/// `vsigner coordinator [--listen ADDR --database URL …] | coordinator init …`
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CoordinatorArgs {
+    /// `init`; without a subcommand the coordinator serves.
+    #[command(subcommand)]
+    pub command: Option<CoordinatorCommand>,
+    /// Server options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Coordinator subcommands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum CoordinatorCommand {
+    /// Create an organisation with an operator and a signer API client; prints the
+    /// client ids and secrets once.
+    Init(InitArgs),
+}
+
+/// A `CHAIN_ID=URL` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmRpc {
+    /// Chain id.
+    pub chain_id: u64,
+    /// JSON-RPC URL.
+    pub url: String,
+}
+
+fn parse_evm_rpc(s: &str) -> Result<EvmRpc, String> {
+    let (id, url) = s
+        .split_once('=')
+        .ok_or("expected CHAIN_ID=URL, e.g. 1=http://127.0.0.1:8545")?;
+    let chain_id = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("chain id {id:?} is not a number"))?;
+    let url = url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("the RPC URL must start with http:// or https://".to_owned());
+    }
+    Ok(EvmRpc {
+        chain_id,
+        url: url.to_owned(),
+    })
+}
+
+/// Server options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "VSIGNER_COORDINATOR_LISTEN")]
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://…`.
+    #[arg(
+        long,
+        default_value = "sqlite://coordinator.db?mode=rwc",
+        env = "VSIGNER_COORDINATOR_DATABASE"
+    )]
+    pub database: String,
+    /// MQTT broker for notifications, `mqtt://[user:pass@]host:port`.
+    #[arg(long, env = "VSIGNER_COORDINATOR_MQTT")]
+    pub mqtt: Option<String>,
+    /// EVM JSON-RPC endpoint per chain id for broadcasting (`CHAIN_ID=URL`, repeatable).
+    #[arg(long = "evm-rpc", value_parser = parse_evm_rpc)]
+    pub evm_rpc: Vec<EvmRpc>,
+    /// Access token lifetime in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub token_ttl_secs: u64,
+    /// Keygen expiry in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub keygen_expiry_secs: u64,
+    /// Reshare expiry in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub reshare_expiry_secs: u64,
+    /// Sign expiry in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub sign_expiry_secs: u64,
+    /// Expiry sweep period in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: "sqlite://coordinator.db?mode=rwc".to_owned(),
+            mqtt: None,
+            evm_rpc: Vec::new(),
+            token_ttl_secs: 900,
+            keygen_expiry_secs: 600,
+            reshare_expiry_secs: 600,
+            sign_expiry_secs: 86_400,
+            sweep_interval_secs: 10,
+        }
+    }
+}
+
+/// `coordinator init` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://…`.
+    #[arg(
+        long,
+        default_value = "sqlite://coordinator.db?mode=rwc",
+        env = "VSIGNER_COORDINATOR_DATABASE"
+    )]
+    pub database: String,
+    /// Organisation name.
+    #[arg(long)]
+    pub org: String,
+}
+
+fn ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Runs `vsigner coordinator …`: `init`, or serve until Ctrl-C.
+pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(CoordinatorCommand::Init(init_args)) => {
+            let out = init(&init_args).await?;
+            println!("organisation:            {}", out.org_id);
+            println!("operator client id:      {}", out.operator_client_id);
+            println!("operator client secret:  {}", out.operator_client_secret.expose());
+            println!("signer client id:        {}", out.signer_client_id);
+            println!("signer client secret:    {}", out.signer_client_secret.expose());
+            println!("(the secrets are shown only now; only their Argon2id hashes are stored)");
+            Ok(())
+        }
+        None => {
+            let mut running = start(args.serve, Clock::default()).await?;
+            eprintln!("coordinator listening on http://{}/graphql", running.addr());
+            tokio::select! {
+                r = running.wait() => r,
+                r = tokio::signal::ctrl_c() => {
+                    r?;
+                    running.shutdown().await
+                }
+            }
+        }
+    }
+}
+
+/// Creates an organisation with an operator and a signer API client.
+pub async fn init(args: &InitArgs) -> anyhow::Result<InitOutput> {
+    let store = Store::connect(&args.database).await?;
+    let service = Service::new(
+        store.clone(),
+        Clock::default(),
+        Settings::default(),
+        None,
+        Broadcaster::default(),
+    );
+    let out = service
+        .init_org(&args.org)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.close().await;
+    Ok(out)
+}
+
+/// Opens the database, connects MQTT, binds `args.listen` and starts serving.
+pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoordinator> {
+    let store = Store::connect(&args.database).await?;
+    let notifier = args.mqtt.as_deref().map(Notifier::connect).transpose()?;
+    let broadcaster = Broadcaster::new(args.evm_rpc.iter().map(|r| (r.chain_id, r.url.clone())));
+    let settings = Settings {
+        expiry: ExpiryPolicy {
+            keygen_ms: ms(args.keygen_expiry_secs),
+            reshare_ms: ms(args.reshare_expiry_secs),
+            sign_ms: ms(args.sign_expiry_secs),
+        },
+        token_ttl_ms: ms(args.token_ttl_secs),
+    };
+    let service = Arc::new(Service::new(store, clock, settings, notifier, broadcaster));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    Ok(RunningCoordinator::spawn(
+        service,
+        listener,
+        Duration::from_secs(args.sweep_interval_secs.max(1)),
+    )?)
+}

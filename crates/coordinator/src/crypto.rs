@@ -1,0 +1,284 @@
+//! Pure cryptographic checks used by the domain: key and payload parsing, signing
+//! digests, HD derivation, signature verification, Ethereum transaction assembly.
+//! No I/O.
+
+use alloy_consensus::transaction::{RlpEcdsaEncodableTx, SignableTransaction};
+use alloy_consensus::TxEip1559;
+use alloy_primitives::U256;
+use generic_ec::{curves::Secp256k1, Point};
+use hd_wallet::{HdWallet, NonHardenedIndex, Slip10};
+use sha3::{Digest as _, Keccak256};
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// keccak256 of `bytes`.
+pub fn keccak256(bytes: &[u8]) -> [u8; 32] {
+    Keccak256::digest(bytes).into()
+}
+
+/// Decodes hex with or without a `0x` prefix; `what` names the field in the error.
+pub fn decode_hex(what: &str, s: &str) -> Result<Vec<u8>> {
+    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    hex::decode(s).map_err(|_| Error::invalid_input(format!("{what} is not valid hex")))
+}
+
+/// Decodes hex that must be exactly `N` bytes.
+pub fn decode_hex_array<const N: usize>(what: &str, s: &str, code: ErrorCode) -> Result<[u8; N]> {
+    let bytes = decode_hex(what, s).map_err(|e| Error::new(code, e.message().to_owned()))?;
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map_err(|_| Error::new(code, format!("{what} must be {N} bytes (hex), got {len} bytes")))
+}
+
+/// Checks an Ed25519 identity public key (32 bytes, a valid, non-weak point).
+pub fn check_ed25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| {
+        Error::invalid_input("identitySigningKey is not a valid Ed25519 public key (32 bytes, hex)")
+    })?;
+    if key.is_weak() {
+        return Err(Error::invalid_input(
+            "identitySigningKey is a weak (small-order) Ed25519 key",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an X25519 identity public key: 32 bytes, not one of the small-order points
+/// that would make every shared secret predictable.
+pub fn check_x25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
+    // The low-order points of Curve25519 in Montgomery u-coordinates (RFC 7748 §6.1
+    // mentions checking for an all-zero shared secret; these are the inputs causing it).
+    const ZERO: [u8; 32] = [0; 32];
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    if *bytes == ZERO || *bytes == one {
+        return Err(Error::invalid_input(
+            "identityEncryptionKey is a small-order X25519 point",
+        ));
+    }
+    Ok(())
+}
+
+/// A secp256k1 public key in SEC1 compressed form (33 bytes); accepts compressed or
+/// uncompressed input and checks that it is on the curve.
+pub fn normalize_secp256k1_public_key(bytes: &[u8]) -> Result<Vec<u8>> {
+    let point = Point::<Secp256k1>::from_bytes(bytes)
+        .map_err(|_| Error::invalid_input("publicKey is not a valid secp256k1 point (SEC1 hex)"))?;
+    if point.is_zero() {
+        return Err(Error::invalid_input("publicKey is the identity point"));
+    }
+    Ok(point.to_bytes(true).to_vec())
+}
+
+/// Checks an Ed25519 vault public key (32 bytes, valid point).
+pub fn check_ed25519_public_key(bytes: &[u8]) -> Result<Vec<u8>> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| Error::invalid_input("publicKey must be 32 bytes for ed25519"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&arr)
+        .map_err(|_| Error::invalid_input("publicKey is not a valid Ed25519 point"))?;
+    Ok(arr.to_vec())
+}
+
+/// Parses a non-hardened BIP-32 path `m/0/1` (also `m`), returning the indexes.
+pub fn parse_derivation_path(path: &str) -> Result<Vec<u32>> {
+    let err = |why: &str| {
+        Error::new(
+            ErrorCode::InvalidDerivationPath,
+            format!("derivationPath {path:?} {why}; expected non-hardened indexes like m/0/1"),
+        )
+    };
+    let mut parts = path.split('/');
+    if parts.next() != Some("m") {
+        return Err(err("must start with m"));
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        if part.ends_with('\'') || part.ends_with('h') || part.ends_with('H') {
+            return Err(err(
+                "contains a hardened index, which cannot be derived from the public key",
+            ));
+        }
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("contains a component that is not a number"));
+        }
+        let index: u32 = part
+            .parse()
+            .map_err(|_| err("contains an index that is too large"))?;
+        if index >= 1 << 31 {
+            return Err(err("contains an index ≥ 2^31 (hardened)"));
+        }
+        out.push(index);
+    }
+    if out.len() > 255 {
+        return Err(err("is deeper than 255 levels"));
+    }
+    Ok(out)
+}
+
+/// Derives the non-hardened child public key (SEC1 compressed) of a secp256k1 key
+/// with BIP-32/SLIP-10 public derivation (`hd-wallet`, the same crate and version the
+/// signing engine uses through `cggmp24`).
+pub fn derive_secp256k1_child(public_key: &[u8], chain_code: &[u8; 32], path: &[u32]) -> Result<Vec<u8>> {
+    let point = Point::<Secp256k1>::from_bytes(public_key)
+        .map_err(|_| Error::internal("derive", "stored vault key is not a secp256k1 point"))?;
+    let parent = hd_wallet::ExtendedPublicKey::<Secp256k1> {
+        public_key: point,
+        chain_code: *chain_code,
+    };
+    let indexes = path
+        .iter()
+        .map(|i| NonHardenedIndex::try_from(*i))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::new(ErrorCode::InvalidDerivationPath, "derivation index is hardened"))?;
+    let child = <Slip10 as HdWallet<Secp256k1>>::derive_child_public_key_with_path(&parent, indexes);
+    Ok(child.public_key.to_bytes(true).to_vec())
+}
+
+/// The EIP-191 personal-message hash:
+/// `keccak256("\x19Ethereum Signed Message:\n" ‖ decimal(len(message)) ‖ message)`.
+pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
+    let mut buf = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+    buf.extend_from_slice(message);
+    keccak256(&buf)
+}
+
+/// Decodes an unsigned EIP-1559 transaction `0x02 ‖ rlp([chain_id, nonce, …])` and
+/// checks that it re-encodes to exactly the same bytes (so the digest the devices sign,
+/// keccak256 of these bytes, is the transaction's signing hash).
+pub fn decode_unsigned_eip1559(bytes: &[u8]) -> Result<TxEip1559> {
+    let bad = |why: &str| Error::new(ErrorCode::InvalidPayload, format!("ethTx {why}"));
+    let rest = match bytes.split_first() {
+        Some((0x02, rest)) => rest,
+        _ => return Err(bad("must be an unsigned EIP-1559 transaction starting with 0x02")),
+    };
+    let mut buf = rest;
+    let tx = <TxEip1559 as alloy_rlp::Decodable>::decode(&mut buf)
+        .map_err(|e| bad(&format!("is not a valid EIP-1559 RLP encoding ({e})")))?;
+    if !buf.is_empty() {
+        return Err(bad("has trailing bytes after the RLP list"));
+    }
+    if tx.encoded_for_signing() != bytes {
+        return Err(bad("is not in canonical encoding"));
+    }
+    Ok(tx)
+}
+
+/// Verifies a secp256k1 ECDSA signature `r ‖ s` (64 bytes, low-s) with recovery id over
+/// a 32-byte prehash under the SEC1 `public_key`. Returns a reason on failure.
+pub fn verify_secp256k1(
+    public_key: &[u8],
+    digest: &[u8; 32],
+    signature: &[u8],
+    recovery_id: u8,
+) -> std::result::Result<(), String> {
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| "vault key is not valid".to_owned())?;
+    let sig = Signature::from_slice(signature).map_err(|_| "signature must be r‖s, 64 bytes".to_owned())?;
+    if sig.normalize_s().is_some() {
+        return Err("signature is not low-s normalised".to_owned());
+    }
+    key.verify_prehash(digest, &sig)
+        .map_err(|_| "signature does not verify under the key".to_owned())?;
+    let rid = RecoveryId::from_byte(recovery_id).ok_or_else(|| "recoveryId must be 0 or 1".to_owned())?;
+    if rid.is_x_reduced() {
+        return Err("recoveryId must be 0 or 1".to_owned());
+    }
+    let recovered = VerifyingKey::recover_from_prehash(digest, &sig, rid)
+        .map_err(|_| "recoveryId does not recover a key".to_owned())?;
+    if recovered != key {
+        return Err("recoveryId does not recover the signing key".to_owned());
+    }
+    Ok(())
+}
+
+/// Verifies an Ed25519 signature (64 bytes, strict) over `message`.
+pub fn verify_ed25519(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> std::result::Result<(), String> {
+    let pk: [u8; 32] = public_key
+        .try_into()
+        .map_err(|_| "vault key is not 32 bytes".to_owned())?;
+    let key =
+        ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| "vault key is not valid".to_owned())?;
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| "signature must be 64 bytes".to_owned())?;
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    key.verify_strict(message, &sig)
+        .map_err(|_| "signature does not verify under the key".to_owned())
+}
+
+/// Assembles the signed raw EIP-1559 transaction `0x02 ‖ rlp([…, y_parity, r, s])`.
+pub fn assemble_signed_eip1559(tx: &TxEip1559, signature: &[u8; 64], recovery_id: u8) -> Vec<u8> {
+    let (r, s) = signature.split_at(32);
+    let sig =
+        alloy_primitives::Signature::new(U256::from_be_slice(r), U256::from_be_slice(s), recovery_id == 1);
+    let mut out = Vec::new();
+    tx.eip2718_encode(&sig, &mut out);
+    out
+}
+
+/// The Ethereum address (`0x…`, lowercase hex) of a secp256k1 public key.
+pub fn eth_address(public_key: &[u8]) -> Option<String> {
+    let key = k256::PublicKey::from_sec1_bytes(public_key).ok()?;
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    let uncompressed = key.to_encoded_point(false);
+    let hash = keccak256(uncompressed.as_bytes().get(1..)?);
+    Some(format!("0x{}", hex::encode(hash.get(12..)?)))
+}
+
+/// Random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use rand_core::RngCore;
+    let mut out = [0u8; N];
+    rand_core::OsRng.fill_bytes(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivation_paths() {
+        assert_eq!(parse_derivation_path("m").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_derivation_path("m/0/1").unwrap(), vec![0, 1]);
+        for bad in ["", "0/1", "m/0'", "m/1h", "m//1", "m/2147483648", "m/x"] {
+            assert_eq!(
+                parse_derivation_path(bad).unwrap_err().code(),
+                ErrorCode::InvalidDerivationPath,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn eip191_known_vector() {
+        // keccak256("\x19Ethereum Signed Message:\n5hello")
+        assert_eq!(
+            hex::encode(eip191_hash(b"hello")),
+            "50b2c43fd39106bafbba0da34fc430e1f91e3c96ea2acee2bc34119f92b37750"
+        );
+    }
+
+    #[test]
+    fn secp256k1_sign_verify_and_derive() {
+        use k256::ecdsa::SigningKey;
+        let sk = SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+        let digest = [9u8; 32];
+        let (sig, rid) = sk.sign_prehash_recoverable(&digest).unwrap();
+        assert!(sig.normalize_s().is_none(), "k256 signs low-s");
+        let rid = rid.to_byte();
+        verify_secp256k1(&pk, &digest, &sig.to_bytes(), rid).unwrap();
+        assert!(verify_secp256k1(&pk, &[8u8; 32], &sig.to_bytes(), rid).is_err());
+        let child = derive_secp256k1_child(&pk, &[1u8; 32], &[0, 1]).unwrap();
+        assert_ne!(child, pk);
+        assert_eq!(derive_secp256k1_child(&pk, &[1u8; 32], &[]).unwrap(), pk);
+    }
+}

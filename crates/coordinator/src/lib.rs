@@ -1,0 +1,35 @@
+//! The vsigner coordinator: the backend the Virtual Signer devices talk to.
+//! Organisations, API clients, devices, vaults, operations (Keygen, Reshare, Sign),
+//! votes, quorum, committees, verified results, an append-only audit log; GraphQL over
+//! axum; SQLite or PostgreSQL; MQTT notifications; EVM broadcasting.
+//!
+//! # Layout
+//! - [`domain`] — the model and the operation state machine (pure; no HTTP, no SQL).
+//! - [`crypto`] — key/payload parsing, signing digests, HD derivation, signature checks.
+//! - [`store`] — persistence (sqlx, migrations, row locks + versions).
+//! - [`service`] — authorisation, idempotency, transactions around the domain.
+//! - [`auth`] — client secrets (Argon2id) and access tokens.
+//! - [`graphql`] — the schema (`schema.graphql`).
+//! - [`server`] — axum routes `/graphql`, `/oauth/token`, `/healthz`.
+//! - [`notify`] — MQTT hints on `vsigner/v1/devices/{deviceId}/notify`.
+//! - [`broadcast`] — `eth_sendRawTransaction`.
+//! - [`cli`] — `vsigner coordinator` arguments and entry points.
+//!
+//! See `docs/coordinator.md`.
+
+pub mod auth;
+pub mod broadcast;
+pub mod cli;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod notify;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use cli::{init, run, start, CoordinatorArgs, CoordinatorCommand, EvmRpc, InitArgs, ServeArgs};
+pub use error::{Error, ErrorCode, Result};
+pub use server::RunningCoordinator;
+pub use service::{Clock, InitOutput};

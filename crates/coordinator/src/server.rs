@@ -1,0 +1,188 @@
+//! HTTP server (axum): `POST /graphql`, `POST /oauth/token`, `GET /healthz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::graphql::{build_schema, AuthState, CoordinatorSchema};
+use crate::service::Service;
+
+#[derive(Clone)]
+struct App {
+    service: Arc<Service>,
+    schema: CoordinatorSchema,
+}
+
+/// The router for a service.
+pub fn router(service: Arc<Service>) -> Router {
+    let schema = build_schema(Some(service.clone()));
+    Router::new()
+        .route("/graphql", post(graphql))
+        .route("/oauth/token", post(token))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(App { service, schema })
+}
+
+async fn graphql(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(req): Json<async_graphql::Request>,
+) -> Response {
+    let auth = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(v) => match v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            Some(token) => AuthState(app.service.authenticate(token.trim()).await),
+            None => AuthState(Err(crate::Error::new(
+                crate::ErrorCode::Unauthenticated,
+                "Authorization must be `Bearer <token>`",
+            ))),
+        },
+        None => AuthState(Err(crate::Error::new(
+            crate::ErrorCode::Unauthenticated,
+            "missing bearer token; get one from POST /oauth/token",
+        ))),
+    };
+    let mut resp = app.schema.execute(req.data(auth)).await;
+    // Parse/validation/limit errors from async-graphql carry no code: give them one.
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_REQUEST");
+        }
+    }
+    Json(resp).into_response()
+}
+
+/// OAuth2 token request (form). No `Debug`: it carries the client secret.
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
+async fn token(State(app): State<App>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        );
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let (id, secret) = match (basic, form.client_id, form.client_secret) {
+        (Some(pair), _, _) => pair,
+        (None, Some(id), Some(secret)) => (id, secret),
+        _ => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "give client_id and client_secret (form or HTTP Basic)",
+            )
+        }
+    };
+    match app.service.issue_token(&id, &secret).await {
+        Ok((token, ttl)) => {
+            let body = serde_json::json!({"access_token": token.expose(), "token_type": "Bearer", "expires_in": ttl});
+            ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        }
+        Err(e) if e.code() == crate::ErrorCode::Unauthenticated => {
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e.message())
+        }
+        Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.message()),
+    }
+}
+
+/// A running coordinator (HTTP server + expiry sweeper).
+pub struct RunningCoordinator {
+    addr: SocketAddr,
+    service: Arc<Service>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl RunningCoordinator {
+    /// Serves `service` on `listener`, sweeping expired operations every `sweep_every`.
+    pub fn spawn(
+        service: Arc<Service>,
+        listener: tokio::net::TcpListener,
+        sweep_every: Duration,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(service.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        let svc = service.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = svc.sweep_expired(None).await {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            service,
+            shutdown: Some(tx),
+            server,
+            sweeper,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service (tests use its clock).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Waits until the server stops (it stops only on error or [`Self::shutdown`]).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.server).await??;
+        Ok(())
+    }
+
+    /// Stops serving and closes the database pool.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.sweeper.abort();
+        (&mut self.server).await??;
+        self.service.store().close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,750 @@
+//! Lifecycle paths through the real GraphQL HTTP server, on SQLite and PostgreSQL.
+// Tests may unwrap; clippy.toml's allowance covers only #[test] fns, not scenario helpers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+per_backend!(
+    keygen_sign_digest_message_and_derived,
+    ed25519_keygen_sign_and_forged_signature,
+    keygen_results_disagree,
+    early_rejection_and_keygen_rejection,
+    expiry_paths,
+    reshare_roles_and_result,
+    report_failure_names_culprits,
+    idempotency,
+);
+
+async fn keygen_sign_digest_message_and_derived(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let mut devices = Vec::new();
+    for i in 0..3 {
+        devices.push(register_device(&signer, &format!("d{i}")).await);
+    }
+    // Keygen: every member must approve.
+    let op = create_vault(&operator, "secp256k1", 2, &devices).await;
+    assert_eq!(op["kind"], "Keygen");
+    assert_eq!(op["state"], "AwaitingApproval");
+    assert_eq!(op["nonce"].as_str().unwrap().len(), 64);
+    assert_eq!(op["vault"]["status"], "Pending");
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    let awaiting = signer
+        .ok(
+            "query($d: ID!) { operationsAwaitingVote(deviceId: $d) { id } }",
+            json!({"d": devices[1]}),
+        )
+        .await;
+    assert_eq!(awaiting["operationsAwaitingVote"][0]["id"], op_id.as_str());
+    vote(&signer, &op_id, &devices[2], "approve").await;
+    let after = vote(&signer, &op_id, &devices[0], "approve").await;
+    assert_eq!(after["state"], "AwaitingApproval");
+    let after = vote(&signer, &op_id, &devices[1], "approve").await;
+    assert_eq!(after["state"], "Ready");
+    let committee: Vec<_> = after["committee"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["deviceId"].clone(), m["index"].clone()))
+        .collect();
+    assert_eq!(
+        committee,
+        vec![
+            (json!(devices[0]), json!(0)),
+            (json!(devices[1]), json!(1)),
+            (json!(devices[2]), json!(2))
+        ]
+    );
+    assert_eq!(
+        after["committee"][0]["identitySigningKey"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let ready = signer
+        .ok(
+            "query($d: ID!) { operationsReady(deviceId: $d) { id kind } }",
+            json!({"d": devices[0]}),
+        )
+        .await;
+    assert_eq!(ready["operationsReady"][0]["id"], op_id.as_str());
+    let started = signer
+        .ok(
+            "mutation($o: ID!, $d: ID!) { startOperation(operationId: $o, deviceId: $d) { state startedBy } }",
+            json!({"o": op_id, "d": devices[1]}),
+        )
+        .await;
+    assert_eq!(started["startOperation"]["state"], "InProgress");
+    let cc = hex::encode(key.chain_code);
+    for d in &devices {
+        signer
+            .ok(
+                SUBMIT_KEYGEN,
+                json!({"o": op_id, "d": d, "pk": key.public_hex(), "cc": cc}),
+            )
+            .await;
+    }
+    let done = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(done["state"], "Completed");
+    assert_eq!(done["vault"]["status"], "Active");
+    assert_eq!(done["vault"]["publicKey"], key.public_hex().as_str());
+    assert_eq!(done["vault"]["chainCode"], cc.as_str());
+    let vault_id = done["vaultId"].as_str().unwrap().to_owned();
+
+    // Sign a digest: the committee is the earliest approvers reaching the threshold.
+    let digest = [7u8; 32];
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode(digest)}}),
+        )
+        .await;
+    let sop = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s["requestSignature"]["sign"]["signingDigest"],
+        hex::encode(digest).as_str()
+    );
+    vote(&signer, &sop, &devices[2], "approve").await;
+    let r = vote(&signer, &sop, &devices[0], "approve").await;
+    assert_eq!(r["state"], "Ready");
+    let members: Vec<_> = r["committee"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["deviceId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(members, vec![devices[0].clone(), devices[2].clone()]);
+    assert_eq!(
+        vote_err(&signer, &sop, &devices[1], "approve").await,
+        "INVALID_STATE"
+    );
+    // Device 1 is not in the committee: it can neither start nor submit.
+    let code = signer
+        .err(
+            "mutation($o: ID!, $d: ID!) { startOperation(operationId: $o, deviceId: $d) { id } }",
+            json!({"o": sop, "d": devices[1]}),
+        )
+        .await;
+    assert_eq!(code, "NOT_IN_COMMITTEE");
+    let (sig, rid) = key.sign_prehash(&digest);
+    assert_eq!(
+        signer
+            .err(SUBMIT_SIG, json!({"o": sop, "d": devices[1], "s": sig, "r": rid}))
+            .await,
+        "NOT_IN_COMMITTEE"
+    );
+    let done = signer
+        .ok(SUBMIT_SIG, json!({"o": sop, "d": devices[2], "s": sig, "r": rid}))
+        .await;
+    assert_eq!(done["submitSignature"]["state"], "Completed");
+    assert_eq!(done["submitSignature"]["result"]["signature"], sig.as_str());
+    assert_eq!(
+        done["submitSignature"]["result"]["submittedBy"],
+        devices[2].as_str()
+    );
+
+    // A message on secp256k1: EIP-191 personal-message hash.
+    let msg = b"hello vsigner";
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "message": hex::encode(msg)}}),
+        )
+        .await;
+    let mop = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    let mut prefixed = format!("\x19Ethereum Signed Message:\n{}", msg.len()).into_bytes();
+    prefixed.extend_from_slice(msg);
+    let expected = <sha3::Keccak256 as sha3::Digest>::digest(&prefixed);
+    assert_eq!(
+        s["requestSignature"]["sign"]["signingDigest"],
+        hex::encode(expected).as_str()
+    );
+    vote(&signer, &mop, &devices[0], "approve").await;
+    vote(&signer, &mop, &devices[1], "approve").await;
+    let (sig, rid) = key.sign_prehash(&expected);
+    let done = signer
+        .ok(SUBMIT_SIG, json!({"o": mop, "d": devices[0], "s": sig, "r": rid}))
+        .await;
+    assert_eq!(done["submitSignature"]["state"], "Completed");
+
+    // A derived key m/0/1: the signature must verify under the BIP-32 child key.
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([3u8; 32]), "derivationPath": "m/0/1"}}),
+        )
+        .await;
+    let dop = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(s["requestSignature"]["sign"]["derivationPath"], "m/0/1");
+    vote(&signer, &dop, &devices[0], "approve").await;
+    vote(&signer, &dop, &devices[1], "approve").await;
+    let child = key.derive(&[0, 1]);
+    let (sig, rid) = sign_prehash_with(&child, &[3u8; 32]);
+    let done = signer
+        .ok(SUBMIT_SIG, json!({"o": dop, "d": devices[1], "s": sig, "r": rid}))
+        .await;
+    assert_eq!(done["submitSignature"]["state"], "Completed");
+
+    // The root key's signature on a derived request is refused, naming the device.
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([4u8; 32]), "derivationPath": "m/5"}}),
+        )
+        .await;
+    let bop = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    vote(&signer, &bop, &devices[0], "approve").await;
+    vote(&signer, &bop, &devices[1], "approve").await;
+    let (sig, rid) = key.sign_prehash(&[4u8; 32]);
+    assert_eq!(
+        signer
+            .err(SUBMIT_SIG, json!({"o": bop, "d": devices[0], "s": sig, "r": rid}))
+            .await,
+        "SIGNATURE_INVALID"
+    );
+    let failed = operator.ok(&q_op(), json!({"id": bop})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([devices[0]]));
+
+    // A high-s signature is refused too.
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([5u8; 32])}}),
+        )
+        .await;
+    let hop = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    vote(&signer, &hop, &devices[0], "approve").await;
+    vote(&signer, &hop, &devices[1], "approve").await;
+    let (sig, rid) = key.sign_prehash(&[5u8; 32]);
+    let sig_bytes = hex::decode(&sig).unwrap();
+    let low = k256::ecdsa::Signature::from_slice(&sig_bytes).unwrap();
+    let high = k256::ecdsa::Signature::from_scalars(low.r().to_bytes(), (-*low.s()).to_bytes()).unwrap();
+    let code = signer
+        .err(
+            SUBMIT_SIG,
+            json!({"o": hop, "d": devices[1], "s": hex::encode(high.to_bytes()), "r": rid ^ 1}),
+        )
+        .await;
+    assert_eq!(code, "SIGNATURE_INVALID");
+    c.running.shutdown().await.unwrap();
+}
+
+async fn ed25519_keygen_sign_and_forged_signature(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let pk = hex::encode(sk.verifying_key().to_bytes());
+    let (vault_id, devices) = active_vault(&operator, &signer, "ed25519", 2, 3, &pk, None).await;
+    let msg = b"an ed25519 message";
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "message": hex::encode(msg)}}),
+        )
+        .await;
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    assert!(s["requestSignature"]["sign"]["signingDigest"].is_null());
+    vote(&signer, &op, &devices[1], "approve").await;
+    vote(&signer, &op, &devices[2], "approve").await;
+    use ed25519_dalek::Signer as _;
+    let good = hex::encode(sk.sign(msg).to_bytes());
+    let done = signer
+        .ok(SUBMIT_SIG, json!({"o": op, "d": devices[1], "s": good}))
+        .await;
+    assert_eq!(done["submitSignature"]["state"], "Completed");
+
+    // A forged signature (another key) is refused; the operation fails naming the device.
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([1u8; 32])}}),
+        )
+        .await;
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    vote(&signer, &op, &devices[0], "approve").await;
+    vote(&signer, &op, &devices[2], "approve").await;
+    let forger = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let forged = hex::encode(forger.sign(&[1u8; 32]).to_bytes());
+    assert_eq!(
+        signer
+            .err(SUBMIT_SIG, json!({"o": op, "d": devices[2], "s": forged}))
+            .await,
+        "SIGNATURE_INVALID"
+    );
+    let failed = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([devices[2]]));
+    // The audit log names the device.
+    let log = operator
+        .ok(
+            "query($e: ID) { auditLog(entityId: $e) { event actor detail } }",
+            json!({"e": op}),
+        )
+        .await;
+    let refused = log["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "signature_refused")
+        .unwrap();
+    assert_eq!(refused["actor"], devices[2].as_str());
+    // Nothing more is accepted.
+    let good = hex::encode(sk.sign(&[1u8; 32]).to_bytes());
+    assert_eq!(
+        signer
+            .err(SUBMIT_SIG, json!({"o": op, "d": devices[0], "s": good}))
+            .await,
+        "INVALID_STATE"
+    );
+    // The digest over ed25519 is signed as the 32 bytes; eth_tx and derivation refused.
+    let code = operator
+        .err(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([1u8; 32]), "derivationPath": "m/1"}}),
+        )
+        .await;
+    assert_eq!(code, "INVALID_DERIVATION_PATH");
+    c.running.shutdown().await.unwrap();
+}
+
+async fn keygen_results_disagree(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+        register_device(&signer, "c").await,
+    ];
+    let op = create_vault(&operator, "secp256k1", 2, &devices).await;
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    for d in &devices {
+        vote(&signer, &op_id, d, "approve").await;
+    }
+    let (k1, k2) = (EcKey::random(), EcKey::random());
+    let cc = hex::encode(k1.chain_code);
+    signer
+        .ok(
+            SUBMIT_KEYGEN,
+            json!({"o": op_id, "d": devices[0], "pk": k1.public_hex(), "cc": cc}),
+        )
+        .await;
+    signer
+        .ok(
+            SUBMIT_KEYGEN,
+            json!({"o": op_id, "d": devices[1], "pk": k1.public_hex(), "cc": cc}),
+        )
+        .await;
+    let code = signer
+        .err(
+            SUBMIT_KEYGEN,
+            json!({"o": op_id, "d": devices[2], "pk": k2.public_hex(), "cc": cc}),
+        )
+        .await;
+    assert_eq!(code, "RESULT_MISMATCH");
+    let failed = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([devices[2]]));
+    assert_eq!(failed["vault"]["status"], "Failed");
+    // A failed vault cannot sign.
+    let code = operator
+        .err(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": failed["vaultId"], "digest": hex::encode([1u8; 32])}}),
+        )
+        .await;
+    assert_eq!(code, "INVALID_STATE");
+    c.running.shutdown().await.unwrap();
+}
+
+async fn early_rejection_and_keygen_rejection(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    // Keygen: one reject is enough.
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+    ];
+    let op = create_vault(&operator, "ed25519", 2, &devices).await;
+    let r = vote(&signer, op["id"].as_str().unwrap(), &devices[1], "reject").await;
+    assert_eq!(r["state"], "Rejected");
+    assert_eq!(r["vault"]["status"], "Failed");
+    assert!(r["rejectionReason"].as_str().unwrap().contains(&devices[1]));
+
+    // Sign 3-of-4: approve, reject, abstain → at most 2 of 3 → Rejected at once.
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        3,
+        4,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([2u8; 32])}}),
+        )
+        .await;
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        vote(&signer, &op, &devices[0], "approve").await["state"],
+        "AwaitingApproval"
+    );
+    assert_eq!(
+        vote(&signer, &op, &devices[1], "reject").await["state"],
+        "AwaitingApproval"
+    );
+    let r = vote(&signer, &op, &devices[2], "abstain").await;
+    assert_eq!(r["state"], "Rejected");
+    assert_eq!(
+        vote_err(&signer, &op, &devices[3], "approve").await,
+        "INVALID_STATE"
+    );
+    // It no longer awaits device 3's vote.
+    let aw = signer
+        .ok(
+            "query($d: ID!) { operationsAwaitingVote(deviceId: $d) { id } }",
+            json!({"d": devices[3]}),
+        )
+        .await;
+    assert_eq!(aw["operationsAwaitingVote"], json!([]));
+    c.running.shutdown().await.unwrap();
+}
+
+async fn expiry_paths(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    // Keygen expires while awaiting approval (default 10 min): lazily on read.
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+    ];
+    let kop = create_vault(&operator, "secp256k1", 1, &devices).await;
+    let kop_id = kop["id"].as_str().unwrap().to_owned();
+    vote(&signer, &kop_id, &devices[0], "approve").await;
+    c.clock.advance(Duration::from_secs(601));
+    // Tokens expire with the clock too: fetch fresh ones.
+    let (operator, signer) = c.org(&init).await;
+    let op = operator.ok(&q_op(), json!({"id": kop_id})).await["operation"].clone();
+    assert_eq!(op["state"], "Expired");
+    assert_eq!(op["vault"]["status"], "Failed");
+    assert_eq!(
+        vote_err(&signer, &kop_id, &devices[1], "approve").await,
+        "INVALID_STATE"
+    );
+
+    // Sign (24 h): one op Ready, one InProgress, one awaiting; all expire via the sweep path
+    // of a list query, and a late result is refused.
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        1,
+        2,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let mut ops = Vec::new();
+    for i in 0..3u8 {
+        let s = operator
+            .ok(
+                REQUEST_SIG,
+                json!({"i": {"vaultId": vault_id, "digest": hex::encode([i; 32])}}),
+            )
+            .await;
+        ops.push(s["requestSignature"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        vote(&signer, &ops[0], &devices[0], "approve").await["state"],
+        "Ready"
+    );
+    vote(&signer, &ops[1], &devices[0], "approve").await;
+    signer
+        .ok(
+            "mutation($o: ID!, $d: ID!) { startOperation(operationId: $o, deviceId: $d) { id } }",
+            json!({"o": ops[1], "d": devices[0]}),
+        )
+        .await;
+    c.clock.advance(Duration::from_secs(23 * 3600));
+    let (_, signer) = c.org(&init).await;
+    let (sig, rid) = key.sign_prehash(&[0u8; 32]);
+    assert_eq!(
+        signer
+            .ok(
+                SUBMIT_SIG,
+                json!({"o": ops[0], "d": devices[0], "s": sig, "r": rid})
+            )
+            .await["submitSignature"]["state"],
+        "Completed"
+    );
+    c.clock.advance(Duration::from_secs(3601));
+    let (operator, signer) = c.org(&init).await;
+    let list = operator
+        .ok(
+            "query($v: ID) { operations(filter: {vaultId: $v, kind: \"Sign\"}) { id state } }",
+            json!({"v": vault_id}),
+        )
+        .await;
+    let states: std::collections::HashMap<String, String> = list["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(states[&ops[0]], "Completed");
+    assert_eq!(states[&ops[1]], "Expired");
+    assert_eq!(states[&ops[2]], "Expired");
+    let (sig, rid) = key.sign_prehash(&[1u8; 32]);
+    assert_eq!(
+        signer
+            .err(
+                SUBMIT_SIG,
+                json!({"o": ops[1], "d": devices[0], "s": sig, "r": rid})
+            )
+            .await,
+        "INVALID_STATE"
+    );
+    let ready = signer
+        .ok(
+            "query($d: ID!) { operationsReady(deviceId: $d) { id } }",
+            json!({"d": devices[0]}),
+        )
+        .await;
+    assert_eq!(ready["operationsReady"], json!([]));
+    // The audit log records the expiry.
+    let log = operator
+        .ok(
+            "query($e: ID) { auditLog(entityId: $e) { event detail } }",
+            json!({"e": ops[2]}),
+        )
+        .await;
+    assert!(log["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["detail"].as_str().unwrap().contains("\"to\":\"Expired\"")));
+    c.running.shutdown().await.unwrap();
+}
+
+async fn reshare_roles_and_result(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, old) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let new_dev = register_device(&signer, "new").await;
+    // 2-of-3 → 3-of-4: the three old devices plus a new one.
+    let mut new_set: Vec<String> = old.clone();
+    new_set.push(new_dev.clone());
+    let q = format!("mutation($i: RequestReshareInput!) {{ requestReshare(input: $i) {{ {OP_FIELDS} }} }}");
+    let signers: Vec<_> = new_set.iter().map(|d| json!({"deviceId": d})).collect();
+    let code = operator
+        .err(
+            &q,
+            json!({"i": {"vaultId": vault_id, "newThreshold": 5, "newSigners": signers}}),
+        )
+        .await;
+    assert_eq!(code, "INVALID_THRESHOLD");
+    let op = operator
+        .ok(
+            &q,
+            json!({"i": {"vaultId": vault_id, "newThreshold": 3, "newSigners": signers}}),
+        )
+        .await["requestReshare"]
+        .clone();
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    assert_eq!(op["kind"], "Reshare");
+    assert_eq!(op["reshare"]["oldThreshold"], 2);
+    assert_eq!(op["reshare"]["newThreshold"], 3);
+    // One open reshare per vault.
+    let again = json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}});
+    assert_eq!(operator.err(&q, again).await, "INVALID_STATE");
+    // Every new member must approve; old approvals count toward the old threshold.
+    for d in [&new_dev, &old[2], &old[1]] {
+        assert_eq!(
+            vote(&signer, &op_id, d, "approve").await["state"],
+            "AwaitingApproval"
+        );
+    }
+    let r = vote(&signer, &op_id, &old[0], "approve").await;
+    assert_eq!(r["state"], "Ready");
+    let roles: Vec<_> = r["committee"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["deviceId"].as_str().unwrap().to_owned(),
+                m["oldIndex"].clone(),
+                m["newIndex"].clone(),
+            )
+        })
+        .collect();
+    // Earliest old approvers reaching 2: old[2], old[1]; old[0] is new-only.
+    assert_eq!(
+        roles,
+        vec![
+            (old[0].clone(), json!(null), json!(0)),
+            (old[1].clone(), json!(1), json!(1)),
+            (old[2].clone(), json!(2), json!(2)),
+            (new_dev.clone(), json!(null), json!(3)),
+        ]
+    );
+    const SUBMIT: &str = "mutation($o: ID!, $d: ID!, $pk: String!) { submitReshareResult(operationId: $o, deviceId: $d, publicKey: $pk) { state result { keyGeneration publicKey } } }";
+    for d in &new_set {
+        signer
+            .ok(SUBMIT, json!({"o": op_id, "d": d, "pk": key.public_hex()}))
+            .await;
+    }
+    let done = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(done["state"], "Completed");
+    assert_eq!(done["result"]["keyGeneration"], 1);
+    assert_eq!(done["vault"]["threshold"], 3);
+    assert_eq!(done["vault"]["keyGeneration"], 1);
+    assert_eq!(done["vault"]["signers"].as_array().unwrap().len(), 4);
+    assert_eq!(done["vault"]["publicKey"], key.public_hex().as_str());
+
+    // A second reshare where a new member reports another key fails, naming it.
+    let op = operator
+        .ok(
+            &q,
+            json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}}),
+        )
+        .await["requestReshare"]
+        .clone();
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    for d in &new_set {
+        vote(&signer, &op_id, d, "approve").await;
+    }
+    let other = EcKey::random();
+    let code = signer
+        .err(
+            SUBMIT,
+            json!({"o": op_id, "d": new_dev, "pk": other.public_hex()}),
+        )
+        .await;
+    assert_eq!(code, "RESULT_MISMATCH");
+    let failed = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([new_dev]));
+    assert_eq!(failed["vault"]["threshold"], 3);
+    c.running.shutdown().await.unwrap();
+}
+
+async fn report_failure_names_culprits(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let s = operator
+        .ok(
+            REQUEST_SIG,
+            json!({"i": {"vaultId": vault_id, "digest": hex::encode([9u8; 32])}}),
+        )
+        .await;
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    vote(&signer, &op, &devices[0], "approve").await;
+    vote(&signer, &op, &devices[1], "approve").await;
+    const REPORT: &str = "mutation($o: ID!, $d: ID!, $r: String!, $c: [ID!]) { reportFailure(operationId: $o, deviceId: $d, reason: $r, culpritDeviceIds: $c) { state failure { reason culpritDeviceIds reportedBy } } }";
+    // A culprit outside the committee is refused.
+    assert_eq!(
+        signer
+            .err(
+                REPORT,
+                json!({"o": op, "d": devices[0], "r": "bad", "c": [devices[2]]})
+            )
+            .await,
+        "INVALID_INPUT"
+    );
+    let r = signer
+        .ok(
+            REPORT,
+            json!({"o": op, "d": devices[0], "r": "round 2: bad proof", "c": [devices[1]]}),
+        )
+        .await;
+    assert_eq!(r["reportFailure"]["state"], "Failed");
+    assert_eq!(
+        r["reportFailure"]["failure"]["culpritDeviceIds"],
+        json!([devices[1]])
+    );
+    assert_eq!(r["reportFailure"]["failure"]["reportedBy"], devices[0].as_str());
+    c.running.shutdown().await.unwrap();
+}
+
+async fn idempotency(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, _) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        1,
+        1,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let input = json!({"vaultId": vault_id, "digest": hex::encode([1u8; 32])});
+    let a = operator.ok(REQUEST_SIG, json!({"i": input, "k": "req-1"})).await;
+    let b = operator.ok(REQUEST_SIG, json!({"i": input, "k": "req-1"})).await;
+    assert_eq!(a["requestSignature"]["id"], b["requestSignature"]["id"]);
+    let other = json!({"vaultId": vault_id, "digest": hex::encode([2u8; 32])});
+    assert_eq!(
+        operator.err(REQUEST_SIG, json!({"i": other, "k": "req-1"})).await,
+        "IDEMPOTENCY_CONFLICT"
+    );
+    let c2 = operator.ok(REQUEST_SIG, json!({"i": input, "k": "req-2"})).await;
+    assert_ne!(a["requestSignature"]["id"], c2["requestSignature"]["id"]);
+    // Devices too.
+    const REG: &str = "mutation($i: RegisterDeviceInput!, $k: String) { registerDevice(input: $i, idempotencyKey: $k) { id } }";
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let i = json!({"name": "x", "identitySigningKey": hex::encode(sk.verifying_key().to_bytes()), "identityEncryptionKey": hex::encode([9u8; 32])});
+    let d1 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
+    let d2 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
+    assert_eq!(d1, d2);
+    c.running.shutdown().await.unwrap();
+}
