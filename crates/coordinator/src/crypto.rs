@@ -31,6 +31,19 @@ pub fn decode_hex_array<const N: usize>(what: &str, s: &str, code: ErrorCode) ->
         .map_err(|_| Error::new(code, format!("{what} must be {N} bytes (hex), got {len} bytes")))
 }
 
+/// The key-set hash of a generation of shares: SHA-256 over the concatenation, in
+/// party (share-index) order, of every party's public key share in compressed
+/// encoding (secp256k1: 33-byte SEC1 compressed; ed25519: 32 bytes). Devices compute
+/// it after keygen/reshare and every submission must agree on it.
+pub fn key_set_hash<S: AsRef<[u8]>>(public_shares: &[S]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for s in public_shares {
+        h.update(s.as_ref());
+    }
+    h.finalize().into()
+}
+
 /// Checks an Ed25519 identity public key (32 bytes, a valid, non-weak point).
 pub fn check_ed25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
     let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| {

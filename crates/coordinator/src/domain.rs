@@ -334,6 +334,10 @@ pub struct Vault {
     pub chain_code: Option<[u8; 32]>,
     /// Key generation: 0 after keygen, +1 per completed reshare.
     pub key_generation: u32,
+    /// Key-set hash of the current generation (see [`crypto::key_set_hash`]):
+    /// SHA-256 over every party's public key share, in share-index order. Set once Active.
+    #[serde(default)]
+    pub key_set_hash: Option<[u8; 32]>,
     /// Status.
     pub status: VaultStatus,
     /// Creation time.
@@ -372,6 +376,7 @@ pub fn new_vault(
         public_key: None,
         chain_code: None,
         key_generation: 0,
+        key_set_hash: None,
         status: VaultStatus::Pending,
         created_at: now,
     })
@@ -581,6 +586,9 @@ pub struct KeyResult {
     pub public_key: Vec<u8>,
     /// Chain code (secp256k1 keygen).
     pub chain_code: Option<String>,
+    /// Key-set hash (hex, 32 bytes).
+    #[serde(default)]
+    pub key_set_hash: Option<String>,
 }
 
 /// The accepted result.
@@ -592,6 +600,9 @@ pub struct OperationResult {
     pub chain_code: Option<String>,
     /// Reshare: the new key generation.
     pub key_generation: Option<u32>,
+    /// Keygen/reshare: the agreed key-set hash (hex).
+    #[serde(default)]
+    pub key_set_hash: Option<String>,
     /// Sign: signature hex (r‖s or Ed25519 64 B).
     pub signature: Option<String>,
     /// Sign secp256k1: recovery id.
@@ -647,6 +658,8 @@ pub enum VaultUpdate {
         public_key: Vec<u8>,
         /// Chain code.
         chain_code: Option<[u8; 32]>,
+        /// Key-set hash.
+        key_set_hash: [u8; 32],
     },
     /// Keygen failed, rejected or expired.
     MarkFailed,
@@ -658,6 +671,8 @@ pub enum VaultUpdate {
         threshold: u16,
         /// New key generation.
         key_generation: u32,
+        /// Key-set hash of the new shares.
+        key_set_hash: [u8; 32],
     },
 }
 
@@ -1160,13 +1175,40 @@ impl Operation {
         Ok(out)
     }
 
-    /// A keygen result from a committee member. All must agree; the vault becomes
-    /// Active when every member has submitted the same key (and chain code).
+    /// The devices outside the largest group of agreeing submissions (everyone on a
+    /// tie), or `None` when all submissions so far agree.
+    fn disagreeing_devices(&self) -> Option<Vec<DeviceId>> {
+        let key_of = |r: &KeyResult| (r.public_key.clone(), r.chain_code.clone(), r.key_set_hash.clone());
+        let mut groups: Vec<KeyGroup> = Vec::new();
+        for r in &self.key_results {
+            match groups.iter_mut().find(|(k, _)| *k == key_of(r)) {
+                Some((_, ds)) => ds.push(r.device_id.clone()),
+                None => groups.push((key_of(r), vec![r.device_id.clone()])),
+            }
+        }
+        if groups.len() <= 1 {
+            return None;
+        }
+        let max = groups.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+        let unique_max = groups.iter().filter(|(_, d)| d.len() == max).count() == 1;
+        Some(
+            groups
+                .iter()
+                .filter(|(_, d)| !(unique_max && d.len() == max))
+                .flat_map(|(_, d)| d.clone())
+                .collect(),
+        )
+    }
+
+    /// A keygen result from a committee member. All must agree on the public key, the
+    /// chain code and the key-set hash; the vault becomes Active when every member has
+    /// submitted the same values.
     pub fn submit_keygen_result(
         &mut self,
         device: &DeviceId,
         public_key_hex: &str,
         chain_code_hex: Option<&str>,
+        key_set_hash_hex: &str,
         now: Millis,
     ) -> Result<Outcome> {
         if self.kind() != OperationKind::Keygen {
@@ -1203,40 +1245,27 @@ impl Operation {
             }
             (Curve::Ed25519, None) => None,
         };
+        let key_set_hash =
+            crypto::decode_hex_array::<32>("keySetHash", key_set_hash_hex, ErrorCode::InvalidInput)?;
         let mut out = Outcome::default();
         self.mark_started(device, now, &mut out);
         self.key_results.push(KeyResult {
             device_id: device.clone(),
             public_key,
             chain_code,
+            key_set_hash: Some(hex::encode(key_set_hash)),
         });
         out.events.push(AuditEvent::new(
             "keygen_result",
             Some(device),
-            serde_json::json!({"publicKey": public_key_hex}),
+            serde_json::json!({"publicKey": public_key_hex, "keySetHash": hex::encode(key_set_hash)}),
         ));
-        // Group the submissions; anyone outside the largest agreeing group is named
-        // (everyone, on a tie).
-        let key_of = |r: &KeyResult| (r.public_key.clone(), r.chain_code.clone());
-        let mut groups: Vec<KeyGroup> = Vec::new();
-        for r in &self.key_results {
-            match groups.iter_mut().find(|(k, _)| *k == key_of(r)) {
-                Some((_, ds)) => ds.push(r.device_id.clone()),
-                None => groups.push((key_of(r), vec![r.device_id.clone()])),
-            }
-        }
-        if groups.len() > 1 {
-            let max = groups.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
-            let unique_max = groups.iter().filter(|(_, d)| d.len() == max).count() == 1;
-            let culprits: Vec<DeviceId> = groups
-                .iter()
-                .filter(|(_, d)| !(unique_max && d.len() == max))
-                .flat_map(|(_, d)| d.clone())
-                .collect();
+        // Anyone outside the largest agreeing group is named (everyone, on a tie).
+        if let Some(culprits) = self.disagreeing_devices() {
             let names: Vec<String> = culprits.iter().map(|d| d.to_string()).collect();
             self.fail(
                 format!(
-                    "keygen results disagree: devices {} reported a different public key or chain code",
+                    "keygen results disagree: devices {} reported a different public key, chain code or key-set hash",
                     names.join(", ")
                 ),
                 culprits,
@@ -1266,29 +1295,33 @@ impl Operation {
                 self.result = Some(OperationResult {
                     public_key: Some(hex::encode(&first.public_key)),
                     chain_code: first.chain_code.clone(),
+                    key_set_hash: Some(hex::encode(key_set_hash)),
                     ..OperationResult::default()
                 });
                 out.vault_update = Some(VaultUpdate::Activate {
                     public_key: first.public_key,
                     chain_code,
+                    key_set_hash,
                 });
                 self.set_state(
                     OperationState::Completed,
                     now,
                     &mut out,
-                    "all committee members reported the same key",
+                    "all committee members reported the same key and key-set hash",
                 );
             }
         }
         Ok(out)
     }
 
-    /// A reshare result from a new member: the public key, which must be the vault's.
+    /// A reshare result from a new member: the public key, which must be the vault's,
+    /// and the key-set hash of the new shares, on which every new member must agree.
     pub fn submit_reshare_result(
         &mut self,
         vault: &Vault,
         device: &DeviceId,
         public_key_hex: &str,
+        key_set_hash_hex: &str,
         now: Millis,
     ) -> Result<Outcome> {
         let OperationDetails::Reshare {
@@ -1326,12 +1359,14 @@ impl Operation {
             Curve::Secp256k1 => crypto::normalize_secp256k1_public_key(&raw)?,
             Curve::Ed25519 => crypto::check_ed25519_public_key(&raw)?,
         };
+        let key_set_hash =
+            crypto::decode_hex_array::<32>("keySetHash", key_set_hash_hex, ErrorCode::InvalidInput)?;
         let mut out = Outcome::default();
         self.mark_started(device, now, &mut out);
         out.events.push(AuditEvent::new(
             "reshare_result",
             Some(device),
-            serde_json::json!({"publicKey": public_key_hex}),
+            serde_json::json!({"publicKey": public_key_hex, "keySetHash": hex::encode(key_set_hash)}),
         ));
         if vault.public_key.as_deref() != Some(public_key.as_slice()) {
             self.fail(
@@ -1351,25 +1386,46 @@ impl Operation {
             device_id: device.clone(),
             public_key,
             chain_code: None,
+            key_set_hash: Some(hex::encode(key_set_hash)),
         });
+        if let Some(culprits) = self.disagreeing_devices() {
+            let names: Vec<String> = culprits.iter().map(|d| d.to_string()).collect();
+            self.fail(
+                format!(
+                    "reshare results disagree: devices {} reported a different key-set hash; the new shares are inconsistent and the old ones must be kept",
+                    names.join(", ")
+                ),
+                culprits,
+                None,
+                now,
+                &mut out,
+            );
+            out.refusal = Some(Error::new(
+                ErrorCode::ResultMismatch,
+                "reshare results disagree on the key-set hash; the operation failed",
+            ));
+            return Ok(out);
+        }
         let new_members = self.committee.iter().filter(|m| m.new_index.is_some()).count();
         if self.key_results.len() == new_members {
             let key_generation = old_key_generation.saturating_add(1);
             self.result = Some(OperationResult {
                 public_key: vault.public_key.as_ref().map(hex::encode),
                 key_generation: Some(key_generation),
+                key_set_hash: Some(hex::encode(key_set_hash)),
                 ..OperationResult::default()
             });
             out.vault_update = Some(VaultUpdate::Reshared {
                 signers: new_signers,
                 threshold: new_threshold,
                 key_generation,
+                key_set_hash,
             });
             self.set_state(
                 OperationState::Completed,
                 now,
                 &mut out,
-                "every new member reported the vault key",
+                "every new member reported the vault key and the same key-set hash",
             );
         }
         Ok(out)
@@ -1500,8 +1556,8 @@ impl Operation {
     }
 }
 
-/// Submissions that agree: (public key, chain code) and the devices that sent it.
-type KeyGroup = ((Vec<u8>, Option<String>), Vec<DeviceId>);
+/// Submissions that agree: (public key, chain code, key-set hash) and the devices that sent it.
+type KeyGroup = ((Vec<u8>, Option<String>, Option<String>), Vec<DeviceId>);
 
 enum Quorum {
     Pending,

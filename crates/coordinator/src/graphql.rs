@@ -173,6 +173,12 @@ impl VaultObj {
     async fn key_generation(&self) -> i32 {
         i32::try_from(self.0.key_generation).unwrap_or(i32::MAX)
     }
+    /// Hex, 32 bytes: SHA-256 over the concatenation, in share-index order, of every
+    /// party's public key share in compressed encoding (secp256k1: 33-byte SEC1
+    /// compressed; ed25519: 32 bytes) of the current key generation; null until Active.
+    async fn key_set_hash(&self) -> Option<String> {
+        self.0.key_set_hash.map(hex::encode)
+    }
     /// `Pending` | `Active` | `Failed`.
     async fn status(&self) -> &str {
         self.0.status.as_str()
@@ -272,6 +278,8 @@ pub struct ResultObj {
     chain_code: Option<String>,
     /// Reshare: the new key generation.
     key_generation: Option<i32>,
+    /// Keygen/reshare: the key-set hash every submission agreed on (hex).
+    key_set_hash: Option<String>,
     /// Sign: r‖s (secp256k1, low-s) or Ed25519 signature, hex.
     signature: Option<String>,
     /// Sign secp256k1: recovery id 0/1.
@@ -495,6 +503,7 @@ impl OperationObj {
             public_key: r.public_key.clone(),
             chain_code: r.chain_code.clone(),
             key_generation: r.key_generation.map(|k| i32::try_from(k).unwrap_or(i32::MAX)),
+            key_set_hash: r.key_set_hash.clone(),
             signature: r.signature.clone(),
             recovery_id: r.recovery_id.map(i32::from),
             submitted_by: r.submitted_by.as_ref().map(|d| ID(d.to_string())),
@@ -846,6 +855,9 @@ impl MutationRoot {
     }
 
     /// Keygen result of one committee member (chain code required for secp256k1).
+    /// `keySetHash` (hex, 32 bytes): SHA-256 over the concatenation, in share-index
+    /// order, of every party's public key share in compressed encoding (secp256k1:
+    /// 33-byte SEC1 compressed; ed25519: 32 bytes); all members must agree on it.
     async fn submit_keygen_result(
         &self,
         ctx: &Context<'_>,
@@ -853,26 +865,36 @@ impl MutationRoot {
         device_id: ID,
         public_key: String,
         chain_code: Option<String>,
+        key_set_hash: String,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .submit_keygen_result(p, &operation_id, &device_id, &public_key, chain_code.as_deref())
+            .submit_keygen_result(
+                p,
+                &operation_id,
+                &device_id,
+                &public_key,
+                chain_code.as_deref(),
+                &key_set_hash,
+            )
             .await
             .map(OperationObj)
             .map_err(gql)
     }
 
-    /// Reshare result of one new member: the (unchanged) public key.
+    /// Reshare result of one new member: the (unchanged) public key and the key-set
+    /// hash of the new shares (all new members must agree on it).
     async fn submit_reshare_result(
         &self,
         ctx: &Context<'_>,
         operation_id: ID,
         device_id: ID,
         public_key: String,
+        key_set_hash: String,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .submit_reshare_result(p, &operation_id, &device_id, &public_key)
+            .submit_reshare_result(p, &operation_id, &device_id, &public_key, &key_set_hash)
             .await
             .map(OperationObj)
             .map_err(gql)

@@ -779,14 +779,16 @@ impl Service {
                 VaultUpdate::Activate {
                     public_key,
                     chain_code,
+                    key_set_hash,
                 } => {
                     vault.public_key = Some(public_key.clone());
                     vault.chain_code = *chain_code;
+                    vault.key_set_hash = Some(*key_set_hash);
                     vault.status = VaultStatus::Active;
                     AuditEvent {
                         event: "activated".to_owned(),
                         actor: None,
-                        detail: serde_json::json!({"operationId": op.id, "publicKey": hex::encode(public_key)}),
+                        detail: serde_json::json!({"operationId": op.id, "publicKey": hex::encode(public_key), "keySetHash": hex::encode(key_set_hash)}),
                     }
                 }
                 VaultUpdate::MarkFailed => {
@@ -801,14 +803,16 @@ impl Service {
                     signers,
                     threshold,
                     key_generation,
+                    key_set_hash,
                 } => {
                     vault.signers = signers.clone();
                     vault.threshold = *threshold;
                     vault.key_generation = *key_generation;
+                    vault.key_set_hash = Some(*key_set_hash);
                     AuditEvent {
                         event: "reshared".to_owned(),
                         actor: None,
-                        detail: serde_json::json!({"operationId": op.id, "threshold": threshold, "keyGeneration": key_generation,
+                        detail: serde_json::json!({"operationId": op.id, "threshold": threshold, "keyGeneration": key_generation, "keySetHash": hex::encode(key_set_hash),
                             "signers": signers.iter().map(|s| s.device_id.as_str()).collect::<Vec<_>>()}),
                     }
                 }
@@ -896,9 +900,10 @@ impl Service {
         device_id: &str,
         public_key: &str,
         chain_code: Option<&str>,
+        key_set_hash: &str,
     ) -> Result<Operation> {
         self.act(p, op_id, device_id, |op, _, d, now| {
-            op.submit_keygen_result(d, public_key, chain_code, now)
+            op.submit_keygen_result(d, public_key, chain_code, key_set_hash, now)
         })
         .await
     }
@@ -910,6 +915,7 @@ impl Service {
         op_id: &str,
         device_id: &str,
         public_key: &str,
+        key_set_hash: &str,
     ) -> Result<Operation> {
         self.act(p, op_id, device_id, |op, vault, d, now| {
             if let OperationDetails::Reshare {
@@ -922,7 +928,7 @@ impl Service {
                     ));
                 }
             }
-            op.submit_reshare_result(vault, d, public_key, now)
+            op.submit_reshare_result(vault, d, public_key, key_set_hash, now)
         })
         .await
     }

@@ -207,7 +207,7 @@ async fn bad_input_codes(db: Db) {
         signer
             .err(
                 SUBMIT_KEYGEN,
-                json!({"o": op, "d": vdev[1], "pk": key.public_hex(), "cc": "00".repeat(32)})
+                json!({"o": op, "d": vdev[1], "pk": key.public_hex(), "cc": "00".repeat(32), "h": KSH})
             )
             .await,
         "INVALID_STATE"

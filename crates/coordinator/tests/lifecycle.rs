@@ -88,7 +88,7 @@ async fn keygen_sign_digest_message_and_derived(db: Db) {
         signer
             .ok(
                 SUBMIT_KEYGEN,
-                json!({"o": op_id, "d": d, "pk": key.public_hex(), "cc": cc}),
+                json!({"o": op_id, "d": d, "pk": key.public_hex(), "cc": cc, "h": KSH}),
             )
             .await;
     }
@@ -96,6 +96,8 @@ async fn keygen_sign_digest_message_and_derived(db: Db) {
     assert_eq!(done["state"], "Completed");
     assert_eq!(done["vault"]["status"], "Active");
     assert_eq!(done["vault"]["publicKey"], key.public_hex().as_str());
+    assert_eq!(done["vault"]["keySetHash"], KSH);
+    assert_eq!(done["result"]["keySetHash"], KSH);
     assert_eq!(done["vault"]["chainCode"], cc.as_str());
     let vault_id = done["vaultId"].as_str().unwrap().to_owned();
 
@@ -336,23 +338,49 @@ async fn keygen_results_disagree(db: Db) {
     signer
         .ok(
             SUBMIT_KEYGEN,
-            json!({"o": op_id, "d": devices[0], "pk": k1.public_hex(), "cc": cc}),
+            json!({"o": op_id, "d": devices[0], "pk": k1.public_hex(), "cc": cc, "h": KSH}),
         )
         .await;
     signer
         .ok(
             SUBMIT_KEYGEN,
-            json!({"o": op_id, "d": devices[1], "pk": k1.public_hex(), "cc": cc}),
+            json!({"o": op_id, "d": devices[1], "pk": k1.public_hex(), "cc": cc, "h": KSH}),
         )
         .await;
     let code = signer
         .err(
             SUBMIT_KEYGEN,
-            json!({"o": op_id, "d": devices[2], "pk": k2.public_hex(), "cc": cc}),
+            json!({"o": op_id, "d": devices[2], "pk": k2.public_hex(), "cc": cc, "h": KSH}),
         )
         .await;
     assert_eq!(code, "RESULT_MISMATCH");
     let failed = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([devices[2]]));
+    assert_eq!(failed["vault"]["status"], "Failed");
+
+    // Same key and chain code everywhere, but one device reports another key-set hash.
+    let op = create_vault(&operator, "secp256k1", 2, &devices).await;
+    let op2 = op["id"].as_str().unwrap().to_owned();
+    for d in &devices {
+        vote(&signer, &op2, d, "approve").await;
+    }
+    for (i, d) in devices.iter().enumerate() {
+        let h = if i == 2 {
+            hex::encode([1u8; 32])
+        } else {
+            KSH.to_owned()
+        };
+        let v = signer
+            .raw(
+                SUBMIT_KEYGEN,
+                json!({"o": op2, "d": d, "pk": k1.public_hex(), "cc": cc, "h": h}),
+            )
+            .await;
+        let code = v["errors"][0]["extensions"]["code"].as_str();
+        assert_eq!(code, if i == 2 { Some("RESULT_MISMATCH") } else { None }, "{v}");
+    }
+    let failed = operator.ok(&q_op(), json!({"id": op2})).await["operation"].clone();
     assert_eq!(failed["state"], "Failed");
     assert_eq!(failed["failure"]["culpritDeviceIds"], json!([devices[2]]));
     assert_eq!(failed["vault"]["status"], "Failed");
@@ -622,10 +650,14 @@ async fn reshare_roles_and_result(db: Db) {
             (new_dev.clone(), json!(null), json!(3)),
         ]
     );
-    const SUBMIT: &str = "mutation($o: ID!, $d: ID!, $pk: String!) { submitReshareResult(operationId: $o, deviceId: $d, publicKey: $pk) { state result { keyGeneration publicKey } } }";
+    const SUBMIT: &str = SUBMIT_RESHARE;
+    let new_hash = hex::encode([0x77u8; 32]);
     for d in &new_set {
         signer
-            .ok(SUBMIT, json!({"o": op_id, "d": d, "pk": key.public_hex()}))
+            .ok(
+                SUBMIT,
+                json!({"o": op_id, "d": d, "pk": key.public_hex(), "h": new_hash}),
+            )
             .await;
     }
     let done = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
@@ -635,6 +667,8 @@ async fn reshare_roles_and_result(db: Db) {
     assert_eq!(done["vault"]["keyGeneration"], 1);
     assert_eq!(done["vault"]["signers"].as_array().unwrap().len(), 4);
     assert_eq!(done["vault"]["publicKey"], key.public_hex().as_str());
+    assert_eq!(done["vault"]["keySetHash"], new_hash.as_str());
+    assert_eq!(done["result"]["keySetHash"], new_hash.as_str());
 
     // A second reshare where a new member reports another key fails, naming it.
     let op = operator
@@ -652,7 +686,7 @@ async fn reshare_roles_and_result(db: Db) {
     let code = signer
         .err(
             SUBMIT,
-            json!({"o": op_id, "d": new_dev, "pk": other.public_hex()}),
+            json!({"o": op_id, "d": new_dev, "pk": other.public_hex(), "h": new_hash}),
         )
         .await;
     assert_eq!(code, "RESULT_MISMATCH");
@@ -660,6 +694,43 @@ async fn reshare_roles_and_result(db: Db) {
     assert_eq!(failed["state"], "Failed");
     assert_eq!(failed["failure"]["culpritDeviceIds"], json!([new_dev]));
     assert_eq!(failed["vault"]["threshold"], 3);
+
+    // A third reshare: every new member reports the vault key, but one reports a
+    // different key-set hash (inconsistent shares): it fails naming that device and the
+    // vault keeps its signer set, generation and key-set hash.
+    let op = operator
+        .ok(
+            &q,
+            json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}}),
+        )
+        .await["requestReshare"]
+        .clone();
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    for d in &new_set {
+        vote(&signer, &op_id, d, "approve").await;
+    }
+    let good = hex::encode([0x88u8; 32]);
+    for d in &new_set[..3] {
+        signer
+            .ok(
+                SUBMIT,
+                json!({"o": op_id, "d": d, "pk": key.public_hex(), "h": good}),
+            )
+            .await;
+    }
+    let code = signer
+        .err(
+            SUBMIT,
+            json!({"o": op_id, "d": new_dev, "pk": key.public_hex(), "h": hex::encode([0x99u8; 32])}),
+        )
+        .await;
+    assert_eq!(code, "RESULT_MISMATCH");
+    let failed = operator.ok(&q_op(), json!({"id": op_id})).await["operation"].clone();
+    assert_eq!(failed["state"], "Failed");
+    assert_eq!(failed["failure"]["culpritDeviceIds"], json!([new_dev]));
+    assert_eq!(failed["vault"]["keyGeneration"], 1);
+    assert_eq!(failed["vault"]["threshold"], 3);
+    assert_eq!(failed["vault"]["keySetHash"], new_hash.as_str());
     c.running.shutdown().await.unwrap();
 }
 

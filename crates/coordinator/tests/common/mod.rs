@@ -215,10 +215,10 @@ pub const OP_FIELDS: &str = "id kind state vaultId curve nonce expiresAt approve
   keygen { threshold signers { deviceId weight index } }
   reshare { oldThreshold newThreshold oldKeyGeneration oldSigners { deviceId index } newSigners { deviceId index } }
   sign { payloadKind payload signingDigest derivationPath chainId keyGeneration }
-  result { publicKey chainCode keyGeneration signature recoveryId submittedBy rawTransaction txHash broadcastError }
+  result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError }
   failure { reason culpritDeviceIds reportedBy }
   rejectionReason startedBy
-  vault { id curve threshold publicKey chainCode keyGeneration status ethereumAddress signers { deviceId index } }";
+  vault { id curve threshold publicKey chainCode keyGeneration keySetHash status ethereumAddress signers { deviceId index } }";
 
 pub fn q_op() -> String {
     format!("query($id: ID!) {{ operation(id: $id) {{ {OP_FIELDS} }} }}")
@@ -264,8 +264,14 @@ pub async fn vote_err(signer: &Api, op: &str, device: &str, choice: &str) -> Str
         .await
 }
 
-pub const SUBMIT_KEYGEN: &str = "mutation($o: ID!, $d: ID!, $pk: String!, $cc: String) {
-  submitKeygenResult(operationId: $o, deviceId: $d, publicKey: $pk, chainCode: $cc) { id state result { publicKey chainCode } failure { reason culpritDeviceIds } } }";
+pub const SUBMIT_KEYGEN: &str = "mutation($o: ID!, $d: ID!, $pk: String!, $cc: String, $h: String!) {
+  submitKeygenResult(operationId: $o, deviceId: $d, publicKey: $pk, chainCode: $cc, keySetHash: $h) { id state result { publicKey chainCode keySetHash } failure { reason culpritDeviceIds } } }";
+
+/// A key-set hash the test devices agree on (its value is not checked by the coordinator).
+pub const KSH: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+pub const SUBMIT_RESHARE: &str = "mutation($o: ID!, $d: ID!, $pk: String!, $h: String!) {
+  submitReshareResult(operationId: $o, deviceId: $d, publicKey: $pk, keySetHash: $h) { state result { keyGeneration publicKey keySetHash } } }";
 
 pub const SUBMIT_SIG: &str = "mutation($o: ID!, $d: ID!, $s: String!, $r: Int) {
   submitSignature(operationId: $o, deviceId: $d, signature: $s, recoveryId: $r) {
@@ -348,7 +354,7 @@ pub async fn active_vault(
         signer
             .ok(
                 SUBMIT_KEYGEN,
-                json!({"o": op_id, "d": d, "pk": key_hex, "cc": cc}),
+                json!({"o": op_id, "d": d, "pk": key_hex, "cc": cc, "h": KSH}),
             )
             .await;
     }
