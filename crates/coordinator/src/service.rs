@@ -549,6 +549,37 @@ impl Service {
     ) -> Result<Operation> {
         let now = op.created_at;
         let mut tx = self.store.begin().await?;
+        if let OperationDetails::Reshare {
+            old_key_generation, ..
+        } = &op.details
+        {
+            // One open reshare per vault, atomically: lock the vault row (PostgreSQL;
+            // SQLite has one connection, so transactions are serialised anyway), then
+            // re-check its state and the open reshares inside this transaction.
+            let (vault, _) = self
+                .store
+                .vault(&mut tx, &p.org_id, op.vault_id.as_str(), true)
+                .await?
+                .ok_or_else(|| Error::not_found("vault", op.vault_id.as_str()))?;
+            if vault.status != VaultStatus::Active || vault.key_generation != *old_key_generation {
+                return Err(Error::invalid_state(format!(
+                    "vault {} changed meanwhile ({}, key generation {}); request the reshare again",
+                    vault.id,
+                    vault.status.as_str(),
+                    vault.key_generation
+                )));
+            }
+            let open = self
+                .store
+                .open_operation_ids(&mut tx, &vault.id, Some(OperationKind::Reshare), Some(now))
+                .await?;
+            if let Some(other) = open.first() {
+                return Err(Error::invalid_state(format!(
+                    "reshare {other} of vault {} is still open; wait for it to finish",
+                    vault.id
+                )));
+            }
+        }
         if let Some(v) = new_vault {
             self.store.insert_vault(&mut tx, v).await?;
             let ev = AuditEvent {
@@ -706,28 +737,6 @@ impl Service {
                 "vault {} is {}, not Active",
                 vault.id,
                 vault.status.as_str()
-            )));
-        }
-        let open = [
-            OperationState::AwaitingApproval,
-            OperationState::Ready,
-            OperationState::InProgress,
-        ];
-        self.sweep_expired(Some(&p.org_id)).await?;
-        let pending = self
-            .store
-            .operations(
-                &p.org_id,
-                Some(vault.id.as_str()),
-                &open,
-                Some(OperationKind::Reshare),
-                1,
-            )
-            .await?;
-        if let Some(other) = pending.first() {
-            return Err(Error::invalid_state(format!(
-                "reshare {} of vault {} is still open; wait for it to finish",
-                other.id, vault.id
             )));
         }
         let new_signers = signers_from_input(&input.new_signers)?;

@@ -470,6 +470,38 @@ impl Store {
         Ok(out)
     }
 
+    /// Ids of the open (AwaitingApproval, Ready, InProgress) operations of a vault,
+    /// optionally of one kind and only those not yet past their expiry, oldest first.
+    /// Read inside `c`'s transaction (after the vault row was locked).
+    pub async fn open_operation_ids(
+        &self,
+        c: &mut AnyConnection,
+        vault_id: &VaultId,
+        kind: Option<OperationKind>,
+        live_at: Option<Millis>,
+    ) -> Result<Vec<String>> {
+        let mut sql = "SELECT id FROM operations WHERE vault_id = $1 AND state IN ('AwaitingApproval', 'Ready', 'InProgress')".to_owned();
+        let mut n = 1;
+        if kind.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND kind = ${n}"));
+        }
+        if live_at.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND expires_at > ${n}"));
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vault_id.as_str());
+        if let Some(k) = kind {
+            q = q.bind(k.as_str());
+        }
+        if let Some(t) = live_at {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(c).await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
     /// Ids of operations past their expiry and not final (optionally of one org).
     pub async fn due_for_expiry(&self, org: Option<&OrgId>, now: Millis) -> Result<Vec<String>> {
         let sql = format!(

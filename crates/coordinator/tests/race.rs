@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use serde_json::json;
 
-per_backend!(concurrent_votes_two_instances);
+per_backend!(concurrent_votes_two_instances, concurrent_reshares_two_instances);
 
 async fn concurrent_votes_two_instances(db: Db) {
     let init = init_org(&db, "acme").await;
@@ -161,6 +161,79 @@ async fn concurrent_votes_two_instances(db: Db) {
             .filter(|e| e["event"] == "committee")
             .count();
         assert_eq!(assignments, usize::from(approvers.len() >= 2));
+    }
+    a.running.shutdown().await.unwrap();
+    if let Some(b) = b {
+        b.running.shutdown().await.unwrap();
+    }
+}
+
+/// Concurrent `requestReshare` on one vault, through two servers on PostgreSQL (one on
+/// SQLite): exactly one reshare is created, the others get INVALID_STATE.
+async fn concurrent_reshares_two_instances(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let a = Coord::start(&db).await;
+    let b = if db.backend == "postgres" {
+        Some(Coord::start(&db).await)
+    } else {
+        None
+    };
+    let (op_a, sg_a) = a.org(&init).await;
+    let (op_b, _) = match &b {
+        Some(b) => b.org(&init).await,
+        None => a.org(&init).await,
+    };
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &op_a,
+        &sg_a,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let signers: Vec<_> = devices.iter().map(|d| json!({"deviceId": d})).collect();
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let api = if i % 2 == 0 { op_a.clone() } else { op_b.clone() };
+            let vars =
+                json!({"i": {"vaultId": vault_id, "newThreshold": 2 + (i % 2), "newSigners": signers}});
+            tasks.push(tokio::spawn(async move {
+                let v = api
+                    .raw(
+                        "mutation($i: RequestReshareInput!) { requestReshare(input: $i) { id } }",
+                        vars,
+                    )
+                    .await;
+                v["errors"][0]["extensions"]["code"].as_str().map(str::to_owned)
+            }));
+        }
+        let mut created = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                None => created += 1,
+                Some(c) => assert_eq!(c, "INVALID_STATE"),
+            }
+        }
+        assert_eq!(created, 1, "round {round}: {created} reshares created at once");
+        let open = op_a
+            .ok(
+                "query($v: ID) { operations(filter: {vaultId: $v, kind: \"Reshare\", state: \"AwaitingApproval\"}) { id } }",
+                json!({"v": vault_id}),
+            )
+            .await;
+        let open: Vec<String> = open["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        // Reject it so that the next round can open a new one.
+        vote(&sg_a, &open[0], &devices[0], "reject").await;
     }
     a.running.shutdown().await.unwrap();
     if let Some(b) = b {
