@@ -1152,6 +1152,49 @@ impl Operation {
         self.set_state(OperationState::Failed, now, out, &reason);
     }
 
+    /// The key generation this operation works with (sign: the one it signs with;
+    /// reshare: the one it replaces); `None` for keygen.
+    pub fn key_generation(&self) -> Option<u32> {
+        match &self.details {
+            OperationDetails::Keygen { .. } => None,
+            OperationDetails::Reshare {
+                old_key_generation, ..
+            } => Some(*old_key_generation),
+            OperationDetails::Sign { key_generation, .. } => Some(*key_generation),
+        }
+    }
+
+    /// Fails an open operation created at a key generation older than
+    /// `vault_key_generation` (the vault was reshared by `reshare`): its committee's
+    /// shares are gone or about to be deleted, so it can never complete.
+    pub fn fail_if_stale(
+        &mut self,
+        vault_key_generation: u32,
+        reshare: &OperationId,
+        now: Millis,
+    ) -> Option<Outcome> {
+        let generation = self.key_generation()?;
+        if self.state.is_final() || generation >= vault_key_generation {
+            return None;
+        }
+        let mut out = Outcome::default();
+        out.events.push(AuditEvent::new(
+            "stale",
+            None,
+            serde_json::json!({"reshareId": reshare, "keyGeneration": generation, "vaultKeyGeneration": vault_key_generation}),
+        ));
+        self.fail(
+            format!(
+                "stale: reshare {reshare} moved the vault to key generation {vault_key_generation}; this operation was created at key generation {generation} and can no longer complete"
+            ),
+            Vec::new(),
+            None,
+            now,
+            &mut out,
+        );
+        Some(out)
+    }
+
     /// A committee member reports that the protocol failed, naming culprits.
     pub fn report_failure(
         &mut self,

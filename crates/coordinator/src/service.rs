@@ -830,6 +830,34 @@ impl Service {
             self.store
                 .audit(c, &op.org_id, "vault", vault.id.as_str(), now, &[event])
                 .await?;
+            if matches!(update, VaultUpdate::Reshared { .. }) {
+                self.fail_stale_operations(c, vault, &op.id, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a completed reshare (same transaction, vault row locked): fails every
+    /// open operation of the vault created at an older key generation.
+    async fn fail_stale_operations(
+        &self,
+        c: &mut AnyConnection,
+        vault: &Vault,
+        completed: &OperationId,
+        now: Millis,
+    ) -> Result<()> {
+        let ids = self.store.open_operation_ids(c, &vault.id, None, None).await?;
+        for id in ids.iter().filter(|id| id.as_str() != completed.as_str()) {
+            let Some((mut stale, version)) = self.store.operation(c, Some(&vault.org_id), id, true).await?
+            else {
+                continue;
+            };
+            if let Some(out) = stale.fail_if_stale(vault.key_generation, completed, now) {
+                self.store.update_operation(c, &stale, version, None).await?;
+                self.store
+                    .audit(c, &stale.org_id, "operation", stale.id.as_str(), now, &out.events)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -851,16 +879,22 @@ impl Service {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let device = self.acting_device(&mut tx, p, device_id).await?;
+        // Lock order everywhere: vault row, then operation rows.
+        let (vault_id, _) = self
+            .store
+            .operation_vault_id(&mut tx, Some(&p.org_id), op_id)
+            .await?
+            .ok_or_else(|| Error::not_found("operation", op_id))?;
+        let (mut vault, vversion) = self
+            .store
+            .vault(&mut tx, &p.org_id, &vault_id, true)
+            .await?
+            .ok_or_else(|| Error::internal("act", "operation without vault"))?;
         let (mut op, version) = self
             .store
             .operation(&mut tx, Some(&p.org_id), op_id, true)
             .await?
             .ok_or_else(|| Error::not_found("operation", op_id))?;
-        let (mut vault, vversion) = self
-            .store
-            .vault(&mut tx, &p.org_id, op.vault_id.as_str(), true)
-            .await?
-            .ok_or_else(|| Error::internal("act", "operation without vault"))?;
         let before = op.state;
         if let Some(out) = op.expire_if_due(now) {
             self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
@@ -1028,16 +1062,17 @@ impl Service {
     async fn expire_one(&self, op_id: &str) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        // Lock order: vault row, then operation row.
+        let Some((vault_id, org)) = self.store.operation_vault_id(&mut tx, None, op_id).await? else {
+            return Ok(());
+        };
+        let mut vault = self.store.vault(&mut tx, &org, &vault_id, true).await?;
         let Some((mut op, version)) = self.store.operation(&mut tx, None, op_id, true).await? else {
             return Ok(());
         };
         let Some(out) = op.expire_if_due(now) else {
             return Ok(());
         };
-        let mut vault = self
-            .store
-            .vault(&mut tx, &op.org_id, op.vault_id.as_str(), true)
-            .await?;
         let vault_ref = vault.as_mut().map(|(v, ver)| (v, *ver));
         self.persist(&mut tx, &op, version, vault_ref, &out, now).await?;
         tx.commit().await?;

@@ -418,6 +418,32 @@ impl Store {
         Ok(Some((op, version)))
     }
 
+    /// The vault and organisation of an operation (no lock): callers lock the vault row first, then the
+    /// operation row, so that every transaction takes locks in the order vault → operation.
+    pub async fn operation_vault_id(
+        &self,
+        c: &mut AnyConnection,
+        org: Option<&OrgId>,
+        id: &str,
+    ) -> Result<Option<(String, OrgId)>> {
+        let sql = format!(
+            "SELECT vault_id, org_id FROM operations WHERE id = $1{}",
+            if org.is_some() { " AND org_id = $2" } else { "" }
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+        if let Some(org) = org {
+            q = q.bind(org.as_str());
+        }
+        let row = q.fetch_optional(c).await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<String, _>("vault_id")?,
+                OrgId::from_string(r.try_get::<String, _>("org_id")?),
+            ))
+        })
+        .transpose()
+    }
+
     /// An operation outside a transaction.
     pub async fn operation_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Operation>> {
         let mut c = self.pool.acquire().await?;

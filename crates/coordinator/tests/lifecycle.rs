@@ -650,6 +650,23 @@ async fn reshare_roles_and_result(db: Db) {
             (new_dev.clone(), json!(null), json!(3)),
         ]
     );
+    // A sign operation opened at key generation 0, one of them already Ready: both
+    // become stale when the reshare completes.
+    let mut stale = Vec::new();
+    for (i, digest) in [[7u8; 32], [8u8; 32]].iter().enumerate() {
+        let s = operator
+            .ok(
+                REQUEST_SIG,
+                json!({"i": {"vaultId": vault_id, "digest": hex::encode(digest)}}),
+            )
+            .await;
+        let id = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+        if i == 0 {
+            vote(&signer, &id, &old[0], "approve").await;
+            assert_eq!(vote(&signer, &id, &old[1], "approve").await["state"], "Ready");
+        }
+        stale.push(id);
+    }
     const SUBMIT: &str = SUBMIT_RESHARE;
     let new_hash = hex::encode([0x77u8; 32]);
     for d in &new_set {
@@ -669,6 +686,23 @@ async fn reshare_roles_and_result(db: Db) {
     assert_eq!(done["vault"]["publicKey"], key.public_hex().as_str());
     assert_eq!(done["vault"]["keySetHash"], new_hash.as_str());
     assert_eq!(done["result"]["keySetHash"], new_hash.as_str());
+    for id in &stale {
+        let o = operator.ok(&q_op(), json!({"id": id})).await["operation"].clone();
+        assert_eq!(o["state"], "Failed", "{o}");
+        let reason = o["failure"]["reason"].as_str().unwrap();
+        assert!(reason.contains("stale") && reason.contains(&op_id), "{reason}");
+        let log = operator
+            .ok(
+                "query($e: ID) { auditLog(entityId: $e) { event actor } }",
+                json!({"e": id}),
+            )
+            .await;
+        assert!(log["auditLog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "stale"));
+    }
 
     // A second reshare where a new member reports another key fails, naming it.
     let op = operator
