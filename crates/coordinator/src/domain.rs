@@ -927,7 +927,7 @@ impl Operation {
     }
 
     fn check_live(&self, now: Millis) -> Result<()> {
-        if !self.state.is_final() && now >= self.expires_at {
+        if self.state == OperationState::Expired || (!self.state.is_final() && now >= self.expires_at) {
             return Err(Error::new(
                 ErrorCode::Expired,
                 format!("operation {} has expired", self.id),

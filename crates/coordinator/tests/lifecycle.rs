@@ -474,7 +474,7 @@ async fn expiry_paths(db: Db) {
     assert_eq!(op["vault"]["status"], "Failed");
     assert_eq!(
         vote_err(&signer, &kop_id, &devices[1], "approve").await,
-        "INVALID_STATE"
+        "EXPIRED"
     );
 
     // Sign (24 h): one op Ready, one InProgress, one awaiting; all expire via the sweep path
@@ -553,7 +553,7 @@ async fn expiry_paths(db: Db) {
                 json!({"o": ops[1], "d": devices[0], "s": sig, "r": rid})
             )
             .await,
-        "INVALID_STATE"
+        "EXPIRED"
     );
     let ready = signer
         .ok(
