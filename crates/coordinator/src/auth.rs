@@ -76,6 +76,23 @@ pub fn hash_secret(secret: &Secret) -> Result<String> {
         .map_err(|e| Error::internal("argon2", e))
 }
 
+/// A fixed Argon2id hash (same parameters as real ones) that unknown client ids are
+/// verified against, so that a token request costs the same whether the id exists.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        SaltString::encode_b64(b"vsigner-dummy-salt")
+            .ok()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"vsigner: no such client", &salt)
+                    .ok()
+                    .map(|h| h.to_string())
+            })
+            .unwrap_or_default()
+    })
+}
+
 /// Checks a client secret against its stored hash.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
@@ -98,5 +115,7 @@ mod tests {
         assert!(verify_secret(s.expose(), &h));
         assert!(!verify_secret("vss_wrong", &h));
         assert!(!format!("{s:?}").contains(s.expose()));
+        assert!(dummy_hash().starts_with("$argon2id$"));
+        assert!(!verify_secret(s.expose(), dummy_hash()));
     }
 }

@@ -186,6 +186,7 @@ pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoord
             sign_ms: ms(args.sign_expiry_secs),
         },
         token_ttl_ms: ms(args.token_ttl_secs),
+        ..Settings::default()
     };
     let service = Arc::new(Service::new(store, clock, settings, notifier, broadcaster));
     let listener = tokio::net::TcpListener::bind(args.listen)

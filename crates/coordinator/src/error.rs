@@ -45,6 +45,10 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// The operation has expired.
     Expired,
+    /// Too many concurrent requests of this kind (e.g. token requests); retry later.
+    TooManyRequests,
+    /// A unique key (e.g. a device identity key) is already registered.
+    DuplicateKey,
     /// Storage or another internal failure (details logged, not returned).
     Internal,
 }
@@ -72,6 +76,8 @@ impl ErrorCode {
             Self::AlreadySubmitted => "ALREADY_SUBMITTED",
             Self::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
             Self::Expired => "EXPIRED",
+            Self::TooManyRequests => "TOO_MANY_REQUESTS",
+            Self::DuplicateKey => "DUPLICATE_KEY",
             Self::Internal => "INTERNAL",
         }
     }

@@ -110,6 +110,16 @@ async fn token(State(app): State<App>, headers: HeaderMap, Form(form): Form<Toke
         Err(e) if e.code() == crate::ErrorCode::Unauthenticated => {
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e.message())
         }
+        Err(e) if e.code() == crate::ErrorCode::TooManyRequests => {
+            let mut resp = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                e.message(),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
         Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.message()),
     }
 }

@@ -45,6 +45,11 @@ pub struct Settings {
     pub expiry: ExpiryPolicy,
     /// Access token lifetime.
     pub token_ttl_ms: Millis,
+    /// Argon2 verifications (`/oauth/token`) running at once; more wait.
+    pub max_concurrent_verifications: usize,
+    /// How long a token request waits for a verification slot before
+    /// `TOO_MANY_REQUESTS` (HTTP 429).
+    pub verification_wait_ms: u64,
 }
 
 impl Default for Settings {
@@ -52,6 +57,8 @@ impl Default for Settings {
         Self {
             expiry: ExpiryPolicy::default(),
             token_ttl_ms: 15 * 60 * 1000,
+            max_concurrent_verifications: 4,
+            verification_wait_ms: 5000,
         }
     }
 }
@@ -152,6 +159,7 @@ pub struct Service {
     settings: Settings,
     notifier: Option<Notifier>,
     broadcaster: Broadcaster,
+    verifications: Arc<tokio::sync::Semaphore>,
 }
 
 fn forbidden(msg: impl Into<String>) -> Error {
@@ -195,12 +203,16 @@ impl Service {
         notifier: Option<Notifier>,
         broadcaster: Broadcaster,
     ) -> Self {
+        let verifications = Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_verifications.max(1),
+        ));
         Self {
             store,
             clock,
             settings,
             notifier,
             broadcaster,
+            verifications,
         }
     }
 
@@ -320,16 +332,33 @@ impl Service {
     /// OAuth2 client credentials → (access token, lifetime in seconds).
     pub async fn issue_token(&self, client_id: &str, client_secret: &str) -> Result<(Secret, i64)> {
         let bad = || Error::new(ErrorCode::Unauthenticated, "invalid client id or secret");
-        let Some((client, hash)) = self.store.client(client_id).await? else {
-            return Err(bad());
+        // Argon2 is deliberately expensive: bound how many run at once.
+        let _permit = tokio::time::timeout(
+            std::time::Duration::from_millis(self.settings.verification_wait_ms),
+            self.verifications.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::TooManyRequests,
+                "too many token requests at once; retry shortly",
+            )
+        })?
+        .map_err(|e| Error::internal("semaphore", e))?;
+        let found = self.store.client(client_id).await?;
+        // Unknown ids are verified against a fixed hash: same cost and timing, so a
+        // token request does not reveal which client ids exist.
+        let (client, hash) = match found {
+            Some((client, hash)) => (Some(client), hash),
+            None => (None, auth::dummy_hash().to_owned()),
         };
         let secret = client_secret.to_owned();
         let ok = tokio::task::spawn_blocking(move || auth::verify_secret(&secret, &hash))
             .await
             .map_err(|e| Error::internal("argon2", e))?;
-        if !ok {
+        let Some(client) = client.filter(|_| ok) else {
             return Err(bad());
-        }
+        };
         let token = auth::new_token();
         let now = self.clock.now();
         self.store
@@ -1159,5 +1188,31 @@ impl Service {
     /// Audit log entries.
     pub async fn audit_log(&self, p: &Principal, entity: Option<&str>) -> Result<Vec<AuditEntry>> {
         self.store.audit_log(&p.org_id, entity).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn token_requests_beyond_the_verification_bound_get_too_many_requests() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let settings = Settings {
+            max_concurrent_verifications: 1,
+            verification_wait_ms: 50,
+            ..Settings::default()
+        };
+        let svc = Service::new(store, Clock::default(), settings, None, Broadcaster::default());
+        let init = svc.init_org("acme").await.unwrap();
+        let id = init.operator_client_id.to_string();
+        let secret = init.operator_client_secret.expose().to_owned();
+        let busy = svc.verifications.clone().acquire_owned().await.unwrap();
+        let err = svc.issue_token(&id, &secret).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TooManyRequests);
+        drop(busy);
+        svc.issue_token(&id, &secret).await.unwrap();
+        let err = svc.issue_token("vsc_unknown", &secret).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unauthenticated);
     }
 }
