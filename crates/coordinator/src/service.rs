@@ -491,7 +491,16 @@ impl Service {
             now,
         )?;
         let mut tx = self.store.begin().await?;
-        self.store.insert_device(&mut tx, &device).await?;
+        if let Err(e) = self.store.insert_device(&mut tx, &device).await {
+            tx.rollback().await?;
+            // A racing request with the same idempotency key registered these keys.
+            if e.code() == ErrorCode::DuplicateKey {
+                if let Some(id) = self.idempotent_existing(p, key, "registerDevice", &hash).await? {
+                    return self.device(p, &id).await;
+                }
+            }
+            return Err(e);
+        }
         if !self
             .idempotent_record(&mut tx, p, key, "registerDevice", &hash, device.id.as_str())
             .await?

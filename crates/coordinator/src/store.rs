@@ -214,7 +214,14 @@ impl Store {
         .bind(d.status.as_str())
         .bind(d.created_at)
         .execute(c)
-        .await?;
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::new(
+                crate::error::ErrorCode::DuplicateKey,
+                "a device with this identitySigningKey or identityEncryptionKey is already registered",
+            ),
+            _ => Error::from(e),
+        })?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::json;
 
-per_backend!(bad_input_codes, authorisation_codes);
+per_backend!(bad_input_codes, authorisation_codes, identity_keys);
 
 async fn bad_input_codes(db: Db) {
     let init = init_org(&db, "acme").await;
@@ -339,5 +339,49 @@ async fn authorisation_codes(db: Db) {
     );
     let q = "query($d: ID!) { operationsAwaitingVote(deviceId: $d) { id } }";
     assert_eq!(other_signer.err(q, json!({"d": devices[0]})).await, "NOT_FOUND");
+    c.running.shutdown().await.unwrap();
+}
+
+const REGISTER: &str =
+    "mutation($i: RegisterDeviceInput!, $k: String) { registerDevice(input: $i, idempotencyKey: $k) { id } }";
+
+fn device_input(name: &str, sk: &[u8; 32], ek: &[u8; 32]) -> serde_json::Value {
+    json!({"name": name, "identitySigningKey": hex::encode(sk), "identityEncryptionKey": hex::encode(ek)})
+}
+
+/// Identity keys are unique across devices; small-order keys are refused.
+async fn identity_keys(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (_, signer) = c.org(&init).await;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+        .verifying_key()
+        .to_bytes();
+    let sk2 = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+        .verifying_key()
+        .to_bytes();
+    let (ek, ek2): ([u8; 32], [u8; 32]) = (rand::random(), rand::random());
+    let first = signer
+        .ok(REGISTER, json!({"i": device_input("a", &sk, &ek), "k": "dev-a"}))
+        .await;
+    // The same idempotency key and input returns the same device.
+    let again = signer
+        .ok(REGISTER, json!({"i": device_input("a", &sk, &ek), "k": "dev-a"}))
+        .await;
+    assert_eq!(first["registerDevice"]["id"], again["registerDevice"]["id"]);
+    // Another device with either key already in use is refused.
+    for (name, input) in [
+        ("b", device_input("b", &sk, &ek2)),
+        ("c", device_input("c", &sk2, &ek)),
+    ] {
+        assert_eq!(
+            signer.err(REGISTER, json!({"i": input})).await,
+            "DUPLICATE_KEY",
+            "device {name}"
+        );
+    }
+    signer
+        .ok(REGISTER, json!({"i": device_input("d", &sk2, &ek2)}))
+        .await;
     c.running.shutdown().await.unwrap();
 }
