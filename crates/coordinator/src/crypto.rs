@@ -57,15 +57,12 @@ pub fn check_ed25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
     Ok(())
 }
 
-/// Checks an X25519 identity public key: 32 bytes, not one of the small-order points
-/// that would make every shared secret predictable.
+/// Checks an X25519 identity public key: not a low-order point (which would make
+/// every shared secret with it predictable). A clamped scalar is a multiple of the
+/// cofactor 8, so exactly the low-order points (in any encoding, including the
+/// non-canonical ones) map to the all-zero output.
 pub fn check_x25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
-    // The low-order points of Curve25519 in Montgomery u-coordinates (RFC 7748 §6.1
-    // mentions checking for an all-zero shared secret; these are the inputs causing it).
-    const ZERO: [u8; 32] = [0; 32];
-    let mut one = [0u8; 32];
-    one[0] = 1;
-    if *bytes == ZERO || *bytes == one {
+    if x25519_dalek::x25519([0x42; 32], *bytes) == [0u8; 32] {
         return Err(Error::invalid_input(
             "identityEncryptionKey is a small-order X25519 point",
         ));
@@ -256,6 +253,43 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_order_identity_keys_are_refused() {
+        // Low-order Curve25519 u-coordinates (canonical and non-canonical encodings).
+        for bad in [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            // The same with the (ignored) top bit set.
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+        ] {
+            let key: [u8; 32] = hex::decode(bad).unwrap().try_into().unwrap();
+            assert!(check_x25519_identity_key(&key).is_err(), "{bad}");
+        }
+        let mut base = [0u8; 32];
+        base[0] = 9;
+        check_x25519_identity_key(&base).unwrap();
+        let real = x25519_dalek::x25519([7u8; 32], x25519_dalek::X25519_BASEPOINT_BYTES);
+        check_x25519_identity_key(&real).unwrap();
+        // Small-order Ed25519 points (the identity and a point of order 4) are weak.
+        for bad in [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        ] {
+            let key: [u8; 32] = hex::decode(bad).unwrap().try_into().unwrap();
+            assert!(check_ed25519_identity_key(&key).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn derivation_paths() {
