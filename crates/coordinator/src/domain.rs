@@ -1505,6 +1505,21 @@ impl Operation {
                 key_generation, vault.key_generation
             )));
         }
+        // Malformed input is refused before any state change (the operation stays).
+        let recovery_id = match (self.curve, recovery_id) {
+            (Curve::Secp256k1, Some(r @ 0..=1)) => Some(r),
+            (Curve::Secp256k1, Some(r)) => {
+                return Err(Error::invalid_input(format!(
+                    "recoveryId must be 0 or 1, got {r}"
+                )))
+            }
+            (Curve::Secp256k1, None) => {
+                return Err(Error::invalid_input(
+                    "recoveryId (0 or 1) is required for secp256k1",
+                ))
+            }
+            (Curve::Ed25519, _) => None,
+        };
         let signature = crypto::decode_hex("signature", signature_hex)?;
         let public_key = vault
             .public_key

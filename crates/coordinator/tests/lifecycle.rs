@@ -18,6 +18,8 @@ per_backend!(
     reshare_roles_and_result,
     report_failure_names_culprits,
     idempotency,
+    signature_input_checks,
+    eth_tx_with_derivation_path
 );
 
 async fn keygen_sign_digest_message_and_derived(db: Db) {
@@ -851,5 +853,131 @@ async fn idempotency(db: Db) {
     let d1 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
     let d2 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
     assert_eq!(d1, d2);
+    c.running.shutdown().await.unwrap();
+}
+
+async fn ready_sign_op(
+    operator: &Api,
+    signer: &Api,
+    vault_id: &str,
+    devices: &[String],
+    input: serde_json::Value,
+) -> String {
+    let mut i = input;
+    i["vaultId"] = json!(vault_id);
+    let s = operator.ok(REQUEST_SIG, json!({"i": i})).await;
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    vote(signer, &op, &devices[0], "approve").await;
+    assert_eq!(vote(signer, &op, &devices[1], "approve").await["state"], "Ready");
+    op
+}
+
+/// recoveryId out of range or missing → INVALID_INPUT, the operation untouched; a valid
+/// signature with the wrong recovery id → refused, the operation fails naming the device.
+async fn signature_input_checks(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let digest = [3u8; 32];
+    let op = ready_sign_op(
+        &operator,
+        &signer,
+        &vault_id,
+        &devices,
+        json!({"digest": hex::encode(digest)}),
+    )
+    .await;
+    let (sig, rid) = key.sign_prehash(&digest);
+    for bad in [json!(2), json!(-1), json!(27), json!(null)] {
+        let code = signer
+            .err(SUBMIT_SIG, json!({"o": op, "d": devices[0], "s": sig, "r": bad}))
+            .await;
+        assert_eq!(code, "INVALID_INPUT", "recoveryId {bad}");
+        let o = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+        assert_eq!(o["state"], "Ready", "recoveryId {bad} changed the operation");
+        assert!(o["failure"].is_null());
+    }
+    // A valid r‖s with the other recovery id: refused, the operation fails.
+    let code = signer
+        .err(
+            SUBMIT_SIG,
+            json!({"o": op, "d": devices[0], "s": sig, "r": 1 - rid}),
+        )
+        .await;
+    assert_eq!(code, "SIGNATURE_INVALID");
+    let o = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+    assert_eq!(o["state"], "Failed");
+    assert_eq!(o["failure"]["culpritDeviceIds"], json!([devices[0]]));
+    c.running.shutdown().await.unwrap();
+}
+
+/// An EIP-1559 transaction signed with a derived (m/0/1) key.
+async fn eth_tx_with_derivation_path(db: Db) {
+    use alloy_consensus::transaction::SignableTransaction;
+    use alloy_consensus::TxEip1559;
+    use alloy_primitives::{Address, TxKind, U256};
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce: 3,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(Address::from([7u8; 20])),
+        value: U256::from(12_345u64),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let unsigned = tx.encoded_for_signing();
+    let digest = <sha3::Keccak256 as sha3::Digest>::digest(&unsigned);
+    let input = json!({"ethTx": format!("0x{}", hex::encode(&unsigned)), "derivationPath": "m/0/1"});
+    // Signed with the root key: refused (the child key is expected).
+    let op = ready_sign_op(&operator, &signer, &vault_id, &devices, input.clone()).await;
+    let o = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+    assert_eq!(o["sign"]["derivationPath"], "m/0/1");
+    assert_eq!(o["sign"]["chainId"], "31337");
+    assert_eq!(o["sign"]["signingDigest"], hex::encode(digest).as_str());
+    let (sig, rid) = key.sign_prehash(&digest);
+    let code = signer
+        .err(SUBMIT_SIG, json!({"o": op, "d": devices[1], "s": sig, "r": rid}))
+        .await;
+    assert_eq!(code, "SIGNATURE_INVALID");
+    // Signed with the m/0/1 child key: accepted, raw transaction assembled.
+    let op = ready_sign_op(&operator, &signer, &vault_id, &devices, input).await;
+    let child = key.derive(&[0, 1]);
+    let (sig, rid) = sign_prehash_with(&child, &digest);
+    let done = signer
+        .ok(SUBMIT_SIG, json!({"o": op, "d": devices[1], "s": sig, "r": rid}))
+        .await["submitSignature"]
+        .clone();
+    assert_eq!(done["state"], "Completed");
+    let raw = done["result"]["rawTransaction"].as_str().unwrap();
+    assert!(raw.starts_with("0x02"), "{raw}");
+    // The raw transaction carries the child key's r and s.
+    assert!(raw.contains(&sig[..64]) && raw.contains(&sig[64..]), "{raw}");
     c.running.shutdown().await.unwrap();
 }
