@@ -718,8 +718,9 @@ pub struct ApiClientCredentials {
     client_id: ID,
     /// `operator` | `signer`.
     role: String,
-    /// Shown once; only its Argon2id hash is stored.
-    client_secret: String,
+    /// Shown once; only its Argon2id hash is stored. Null when an idempotent replay
+    /// returns an existing client (the secret cannot be shown again).
+    client_secret: Option<String>,
 }
 
 /// Mutations.
@@ -729,13 +730,21 @@ pub struct MutationRoot;
 impl MutationRoot {
     /// Creates another API client of the caller's organisation (operators), e.g. one
     /// signer client per Virtual Signer instance.
-    async fn create_api_client(&self, ctx: &Context<'_>, role: String) -> GqlResult<ApiClientCredentials> {
+    async fn create_api_client(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<ApiClientCredentials> {
         let p = ctx_principal(ctx)?;
-        let (client, secret) = ctx_service(ctx)?.create_api_client(p, &role).await.map_err(gql)?;
+        let (client, secret) = ctx_service(ctx)?
+            .create_api_client(p, &role, idempotency_key.as_deref())
+            .await
+            .map_err(gql)?;
         Ok(ApiClientCredentials {
             client_id: ID(client.id.to_string()),
             role: client.role.as_str().to_owned(),
-            client_secret: secret.expose().to_owned(),
+            client_secret: secret.map(|s| s.expose().to_owned()),
         })
     }
 

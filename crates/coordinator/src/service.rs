@@ -300,10 +300,20 @@ impl Service {
     }
 
     /// Creates another API client in the caller's organisation (operators); the
-    /// secret is returned once.
-    pub async fn create_api_client(&self, p: &Principal, role: &str) -> Result<(ApiClient, Secret)> {
+    /// secret is returned once. With an idempotency key, a replay returns the same
+    /// client without a secret (`None`): only its hash is stored.
+    pub async fn create_api_client(
+        &self,
+        p: &Principal,
+        role: &str,
+        key: Option<&str>,
+    ) -> Result<(ApiClient, Option<Secret>)> {
         Self::require_operator(p)?;
         let role = Role::parse(role)?;
+        let hash = request_hash("createApiClient", &role.as_str())?;
+        if let Some(id) = self.idempotent_existing(p, key, "createApiClient", &hash).await? {
+            return Ok((self.api_client(p, &id).await?, None));
+        }
         let client = ApiClient {
             id: ClientId::random(),
             org_id: p.org_id.clone(),
@@ -311,12 +321,24 @@ impl Service {
         };
         let secret = auth::new_client_secret();
         let s = secret.clone();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&s))
+        let secret_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&s))
             .await
             .map_err(|e| Error::internal("argon2", e))??;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        self.store.insert_client(&mut tx, &client, &hash, now).await?;
+        self.store
+            .insert_client(&mut tx, &client, &secret_hash, now)
+            .await?;
+        if !self
+            .idempotent_record(&mut tx, p, key, "createApiClient", &hash, client.id.as_str())
+            .await?
+        {
+            tx.rollback().await?;
+            let id = self
+                .idempotent_lost_race(p, key, "createApiClient", &hash)
+                .await?;
+            return Ok((self.api_client(p, &id).await?, None));
+        }
         let ev = AuditEvent {
             event: "api_client_created".to_owned(),
             actor: Some(p.client_id.to_string()),
@@ -326,7 +348,14 @@ impl Service {
             .audit(&mut tx, &p.org_id, "organisation", p.org_id.as_str(), now, &[ev])
             .await?;
         tx.commit().await?;
-        Ok((client, secret))
+        Ok((client, Some(secret)))
+    }
+
+    async fn api_client(&self, p: &Principal, id: &str) -> Result<ApiClient> {
+        match self.store.client(id).await? {
+            Some((client, _)) if client.org_id == p.org_id => Ok(client),
+            _ => Err(Error::not_found("API client", id)),
+        }
     }
 
     /// OAuth2 client credentials → (access token, lifetime in seconds).
@@ -419,7 +448,7 @@ impl Service {
         if key.is_empty() || key.len() > 200 {
             return Err(Error::invalid_input("idempotencyKey must be 1-200 bytes"));
         }
-        match self.store.idempotency(&p.org_id, key).await? {
+        match self.store.idempotency(&p.client_id, key).await? {
             None => Ok(None),
             Some((m, h, id)) if m == mutation && h == hash => Ok(Some(id)),
             Some(_) => Err(Error::new(
@@ -443,7 +472,16 @@ impl Service {
         let Some(key) = key else { return Ok(true) };
         match self
             .store
-            .insert_idempotency(c, &p.org_id, key, mutation, hash, result_id, self.clock.now())
+            .insert_idempotency(
+                c,
+                &p.client_id,
+                &p.org_id,
+                key,
+                mutation,
+                hash,
+                result_id,
+                self.clock.now(),
+            )
             .await
         {
             Ok(()) => Ok(true),

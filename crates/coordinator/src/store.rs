@@ -653,9 +653,13 @@ impl Store {
     }
 
     /// A stored idempotency record: (mutation, request hash, result id).
-    pub async fn idempotency(&self, org: &OrgId, key: &str) -> Result<Option<(String, String, String)>> {
-        let row = sqlx::query("SELECT mutation, request_hash, result_id FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2")
-            .bind(org.as_str())
+    pub async fn idempotency(
+        &self,
+        client: &ClientId,
+        key: &str,
+    ) -> Result<Option<(String, String, String)>> {
+        let row = sqlx::query("SELECT mutation, request_hash, result_id FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2")
+            .bind(client.as_str())
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -669,12 +673,14 @@ impl Store {
         .transpose()
     }
 
-    /// Records an idempotency key; fails with a unique violation if it exists.
+    /// Records an idempotency key of an API client; fails with a unique violation if
+    /// the client already used it.
     // One column per argument; a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_idempotency(
         &self,
         c: &mut AnyConnection,
+        client: &ClientId,
         org: &OrgId,
         key: &str,
         mutation: &str,
@@ -683,8 +689,9 @@ impl Store {
         now: Millis,
     ) -> std::result::Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO idempotency_keys (org_id, idem_key, mutation, request_hash, result_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO idempotency_keys (client_id, org_id, idem_key, mutation, request_hash, result_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
+        .bind(client.as_str())
         .bind(org.as_str())
         .bind(key)
         .bind(mutation)

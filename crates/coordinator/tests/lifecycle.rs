@@ -853,6 +853,26 @@ async fn idempotency(db: Db) {
     let d1 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
     let d2 = signer.ok(REG, json!({"i": i, "k": "dev-1"})).await;
     assert_eq!(d1, d2);
+    // API clients: a replay returns the same client, without the secret.
+    const NEW_CLIENT: &str = "mutation($k: String) { createApiClient(role: \"operator\", idempotencyKey: $k) { clientId clientSecret } }";
+    let n1 = operator.ok(NEW_CLIENT, json!({"k": "client-1"})).await["createApiClient"].clone();
+    let n2 = operator.ok(NEW_CLIENT, json!({"k": "client-1"})).await["createApiClient"].clone();
+    assert_eq!(n1["clientId"], n2["clientId"]);
+    assert!(n1["clientSecret"].is_string());
+    assert!(n2["clientSecret"].is_null());
+    // Keys are scoped to the API client: another operator of the same organisation
+    // can use "req-1" for a different request.
+    let token = c
+        .token(
+            n1["clientId"].as_str().unwrap(),
+            n1["clientSecret"].as_str().unwrap(),
+        )
+        .await;
+    let operator2 = c.client(&token);
+    let o2 = operator2.ok(REQUEST_SIG, json!({"i": other, "k": "req-1"})).await;
+    assert_ne!(o2["requestSignature"]["id"], a["requestSignature"]["id"]);
+    let o3 = operator2.ok(REQUEST_SIG, json!({"i": other, "k": "req-1"})).await;
+    assert_eq!(o2["requestSignature"]["id"], o3["requestSignature"]["id"]);
     c.running.shutdown().await.unwrap();
 }
 
