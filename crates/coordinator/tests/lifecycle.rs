@@ -19,7 +19,8 @@ per_backend!(
     report_failure_names_culprits,
     idempotency,
     signature_input_checks,
-    eth_tx_with_derivation_path
+    eth_tx_with_derivation_path,
+    reshare_early_rejection_and_expiry,
 );
 
 async fn keygen_sign_digest_message_and_derived(db: Db) {
@@ -999,5 +1000,90 @@ async fn eth_tx_with_derivation_path(db: Db) {
     assert!(raw.starts_with("0x02"), "{raw}");
     // The raw transaction carries the child key's r and s.
     assert!(raw.contains(&sig[..64]) && raw.contains(&sig[64..]), "{raw}");
+    c.running.shutdown().await.unwrap();
+}
+
+/// Reshare: a new member's rejection rejects at once; so does old weight becoming
+/// unreachable; an unfinished reshare expires and leaves the vault as it was.
+async fn reshare_early_rejection_and_expiry(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, old) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode(key.chain_code)),
+    )
+    .await;
+    let new_dev = register_device(&signer, "new").await;
+    // New set: old[0] and the new device (2-of-2); old[1], old[2] are old-only.
+    let signers = json!([{"deviceId": old[0]}, {"deviceId": new_dev}]);
+    let q = "mutation($i: RequestReshareInput!) { requestReshare(input: $i) { id state } }";
+    let request = || async {
+        operator
+            .ok(
+                q,
+                json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}}),
+            )
+            .await["requestReshare"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A new member rejects: Rejected at once.
+    let op = request().await;
+    vote(&signer, &op, &old[1], "approve").await;
+    let r = vote(&signer, &op, &new_dev, "reject").await;
+    assert_eq!(r["state"], "Rejected");
+    assert!(r["rejectionReason"].as_str().unwrap().contains(&new_dev));
+    // Old weight unreachable: old[1] and old[2] reject, only old[0] (1 < 2) is left.
+    let op = request().await;
+    assert_eq!(
+        vote(&signer, &op, &old[1], "reject").await["state"],
+        "AwaitingApproval"
+    );
+    let r = vote(&signer, &op, &old[2], "abstain").await;
+    assert_eq!(r["state"], "Rejected");
+    assert!(
+        r["rejectionReason"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1 of the 2"),
+        "{r}"
+    );
+    // Expiry (10 min default) in Ready: Expired, vault unchanged, acting → EXPIRED.
+    let op = request().await;
+    for d in [&old[0], &new_dev, &old[1]] {
+        vote(&signer, &op, d, "approve").await;
+    }
+    let o = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+    assert_eq!(o["state"], "Ready");
+    c.clock.advance(std::time::Duration::from_secs(601));
+    let (operator, signer) = c.org(&init).await;
+    let o = operator.ok(&q_op(), json!({"id": op})).await["operation"].clone();
+    assert_eq!(o["state"], "Expired");
+    assert_eq!(o["vault"]["status"], "Active");
+    assert_eq!(o["vault"]["keyGeneration"], 0);
+    assert_eq!(o["vault"]["threshold"], 2);
+    assert_eq!(o["vault"]["signers"].as_array().unwrap().len(), 3);
+    let code = signer
+        .err(
+            SUBMIT_RESHARE,
+            json!({"o": op, "d": new_dev, "pk": key.public_hex(), "h": KSH}),
+        )
+        .await;
+    assert_eq!(code, "EXPIRED");
+    // The vault can be reshared again.
+    operator
+        .ok(
+            q,
+            json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}}),
+        )
+        .await;
     c.running.shutdown().await.unwrap();
 }
