@@ -5,10 +5,12 @@
 //!   environment overrides), validated once at start.
 //! - [`telemetry`]: logs (JSON or text) and spans (none, stdout, OTLP/HTTP), logs to an OTLP
 //!   collector when configured.
+//! - [`metrics`]: the Prometheus exporter and every metric the daemon records.
 //!
 //! The device loop (polling the coordinator, approvals, MPC sessions) comes later.
 
 pub mod config;
+pub mod metrics;
 pub mod telemetry;
 
 pub use config::{ConfigError, SignerConfig};
