@@ -6,9 +6,11 @@
 //! - [`telemetry`]: logs (JSON or text) and spans (none, stdout, OTLP/HTTP), logs to an OTLP
 //!   collector when configured.
 //! - [`metrics`]: the Prometheus exporter and every metric the daemon records.
+//! - [`api`]: the HTTP API (`/version`, `/healthz`, `/readyz`, `/register-vs-device`).
 //!
 //! The device loop (polling the coordinator, approvals, MPC sessions) comes later.
 
+pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod telemetry;
