@@ -37,7 +37,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Registry;
 use url::Url;
 
-use crate::config::{LogFormat, TraceSpanExporter};
+use crate::config::{shown_url, LogFormat, TraceSpanExporter};
 
 /// The `service.name` of every span and log record.
 pub const SERVICE_NAME: &str = "vsigner";
@@ -46,8 +46,9 @@ pub const DEFAULT_FILTER: &str = "info";
 /// Time allowed for one export request to the collector.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What [`init`] needs (see [`crate::SignerConfig::telemetry_config`]).
-#[derive(Debug, Clone)]
+/// What [`init`] needs (see [`crate::SignerConfig::telemetry_config`]). `Debug` shows the
+/// endpoints without user info or query (collectors' access keys often sit there).
+#[derive(Clone)]
 pub struct TelemetryConfig {
     /// Log format on stdout.
     pub log_format: LogFormat,
@@ -60,6 +61,24 @@ pub struct TelemetryConfig {
     /// Filter directives (`tracing_subscriber::EnvFilter` syntax). `None`: `RUST_LOG`, or
     /// [`DEFAULT_FILTER`] when it is unset.
     pub filter: Option<String>,
+}
+
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("log_format", &self.log_format)
+            .field("trace_span_exporter", &self.trace_span_exporter)
+            .field(
+                "otlp_traces_endpoint",
+                &self.otlp_traces_endpoint.as_ref().map(shown_url),
+            )
+            .field(
+                "otlp_logs_endpoint",
+                &self.otlp_logs_endpoint.as_ref().map(shown_url),
+            )
+            .field("filter", &self.filter)
+            .finish()
+    }
 }
 
 /// Telemetry could not be set up.
