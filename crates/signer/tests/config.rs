@@ -502,3 +502,26 @@ fn errors_report_their_origin() {
         "{e}"
     );
 }
+
+#[test]
+fn warnings_for_risky_settings() {
+    // base_env: AlwaysApprove, plain MQTT with a password, http coordinator, all on loopback.
+    let w = load_env(base_env()).unwrap().warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("ApprovalMode is AlwaysApprove"), "{w:?}");
+    let env = with(base_env(), "VSIGNER_MQTTEndpoint", "mqtt://broker.example:1883");
+    let env = with(env, "VSIGNER_APIBaseURL", "http://coordinator.example");
+    let w = load_env(env.clone()).unwrap().warnings();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[1].starts_with("MQTTEndpoint is not TLS"), "{w:?}");
+    assert!(w[2].starts_with("APIBaseURL uses http://"), "{w:?}");
+    for s in [SECRET, MQTT_PW, PASSPHRASE, TOKEN] {
+        assert!(!w.concat().contains(s));
+    }
+    let env = with(env, "VSIGNER_MQTTEndpoint", "mqtts://broker.example:8883");
+    let env = with(env, "VSIGNER_APIBaseURL", "https://coordinator.example");
+    let env = with(env, "VSIGNER_ApprovalMode", "API");
+    let env = with(env, "VSIGNER_ExternalTransactionApprovalURL", "https://a/tx");
+    let env = with(env, "VSIGNER_ExternalReshareApprovalURL", "https://a/reshare");
+    assert!(load_env(env).unwrap().warnings().is_empty());
+}

@@ -884,6 +884,49 @@ impl SignerConfig {
         self.approval.approval_mode()
     }
 
+    /// Settings that are valid but risky, one sentence each, for the daemon to log as
+    /// warnings at start (never containing a secret).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.approval_mode() == ApprovalMode::AlwaysApprove {
+            out.push(
+                "ApprovalMode is AlwaysApprove: every operation is approved without any check \
+                 (for development only)"
+                    .to_owned(),
+            );
+        }
+        let loopback = |u: &Url| match u.host() {
+            // Non-special schemes (mqtt://) keep IP addresses as opaque host names.
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if matches!(self.mqtt_endpoint.scheme(), "mqtt" | "tcp")
+            && self.mqtt_password.is_some()
+            && !loopback(&self.mqtt_endpoint)
+        {
+            out.push(
+                "MQTTEndpoint is not TLS (mqtt:// or tcp://) and MQTTPassword is set: the broker \
+                 password crosses the network in clear; use mqtts://"
+                    .to_owned(),
+            );
+        }
+        if self.api_base_url.scheme() == "http" && !loopback(&self.api_base_url) {
+            out.push(
+                "APIBaseURL uses http:// to a host that is not loopback: the coordinator \
+                 credentials cross the network in clear; use https://"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// The broker settings for [`vsigner_transport::Link::connect`]: endpoint (without
     /// credentials), user name, password and CA; other fields at the transport's defaults.
     pub fn mqtt_config(&self) -> MqttConfig {
