@@ -1,0 +1,99 @@
+//! Configuration key names, exactly as written in the file and after `VSIGNER_` / `EDG_VS_`.
+//!
+//! The io.finnet Virtual Signer's names are kept as they are (drop-in); vsigner's own keys
+//! follow the same PascalCase style. See `docs/signer.md` for the meaning of each.
+
+use vsigner_approval::config::keys as approval;
+
+/// HTTP API port.
+pub const PORT: &str = "Port";
+/// Prometheus `/metrics` port.
+pub const PROMETHEUS_PORT: &str = "PrometheusPort";
+/// Organisation id.
+pub const ORG_ID: &str = "OrgId";
+/// API client id at the coordinator.
+pub const AUTH_CLIENT_ID: &str = "AuthClientId";
+/// API client secret at the coordinator (secret).
+pub const AUTH_CLIENT_SECRET: &str = "AuthClientSecret";
+/// Coordinator base URL.
+pub const API_BASE_URL: &str = "APIBaseURL";
+/// MQTT broker URL.
+pub const MQTT_ENDPOINT: &str = "MQTTEndpoint";
+/// CA certificate of the broker: PEM text or a path to a PEM file.
+pub const MQTT_CA_CERT: &str = "MQTTCACert";
+/// Broker user name.
+pub const MQTT_USERNAME: &str = "MQTTUsername";
+/// Broker password (secret).
+pub const MQTT_PASSWORD: &str = "MQTTPassword";
+/// Devices to create on first start.
+pub const INITIAL_DEVICES: &str = "InitialDevices";
+/// `none` | `stdout` | `OTLP-NO-TLS` | `OTLP-TLS`.
+pub const TRACE_SPAN_EXPORTER: &str = "TraceSpanExporter";
+/// OTLP/HTTP collector for spans.
+pub const OTLP_ENDPOINT: &str = "OTELExporterOTLPEndpoint";
+/// OTLP/HTTP collector for logs (the standard OpenTelemetry variable name).
+pub const OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// Keystore location.
+pub const STORAGE_BUCKET_URL: &str = "STORAGE_BUCKET_URL";
+/// Keystore passphrase (secret).
+pub const KEYSTORE_PASSPHRASE: &str = "KeystorePassphrase";
+/// Keystore key file path.
+pub const KEYSTORE_KEY_FILE: &str = "KeystoreKeyFile";
+/// `passphrase` | `keyfile` | `sgx`.
+pub const KEYSTORE_SEALING: &str = "KeystoreSealing";
+/// Bearer token of the HTTP API (secret).
+pub const SIGNER_API_TOKEN: &str = "SignerAPIToken";
+/// Coordinator polling interval.
+pub const POLL_INTERVAL_SECONDS: &str = "PollIntervalSeconds";
+/// Bound on concurrently running operations.
+pub const MAX_CONCURRENT_OPERATIONS: &str = "MaxConcurrentOperations";
+/// Safe-prime sets to keep ready.
+pub const PRIME_POOL_TARGET: &str = "PrimePoolTarget";
+/// Presignatures to keep ready per vault committee.
+pub const PRESIGNATURE_POOL_TARGET: &str = "PresignaturePoolTarget";
+/// `json` | `text`.
+pub const LOG_FORMAT: &str = "LogFormat";
+
+/// Every key, in the order of the documentation.
+pub const ALL: &[&str] = &[
+    PORT,
+    PROMETHEUS_PORT,
+    ORG_ID,
+    AUTH_CLIENT_ID,
+    AUTH_CLIENT_SECRET,
+    API_BASE_URL,
+    MQTT_ENDPOINT,
+    MQTT_CA_CERT,
+    MQTT_USERNAME,
+    MQTT_PASSWORD,
+    INITIAL_DEVICES,
+    approval::APPROVAL_MODE,
+    approval::TRANSACTION_URL,
+    approval::RESHARE_URL,
+    approval::PUBLIC_KEY_HEX,
+    approval::NODE_RPC,
+    approval::CONTRACT_ADDRESS,
+    approval::TIMEOUT_SECONDS,
+    approval::RETRIES,
+    TRACE_SPAN_EXPORTER,
+    OTLP_ENDPOINT,
+    OTLP_LOGS_ENDPOINT,
+    STORAGE_BUCKET_URL,
+    KEYSTORE_PASSPHRASE,
+    KEYSTORE_KEY_FILE,
+    KEYSTORE_SEALING,
+    SIGNER_API_TOKEN,
+    POLL_INTERVAL_SECONDS,
+    MAX_CONCURRENT_OPERATIONS,
+    PRIME_POOL_TARGET,
+    PRESIGNATURE_POOL_TARGET,
+    LOG_FORMAT,
+];
+
+/// Keys whose values are secrets: never logged, shown, or quoted in errors.
+pub const SECRETS: &[&str] = &[
+    AUTH_CLIENT_SECRET,
+    MQTT_PASSWORD,
+    KEYSTORE_PASSPHRASE,
+    SIGNER_API_TOKEN,
+];

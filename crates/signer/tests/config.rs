@@ -1,0 +1,527 @@
+//! `SignerConfig::load`: file formats, environment overrides, validation messages, secrets.
+
+// Tests may unwrap (see clippy.toml); helpers outside #[test] fns too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vsigner_approval::{ApprovalMode, ModeConfig};
+use vsigner_signer::config::{
+    keys, CaCertSource, ConfigError, KeystoreSealing, LogFormat, Origin, SignerConfig, TraceSpanExporter,
+};
+
+const SECRET: &str = "s3cr3t-client-secret-value";
+const MQTT_PW: &str = "mqtt-pw-do-not-print";
+const PASSPHRASE: &str = "keystore-passphrase-do-not-print";
+const TOKEN: &str = "api-token-0123456789abcdef";
+
+/// A minimal valid configuration as environment variables.
+fn base_env() -> Vec<(String, String)> {
+    [
+        ("VSIGNER_OrgId", "org-1"),
+        ("VSIGNER_AuthClientId", "client-1"),
+        ("VSIGNER_AuthClientSecret", SECRET),
+        ("VSIGNER_APIBaseURL", "http://127.0.0.1:8000"),
+        ("VSIGNER_MQTTEndpoint", "mqtt://127.0.0.1:1883"),
+        ("VSIGNER_MQTTPassword", MQTT_PW),
+        ("VSIGNER_MQTTUsername", "vs"),
+        ("VSIGNER_ApprovalMode", "AlwaysApprove"),
+        ("VSIGNER_KeystorePassphrase", PASSPHRASE),
+        ("VSIGNER_SignerAPIToken", TOKEN),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn with(mut env: Vec<(String, String)>, k: &str, v: &str) -> Vec<(String, String)> {
+    env.retain(|(key, _)| key != k);
+    env.push((k.to_owned(), v.to_owned()));
+    env
+}
+
+fn without(mut env: Vec<(String, String)>, k: &str) -> Vec<(String, String)> {
+    env.retain(|(key, _)| key != k);
+    env
+}
+
+fn load_env(env: Vec<(String, String)>) -> Result<SignerConfig, ConfigError> {
+    SignerConfig::load(None, env.into_iter())
+}
+
+fn err(env: Vec<(String, String)>) -> String {
+    let e = load_env(env).unwrap_err().to_string();
+    assert!(!e.contains('\n'), "one line: {e}");
+    for s in [SECRET, MQTT_PW, PASSPHRASE, TOKEN] {
+        assert!(!e.contains(s), "secret in error: {e}");
+    }
+    e
+}
+
+fn file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn minimal_env_config_has_defaults() {
+    let c = load_env(base_env()).unwrap();
+    assert_eq!(c.port, 8080);
+    assert_eq!(c.prometheus_port, 9090);
+    assert_eq!(c.org_id, "org-1");
+    assert_eq!(c.approval_mode(), ApprovalMode::AlwaysApprove);
+    assert_eq!(c.poll_interval, Duration::from_secs(5));
+    assert_eq!(c.max_concurrent_operations, 8);
+    assert_eq!(c.prime_pool_target, 2);
+    assert_eq!(c.presignature_pool_target, 0);
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.trace_span_exporter, TraceSpanExporter::None);
+    assert_eq!(c.storage_bucket_url, "vsigner-data");
+    assert!(c.initial_devices.is_empty());
+    assert!(matches!(&c.keystore_sealing, KeystoreSealing::Passphrase(p) if p.as_str() == PASSPHRASE));
+    assert_eq!(c.signer_api_token.as_str(), TOKEN);
+}
+
+#[test]
+fn toml_file_with_every_key() {
+    let (_d, path) = file(
+        "signer.toml",
+        r#"
+Port = 18080
+PrometheusPort = 19090
+OrgId = "org-toml"
+AuthClientId = "client"
+AuthClientSecret = "s3cr3t-client-secret-value"
+APIBaseURL = "https://coordinator.example:8443/"
+MQTTEndpoint = "mqtts://broker.example:8883"
+MQTTCACert = """
+-----BEGIN CERTIFICATE-----
+MIIB
+-----END CERTIFICATE-----
+"""
+MQTTUsername = "vs"
+MQTTPassword = "mqtt-pw-do-not-print"
+InitialDevices = ["alpha", "beta"]
+ApprovalMode = "API"
+ExternalTransactionApprovalURL = "https://approver.example/tx?code=abc"
+ExternalReshareApprovalURL = "https://approver.example/reshare"
+ApprovalTimeoutSeconds = 2.5
+ApprovalRetries = 3
+TraceSpanExporter = "OTLP-TLS"
+OTELExporterOTLPEndpoint = "https://otel.example:4318"
+OTEL_EXPORTER_OTLP_LOGS_ENDPOINT = "https://otel.example:4318/v1/logs"
+STORAGE_BUCKET_URL = "s3://bucket/prefix"
+KeystoreSealing = "keyfile"
+KeystoreKeyFile = "/var/lib/vsigner/key"
+SignerAPIToken = "api-token-0123456789abcdef"
+PollIntervalSeconds = 0.5
+MaxConcurrentOperations = 4
+PrimePoolTarget = 1
+PresignaturePoolTarget = 10
+LogFormat = "text"
+"#,
+    );
+    let c = SignerConfig::load(Some(&path), std::iter::empty()).unwrap();
+    assert_eq!((c.port, c.prometheus_port), (18080, 19090));
+    assert_eq!(c.org_id, "org-toml");
+    assert_eq!(c.api_base_url.as_str(), "https://coordinator.example:8443/");
+    assert_eq!(c.mqtt_endpoint.as_str(), "mqtts://broker.example:8883");
+    assert_eq!(c.mqtt_ca_cert.as_ref().unwrap().source, CaCertSource::Inline);
+    assert_eq!(c.initial_devices, vec!["alpha", "beta"]);
+    match &c.approval.mode {
+        ModeConfig::Api(api) => assert_eq!(api.reshare_url.as_str(), "https://approver.example/reshare"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.approval.timeout, Duration::from_millis(2500));
+    assert_eq!(c.approval.retries, 3);
+    assert_eq!(c.trace_span_exporter, TraceSpanExporter::OtlpTls);
+    assert_eq!(
+        c.otlp_traces_endpoint.as_ref().unwrap().as_str(),
+        "https://otel.example:4318/v1/traces"
+    );
+    assert_eq!(
+        c.otlp_logs_endpoint.as_ref().unwrap().as_str(),
+        "https://otel.example:4318/v1/logs"
+    );
+    assert_eq!(c.storage_bucket_url, "s3://bucket/prefix");
+    assert_eq!(
+        c.keystore_sealing,
+        KeystoreSealing::KeyFile("/var/lib/vsigner/key".into())
+    );
+    assert_eq!(c.poll_interval, Duration::from_millis(500));
+    assert_eq!(c.max_concurrent_operations, 4);
+    assert_eq!(c.prime_pool_target, 1);
+    assert_eq!(c.presignature_pool_target, 10);
+    assert_eq!(c.log_format, LogFormat::Text);
+
+    // The summary has every key, and no secret and no URL query.
+    let summary = c.summary();
+    let text = summary.to_string();
+    for key in keys::ALL {
+        if *key == keys::KEYSTORE_PASSPHRASE
+            || key.starts_with("ApprovalNode")
+            || key.starts_with("ApprovalSmart")
+        {
+            continue;
+        }
+        assert!(summary.get(key).is_some(), "summary lacks {key}: {text}");
+    }
+    for s in [SECRET, MQTT_PW, TOKEN, "code=abc"] {
+        assert!(!text.contains(s), "{s} in summary: {text}");
+    }
+    assert_eq!(summary["AuthClientSecret"], "set");
+    assert_eq!(summary["MQTTPassword"], "set");
+    assert_eq!(summary["SignerAPIToken"], "set");
+}
+
+#[test]
+fn json_file_and_env_precedence() {
+    let (_d, path) = file(
+        "signer.json",
+        r#"{"Port": 1000, "PrometheusPort": 1001, "OrgId": "from-file", "LogFormat": "text",
+            "InitialDevices": 3}"#,
+    );
+    let env = with(without(base_env(), "VSIGNER_OrgId"), "EDG_VS_Port", "2000");
+    let env = with(env, "VSIGNER_Port", "3000");
+    let env = with(env, "EDG_VS_PrometheusPort", "2001");
+    let c = SignerConfig::load(Some(&path), env.into_iter()).unwrap();
+    assert_eq!(c.port, 3000, "VSIGNER_ wins over EDG_VS_ and the file");
+    assert_eq!(c.prometheus_port, 2001, "EDG_VS_ wins over the file");
+    assert_eq!(c.org_id, "from-file");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(
+        c.initial_devices,
+        vec!["vs-device-1", "vs-device-2", "vs-device-3"]
+    );
+
+    // An empty variable unsets the file's value (then the default applies).
+    let env = with(base_env(), "VSIGNER_LogFormat", "");
+    let c = SignerConfig::load(Some(&path), env.into_iter()).unwrap();
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn file_format_sniffed_without_extension() {
+    let (_d, path) = file("signer.conf", "{\"OrgId\": \"json-org\"}");
+    let c = SignerConfig::load(Some(&path), without(base_env(), "VSIGNER_OrgId").into_iter()).unwrap();
+    assert_eq!(c.org_id, "json-org");
+    let (_d, path) = file("signer.conf", "OrgId = \"toml-org\"");
+    let c = SignerConfig::load(Some(&path), without(base_env(), "VSIGNER_OrgId").into_iter()).unwrap();
+    assert_eq!(c.org_id, "toml-org");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let (_d, path) = file("signer.toml", "OrgID = \"x\"\n");
+    let e = SignerConfig::load(Some(&path), base_env().into_iter()).unwrap_err();
+    assert_eq!(e.key(), Some("OrgID"));
+    assert_eq!(
+        e.to_string(),
+        "config key OrgID: unknown key in the config file (did you mean OrgId?)"
+    );
+
+    let e = err(with(base_env(), "EDG_VS_Colour", "blue"));
+    assert!(
+        e.starts_with("config key EDG_VS_Colour: unknown environment variable"),
+        "{e}"
+    );
+    let e = err(with(base_env(), "VSIGNER_Prometheusport", "1"));
+    assert!(e.contains("did you mean PrometheusPort"), "{e}");
+    let e = err(with(base_env(), "VSIGNER_PORT", "1"));
+    assert!(
+        e.contains("VSIGNER_PORT") && e.contains("did you mean Port"),
+        "{e}"
+    );
+    // All-capital variables of other vsigner parts are not configuration keys.
+    load_env(with(base_env(), "VSIGNER_TEST_MQTT_URL", "mqtt://x")).unwrap();
+    load_env(with(base_env(), "VSIGNER_BROKER_PASSWORD", "x")).unwrap();
+}
+
+#[test]
+fn bad_values_name_the_key_and_what_is_expected() {
+    assert_eq!(
+        err(with(base_env(), "VSIGNER_MQTTEndpoint", "htp://x")),
+        "config key MQTTEndpoint (from env VSIGNER_MQTTEndpoint): expected mqtt://, mqtts://, tcp://, ssl:// \
+         or tls:// URL, got \"htp://x\""
+    );
+    let (_d, path) = file("c.json", r#"{"MQTTEndpoint": "htp://x"}"#);
+    let e = SignerConfig::load(
+        Some(&path),
+        without(base_env(), "VSIGNER_MQTTEndpoint").into_iter(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "config key MQTTEndpoint: expected mqtt://, mqtts://, tcp://, ssl:// or tls:// URL, got \"htp://x\""
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("VSIGNER_Port", "http", "config key Port (from env VSIGNER_Port): expected a port number"),
+        ("VSIGNER_Port", "70000", "expected a port number from 0 to 65535"),
+        ("VSIGNER_PrometheusPort", "8080", "config key PrometheusPort (from env VSIGNER_PrometheusPort): must differ from Port"),
+        ("VSIGNER_APIBaseURL", "ftp://x", "config key APIBaseURL (from env VSIGNER_APIBaseURL): expected an http:// or https:// URL"),
+        ("VSIGNER_APIBaseURL", "http://u:p@x", "config key APIBaseURL (from env VSIGNER_APIBaseURL): credentials in the URL are not allowed"),
+        ("VSIGNER_ApprovalMode", "Sometimes", "config key ApprovalMode (from env VSIGNER_ApprovalMode): \"Sometimes\" is not one of"),
+        ("VSIGNER_ApprovalTimeoutSeconds", "soon", "config key ApprovalTimeoutSeconds"),
+        ("VSIGNER_TraceSpanExporter", "jaeger", "config key TraceSpanExporter (from env VSIGNER_TraceSpanExporter): expected none, stdout, OTLP-NO-TLS or OTLP-TLS, got \"jaeger\""),
+        ("VSIGNER_LogFormat", "xml", "config key LogFormat (from env VSIGNER_LogFormat): expected json or text"),
+        ("VSIGNER_MaxConcurrentOperations", "0", "config key MaxConcurrentOperations (from env VSIGNER_MaxConcurrentOperations): expected a whole number from 1 to 1024"),
+        ("VSIGNER_PrimePoolTarget", "-1", "config key PrimePoolTarget"),
+        ("VSIGNER_PresignaturePoolTarget", "many", "config key PresignaturePoolTarget"),
+        ("VSIGNER_PollIntervalSeconds", "0", "config key PollIntervalSeconds (from env VSIGNER_PollIntervalSeconds): expected a number of seconds"),
+        ("VSIGNER_InitialDevices", "65", "config key InitialDevices"),
+        ("VSIGNER_InitialDevices", "a,a", "appears twice"),
+        ("VSIGNER_InitialDevices", "a,,b", "expected 1 to 64 characters"),
+        ("VSIGNER_STORAGE_BUCKET_URL", "gopher://x", "config key STORAGE_BUCKET_URL (from env VSIGNER_STORAGE_BUCKET_URL): expected a directory path"),
+        ("VSIGNER_KeystoreSealing", "tpm", "config key KeystoreSealing (from env VSIGNER_KeystoreSealing): expected passphrase, keyfile or sgx"),
+        ("VSIGNER_MQTTCACert", "/nonexistent/ca.pem", "config key MQTTCACert (from env VSIGNER_MQTTCACert): expected PEM text or a readable PEM file"),
+        ("VSIGNER_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "localhost:4318", "config key OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+    ];
+    for (var, value, expected) in cases {
+        let e = err(with(base_env(), var, value));
+        assert!(
+            e.contains(expected),
+            "{var}={value}: got {e:?}, expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_keys_for_the_mode() {
+    for (var, expected) in [
+        ("VSIGNER_OrgId", "config key OrgId: must be set"),
+        ("VSIGNER_AuthClientId", "config key AuthClientId: must be set"),
+        (
+            "VSIGNER_AuthClientSecret",
+            "config key AuthClientSecret: must be set",
+        ),
+        ("VSIGNER_APIBaseURL", "config key APIBaseURL: must be set"),
+        ("VSIGNER_MQTTEndpoint", "config key MQTTEndpoint: must be set"),
+        (
+            "VSIGNER_ApprovalMode",
+            "config key ApprovalMode: must be set (AlwaysApprove, API or SmartContract)",
+        ),
+        ("VSIGNER_SignerAPIToken", "config key SignerAPIToken: must be set"),
+        (
+            "VSIGNER_KeystorePassphrase",
+            "config key KeystoreSealing: must be set",
+        ),
+    ] {
+        let e = err(without(base_env(), var));
+        assert!(e.starts_with(expected), "{var}: {e}");
+    }
+    let env = with(base_env(), "VSIGNER_ApprovalMode", "API");
+    assert_eq!(
+        err(env.clone()),
+        "config key ExternalTransactionApprovalURL: must be set when ApprovalMode is API"
+    );
+    let env = with(env, "VSIGNER_ExternalTransactionApprovalURL", "http://a/tx");
+    assert_eq!(
+        err(env),
+        "config key ExternalReshareApprovalURL: must be set when ApprovalMode is API"
+    );
+    let env = with(base_env(), "VSIGNER_ApprovalMode", "SmartContract");
+    assert_eq!(
+        err(env),
+        "config key ApprovalNodeRPCAddress: must be set when ApprovalMode is SmartContract"
+    );
+    let env = with(base_env(), "VSIGNER_TraceSpanExporter", "OTLP-NO-TLS");
+    assert!(err(env.clone()).starts_with(
+        "config key OTELExporterOTLPEndpoint: must be set when TraceSpanExporter is OTLP-NO-TLS"
+    ));
+    let e = err(with(
+        env.clone(),
+        "VSIGNER_OTELExporterOTLPEndpoint",
+        "https://c:4318",
+    ));
+    assert!(
+        e.contains("expected an http:// URL when TraceSpanExporter is OTLP-NO-TLS"),
+        "{e}"
+    );
+    let c = load_env(with(
+        env,
+        "VSIGNER_OTELExporterOTLPEndpoint",
+        "http://127.0.0.1:4318/",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.otlp_traces_endpoint.unwrap().as_str(),
+        "http://127.0.0.1:4318/v1/traces"
+    );
+
+    // Keystore sealing: the companion key is required, and a conflicting one refused.
+    let env = with(
+        without(base_env(), "VSIGNER_KeystorePassphrase"),
+        "VSIGNER_KeystoreSealing",
+        "keyfile",
+    );
+    assert!(err(env.clone())
+        .starts_with("config key KeystoreKeyFile: must be set when KeystoreSealing is keyfile"));
+    let c = load_env(with(env, "VSIGNER_KeystoreKeyFile", "key.bin")).unwrap();
+    assert_eq!(c.keystore_sealing, KeystoreSealing::KeyFile("key.bin".into()));
+    let env = with(base_env(), "VSIGNER_KeystoreSealing", "sgx");
+    assert!(err(env.clone()).contains("config key KeystorePassphrase (from env VSIGNER_KeystorePassphrase): must not be set when KeystoreSealing is sgx"));
+    let c = load_env(without(env, "VSIGNER_KeystorePassphrase")).unwrap();
+    assert_eq!(c.keystore_sealing, KeystoreSealing::Sgx);
+    let env = with(base_env(), "VSIGNER_KeystoreKeyFile", "k");
+    assert!(err(env).starts_with("config key KeystoreSealing: must be set (passphrase or keyfile) when both"));
+}
+
+#[test]
+fn secrets_never_in_errors_or_debug() {
+    let e = err(with(base_env(), "VSIGNER_SignerAPIToken", "short-token"));
+    assert_eq!(
+        e,
+        "config key SignerAPIToken (from env VSIGNER_SignerAPIToken): is set but invalid: expected at least 16 characters"
+    );
+    assert!(!e.contains("short-token"));
+    let e = err(with(base_env(), "VSIGNER_KeystorePassphrase", "pw1"));
+    assert!(e.contains("is set but invalid") && !e.contains("pw1"), "{e}");
+    let (_d, path) = file("c.toml", "AuthClientSecret = [\"s3cr3t-in-a-list\"]\n");
+    let e = SignerConfig::load(
+        Some(&path),
+        without(base_env(), "VSIGNER_AuthClientSecret").into_iter(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "config key AuthClientSecret: is set but invalid: expected a string, got a list"
+    );
+
+    // A password in the MQTT URL moves out of it, and is hidden everywhere.
+    let env = without(
+        without(base_env(), "VSIGNER_MQTTPassword"),
+        "VSIGNER_MQTTUsername",
+    );
+    let env = with(
+        env,
+        "VSIGNER_MQTTEndpoint",
+        "mqtt://vs:url-pw-do-not-print@127.0.0.1:1883",
+    );
+    let c = load_env(env.clone()).unwrap();
+    assert_eq!(c.mqtt_endpoint.as_str(), "mqtt://127.0.0.1:1883");
+    assert_eq!(c.mqtt_username.as_deref(), Some("vs"));
+    assert_eq!(c.mqtt_password.as_ref().unwrap().as_str(), "url-pw-do-not-print");
+    let debug = format!("{c:?} {:?}", c.mqtt_config());
+    let summary = c.summary().to_string();
+    for s in [SECRET, PASSPHRASE, TOKEN, "url-pw-do-not-print"] {
+        assert!(!debug.contains(s), "{s} in Debug: {debug}");
+        assert!(!summary.contains(s), "{s} in summary: {summary}");
+    }
+    assert!(debug.contains("<redacted>"));
+    // Both in the URL and as keys: ambiguous, refused, without the password.
+    let e = err(with(env, "VSIGNER_MQTTPassword", MQTT_PW));
+    assert!(
+        e.starts_with("config key MQTTEndpoint (from env VSIGNER_MQTTEndpoint): has credentials in the URL")
+    );
+    assert!(!e.contains("url-pw-do-not-print"));
+    // A bad URL holding credentials is quoted without them.
+    let e = err(with(
+        base_env(),
+        "VSIGNER_APIBaseURL",
+        "gopher://u:hunter2@x/?k=v",
+    ));
+    assert!(!e.contains("hunter2") && !e.contains("k=v"), "{e}");
+}
+
+#[test]
+fn mqtt_config_and_ca_file() {
+    let (_d, ca) = file(
+        "ca.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let env = with(base_env(), "EDG_VS_MQTTCACert", ca.to_str().unwrap());
+    let env = with(env, "VSIGNER_MQTTEndpoint", "tls://broker:8883");
+    let c = load_env(env).unwrap();
+    assert_eq!(
+        c.mqtt_ca_cert.as_ref().unwrap().source,
+        CaCertSource::File(ca.clone())
+    );
+    let m = c.mqtt_config();
+    assert_eq!(m.endpoint, "tls://broker:8883");
+    assert_eq!(m.username.as_deref(), Some("vs"));
+    assert_eq!(m.password.as_ref().unwrap().as_str(), MQTT_PW);
+    assert_eq!(
+        m.ca_cert_pem.as_deref(),
+        Some(std::fs::read(&ca).unwrap().as_slice())
+    );
+
+    let (_d, not_pem) = file("ca.pem", "hello");
+    let e = err(with(base_env(), "VSIGNER_MQTTCACert", not_pem.to_str().unwrap()));
+    assert!(
+        e.starts_with("config key MQTTCACert (from env VSIGNER_MQTTCACert): expected a PEM certificate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn standard_env_names_and_initial_devices() {
+    let env = with(base_env(), "STORAGE_BUCKET_URL", "/data/vs");
+    let env = with(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://127.0.0.1:4318");
+    let env = with(env, "EDG_VS_InitialDevices", "treasury, ops");
+    let c = load_env(env.clone()).unwrap();
+    assert_eq!(c.storage_bucket_url, "/data/vs");
+    assert_eq!(
+        c.otlp_logs_endpoint.unwrap().as_str(),
+        "http://127.0.0.1:4318/v1/logs"
+    );
+    assert_eq!(c.initial_devices, vec!["treasury", "ops"]);
+    // The prefixed names win over the plain ones.
+    let c = load_env(with(env, "VSIGNER_STORAGE_BUCKET_URL", "file:///srv/vs")).unwrap();
+    assert_eq!(c.storage_bucket_url, "file:///srv/vs");
+    let c = load_env(with(base_env(), "VSIGNER_InitialDevices", "only-one")).unwrap();
+    assert_eq!(c.initial_devices, vec!["only-one"]);
+}
+
+#[test]
+fn errors_report_their_origin() {
+    let e = load_env(with(base_env(), "EDG_VS_Port", "x")).unwrap_err();
+    match e {
+        ConfigError::Key { key, origin, .. } => {
+            assert_eq!(key, "Port");
+            assert_eq!(origin, Some(Origin::Env("EDG_VS_Port".into())));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = SignerConfig::load(
+        Some(std::path::Path::new("/nonexistent/vs.toml")),
+        base_env().into_iter(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("config file /nonexistent/vs.toml: cannot read"),
+        "{e}"
+    );
+}
+
+#[test]
+fn warnings_for_risky_settings() {
+    // base_env: AlwaysApprove, plain MQTT with a password, http coordinator, all on loopback.
+    let w = load_env(base_env()).unwrap().warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("ApprovalMode is AlwaysApprove"), "{w:?}");
+    let env = with(base_env(), "VSIGNER_MQTTEndpoint", "mqtt://broker.example:1883");
+    let env = with(env, "VSIGNER_APIBaseURL", "http://coordinator.example");
+    let w = load_env(env.clone()).unwrap().warnings();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[1].starts_with("MQTTEndpoint is not TLS"), "{w:?}");
+    assert!(w[2].starts_with("APIBaseURL uses http://"), "{w:?}");
+    for s in [SECRET, MQTT_PW, PASSPHRASE, TOKEN] {
+        assert!(!w.concat().contains(s));
+    }
+    let env = with(env, "VSIGNER_MQTTEndpoint", "mqtts://broker.example:8883");
+    let env = with(env, "VSIGNER_APIBaseURL", "https://coordinator.example");
+    let env = with(env, "VSIGNER_ApprovalMode", "API");
+    let env = with(env, "VSIGNER_ExternalTransactionApprovalURL", "https://a/tx");
+    let env = with(env, "VSIGNER_ExternalReshareApprovalURL", "https://a/reshare");
+    assert!(load_env(env).unwrap().warnings().is_empty());
+}
