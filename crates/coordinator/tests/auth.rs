@@ -35,25 +35,16 @@ async fn unknown_client_id_looks_like_a_wrong_secret() {
     let id = init.operator_client_id.as_str();
     // Warm up (the dummy hash is computed once).
     token_request(&c, "vsc_nosuchclient", "vss_x").await;
-    let mut wrong = Vec::new();
-    let mut unknown = Vec::new();
-    for _ in 0..3 {
-        let (s1, b1, t1) = token_request(&c, id, "vss_wrong").await;
-        let (s2, b2, t2) = token_request(&c, "vsc_000000000000000000000000", "vss_wrong").await;
+    // Same status and body for an unknown id as for a wrong secret. (That the unknown id
+    // costs a full Argon2id verification too is `auth::dummy_hash`'s unit test and the code
+    // path in `Service::issue_token`; it is not asserted by timing here: timings on a shared
+    // machine make flaky tests.)
+    for _ in 0..2 {
+        let (s1, b1, _) = token_request(&c, id, "vss_wrong").await;
+        let (s2, b2, _) = token_request(&c, "vsc_000000000000000000000000", "vss_wrong").await;
         assert_eq!(s1, 401);
         assert_eq!((s1, &b1), (s2, &b2), "unknown id answered differently");
-        wrong.push(t1);
-        unknown.push(t2);
     }
-    wrong.sort();
-    unknown.sort();
-    // The unknown id runs a full Argon2 verification too (medians, generous margin).
-    assert!(
-        unknown[1] * 3 >= wrong[1],
-        "unknown id answered in {:?}, wrong secret in {:?}: the id's existence leaks",
-        unknown[1],
-        wrong[1]
-    );
     c.running.shutdown().await.unwrap();
 }
 
