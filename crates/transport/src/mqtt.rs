@@ -209,7 +209,12 @@ impl Link {
     pub async fn connect(identity: Arc<DeviceIdentity>, config: MqttConfig) -> Result<Link, TransportError> {
         let device = identity.device_id().clone();
         let options = config.options(&format!("vsigner-{device}"))?;
-        let (client, eventloop) = AsyncClient::new(options, 4096);
+        let (client, mut eventloop) = AsyncClient::new(options, 4096);
+        // Protocol messages are small and latency-bound: without TCP_NODELAY, Nagle's
+        // algorithm and delayed ACKs add ~40 ms to each hop.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let inner = Arc::new(LinkInner {
             inbox: Mutex::new(Inbox::new(identity.clone(), config.limits.clone())),
             max_envelope: config.limits.max_envelope,
