@@ -1218,6 +1218,25 @@ impl Operation {
         Ok(out)
     }
 
+    /// When the key results so far disagree, fails the operation naming every device outside
+    /// the largest agreeing group (everyone, on a tie) and refuses the submission; true then.
+    fn fail_on_disagreement(&mut self, what: &str, difference: &str, now: Millis, out: &mut Outcome) -> bool {
+        let Some(culprits) = self.disagreeing_devices() else {
+            return false;
+        };
+        let names: Vec<String> = culprits.iter().map(|d| d.to_string()).collect();
+        let reason = format!(
+            "{what} results disagree: devices {} reported {difference}",
+            names.join(", ")
+        );
+        self.fail(reason, culprits, None, now, out);
+        out.refusal = Some(Error::new(
+            ErrorCode::ResultMismatch,
+            format!("{what} results disagree; the operation failed"),
+        ));
+        true
+    }
+
     /// The devices outside the largest group of agreeing submissions (everyone on a
     /// tie), or `None` when all submissions so far agree.
     fn disagreeing_devices(&self) -> Option<Vec<DeviceId>> {
@@ -1304,22 +1323,12 @@ impl Operation {
             serde_json::json!({"publicKey": public_key_hex, "keySetHash": hex::encode(key_set_hash)}),
         ));
         // Anyone outside the largest agreeing group is named (everyone, on a tie).
-        if let Some(culprits) = self.disagreeing_devices() {
-            let names: Vec<String> = culprits.iter().map(|d| d.to_string()).collect();
-            self.fail(
-                format!(
-                    "keygen results disagree: devices {} reported a different public key, chain code or key-set hash",
-                    names.join(", ")
-                ),
-                culprits,
-                None,
-                now,
-                &mut out,
-            );
-            out.refusal = Some(Error::new(
-                ErrorCode::ResultMismatch,
-                "keygen results disagree; the operation failed",
-            ));
+        if self.fail_on_disagreement(
+            "keygen",
+            "a different public key, chain code or key-set hash",
+            now,
+            &mut out,
+        ) {
             return Ok(out);
         }
         if self.key_results.len() == self.committee.len() {
@@ -1431,22 +1440,12 @@ impl Operation {
             chain_code: None,
             key_set_hash: Some(hex::encode(key_set_hash)),
         });
-        if let Some(culprits) = self.disagreeing_devices() {
-            let names: Vec<String> = culprits.iter().map(|d| d.to_string()).collect();
-            self.fail(
-                format!(
-                    "reshare results disagree: devices {} reported a different key-set hash; the new shares are inconsistent and the old ones must be kept",
-                    names.join(", ")
-                ),
-                culprits,
-                None,
-                now,
-                &mut out,
-            );
-            out.refusal = Some(Error::new(
-                ErrorCode::ResultMismatch,
-                "reshare results disagree on the key-set hash; the operation failed",
-            ));
+        if self.fail_on_disagreement(
+            "reshare",
+            "a different key-set hash; the new shares are inconsistent and the old ones must be kept",
+            now,
+            &mut out,
+        ) {
             return Ok(out);
         }
         let new_members = self.committee.iter().filter(|m| m.new_index.is_some()).count();
