@@ -405,6 +405,41 @@ impl Keystore {
         Ok(deleted)
     }
 
+    /// Records that `device` left the signer set of `vault` when the coordinator confirmed
+    /// key generation `generation` (a reshare it dealt in but holds no new share of), then
+    /// deletes its older generations: an old share must not outlive the new sharing.
+    /// Refuses a generation that is not newer than every stored one or than the confirmed
+    /// one. Returns the deleted generations.
+    pub async fn confirm_departure(
+        &self,
+        device: &str,
+        vault: &str,
+        generation: u64,
+    ) -> Result<Vec<u64>, KeystoreError> {
+        let stored = self.share_generations(device, vault).await?;
+        if stored.iter().any(|g| *g >= generation) {
+            return Err(KeystoreError::Lifecycle(format!(
+                "cannot record leaving {vault} at generation {generation}: generation {} is stored",
+                stored.last().copied().unwrap_or_default()
+            )));
+        }
+        if let Some(current) = self.confirmed_generation(device, vault).await? {
+            if generation < current {
+                return Err(KeystoreError::Lifecycle(format!(
+                    "cannot record leaving {vault} at generation {generation}: generation {current} is already confirmed"
+                )));
+            }
+        }
+        let marker = RecordId::share_confirmation(device, vault)?;
+        self.put(&marker, &generation.to_be_bytes()).await?;
+        for g in &stored {
+            self.backend
+                .delete(&RecordId::key_share(device, vault, *g)?.path())
+                .await?;
+        }
+        Ok(stored)
+    }
+
     /// What an interrupted run left behind (report at start-up).
     pub async fn leftovers(&self) -> Result<Leftovers, KeystoreError> {
         let mut out = Leftovers {

@@ -283,6 +283,30 @@ async fn share_generations_are_deleted_only_after_a_successor_is_confirmed() {
 }
 
 #[tokio::test]
+async fn a_device_that_leaves_the_signer_set_destroys_its_old_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::open(dir.path().to_str().unwrap(), &pass("p"))
+        .await
+        .unwrap();
+    let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
+    ks.put(&g(0), b"gen 0").await.unwrap();
+    ks.confirm_generation("dev", "vault", 0).await.unwrap();
+    assert!(
+        ks.confirm_departure("dev", "vault", 0).await.is_err(),
+        "generation 0 is the one it holds"
+    );
+    assert_eq!(ks.confirm_departure("dev", "vault", 1).await.unwrap(), vec![0]);
+    assert!(ks.get(&g(0)).await.unwrap().is_none());
+    assert!(!dir.path().join(g(0).path()).exists());
+    assert_eq!(ks.confirmed_generation("dev", "vault").await.unwrap(), Some(1));
+    assert!(ks.leftovers().await.unwrap().is_empty());
+    assert!(
+        ks.confirm_departure("dev", "vault", 0).await.is_err(),
+        "no going back"
+    );
+}
+
+#[tokio::test]
 async fn key_file_and_sgx_sealing_providers() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("store");

@@ -190,6 +190,12 @@ impl DeviceIdentity {
         }
     }
 
+    /// The same keys bound to another device id: a new device's identity is made before
+    /// the coordinator assigns its id, and rebound to that id once registered.
+    pub fn with_device_id(self, device_id: DeviceId) -> Self {
+        DeviceIdentity { device_id, ..self }
+    }
+
     /// The device this identity belongs to.
     pub fn device_id(&self) -> &DeviceId {
         &self.device_id
@@ -305,5 +311,19 @@ mod tests {
         let identity_point = format!("01{}", "00".repeat(31));
         assert!(DevicePublicKeys::from_hex(&identity_point, &keys.encryption_hex()).is_err());
         assert!(DevicePublicKeys::from_hex(&keys.signing_hex(), &"00".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn rebinding_keeps_the_keys() {
+        let id = DeviceIdentity::generate(DeviceId::new("pending-1").unwrap(), &mut rand_core::OsRng);
+        let keys = id.public_keys().clone();
+        let seed = *id.signing_key().as_bytes();
+        let bound = id.with_device_id(DeviceId::new("dev-9").unwrap());
+        assert_eq!(bound.device_id().as_str(), "dev-9");
+        assert_eq!(bound.public_keys(), &keys);
+        assert_eq!(bound.signing_key().as_bytes(), &seed);
+        let back = DeviceIdentity::from_bytes(&bound.to_bytes()).unwrap();
+        assert_eq!(back.device_id().as_str(), "dev-9");
+        assert_eq!(back.public_keys(), &keys);
     }
 }

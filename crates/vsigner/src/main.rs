@@ -1,7 +1,8 @@
 //! `vsigner`: the command-line entry point of the MPC Virtual Signer.
 //!
 //! # Layout
-//! - `primes`: generate safe-prime pools for aux-info generation.
+//! - `run`: the Virtual Signer daemon.
+//! - `primes`: generate safe-prime pools for aux-info generation, import them into a signer.
 //! - `bench`: measure the protocols (`bench protocols`).
 //! - `keystore`: inspect a keystore (`keystore inspect`).
 //! - `broker`: the embedded MQTT broker.
@@ -23,6 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the Virtual Signer daemon (its virtual devices vote on and sign the coordinator's
+    /// operations) until SIGTERM.
+    Run {
+        /// Configuration file (JSON or TOML); each key can be overridden by VSIGNER_<Key>.
+        #[arg(long, env = "VSIGNER_CONFIG_FILE")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
     #[command(subcommand)]
     Primes(commands::primes::PrimesCommand),
@@ -52,6 +60,7 @@ fn main() -> std::process::ExitCode {
         harden();
     }
     let result = match cli.command {
+        Command::Run { config } => vsigner_signer::run::run(config.as_deref()).map_err(anyhow::Error::from),
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Broker(args) => commands::broker::run(args),

@@ -275,7 +275,7 @@ pub fn shown_url(url: &Url) -> String {
 }
 
 /// `STORAGE_BUCKET_URL` for summaries: a path as is; a URL via [`shown_url`].
-fn shown_storage(s: &str) -> String {
+pub fn shown_storage(s: &str) -> String {
     match Url::parse(s) {
         Ok(u) if s.contains("://") => shown_url(&u),
         _ => s.to_owned(),

@@ -30,6 +30,23 @@ pub(crate) enum PrimesCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Move prime sets from a pool file into a signer's keystore (its aux-info stock), so
+    /// that a new instance need not generate them. Each set is imported once: import a
+    /// file into one instance only, never into two (a set becomes a device's Paillier key).
+    Import {
+        /// The signer configuration (the keystore settings are used).
+        #[arg(long)]
+        config: PathBuf,
+        /// Pool file made by `vsigner primes generate`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Sets of the file to skip (to give different slices of one file to instances).
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Sets to import (default: all after --skip).
+        #[arg(long)]
+        count: Option<usize>,
+    },
 }
 
 pub(crate) fn run(cmd: PrimesCommand) -> anyhow::Result<()> {
@@ -41,7 +58,54 @@ pub(crate) fn run(cmd: PrimesCommand) -> anyhow::Result<()> {
             note,
             quiet,
         } => generate(sets, out, workers, note, quiet),
+        PrimesCommand::Import {
+            config,
+            from,
+            skip,
+            count,
+        } => import(&config, &from, skip, count),
     }
+}
+
+fn import(
+    config: &std::path::Path,
+    from: &std::path::Path,
+    skip: usize,
+    count: Option<usize>,
+) -> anyhow::Result<()> {
+    let config = vsigner_signer::SignerConfig::load(Some(config), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let pool = read_pool(from)?;
+    if !pool.note.is_empty() {
+        eprintln!("note of {}: {}", from.display(), pool.note);
+    }
+    let sets: Vec<_> = pool
+        .into_sets()
+        .with_context(|| format!("{} is not a valid prime pool", from.display()))?
+        .into_iter()
+        .skip(skip)
+        .take(count.unwrap_or(usize::MAX))
+        .collect();
+    if sets.is_empty() {
+        bail!(
+            "no prime set to import from {} (after --skip {skip})",
+            from.display()
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let keystore = vsigner_signer::daemon::open_keystore(&config).await?;
+        let stock = vsigner_signer::prime_stock::PrimeStock::open(std::sync::Arc::new(keystore)).await?;
+        for set in &sets {
+            stock.put(set).await?;
+        }
+        println!(
+            "imported {} prime set(s); the stock holds {}",
+            sets.len(),
+            stock.ready()
+        );
+        anyhow::Ok(())
+    })
 }
 
 /// Reads a pool file.

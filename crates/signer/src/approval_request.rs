@@ -1,0 +1,196 @@
+//! From a coordinator operation to the request the approver sees, and the checks a device
+//! makes before it signs anything.
+//!
+//! The approver decides on an [`ApprovalRequest`] built here from the operation as the
+//! coordinator described it when the vote was asked. When the operation is Ready, the
+//! device builds the request again from the Ready operation and runs the protocol only if
+//! it is *equal* to the one approved: a coordinator that changed the payload, the path, the
+//! signer set or a threshold after the vote gets no signature.
+//!
+//! The digest a secp256k1 committee signs is computed here from the approved payload
+//! (`digest` as is, keccak256 of an EIP-1559 transaction, the EIP-191 hash of a message);
+//! the coordinator's `signingDigest` is only compared with it, never used.
+
+use sha3::{Digest, Keccak256};
+use vsigner_approval::{
+    ApprovalRequest, Curve, EthTransaction, Operation as Requested, SignPayload, Signer, Vault,
+};
+
+use crate::coordinator_api::{Device, Operation, VaultSigner};
+
+/// Why an operation cannot be turned into a request (the device rejects it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOperation(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidOperation {
+    InvalidOperation(msg.into())
+}
+
+/// The curve of an operation.
+pub fn curve(op: &Operation) -> Result<Curve, InvalidOperation> {
+    match op.curve.as_str() {
+        "secp256k1" => Ok(Curve::Secp256k1),
+        "ed25519" => Ok(Curve::Ed25519),
+        other => Err(invalid(format!("unsupported curve {other:?}"))),
+    }
+}
+
+fn signers(set: &[VaultSigner], directory: &[Device]) -> Result<Vec<Signer>, InvalidOperation> {
+    let mut out = Vec::with_capacity(set.len());
+    for (position, s) in set.iter().enumerate() {
+        if usize::from(s.index) != position {
+            return Err(invalid(format!(
+                "signer {} has index {} at position {position}",
+                s.device_id, s.index
+            )));
+        }
+        if out.iter().any(|o: &Signer| o.id == s.device_id) {
+            return Err(invalid(format!("signer {} appears twice", s.device_id)));
+        }
+        let device = directory.iter().find(|d| d.id == s.device_id).ok_or_else(|| {
+            invalid(format!(
+                "signer {} is not a device of the organisation",
+                s.device_id
+            ))
+        })?;
+        out.push(Signer {
+            id: s.device_id.clone(),
+            name: device.name.clone(),
+            weight: s.weight,
+            identity_public_key_hex: device.identity_signing_key.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_hex(what: &str, s: &str) -> Result<Vec<u8>, InvalidOperation> {
+    hex::decode(s.strip_prefix("0x").unwrap_or(s)).map_err(|_| invalid(format!("{what} is not hex")))
+}
+
+/// The sign payload of a sign operation.
+pub fn sign_payload(op: &Operation) -> Result<SignPayload, InvalidOperation> {
+    let sign = op
+        .sign
+        .as_ref()
+        .ok_or_else(|| invalid("sign operation without sign details"))?;
+    let bytes = decode_hex("payload", &sign.payload)?;
+    Ok(match sign.payload_kind.as_str() {
+        "digest" => SignPayload::Digest(
+            bytes
+                .try_into()
+                .map_err(|_| invalid("a digest payload must be 32 bytes"))?,
+        ),
+        "eth_tx" => SignPayload::EthereumTransaction(
+            EthTransaction::decode(&bytes).map_err(|e| invalid(format!("eth_tx payload: {e}")))?,
+        ),
+        "message" => SignPayload::Message(bytes),
+        other => return Err(invalid(format!("unknown payload kind {other:?}"))),
+    })
+}
+
+/// The request the approver decides on. `directory` is the organisation's devices (names
+/// and identity keys of the signers).
+pub fn build(op: &Operation, directory: &[Device]) -> Result<ApprovalRequest, InvalidOperation> {
+    let curve = curve(op)?;
+    let (threshold, set, operation) = match op.kind.as_str() {
+        "Keygen" => {
+            let k = op
+                .keygen
+                .as_ref()
+                .ok_or_else(|| invalid("keygen without details"))?;
+            (
+                k.threshold,
+                signers(&k.signers, directory)?,
+                Requested::CreateVault,
+            )
+        }
+        "Reshare" => {
+            let r = op
+                .reshare
+                .as_ref()
+                .ok_or_else(|| invalid("reshare without details"))?;
+            (
+                r.old_threshold,
+                signers(&r.old_signers, directory)?,
+                Requested::Reshare {
+                    new_threshold: u32::from(r.new_threshold),
+                    new_signers: signers(&r.new_signers, directory)?,
+                },
+            )
+        }
+        "Sign" => {
+            let s = op.sign.as_ref().ok_or_else(|| invalid("sign without details"))?;
+            (
+                op.vault.threshold,
+                signers(&op.vault.signers, directory)?,
+                Requested::Sign {
+                    payload: sign_payload(op)?,
+                    derivation_path: s.derivation_path.clone(),
+                },
+            )
+        }
+        other => return Err(invalid(format!("unknown operation kind {other:?}"))),
+    };
+    Ok(ApprovalRequest {
+        operation_id: op.id.clone(),
+        organisation_id: op.organisation_id.clone(),
+        vault: Vault {
+            id: op.vault_id.clone(),
+            name: op.vault.name.clone(),
+            curve,
+            threshold: u32::from(threshold),
+            signers: set,
+        },
+        expires_at: op.expires_at.clone(),
+        operation,
+    })
+}
+
+/// What the committee signs: a 32-byte digest (secp256k1, and the `digest` and `eth_tx`
+/// kinds on ed25519) or the message itself (an ed25519 `message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningInput {
+    /// Signed as a prehash (ECDSA) or as 32 message bytes (Ed25519).
+    Digest([u8; 32]),
+    /// Ed25519 message bytes.
+    Message(Vec<u8>),
+}
+
+impl SigningInput {
+    /// The bytes an Ed25519 committee signs.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            SigningInput::Digest(d) => d,
+            SigningInput::Message(m) => m,
+        }
+    }
+}
+
+/// The EIP-191 hash of a personal message.
+pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
+    let mut h = Keccak256::new();
+    h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+    h.update(message);
+    h.finalize().into()
+}
+
+/// Computes what to sign from the approved payload, and checks that the coordinator's
+/// `signingDigest` says the same.
+pub fn signing_input(op: &Operation, payload: &SignPayload) -> Result<SigningInput, InvalidOperation> {
+    let curve = curve(op)?;
+    let input = match (curve, payload) {
+        (_, SignPayload::Digest(d)) => SigningInput::Digest(*d),
+        (_, SignPayload::EthereumTransaction(tx)) => SigningInput::Digest(Keccak256::digest(tx.raw()).into()),
+        (Curve::Secp256k1, SignPayload::Message(m)) => SigningInput::Digest(eip191_hash(m)),
+        (Curve::Ed25519, SignPayload::Message(m)) => SigningInput::Message(m.clone()),
+    };
+    let claimed = op.sign.as_ref().and_then(|s| s.signing_digest.as_deref());
+    match (&input, claimed) {
+        (SigningInput::Digest(d), Some(c)) if decode_hex("signingDigest", c)? == d.as_slice() => Ok(input),
+        (SigningInput::Message(_), None) => Ok(input),
+        _ => Err(invalid(
+            "the coordinator's signingDigest does not match the approved payload",
+        )),
+    }
+}

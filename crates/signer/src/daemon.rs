@@ -1,0 +1,968 @@
+//! The Virtual Signer daemon: its virtual devices, the loop of each device, and shutdown.
+//!
+//! # The loop of one device
+//! Each device learns of work from the coordinator's MQTT notification *and* by polling
+//! (`PollIntervalSeconds`), so a lost notification only delays it. Each round:
+//! 1. `operationsAwaitingVote`: for each operation not yet handled, build the approval
+//!    request ([`approval_request::build`]), ask the approver, vote. An approval is
+//!    remembered with the exact request approved.
+//! 2. `operationsReady`: for each operation whose committee includes the device and that it
+//!    has not run yet, rebuild the request from the Ready operation and go on only if it
+//!    equals the approved one (after a restart, when nothing is remembered, the approver is
+//!    asked again); then `startOperation`, run the protocol ([`RunContext::run`]) on a
+//!    blocking thread, and submit the result or report the failure with its culprits.
+//! 3. After a keygen or reshare, a follow-up waits for the coordinator to complete the
+//!    operation and then confirms the new share generation in the keystore (which destroys
+//!    the previous one), or destroys the share of a device that left the signer set.
+//!
+//! Runs are bounded by `MaxConcurrentOperations`. An operation found InProgress that this
+//! process never joined and that started before the process did was interrupted by a
+//! restart: its protocol state is gone, so the device reports the failure at once (the
+//! operation can be requested again) instead of letting the others wait for a timeout.
+//!
+//! # Shutdown
+//! On SIGTERM/SIGINT the loops stop taking work, running protocols get
+//! [`SHUTDOWN_GRACE`] to finish; those still running are reported failed ("device shut
+//! down during the run"), then the links close and telemetry is flushed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand_core::OsRng;
+use tokio::sync::{RwLock, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use vsigner_approval::{AnyApprover, ApprovalRequest, DeviceKey};
+use vsigner_keystore::{
+    KeyFile, Keystore, KeystoreError, Passphrase, RecordKind, SealingProvider, SgxSealing,
+};
+use vsigner_transport::{DeviceId, DeviceIdentity, Link};
+use vsigner_tss::ecdsa::AuxInfoOptions;
+
+use crate::api::{DeviceRegistrar, Readiness, ReadinessReport, RegisteredDevice, RegistrationError};
+use crate::approval_request;
+use crate::config::{KeystoreSealing, SignerConfig};
+use crate::coordinator_api::{ApiError, CoordinatorClient, Operation};
+use crate::devices::{self, StoredDevice};
+use crate::metrics::{self, OperationKind, Outcome};
+use crate::operation_run::{RunContext, RunFailure, Submission};
+use crate::prime_stock::PrimeStock;
+
+/// How long start-up waits for an unreachable coordinator.
+pub const START_WAIT: Duration = Duration::from_secs(60);
+/// Time running protocols get to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a protocol run waits for the next message (aux-info rounds compute for tens of
+/// seconds on slow machines).
+pub const RUN_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long an aux-info run waits for a prime set when the stock is empty.
+pub const PRIME_WAIT: Duration = Duration::from_secs(15 * 60);
+/// How long a follow-up waits for the coordinator to complete a keygen or reshare.
+pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
+/// Approvals of operations that never became Ready are forgotten after this long.
+pub const APPROVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// How often a running protocol checks that the coordinator has not ended its operation.
+pub const RUN_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The keystore could not be opened or unsealed.
+    #[error("keystore ({location}): {source}")]
+    Keystore {
+        /// `STORAGE_BUCKET_URL` as shown.
+        location: String,
+        /// Cause.
+        source: KeystoreError,
+    },
+    /// The coordinator refused the credentials.
+    #[error("{0}")]
+    Coordinator(ApiError),
+    /// A device could not be created or started.
+    #[error("device {name:?}: {reason}")]
+    Device {
+        /// Its name.
+        name: String,
+        /// Cause.
+        reason: String,
+    },
+    /// Something else (threads).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One virtual device at run time.
+struct DeviceRuntime {
+    id: String,
+    name: String,
+    identity: Arc<DeviceIdentity>,
+    link: Arc<Link>,
+    approver: AnyApprover,
+    wake: tokio::sync::Notify,
+}
+
+type Key = (String, String); // (device id, operation id)
+
+struct Inner {
+    config: SignerConfig,
+    keystore: Arc<Keystore>,
+    coordinator: CoordinatorClient,
+    primes: PrimeStock,
+    devices: RwLock<BTreeMap<String, Arc<DeviceRuntime>>>,
+    creating: tokio::sync::Mutex<()>,
+    permits: Arc<Semaphore>,
+    inflight: Mutex<HashSet<Key>>,
+    finished: Mutex<HashSet<Key>>,
+    approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
+    started_at: DateTime<Utc>,
+    coordinator_seen: Mutex<Option<Instant>>,
+    stop: CancellationToken,
+    hard_stop: CancellationToken,
+    tasks: TaskTracker,
+    prime_stop: Arc<AtomicBool>,
+    aux_options: AuxInfoOptions,
+}
+
+/// The running daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a (device, operation) from the in-flight set when dropped.
+struct InflightGuard {
+    inner: Arc<Inner>,
+    key: Key,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        lock(&self.inner.inflight).remove(&self.key);
+    }
+}
+
+/// Opens the keystore with the configured sealing.
+pub async fn open_keystore(config: &SignerConfig) -> Result<Keystore, StartError> {
+    let location = crate::config::shown_storage(&config.storage_bucket_url);
+    let err = |source| StartError::Keystore {
+        location: location.clone(),
+        source,
+    };
+    let provider: Box<dyn SealingProvider> = match &config.keystore_sealing {
+        KeystoreSealing::Passphrase(p) => Box::new(Passphrase::new(p.as_str())),
+        KeystoreSealing::KeyFile(path) if path.exists() => Box::new(KeyFile::new(path)),
+        KeystoreSealing::KeyFile(path) => Box::new(KeyFile::create(path).map_err(err)?),
+        KeystoreSealing::Sgx => Box::new(SgxSealing::detect().ok_or_else(|| {
+            err(KeystoreError::Lifecycle(
+                "KeystoreSealing is sgx but this process does not run inside a Gramine SGX enclave".into(),
+            ))
+        })?),
+    };
+    Keystore::open(&config.storage_bucket_url, provider.as_ref())
+        .await
+        .map_err(err)
+}
+
+fn kind_of(op: &Operation) -> OperationKind {
+    match op.kind.as_str() {
+        "Keygen" => OperationKind::Keygen,
+        "Reshare" => OperationKind::Reshare,
+        _ => OperationKind::Sign,
+    }
+}
+
+impl Daemon {
+    /// Opens the keystore, checks the coordinator credentials, starts the prime stock, loads
+    /// (or creates, from `InitialDevices`) the devices and starts their loops.
+    pub async fn start(config: SignerConfig) -> Result<Daemon, StartError> {
+        let keystore = Arc::new(open_keystore(&config).await?);
+        let cleaned = keystore
+            .clean_leftovers()
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: keystore.location().to_owned(),
+                source,
+            })?;
+        if !cleaned.is_empty() {
+            tracing::warn!(
+                interrupted_writes = cleaned.interrupted_writes.len(),
+                superseded_shares = cleaned.superseded_shares.len(),
+                unconfirmed_shares = cleaned.unconfirmed_shares.len(),
+                "the keystore had leftovers of an interrupted run (cleaned; unconfirmed shares await the coordinator)"
+            );
+        }
+        let coordinator = CoordinatorClient::new(
+            &config.api_base_url,
+            &config.auth_client_id,
+            config.auth_client_secret.clone(),
+        )
+        .map_err(StartError::Coordinator)?;
+        // Fail fast on bad credentials; wait for a coordinator that is still starting.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match coordinator.devices().await {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && started.elapsed() < START_WAIT => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "coordinator not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err(StartError::Coordinator(e)),
+            }
+        }
+        let primes = PrimeStock::open(keystore.clone())
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: keystore.location().to_owned(),
+                source,
+            })?;
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(config.max_concurrent_operations.max(1))),
+            config,
+            keystore,
+            coordinator,
+            primes,
+            devices: RwLock::new(BTreeMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            inflight: Mutex::new(HashSet::new()),
+            finished: Mutex::new(HashSet::new()),
+            approved: Mutex::new(HashMap::new()),
+            started_at: Utc::now(),
+            coordinator_seen: Mutex::new(Some(Instant::now())),
+            stop: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            prime_stop: Arc::new(AtomicBool::new(false)),
+            // Tables are not stored with the share (derived data), so computing them is wasted.
+            aux_options: AuxInfoOptions {
+                precompute_multiexp: false,
+            },
+        });
+        let daemon = Daemon { inner };
+        tracing::info!(
+            ready = daemon.inner.primes.ready(),
+            target = daemon.inner.config.prime_pool_target,
+            "safe-prime stock"
+        );
+        daemon
+            .inner
+            .primes
+            .spawn_refill(
+                daemon.inner.config.prime_pool_target as usize,
+                daemon.inner.prime_stop.clone(),
+            )
+            .map_err(|e| StartError::Other(format!("cannot start the prime generation thread: {e}")))?;
+
+        // Devices: registered ones start; pending ones finish their registration; names of
+        // InitialDevices that do not exist are created.
+        let stored = devices::load_all(&daemon.inner.keystore)
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: daemon.inner.keystore.location().to_owned(),
+                source,
+            })?;
+        let mut names: HashSet<String> = HashSet::new();
+        for device in stored {
+            names.insert(device.name.clone());
+            let name = device.name.clone();
+            let result = if device.is_pending() {
+                daemon.finish_registration(device).await
+            } else {
+                daemon.launch(device).await.map(|_| ())
+            };
+            result.map_err(|reason| StartError::Device { name, reason })?;
+        }
+        for name in daemon.inner.config.initial_devices.clone() {
+            if !names.contains(&name) {
+                daemon
+                    .create_device(&name)
+                    .await
+                    .map_err(|reason| StartError::Device {
+                        name: name.clone(),
+                        reason: reason.to_string(),
+                    })?;
+            }
+        }
+        daemon.reconcile_shares().await;
+        Ok(daemon)
+    }
+
+    /// The devices, by id.
+    pub async fn device_list(&self) -> Vec<RegisteredDevice> {
+        self.inner
+            .devices
+            .read()
+            .await
+            .values()
+            .map(|d| RegisteredDevice {
+                id: d.id.clone(),
+                name: d.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Creates, stores and registers a device, then starts its loop.
+    pub async fn create_device(&self, name: &str) -> Result<RegisteredDevice, RegistrationError> {
+        devices::check_name(name).map_err(RegistrationError::Internal)?;
+        let _one_at_a_time = self.inner.creating.lock().await;
+        if self.inner.devices.read().await.values().any(|d| d.name == name) {
+            return Err(RegistrationError::AlreadyExists(name.to_owned()));
+        }
+        if self.inner.devices.read().await.len() >= crate::config::MAX_INITIAL_DEVICES {
+            return Err(RegistrationError::LimitReached(format!(
+                "at most {} devices per instance",
+                crate::config::MAX_INITIAL_DEVICES
+            )));
+        }
+        #[allow(clippy::expect_used)] // a constant valid id, replaced below
+        let placeholder = DeviceId::new("new").expect("valid device id");
+        let identity = DeviceIdentity::generate(placeholder, &mut OsRng);
+        let (pending, _) = devices::pending_id(&identity);
+        let device = StoredDevice {
+            name: name.to_owned(),
+            identity: identity.with_device_id(pending),
+        };
+        devices::store(&self.inner.keystore, &device)
+            .await
+            .map_err(|e| RegistrationError::Unavailable(format!("keystore: {e}")))?;
+        let id = self
+            .finish_registration_inner(device)
+            .await
+            .map_err(RegistrationError::Unavailable)?;
+        Ok(RegisteredDevice {
+            id,
+            name: name.to_owned(),
+        })
+    }
+
+    async fn finish_registration(&self, device: StoredDevice) -> Result<(), String> {
+        self.finish_registration_inner(device).await.map(|_| ())
+    }
+
+    async fn finish_registration_inner(&self, device: StoredDevice) -> Result<String, String> {
+        let (pending, idempotency_key) = devices::pending_id(&device.identity);
+        let keys = device.identity.public_keys().clone();
+        let registered = self
+            .inner
+            .coordinator
+            .register_device(
+                &device.name,
+                &keys.signing_hex(),
+                &keys.encryption_hex(),
+                &idempotency_key,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "registration with the coordinator failed (kept as pending, retried at next start): {e}"
+                )
+            })?;
+        let id = DeviceId::new(registered.id.clone()).map_err(|e| format!("coordinator device id: {e}"))?;
+        let device = StoredDevice {
+            name: device.name,
+            identity: device.identity.with_device_id(id),
+        };
+        let exists = self
+            .inner
+            .keystore
+            .get(&vsigner_keystore::RecordId::identity(&registered.id).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !exists {
+            devices::store(&self.inner.keystore, &device)
+                .await
+                .map_err(|e| format!("keystore: {e}"))?;
+        }
+        devices::forget_pending(&self.inner.keystore, &pending)
+            .await
+            .map_err(|e| format!("keystore: {e}"))?;
+        tracing::info!(device = %registered.id, name = %device.name, "device registered with the coordinator");
+        self.launch(device).await
+    }
+
+    /// Connects a registered device and starts its loop.
+    async fn launch(&self, device: StoredDevice) -> Result<String, String> {
+        let identity = Arc::new(device.identity);
+        let id = identity.device_id().as_str().to_owned();
+        let approver = AnyApprover::from_config(
+            &self.inner.config.approval,
+            DeviceKey::new(id.clone(), identity.signing_key().clone()),
+        )
+        .map_err(|e| format!("approver: {e}"))?;
+        let link = Link::connect(identity.clone(), self.inner.config.mqtt_config())
+            .await
+            .map_err(|e| format!("MQTT: {e}"))?;
+        let notifications = link.take_notifications();
+        let runtime = Arc::new(DeviceRuntime {
+            id: id.clone(),
+            name: device.name,
+            identity,
+            link: Arc::new(link),
+            approver,
+            wake: tokio::sync::Notify::new(),
+        });
+        let count = {
+            let mut devices = self.inner.devices.write().await;
+            devices.insert(id.clone(), runtime.clone());
+            devices.len()
+        };
+        metrics::devices(count);
+        tracing::info!(device = %id, name = %runtime.name, "device started");
+        let daemon = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { daemon.device_loop(runtime, notifications).await });
+        Ok(id)
+    }
+
+    async fn device_loop(
+        &self,
+        device: Arc<DeviceRuntime>,
+        mut notifications: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    ) {
+        let mut reconnects = 0;
+        loop {
+            self.poll_device(&device).await;
+            let stats = device.link.stats();
+            for _ in reconnects..stats.reconnects {
+                metrics::mqtt_reconnect(&device.id);
+            }
+            reconnects = stats.reconnects;
+            let notified = async {
+                match notifications.as_mut() {
+                    Some(rx) => {
+                        if rx.recv().await.is_none() {
+                            notifications = None;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.inner.stop.cancelled() => break,
+                () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                () = device.wake.notified() => {}
+                () = notified => {}
+            }
+        }
+    }
+
+    fn coordinator_result<T>(&self, r: &Result<T, ApiError>) {
+        if let Ok(_) | Err(ApiError::Refused { .. }) = r {
+            *lock(&self.inner.coordinator_seen) = Some(Instant::now());
+        }
+    }
+
+    fn claim(&self, device: &str, op: &str) -> Option<InflightGuard> {
+        let key = (device.to_owned(), op.to_owned());
+        if lock(&self.inner.finished).contains(&key) || !lock(&self.inner.inflight).insert(key.clone()) {
+            return None;
+        }
+        Some(InflightGuard {
+            inner: self.inner.clone(),
+            key,
+        })
+    }
+
+    async fn poll_device(&self, device: &Arc<DeviceRuntime>) {
+        let awaiting = self.inner.coordinator.operations_awaiting_vote(&device.id).await;
+        self.coordinator_result(&awaiting);
+        match awaiting {
+            Ok(ops) => {
+                for op in ops {
+                    if let Some(guard) = self.claim(&device.id, &op.id) {
+                        let (daemon, device) = (self.clone(), device.clone());
+                        let span = tracing::info_span!("vote", device = %device.id, operation_id = %op.id, kind = %op.kind);
+                        self.inner.tasks.spawn(
+                            async move {
+                                let _guard = guard;
+                                daemon.vote(&device, op).await;
+                            }
+                            .instrument(span),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(device = %device.id, error = %e, "cannot list operations awaiting a vote")
+            }
+        }
+        let ready = self.inner.coordinator.operations_ready(&device.id).await;
+        self.coordinator_result(&ready);
+        match ready {
+            Ok(ops) => {
+                // Forget what is over: operations no longer listed are final.
+                lock(&self.inner.finished)
+                    .retain(|(d, o)| d != &device.id || ops.iter().any(|op| &op.id == o));
+                lock(&self.inner.approved).retain(|_, (at, _)| at.elapsed() < APPROVAL_MEMORY);
+                for op in ops {
+                    if let Some(guard) = self.claim(&device.id, &op.id) {
+                        let (daemon, device) = (self.clone(), device.clone());
+                        let span = tracing::info_span!("operation", device = %device.id, operation_id = %op.id, kind = %op.kind, vault_id = %op.vault_id);
+                        self.inner.tasks.spawn(
+                            async move {
+                                let _guard = guard;
+                                daemon.take_part(&device, op).await;
+                            }
+                            .instrument(span),
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(device = %device.id, error = %e, "cannot list ready operations"),
+        }
+    }
+
+    async fn vote(&self, device: &DeviceRuntime, op: Operation) {
+        let directory = match self.inner.coordinator.devices().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organisation's devices; the vote waits for the next poll");
+                return;
+            }
+        };
+        let (vote, reason) = match approval_request::build(&op, &directory) {
+            Ok(request) => {
+                let asked = Instant::now();
+                let decision = device.approver.decide(&request).await;
+                metrics::approval_latency(&decision, asked.elapsed());
+                if decision.is_approval() {
+                    lock(&self.inner.approved)
+                        .insert((device.id.clone(), op.id.clone()), (Instant::now(), request));
+                }
+                (decision.vote, decision.reason)
+            }
+            Err(e) => (
+                vsigner_approval::Vote::Reject,
+                format!("the operation is malformed: {e}"),
+            ),
+        };
+        match self
+            .inner
+            .coordinator
+            .vote(&op.id, &device.id, vote.as_str())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(vote = vote.as_str(), reason = %reason, "voted");
+                if vote != vsigner_approval::Vote::Approve {
+                    metrics::operation_finished(kind_of(&op), Outcome::Rejected);
+                }
+            }
+            Err(e) if e.code() == Some("ALREADY_VOTED") => {}
+            Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
+        }
+    }
+
+    /// Whether `op` started before this process did (an interrupted run).
+    fn started_before_us(&self, op: &Operation) -> bool {
+        DateTime::parse_from_rfc3339(&op.updated_at)
+            .map(|t| t.with_timezone(&Utc) < self.inner.started_at)
+            .unwrap_or(false)
+    }
+
+    async fn report_failure(&self, device: &DeviceRuntime, op: &Operation, failure: &RunFailure) {
+        tracing::error!(reason = %failure.reason, culprits = ?failure.culprits, "operation failed");
+        metrics::operation_finished(kind_of(op), Outcome::Failed);
+        if let Err(e) = self
+            .inner
+            .coordinator
+            .report_failure(&op.id, &device.id, &failure.reason, &failure.culprits)
+            .await
+        {
+            tracing::warn!(error = %e, "could not report the failure to the coordinator");
+        }
+    }
+
+    fn finish(&self, device: &str, op: &str) {
+        lock(&self.inner.finished).insert((device.to_owned(), op.to_owned()));
+    }
+
+    /// Takes part in a Ready or InProgress operation.
+    async fn take_part(&self, device: &Arc<DeviceRuntime>, op: Operation) {
+        if op.submitted_device_ids.contains(&device.id) {
+            // Submitted before a restart: only the confirmation is left.
+            self.finish(&device.id, &op.id);
+            self.follow_up(device, &op).await;
+            return;
+        }
+        if op.state == "InProgress" && self.started_before_us(&op) {
+            self.finish(&device.id, &op.id);
+            let failure = RunFailure {
+                reason: format!(
+                    "device {} restarted during the protocol run; its protocol state is lost (request the operation again)",
+                    device.id
+                ),
+                culprits: Vec::new(),
+            };
+            self.report_failure(device, &op, &failure).await;
+            return;
+        }
+        let directory = match self.inner.coordinator.devices().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
+                return;
+            }
+        };
+        let key = (device.id.clone(), op.id.clone());
+        let request = match approval_request::build(&op, &directory) {
+            Ok(r) => r,
+            Err(e) => {
+                self.finish(&device.id, &op.id);
+                self.report_failure(
+                    device,
+                    &op,
+                    &RunFailure {
+                        reason: format!("malformed operation: {e}"),
+                        culprits: vec![],
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
+        match approved {
+            Some(a) if a == request => {}
+            Some(_) => {
+                self.finish(&device.id, &op.id);
+                let failure = RunFailure {
+                    reason: format!(
+                        "device {} refuses to run: the operation differs from what its approver approved",
+                        device.id
+                    ),
+                    culprits: Vec::new(),
+                };
+                self.report_failure(device, &op, &failure).await;
+                return;
+            }
+            None => {
+                tracing::info!("no approval of this operation in memory (the daemon restarted); asking the approver again");
+                let decision = device.approver.decide(&request).await;
+                if !decision.is_approval() {
+                    self.finish(&device.id, &op.id);
+                    let failure = RunFailure {
+                        reason: format!(
+                            "device {} no longer approves the operation: {}",
+                            device.id, decision.reason
+                        ),
+                        culprits: Vec::new(),
+                    };
+                    self.report_failure(device, &op, &failure).await;
+                    return;
+                }
+            }
+        }
+        let permit = tokio::select! {
+            p = self.inner.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            () = self.inner.stop.cancelled() => return,
+        };
+        if let Err(e) = self.inner.coordinator.start_operation(&op.id, &device.id).await {
+            tracing::warn!(error = %e, "startOperation refused; not running");
+            if !e.is_transient() {
+                self.finish(&device.id, &op.id);
+            }
+            return;
+        }
+        self.finish(&device.id, &op.id);
+        tracing::info!(committee = op.committee.len(), "protocol run starting");
+        let started = Instant::now();
+        let ctx = RunContext {
+            identity: device.identity.clone(),
+            link: device.link.clone(),
+            keystore: self.inner.keystore.clone(),
+            primes: self.inner.primes.clone(),
+            idle_timeout: RUN_IDLE_TIMEOUT,
+            prime_wait: PRIME_WAIT,
+            aux_options: self.inner.aux_options,
+        };
+        let handle = tokio::runtime::Handle::current();
+        let span = tracing::Span::current();
+        let (run_op, run_request) = (op.clone(), request);
+        let cancel = self.inner.hard_stop.child_token();
+        let run_cancel = cancel.clone();
+        // Protocols compute for seconds between messages: they run on a blocking thread.
+        // Cancelling drops the protocol (and its session) at its next await point.
+        let run = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            handle.block_on(async move {
+                tokio::select! {
+                    r = ctx.run(&run_op, &run_request) => Some(r),
+                    () = run_cancel.cancelled() => None,
+                }
+            })
+        });
+        let outcome = tokio::select! {
+            r = run => match r {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(RunFailure {
+                    reason: format!("device {} shut down during the protocol run", device.id),
+                    culprits: vec![],
+                }),
+                Err(e) => Err(RunFailure { reason: format!("the protocol task ended abnormally: {e}"), culprits: vec![] }),
+            },
+            ended = self.watch_until_final(&op.id) => {
+                cancel.cancel();
+                drop(permit);
+                tracing::warn!(state = %ended, "the coordinator ended the operation during the run; run abandoned");
+                metrics::operation_finished(kind_of(&op), Outcome::Failed);
+                return;
+            }
+        };
+        drop(permit);
+        match outcome {
+            Ok(submission) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "protocol run finished"
+                );
+                self.submit(device, &op, submission).await;
+            }
+            Err(failure) => self.report_failure(device, &op, &failure).await,
+        }
+    }
+
+    /// Returns the final state once the coordinator reports `op` final (failed by another
+    /// member, expired); pending forever otherwise.
+    async fn watch_until_final(&self, op: &str) -> String {
+        loop {
+            tokio::time::sleep(RUN_WATCH_INTERVAL).await;
+            if let Ok(now) = self.inner.coordinator.operation(op).await {
+                if now.is_final() && now.state != "Completed" {
+                    return now.state;
+                }
+            }
+        }
+    }
+
+    async fn submit(&self, device: &Arc<DeviceRuntime>, op: &Operation, submission: Submission) {
+        let c = &self.inner.coordinator;
+        let result = match &submission {
+            Submission::Keygen {
+                public_key,
+                chain_code,
+                key_set_hash,
+                ..
+            } => c
+                .submit_keygen_result(
+                    &op.id,
+                    &device.id,
+                    public_key,
+                    chain_code.as_deref(),
+                    key_set_hash,
+                )
+                .await
+                .map(Some),
+            Submission::Reshare {
+                public_key,
+                key_set_hash,
+                ..
+            } => c
+                .submit_reshare_result(&op.id, &device.id, public_key, key_set_hash)
+                .await
+                .map(Some),
+            Submission::Departed { .. } => Ok(None),
+            Submission::Signature {
+                signature,
+                recovery_id,
+            } => c
+                .submit_signature(&op.id, &device.id, signature, *recovery_id)
+                .await
+                .map(Some),
+        };
+        match result {
+            Ok(_) => {
+                metrics::operation_finished(kind_of(op), Outcome::Succeeded);
+                tracing::info!("result submitted");
+            }
+            Err(e) => {
+                // Another member's signature may have completed the operation first.
+                match c.operation(&op.id).await {
+                    Ok(now) if now.state == "Completed" => {
+                        metrics::operation_finished(kind_of(op), Outcome::Succeeded);
+                        tracing::info!("the operation was completed by another committee member");
+                    }
+                    _ => {
+                        metrics::operation_finished(kind_of(op), Outcome::Failed);
+                        tracing::error!(error = %e, "the coordinator did not accept the result");
+                    }
+                }
+            }
+        }
+        if !matches!(submission, Submission::Signature { .. }) {
+            self.follow_up(device, op).await;
+        }
+    }
+
+    /// Waits for a keygen/reshare to reach a final state, then confirms (or destroys) this
+    /// device's shares of the vault.
+    async fn follow_up(&self, device: &Arc<DeviceRuntime>, op: &Operation) {
+        let deadline = Instant::now() + COMPLETION_WAIT;
+        loop {
+            match self.inner.coordinator.operation(&op.id).await {
+                Ok(now) if now.is_final() => {
+                    if now.state == "Completed" {
+                        self.reconcile_vault(&device.id, &op.vault_id).await;
+                    } else {
+                        tracing::warn!(state = %now.state, "the operation did not complete; the new share stays unconfirmed and unused");
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "waiting for the operation to complete"),
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = self.inner.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Brings the stored shares of `device` for `vault` in line with the coordinator: the
+    /// vault's current generation is confirmed (older ones destroyed); a device no longer in
+    /// the signer set destroys its shares.
+    async fn reconcile_vault(&self, device: &str, vault_id: &str) {
+        let ks = &self.inner.keystore;
+        let vault = match self.inner.coordinator.vault(vault_id).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(vault = vault_id, error = %e, "cannot read the vault to confirm shares");
+                return;
+            }
+        };
+        if vault.status != "Active" {
+            return;
+        }
+        let generations = match ks.share_generations(device, vault_id).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "keystore");
+                return;
+            }
+        };
+        let confirmed = ks.confirmed_generation(device, vault_id).await.ok().flatten();
+        let member = vault.signers.iter().any(|s| s.device_id == device);
+        let result = if member && generations.contains(&vault.key_generation) {
+            if confirmed == Some(vault.key_generation) {
+                return;
+            }
+            ks.confirm_generation(device, vault_id, vault.key_generation)
+                .await
+        } else if !member && generations.iter().all(|g| *g < vault.key_generation) && !generations.is_empty()
+        {
+            ks.confirm_departure(device, vault_id, vault.key_generation).await
+        } else {
+            return;
+        };
+        match result {
+            Ok(deleted) => tracing::info!(
+                device,
+                vault = vault_id,
+                generation = vault.key_generation,
+                destroyed_generations = ?deleted,
+                member,
+                "share generation confirmed"
+            ),
+            Err(e) => {
+                tracing::error!(device, vault = vault_id, error = %e, "cannot confirm the share generation")
+            }
+        }
+    }
+
+    /// At start: confirm generations the coordinator completed while the daemon was down.
+    async fn reconcile_shares(&self) {
+        let records = match self.inner.keystore.list().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "keystore");
+                return;
+            }
+        };
+        let devices: HashSet<String> = self.inner.devices.read().await.keys().cloned().collect();
+        let pairs: std::collections::BTreeSet<(String, String)> = records
+            .into_iter()
+            .filter(|r| r.id.kind() == RecordKind::KeyShare && devices.contains(r.id.device()))
+            .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
+            .collect();
+        for (device, vault) in pairs {
+            self.reconcile_vault(&device, &vault).await;
+        }
+    }
+
+    /// Stops taking work, gives running protocols [`SHUTDOWN_GRACE`] (then reports them
+    /// failed), and closes the links.
+    pub async fn shutdown(&self) {
+        tracing::info!("shutting down: no new operations; waiting for running protocols");
+        self.inner.stop.cancel();
+        self.inner.prime_stop.store(true, Ordering::Relaxed);
+        self.inner.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("protocols still running after the grace period are reported failed");
+            self.inner.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+        }
+        let devices = std::mem::take(&mut *self.inner.devices.write().await);
+        for (_, device) in devices {
+            // The loops and runs have ended, so this is the last reference.
+            if let Some(link) = Arc::into_inner(device).and_then(|d| Arc::into_inner(d.link)) {
+                link.close().await;
+            }
+        }
+        tracing::info!("stopped");
+    }
+
+    /// The readiness report of `/readyz`.
+    pub async fn readiness(&self) -> ReadinessReport {
+        let window = (self.inner.config.poll_interval * 3).max(Duration::from_secs(30));
+        let coordinator_reachable = lock(&self.inner.coordinator_seen).is_some_and(|t| t.elapsed() < window);
+        let devices = self.inner.devices.read().await;
+        let broker_connected = devices.values().all(|d| d.link.stats().connected);
+        ReadinessReport {
+            coordinator_reachable,
+            broker_connected,
+            keystore_unlocked: true,
+        }
+    }
+}
+
+impl DeviceRegistrar for Daemon {
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<RegisteredDevice, RegistrationError>> {
+        Box::pin(self.create_device(name))
+    }
+
+    fn devices(&self) -> futures::future::BoxFuture<'_, Vec<RegisteredDevice>> {
+        Box::pin(self.device_list())
+    }
+}
+
+impl Readiness for Daemon {
+    fn check(&self) -> futures::future::BoxFuture<'_, ReadinessReport> {
+        Box::pin(self.readiness())
+    }
+}

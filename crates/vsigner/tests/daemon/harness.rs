@@ -1,0 +1,431 @@
+//! The whole system as separate processes of the built `vsigner` binary: embedded broker,
+//! coordinator (SQLite), signer daemons; plus a real approval webhook (the example Python
+//! server) and an OTLP receiver in the test process. Every process's output is captured so
+//! that tests can search it for secrets.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vsigner_signer::coordinator_api::{CoordinatorClient, Operation};
+use zeroize::Zeroizing;
+
+pub(crate) fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vsigner")
+}
+
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) fn wait_for_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Captured output of one process (stdout and stderr, in arrival order per stream).
+#[derive(Clone, Default)]
+pub(crate) struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    pub(crate) fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn capture(&self, stream: impl Read + Send + 'static, name: String, echo: bool) {
+        let out = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+    }
+}
+
+/// A child process that is killed when dropped.
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) output: Output,
+}
+
+impl Proc {
+    pub(crate) fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Output::default();
+        let echo = std::env::var_os("VSIGNER_TEST_ECHO").is_some();
+        output.capture(child.stdout.take().unwrap(), name.to_owned(), echo);
+        output.capture(child.stderr.take().unwrap(), name.to_owned(), echo);
+        Proc {
+            name: name.to_owned(),
+            child,
+            output,
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (within `within`).
+    pub(crate) fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{} did not stop within {within:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Credentials printed by `vsigner coordinator init`.
+pub(crate) struct Org {
+    pub(crate) id: String,
+    pub(crate) operator: (String, String),
+    pub(crate) signer: (String, String),
+}
+
+pub(crate) fn coordinator_init(db: &str) -> Org {
+    let out = Command::new(bin())
+        .args(["coordinator", "init", "--database", db, "--org", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |label: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {label} in {text}"))
+    };
+    Org {
+        id: field("organisation:"),
+        operator: (field("operator client id:"), field("operator client secret:")),
+        signer: (field("signer client id:"), field("signer client secret:")),
+    }
+}
+
+/// The example approval webhook (Python, signed replies).
+pub(crate) struct Webhook {
+    /// Killed when dropped.
+    _proc: Proc,
+    pub(crate) url: String,
+    pub(crate) public_key_hex: String,
+}
+
+pub(crate) fn start_webhook() -> Webhook {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("examples/approval-webhook/server.py"))
+        .args(["--host", "127.0.0.1", "--port", "0"]);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let info: Value = serde_json::from_str(&first).unwrap_or_else(|_| panic!("webhook said {first:?}"));
+    let output = Output::default();
+    output.capture(stdout, "webhook".into(), false);
+    output.capture(child.stderr.take().unwrap(), "webhook".into(), false);
+    Webhook {
+        url: format!("http://127.0.0.1:{}", info["port"]),
+        public_key_hex: info["approvalHTTPPublicKeyHex"].as_str().unwrap().to_owned(),
+        _proc: Proc {
+            name: "webhook".into(),
+            child,
+            output,
+        },
+    }
+}
+
+/// One signer daemon's settings and process.
+pub(crate) struct Signer {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) prometheus_port: u16,
+    pub(crate) proc: Option<Proc>,
+    /// Output of earlier incarnations (before a kill).
+    pub(crate) earlier_output: Vec<Output>,
+}
+
+pub(crate) const API_TOKEN: &str = "test-api-token-0123456789";
+pub(crate) const PASSPHRASE: &str = "keystore passphrase for the tests";
+
+impl Signer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn configure(
+        name: &str,
+        root: &Path,
+        org: &Org,
+        coordinator_url: &str,
+        broker_url: &str,
+        webhook: &Webhook,
+        devices: &[&str],
+        otlp: Option<&str>,
+    ) -> Signer {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (port, prometheus_port) = (free_port(), free_port());
+        let mut cfg = json!({
+            "Port": port,
+            "PrometheusPort": prometheus_port,
+            "OrgId": org.id,
+            "AuthClientId": org.signer.0,
+            "AuthClientSecret": org.signer.1,
+            "APIBaseURL": coordinator_url,
+            "MQTTEndpoint": broker_url,
+            "InitialDevices": devices,
+            "ApprovalMode": "API",
+            "ExternalTransactionApprovalURL": format!("{}/approve", webhook.url),
+            "ExternalReshareApprovalURL": format!("{}/approve", webhook.url),
+            "ApprovalHTTPPublicKeyHex": webhook.public_key_hex,
+            "STORAGE_BUCKET_URL": dir.join("keystore").to_str().unwrap(),
+            "KeystoreSealing": "passphrase",
+            "KeystorePassphrase": PASSPHRASE,
+            "SignerAPIToken": API_TOKEN,
+            "PollIntervalSeconds": 1,
+            "PrimePoolTarget": 0,
+            "TraceSpanExporter": "none",
+        });
+        if let Some(endpoint) = otlp {
+            cfg["TraceSpanExporter"] = json!("OTLP-NO-TLS");
+            cfg["OTELExporterOTLPEndpoint"] = json!(endpoint);
+        }
+        let config = dir.join("signer.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        Signer {
+            name: name.to_owned(),
+            dir,
+            config,
+            port,
+            prometheus_port,
+            proc: None,
+            earlier_output: Vec::new(),
+        }
+    }
+
+    /// `vsigner primes import` of `count` sets after `skip` from the committed test pool.
+    pub(crate) fn import_primes(&self, skip: usize, count: usize) {
+        let pool = repo_root().join("test-data/primes/public-test-pool.json");
+        let out = Command::new(bin())
+            .args(["primes", "import", "--config"])
+            .arg(&self.config)
+            .arg("--from")
+            .arg(pool)
+            .args(["--skip", &skip.to_string(), "--count", &count.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub(crate) fn start(&mut self) {
+        if let Some(p) = self.proc.take() {
+            self.earlier_output.push(p.output.clone());
+        }
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--config"]).arg(&self.config);
+        cmd.env("RUST_LOG", "info");
+        self.proc = Some(Proc::spawn(&self.name, &mut cmd));
+        wait_for_port(self.port, &self.name);
+    }
+
+    pub(crate) fn all_output(&self) -> String {
+        let mut s: String = self.earlier_output.iter().map(Output::text).collect();
+        if let Some(p) = &self.proc {
+            s.push_str(&p.output.text());
+        }
+        s
+    }
+
+    pub(crate) fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().unwrap()
+    }
+}
+
+/// The operator's view of the coordinator.
+pub(crate) struct Operator {
+    pub(crate) client: CoordinatorClient,
+}
+
+impl Operator {
+    pub(crate) fn new(url: &str, org: &Org) -> Operator {
+        Operator {
+            client: CoordinatorClient::new(
+                &url.parse().unwrap(),
+                &org.operator.0,
+                Zeroizing::new(org.operator.1.clone()),
+            )
+            .unwrap(),
+        }
+    }
+
+    pub(crate) async fn gql(&self, query: &str, vars: Value) -> Value {
+        self.client
+            .execute(query, vars)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    pub(crate) async fn device_ids(&self) -> Vec<(String, String)> {
+        self.client
+            .devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.id))
+            .collect()
+    }
+
+    /// Waits until devices named `names` are registered; returns their ids in that order.
+    pub(crate) async fn wait_devices(&self, names: &[&str]) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let devices = self.device_ids().await;
+            let found: Option<Vec<String>> = names
+                .iter()
+                .map(|n| {
+                    devices
+                        .iter()
+                        .find(|(name, _)| name == n)
+                        .map(|(_, id)| id.clone())
+                })
+                .collect();
+            if let Some(ids) = found {
+                return ids;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "devices {names:?} not registered: {devices:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub(crate) async fn create_vault(
+        &self,
+        name: &str,
+        curve: &str,
+        threshold: u16,
+        signers: &[String],
+    ) -> String {
+        let signers: Vec<Value> = signers.iter().map(|d| json!({"deviceId": d})).collect();
+        let data = self
+            .gql(
+                "mutation($i: CreateVaultInput!) { createVault(input: $i) { id } }",
+                json!({"i": {"name": name, "curve": curve, "threshold": threshold, "signers": signers}}),
+            )
+            .await;
+        data["createVault"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn request_signature(&self, vault: &str, input: Value) -> String {
+        let mut input = input;
+        input["vaultId"] = json!(vault);
+        let data = self
+            .gql(
+                "mutation($i: RequestSignatureInput!) { requestSignature(input: $i) { id } }",
+                json!({"i": input}),
+            )
+            .await;
+        data["requestSignature"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn request_reshare(&self, vault: &str, threshold: u16, signers: &[String]) -> String {
+        let signers: Vec<Value> = signers.iter().map(|d| json!({"deviceId": d})).collect();
+        let data = self
+            .gql(
+                "mutation($i: RequestReshareInput!) { requestReshare(input: $i) { id } }",
+                json!({"i": {"vaultId": vault, "newThreshold": threshold, "newSigners": signers}}),
+            )
+            .await;
+        data["requestReshare"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn operation(&self, id: &str) -> Operation {
+        self.client.operation(id).await.unwrap()
+    }
+
+    /// Waits for a final state.
+    pub(crate) async fn wait_final(&self, id: &str, within: Duration) -> Operation {
+        let start = Instant::now();
+        loop {
+            let op = self.operation(id).await;
+            if op.is_final() {
+                return op;
+            }
+            assert!(
+                start.elapsed() < within,
+                "operation {id} still {} after {within:?}",
+                op.state
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for a state (e.g. InProgress).
+    pub(crate) async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Operation {
+        let start = Instant::now();
+        loop {
+            let op = self.operation(id).await;
+            if op.state == state {
+                return op;
+            }
+            assert!(
+                !op.is_final(),
+                "operation {id} ended {} while waiting for {state}: {:?}",
+                op.state,
+                op.failure
+            );
+            assert!(
+                start.elapsed() < within,
+                "operation {id} still {} after {within:?}",
+                op.state
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

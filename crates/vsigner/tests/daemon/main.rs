@@ -1,0 +1,429 @@
+//! `vsigner run` as a product: a coordinator, the embedded broker and three signer daemons run
+//! as separate processes of the built binary, with the example approval webhook (Python,
+//! signed replies) and an OTLP receiver. Signatures are verified with `k256` and
+//! `ed25519-dalek`.
+
+// Tests may unwrap (see clippy.toml); helpers outside #[test] fns too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod otlp;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::*;
+use serde_json::json;
+
+const KEYGEN: Duration = Duration::from_secs(300);
+const SIGN: Duration = Duration::from_secs(120);
+
+fn verify_secp256k1(
+    public_key_hex: &str,
+    digest: &[u8; 32],
+    op: &vsigner_signer::coordinator_api::Operation,
+) {
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    let result = op.result.as_ref().expect("a result");
+    let sig = hex::decode(result.signature.as_ref().unwrap()).unwrap();
+    let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
+    let s = Signature::from_slice(&sig).unwrap();
+    assert!(s.normalize_s().is_none(), "low-s");
+    vk.verify_prehash(digest, &s)
+        .expect("ECDSA signature verifies under the vault key");
+    let rid = RecoveryId::from_byte(result.recovery_id.unwrap()).unwrap();
+    assert_eq!(VerifyingKey::recover_from_prehash(digest, &s, rid).unwrap(), vk);
+}
+
+fn verify_ed25519(public_key_hex: &str, message: &[u8], op: &vsigner_signer::coordinator_api::Operation) {
+    let result = op.result.as_ref().expect("a result");
+    let sig = hex::decode(result.signature.as_ref().unwrap()).unwrap();
+    let key: [u8; 32] = hex::decode(public_key_hex).unwrap().try_into().unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+        .expect("Ed25519 signature verifies under the vault key");
+}
+
+fn completed(op: &vsigner_signer::coordinator_api::Operation) {
+    assert_eq!(
+        op.state, "Completed",
+        "operation {} {}: {:?} {:?}",
+        op.id, op.state, op.failure, op.rejection_reason
+    );
+}
+
+/// Share records of `device` for `vault` in a daemon's keystore directory.
+fn share_files(signer: &Signer, device: &str, vault: &str) -> Vec<String> {
+    let dir = signer
+        .dir
+        .join("keystore/devices")
+        .join(device)
+        .join("key-share")
+        .join(vault);
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
+    let root = tempfile::tempdir().unwrap();
+    let (otlp_addr, spans) = otlp::receiver().await;
+
+    // Broker and coordinator.
+    let broker_port = free_port();
+    let broker_url = format!("mqtt://127.0.0.1:{broker_port}");
+    let _broker = Proc::spawn(
+        "broker",
+        Command::new(bin()).args(["broker", "--listen", &format!("127.0.0.1:{broker_port}")]),
+    );
+    wait_for_port(broker_port, "broker");
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        root.path().join("coordinator.db").display()
+    );
+    let org = coordinator_init(&db);
+    let coordinator_port = free_port();
+    let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
+    let mut coordinator = Proc::spawn(
+        "coordinator",
+        Command::new(bin()).args([
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{coordinator_port}"),
+            "--database",
+            &db,
+            "--mqtt",
+            &broker_url,
+        ]),
+    );
+    wait_for_port(coordinator_port, "coordinator");
+    let webhook = start_webhook();
+
+    // Three daemons: the first runs two devices (a, d), the others one each. Each gets two
+    // prime sets of the public test pool (one per aux-info run it will take part in).
+    let otlp_endpoint = format!("http://{otlp_addr}");
+    let mut signers = vec![
+        Signer::configure(
+            "s1",
+            root.path(),
+            &org,
+            &coordinator_url,
+            &broker_url,
+            &webhook,
+            &["a", "d"],
+            None,
+        ),
+        Signer::configure(
+            "s2",
+            root.path(),
+            &org,
+            &coordinator_url,
+            &broker_url,
+            &webhook,
+            &["b"],
+            Some(&otlp_endpoint),
+        ),
+        Signer::configure(
+            "s3",
+            root.path(),
+            &org,
+            &coordinator_url,
+            &broker_url,
+            &webhook,
+            &["c"],
+            None,
+        ),
+    ];
+    for (k, s) in signers.iter_mut().enumerate() {
+        s.import_primes(2 * k, 2);
+        s.start();
+    }
+    let operator = Operator::new(&coordinator_url, &org);
+    let ids = operator.wait_devices(&["a", "b", "c", "d"]).await;
+    let (a, b, c, d) = (ids[0].clone(), ids[1].clone(), ids[2].clone(), ids[3].clone());
+    let abc = vec![a.clone(), b.clone(), c.clone()];
+
+    // Two vaults, created together: secp256k1 (keygen + aux-info) and ed25519 (FROST).
+    let secp_keygen = operator.create_vault("treasury", "secp256k1", 2, &abc).await;
+    let ed_keygen = operator.create_vault("solana", "ed25519", 2, &abc).await;
+    let ed_op = operator.wait_final(&ed_keygen, KEYGEN).await;
+    completed(&ed_op);
+    let secp_op = operator.wait_final(&secp_keygen, KEYGEN).await;
+    completed(&secp_op);
+    let secp_vault = secp_op.vault_id.clone();
+    let ed_vault = ed_op.vault_id.clone();
+    let secp_key = secp_op.result.as_ref().unwrap().public_key.clone().unwrap();
+    let ed_key = ed_op.result.as_ref().unwrap().public_key.clone().unwrap();
+    assert_eq!(secp_key.len(), 66);
+    assert_eq!(ed_key.len(), 64);
+    // Every device stored its share (generation 0).
+    for (s, dev) in [(0, &a), (1, &b), (2, &c)] {
+        assert_eq!(share_files(&signers[s], dev, &secp_vault).len(), 1, "{dev}");
+        assert_eq!(share_files(&signers[s], dev, &ed_vault).len(), 1, "{dev}");
+    }
+
+    // Sign: a digest with the secp256k1 vault, a message with the ed25519 vault.
+    let digest = [0x42u8; 32];
+    let sign = operator
+        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    verify_secp256k1(&secp_key, &digest, &op);
+    let message = b"transfer 5 SOL to the cold wallet";
+    let sign = operator
+        .request_signature(&ed_vault, json!({"message": hex::encode(message)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    verify_ed25519(&ed_key, message, &op);
+
+    // The approver rejects a message containing "REJECT": no signature.
+    let sign = operator
+        .request_signature(
+            &secp_vault,
+            json!({"message": hex::encode(b"please REJECT this")}),
+        )
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    assert_eq!(op.state, "Rejected", "{op:?}");
+    assert!(op.result.is_none_or(|r| r.signature.is_none()));
+
+    // Reshare both vaults: a leaves, d joins; secp256k1 goes 2-of-3 → 3-of-3.
+    let bcd = vec![b.clone(), c.clone(), d.clone()];
+    let reshare = operator.request_reshare(&secp_vault, 3, &bcd).await;
+    let ed_reshare = operator.request_reshare(&ed_vault, 2, &bcd).await;
+    let op = operator.wait_final(&reshare, KEYGEN).await;
+    completed(&op);
+    assert_eq!(
+        op.result.as_ref().unwrap().public_key.as_deref(),
+        Some(secp_key.as_str()),
+        "same key"
+    );
+    let op = operator.wait_final(&ed_reshare, KEYGEN).await;
+    completed(&op);
+    assert_eq!(
+        op.result.as_ref().unwrap().public_key.as_deref(),
+        Some(ed_key.as_str()),
+        "same key"
+    );
+    // The device that left destroys its shares once the coordinator completed the reshare;
+    // the others keep only the new generation.
+    let start = std::time::Instant::now();
+    while !(share_files(&signers[0], &a, &secp_vault).is_empty()
+        && share_files(&signers[1], &b, &secp_vault) == vec!["g1.vsrec".to_owned()])
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "old shares not destroyed: {:?} {:?}",
+            share_files(&signers[0], &a, &secp_vault),
+            share_files(&signers[1], &b, &secp_vault)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Sign again with the new set (3-of-3: b, c and the new device d).
+    let digest = [0x17u8; 32];
+    let sign = operator
+        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    verify_secp256k1(&secp_key, &digest, &op);
+    let mut committee: Vec<String> = op.committee.iter().map(|m| m.device_id.clone()).collect();
+    committee.sort();
+    let mut expected = bcd.clone();
+    expected.sort();
+    assert_eq!(committee, expected);
+    let message = b"after the reshare";
+    let sign = operator
+        .request_signature(&ed_vault, json!({"message": hex::encode(message)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    verify_ed25519(&ed_key, message, &op);
+
+    // SIGKILL the daemon of c during an ECDSA signing run, restart it: the run fails
+    // cleanly, c still has its shares and signs the next request.
+    let sign = operator
+        .request_signature(&secp_vault, json!({"digest": hex::encode([0x99u8; 32])}))
+        .await;
+    operator.wait_state(&sign, "InProgress", SIGN).await;
+    signers[2].proc().kill();
+    signers[2].start();
+    let op = operator.wait_final(&sign, Duration::from_secs(240)).await;
+    assert_eq!(op.state, "Failed", "{op:?}");
+    assert!(
+        op.failure
+            .as_ref()
+            .unwrap()
+            .culprit_device_ids
+            .iter()
+            .all(|x| x != &b && x != &d),
+        "{op:?}"
+    );
+    let digest = [0x55u8; 32];
+    let sign = operator
+        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    verify_secp256k1(&secp_key, &digest, &op);
+
+    // HTTP API: register a device at run time; /version, /readyz; /metrics.
+    let http = reqwest::Client::new();
+    let s2 = &signers[1];
+    let resp = http
+        .post(format!("http://127.0.0.1:{}/register-vs-device", s2.port))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"DeviceName": "e", "OrgId": org.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let e = body["deviceId"].as_str().unwrap().to_owned();
+    assert_eq!(operator.wait_devices(&["e"]).await, vec![e]);
+    let readyz = http
+        .get(format!("http://127.0.0.1:{}/readyz", s2.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 200);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", signers[0].prometheus_port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "vsigner_operations_total{kind=\"keygen\",outcome=\"succeeded\"}",
+        "vsigner_protocol_duration_seconds",
+        "vsigner_approval_latency_seconds",
+        "vsigner_devices 2",
+    ] {
+        assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
+    }
+
+    // Graceful shutdown on SIGTERM; spans reached the OTLP receiver.
+    for s in &mut signers {
+        let status = s.proc().terminate(Duration::from_secs(60));
+        assert!(status.success(), "{} exited with {status}", s.name);
+    }
+    let names = otlp::span_names(&spans);
+    for expected in ["operation", "protocol", "vote"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected:?} span among {names:?}"
+        );
+    }
+
+    // No secret in any output.
+    coordinator.kill();
+    let mut outputs: Vec<(String, String)> =
+        signers.iter().map(|s| (s.name.clone(), s.all_output())).collect();
+    outputs.push(("coordinator".into(), coordinator.output.text()));
+    for (name, text) in &outputs {
+        for secret in [
+            org.signer.1.as_str(),
+            org.operator.1.as_str(),
+            PASSPHRASE,
+            API_TOKEN,
+        ] {
+            assert!(!text.contains(secret), "{name}'s output contains a secret");
+        }
+    }
+    // Keystore files never hold plaintext: the public key of a share is not in any file.
+    drop(webhook);
+}
+
+#[test]
+fn a_bad_configuration_fails_fast_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (json!({"ApprovalMode": "Sometimes"}), "ApprovalMode"),
+        (json!({"Porrt": 8080}), "Porrt"),
+        (json!({"APIBaseURL": "not a url"}), "APIBaseURL"),
+        (json!({"AuthClientSecret": null}), "AuthClientSecret"),
+    ];
+    for (k, (patch, key)) in cases.into_iter().enumerate() {
+        let mut cfg = json!({
+            "Port": 0, "PrometheusPort": 0, "OrgId": "org", "AuthClientId": "id",
+            "AuthClientSecret": "the-client-secret-value", "APIBaseURL": "http://127.0.0.1:1",
+            "MQTTEndpoint": "mqtt://127.0.0.1:1", "ApprovalMode": "AlwaysApprove",
+            "KeystoreSealing": "passphrase", "KeystorePassphrase": PASSPHRASE,
+            "SignerAPIToken": API_TOKEN,
+            "STORAGE_BUCKET_URL": dir.path().join("ks").to_str().unwrap(),
+        });
+        for (name, value) in patch.as_object().unwrap() {
+            cfg[name] = value.clone();
+        }
+        let path = dir.path().join(format!("c{k}.json"));
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let start = std::time::Instant::now();
+        let out = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+        assert!(stderr.contains(key), "stderr does not name {key}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for secret in ["the-client-secret-value", PASSPHRASE, API_TOKEN] {
+            assert!(!all.contains(secret), "output shows a secret: {all}");
+        }
+    }
+}
+
+#[test]
+fn unreachable_coordinator_or_bad_credentials_fail_with_a_clear_error() {
+    // A coordinator that refuses the credentials: the daemon stops and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let org = coordinator_init(&db);
+    let port = free_port();
+    let _coordinator = Proc::spawn(
+        "coordinator",
+        Command::new(bin()).args([
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+            &db,
+        ]),
+    );
+    wait_for_port(port, "coordinator");
+    let cfg = json!({
+        "Port": 0, "PrometheusPort": 0, "OrgId": org.id, "AuthClientId": org.signer.0,
+        "AuthClientSecret": "wrong-secret-of-the-test", "APIBaseURL": format!("http://127.0.0.1:{port}"),
+        "MQTTEndpoint": "mqtt://127.0.0.1:1", "ApprovalMode": "AlwaysApprove",
+        "KeystoreSealing": "passphrase", "KeystorePassphrase": PASSPHRASE,
+        "SignerAPIToken": API_TOKEN,
+        "STORAGE_BUCKET_URL": dir.path().join("ks").to_str().unwrap(),
+    });
+    let path = dir.path().join("c.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AuthClientSecret"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-of-the-test"));
+}
