@@ -194,3 +194,107 @@ pub fn signing_input(op: &Operation, payload: &SignPayload) -> Result<SigningInp
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn directory() -> Vec<Device> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                serde_json::from_value(json!({
+                    "id": format!("dev-{n}"), "organisationId": "org", "name": n, "kind": "virtual",
+                    "identitySigningKey": format!("{n}{n}"), "identityEncryptionKey": "ee", "status": "Active"
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn sign_op(curve: &str, kind: &str, payload: &[u8], digest: Option<[u8; 32]>) -> Operation {
+        let signers = json!([{"deviceId": "dev-a", "weight": 1, "index": 0},
+                             {"deviceId": "dev-b", "weight": 1, "index": 1},
+                             {"deviceId": "dev-c", "weight": 1, "index": 2}]);
+        serde_json::from_value(json!({
+            "id": "op-1", "organisationId": "org", "kind": "Sign", "state": "AwaitingApproval",
+            "vaultId": "v-1", "curve": curve, "nonce": "00".repeat(32),
+            "createdAt": "2026-11-25T10:00:00.000Z", "updatedAt": "2026-11-25T10:00:00.000Z",
+            "expiresAt": "2026-11-25T11:00:00.000Z",
+            "vault": {"id": "v-1", "organisationId": "org", "name": "treasury", "curve": curve, "threshold": 2,
+                      "signers": signers, "publicKey": null, "chainCode": null, "keyGeneration": 0,
+                      "keySetHash": null, "status": "Active", "ethereumAddress": null},
+            "committee": [], "submittedDeviceIds": [],
+            "sign": {"payloadKind": kind, "payload": hex::encode(payload),
+                     "signingDigest": digest.map(hex::encode), "derivationPath": null, "chainId": null, "keyGeneration": 0},
+            "keygen": null, "reshare": null, "result": null, "failure": null, "rejectionReason": null, "startedBy": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_is_built_from_the_operation_and_changes_with_it() {
+        let op = sign_op("secp256k1", "digest", &[7; 32], Some([7; 32]));
+        let request = build(&op, &directory()).unwrap();
+        assert_eq!(request.vault.signers.len(), 3);
+        assert_eq!(request.vault.signers[1].name, "b");
+        assert_eq!(request.vault.signers[1].identity_public_key_hex, "bb");
+        assert!(matches!(
+            &request.operation,
+            Requested::Sign { payload: SignPayload::Digest(d), .. } if d == &[7; 32]
+        ));
+        // The same operation gives the same request; any change of content gives another.
+        assert_eq!(build(&op, &directory()).unwrap(), request);
+        let mut changed = op.clone();
+        changed.sign.as_mut().unwrap().payload = hex::encode([8; 32]);
+        assert_ne!(build(&changed, &directory()).unwrap(), request);
+        let mut changed = op.clone();
+        changed.sign.as_mut().unwrap().derivation_path = Some("m/0/1".into());
+        assert_ne!(build(&changed, &directory()).unwrap(), request);
+        let mut changed = op.clone();
+        changed.vault.threshold = 3;
+        assert_ne!(build(&changed, &directory()).unwrap(), request);
+        let mut changed = op.clone();
+        changed.vault.signers.swap(0, 1);
+        assert!(build(&changed, &directory()).is_err(), "indices out of order");
+        let mut changed = op;
+        changed.vault.signers[2].device_id = "dev-x".into();
+        assert!(build(&changed, &directory()).is_err(), "unknown device");
+    }
+
+    #[test]
+    fn the_signing_digest_is_computed_locally_and_must_match() {
+        let message = b"hello";
+        let expected = eip191_hash(message);
+        // EIP-191 test vector: personal_sign("hello").
+        assert_eq!(
+            hex::encode(expected),
+            "50b2c43fd39106bafbba0da34fc430e1f91e3c96ea2acee2bc34119f92b37750"
+        );
+        let op = sign_op("secp256k1", "message", message, Some(expected));
+        let payload = sign_payload(&op).unwrap();
+        assert_eq!(
+            signing_input(&op, &payload).unwrap(),
+            SigningInput::Digest(expected)
+        );
+        // A coordinator that names another digest is refused.
+        let op = sign_op("secp256k1", "message", message, Some([1; 32]));
+        assert!(signing_input(&op, &sign_payload(&op).unwrap()).is_err());
+        let op = sign_op("secp256k1", "message", message, None);
+        assert!(signing_input(&op, &sign_payload(&op).unwrap()).is_err());
+        // Ed25519 messages are signed as they are; a digest claimed for them is refused.
+        let op = sign_op("ed25519", "message", message, None);
+        assert_eq!(
+            signing_input(&op, &sign_payload(&op).unwrap()).unwrap(),
+            SigningInput::Message(message.to_vec())
+        );
+        let op = sign_op("ed25519", "message", message, Some([1; 32]));
+        assert!(signing_input(&op, &sign_payload(&op).unwrap()).is_err());
+        // Malformed payloads.
+        assert!(sign_payload(&sign_op("secp256k1", "digest", &[1; 31], None)).is_err());
+        assert!(sign_payload(&sign_op("secp256k1", "eth_tx", &[2, 1], None)).is_err());
+        assert!(sign_payload(&sign_op("secp256k1", "blob", &[1], None)).is_err());
+    }
+}

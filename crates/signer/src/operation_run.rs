@@ -721,3 +721,92 @@ impl RunContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../test-data")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ecdsa_records_hold_core_share_and_aux_info() {
+        let core =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-1.vsgn"))
+                .unwrap();
+        let aux = ecdsa::AuxInfo::from_bytes(&fixture("aux-info/n3/party-1.vsgn")).unwrap();
+        let record = ecdsa_record(&core, &aux).unwrap();
+        let share = ecdsa_share(&record).unwrap();
+        assert_eq!(share.index(), 1);
+        assert_eq!(share.public_key_bytes(), core.public_key_bytes());
+        assert_eq!(
+            ecdsa_core(&record).unwrap().public_key_bytes(),
+            core.public_key_bytes()
+        );
+        for cut in [0, 3, 7, 8, 100, record.len() - 1] {
+            assert!(ecdsa_share(&record[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn key_set_hash_is_sha256_of_the_compressed_public_shares_in_index_order() {
+        let core =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-0.vsgn"))
+                .unwrap();
+        let mut concatenated = Vec::new();
+        for j in 0..3 {
+            let p = core.public_share(j).unwrap();
+            concatenated.extend_from_slice(&p.to_bytes(true));
+        }
+        assert_eq!(concatenated.len(), 3 * 33);
+        let expected = hex::encode(Sha256::digest(&concatenated));
+        assert_eq!(key_set_hash(&core.key_info().unwrap()), expected);
+        // Every holder computes the same hash.
+        let other =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-2.vsgn"))
+                .unwrap();
+        assert_eq!(key_set_hash(&other.key_info().unwrap()), expected);
+        let ed = schnorr::KeyShare::<Ed25519>::from_bytes(&fixture("key-shares/ed25519-2of3/party-0.vsgn"))
+            .unwrap();
+        let info = ed.key_info().unwrap();
+        assert!(info.public_shares.iter().all(|p| p.to_bytes(true).len() == 32));
+        assert_eq!(key_set_hash(&info).len(), 64);
+    }
+
+    #[test]
+    fn execution_ids_need_the_coordinator_nonce() {
+        let op: Operation = serde_json::from_value(serde_json::json!({
+            "id": "op", "organisationId": "o", "kind": "Sign", "state": "Ready", "vaultId": "v", "curve": "secp256k1",
+            "nonce": "ab".repeat(32), "createdAt": "", "updatedAt": "", "expiresAt": "",
+            "vault": {"id": "v", "organisationId": "o", "name": "n", "curve": "secp256k1", "threshold": 2, "signers": [],
+                      "publicKey": null, "chainCode": null, "keyGeneration": 0, "keySetHash": null, "status": "Active", "ethereumAddress": null},
+            "committee": [], "submittedDeviceIds": [], "keygen": null, "reshare": null, "sign": null, "result": null,
+            "failure": null, "rejectionReason": null, "startedBy": null
+        }))
+        .unwrap();
+        let a = execution_id(ProtocolTag::EcdsaSign, &op, &["x", "y"]).unwrap();
+        assert_ne!(
+            a,
+            execution_id(ProtocolTag::EcdsaSign, &op, &["y", "x"]).unwrap(),
+            "party order"
+        );
+        assert_ne!(
+            a,
+            execution_id(ProtocolTag::EcdsaAuxInfo, &op, &["x", "y"]).unwrap(),
+            "protocol"
+        );
+        let mut short = op.clone();
+        short.nonce = "ab".repeat(8);
+        assert!(execution_id(ProtocolTag::EcdsaSign, &short, &["x", "y"]).is_err());
+        let mut bad = op;
+        bad.nonce = "zz".into();
+        assert!(execution_id(ProtocolTag::EcdsaSign, &bad, &["x", "y"]).is_err());
+    }
+}
