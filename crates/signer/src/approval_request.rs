@@ -147,6 +147,26 @@ pub fn build(op: &Operation, directory: &[Device]) -> Result<ApprovalRequest, In
     })
 }
 
+/// Checks that every committee member's identity keys are the ones registered for that
+/// device in the organisation's directory.
+pub fn check_committee_keys(op: &Operation, directory: &[Device]) -> Result<(), String> {
+    for m in &op.committee {
+        let registered = directory.iter().find(|d| d.id == m.device_id);
+        match registered {
+            Some(d)
+                if d.identity_signing_key == m.identity_signing_key
+                    && d.identity_encryption_key == m.identity_encryption_key => {}
+            _ => {
+                return Err(format!(
+                    "the identity keys given for committee member {} are not the ones registered for it",
+                    m.device_id
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the committee signs: a 32-byte digest (secp256k1, and the `digest` and `eth_tx`
 /// kinds on ed25519) or the message itself (an ed25519 `message`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,5 +316,21 @@ mod tests {
         assert!(sign_payload(&sign_op("secp256k1", "digest", &[1; 31], None)).is_err());
         assert!(sign_payload(&sign_op("secp256k1", "eth_tx", &[2, 1], None)).is_err());
         assert!(sign_payload(&sign_op("secp256k1", "blob", &[1], None)).is_err());
+    }
+
+    #[test]
+    fn committee_keys_must_be_the_registered_ones() {
+        let mut op = sign_op("secp256k1", "digest", &[7; 32], Some([7; 32]));
+        let member = |id: &str, key: &str| -> crate::coordinator_api::CommitteeMember {
+            serde_json::from_value(json!({"deviceId": id, "name": id, "identitySigningKey": key,
+                "identityEncryptionKey": "ee", "index": 0, "oldIndex": 0, "newIndex": null}))
+            .unwrap()
+        };
+        op.committee = vec![member("dev-a", "aa"), member("dev-b", "bb")];
+        check_committee_keys(&op, &directory()).unwrap();
+        op.committee[1] = member("dev-b", "ff");
+        assert!(check_committee_keys(&op, &directory()).is_err());
+        op.committee[1] = member("dev-z", "zz");
+        assert!(check_committee_keys(&op, &directory()).is_err());
     }
 }

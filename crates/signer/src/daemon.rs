@@ -638,6 +638,13 @@ impl Daemon {
                 return;
             }
         };
+        // The committee's transport keys must be the keys the organisation registered (and
+        // the approver saw): a coordinator cannot slip in a key of its own.
+        if let Err(reason) = approval_request::check_committee_keys(&op, &directory) {
+            self.finish(&device.id, &op.id);
+            self.report_failure(device, &op, &RunFailure { reason, culprits: vec![] }).await;
+            return;
+        }
         let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
         match approved {
             Some(a) if a == request => {}
