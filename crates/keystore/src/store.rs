@@ -440,6 +440,28 @@ impl Keystore {
         Ok(stored)
     }
 
+    /// Deletes generation `generation` of `vault` that was stored but never confirmed and
+    /// is newer than the confirmed one: the output of a reshare the coordinator did not
+    /// complete, found again when the reshare is retried. Refuses a confirmed or older
+    /// generation, and a vault with no confirmed generation.
+    pub async fn discard_unconfirmed(
+        &self,
+        device: &str,
+        vault: &str,
+        generation: u64,
+    ) -> Result<(), KeystoreError> {
+        match self.confirmed_generation(device, vault).await? {
+            Some(c) if generation > c => {
+                self.backend
+                    .delete(&RecordId::key_share(device, vault, generation)?.path())
+                    .await
+            }
+            _ => Err(KeystoreError::Lifecycle(format!(
+                "generation {generation} of {vault} is not an unconfirmed successor and is kept"
+            ))),
+        }
+    }
+
     /// What an interrupted run left behind (report at start-up).
     pub async fn leftovers(&self) -> Result<Leftovers, KeystoreError> {
         let mut out = Leftovers {

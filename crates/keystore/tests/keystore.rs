@@ -307,6 +307,30 @@ async fn a_device_that_leaves_the_signer_set_destroys_its_old_shares() {
 }
 
 #[tokio::test]
+async fn an_unconfirmed_successor_can_be_discarded_never_a_confirmed_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::open(dir.path().to_str().unwrap(), &pass("p"))
+        .await
+        .unwrap();
+    let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
+    ks.put(&g(0), b"gen 0").await.unwrap();
+    assert!(
+        ks.discard_unconfirmed("dev", "vault", 0).await.is_err(),
+        "nothing confirmed yet"
+    );
+    ks.confirm_generation("dev", "vault", 0).await.unwrap();
+    ks.put(&g(1), b"gen 1 of a failed reshare").await.unwrap();
+    assert!(
+        ks.discard_unconfirmed("dev", "vault", 0).await.is_err(),
+        "the confirmed one"
+    );
+    ks.discard_unconfirmed("dev", "vault", 1).await.unwrap();
+    assert!(ks.get(&g(1)).await.unwrap().is_none());
+    assert_eq!(ks.get(&g(0)).await.unwrap().unwrap().as_slice(), b"gen 0");
+    ks.put(&g(1), b"gen 1 of the retry").await.unwrap();
+}
+
+#[tokio::test]
 async fn key_file_and_sgx_sealing_providers() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("store");

@@ -107,6 +107,13 @@ struct DeviceRuntime {
 
 type Key = (String, String); // (device id, operation id)
 
+/// The (device, operation) pairs being handled now, and those this process is done with.
+#[derive(Default)]
+struct Work {
+    inflight: HashSet<Key>,
+    finished: HashSet<Key>,
+}
+
 struct Inner {
     config: SignerConfig,
     keystore: Arc<Keystore>,
@@ -115,8 +122,8 @@ struct Inner {
     devices: RwLock<BTreeMap<String, Arc<DeviceRuntime>>>,
     creating: tokio::sync::Mutex<()>,
     permits: Arc<Semaphore>,
-    inflight: Mutex<HashSet<Key>>,
-    finished: Mutex<HashSet<Key>>,
+    /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
+    work: Mutex<Work>,
     approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
     started_at: DateTime<Utc>,
     coordinator_seen: Mutex<Option<Instant>>,
@@ -151,7 +158,7 @@ struct InflightGuard {
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        lock(&self.inner.inflight).remove(&self.key);
+        lock(&self.inner.work).inflight.remove(&self.key);
     }
 }
 
@@ -239,8 +246,7 @@ impl Daemon {
             primes,
             devices: RwLock::new(BTreeMap::new()),
             creating: tokio::sync::Mutex::new(()),
-            inflight: Mutex::new(HashSet::new()),
-            finished: Mutex::new(HashSet::new()),
+            work: Mutex::new(Work::default()),
             approved: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),
@@ -280,12 +286,18 @@ impl Daemon {
         for device in stored {
             names.insert(device.name.clone());
             let name = device.name.clone();
-            let result = if device.is_pending() {
-                daemon.finish_registration(device).await
+            if device.is_pending() {
+                // A registration the coordinator refuses must not keep the others from
+                // starting: it stays pending and is retried at the next start.
+                if let Err(reason) = daemon.finish_registration(device).await {
+                    tracing::error!(name = %name, reason = %reason, "device registration not completed");
+                }
             } else {
-                daemon.launch(device).await.map(|_| ())
-            };
-            result.map_err(|reason| StartError::Device { name, reason })?;
+                daemon
+                    .launch(device)
+                    .await
+                    .map_err(|reason| StartError::Device { name, reason })?;
+            }
         }
         for name in daemon.inner.config.initial_devices.clone() {
             if !names.contains(&name) {
@@ -372,6 +384,15 @@ impl Daemon {
                     "registration with the coordinator failed (kept as pending, retried at next start): {e}"
                 )
             })?;
+        if registered.identity_signing_key != keys.signing_hex()
+            || registered.identity_encryption_key != keys.encryption_hex()
+            || registered.organisation_id != self.inner.config.org_id
+        {
+            return Err(format!(
+                "the coordinator answered the registration with device {} of other keys or another organisation",
+                registered.id
+            ));
+        }
         let id = DeviceId::new(registered.id.clone()).map_err(|e| format!("coordinator device id: {e}"))?;
         let device = StoredDevice {
             name: device.name,
@@ -471,9 +492,14 @@ impl Daemon {
 
     fn claim(&self, device: &str, op: &str) -> Option<InflightGuard> {
         let key = (device.to_owned(), op.to_owned());
-        if lock(&self.inner.finished).contains(&key) || !lock(&self.inner.inflight).insert(key.clone()) {
+        let mut work = lock(&self.inner.work);
+        if self.inner.stop.is_cancelled()
+            || work.finished.contains(&key)
+            || !work.inflight.insert(key.clone())
+        {
             return None;
         }
+        drop(work);
         Some(InflightGuard {
             inner: self.inner.clone(),
             key,
@@ -508,7 +534,8 @@ impl Daemon {
         match ready {
             Ok(ops) => {
                 // Forget what is over: operations no longer listed are final.
-                lock(&self.inner.finished)
+                lock(&self.inner.work)
+                    .finished
                     .retain(|(d, o)| d != &device.id || ops.iter().any(|op| &op.id == o));
                 lock(&self.inner.approved).retain(|_, (at, _)| at.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
@@ -537,7 +564,15 @@ impl Daemon {
                 return;
             }
         };
-        let (vote, reason) = match approval_request::build(&op, &directory) {
+        let built = if op.organisation_id == self.inner.config.org_id {
+            approval_request::build(&op, &directory)
+        } else {
+            Err(approval_request::InvalidOperation(format!(
+                "it belongs to organisation {}, not {}",
+                op.organisation_id, self.inner.config.org_id
+            )))
+        };
+        let (vote, reason) = match built {
             Ok(request) => {
                 let asked = Instant::now();
                 let decision = device.approver.decide(&request).await;
@@ -591,7 +626,9 @@ impl Daemon {
     }
 
     fn finish(&self, device: &str, op: &str) {
-        lock(&self.inner.finished).insert((device.to_owned(), op.to_owned()));
+        lock(&self.inner.work)
+            .finished
+            .insert((device.to_owned(), op.to_owned()));
     }
 
     /// Takes part in a Ready or InProgress operation.
@@ -599,11 +636,23 @@ impl Daemon {
         if op.submitted_device_ids.contains(&device.id) {
             // Submitted before a restart: only the confirmation is left.
             self.finish(&device.id, &op.id);
-            self.follow_up(device, &op).await;
+            self.follow_up(device, &op, false).await;
             return;
         }
         if op.state == "InProgress" && self.started_before_us(&op) {
             self.finish(&device.id, &op.id);
+            // An old holder that only deals in a reshare may have finished its part before
+            // the restart; failing the operation could kill a reshare that is succeeding.
+            // If its part was not done, the others time out and report.
+            let dealer_only = op.kind == "Reshare"
+                && op
+                    .committee
+                    .iter()
+                    .any(|m| m.device_id == device.id && m.new_index.is_none());
+            if dealer_only {
+                tracing::warn!("this device restarted during a reshare it only deals in; not rejoining");
+                return;
+            }
             let failure = RunFailure {
                 reason: format!(
                     "device {} restarted during the protocol run; its protocol state is lost (request the operation again)",
@@ -642,7 +691,15 @@ impl Daemon {
         // the approver saw): a coordinator cannot slip in a key of its own.
         if let Err(reason) = approval_request::check_committee_keys(&op, &directory) {
             self.finish(&device.id, &op.id);
-            self.report_failure(device, &op, &RunFailure { reason, culprits: vec![] }).await;
+            self.report_failure(
+                device,
+                &op,
+                &RunFailure {
+                    reason,
+                    culprits: vec![],
+                },
+            )
+            .await;
             return;
         }
         let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
@@ -678,9 +735,13 @@ impl Daemon {
             }
         }
         let permit = tokio::select! {
-            p = self.inner.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            biased;
             () = self.inner.stop.cancelled() => return,
+            p = self.inner.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
+        if self.inner.stop.is_cancelled() {
+            return;
+        }
         if let Err(e) = self.inner.coordinator.start_operation(&op.id, &device.id).await {
             tracing::warn!(error = %e, "startOperation refused; not running");
             if !e.is_transient() {
@@ -725,6 +786,10 @@ impl Daemon {
                 }),
                 Err(e) => Err(RunFailure { reason: format!("the protocol task ended abnormally: {e}"), culprits: vec![] }),
             },
+            () = cancel.cancelled() => Err(RunFailure {
+                reason: format!("device {} shut down during the protocol run", device.id),
+                culprits: vec![],
+            }),
             ended = self.watch_until_final(&op.id) => {
                 cancel.cancel();
                 drop(permit);
@@ -760,8 +825,41 @@ impl Daemon {
     }
 
     async fn submit(&self, device: &Arc<DeviceRuntime>, op: &Operation, submission: Submission) {
+        let mut pause = Duration::from_millis(500);
+        let deadline = Instant::now() + COMPLETION_WAIT;
+        loop {
+            let result = self.submit_once(device, op, &submission).await;
+            match result {
+                // Network trouble: the result is stored, so retry until the coordinator
+                // takes it or ends the operation.
+                Err(e)
+                    if e.is_transient() && Instant::now() < deadline && !self.inner.stop.is_cancelled() =>
+                {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "result not submitted yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+                result => {
+                    self.submitted(op, result).await;
+                    break;
+                }
+            }
+        }
+        match submission {
+            Submission::Signature { .. } => {}
+            Submission::Departed { .. } => self.follow_up(device, op, true).await,
+            _ => self.follow_up(device, op, false).await,
+        }
+    }
+
+    async fn submit_once(
+        &self,
+        device: &Arc<DeviceRuntime>,
+        op: &Operation,
+        submission: &Submission,
+    ) -> Result<Option<Operation>, ApiError> {
         let c = &self.inner.coordinator;
-        let result = match &submission {
+        match submission {
             Submission::Keygen {
                 public_key,
                 chain_code,
@@ -793,7 +891,11 @@ impl Daemon {
                 .submit_signature(&op.id, &device.id, signature, *recovery_id)
                 .await
                 .map(Some),
-        };
+        }
+    }
+
+    async fn submitted(&self, op: &Operation, result: Result<Option<Operation>, ApiError>) {
+        let c = &self.inner.coordinator;
         match result {
             Ok(_) => {
                 metrics::operation_finished(kind_of(op), Outcome::Succeeded);
@@ -813,20 +915,19 @@ impl Daemon {
                 }
             }
         }
-        if !matches!(submission, Submission::Signature { .. }) {
-            self.follow_up(device, op).await;
-        }
     }
 
-    /// Waits for a keygen/reshare to reach a final state, then confirms (or destroys) this
-    /// device's shares of the vault.
-    async fn follow_up(&self, device: &Arc<DeviceRuntime>, op: &Operation) {
+    /// Waits for a keygen/reshare to reach a final state, then confirms this device's new
+    /// share generation, or, when `departed` (it dealt in a reshare whose run succeeded,
+    /// every new holder having proved its share, and holds no new share), destroys its
+    /// shares of the vault.
+    async fn follow_up(&self, device: &Arc<DeviceRuntime>, op: &Operation, departed: bool) {
         let deadline = Instant::now() + COMPLETION_WAIT;
         loop {
             match self.inner.coordinator.operation(&op.id).await {
                 Ok(now) if now.is_final() => {
                     if now.state == "Completed" {
-                        self.reconcile_vault(&device.id, &op.vault_id).await;
+                        self.reconcile_vault(&device.id, &op.vault_id, departed).await;
                     } else {
                         tracing::warn!(state = %now.state, "the operation did not complete; the new share stays unconfirmed and unused");
                     }
@@ -846,9 +947,10 @@ impl Daemon {
     }
 
     /// Brings the stored shares of `device` for `vault` in line with the coordinator: the
-    /// vault's current generation is confirmed (older ones destroyed); a device no longer in
-    /// the signer set destroys its shares.
-    async fn reconcile_vault(&self, device: &str, vault_id: &str) {
+    /// vault's current generation is confirmed (older ones destroyed) when the locally stored
+    /// share of that generation has the vault's public key and key-set hash; with
+    /// `departed`, a device no longer in the signer set destroys its shares.
+    async fn reconcile_vault(&self, device: &str, vault_id: &str, departed: bool) {
         let ks = &self.inner.keystore;
         let vault = match self.inner.coordinator.vault(vault_id).await {
             Ok(v) => v,
@@ -873,9 +975,22 @@ impl Daemon {
             if confirmed == Some(vault.key_generation) {
                 return;
             }
+            // The coordinator's word is not enough to destroy the previous generation: the
+            // stored share must be of the vault's key and key set.
+            match self.share_matches(device, &vault).await {
+                Ok(()) => {}
+                Err(why) => {
+                    tracing::error!(device, vault = vault_id, generation = vault.key_generation, reason = %why,
+                        "the stored share does not match the coordinator's vault; not confirmed");
+                    return;
+                }
+            }
             ks.confirm_generation(device, vault_id, vault.key_generation)
                 .await
-        } else if !member && generations.iter().all(|g| *g < vault.key_generation) && !generations.is_empty()
+        } else if departed
+            && !member
+            && generations.iter().all(|g| *g < vault.key_generation)
+            && !generations.is_empty()
         {
             ks.confirm_departure(device, vault_id, vault.key_generation).await
         } else {
@@ -896,6 +1011,29 @@ impl Daemon {
         }
     }
 
+    /// Whether the stored share of `vault`'s current generation has its public key and
+    /// key-set hash.
+    async fn share_matches(&self, device: &str, vault: &crate::coordinator_api::Vault) -> Result<(), String> {
+        let id = vsigner_keystore::RecordId::key_share(device, &vault.id, vault.key_generation)
+            .map_err(|e| e.to_string())?;
+        let bytes = self
+            .inner
+            .keystore
+            .get(&id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no share stored")?;
+        let (public_key, key_set_hash) =
+            crate::operation_run::share_summary(&vault.curve, &bytes).map_err(|e| e.reason)?;
+        if vault.public_key.as_deref() != Some(public_key.as_str()) {
+            return Err("public key differs".into());
+        }
+        if vault.key_set_hash.as_deref() != Some(key_set_hash.as_str()) {
+            return Err("key-set hash differs".into());
+        }
+        Ok(())
+    }
+
     /// At start: confirm generations the coordinator completed while the daemon was down.
     async fn reconcile_shares(&self) {
         let records = match self.inner.keystore.list().await {
@@ -912,7 +1050,7 @@ impl Daemon {
             .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
             .collect();
         for (device, vault) in pairs {
-            self.reconcile_vault(&device, &vault).await;
+            self.reconcile_vault(&device, &vault, false).await;
         }
     }
 

@@ -192,6 +192,40 @@ pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
     hex::encode(h.finalize())
 }
 
+/// The keystore record of a device's aux-info for the ordered device set `members`, named
+/// by a hash of the ordered device ids.
+fn aux_record_id(me: &str, members: &[&CommitteeMember]) -> Result<RecordId, RunFailure> {
+    let mut h = Sha256::new();
+    h.update(b"vsigner/aux-info-set/v1");
+    for m in members {
+        h.update((m.device_id.len() as u32).to_be_bytes());
+        h.update(m.device_id.as_bytes());
+    }
+    let name = format!("set-{}", hex::encode(&h.finalize()[..20]));
+    RecordId::aux_info(me, &name).map_err(|e| RunFailure::new(e.to_string()))
+}
+
+/// The public key (hex) and key-set hash of a stored share record of a vault on `curve`.
+pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
+    let bad = |e: vsigner_tss::Error| RunFailure::new(format!("stored share: {e}"));
+    match curve {
+        "secp256k1" => {
+            let core = ecdsa_core(bytes)?;
+            let info = core.key_info().map_err(bad)?;
+            Ok((hex::encode(core.public_key_bytes()), key_set_hash(&info)))
+        }
+        "ed25519" => {
+            let share = schnorr::KeyShare::<Ed25519>::from_bytes(bytes).map_err(bad)?;
+            let info = share.key_info().map_err(bad)?;
+            Ok((
+                hex::encode(share.public_key_bytes().map_err(bad)?),
+                key_set_hash(&info),
+            ))
+        }
+        other => Err(RunFailure::new(format!("unsupported curve {other:?}"))),
+    }
+}
+
 const ECDSA_RECORD_MAGIC: &[u8; 4] = b"VSKE";
 
 /// An ECDSA key-share record: `"VSKE" ‖ u32 length ‖ core share ‖ aux-info`, each in the
@@ -282,6 +316,19 @@ impl RunContext {
     async fn store_share(&self, vault: &str, generation: u64, bytes: &[u8]) -> Result<(), RunFailure> {
         let id =
             RecordId::key_share(self.me(), vault, generation).map_err(|e| RunFailure::new(e.to_string()))?;
+        // A share of this generation left by an earlier attempt the coordinator did not
+        // complete (the vault is still at the previous generation) is discarded; a confirmed
+        // one never is.
+        if self.keystore.get(&id).await.ok().flatten().is_some() {
+            self.keystore
+                .discard_unconfirmed(self.me(), vault, generation)
+                .await
+                .map_err(|e| RunFailure::new(format!("cannot store the new share: {e}")))?;
+            tracing::warn!(
+                generation,
+                "discarded the unconfirmed share of an earlier failed attempt"
+            );
+        }
         self.keystore
             .put(&id, bytes)
             .await
@@ -321,7 +368,7 @@ impl RunContext {
         tag: ProtocolTag,
         op: &Operation,
         members: &[&CommitteeMember],
-        protocol_metric: Protocol,
+        protocol_metric: Option<Protocol>,
         protocol: F,
     ) -> Result<T, RunFailure>
     where
@@ -343,9 +390,92 @@ impl RunContext {
         let started = Instant::now();
         let span = tracing::info_span!("protocol", protocol = tag.as_str(), execution_id = %eid, parties = ids.len());
         let result = tracing::Instrument::instrument(protocol(session.into_party(), eid), span).await;
-        metrics::protocol_duration(protocol_metric, started.elapsed());
+        if let Some(m) = protocol_metric {
+            metrics::protocol_duration(m, started.elapsed());
+        }
         let names: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
         result.map_err(|e| protocol_failure(tag.as_str(), &e, &names, report.culprit()))
+    }
+
+    /// Returns a prime set that was never used in a message to the stock.
+    async fn put_back(&self, primes: Option<vsigner_tss::primes::PrimeSet>) {
+        if let Some(p) = primes {
+            if let Err(e) = self.primes.put(&p).await {
+                tracing::warn!(error = %e, "could not return an unused prime set");
+            }
+        }
+    }
+
+    /// Asks the device set `members` (in party order; this device is party `i`) whether every
+    /// member holds the same aux-info for exactly this ordered set; returns this device's
+    /// aux-info if so.
+    async fn agree_on_aux_info(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        i: u16,
+    ) -> Result<Option<ecdsa::AuxInfo>, RunFailure> {
+        let id = aux_record_id(self.me(), members)?;
+        let mine = match self.keystore.get(&id).await {
+            Ok(Some(bytes)) => match ecdsa::AuxInfo::from_bytes(&bytes) {
+                Ok(aux) => Some(aux),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored aux-info is unreadable; it will be generated again");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return Err(RunFailure::new(format!("keystore: {e}"))),
+        };
+        let n = members.len() as u16;
+        let reuse = self
+            .session(ProtocolTag::EcdsaAuxInfoReuse, op, members, None, |party, eid| {
+                let mine = mine.as_ref();
+                async move { ecdsa::agree_on_reuse(party, eid, i, n, mine).await }
+            })
+            .await?;
+        tracing::info!(reuse, devices = n, "aux-info of the device set");
+        Ok(if reuse { mine } else { None })
+    }
+
+    /// Generates aux-info for the device set `members` with `primes`, and keeps it for the
+    /// next vault of the same ordered set.
+    async fn fresh_aux_info(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        i: u16,
+        primes: vsigner_tss::primes::PrimeSet,
+    ) -> Result<ecdsa::AuxInfo, RunFailure> {
+        let n = members.len() as u16;
+        let options = self.aux_options;
+        let aux = self
+            .session(
+                ProtocolTag::EcdsaAuxInfo,
+                op,
+                members,
+                Some(Protocol::EcdsaAuxInfo),
+                |party, eid| async move {
+                    ecdsa::generate_aux_info(party, eid, i, n, primes, options, &mut OsRng).await
+                },
+            )
+            .await?;
+        // The set's cache is replaced (share records hold their own copy): a crash between
+        // the two steps loses only the cache.
+        let id = aux_record_id(self.me(), members)?;
+        let bytes = aux
+            .to_bytes()
+            .map_err(|e| RunFailure::new(format!("aux-info: {e}")))?;
+        let stored = async {
+            if self.keystore.get(&id).await?.is_some() {
+                self.keystore.delete(&id).await?;
+            }
+            self.keystore.put(&id, &bytes).await
+        };
+        if let Err(e) = stored.await {
+            tracing::warn!(error = %e, "could not keep the aux-info for reuse");
+        }
+        Ok(aux)
     }
 
     /// Runs the protocol of `op` (Ready, this device in the committee), whose content
@@ -384,14 +514,19 @@ impl RunContext {
         let members: Vec<&CommitteeMember> = committee.members.iter().collect();
         match curve {
             Curve::Secp256k1 => {
-                // Take the primes first: a device without them must not start the keygen.
-                let primes = self.take_primes().await?;
+                // Agree on aux-info first: a device set that has it already needs no primes;
+                // otherwise take them before the keygen (a device without them must not start).
+                let reused = self.agree_on_aux_info(op, &members, i).await?;
+                let primes = match reused {
+                    Some(_) => None,
+                    None => Some(self.take_primes().await?),
+                };
                 let core = match self
                     .session(
                         ProtocolTag::EcdsaKeygen,
                         op,
                         &members,
-                        Protocol::EcdsaKeygen,
+                        Some(Protocol::EcdsaKeygen),
                         |party, eid| async move {
                             ecdsa::keygen::<Secp256k1, _, _>(party, eid, i, n, t, &mut OsRng).await
                         },
@@ -401,24 +536,15 @@ impl RunContext {
                     Ok(core) => core,
                     Err(e) => {
                         // The primes were never used in a message: they go back.
-                        if let Err(pe) = self.primes.put(&primes).await {
-                            tracing::warn!(error = %pe, "could not return an unused prime set");
-                        }
+                        self.put_back(primes).await;
                         return Err(e);
                     }
                 };
-                let options = self.aux_options;
-                let aux = self
-                    .session(
-                        ProtocolTag::EcdsaAuxInfo,
-                        op,
-                        &members,
-                        Protocol::EcdsaAuxInfo,
-                        |party, eid| async move {
-                            ecdsa::generate_aux_info(party, eid, i, n, primes, options, &mut OsRng).await
-                        },
-                    )
-                    .await?;
+                let aux = match (reused, primes) {
+                    (Some(aux), _) => aux,
+                    (None, Some(primes)) => self.fresh_aux_info(op, &members, i, primes).await?,
+                    (None, None) => return Err(RunFailure::new("no prime set for aux-info")),
+                };
                 let info = core
                     .key_info()
                     .map_err(|e| RunFailure::new(format!("key share: {e}")))?;
@@ -437,7 +563,7 @@ impl RunContext {
                         ProtocolTag::SchnorrKeygen,
                         op,
                         &members,
-                        Protocol::FrostKeygen,
+                        Some(Protocol::FrostKeygen),
                         |party, eid| async move {
                             schnorr::keygen::<Ed25519, _, _>(party, eid, i, n, t, &mut OsRng).await
                         },
@@ -510,7 +636,7 @@ impl RunContext {
                         ProtocolTag::EcdsaSign,
                         op,
                         &members,
-                        Protocol::EcdsaSign,
+                        Some(Protocol::EcdsaSign),
                         |party, eid| {
                             let (share, message, path, signers) = (&share, &message, path.as_ref(), &signers);
                             async move {
@@ -536,7 +662,7 @@ impl RunContext {
                         ProtocolTag::SchnorrSign,
                         op,
                         &members,
-                        Protocol::FrostSign,
+                        Some(Protocol::FrostSign),
                         |party, eid| {
                             let (share, message, signers) = (&share, &message, &signers);
                             async move {
@@ -606,9 +732,18 @@ impl RunContext {
                 let public_key = Point::<Secp256k1>::from_bytes(&public_key_bytes)
                     .map_err(|_| RunFailure::new("vault public key is not a secp256k1 point"))?;
                 let old_core = old.map(|b| ecdsa_core(&b)).transpose()?;
-                let primes = match me.new_index {
-                    Some(_) => Some(self.take_primes().await?),
-                    None => None,
+                // New members agree on aux-info for the new set first (and take primes if
+                // they must generate it); old-only members go straight to the reshare.
+                let (reused, primes) = match me.new_index {
+                    Some(k) => {
+                        let reused = self.agree_on_aux_info(op, &new_set, k).await?;
+                        let primes = match reused {
+                            Some(_) => None,
+                            None => Some(self.take_primes().await?),
+                        };
+                        (reused, primes)
+                    }
+                    None => (None, None),
                 };
                 let setup = ReshareSetup {
                     roles: &roles,
@@ -622,7 +757,7 @@ impl RunContext {
                         ProtocolTag::Reshare,
                         op,
                         &members,
-                        Protocol::EcdsaReshare,
+                        Some(Protocol::EcdsaReshare),
                         |party, eid| {
                             let (setup, old_core) = (&setup, old_core.as_ref());
                             async move { ecdsa::reshare(party, eid, setup, old_core, &mut OsRng).await }
@@ -632,34 +767,21 @@ impl RunContext {
                 let reshared = match reshared {
                     Ok(r) => r,
                     Err(e) => {
-                        if let Some(p) = &primes {
-                            if let Err(pe) = self.primes.put(p).await {
-                                tracing::warn!(error = %pe, "could not return an unused prime set");
-                            }
-                        }
+                        self.put_back(primes).await;
                         return Err(e);
                     }
                 };
-                let (Some(core), Some(primes), Some(new_index)) = (reshared.share, primes, me.new_index)
-                else {
+                let (Some(core), Some(new_index)) = (reshared.share, me.new_index) else {
+                    self.put_back(primes).await;
                     return Ok(Submission::Departed {
                         generation: new_generation,
                     });
                 };
-                let n = new_set.len() as u16;
-                let options = self.aux_options;
-                let aux = self
-                    .session(
-                        ProtocolTag::EcdsaAuxInfo,
-                        op,
-                        &new_set,
-                        Protocol::EcdsaAuxInfo,
-                        |party, eid| async move {
-                            ecdsa::generate_aux_info(party, eid, new_index, n, primes, options, &mut OsRng)
-                                .await
-                        },
-                    )
-                    .await?;
+                let aux = match (reused, primes) {
+                    (Some(aux), _) => aux,
+                    (None, Some(primes)) => self.fresh_aux_info(op, &new_set, new_index, primes).await?,
+                    (None, None) => return Err(RunFailure::new("no prime set for aux-info")),
+                };
                 let info = core
                     .key_info()
                     .map_err(|e| RunFailure::new(format!("key share: {e}")))?;
@@ -690,7 +812,7 @@ impl RunContext {
                         ProtocolTag::Reshare,
                         op,
                         &members,
-                        Protocol::FrostReshare,
+                        Some(Protocol::FrostReshare),
                         |party, eid| {
                             let (setup, old_share) = (&setup, old_share.as_ref());
                             async move { schnorr::reshare(party, eid, setup, old_share, &mut OsRng).await }

@@ -19,6 +19,8 @@ pub enum ProtocolTag {
     EcdsaKeygen,
     /// CGGMP24 auxiliary-info generation.
     EcdsaAuxInfo,
+    /// Agreement of a device set on reusing the aux-info it already holds.
+    EcdsaAuxInfoReuse,
     /// CGGMP24 full signing.
     EcdsaSign,
     /// CGGMP24 presignature generation.
@@ -37,6 +39,7 @@ impl ProtocolTag {
         match self {
             ProtocolTag::EcdsaKeygen => "ecdsa-keygen",
             ProtocolTag::EcdsaAuxInfo => "ecdsa-aux-info",
+            ProtocolTag::EcdsaAuxInfoReuse => "ecdsa-aux-info-reuse",
             ProtocolTag::EcdsaSign => "ecdsa-sign",
             ProtocolTag::EcdsaPresign => "ecdsa-presign",
             ProtocolTag::SchnorrKeygen => "schnorr-keygen",

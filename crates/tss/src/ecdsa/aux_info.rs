@@ -65,3 +65,92 @@ where
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
     Ok(AuxInfo(aux))
 }
+
+/// The one message of [`agree_on_reuse`]: the sender's fingerprint of the aux-info it holds
+/// for this device set, or nothing.
+#[derive(Clone, serde::Serialize, serde::Deserialize, round_based::ProtocolMessage)]
+enum ReuseMsg {
+    Offer(Option<[u8; 32]>),
+}
+
+/// One broadcast round.
+const REUSE_ROUNDS: &[round_based::MessageType] = &[wire::B];
+
+impl AuxInfo {
+    /// A fingerprint of what every member of the device set holds in common: SHA-256 over
+    /// `n`, every party's Paillier modulus `N_j` and ring-Pedersen parameters
+    /// `(N̂_j, s_j, t_j)`. The members of one aux-info run get the same fingerprint. Nothing
+    /// secret enters it (the primes and the CRT data are left out).
+    pub fn public_fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u32).to_be_bytes());
+            h.update(bytes);
+        };
+        field(b"vsigner/aux-info-fingerprint/v1");
+        field(&(self.0.N.len() as u32).to_be_bytes());
+        for n in &self.0.N {
+            field(&n.to_bytes_msf());
+        }
+        for p in &self.0.pedersen_params {
+            field(&p.hat_N.to_bytes_msf());
+            field(&p.s.to_bytes_msf());
+            field(&p.t.to_bytes_msf());
+        }
+        h.finalize().into()
+    }
+}
+
+/// Decides, with the other `n` members of a device set, whether they all already hold the
+/// same aux-info for it: each party broadcasts the [`AuxInfo::public_fingerprint`] of the
+/// aux-info it holds for this set as party `i` (or nothing), and the answer is `true` only
+/// when every offer, its own included, is the same fingerprint. Every honest party gets the
+/// same answer from the same offers; a party that lies can only make the others generate
+/// aux-info afresh or fail to sign with it, not make them use aux-info of its choosing (each
+/// uses the one it stored).
+pub async fn agree_on_reuse<P>(
+    party: P,
+    eid: ExecutionId,
+    i: PartyIndex,
+    n: u16,
+    mine: Option<&AuxInfo>,
+) -> Result<bool, Error>
+where
+    P: Mpc<ProtocolMessage = WireMessage>,
+{
+    use futures::SinkExt;
+    use round_based::rounds_router::{simple_store::RoundInput, RoundsRouter};
+    use round_based::{MpcParty, Outgoing};
+
+    if n < 2 {
+        return Err(Error::invalid_args("aux-info needs at least 2 devices"));
+    }
+    check_index(i, n)?;
+    let offer = mine
+        .filter(|a| a.n() == n && a.index() == i)
+        .map(AuxInfo::public_fingerprint);
+    let (party, faults): (wire::CheckedParty<ReuseMsg, P>, _) = wire::connect(
+        party,
+        RunParams {
+            eid,
+            me: i,
+            n,
+            kinds: REUSE_ROUNDS,
+        },
+    );
+    let MpcParty { delivery, .. } = party;
+    let (incoming, mut outgoing) = round_based::Delivery::split(delivery);
+    let mut router = RoundsRouter::<ReuseMsg>::builder();
+    let round = router.add_round(RoundInput::<Option<[u8; 32]>>::broadcast(i, n));
+    let mut router = router.listen(incoming);
+    outgoing
+        .send(Outgoing::broadcast(ReuseMsg::Offer(offer)))
+        .await
+        .map_err(|e| faults.explain(Error::Transport(e.to_string())))?;
+    let offers = router
+        .complete(round)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
+    Ok(offer.is_some() && offers.into_vec_without_me().iter().all(|o| *o == offer))
+}

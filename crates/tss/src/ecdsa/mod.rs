@@ -20,7 +20,7 @@ mod reshare;
 mod share;
 mod signing;
 
-pub use aux_info::{generate_aux_info, AuxInfoOptions};
+pub use aux_info::{agree_on_reuse, generate_aux_info, AuxInfoOptions};
 pub use keygen::keygen;
 pub use message::{HashAlgorithm, Message, Preimage};
 pub use presign::{combine, presign, sign_with_presignature, PartialSignature, Presignature};

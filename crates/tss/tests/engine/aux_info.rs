@@ -74,3 +74,44 @@ fn prime_pool_fills_in_the_background_with_progress() {
     });
     assert_eq!(full.primes_generated(), 0);
 }
+
+/// Runs `agree_on_reuse` among the devices, device `j` offering `offers[j]` (an index into
+/// `aux`, or none).
+fn agree(aux: &[vsigner_tss::ecdsa::AuxInfo], offers: &[Option<usize>]) -> Vec<bool> {
+    use vsigner_tss::simulation;
+    let n = offers.len() as u16;
+    let eid = eid(ProtocolTag::EcdsaAuxInfoReuse, "reuse", n.into());
+    let parties = (0..n)
+        .map(|j| {
+            let mine = offers[usize::from(j)].map(|k| &aux[k]);
+            simulation::party(move |party| async move {
+                vsigner_tss::ecdsa::agree_on_reuse(party, eid, j, n, mine).await
+            })
+        })
+        .collect();
+    simulation::run(parties)
+        .into_iter()
+        .map(|o| o.unwrap_finished().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_device_set_reuses_aux_info_only_when_every_member_holds_the_same() {
+    let aux = test_aux_info(3);
+    let fingerprints: Vec<[u8; 32]> = aux.iter().map(|a| a.public_fingerprint()).collect();
+    assert!(
+        fingerprints.iter().all(|f| *f == fingerprints[0]),
+        "one run, one fingerprint"
+    );
+    assert_ne!(test_aux_info(4)[0].public_fingerprint(), fingerprints[0]);
+    // Everyone holds its own aux-info of this set: reuse.
+    assert_eq!(agree(&aux, &[Some(0), Some(1), Some(2)]), vec![true; 3]);
+    // One member lost it: nobody reuses.
+    assert_eq!(agree(&aux, &[Some(0), None, Some(2)]), vec![false; 3]);
+    // A member offers aux-info of another position (not its own index): not offered.
+    assert_eq!(agree(&aux, &[Some(0), Some(2), Some(2)]), vec![false; 3]);
+    // Aux-info of another set size is never offered.
+    let four = test_aux_info(4);
+    let mixed = vec![aux[0].clone(), four[1].clone(), aux[2].clone()];
+    assert_eq!(agree(&mixed, &[Some(0), Some(1), Some(2)]), vec![false; 3]);
+}
