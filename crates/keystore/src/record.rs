@@ -25,6 +25,8 @@ pub enum RecordKind {
     PrimeSet,
     /// An unused ECDSA presignature.
     Presignature,
+    /// The identity public keys of a peer device, pinned when first seen.
+    PeerKeys,
 }
 
 impl RecordKind {
@@ -37,6 +39,7 @@ impl RecordKind {
             RecordKind::AuxInfo => "aux-info",
             RecordKind::PrimeSet => "prime-set",
             RecordKind::Presignature => "presignature",
+            RecordKind::PeerKeys => "peer-keys",
         }
     }
 
@@ -48,6 +51,7 @@ impl RecordKind {
             "aux-info" => RecordKind::AuxInfo,
             "prime-set" => RecordKind::PrimeSet,
             "presignature" => RecordKind::Presignature,
+            "peer-keys" => RecordKind::PeerKeys,
             _ => return None,
         })
     }
@@ -141,6 +145,11 @@ impl RecordId {
         Self::new(RecordKind::Presignature, device, Some(vault), None, Some(name))
     }
 
+    /// The identity public keys of device `peer` as pinned by `device`.
+    pub fn peer_keys(device: &str, peer: &str) -> Result<Self, KeystoreError> {
+        Self::new(RecordKind::PeerKeys, device, None, None, Some(peer))
+    }
+
     /// The kind.
     pub fn kind(&self) -> RecordKind {
         self.kind
@@ -180,7 +189,7 @@ impl RecordId {
                 "{base}/{}{RECORD_SUFFIX}",
                 self.vault.as_deref().unwrap_or_default()
             ),
-            RecordKind::AuxInfo | RecordKind::PrimeSet => {
+            RecordKind::AuxInfo | RecordKind::PrimeSet | RecordKind::PeerKeys => {
                 format!(
                     "{base}/{}{RECORD_SUFFIX}",
                     self.name.as_deref().unwrap_or_default()
@@ -207,6 +216,7 @@ impl RecordId {
                 RecordKind::ShareConfirmation => Self::share_confirmation(device, last),
                 RecordKind::AuxInfo => Self::aux_info(device, last),
                 RecordKind::PrimeSet => Self::prime_set(device, last),
+                RecordKind::PeerKeys => Self::peer_keys(device, last),
                 _ => return None,
             },
             [device, "presignature", vault, name] => Self::presignature(device, vault, name),
@@ -257,6 +267,7 @@ mod tests {
             RecordId::aux_info("dev-1", "set-ab12").unwrap(),
             RecordId::prime_set("dev-1", "p7").unwrap(),
             RecordId::presignature("dev-1", "vault-9", "ps-1").unwrap(),
+            RecordId::peer_keys("dev-1", "dev-2").unwrap(),
         ];
         for id in &ids {
             assert_eq!(

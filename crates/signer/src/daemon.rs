@@ -702,6 +702,21 @@ impl Daemon {
             .await;
             return;
         }
+        if let Err(reason) =
+            crate::peers::check_and_pin(&self.inner.keystore, &device.identity, &op.committee).await
+        {
+            self.finish(&device.id, &op.id);
+            self.report_failure(
+                device,
+                &op,
+                &RunFailure {
+                    reason,
+                    culprits: vec![],
+                },
+            )
+            .await;
+            return;
+        }
         let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
         match approved {
             Some(a) if a == request => {}

@@ -9,6 +9,7 @@
 //! - [`approval_request`]: from a coordinator operation to the approver's request, and the
 //!   checks made before signing (approved content, signing digest).
 //! - [`operation_run`]: the MPC protocol of one operation for one device, over the transport.
+//! - [`peers`]: identity keys of peer devices, pinned on first sight.
 //! - [`prime_stock`]: the persisted, background-refilled stock of safe-prime sets.
 //! - [`coordinator_api`]: the coordinator's GraphQL API, as a device and an operator use it.
 //! - [`telemetry`]: logs (JSON or text) and spans (none, stdout, OTLP/HTTP), logs to an OTLP
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod devices;
 pub mod metrics;
 pub mod operation_run;
+pub mod peers;
 pub mod prime_stock;
 pub mod run;
 pub mod telemetry;
