@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand_core::OsRng;
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -122,6 +122,10 @@ struct Inner {
     devices: RwLock<BTreeMap<String, Arc<DeviceRuntime>>>,
     creating: tokio::sync::Mutex<()>,
     permits: Arc<Semaphore>,
+    /// The permit of each running operation, shared by this instance's devices in its
+    /// committee (one permit per operation, not per device: two local members of one
+    /// committee must never wait for each other's permit).
+    operation_permits: Mutex<HashMap<String, std::sync::Weak<OwnedSemaphorePermit>>>,
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
     approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
@@ -240,6 +244,7 @@ impl Daemon {
             })?;
         let inner = Arc::new(Inner {
             permits: Arc::new(Semaphore::new(config.max_concurrent_operations.max(1))),
+            operation_permits: Mutex::new(HashMap::new()),
             config,
             keystore,
             coordinator,
@@ -749,10 +754,8 @@ impl Daemon {
                 }
             }
         }
-        let permit = tokio::select! {
-            biased;
-            () = self.inner.stop.cancelled() => return,
-            p = self.inner.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        let Some(permit) = self.operation_permit(&op.id).await else {
+            return;
         };
         if self.inner.stop.is_cancelled() {
             return;
@@ -823,6 +826,35 @@ impl Daemon {
                 self.submit(device, &op, submission).await;
             }
             Err(failure) => self.report_failure(device, &op, &failure).await,
+        }
+    }
+
+    /// The permit of operation `op`: the one another local committee member holds, or a new
+    /// one. While waiting for a permit it keeps looking for one a local member got meanwhile.
+    /// `None` when the daemon stops.
+    async fn operation_permit(&self, op: &str) -> Option<Arc<OwnedSemaphorePermit>> {
+        loop {
+            if let Some(p) = lock(&self.inner.operation_permits)
+                .get(op)
+                .and_then(std::sync::Weak::upgrade)
+            {
+                return Some(p);
+            }
+            tokio::select! {
+                biased;
+                () = self.inner.stop.cancelled() => return None,
+                p = self.inner.permits.clone().acquire_owned() => {
+                    let p = Arc::new(p.ok()?);
+                    let mut permits = lock(&self.inner.operation_permits);
+                    permits.retain(|_, w| w.strong_count() > 0);
+                    if let Some(existing) = permits.get(op).and_then(std::sync::Weak::upgrade) {
+                        return Some(existing); // ours goes back
+                    }
+                    permits.insert(op.to_owned(), Arc::downgrade(&p));
+                    return Some(p);
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
 

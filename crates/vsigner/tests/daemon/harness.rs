@@ -231,6 +231,11 @@ impl Signer {
             "PrimePoolTarget": 0,
             "TraceSpanExporter": "none",
         });
+        if devices.len() > 1 {
+            // Two local members of one committee share one permit: with a single permit
+            // they must not wait for each other.
+            cfg["MaxConcurrentOperations"] = json!(1);
+        }
         if let Some(endpoint) = otlp {
             cfg["TraceSpanExporter"] = json!("OTLP-NO-TLS");
             cfg["OTELExporterOTLPEndpoint"] = json!(endpoint);
