@@ -119,9 +119,17 @@ async fn deploy(url: &str, bytecode: &str, args: &[u8]) -> Address {
     )
     .await
     .unwrap();
-    let receipt = rpc(url, "eth_getTransactionReceipt", json!([hash]))
-        .await
-        .unwrap();
+    // Anvil mines on its own task: under load the receipt can lag the hash by a moment.
+    let start = Instant::now();
+    let receipt = loop {
+        let receipt = rpc(url, "eth_getTransactionReceipt", json!([hash]))
+            .await
+            .unwrap();
+        if !receipt.is_null() || start.elapsed() > Duration::from_secs(20) {
+            break receipt;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(receipt["status"], "0x1", "deployment failed: {receipt}");
     receipt["contractAddress"].as_str().unwrap().parse().unwrap()
 }

@@ -374,21 +374,32 @@ impl Daemon {
     async fn finish_registration_inner(&self, device: StoredDevice) -> Result<String, String> {
         let (pending, idempotency_key) = devices::pending_id(&device.identity);
         let keys = device.identity.public_keys().clone();
-        let registered = self
-            .inner
-            .coordinator
-            .register_device(
-                &device.name,
-                &keys.signing_hex(),
-                &keys.encryption_hex(),
-                &idempotency_key,
-            )
-            .await
-            .map_err(|e| {
-                format!(
-                    "registration with the coordinator failed (kept as pending, retried at next start): {e}"
+        // Network trouble or an overloaded coordinator: retry a few times (the idempotency
+        // key makes retries safe); then the device stays pending until the next start.
+        let mut pause = Duration::from_millis(500);
+        let registered = loop {
+            match self
+                .inner
+                .coordinator
+                .register_device(
+                    &device.name,
+                    &keys.signing_hex(),
+                    &keys.encryption_hex(),
+                    &idempotency_key,
                 )
-            })?;
+                .await
+            {
+                Ok(d) => break d,
+                Err(e) if e.is_transient() && pause < Duration::from_secs(16) => {
+                    tracing::warn!(name = %device.name, error = %e, "registration not accepted yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(format!(
+                    "registration with the coordinator failed (kept as pending, retried at next start): {e}"
+                )),
+            }
+        };
         if registered.identity_signing_key != keys.signing_hex()
             || registered.identity_encryption_key != keys.encryption_hex()
             || registered.organisation_id != self.inner.config.org_id

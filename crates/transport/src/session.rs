@@ -159,6 +159,7 @@ impl Session {
             me: self.me,
             participants: self.participants,
             seq: 0,
+            round_span: None,
         };
         (incoming, outgoing)
     }
@@ -211,10 +212,20 @@ pub struct SessionOutgoing {
     me: u16,
     participants: Arc<[(DeviceId, DevicePublicKeys)]>,
     seq: u32,
+    /// The span of the round this party is in: opened when it sends the first message of
+    /// a round, closed when it sends the first message of the next one (or the session
+    /// ends), so that a trace shows how long each round took, waiting included.
+    round_span: Option<(u16, tracing::Span)>,
 }
 
 impl SessionOutgoing {
     fn send(&mut self, item: Outgoing<WireMessage>) -> Result<(), TransportError> {
+        if self.round_span.as_ref().map(|(r, _)| *r) != Some(item.msg.round) {
+            self.round_span = Some((
+                item.msg.round,
+                tracing::info_span!("round", round = item.msg.round, execution_id = %self.eid),
+            ));
+        }
         // Peers would drop an envelope above the limit without blaming anyone, and the run
         // would stall: refuse it here (headers and encryption add well under 1 KiB).
         let (size, limit) = (item.msg.payload.len() + 1024, self.link.max_envelope);

@@ -209,10 +209,12 @@ impl Signer {
     ) -> Signer {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let (port, prometheus_port) = (free_port(), free_port());
+        // Ports are chosen by the daemon (0) and read from its log: a port picked here could
+        // be taken by another process's outgoing connection before the daemon binds it.
+        let (port, prometheus_port) = (0, 0);
         let mut cfg = json!({
-            "Port": port,
-            "PrometheusPort": prometheus_port,
+            "Port": 0,
+            "PrometheusPort": 0,
             "OrgId": org.id,
             "AuthClientId": org.signer.0,
             "AuthClientSecret": org.signer.1,
@@ -274,8 +276,27 @@ impl Signer {
         let mut cmd = Command::new(bin());
         cmd.args(["run", "--config"]).arg(&self.config);
         cmd.env("RUST_LOG", "info");
-        self.proc = Some(Proc::spawn(&self.name, &mut cmd));
-        wait_for_port(self.port, &self.name);
+        let proc = Proc::spawn(&self.name, &mut cmd);
+        let start = Instant::now();
+        let running = loop {
+            let text = proc.output.text();
+            if let Some(line) = text.lines().find(|l| l.contains("\"vsigner running\"")) {
+                break serde_json::from_str::<Value>(line).unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} did not start:\n{text}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let port_of = |field: &str| -> u16 {
+            let addr = running["fields"][field].as_str().unwrap();
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        self.port = port_of("api");
+        self.prometheus_port = port_of("metrics");
+        self.proc = Some(proc);
     }
 
     pub(crate) fn all_output(&self) -> String {

@@ -362,7 +362,7 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         assert!(status.success(), "{} exited with {status}", s.name);
     }
     let names = otlp::span_names(&spans);
-    for expected in ["operation", "protocol", "vote"] {
+    for expected in ["operation", "protocol", "round", "vote"] {
         assert!(
             names.iter().any(|n| n == expected),
             "no {expected:?} span among {names:?}"
