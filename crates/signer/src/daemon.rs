@@ -59,8 +59,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long a protocol run waits for the next message (aux-info rounds compute for tens of
 /// seconds on slow machines).
 pub const RUN_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long an aux-info run waits for a prime set when the stock is empty.
-pub const PRIME_WAIT: Duration = Duration::from_secs(15 * 60);
+/// How long an aux-info run waits for a prime set when the stock is empty: less than the
+/// idle timeout, after which the other members give up on this device anyway.
+pub const PRIME_WAIT: Duration = Duration::from_secs(150);
 /// How long a follow-up waits for the coordinator to complete a keygen or reshare.
 pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
 /// Approvals of operations that never became Ready are forgotten after this long.
@@ -395,9 +396,11 @@ impl Daemon {
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                Err(e) => return Err(format!(
+                Err(e) => {
+                    return Err(format!(
                     "registration with the coordinator failed (kept as pending, retried at next start): {e}"
-                )),
+                ))
+                }
             }
         };
         if registered.identity_signing_key != keys.signing_hex()
