@@ -66,15 +66,22 @@ where
     Ok(AuxInfo(aux))
 }
 
-/// The one message of [`agree_on_reuse`]: the sender's fingerprint of the aux-info it holds
-/// for this device set, or nothing.
+/// Messages of [`agree_on_reuse`]: round 0, the sender's fingerprint of the aux-info it
+/// holds for this device set, or nothing; round 1, the hash of every offer as received.
 #[derive(Clone, serde::Serialize, serde::Deserialize, round_based::ProtocolMessage)]
 enum ReuseMsg {
-    Offer(Option<[u8; 32]>),
+    Offer(Offer),
+    Echo(ReuseEcho),
 }
 
-/// One broadcast round.
-const REUSE_ROUNDS: &[round_based::MessageType] = &[wire::B];
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Offer(Option<[u8; 32]>);
+
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ReuseEcho([u8; 32]);
+
+/// Offer, then echo: two broadcast rounds.
+const REUSE_ROUNDS: &[round_based::MessageType] = &[wire::B, wire::B];
 
 impl AuxInfo {
     /// A fingerprint of what every member of the device set holds in common: SHA-256 over
@@ -104,11 +111,14 @@ impl AuxInfo {
 
 /// Decides, with the other `n` members of a device set, whether they all already hold the
 /// same aux-info for it: each party broadcasts the [`AuxInfo::public_fingerprint`] of the
-/// aux-info it holds for this set as party `i` (or nothing), and the answer is `true` only
-/// when every offer, its own included, is the same fingerprint. Every honest party gets the
-/// same answer from the same offers; a party that lies can only make the others generate
-/// aux-info afresh or fail to sign with it, not make them use aux-info of its choosing (each
-/// uses the one it stored).
+/// aux-info it holds for this set as party `i` (or nothing), then echoes the hash of all
+/// offers as it received them; the answer is `true` only when every offer, its own included,
+/// is the same fingerprint. The echo makes the offers a reliable broadcast: a party that
+/// shows different offers to different parties makes the run fail at once (naming the party
+/// whose echo differs, as the FROST keygen's echo does), so honest parties never decide
+/// differently. A party that lies consistently can only make the others generate aux-info
+/// afresh or fail to sign with it, not make them use aux-info of its choosing (each uses the
+/// one it stored).
 pub async fn agree_on_reuse<P>(
     party: P,
     eid: ExecutionId,
@@ -142,15 +152,38 @@ where
     let MpcParty { delivery, .. } = party;
     let (incoming, mut outgoing) = round_based::Delivery::split(delivery);
     let mut router = RoundsRouter::<ReuseMsg>::builder();
-    let round = router.add_round(RoundInput::<Option<[u8; 32]>>::broadcast(i, n));
+    let round_offer = router.add_round(RoundInput::<Offer>::broadcast(i, n));
+    let round_echo = router.add_round(RoundInput::<ReuseEcho>::broadcast(i, n));
     let mut router = router.listen(incoming);
+    let io = |e: &dyn std::error::Error| Error::Transport(e.to_string());
     outgoing
-        .send(Outgoing::broadcast(ReuseMsg::Offer(offer)))
+        .send(Outgoing::broadcast(ReuseMsg::Offer(Offer(offer))))
         .await
-        .map_err(|e| faults.explain(Error::Transport(e.to_string())))?;
-    let offers = router
-        .complete(round)
+        .map_err(|e| faults.explain(io(&e)))?;
+    let received = router
+        .complete(round_offer)
         .await
         .map_err(|e| faults.explain(Error::protocol(&e)))?;
-    Ok(offer.is_some() && offers.into_vec_without_me().iter().all(|o| *o == offer))
+    let mut offers: Vec<Option<[u8; 32]>> = vec![None; usize::from(n)];
+    for (sender, _, Offer(o)) in received.into_iter_indexed() {
+        if let Some(slot) = offers.get_mut(usize::from(sender)) {
+            *slot = o;
+        }
+    }
+    if let Some(slot) = offers.get_mut(usize::from(i)) {
+        *slot = offer;
+    }
+    let my_echo = ReuseEcho(wire::echo_hash(b"vsigner/aux-info-reuse/echo/v1", &eid, &offers)?);
+    outgoing
+        .send(Outgoing::broadcast(ReuseMsg::Echo(my_echo.clone())))
+        .await
+        .map_err(|e| faults.explain(io(&e)))?;
+    let echoes = router
+        .complete(round_echo)
+        .await
+        .map_err(|e| faults.explain(Error::protocol(&e)))?;
+    if let Some((sender, _, _)) = echoes.iter_indexed().find(|(_, _, e)| **e != my_echo) {
+        return Err(faults.blame(sender, crate::Fault::EchoMismatch { round: 0 }));
+    }
+    Ok(offer.is_some() && offers.iter().all(|o| *o == offer))
 }

@@ -115,3 +115,78 @@ fn a_device_set_reuses_aux_info_only_when_every_member_holds_the_same() {
     let mixed = vec![aux[0].clone(), four[1].clone(), aux[2].clone()];
     assert_eq!(agree(&mixed, &[Some(0), Some(1), Some(2)]), vec![false; 3]);
 }
+
+#[test]
+fn an_equivocating_offer_stops_the_agreement_for_everyone() {
+    use vsigner_tss::simulation::{self, Envelope, Outcome};
+    let aux = test_aux_info(3);
+    let n = 3u16;
+    let eid = eid(ProtocolTag::EcdsaAuxInfoReuse, "reuse-equivocation", 3);
+    let parties = (0..n)
+        .map(|j| {
+            let mine = &aux[usize::from(j)];
+            simulation::party(move |party| async move {
+                vsigner_tss::ecdsa::agree_on_reuse(party, eid, j, n, Some(mine)).await
+            })
+        })
+        .collect();
+    // Party 2 shows its real offer to party 0 and "nothing" to party 1 (round 0): without
+    // the echo, 0 would reuse and 1 would regenerate.
+    let outcomes = simulation::run_with(parties, |env: Envelope| {
+        if env.from == 2 && env.msg.round == 0 {
+            let mut to_one = env.clone();
+            let nothing = vsigner_tss::WireMessage {
+                execution_id: env.msg.execution_id,
+                round: 0,
+                payload: none_offer_payload(&env.msg.payload),
+            };
+            to_one.to = Some(1);
+            to_one.msg = nothing;
+            let mut to_zero = env;
+            to_zero.to = Some(0);
+            return vec![to_zero, to_one];
+        }
+        vec![env]
+    });
+    let results: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Finished(r) => r,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        results.iter().all(|r| !matches!(r, Ok(true))),
+        "nobody reuses: {results:?}"
+    );
+    assert!(results[0].is_err() && results[1].is_err(), "{results:?}");
+}
+
+/// The payload of `Offer(None)` for the message whose `Offer(Some(..))` payload is `some`:
+/// the CBOR of the round-0 message with the option cleared.
+fn none_offer_payload(some: &[u8]) -> Vec<u8> {
+    let mut value: ciborium::Value = ciborium::from_reader(some).unwrap();
+    // Replace the first byte string (the fingerprint) with null.
+    fn clear(v: &mut ciborium::Value) -> bool {
+        match v {
+            ciborium::Value::Bytes(_) => {
+                *v = ciborium::Value::Null;
+                true
+            }
+            ciborium::Value::Array(items) => {
+                if items.len() == 32 && items.iter().all(|i| matches!(i, ciborium::Value::Integer(_))) {
+                    *v = ciborium::Value::Null;
+                    return true;
+                }
+                items.iter_mut().any(clear)
+            }
+            ciborium::Value::Map(entries) => entries.iter_mut().any(|(_, v)| clear(v)),
+            ciborium::Value::Tag(_, inner) => clear(inner),
+            _ => false,
+        }
+    }
+    assert!(clear(&mut value), "no fingerprint in {value:?}");
+    let mut out = Vec::new();
+    ciborium::into_writer(&value, &mut out).unwrap();
+    out
+}
