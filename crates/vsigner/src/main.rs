@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `run`: the Virtual Signer daemon.
+//! - `vault`, `op`, `device`: the operator's client of the coordinator.
 //! - `primes`: generate safe-prime pools for aux-info generation, import them into a signer.
 //! - `bench`: measure the protocols (`bench protocols`).
 //! - `keystore`: inspect a keystore (`keystore inspect`).
@@ -30,6 +31,27 @@ enum Command {
         /// Configuration file (JSON or TOML); each key can be overridden by VSIGNER_<Key>.
         #[arg(long, env = "VSIGNER_CONFIG_FILE")]
         config: Option<std::path::PathBuf>,
+    },
+    /// Vaults (operator client of the coordinator): create, list, show, sign, reshare.
+    Vault {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::client::VaultCommand,
+    },
+    /// Operations (operator client of the coordinator): show, wait.
+    Op {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::client::OpCommand,
+    },
+    /// Devices of the organisation (client of the coordinator).
+    Device {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::client::DeviceCommand,
     },
     /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
     #[command(subcommand)]
@@ -60,6 +82,9 @@ fn main() -> std::process::ExitCode {
         harden();
     }
     let result = match cli.command {
+        Command::Vault { connection, command } => commands::client::vault(connection, command),
+        Command::Op { connection, command } => commands::client::op(connection, command),
+        Command::Device { connection, command } => commands::client::device(connection, command),
         Command::Run { config } => vsigner_signer::run::run(config.as_deref()).map_err(anyhow::Error::from),
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),

@@ -455,3 +455,34 @@ impl Operator {
         }
     }
 }
+
+/// The operator CLI (`vsigner vault|op|device … --json`) as a subprocess.
+pub(crate) struct Cli {
+    pub(crate) url: String,
+    pub(crate) id: String,
+    pub(crate) secret: String,
+}
+
+impl Cli {
+    /// Runs a command and returns its JSON output; panics with stderr if it fails.
+    pub(crate) async fn run(&self, args: &[&str]) -> Value {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .args(["--json", "--coordinator", &self.url])
+            .env("VSIGNER_CLIENT_ID", &self.id)
+            .env("VSIGNER_CLIENT_SECRET", &self.secret);
+        let shown = format!("vsigner {}", args.join(" "));
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{shown} failed: {stderr}");
+        assert!(
+            !stdout.contains(&self.secret) && !stderr.contains(&self.secret),
+            "{shown} shows the secret"
+        );
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{shown}: not one JSON document ({e}): {stdout}"))
+    }
+}

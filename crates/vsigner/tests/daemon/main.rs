@@ -23,16 +23,25 @@ fn verify_secp256k1(
     digest: &[u8; 32],
     op: &vsigner_signer::coordinator_api::Operation,
 ) {
+    let result = op.result.as_ref().expect("a result");
+    verify_secp256k1_parts(
+        public_key_hex,
+        digest,
+        result.signature.as_ref().unwrap(),
+        result.recovery_id.unwrap(),
+    );
+}
+
+fn verify_secp256k1_parts(public_key_hex: &str, digest: &[u8; 32], signature_hex: &str, recovery_id: u8) {
     use k256::ecdsa::signature::hazmat::PrehashVerifier;
     use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
-    let result = op.result.as_ref().expect("a result");
-    let sig = hex::decode(result.signature.as_ref().unwrap()).unwrap();
+    let sig = hex::decode(signature_hex).unwrap();
     let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
     let s = Signature::from_slice(&sig).unwrap();
     assert!(s.normalize_s().is_none(), "low-s");
     vk.verify_prehash(digest, &s)
         .expect("ECDSA signature verifies under the vault key");
-    let rid = RecoveryId::from_byte(result.recovery_id.unwrap()).unwrap();
+    let rid = RecoveryId::from_byte(recovery_id).unwrap();
     assert_eq!(VerifyingKey::recover_from_prehash(digest, &s, rid).unwrap(), vk);
 }
 
@@ -179,11 +188,32 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     for (s, dev) in [(0, &a), (1, &b), (0, &d)] {
         assert_eq!(share_files(&signers[s], dev, &ed_vault).len(), 1, "{dev}");
     }
-    // A second secp256k1 vault on the same ordered device set reuses its aux-info: no prime
-    // set is consumed.
-    let second = operator.create_vault("operations", "secp256k1", 2, &abc).await;
-    let second_op = operator.wait_final(&second, KEYGEN).await;
-    completed(&second_op);
+    // A second secp256k1 vault on the same ordered device set, created and used through the
+    // operator CLI, reuses its aux-info: no prime set is consumed.
+    let cli = Cli {
+        url: coordinator_url.clone(),
+        id: org.operator.0.clone(),
+        secret: org.operator.1.clone(),
+    };
+    let devices = cli.run(&["device", "list"]).await;
+    assert_eq!(devices.as_array().unwrap().len(), 4, "{devices}");
+    let signer_list = abc.join(",");
+    let created = cli
+        .run(&[
+            "vault",
+            "create",
+            "--name",
+            "operations",
+            "--curve",
+            "secp256k1",
+            "--threshold",
+            "2",
+            "--signers",
+            &signer_list,
+            "--wait",
+        ])
+        .await;
+    assert_eq!(created["state"], "Completed", "{created}");
     for s in &signers {
         assert_eq!(
             prime_sets(s),
@@ -192,15 +222,32 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
             s.name
         );
     }
-    let digest = [0x24u8; 32];
-    let sign = operator
-        .request_signature(&second_op.vault_id, json!({"digest": hex::encode(digest)}))
-        .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
-    let second_key = second_op.result.as_ref().unwrap().public_key.clone().unwrap();
-    verify_secp256k1(&second_key, &digest, &op);
+    let second_vault = created["vaultId"].as_str().unwrap().to_owned();
+    let second_key = created["result"]["publicKey"].as_str().unwrap().to_owned();
     assert_ne!(second_key, secp_key);
+    let shown = cli.run(&["vault", "show", &second_vault]).await;
+    assert_eq!(shown["publicKey"], json!(second_key));
+    assert_eq!(shown["status"], "Active");
+    let digest = [0x24u8; 32];
+    let signed = cli
+        .run(&[
+            "vault",
+            "sign",
+            &second_vault,
+            "--digest",
+            &hex::encode(digest),
+            "--wait",
+        ])
+        .await;
+    assert_eq!(signed["state"], "Completed", "{signed}");
+    verify_secp256k1_parts(
+        &second_key,
+        &digest,
+        signed["result"]["signature"].as_str().unwrap(),
+        signed["result"]["recoveryId"].as_u64().unwrap() as u8,
+    );
+    let again = cli.run(&["op", "wait", signed["id"].as_str().unwrap()]).await;
+    assert_eq!(again["result"]["signature"], signed["result"]["signature"]);
 
     // Sign: a digest with the secp256k1 vault, a message with the ed25519 vault.
     let digest = [0x42u8; 32];

@@ -1,0 +1,444 @@
+//! The operator's command-line client of the coordinator: `vsigner vault …`, `vsigner op …`,
+//! `vsigner device list`. Each talks GraphQL to `--coordinator` with an API client's
+//! credentials (flags or `VSIGNER_CLIENT_ID` / `VSIGNER_CLIENT_SECRET`; the secret is never
+//! printed) and prints a short human summary, or with `--json` the coordinator's objects as
+//! one JSON document on stdout.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use vsigner_signer::coordinator_api::CoordinatorClient;
+use zeroize::Zeroizing;
+
+/// How to reach the coordinator, shared by every client command.
+#[derive(Args, Clone)]
+pub(crate) struct Connection {
+    /// Coordinator base URL.
+    #[arg(
+        long,
+        env = "VSIGNER_COORDINATOR_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    coordinator: String,
+    /// API client id (an operator client for vault and op commands).
+    #[arg(long, env = "VSIGNER_CLIENT_ID", global = true)]
+    client_id: Option<String>,
+    /// API client secret (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "VSIGNER_CLIENT_SECRET", hide_env_values = true, global = true)]
+    client_secret: Option<String>,
+    /// Print one JSON document instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum VaultCommand {
+    /// Create a vault: its keygen operation starts; the devices vote and generate the key.
+    Create {
+        /// Vault name.
+        #[arg(long)]
+        name: String,
+        /// `secp256k1` or `ed25519`.
+        #[arg(long)]
+        curve: String,
+        /// Signatures needed.
+        #[arg(long)]
+        threshold: u16,
+        /// Device ids, comma-separated, in share-index order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        signers: Vec<String>,
+        /// Wait until the operation ends (and fail unless it completed).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the organisation's vaults.
+    List,
+    /// Show one vault.
+    Show {
+        /// Vault id.
+        id: String,
+    },
+    /// Request a signature: exactly one of --digest, --eth-tx, --message, --text.
+    Sign {
+        /// Vault id.
+        id: String,
+        /// A 32-byte digest (hex).
+        #[arg(long, group = "payload")]
+        digest: Option<String>,
+        /// An unsigned EIP-1559 transaction `0x02…` (hex).
+        #[arg(long, group = "payload")]
+        eth_tx: Option<String>,
+        /// Message bytes (hex): EIP-191 on secp256k1, raw on ed25519.
+        #[arg(long, group = "payload")]
+        message: Option<String>,
+        /// Message text (UTF-8), as --message.
+        #[arg(long, group = "payload")]
+        text: Option<String>,
+        /// Non-hardened BIP-32 path, e.g. `m/0/1` (secp256k1).
+        #[arg(long)]
+        path: Option<String>,
+        /// Wait until the operation ends (and fail unless it completed).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Request a reshare to a new signer set and threshold (same public key).
+    Reshare {
+        /// Vault id.
+        id: String,
+        /// New threshold.
+        #[arg(long)]
+        threshold: u16,
+        /// New device ids, comma-separated, in share-index order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        signers: Vec<String>,
+        /// Wait until the operation ends (and fail unless it completed).
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum OpCommand {
+    /// Show one operation.
+    Show {
+        /// Operation id.
+        id: String,
+    },
+    /// Wait until an operation ends; fails unless it completed.
+    Wait {
+        /// Operation id.
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// List the organisation's devices.
+    List,
+}
+
+const VAULT: &str = "id name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress createdAt";
+const OPERATION: &str = "id kind state vaultId curve createdAt updatedAt expiresAt approvedWeight requiredWeight \
+    votes { deviceId vote at } committee { deviceId name index oldIndex newIndex } \
+    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration } \
+    reshare { oldThreshold newThreshold newSigners { deviceId index } oldKeyGeneration } \
+    result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
+    failure { reason culpritDeviceIds reportedBy } rejectionReason";
+const DEVICE: &str = "id name kind identitySigningKey identityEncryptionKey status createdAt";
+
+fn client(c: &Connection) -> anyhow::Result<CoordinatorClient> {
+    let id = c
+        .client_id
+        .as_deref()
+        .context("give the API client id with --client-id or VSIGNER_CLIENT_ID")?;
+    let secret = c
+        .client_secret
+        .clone()
+        .context("give the API client secret with VSIGNER_CLIENT_SECRET (or --client-secret)")?;
+    let url = c
+        .coordinator
+        .parse()
+        .with_context(|| format!("--coordinator {:?} is not a URL", c.coordinator))?;
+    Ok(CoordinatorClient::new(&url, id, Zeroizing::new(secret))?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn field(c: &CoordinatorClient, query: &str, vars: Value, name: &str) -> anyhow::Result<Value> {
+    let mut data = c.execute(query, vars).await?;
+    Ok(data[name].take())
+}
+
+fn print(c: &Connection, value: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", human(value));
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn vault_line(v: &Value) -> String {
+    let signers: Vec<&str> = v["signers"]
+        .as_array()
+        .map(|a| a.iter().map(|x| s(&x["deviceId"])).collect())
+        .unwrap_or_default();
+    let mut line = format!(
+        "{}  {}  {}  {}-of-{}  {}  generation {}",
+        s(&v["id"]),
+        s(&v["name"]),
+        s(&v["curve"]),
+        v["threshold"],
+        signers.len(),
+        s(&v["status"]),
+        v["keyGeneration"]
+    );
+    if let Some(pk) = v["publicKey"].as_str() {
+        line.push_str(&format!("\n  public key {pk}"));
+    }
+    if let Some(addr) = v["ethereumAddress"].as_str() {
+        line.push_str(&format!("\n  address    {addr}"));
+    }
+    line.push_str(&format!("\n  signers    {}", signers.join(", ")));
+    line
+}
+
+fn op_summary(op: &Value) -> String {
+    let mut out = format!(
+        "{}  {}  {}  vault {}",
+        s(&op["id"]),
+        s(&op["kind"]),
+        s(&op["state"]),
+        s(&op["vaultId"])
+    );
+    if op["state"] == "AwaitingApproval" {
+        out.push_str(&format!(
+            "  approvals {}/{}",
+            op["approvedWeight"], op["requiredWeight"]
+        ));
+    }
+    let r = &op["result"];
+    for (label, key) in [
+        ("public key", "publicKey"),
+        ("signature", "signature"),
+        ("raw tx", "rawTransaction"),
+        ("tx hash", "txHash"),
+        ("broadcast error", "broadcastError"),
+    ] {
+        if let Some(v) = r[key].as_str() {
+            out.push_str(&format!("\n  {label:<11}{v}"));
+        }
+    }
+    if let Some(rid) = r["recoveryId"].as_i64() {
+        out.push_str(&format!("\n  {:<11}{rid}", "recovery id"));
+    }
+    if let Some(reason) = op["failure"]["reason"].as_str() {
+        out.push_str(&format!("\n  failure    {reason}"));
+        if let Some(c) = op["failure"]["culpritDeviceIds"]
+            .as_array()
+            .filter(|c| !c.is_empty())
+        {
+            let c: Vec<&str> = c.iter().map(s).collect();
+            out.push_str(&format!("\n  culprits   {}", c.join(", ")));
+        }
+    }
+    if let Some(reason) = op["rejectionReason"].as_str() {
+        out.push_str(&format!("\n  rejected   {reason}"));
+    }
+    out
+}
+
+async fn wait_for(
+    c: &CoordinatorClient,
+    id: &str,
+    timeout: Duration,
+    progress: bool,
+) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let op = field(
+            c,
+            &format!("query($id: ID!) {{ operation(id: $id) {{ {OPERATION} }} }}"),
+            json!({"id": id}),
+            "operation",
+        )
+        .await?;
+        let state = s(&op["state"]).to_owned();
+        if progress && state != last {
+            eprintln!("{id}: {state} ({:.1} s)", start.elapsed().as_secs_f64());
+            last = state.clone();
+        }
+        if matches!(state.as_str(), "Completed" | "Failed" | "Rejected" | "Expired") {
+            return Ok(op);
+        }
+        if start.elapsed() > timeout {
+            bail!("operation {id} is still {state} after {} s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Prints `op` (after waiting when asked); fails unless a waited-for operation completed.
+async fn finish(conn: &Connection, c: &CoordinatorClient, op: Value, wait: bool) -> anyhow::Result<()> {
+    let op = if wait {
+        wait_for(c, s(&op["id"]), Duration::from_secs(600), !conn.json).await?
+    } else {
+        op
+    };
+    print(conn, &op, op_summary)?;
+    if wait && op["state"] != "Completed" {
+        bail!("operation {} ended {}", s(&op["id"]), s(&op["state"]));
+    }
+    Ok(())
+}
+
+fn signer_inputs(ids: &[String]) -> Vec<Value> {
+    ids.iter().map(|d| json!({"deviceId": d.trim()})).collect()
+}
+
+pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
+    let c = client(&conn)?;
+    runtime()?.block_on(async {
+        match cmd {
+            VaultCommand::Create {
+                name,
+                curve,
+                threshold,
+                signers,
+                wait,
+            } => {
+                let op = field(
+                    &c,
+                    &format!("mutation($i: CreateVaultInput!) {{ createVault(input: $i) {{ {OPERATION} }} }}"),
+                    json!({"i": {"name": name, "curve": curve, "threshold": threshold, "signers": signer_inputs(&signers)}}),
+                    "createVault",
+                )
+                .await?;
+                finish(&conn, &c, op, wait).await
+            }
+            VaultCommand::List => {
+                let vaults = field(&c, &format!("{{ vaults {{ {VAULT} }} }}"), json!({}), "vaults").await?;
+                print(&conn, &vaults, |v| {
+                    let lines: Vec<String> = v.as_array().map(|a| a.iter().map(vault_line).collect()).unwrap_or_default();
+                    if lines.is_empty() {
+                        "no vaults".to_owned()
+                    } else {
+                        lines.join("\n")
+                    }
+                })
+            }
+            VaultCommand::Show { id } => {
+                let vault = field(
+                    &c,
+                    &format!("query($id: ID!) {{ vault(id: $id) {{ {VAULT} }} }}"),
+                    json!({"id": id}),
+                    "vault",
+                )
+                .await?;
+                print(&conn, &vault, vault_line)
+            }
+            VaultCommand::Sign {
+                id,
+                digest,
+                eth_tx,
+                message,
+                text,
+                path,
+                wait,
+            } => {
+                let mut input = json!({"vaultId": id});
+                match (digest, eth_tx, message, text) {
+                    (Some(d), None, None, None) => input["digest"] = json!(d),
+                    (None, Some(t), None, None) => input["ethTx"] = json!(t),
+                    (None, None, Some(m), None) => input["message"] = json!(m),
+                    (None, None, None, Some(t)) => input["message"] = json!(hex::encode(t.as_bytes())),
+                    _ => bail!("give exactly one of --digest, --eth-tx, --message, --text"),
+                }
+                if let Some(p) = path {
+                    input["derivationPath"] = json!(p);
+                }
+                let op = field(
+                    &c,
+                    &format!(
+                        "mutation($i: RequestSignatureInput!) {{ requestSignature(input: $i) {{ {OPERATION} }} }}"
+                    ),
+                    json!({"i": input}),
+                    "requestSignature",
+                )
+                .await?;
+                finish(&conn, &c, op, wait).await
+            }
+            VaultCommand::Reshare {
+                id,
+                threshold,
+                signers,
+                wait,
+            } => {
+                let op = field(
+                    &c,
+                    &format!("mutation($i: RequestReshareInput!) {{ requestReshare(input: $i) {{ {OPERATION} }} }}"),
+                    json!({"i": {"vaultId": id, "newThreshold": threshold, "newSigners": signer_inputs(&signers)}}),
+                    "requestReshare",
+                )
+                .await?;
+                finish(&conn, &c, op, wait).await
+            }
+        }
+    })
+}
+
+pub(crate) fn op(conn: Connection, cmd: OpCommand) -> anyhow::Result<()> {
+    let c = client(&conn)?;
+    runtime()?.block_on(async {
+        match cmd {
+            OpCommand::Show { id } => {
+                let op = field(
+                    &c,
+                    &format!("query($id: ID!) {{ operation(id: $id) {{ {OPERATION} }} }}"),
+                    json!({"id": id}),
+                    "operation",
+                )
+                .await?;
+                print(&conn, &op, op_summary)
+            }
+            OpCommand::Wait { id, timeout } => {
+                let op = wait_for(&c, &id, Duration::from_secs(timeout), !conn.json).await?;
+                print(&conn, &op, op_summary)?;
+                if op["state"] != "Completed" {
+                    bail!("operation {id} ended {}", s(&op["state"]));
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+pub(crate) fn device(conn: Connection, cmd: DeviceCommand) -> anyhow::Result<()> {
+    let c = client(&conn)?;
+    runtime()?.block_on(async {
+        match cmd {
+            DeviceCommand::List => {
+                let devices =
+                    field(&c, &format!("{{ devices {{ {DEVICE} }} }}"), json!({}), "devices").await?;
+                print(&conn, &devices, |v| {
+                    let lines: Vec<String> = v
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|d| {
+                                    format!(
+                                        "{}  {}  {}  {}",
+                                        s(&d["id"]),
+                                        s(&d["name"]),
+                                        s(&d["kind"]),
+                                        s(&d["status"])
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if lines.is_empty() {
+                        "no devices".to_owned()
+                    } else {
+                        lines.join("\n")
+                    }
+                })
+            }
+        }
+    })
+}
