@@ -249,6 +249,18 @@ pub struct SignDetails {
     chain_id: Option<String>,
     /// Key generation the committee signs with.
     key_generation: i32,
+    /// The presignature (a Completed `Presign` operation of this committee) the committee
+    /// uses for a one-round signature; null for the full protocol.
+    presignature_id: Option<ID>,
+}
+
+/// Presign details.
+#[derive(SimpleObject)]
+pub struct PresignDetails {
+    /// Key generation the committee presigns with.
+    key_generation: i32,
+    /// The sign operation that consumed the presignature, if any.
+    consumed_by: Option<ID>,
 }
 
 /// Keygen details.
@@ -426,7 +438,7 @@ impl OperationObj {
         for m in &self.0.committee {
             let d = svc.device(p, m.device_id.as_str()).await.map_err(gql)?;
             let index = match self.0.kind() {
-                OperationKind::Sign => opt_i32(m.old_index),
+                OperationKind::Sign | OperationKind::Presign => opt_i32(m.old_index),
                 OperationKind::Keygen => opt_i32(m.new_index),
                 OperationKind::Reshare => None,
             };
@@ -486,6 +498,7 @@ impl OperationObj {
                 payload,
                 derivation_path,
                 key_generation,
+                presignature,
                 ..
             } => Some(SignDetails {
                 payload_kind: payload.kind().to_owned(),
@@ -494,6 +507,19 @@ impl OperationObj {
                 derivation_path: derivation_path.clone(),
                 chain_id: self.0.eth_chain_id().map(|c| c.to_string()),
                 key_generation: i32::try_from(*key_generation).unwrap_or(i32::MAX),
+                presignature_id: presignature.as_ref().map(|p| ID(p.to_string())),
+            }),
+            _ => None,
+        }
+    }
+    async fn presign(&self) -> Option<PresignDetails> {
+        match &self.0.details {
+            OperationDetails::Presign {
+                key_generation,
+                consumed_by,
+            } => Some(PresignDetails {
+                key_generation: i32::try_from(*key_generation).unwrap_or(i32::MAX),
+                consumed_by: consumed_by.as_ref().map(|p| ID(p.to_string())),
             }),
             _ => None,
         }
@@ -812,6 +838,26 @@ impl MutationRoot {
             .map_err(gql)
     }
 
+    /// Requests `count` (1-100) presignatures of a secp256k1 vault by `committee` (exactly
+    /// the threshold of current signers), Ready at once (operators, or a signer client
+    /// that registered a committee member). A later signature of an `eth_tx` or `message`
+    /// at the root key by the same committee uses one in a single online round.
+    async fn request_presignatures(
+        &self,
+        ctx: &Context<'_>,
+        vault_id: ID,
+        committee: Vec<ID>,
+        count: i32,
+    ) -> GqlResult<Vec<OperationObj>> {
+        let p = ctx_principal(ctx)?;
+        let committee: Vec<String> = committee.into_iter().map(|d| d.0).collect();
+        ctx_service(ctx)?
+            .request_presignatures(p, &vault_id, &committee, count)
+            .await
+            .map(|ops| ops.into_iter().map(OperationObj).collect())
+            .map_err(gql)
+    }
+
     /// Requests a reshare to a new signer set/threshold (operators).
     async fn request_reshare(
         &self,
@@ -904,6 +950,23 @@ impl MutationRoot {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
             .submit_reshare_result(p, &operation_id, &device_id, &public_key, &key_set_hash)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// A presign committee member's result: the SHA-256 fingerprint (hex) of the
+    /// presignature's public data; all members must agree on it.
+    async fn submit_presign_result(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        fingerprint: String,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .submit_presign_result(p, &operation_id, &device_id, &fingerprint)
             .await
             .map(OperationObj)
             .map_err(gql)

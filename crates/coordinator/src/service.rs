@@ -783,6 +783,7 @@ impl Service {
             payload,
             derivation_path,
             key_generation: vault.key_generation,
+            presignature: None,
         };
         let op = Operation::new(
             &vault,
@@ -988,6 +989,11 @@ impl Service {
                 return Err(e);
             }
         };
+        // A signature that just became Ready takes a presignature of its committee, if one
+        // is stocked, in the same transaction (so no presignature serves two signatures).
+        if op.state == OperationState::Ready && before != OperationState::Ready && op.can_use_presignature() {
+            self.assign_presignature(&mut tx, &mut op, now).await?;
+        }
         self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
             .await?;
         tx.commit().await?;
@@ -996,6 +1002,93 @@ impl Service {
             Some(e) => Err(e),
             None => Ok(op),
         }
+    }
+
+    async fn assign_presignature(
+        &self,
+        c: &mut AnyConnection,
+        sign: &mut Operation,
+        now: Millis,
+    ) -> Result<()> {
+        for id in self.store.presignature_ids(c, &sign.vault_id).await? {
+            let Some((mut presign, version)) = self.store.operation(c, Some(&sign.org_id), &id, true).await?
+            else {
+                continue;
+            };
+            if presign.presignature_serves(sign) {
+                let out = presign.consume_presignature(sign, now);
+                self.persist(c, &presign, version, None, &out, now).await?;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Requests `count` presignatures of a vault by a committee (Ready at once).
+    pub async fn request_presignatures(
+        &self,
+        p: &Principal,
+        vault_id: &str,
+        committee: &[String],
+        count: i32,
+    ) -> Result<Vec<Operation>> {
+        if !(1..=100).contains(&count) {
+            return Err(Error::invalid_input("count must be between 1 and 100"));
+        }
+        let vault = self.vault(p, vault_id).await?;
+        if vault.status != VaultStatus::Active {
+            return Err(Error::invalid_state(format!(
+                "vault {} is {}, not Active",
+                vault.id,
+                vault.status.as_str()
+            )));
+        }
+        let committee: Vec<DeviceId> = committee.iter().map(DeviceId::from_string).collect();
+        if p.role != Role::Operator {
+            // A signer client may stock presignatures for committees with one of its devices.
+            let mut own = false;
+            for d in &committee {
+                let mut tx = self.store.begin().await?;
+                let dev = self.store.device(&mut tx, &p.org_id, d.as_str()).await?;
+                tx.rollback().await?;
+                own |= dev.is_some_and(|dev| dev.registered_by == p.client_id);
+            }
+            if !own {
+                return Err(forbidden(
+                    "a signer API client can request presignatures only for a committee with one of its devices",
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for _ in 0..count {
+            let op = Operation::new_presign(
+                &vault,
+                &committee,
+                &p.client_id,
+                self.clock.now(),
+                &self.settings.expiry,
+            )?;
+            let op = self
+                .create_operation(p, "requestPresignatures", "", None, None, op)
+                .await?;
+            self.notify_after(&op, OperationState::AwaitingApproval).await;
+            out.push(op);
+        }
+        Ok(out)
+    }
+
+    /// A presign committee member's result.
+    pub async fn submit_presign_result(
+        &self,
+        p: &Principal,
+        op_id: &str,
+        device_id: &str,
+        fingerprint: &str,
+    ) -> Result<Operation> {
+        self.act(p, op_id, device_id, |op, vault, d, now| {
+            op.submit_presign_result(vault, d, fingerprint, now)
+        })
+        .await
     }
 
     /// A device's vote.

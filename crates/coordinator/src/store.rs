@@ -535,6 +535,18 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
+    /// Ids of Completed presign operations of a vault not yet consumed, oldest first
+    /// (consumption is in the body; the caller locks and checks each).
+    pub async fn presignature_ids(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at, id",
+        )
+        .bind(vault_id.as_str())
+        .fetch_all(c)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
     /// Ids of operations past their expiry and not final (optionally of one org).
     pub async fn due_for_expiry(&self, org: Option<&OrgId>, now: Millis) -> Result<Vec<String>> {
         let sql = format!(

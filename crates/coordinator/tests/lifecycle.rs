@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 per_backend!(
     keygen_sign_digest_message_and_derived,
@@ -21,6 +21,7 @@ per_backend!(
     signature_input_checks,
     eth_tx_with_derivation_path,
     reshare_early_rejection_and_expiry,
+    presignatures_are_stocked_per_committee_and_consumed_once,
 );
 
 async fn keygen_sign_digest_message_and_derived(db: Db) {
@@ -1090,5 +1091,138 @@ async fn reshare_early_rejection_and_expiry(db: Db) {
             json!({"i": {"vaultId": vault_id, "newThreshold": 2, "newSigners": signers}}),
         )
         .await;
+    c.running.shutdown().await.unwrap();
+}
+
+/// Presign operations are Ready at once for their committee; results must agree; a
+/// signature of an eth_tx or message at the root key by the same committee takes one
+/// (never twice), a digest or a derived key or another committee does not.
+async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let cc = hex::encode([7u8; 32]);
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&cc),
+    )
+    .await;
+    let request = "mutation($v: ID!, $c: [ID!]!, $n: Int!) { requestPresignatures(vaultId: $v, committee: $c, count: $n) { id kind state committee { deviceId index } presign { keyGeneration consumedBy } } }";
+    let submit = "mutation($o: ID!, $d: ID!, $f: String!) { submitPresignResult(operationId: $o, deviceId: $d, fingerprint: $f) { id state presign { consumedBy } } }";
+    // Committee given in any order; it is ordered by share index.
+    let ops = operator
+        .ok(
+            request,
+            json!({"v": vault_id, "c": [devices[2], devices[0]], "n": 2}),
+        )
+        .await["requestPresignatures"]
+        .clone();
+    let ops = ops.as_array().unwrap().clone();
+    assert_eq!(ops.len(), 2);
+    for o in &ops {
+        assert_eq!(o["kind"], "Presign");
+        assert_eq!(o["state"], "Ready");
+        assert_eq!(o["committee"][0]["deviceId"], devices[0].as_str());
+        assert_eq!(o["committee"][1]["deviceId"], devices[2].as_str());
+        assert_eq!(o["committee"][1]["index"], 2);
+    }
+    // Wrong committee sizes and outsiders are refused.
+    for bad in [
+        json!([devices[0]]),
+        json!([devices[0], devices[1], devices[2]]),
+        json!([devices[0], "dev_nobody"]),
+    ] {
+        assert_eq!(
+            operator
+                .err(request, json!({"v": vault_id, "c": bad, "n": 1}))
+                .await,
+            "INVALID_INPUT"
+        );
+    }
+    // Results: both members agree on the first; they disagree on the second.
+    let (p1, p2) = (ops[0]["id"].as_str().unwrap(), ops[1]["id"].as_str().unwrap());
+    let f = hex::encode([1u8; 32]);
+    signer.ok(submit, json!({"o": p1, "d": devices[0], "f": f})).await;
+    let done = signer.ok(submit, json!({"o": p1, "d": devices[2], "f": f})).await;
+    assert_eq!(done["submitPresignResult"]["state"], "Completed");
+    assert_eq!(
+        signer
+            .err(submit, json!({"o": p2, "d": devices[1], "f": f}))
+            .await,
+        "NOT_IN_COMMITTEE"
+    );
+    signer.ok(submit, json!({"o": p2, "d": devices[0], "f": f})).await;
+    assert_eq!(
+        signer
+            .err(
+                submit,
+                json!({"o": p2, "d": devices[2], "f": hex::encode([2u8; 32])})
+            )
+            .await,
+        "RESULT_MISMATCH"
+    );
+    assert_eq!(
+        operator.ok(&q_op(), json!({"id": p2})).await["operation"]["state"],
+        "Failed"
+    );
+
+    let presignature_of = |op: Value| op["operation"]["sign"]["presignatureId"].clone();
+    let q = "query($id: ID!) { operation(id: $id) { state sign { presignatureId } } }";
+    let ready = |input: Value, first: String, second: String| {
+        let (operator, signer) = (&operator, &signer);
+        let vault_id = vault_id.clone();
+        async move {
+            let mut i = input;
+            i["vaultId"] = json!(vault_id);
+            let s = operator.ok(REQUEST_SIG, json!({"i": i})).await;
+            let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+            vote(signer, &op, &first, "approve").await;
+            assert_eq!(vote(signer, &op, &second, "approve").await["state"], "Ready");
+            op
+        }
+    };
+    let msg = json!({"message": hex::encode(b"pay 1")});
+    // Another committee (0 and 1) finds no presignature.
+    let other = ready(msg.clone(), devices[0].clone(), devices[1].clone()).await;
+    assert_eq!(
+        presignature_of(operator.ok(q, json!({"id": other})).await),
+        Value::Null
+    );
+    // A digest, even by the stocked committee, takes none.
+    let digest = ready(
+        json!({"digest": hex::encode([9u8; 32])}),
+        devices[2].clone(),
+        devices[0].clone(),
+    )
+    .await;
+    assert_eq!(
+        presignature_of(operator.ok(q, json!({"id": digest})).await),
+        Value::Null
+    );
+    // A message by the stocked committee takes the one completed presignature...
+    let first = ready(msg.clone(), devices[2].clone(), devices[0].clone()).await;
+    assert_eq!(
+        presignature_of(operator.ok(q, json!({"id": first})).await),
+        json!(p1)
+    );
+    let consumed = operator
+        .ok(
+            "query($id: ID!) { operation(id: $id) { presign { consumedBy } } }",
+            json!({"id": p1}),
+        )
+        .await;
+    assert_eq!(consumed["operation"]["presign"]["consumedBy"], json!(first));
+    // ...and the next one finds none left.
+    let second = ready(msg, devices[0].clone(), devices[2].clone()).await;
+    assert_eq!(
+        presignature_of(operator.ok(q, json!({"id": second})).await),
+        Value::Null
+    );
     c.running.shutdown().await.unwrap();
 }
