@@ -1834,6 +1834,7 @@ mod tests {
                 payload: SignPayload::Digest([1; 32]),
                 derivation_path: None,
                 key_generation: 0,
+                presignature: None,
             },
             &ClientId::from_string("c"),
             0,
