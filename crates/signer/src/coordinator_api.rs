@@ -348,6 +348,56 @@ impl CoordinatorClient {
         .await
     }
 
+    /// Every vault of the organisation.
+    pub async fn vaults(&self) -> Result<Vec<Vault>, ApiError> {
+        self.field(&format!("{{ vaults {{ {VAULT_FIELDS} }} }}"), json!({}), "vaults")
+            .await
+    }
+
+    /// Operations of a vault of one kind, newest first (at most 1000).
+    pub async fn operations_of(&self, vault: &str, kind: &str) -> Result<Vec<Operation>, ApiError> {
+        let q = format!("query($f: OperationFilter) {{ operations(filter: $f) {{ {OPERATION_FIELDS} }} }}");
+        self.field(
+            &q,
+            json!({"f": {"vaultId": vault, "kind": kind, "limit": 1000}}),
+            "operations",
+        )
+        .await
+    }
+
+    /// `requestPresignatures`.
+    pub async fn request_presignatures(
+        &self,
+        vault: &str,
+        committee: &[String],
+        count: u32,
+    ) -> Result<Vec<Operation>, ApiError> {
+        let q = format!(
+            "mutation($v: ID!, $c: [ID!]!, $n: Int!) {{ requestPresignatures(vaultId: $v, committee: $c, count: $n) {{ {OPERATION_FIELDS} }} }}"
+        );
+        self.field(
+            &q,
+            json!({"v": vault, "c": committee, "n": count}),
+            "requestPresignatures",
+        )
+        .await
+    }
+
+    /// `submitPresignResult`.
+    pub async fn submit_presign_result(
+        &self,
+        op: &str,
+        device: &str,
+        fingerprint: &str,
+    ) -> Result<Operation, ApiError> {
+        self.act(
+            "submitPresignResult(operationId: $o, deviceId: $d, fingerprint: $f)",
+            "$o: ID!, $d: ID!, $f: String!",
+            json!({"o": op, "d": device, "f": fingerprint}),
+        )
+        .await
+    }
+
     /// `reportFailure`.
     pub async fn report_failure(
         &self,
@@ -373,7 +423,8 @@ const OPERATION_FIELDS: &str = "id organisationId kind state vaultId curve nonce
     submittedDeviceIds \
     keygen { threshold signers { deviceId weight index } } \
     reshare { oldThreshold oldSigners { deviceId weight index } newThreshold newSigners { deviceId weight index } oldKeyGeneration } \
-    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration } \
+    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
+    presign { keyGeneration consumedBy } \
     result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
     failure { reason culpritDeviceIds reportedBy } rejectionReason startedBy";
 
@@ -500,6 +551,18 @@ pub struct SignDetails {
     pub chain_id: Option<String>,
     /// Key generation to sign with.
     pub key_generation: u64,
+    /// The presignature (a Presign operation's id) the committee uses, if any.
+    pub presignature_id: Option<String>,
+}
+
+/// Presign details.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresignDetails {
+    /// Key generation presigned with.
+    pub key_generation: u64,
+    /// The sign operation that consumed it.
+    pub consumed_by: Option<String>,
 }
 
 /// The accepted result.
@@ -576,6 +639,8 @@ pub struct Operation {
     pub reshare: Option<ReshareDetails>,
     /// Sign details.
     pub sign: Option<SignDetails>,
+    /// Presign details.
+    pub presign: Option<PresignDetails>,
     /// Result.
     pub result: Option<OperationResult>,
     /// Failure.

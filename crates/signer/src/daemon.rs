@@ -52,6 +52,8 @@ use crate::metrics::{self, OperationKind, Outcome};
 use crate::operation_run::{RunContext, RunFailure, Submission};
 use crate::prime_stock::PrimeStock;
 
+/// The presignature pool is checked every this many polls.
+pub const PRESIGNATURE_CHECK_EVERY: u64 = 5;
 /// How long start-up waits for an unreachable coordinator.
 pub const START_WAIT: Duration = Duration::from_secs(60);
 /// Time running protocols get to finish at shutdown.
@@ -193,6 +195,7 @@ fn kind_of(op: &Operation) -> OperationKind {
     match op.kind.as_str() {
         "Keygen" => OperationKind::Keygen,
         "Reshare" => OperationKind::Reshare,
+        "Presign" => OperationKind::Presign,
         _ => OperationKind::Sign,
     }
 }
@@ -477,8 +480,13 @@ impl Daemon {
         mut notifications: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
     ) {
         let mut reconnects = 0;
+        let mut rounds: u64 = 0;
         loop {
             self.poll_device(&device).await;
+            if self.inner.config.presignature_pool_target > 0 && rounds % PRESIGNATURE_CHECK_EVERY == 0 {
+                self.maintain_presignatures(&device).await;
+            }
+            rounds += 1;
             let stats = device.link.stats();
             for _ in reconnects..stats.reconnects {
                 metrics::mqtt_reconnect(&device.id);
@@ -689,85 +697,18 @@ impl Daemon {
                 return;
             }
         };
-        let key = (device.id.clone(), op.id.clone());
-        let request = match approval_request::build(&op, &directory) {
-            Ok(r) => r,
-            Err(e) => {
-                self.finish(&device.id, &op.id);
-                self.report_failure(
-                    device,
-                    &op,
-                    &RunFailure {
-                        reason: format!("malformed operation: {e}"),
-                        culprits: vec![],
-                    },
-                )
-                .await;
-                return;
-            }
-        };
-        // The committee's transport keys must be the keys the organisation registered (and
-        // the approver saw): a coordinator cannot slip in a key of its own.
-        if let Err(reason) = approval_request::check_committee_keys(&op, &directory) {
-            self.finish(&device.id, &op.id);
-            self.report_failure(
-                device,
-                &op,
-                &RunFailure {
-                    reason,
-                    culprits: vec![],
-                },
-            )
-            .await;
-            return;
-        }
-        if let Err(reason) =
-            crate::peers::check_and_pin(&self.inner.keystore, &device.identity, &op.committee).await
-        {
-            self.finish(&device.id, &op.id);
-            self.report_failure(
-                device,
-                &op,
-                &RunFailure {
-                    reason,
-                    culprits: vec![],
-                },
-            )
-            .await;
-            return;
-        }
-        let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
-        match approved {
-            Some(a) if a == request => {}
-            Some(_) => {
+        let request = match self.checked_request(device, &op, &directory).await {
+            Ok(request) => request,
+            Err(reason) => {
                 self.finish(&device.id, &op.id);
                 let failure = RunFailure {
-                    reason: format!(
-                        "device {} refuses to run: the operation differs from what its approver approved",
-                        device.id
-                    ),
+                    reason,
                     culprits: Vec::new(),
                 };
                 self.report_failure(device, &op, &failure).await;
                 return;
             }
-            None => {
-                tracing::info!("no approval of this operation in memory (the daemon restarted); asking the approver again");
-                let decision = device.approver.decide(&request).await;
-                if !decision.is_approval() {
-                    self.finish(&device.id, &op.id);
-                    let failure = RunFailure {
-                        reason: format!(
-                            "device {} no longer approves the operation: {}",
-                            device.id, decision.reason
-                        ),
-                        culprits: Vec::new(),
-                    };
-                    self.report_failure(device, &op, &failure).await;
-                    return;
-                }
-            }
-        }
+        };
         let Some(permit) = self.operation_permit(&op.id).await else {
             return;
         };
@@ -804,7 +745,7 @@ impl Daemon {
             let _entered = span.enter();
             handle.block_on(async move {
                 tokio::select! {
-                    r = ctx.run(&run_op, &run_request) => Some(r),
+                    r = ctx.run(&run_op, run_request.as_ref()) => Some(r),
                     () = run_cancel.cancelled() => None,
                 }
             })
@@ -840,6 +781,114 @@ impl Daemon {
                 self.submit(device, &op, submission).await;
             }
             Err(failure) => self.report_failure(device, &op, &failure).await,
+        }
+    }
+
+    /// Keeps `PresignaturePoolTarget` presignatures stocked (available or being made) for
+    /// the default committee (the first `threshold` signers by index) of every Active
+    /// secp256k1 vault whose signer of index 0 is this device: one keeper per vault, so
+    /// members do not request the same stock twice.
+    async fn maintain_presignatures(&self, device: &DeviceRuntime) {
+        let target = self.inner.config.presignature_pool_target as usize;
+        let vaults = match self.inner.coordinator.vaults().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list vaults for the presignature pool");
+                return;
+            }
+        };
+        for vault in vaults {
+            let mut signers = vault.signers.clone();
+            signers.sort_by_key(|s| s.index);
+            if vault.curve != "secp256k1"
+                || vault.status != "Active"
+                || signers.first().map(|s| s.device_id.as_str()) != Some(device.id.as_str())
+            {
+                continue;
+            }
+            let mut committee: Vec<String> = signers
+                .iter()
+                .take(usize::from(vault.threshold))
+                .map(|s| s.device_id.clone())
+                .collect();
+            committee.sort();
+            let ops = match self.inner.coordinator.operations_of(&vault.id, "Presign").await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list presignatures");
+                    continue;
+                }
+            };
+            let (mut available, mut coming) = (0usize, 0usize);
+            for op in &ops {
+                let mut members: Vec<String> = op.committee.iter().map(|m| m.device_id.clone()).collect();
+                members.sort();
+                let Some(p) = &op.presign else { continue };
+                if members != committee || p.key_generation != vault.key_generation {
+                    continue;
+                }
+                match op.state.as_str() {
+                    "Completed" if p.consumed_by.is_none() => available += 1,
+                    "Ready" | "InProgress" => coming += 1,
+                    _ => {}
+                }
+            }
+            metrics::presignature_pool(&vault.id, available);
+            let missing = target.saturating_sub(available + coming);
+            if missing > 0 {
+                match self
+                    .inner
+                    .coordinator
+                    .request_presignatures(&vault.id, &committee, missing as u32)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(vault = %vault.id, available, coming, requested = missing, "presignatures requested")
+                    }
+                    Err(e) => tracing::warn!(vault = %vault.id, error = %e, "cannot request presignatures"),
+                }
+            }
+        }
+    }
+
+    /// The checks before a device runs `op`: the committee's identity keys are the
+    /// registered ones and the pinned ones; and, for everything but a presignature (which
+    /// signs nothing), the operation is exactly what the approver approved (asked again if
+    /// this process does not remember the approval). Returns the approved request.
+    async fn checked_request(
+        &self,
+        device: &DeviceRuntime,
+        op: &Operation,
+        directory: &[crate::coordinator_api::Device],
+    ) -> Result<Option<ApprovalRequest>, String> {
+        // A coordinator cannot slip in transport keys of its own.
+        approval_request::check_committee_keys(op, directory)?;
+        crate::peers::check_and_pin(&self.inner.keystore, &device.identity, &op.committee).await?;
+        if op.kind == "Presign" {
+            return Ok(None);
+        }
+        let request =
+            approval_request::build(op, directory).map_err(|e| format!("malformed operation: {e}"))?;
+        let key = (device.id.clone(), op.id.clone());
+        let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
+        match approved {
+            Some(a) if a == request => Ok(Some(request)),
+            Some(_) => Err(format!(
+                "device {} refuses to run: the operation differs from what its approver approved",
+                device.id
+            )),
+            None => {
+                tracing::info!("no approval of this operation in memory (the daemon restarted); asking the approver again");
+                let decision = device.approver.decide(&request).await;
+                if decision.is_approval() {
+                    Ok(Some(request))
+                } else {
+                    Err(format!(
+                        "device {} no longer approves the operation: {}",
+                        device.id, decision.reason
+                    ))
+                }
+            }
         }
     }
 
@@ -907,7 +956,7 @@ impl Daemon {
             }
         }
         match submission {
-            Submission::Signature { .. } => {}
+            Submission::Signature { .. } | Submission::Presign { .. } => {}
             Submission::Departed { .. } => self.follow_up(device, op, true).await,
             _ => self.follow_up(device, op, false).await,
         }
@@ -945,6 +994,10 @@ impl Daemon {
                 .await
                 .map(Some),
             Submission::Departed { .. } => Ok(None),
+            Submission::Presign { fingerprint } => c
+                .submit_presign_result(&op.id, &device.id, fingerprint)
+                .await
+                .map(Some),
             Submission::Signature {
                 signature,
                 recovery_id,

@@ -68,6 +68,8 @@ pub enum OperationKind {
     Reshare,
     /// Signature.
     Sign,
+    /// ECDSA presignature (background pool).
+    Presign,
 }
 
 impl OperationKind {
@@ -77,6 +79,7 @@ impl OperationKind {
             OperationKind::Keygen => "keygen",
             OperationKind::Reshare => "reshare",
             OperationKind::Sign => "sign",
+            OperationKind::Presign => "presign",
         }
     }
 }

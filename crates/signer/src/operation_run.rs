@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use generic_ec::Point;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
-use vsigner_approval::{ApprovalRequest, Curve, Operation as Requested};
+use vsigner_approval::{ApprovalRequest, Curve, Operation as Requested, SignPayload};
 use vsigner_keystore::{Keystore, RecordId};
 use vsigner_transport::{DeviceId, DeviceIdentity, DevicePublicKeys, Link, SessionSpec};
-use vsigner_tss::ecdsa::{self, AuxInfoOptions, Message, Secp256k1};
+use vsigner_tss::ecdsa::{self, AuxInfoOptions, HashAlgorithm, Message, Preimage, Secp256k1};
 use vsigner_tss::hd::DerivationPath;
 use vsigner_tss::reshare::{KeyInfo, ReshareSetup, Role};
 use vsigner_tss::schnorr::{self, Ed25519};
@@ -71,6 +71,11 @@ pub enum Submission {
     Departed {
         /// The new generation it leaves at.
         generation: u64,
+    },
+    /// `submitPresignResult`.
+    Presign {
+        /// Hex SHA-256 of the presignature's public data.
+        fingerprint: String,
     },
     /// `submitSignature`.
     Signature {
@@ -480,7 +485,16 @@ impl RunContext {
 
     /// Runs the protocol of `op` (Ready, this device in the committee), whose content
     /// matched the approved `request`.
-    pub async fn run(&self, op: &Operation, request: &ApprovalRequest) -> Result<Submission, RunFailure> {
+    pub async fn run(
+        &self,
+        op: &Operation,
+        request: Option<&ApprovalRequest>,
+    ) -> Result<Submission, RunFailure> {
+        if op.kind == "Presign" {
+            // Nothing is signed: no approval; the signature that uses it is approved.
+            return self.presign(op).await;
+        }
+        let request = request.ok_or_else(|| RunFailure::new("no approved request"))?;
         match &request.operation {
             Requested::CreateVault => self.keygen(op, request.vault.curve).await,
             Requested::Sign {
@@ -488,11 +502,151 @@ impl RunContext {
                 derivation_path,
             } => {
                 let input = approval_request::signing_input(op, payload).map_err(|e| RunFailure::new(e.0))?;
-                self.sign(op, request.vault.curve, &input, derivation_path.as_deref())
-                    .await
+                self.sign(
+                    op,
+                    request.vault.curve,
+                    payload,
+                    &input,
+                    derivation_path.as_deref(),
+                )
+                .await
             }
             Requested::Reshare { .. } => self.reshare(op, request.vault.curve).await,
         }
+    }
+
+    /// A signing committee in party order with each member's share index, checked against
+    /// the vault's signer set.
+    fn signing_committee(&self, op: &Operation) -> Result<(Committee, Vec<u16>), RunFailure> {
+        let committee = Committee::new(op, self.me())?;
+        let signers: Vec<u16> = committee
+            .members
+            .iter()
+            .map(|m| m.index.or(m.old_index))
+            .collect::<Option<_>>()
+            .ok_or_else(|| RunFailure::new("a signing committee member has no share index"))?;
+        for (m, s) in committee.members.iter().zip(&signers) {
+            let listed = op.vault.signers.iter().find(|v| v.device_id == m.device_id);
+            if listed.map(|v| v.index) != Some(*s) {
+                return Err(RunFailure::new(format!(
+                    "committee member {} is not signer {s} of the vault",
+                    m.device_id
+                )));
+            }
+        }
+        if signers.len() != usize::from(op.vault.threshold) {
+            return Err(RunFailure::new(
+                "the committee is not the vault's threshold of signers",
+            ));
+        }
+        Ok((committee, signers))
+    }
+
+    /// Generates a presignature with the committee and keeps it for one signature.
+    async fn presign(&self, op: &Operation) -> Result<Submission, RunFailure> {
+        let details = op
+            .presign
+            .as_ref()
+            .ok_or_else(|| RunFailure::new("presign without details"))?;
+        if op.curve != "secp256k1" || op.vault.status != "Active" {
+            return Err(RunFailure::new("presignatures are for Active secp256k1 vaults"));
+        }
+        let (committee, signers) = self.signing_committee(op)?;
+        let i = committee.me;
+        let share = ecdsa_share(&self.load_share(&op.vault_id, details.key_generation).await?)?;
+        let members: Vec<&CommitteeMember> = committee.members.iter().collect();
+        let presignature = self
+            .session(
+                ProtocolTag::EcdsaPresign,
+                op,
+                &members,
+                Some(Protocol::EcdsaPresign),
+                |party, eid| {
+                    let (share, signers) = (&share, &signers);
+                    async move { ecdsa::presign(party, eid, i, signers, share, &mut OsRng).await }
+                },
+            )
+            .await?;
+        let fingerprint = hex::encode(presignature.public().fingerprint());
+        let bytes = presignature
+            .to_bytes()
+            .map_err(|e| RunFailure::new(format!("presignature: {e}")))?;
+        let id = RecordId::presignature(self.me(), &op.vault_id, &op.id)
+            .map_err(|e| RunFailure::new(e.to_string()))?;
+        self.keystore
+            .put(&id, &bytes)
+            .await
+            .map_err(|e| RunFailure::new(format!("cannot store the presignature: {e}")))?;
+        Ok(Submission::Presign { fingerprint })
+    }
+
+    /// The one-round signature with presignature `presignature_id`: it is taken out of the
+    /// keystore (deleted) before its partial signature leaves the device.
+    async fn sign_with_presignature(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        signers: &[u16],
+        presignature_id: &str,
+        payload: &SignPayload,
+        digest: &[u8; 32],
+    ) -> Result<Submission, RunFailure> {
+        let preimage =
+            match payload {
+                SignPayload::EthereumTransaction(tx) => Preimage {
+                    hash: HashAlgorithm::Keccak256,
+                    data: tx.raw().to_vec(),
+                },
+                SignPayload::Message(m) => {
+                    let mut data = format!("\x19Ethereum Signed Message:\n{}", m.len()).into_bytes();
+                    data.extend_from_slice(m);
+                    Preimage {
+                        hash: HashAlgorithm::Keccak256,
+                        data,
+                    }
+                }
+                SignPayload::Digest(_) => return Err(RunFailure::new(
+                    "a presignature cannot sign a raw digest (CGGMP24 signs only messages it hashes itself)",
+                )),
+            };
+        if &preimage.digest() != digest {
+            return Err(RunFailure::new(
+                "the presigned message does not hash to the approved digest",
+            ));
+        }
+        let id = RecordId::presignature(self.me(), &op.vault_id, presignature_id)
+            .map_err(|e| RunFailure::new(e.to_string()))?;
+        let bytes = self
+            .keystore
+            .take(&id)
+            .await
+            .map_err(|e| RunFailure::new(format!("keystore: {e}")))?
+            .ok_or_else(|| {
+                RunFailure::new(format!(
+                    "this device holds no presignature {presignature_id} (used or lost)"
+                ))
+            })?;
+        let presignature = ecdsa::Presignature::<Secp256k1>::from_bytes(&bytes)
+            .map_err(|e| RunFailure::new(format!("stored presignature: {e}")))?;
+        if presignature.public().signers != signers {
+            return Err(RunFailure::new("the presignature belongs to another committee"));
+        }
+        let sig = self
+            .session(
+                ProtocolTag::EcdsaSign,
+                op,
+                members,
+                Some(Protocol::EcdsaSign),
+                |party, eid| {
+                    let preimage = &preimage;
+                    async move { ecdsa::sign_with_presignature(party, eid, presignature, preimage).await }
+                },
+            )
+            .await?;
+        Ok(Submission::Signature {
+            signature: hex::encode(sig.to_bytes()),
+            recovery_id: Some(sig.recovery_id),
+        })
     }
 
     async fn keygen(&self, op: &Operation, curve: Curve) -> Result<Submission, RunFailure> {
@@ -593,6 +747,7 @@ impl RunContext {
         &self,
         op: &Operation,
         curve: Curve,
+        payload: &SignPayload,
         input: &SigningInput,
         path: Option<&str>,
     ) -> Result<Submission, RunFailure> {
@@ -600,23 +755,7 @@ impl RunContext {
             .sign
             .as_ref()
             .ok_or_else(|| RunFailure::new("sign without details"))?;
-        let committee = Committee::new(op, self.me())?;
-        let signers: Vec<u16> = committee
-            .members
-            .iter()
-            .map(|m| m.index.or(m.old_index))
-            .collect::<Option<_>>()
-            .ok_or_else(|| RunFailure::new("a signing committee member has no share index"))?;
-        // Each member's index must be its index in the vault's signer set.
-        for (m, s) in committee.members.iter().zip(&signers) {
-            let listed = op.vault.signers.iter().find(|v| v.device_id == m.device_id);
-            if listed.map(|v| v.index) != Some(*s) {
-                return Err(RunFailure::new(format!(
-                    "committee member {} is not signer {s} of the vault",
-                    m.device_id
-                )));
-            }
-        }
+        let (committee, signers) = self.signing_committee(op)?;
         let i = committee.me;
         let bytes = self.load_share(&op.vault_id, details.key_generation).await?;
         let members: Vec<&CommitteeMember> = committee.members.iter().collect();
@@ -625,6 +764,14 @@ impl RunContext {
                 let SigningInput::Digest(digest) = input else {
                     return Err(RunFailure::new("secp256k1 signs a 32-byte digest"));
                 };
+                if let Some(presignature_id) = &details.presignature_id {
+                    if path.is_some() {
+                        return Err(RunFailure::new("a presignature signs at the root key only"));
+                    }
+                    return self
+                        .sign_with_presignature(op, &members, &signers, presignature_id, payload, digest)
+                        .await;
+                }
                 let share = ecdsa_share(&bytes)?;
                 let path: Option<DerivationPath> = path
                     .map(|p| p.parse())

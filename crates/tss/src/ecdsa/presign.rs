@@ -79,6 +79,26 @@ struct StoredPresignature<E: EcdsaCurve> {
 }
 
 impl<E: EcdsaCurve> PresignaturePublic<E> {
+    /// SHA-256 over the public data every committee member of one presign run holds alike
+    /// (the combined nonce point Γ, every member's commitments, the committee and the key),
+    /// for members to show each other (through a coordinator) that they hold the same
+    /// presignature. Nothing secret enters it.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"vsigner/presignature-fingerprint/v1");
+        h.update(self.gamma.to_bytes(true));
+        for (d, s) in &self.commitments {
+            h.update(d.to_bytes(true));
+            h.update(s.to_bytes(true));
+        }
+        for signer in &self.signers {
+            h.update(signer.to_be_bytes());
+        }
+        h.update(self.public_key.to_bytes(true));
+        h.finalize().into()
+    }
+
     fn library(&self) -> PresignaturePublicData<E> {
         PresignaturePublicData {
             Gamma: self.gamma,

@@ -124,6 +124,17 @@ where
         || OsRng,
     )
     .unwrap();
+    // Every member holds the same public data: one fingerprint; another run, another.
+    let fingerprints: Vec<[u8; 32]> = presigs.iter().map(|p| p.public().fingerprint()).collect();
+    all_equal(&fingerprints);
+    let other = local::ecdsa_presign(
+        eid(ProtocolTag::EcdsaPresign, "presign-2", t.into()),
+        &shares,
+        &signers,
+        || OsRng,
+    )
+    .unwrap();
+    assert_ne!(other[0].public().fingerprint(), fingerprints[0]);
     // Online round as a protocol: one broadcast of partial signatures.
     let m = message("pay 1 BTC");
     let sigs =

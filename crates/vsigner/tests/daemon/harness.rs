@@ -238,6 +238,10 @@ impl Signer {
             // they must not wait for each other.
             cfg["MaxConcurrentOperations"] = json!(1);
         }
+        if otlp.is_some() {
+            // This daemon (device b) keeps presignatures for the vaults where b is signer 0.
+            cfg["PresignaturePoolTarget"] = json!(2);
+        }
         if let Some(endpoint) = otlp {
             cfg["TraceSpanExporter"] = json!("OTLP-NO-TLS");
             cfg["OTELExporterOTLPEndpoint"] = json!(endpoint);

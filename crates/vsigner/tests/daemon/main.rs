@@ -62,6 +62,15 @@ fn completed(op: &vsigner_signer::coordinator_api::Operation) {
     );
 }
 
+/// The EIP-191 hash of a personal message.
+fn eip191(message: &[u8]) -> [u8; 32] {
+    use sha3::{Digest, Keccak256};
+    let mut h = Keccak256::new();
+    h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+    h.update(message);
+    h.finalize().into()
+}
+
 /// Prime sets in a daemon's stock.
 fn prime_sets(signer: &Signer) -> usize {
     std::fs::read_dir(signer.dir.join("keystore/devices/instance/prime-set"))
@@ -338,6 +347,58 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     let op = operator.wait_final(&sign, SIGN).await;
     completed(&op);
     verify_ed25519(&ed_key, message, &op);
+
+    // Presignatures: b, signer 0 of the reshared secp256k1 vault, keeps two in stock for
+    // the committee b, c, d (its daemon has PresignaturePoolTarget 2); a message signature
+    // by that committee uses one in a single online round, and it is gone afterwards.
+    let start = std::time::Instant::now();
+    loop {
+        let ops = operator
+            .client
+            .operations_of(&secp_vault, "Presign")
+            .await
+            .unwrap();
+        let available = ops
+            .iter()
+            .filter(|o| o.state == "Completed" && o.presign.as_ref().unwrap().consumed_by.is_none())
+            .count();
+        if available >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no presignatures stocked: {ops:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let message = b"pay 2 ETH to the exchange";
+    let sign = operator
+        .request_signature(&secp_vault, json!({"message": hex::encode(message)}))
+        .await;
+    let op = operator.wait_final(&sign, SIGN).await;
+    completed(&op);
+    let presignature = op
+        .sign
+        .as_ref()
+        .unwrap()
+        .presignature_id
+        .clone()
+        .expect("a presignature was used");
+    verify_secp256k1(&secp_key, &eip191(message), &op);
+    for (s, dev) in [(1, &b), (2, &c), (0, &d)] {
+        let record = signers[s]
+            .dir
+            .join("keystore/devices")
+            .join(dev)
+            .join("presignature")
+            .join(&secp_vault)
+            .join(format!("{presignature}.vsrec"));
+        assert!(
+            !record.exists(),
+            "a used presignature is still stored: {}",
+            record.display()
+        );
+    }
 
     // SIGKILL the daemon of c during an ECDSA signing run, restart it: the run fails
     // cleanly, c still has its shares and signs the next request.
