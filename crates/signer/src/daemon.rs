@@ -483,7 +483,9 @@ impl Daemon {
         let mut rounds: u64 = 0;
         loop {
             self.poll_device(&device).await;
-            if self.inner.config.presignature_pool_target > 0 && rounds % PRESIGNATURE_CHECK_EVERY == 0 {
+            if self.inner.config.presignature_pool_target > 0
+                && rounds.is_multiple_of(PRESIGNATURE_CHECK_EVERY)
+            {
                 self.maintain_presignatures(&device).await;
             }
             rounds += 1;
