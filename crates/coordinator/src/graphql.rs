@@ -358,7 +358,7 @@ impl OperationObj {
     async fn organisation_id(&self) -> ID {
         ID(self.0.org_id.to_string())
     }
-    /// `Keygen` | `Reshare` | `Sign`.
+    /// `Keygen` | `Reshare` | `Sign` | `Presign`.
     async fn kind(&self) -> &str {
         self.0.kind().as_str()
     }
@@ -561,7 +561,7 @@ pub struct OperationFilter {
     vault_id: Option<ID>,
     /// A state name, e.g. `Completed`.
     state: Option<String>,
-    /// `Keygen` | `Reshare` | `Sign`.
+    /// `Keygen` | `Reshare` | `Sign` | `Presign`.
     kind: Option<String>,
     /// Default 100, at most 1000.
     limit: Option<i32>,

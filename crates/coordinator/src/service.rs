@@ -656,6 +656,21 @@ impl Service {
                 )));
             }
         }
+        if let OperationDetails::Presign { key_generation, .. } = &op.details {
+            // A reshare completing meanwhile would leave this presignature at a generation
+            // that no longer exists: re-check under the vault lock.
+            let (vault, _) = self
+                .store
+                .vault(&mut tx, &p.org_id, op.vault_id.as_str(), true)
+                .await?
+                .ok_or_else(|| Error::not_found("vault", op.vault_id.as_str()))?;
+            if vault.status != VaultStatus::Active || vault.key_generation != *key_generation {
+                return Err(Error::invalid_state(format!(
+                    "vault {} changed meanwhile (key generation {}); request the presignatures again",
+                    vault.id, vault.key_generation
+                )));
+            }
+        }
         if let Some(v) = new_vault {
             self.store.insert_vault(&mut tx, v).await?;
             let ev = AuditEvent {

@@ -54,6 +54,9 @@ impl Leftovers {
 /// An unlocked keystore.
 pub struct Keystore {
     backend: Arc<dyn Backend>,
+    /// Serialises [`Keystore::take`]: a record read by one take is deleted before another
+    /// take can read it (two readers before either deletes would both get it).
+    taking: tokio::sync::Mutex<()>,
     location: String,
     data_key: Zeroizing<[u8; 32]>,
     provider: String,
@@ -176,6 +179,7 @@ impl Keystore {
         let data_key: [u8; 32] = key.as_slice().try_into().map_err(|_| wrong())?;
         Ok(Keystore {
             backend,
+            taking: tokio::sync::Mutex::new(()),
             location: url.to_owned(),
             data_key: Zeroizing::new(data_key),
             provider: provider.name().into(),
@@ -215,6 +219,7 @@ impl Keystore {
         backend.put(HEADER_PATH, json, WriteMode::Create).await?;
         Ok(Keystore {
             backend,
+            taking: tokio::sync::Mutex::new(()),
             location: url.to_owned(),
             data_key,
             provider: provider.name().into(),
@@ -296,13 +301,15 @@ impl Keystore {
 
     /// Takes a presignature or prime set out of the store: it is authenticated, then deleted
     /// durably, and only then returned. A crash after the deletion loses it (safe: it was
-    /// never used); it can never be returned twice, even across restarts.
+    /// never used); it can never be returned twice, even across restarts or to concurrent
+    /// takes of this keystore (they are serialised). One process owns a keystore.
     pub async fn take(&self, id: &RecordId) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
         if !matches!(id.kind(), RecordKind::Presignature | RecordKind::PrimeSet) {
             return Err(KeystoreError::Lifecycle(format!(
                 "only presignatures and prime sets are taken; {id} is not one"
             )));
         }
+        let _one_at_a_time = self.taking.lock().await;
         let Some(plaintext) = self.get(id).await? else {
             return Ok(None);
         };

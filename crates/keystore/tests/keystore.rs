@@ -385,3 +385,28 @@ async fn debug_output_hides_secrets() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_takes_of_one_presignature_return_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = std::sync::Arc::new(
+        Keystore::open(dir.path().to_str().unwrap(), &pass("p"))
+            .await
+            .unwrap(),
+    );
+    for round in 0..20 {
+        let id = RecordId::presignature("dev", "vault", &format!("ps-{round}")).unwrap();
+        ks.put(&id, b"presignature").await.unwrap();
+        let takes: Vec<_> = (0..8)
+            .map(|_| {
+                let (ks, id) = (ks.clone(), id.clone());
+                tokio::spawn(async move { ks.take(&id).await.unwrap() })
+            })
+            .collect();
+        let mut got = 0;
+        for t in takes {
+            got += usize::from(t.await.unwrap().is_some());
+        }
+        assert_eq!(got, 1, "round {round}: a presignature was handed out {got} times");
+    }
+}

@@ -52,6 +52,10 @@ use crate::metrics::{self, OperationKind, Outcome};
 use crate::operation_run::{RunContext, RunFailure, Submission};
 use crate::prime_stock::PrimeStock;
 
+/// A committee whose last presignature run failed is not asked again for this long.
+pub const PRESIGN_RETRY_PAUSE_SECS: i64 = 60;
+/// Most presignatures asked for at once (the coordinator's limit per request).
+pub const MAX_PRESIGNATURES_PER_REQUEST: usize = 100;
 /// The presignature pool is checked every this many polls.
 pub const PRESIGNATURE_CHECK_EVERY: u64 = 5;
 /// How long start-up waits for an unreachable coordinator.
@@ -822,6 +826,7 @@ impl Daemon {
                 }
             };
             let (mut available, mut coming) = (0usize, 0usize);
+            let mut newest_failed: Option<&str> = None;
             for op in &ops {
                 let mut members: Vec<String> = op.committee.iter().map(|m| m.device_id.clone()).collect();
                 members.sort();
@@ -832,12 +837,27 @@ impl Daemon {
                 match op.state.as_str() {
                     "Completed" if p.consumed_by.is_none() => available += 1,
                     "Ready" | "InProgress" => coming += 1,
+                    // Newest first: remember when the latest run of this committee failed.
+                    "Failed" | "Expired" if newest_failed.is_none() && available + coming == 0 => {
+                        newest_failed = Some(op.updated_at.as_str());
+                    }
                     _ => {}
                 }
             }
             metrics::presignature_pool(&vault.id, available);
-            let missing = target.saturating_sub(available + coming);
-            if missing > 0 {
+            // A committee whose last presign failed gets a pause before the next attempt
+            // (a broken member must not cause an endless stream of runs).
+            let recently_failed = newest_failed
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| {
+                    Utc::now().signed_duration_since(t) < chrono::Duration::seconds(PRESIGN_RETRY_PAUSE_SECS)
+                });
+            let missing = target
+                .saturating_sub(available + coming)
+                .min(MAX_PRESIGNATURES_PER_REQUEST);
+            if recently_failed {
+                tracing::debug!(vault = %vault.id, "the last presignature run of the committee failed; pausing");
+            } else if missing > 0 {
                 match self
                     .inner
                     .coordinator
@@ -1113,16 +1133,38 @@ impl Daemon {
             return;
         };
         match result {
-            Ok(deleted) => tracing::info!(
-                device,
-                vault = vault_id,
-                generation = vault.key_generation,
-                destroyed_generations = ?deleted,
-                member,
-                "share generation confirmed"
-            ),
+            Ok(deleted) => {
+                tracing::info!(
+                    device,
+                    vault = vault_id,
+                    generation = vault.key_generation,
+                    destroyed_generations = ?deleted,
+                    member,
+                    "share generation confirmed"
+                );
+                if !deleted.is_empty() {
+                    self.forget_presignatures(device, vault_id).await;
+                }
+            }
             Err(e) => {
                 tracing::error!(device, vault = vault_id, error = %e, "cannot confirm the share generation")
+            }
+        }
+    }
+
+    /// Deletes this device's presignatures of `vault`: they belong to a key generation
+    /// that was just replaced and can never be used.
+    async fn forget_presignatures(&self, device: &str, vault_id: &str) {
+        let ks = &self.inner.keystore;
+        let Ok(records) = ks.list().await else { return };
+        for r in records {
+            if r.id.kind() == RecordKind::Presignature
+                && r.id.device() == device
+                && r.id.vault() == Some(vault_id)
+            {
+                if let Err(e) = ks.delete(&r.id).await {
+                    tracing::warn!(error = %e, "cannot delete an outdated presignature");
+                }
             }
         }
     }

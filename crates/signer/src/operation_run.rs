@@ -551,6 +551,11 @@ impl RunContext {
         if op.curve != "secp256k1" || op.vault.status != "Active" {
             return Err(RunFailure::new("presignatures are for Active secp256k1 vaults"));
         }
+        if details.key_generation != op.vault.key_generation {
+            return Err(RunFailure::new(
+                "the presignature is for a key generation the vault no longer has",
+            ));
+        }
         let (committee, signers) = self.signing_committee(op)?;
         let i = committee.me;
         let share = ecdsa_share(&self.load_share(&op.vault_id, details.key_generation).await?)?;
@@ -630,6 +635,12 @@ impl RunContext {
             .map_err(|e| RunFailure::new(format!("stored presignature: {e}")))?;
         if presignature.public().signers != signers {
             return Err(RunFailure::new("the presignature belongs to another committee"));
+        }
+        let vault_key = op.vault.public_key.as_deref().unwrap_or_default();
+        if hex::encode(presignature.public().public_key.to_bytes(true)) != vault_key {
+            return Err(RunFailure::new(
+                "the presignature is for another key (an older key generation?)",
+            ));
         }
         let sig = self
             .session(
