@@ -194,6 +194,9 @@ fn signers_from_input(input: &[SignerInput]) -> Result<Vec<Signer>> {
         .collect()
 }
 
+/// Most presign operations open (Ready or InProgress) per vault.
+pub const MAX_OPEN_PRESIGNATURES: usize = 100;
+
 impl Service {
     /// A service over `store`.
     pub fn new(
@@ -669,6 +672,21 @@ impl Service {
                     "vault {} changed meanwhile (key generation {}); request the presignatures again",
                     vault.id, vault.key_generation
                 )));
+            }
+            // Presign runs cost every member minutes of CPU: bound what is open at once.
+            let open = self
+                .store
+                .open_operation_ids(&mut tx, &vault.id, Some(OperationKind::Presign), Some(now))
+                .await?;
+            if open.len() >= MAX_OPEN_PRESIGNATURES {
+                return Err(Error::new(
+                    ErrorCode::TooManyRequests,
+                    format!(
+                        "vault {} has {} presignatures being made already (at most {MAX_OPEN_PRESIGNATURES})",
+                        vault.id,
+                        open.len()
+                    ),
+                ));
             }
         }
         if let Some(v) = new_vault {

@@ -27,6 +27,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// Most presignatures looked at when a signature becomes Ready.
+pub const PRESIGNATURE_SCAN: usize = 64;
+
 /// The store: a pool and its backend.
 #[derive(Clone)]
 pub struct Store {
@@ -535,12 +538,14 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
-    /// Ids of Completed presign operations of a vault not yet consumed, oldest first
-    /// (consumption is in the body; the caller locks and checks each).
+    /// Ids of the newest Completed presign operations of a vault (at most
+    /// [`PRESIGNATURE_SCAN`]): consumption is in the body, so the caller locks and checks
+    /// each; newest first, because consumed ones accumulate among the old. Missing an
+    /// older unconsumed one only means the full protocol.
     pub async fn presignature_ids(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
+        )))
         .bind(vault_id.as_str())
         .fetch_all(c)
         .await?;

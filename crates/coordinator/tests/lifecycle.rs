@@ -1224,5 +1224,22 @@ async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
         presignature_of(operator.ok(q, json!({"id": second})).await),
         Value::Null
     );
+    // At most 100 presign runs are open per vault.
+    let many = operator
+        .ok(
+            request,
+            json!({"v": vault_id, "c": [devices[0], devices[1]], "n": 100}),
+        )
+        .await;
+    assert_eq!(many["requestPresignatures"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        operator
+            .err(
+                request,
+                json!({"v": vault_id, "c": [devices[0], devices[1]], "n": 1})
+            )
+            .await,
+        "TOO_MANY_REQUESTS"
+    );
     c.running.shutdown().await.unwrap();
 }
