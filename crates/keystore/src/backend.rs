@@ -225,7 +225,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Creates `dir` and its missing parents below `root`, syncing each parent so that the new
 /// entries survive a crash.
 fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
+    // The parent of a relative one-component path is "": the working directory.
+    if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
@@ -239,7 +240,11 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     }
     if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+        sync_dir(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })?;
     }
     Ok(())
 }

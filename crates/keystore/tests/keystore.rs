@@ -410,3 +410,16 @@ async fn concurrent_takes_of_one_presignature_return_it_once() {
         assert_eq!(got, 1, "round {round}: a presignature was handed out {got} times");
     }
 }
+
+/// `STORAGE_BUCKET_URL = "signer-data"` (a relative directory that does not exist yet) is
+/// the documented default: it must be created.
+#[tokio::test]
+async fn a_relative_directory_that_does_not_exist_is_created() {
+    let name = format!("test-keystore-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(&name);
+    let result = Keystore::open(&name, &pass("p")).await;
+    let created = std::path::Path::new(&name).join("keystore.json").exists();
+    let _ = std::fs::remove_dir_all(&name);
+    result.unwrap();
+    assert!(created);
+}

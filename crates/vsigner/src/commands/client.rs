@@ -220,24 +220,24 @@ fn op_summary(op: &Value) -> String {
         ("broadcast error", "broadcastError"),
     ] {
         if let Some(v) = r[key].as_str() {
-            out.push_str(&format!("\n  {label:<11}{v}"));
+            out.push_str(&format!("\n  {label:<12}{v}"));
         }
     }
     if let Some(rid) = r["recoveryId"].as_i64() {
-        out.push_str(&format!("\n  {:<11}{rid}", "recovery id"));
+        out.push_str(&format!("\n  {:<12}{rid}", "recovery id"));
     }
     if let Some(reason) = op["failure"]["reason"].as_str() {
-        out.push_str(&format!("\n  failure    {reason}"));
+        out.push_str(&format!("\n  failure     {reason}"));
         if let Some(c) = op["failure"]["culpritDeviceIds"]
             .as_array()
             .filter(|c| !c.is_empty())
         {
             let c: Vec<&str> = c.iter().map(s).collect();
-            out.push_str(&format!("\n  culprits   {}", c.join(", ")));
+            out.push_str(&format!("\n  culprits    {}", c.join(", ")));
         }
     }
     if let Some(reason) = op["rejectionReason"].as_str() {
-        out.push_str(&format!("\n  rejected   {reason}"));
+        out.push_str(&format!("\n  rejected    {reason}"));
     }
     out
 }
