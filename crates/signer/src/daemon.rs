@@ -366,7 +366,7 @@ impl Daemon {
             .await
             .map_err(|e| RegistrationError::Unavailable(format!("keystore: {e}")))?;
         let id = self
-            .finish_registration_inner(device)
+            .finish_registration(device)
             .await
             .map_err(RegistrationError::Unavailable)?;
         Ok(RegisteredDevice {
@@ -375,11 +375,9 @@ impl Daemon {
         })
     }
 
-    async fn finish_registration(&self, device: StoredDevice) -> Result<(), String> {
-        self.finish_registration_inner(device).await.map(|_| ())
-    }
-
-    async fn finish_registration_inner(&self, device: StoredDevice) -> Result<String, String> {
+    /// Registers a stored (pending) device with the coordinator, stores it under the id it
+    /// got and starts it; returns that id.
+    async fn finish_registration(&self, device: StoredDevice) -> Result<String, String> {
         let (pending, idempotency_key) = devices::pending_id(&device.identity);
         let keys = device.identity.public_keys().clone();
         // Network trouble or an overloaded coordinator: retry a few times (the idempotency
