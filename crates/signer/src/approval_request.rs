@@ -187,12 +187,17 @@ impl SigningInput {
     }
 }
 
+/// An EIP-191 personal message as it is hashed: `"\x19Ethereum Signed Message:\n" ‖ len ‖
+/// message`.
+pub fn eip191_prefixed(message: &[u8]) -> Vec<u8> {
+    let mut data = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+    data.extend_from_slice(message);
+    data
+}
+
 /// The EIP-191 hash of a personal message.
 pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
-    let mut h = Keccak256::new();
-    h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
-    h.update(message);
-    h.finalize().into()
+    Keccak256::digest(eip191_prefixed(message)).into()
 }
 
 /// Computes what to sign from the approved payload, and checks that the coordinator's

@@ -343,7 +343,7 @@ impl Daemon {
 
     /// Creates, stores and registers a device, then starts its loop.
     pub async fn create_device(&self, name: &str) -> Result<RegisteredDevice, RegistrationError> {
-        devices::check_name(name).map_err(RegistrationError::Internal)?;
+        crate::config::check_device_name(name).map_err(RegistrationError::Internal)?;
         let _one_at_a_time = self.inner.creating.lock().await;
         if self.inner.devices.read().await.values().any(|d| d.name == name) {
             return Err(RegistrationError::AlreadyExists(name.to_owned()));

@@ -1,8 +1,9 @@
 //! The virtual devices of this instance, as stored in the keystore.
 //!
 //! A device record holds the device's name and its secret identity (Ed25519 + X25519, see
-//! `vsigner_transport::DeviceIdentity`): `"VSDV" ‖ version ‖ len ‖ name ‖ identity bytes`,
-//! encrypted like every keystore record.
+//! `vsigner_transport::DeviceIdentity`): `"VSDV" ‖ version ‖ u16 name length ‖ name ‖
+//! identity bytes`, encrypted like every keystore record. Names are checked by
+//! [`crate::config::check_device_name`].
 //!
 //! Creating a device must survive a crash at any point without losing an identity the
 //! coordinator knows, or registering two. So:
@@ -23,8 +24,6 @@ const MAGIC: &[u8; 4] = b"VSDV";
 const VERSION: u8 = 1;
 /// Provisional ids of devices not yet registered start with this.
 pub const PENDING_PREFIX: &str = "pending-";
-/// Longest device name.
-pub const MAX_NAME_LEN: usize = 64;
 
 /// A device as stored: its name and identity.
 pub struct StoredDevice {
@@ -51,10 +50,11 @@ impl StoredDevice {
 
     fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let identity = self.identity.to_bytes();
-        let mut out = Zeroizing::new(Vec::with_capacity(6 + self.name.len() + identity.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(7 + self.name.len() + identity.len()));
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        out.push(self.name.len() as u8); // ≤ MAX_NAME_LEN
+        // Names are at most 64 characters (256 bytes of UTF-8): u16 always holds the length.
+        out.extend_from_slice(&(self.name.len() as u16).to_be_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(&identity);
         out
@@ -66,24 +66,15 @@ impl StoredDevice {
         if *version != VERSION {
             return Err(format!("unknown device record version {version}"));
         }
-        let (len, rest) = rest.split_first().ok_or("truncated")?;
-        let (name, identity) = rest.split_at_checked(usize::from(*len)).ok_or("truncated")?;
+        let (len, rest) = rest.split_at_checked(2).ok_or("truncated")?;
+        let len = u16::from_be_bytes([len[0], len[1]]);
+        let (name, identity) = rest.split_at_checked(usize::from(len)).ok_or("truncated")?;
         let name = std::str::from_utf8(name)
             .map_err(|_| "name is not UTF-8")?
             .to_owned();
         let identity = DeviceIdentity::from_bytes(identity).map_err(|e| e.to_string())?;
         Ok(StoredDevice { name, identity })
     }
-}
-
-/// Checks a device name: 1–64 printable characters, no control characters.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(format!(
-            "a device name is 1 to {MAX_NAME_LEN} bytes of printable text"
-        ));
-    }
-    Ok(())
 }
 
 /// The provisional id of a new identity, and the idempotency key of its registration.
@@ -151,11 +142,15 @@ mod tests {
     }
 
     #[test]
-    fn names_are_checked() {
-        check_name("vs-1").unwrap();
-        assert!(check_name("").is_err());
-        assert!(check_name("  ").is_err());
-        assert!(check_name("a\nb").is_err());
-        assert!(check_name(&"x".repeat(65)).is_err());
+    fn the_longest_names_fit() {
+        // 64 four-byte characters: 256 bytes, more than a one-byte length could say.
+        let name = "𝄞".repeat(64);
+        crate::config::check_device_name(&name).unwrap();
+        let identity = DeviceIdentity::generate(DeviceId::new("x").unwrap(), &mut rand_core::OsRng);
+        let device = StoredDevice {
+            name: name.clone(),
+            identity,
+        };
+        assert_eq!(StoredDevice::from_bytes(&device.to_bytes()).unwrap().name, name);
     }
 }

@@ -602,14 +602,10 @@ impl RunContext {
                     hash: HashAlgorithm::Keccak256,
                     data: tx.raw().to_vec(),
                 },
-                SignPayload::Message(m) => {
-                    let mut data = format!("\x19Ethereum Signed Message:\n{}", m.len()).into_bytes();
-                    data.extend_from_slice(m);
-                    Preimage {
-                        hash: HashAlgorithm::Keccak256,
-                        data,
-                    }
-                }
+                SignPayload::Message(m) => Preimage {
+                    hash: HashAlgorithm::Keccak256,
+                    data: approval_request::eip191_prefixed(m),
+                },
                 SignPayload::Digest(_) => return Err(RunFailure::new(
                     "a presignature cannot sign a raw digest (CGGMP24 signs only messages it hashes itself)",
                 )),

@@ -30,9 +30,6 @@ pub const OWNER: &str = "instance";
 pub struct PrimeStock {
     keystore: Arc<Keystore>,
     ready: Arc<AtomicUsize>,
-    /// Serialises takes: two runs listing at once must not both read the same record
-    /// before either deletes it.
-    taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for PrimeStock {
@@ -49,7 +46,6 @@ impl PrimeStock {
         let stock = PrimeStock {
             keystore,
             ready: Arc::new(AtomicUsize::new(0)),
-            taking: Arc::new(tokio::sync::Mutex::new(())),
         };
         stock.recount().await?;
         Ok(stock)
@@ -95,7 +91,8 @@ impl PrimeStock {
     /// Takes one set out of the stock (it is deleted before it is returned), or `None` if
     /// the stock is empty.
     pub async fn take(&self) -> Result<Option<PrimeSet>, KeystoreError> {
-        let _one_at_a_time = self.taking.lock().await;
+        // `Keystore::take` hands a record to one caller only: a set taken by a concurrent run
+        // meanwhile comes back `None`, and the next one is tried.
         let mut taken = None;
         for id in self.ids().await? {
             if let Some(bytes) = self.keystore.take(&id).await? {

@@ -419,6 +419,14 @@ impl Operator {
         self.client.operation(id).await.unwrap()
     }
 
+    /// Requests a signature and waits for it; it must complete.
+    pub(crate) async fn signed(&self, vault: &str, input: Value) -> Operation {
+        let id = self.request_signature(vault, input).await;
+        let op = self.wait_final(&id, Duration::from_secs(120)).await;
+        assert_eq!(op.state, "Completed", "signature {id}: {:?}", op.failure);
+        op
+    }
+
     /// Waits for a final state.
     pub(crate) async fn wait_final(&self, id: &str, within: Duration) -> Operation {
         let start = Instant::now();

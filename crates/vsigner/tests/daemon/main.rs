@@ -260,18 +260,14 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
 
     // Sign: a digest with the secp256k1 vault, a message with the ed25519 vault.
     let digest = [0x42u8; 32];
-    let sign = operator
-        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+    let op = operator
+        .signed(&secp_vault, json!({"digest": hex::encode(digest)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     verify_secp256k1(&secp_key, &digest, &op);
     let message = b"transfer 5 SOL to the cold wallet";
-    let sign = operator
-        .request_signature(&ed_vault, json!({"message": hex::encode(message)}))
+    let op = operator
+        .signed(&ed_vault, json!({"message": hex::encode(message)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     verify_ed25519(&ed_key, message, &op);
 
     // The approver rejects a message containing "REJECT": no signature.
@@ -329,11 +325,9 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
 
     // Sign again with the new set (3-of-3: b, c and the new device d).
     let digest = [0x17u8; 32];
-    let sign = operator
-        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+    let op = operator
+        .signed(&secp_vault, json!({"digest": hex::encode(digest)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     verify_secp256k1(&secp_key, &digest, &op);
     let mut committee: Vec<String> = op.committee.iter().map(|m| m.device_id.clone()).collect();
     committee.sort();
@@ -341,11 +335,9 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     expected.sort();
     assert_eq!(committee, expected);
     let message = b"after the reshare";
-    let sign = operator
-        .request_signature(&ed_vault, json!({"message": hex::encode(message)}))
+    let op = operator
+        .signed(&ed_vault, json!({"message": hex::encode(message)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     verify_ed25519(&ed_key, message, &op);
 
     // Presignatures: b, signer 0 of the reshared secp256k1 vault, keeps two in stock for
@@ -372,11 +364,9 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let message = b"pay 2 ETH to the exchange";
-    let sign = operator
-        .request_signature(&secp_vault, json!({"message": hex::encode(message)}))
+    let op = operator
+        .signed(&secp_vault, json!({"message": hex::encode(message)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     let presignature = op
         .sign
         .as_ref()
@@ -420,11 +410,9 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         "{op:?}"
     );
     let digest = [0x55u8; 32];
-    let sign = operator
-        .request_signature(&secp_vault, json!({"digest": hex::encode(digest)}))
+    let op = operator
+        .signed(&secp_vault, json!({"digest": hex::encode(digest)}))
         .await;
-    let op = operator.wait_final(&sign, SIGN).await;
-    completed(&op);
     verify_secp256k1(&secp_key, &digest, &op);
 
     // HTTP API: register a device at run time; /version, /readyz; /metrics.
