@@ -246,6 +246,16 @@ pub fn parse_public_key_hex(s: &str) -> Result<VerifyingKey, ConfigError> {
     })
 }
 
+/// Encodes an approver's reply key as `ApprovalHTTPPublicKeyHex` expects it: hex of its PEM
+/// text (the inverse of [`parse_public_key_hex`]).
+pub fn public_key_hex(key: &VerifyingKey) -> String {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    // Encoding a 32-byte key as SubjectPublicKeyInfo cannot fail; an empty string would be
+    // refused by parse_public_key_hex, never accepted.
+    hex::encode(key.to_public_key_pem(LineEnding::LF).unwrap_or_default())
+}
+
 impl ApprovalConfig {
     /// Validates raw values. Errors name the configuration key at fault.
     pub fn from_values(v: &ApprovalValues) -> Result<Self, ConfigError> {

@@ -273,6 +273,150 @@ pub fn verify_reply(
     }
 }
 
+// ---- the approver's side (for approvers written in Rust, e.g. the demo's) ----
+
+/// The headers of a signed approver reply (see [`sign_reply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyHeaders {
+    /// `digest: SHA-512=<b64>`.
+    pub digest: String,
+    /// `Signature: keyId="eddsa-key",algorithm="hs2019",headers="content-type digest",signature="<b64>"`.
+    pub signature: String,
+}
+
+/// Signs an approver's reply `body` (sent with `Content-Type: application/json`) the
+/// io.finnet way, as [`verify_reply`] checks it.
+pub fn sign_reply(key: &SigningKey, body: &[u8]) -> ReplyHeaders {
+    let digest = format!("SHA-512={}", B64.encode(Sha512::digest(body)));
+    let signed = format!("content-type: application/json\ndigest: {digest}");
+    let sig = B64.encode(key.sign(signed.as_bytes()).to_bytes());
+    ReplyHeaders {
+        digest,
+        signature: format!(
+            "keyId=\"eddsa-key\",algorithm=\"hs2019\",headers=\"content-type digest\",signature=\"{sig}\""
+        ),
+    }
+}
+
+/// Why a request's RFC 9421 signature was not accepted by an approver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestSignatureError {
+    /// A required header is missing or not text.
+    #[error("the request has no usable {0} header")]
+    MissingHeader(&'static str),
+    /// `Signature-Input` is not vsigner's form or does not cover the required components.
+    #[error("the request's Signature-Input is not accepted: {0}")]
+    BadInput(String),
+    /// The key id is not a known device.
+    #[error("the request is signed by an unknown key id {0:?}")]
+    UnknownKey(String),
+    /// `created` is too far from the approver's clock.
+    #[error("the request's signature was created {0} s away from now")]
+    Stale(u64),
+    /// `Content-Digest` does not match the body.
+    #[error("the request's Content-Digest does not match its body")]
+    DigestMismatch,
+    /// The signature does not verify.
+    #[error("the request's signature does not verify")]
+    BadSignature,
+}
+
+/// The headers an approver reads from a request of vsigner (see [`verify_request`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReceivedRequest<'a> {
+    /// `@target-uri`: the URL the request was sent to, as the approver's clients use it.
+    pub target_uri: &'a str,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// `Content-Digest`.
+    pub content_digest: Option<&'a str>,
+    /// `VS-Nonce`.
+    pub vs_nonce: Option<&'a str>,
+    /// `Signature-Input`.
+    pub signature_input: Option<&'a str>,
+    /// `Signature`.
+    pub signature: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Verifies vsigner's RFC 9421 signature of a `POST` as an approver: the signature input must
+/// be the [`REQUEST_SIGNATURE_LABEL`] one covering exactly [`COVERED_COMPONENTS`] with
+/// `alg="ed25519"`, `created` within `max_skew_secs` of `now` (Unix seconds), the digest must
+/// match the body, and the Ed25519 signature must verify (strictly) under the key that
+/// `key_of` returns for the key id. Returns the key id (the device id) and the nonce.
+pub fn verify_request(
+    request: &ReceivedRequest<'_>,
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+    now: u64,
+    max_skew_secs: u64,
+) -> Result<(String, u64), RequestSignatureError> {
+    use RequestSignatureError as E;
+    let input = request
+        .signature_input
+        .ok_or(E::MissingHeader("Signature-Input"))?;
+    let signature = request.signature.ok_or(E::MissingHeader("Signature"))?;
+    let content_type = request.content_type.ok_or(E::MissingHeader("Content-Type"))?;
+    let content_digest = request.content_digest.ok_or(E::MissingHeader("Content-Digest"))?;
+    let nonce: u64 = request
+        .vs_nonce
+        .ok_or(E::MissingHeader("VS-Nonce"))?
+        .trim()
+        .parse()
+        .map_err(|_| E::MissingHeader("VS-Nonce"))?;
+    let params = input
+        .strip_prefix(REQUEST_SIGNATURE_LABEL)
+        .and_then(|p| p.strip_prefix('='))
+        .ok_or_else(|| E::BadInput(format!("no {REQUEST_SIGNATURE_LABEL}= signature")))?;
+    let created: u64 = param(params, "created")
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| E::BadInput("no created parameter".into()))?;
+    let key_id = param(params, "keyid").ok_or_else(|| E::BadInput("no keyid parameter".into()))?;
+    // Exactly vsigner's own parameters: the components, then created, keyid and alg.
+    if params != signature_params(created, &key_id) {
+        return Err(E::BadInput(
+            "the covered components or parameters are not vsigner's".into(),
+        ));
+    }
+    let skew = now.abs_diff(created);
+    if skew > max_skew_secs {
+        return Err(E::Stale(skew));
+    }
+    let key = key_of(&key_id).ok_or_else(|| E::UnknownKey(key_id.clone()))?;
+    if content_digest != self::content_digest(request.body) {
+        return Err(E::DigestMismatch);
+    }
+    let sig = signature
+        .strip_prefix(REQUEST_SIGNATURE_LABEL)
+        .and_then(|s| s.strip_prefix("=:"))
+        .and_then(|s| s.strip_suffix(':'))
+        .and_then(|b| B64.decode(b).ok())
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or(E::BadSignature)?;
+    let base = signature_base(
+        "POST",
+        request.target_uri,
+        content_type,
+        content_digest,
+        nonce,
+        params,
+    );
+    key.verify_strict(base.as_bytes(), &sig)
+        .map_err(|_| E::BadSignature)?;
+    Ok((key_id, nonce))
+}
+
+/// The value of `;name=` in structured-field parameters (quotes removed).
+fn param(params: &str, name: &str) -> Option<String> {
+    let at = params.find(&format!(";{name}="))? + name.len() + 2;
+    let rest = params.get(at..)?;
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.get(..quoted.find('"')?)?,
+        None => rest.get(..rest.find(';').unwrap_or(rest.len()))?,
+    };
+    Some(value.to_owned())
+}
+
 /// Parses `k1="v1",k2="v2"` (draft-cavage `Signature` header parameters).
 fn parse_cavage(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -309,6 +453,95 @@ fn parse_cavage(s: &str) -> Result<Vec<(String, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_reply_verifies_and_a_changed_one_does_not() {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let body = br#"{"status":"approved","nonce":5}"#;
+        let h = sign_reply(&key, body);
+        let pk = key.verifying_key();
+        let check =
+            |ct: Option<&str>, b: &[u8]| verify_reply(&pk, ct, Some(&h.digest), Some(&h.signature), b);
+        assert_eq!(check(Some("application/json"), body), Ok(()));
+        assert_eq!(
+            check(Some("application/json"), br#"{"status":"approved","nonce":6}"#),
+            Err(ReplySignatureError::DigestMismatch)
+        );
+        let other = SigningKey::from_bytes(&[4u8; 32]).verifying_key();
+        assert_eq!(
+            verify_reply(&other, None, Some(&h.digest), Some(&h.signature), body),
+            Err(ReplySignatureError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_signed_request_verifies_and_any_change_is_refused() {
+        let sk = SigningKey::from_bytes(&[9u8; 32]);
+        let pk = sk.verifying_key();
+        let device = DeviceKey::new("dev-1", sk);
+        let body = br#"{"__typename":"OperationSign"}"#;
+        let uri = "http://127.0.0.1:9/approve";
+        let h = sign_request(&device, uri, body, 42, 1_000);
+        let received = ReceivedRequest {
+            target_uri: uri,
+            content_type: Some(h.content_type),
+            content_digest: Some(&h.content_digest),
+            vs_nonce: Some(&h.vs_nonce),
+            signature_input: Some(&h.signature_input),
+            signature: Some(&h.signature),
+            body,
+        };
+        let keys = |id: &str| (id == "dev-1").then_some(pk);
+        assert_eq!(
+            verify_request(&received, keys, 1_010, 300),
+            Ok(("dev-1".to_owned(), 42))
+        );
+        let refused = |r: ReceivedRequest<'_>| verify_request(&r, keys, 1_010, 300).unwrap_err();
+        assert_eq!(
+            refused(ReceivedRequest {
+                body: b"{}",
+                ..received
+            }),
+            RequestSignatureError::DigestMismatch
+        );
+        assert_eq!(
+            refused(ReceivedRequest {
+                target_uri: "http://127.0.0.1:9/other",
+                ..received
+            }),
+            RequestSignatureError::BadSignature
+        );
+        assert_eq!(
+            refused(ReceivedRequest {
+                vs_nonce: Some("43"),
+                ..received
+            }),
+            RequestSignatureError::BadSignature
+        );
+        assert!(matches!(
+            verify_request(&received, keys, 2_000, 300),
+            Err(RequestSignatureError::Stale(1_000))
+        ));
+        assert!(matches!(
+            verify_request(&received, |_| None, 1_010, 300),
+            Err(RequestSignatureError::UnknownKey(_))
+        ));
+        let narrower = h.signature_input.replace("\"vs-nonce\"", "");
+        assert!(matches!(
+            refused(ReceivedRequest {
+                signature_input: Some(&narrower),
+                ..received
+            }),
+            RequestSignatureError::BadInput(_)
+        ));
+        assert_eq!(
+            refused(ReceivedRequest {
+                signature: None,
+                ..received
+            }),
+            RequestSignatureError::MissingHeader("Signature")
+        );
+    }
 
     #[test]
     fn cavage_parses() {

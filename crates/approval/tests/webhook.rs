@@ -486,4 +486,9 @@ fn reply_key_pem_round_trips_through_the_config_format() {
     let pem = key.to_public_key_pem(Default::default()).unwrap();
     let parsed = vsigner_approval::config::parse_public_key_hex(&hex::encode(pem.as_bytes())).unwrap();
     assert_eq!(parsed, key);
+    // And the crate's own encoder writes the same text.
+    assert_eq!(
+        vsigner_approval::config::public_key_hex(&key),
+        hex::encode(pem.as_bytes())
+    );
 }

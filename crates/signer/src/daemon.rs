@@ -632,6 +632,10 @@ impl Daemon {
                 }
             }
             Err(e) if e.code() == Some("ALREADY_VOTED") => {}
+            // The others' votes decided the operation first (or it expired): nothing to retry.
+            Err(e) if matches!(e.code(), Some("INVALID_STATE" | "EXPIRED")) => {
+                tracing::info!(vote = vote.as_str(), reason = %e, "vote not needed: the operation was decided without it");
+            }
             Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
         }
     }

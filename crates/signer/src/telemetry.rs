@@ -336,3 +336,24 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     dispatch.try_init().map_err(|_| TelemetryError::AlreadySet)?;
     Ok(guard)
 }
+
+/// Sets up text logs on stderr only, filtered by `RUST_LOG` or else `default_filter`, for
+/// commands whose stdout is their output (`vsigner demo`, `vsigner bench e2e`). No spans are
+/// exported.
+pub fn init_stderr(default_filter: &str) -> Result<TelemetryGuard, TelemetryError> {
+    let config = TelemetryConfig {
+        log_format: LogFormat::Text,
+        trace_span_exporter: TraceSpanExporter::None,
+        otlp_traces_endpoint: None,
+        otlp_logs_endpoint: None,
+        filter: Some(
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| default_filter.to_owned()),
+        ),
+    };
+    let (dispatch, guard) = build(&config, std::io::stderr)?;
+    dispatch.try_init().map_err(|_| TelemetryError::AlreadySet)?;
+    Ok(guard)
+}

@@ -178,6 +178,8 @@ pub(crate) struct LinkInner {
     topics: Topics,
     connected: AtomicBool,
     reconnects: AtomicU64,
+    /// Set by [`Link::close`]: the connection's end is expected, not a loss.
+    closing: AtomicBool,
 }
 
 impl LinkInner {
@@ -223,6 +225,7 @@ impl Link {
             topics: config.topics.clone(),
             connected: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         });
         let (notify_tx, notify_rx) = mpsc::channel(256);
         let (ready_tx, mut ready_rx) = watch::channel(Err::<(), String>("not connected yet".into()));
@@ -329,6 +332,7 @@ impl Link {
 
     /// Disconnects; open runs fail with [`TransportError::LinkClosed`].
     pub async fn close(self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
         let _ = self.inner.client.try_disconnect();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -414,6 +418,10 @@ async fn drive(
             }
             Ok(_) => {}
             Err(e) => {
+                if inner.closing.load(Ordering::Relaxed) {
+                    tracing::debug!(%device, error = %e, "MQTT connection closed");
+                    return;
+                }
                 if inner.connected.swap(false, Ordering::Relaxed) {
                     inner.reconnects.fetch_add(1, Ordering::Relaxed);
                 }

@@ -1,6 +1,7 @@
 //! `vsigner`: the command-line entry point of the MPC Virtual Signer.
 //!
 //! # Layout
+//! - `demo`: the whole system in one process, every operation checked.
 //! - `run`: the Virtual Signer daemon.
 //! - `vault`, `op`, `device`: the operator's client of the coordinator.
 //! - `primes`: generate safe-prime pools for aux-info generation, import them into a signer.
@@ -11,6 +12,8 @@
 //! - `dev`: developer tools (test fixtures).
 
 mod commands;
+mod operator;
+mod system;
 mod test_primes;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole system in one process (coordinator, MQTT broker, approval webhook,
+    /// virtual signers) through keygen, signatures, a rejection and a reshare, checking every
+    /// result.
+    Demo(commands::demo::DemoArgs),
     /// Run the Virtual Signer daemon (its virtual devices vote on and sign the coordinator's
     /// operations) until SIGTERM.
     Run {
@@ -82,6 +89,7 @@ fn main() -> std::process::ExitCode {
         harden();
     }
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Vault { connection, command } => commands::client::vault(connection, command),
         Command::Op { connection, command } => commands::client::op(connection, command),
         Command::Device { connection, command } => commands::client::device(connection, command),
@@ -106,7 +114,7 @@ fn main() -> std::process::ExitCode {
 
 /// Disables core dumps and locks memory where allowed; warns (on stderr) about what the
 /// system refused. Run before handling secrets.
-fn harden() {
+pub(crate) fn harden() {
     let hardening = vsigner_memory::harden_process();
     for refused in [hardening.core_dumps_disabled, hardening.memory_locked]
         .into_iter()

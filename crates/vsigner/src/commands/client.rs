@@ -4,12 +4,14 @@
 //! printed) and prints a short human summary, or with `--json` the coordinator's objects as
 //! one JSON document on stdout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use vsigner_signer::coordinator_api::CoordinatorClient;
+
+use crate::operator::{text as s, Operator};
 use zeroize::Zeroizing;
 
 /// How to reach the coordinator, shared by every client command.
@@ -123,16 +125,7 @@ pub(crate) enum DeviceCommand {
     List,
 }
 
-const VAULT: &str = "id name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress createdAt";
-const OPERATION: &str = "id kind state vaultId curve createdAt updatedAt expiresAt approvedWeight requiredWeight \
-    votes { deviceId vote at } committee { deviceId name index oldIndex newIndex } \
-    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration } \
-    reshare { oldThreshold newThreshold newSigners { deviceId index } oldKeyGeneration } \
-    result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
-    failure { reason culpritDeviceIds reportedBy } rejectionReason";
-const DEVICE: &str = "id name kind identitySigningKey identityEncryptionKey status createdAt";
-
-fn client(c: &Connection) -> anyhow::Result<CoordinatorClient> {
+fn operator(c: &Connection) -> anyhow::Result<Operator> {
     let id = c
         .client_id
         .as_deref()
@@ -145,18 +138,17 @@ fn client(c: &Connection) -> anyhow::Result<CoordinatorClient> {
         .coordinator
         .parse()
         .with_context(|| format!("--coordinator {:?} is not a URL", c.coordinator))?;
-    Ok(CoordinatorClient::new(&url, id, Zeroizing::new(secret))?)
+    Ok(Operator::new(CoordinatorClient::new(
+        &url,
+        id,
+        Zeroizing::new(secret),
+    )?))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
-}
-
-async fn field(c: &CoordinatorClient, query: &str, vars: Value, name: &str) -> anyhow::Result<Value> {
-    let mut data = c.execute(query, vars).await?;
-    Ok(data[name].take())
 }
 
 fn print(c: &Connection, value: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
@@ -166,10 +158,6 @@ fn print(c: &Connection, value: &Value, human: impl FnOnce(&Value) -> String) ->
         println!("{}", human(value));
     }
     Ok(())
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
 }
 
 fn vault_line(v: &Value) -> String {
@@ -242,41 +230,10 @@ fn op_summary(op: &Value) -> String {
     out
 }
 
-async fn wait_for(
-    c: &CoordinatorClient,
-    id: &str,
-    timeout: Duration,
-    progress: bool,
-) -> anyhow::Result<Value> {
-    let start = Instant::now();
-    let mut last = String::new();
-    loop {
-        let op = field(
-            c,
-            &format!("query($id: ID!) {{ operation(id: $id) {{ {OPERATION} }} }}"),
-            json!({"id": id}),
-            "operation",
-        )
-        .await?;
-        let state = s(&op["state"]).to_owned();
-        if progress && state != last {
-            eprintln!("{id}: {state} ({:.1} s)", start.elapsed().as_secs_f64());
-            last = state.clone();
-        }
-        if matches!(state.as_str(), "Completed" | "Failed" | "Rejected" | "Expired") {
-            return Ok(op);
-        }
-        if start.elapsed() > timeout {
-            bail!("operation {id} is still {state} after {} s", timeout.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Prints `op` (after waiting when asked); fails unless a waited-for operation completed.
-async fn finish(conn: &Connection, c: &CoordinatorClient, op: Value, wait: bool) -> anyhow::Result<()> {
+async fn finish(conn: &Connection, o: &Operator, op: Value, wait: bool) -> anyhow::Result<()> {
     let op = if wait {
-        wait_for(c, s(&op["id"]), Duration::from_secs(600), !conn.json).await?
+        wait_for(conn, o, s(&op["id"]), Duration::from_secs(600)).await?
     } else {
         op
     };
@@ -287,12 +244,18 @@ async fn finish(conn: &Connection, c: &CoordinatorClient, op: Value, wait: bool)
     Ok(())
 }
 
-fn signer_inputs(ids: &[String]) -> Vec<Value> {
-    ids.iter().map(|d| json!({"deviceId": d.trim()})).collect()
+/// Waits for `id` to end, showing each state change on stderr unless `--json`.
+async fn wait_for(conn: &Connection, o: &Operator, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    o.wait_final(id, timeout, Duration::from_millis(250), |state, elapsed| {
+        if !conn.json {
+            eprintln!("{id}: {state} ({:.1} s)", elapsed.as_secs_f64());
+        }
+    })
+    .await
 }
 
 pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
-    let c = client(&conn)?;
+    let o = operator(&conn)?;
     runtime()?.block_on(async {
         match cmd {
             VaultCommand::Create {
@@ -302,19 +265,16 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                 signers,
                 wait,
             } => {
-                let op = field(
-                    &c,
-                    &format!("mutation($i: CreateVaultInput!) {{ createVault(input: $i) {{ {OPERATION} }} }}"),
-                    json!({"i": {"name": name, "curve": curve, "threshold": threshold, "signers": signer_inputs(&signers)}}),
-                    "createVault",
-                )
-                .await?;
-                finish(&conn, &c, op, wait).await
+                let op = o.create_vault(&name, &curve, threshold, &signers).await?;
+                finish(&conn, &o, op, wait).await
             }
             VaultCommand::List => {
-                let vaults = field(&c, &format!("{{ vaults {{ {VAULT} }} }}"), json!({}), "vaults").await?;
+                let vaults = o.vaults().await?;
                 print(&conn, &vaults, |v| {
-                    let lines: Vec<String> = v.as_array().map(|a| a.iter().map(vault_line).collect()).unwrap_or_default();
+                    let lines: Vec<String> = v
+                        .as_array()
+                        .map(|a| a.iter().map(vault_line).collect())
+                        .unwrap_or_default();
                     if lines.is_empty() {
                         "no vaults".to_owned()
                     } else {
@@ -322,16 +282,7 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                     }
                 })
             }
-            VaultCommand::Show { id } => {
-                let vault = field(
-                    &c,
-                    &format!("query($id: ID!) {{ vault(id: $id) {{ {VAULT} }} }}"),
-                    json!({"id": id}),
-                    "vault",
-                )
-                .await?;
-                print(&conn, &vault, vault_line)
-            }
+            VaultCommand::Show { id } => print(&conn, &o.vault(&id).await?, vault_line),
             VaultCommand::Sign {
                 id,
                 digest,
@@ -352,16 +303,8 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                 if let Some(p) = path {
                     input["derivationPath"] = json!(p);
                 }
-                let op = field(
-                    &c,
-                    &format!(
-                        "mutation($i: RequestSignatureInput!) {{ requestSignature(input: $i) {{ {OPERATION} }} }}"
-                    ),
-                    json!({"i": input}),
-                    "requestSignature",
-                )
-                .await?;
-                finish(&conn, &c, op, wait).await
+                let op = o.request_signature(input).await?;
+                finish(&conn, &o, op, wait).await
             }
             VaultCommand::Reshare {
                 id,
@@ -369,35 +312,20 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                 signers,
                 wait,
             } => {
-                let op = field(
-                    &c,
-                    &format!("mutation($i: RequestReshareInput!) {{ requestReshare(input: $i) {{ {OPERATION} }} }}"),
-                    json!({"i": {"vaultId": id, "newThreshold": threshold, "newSigners": signer_inputs(&signers)}}),
-                    "requestReshare",
-                )
-                .await?;
-                finish(&conn, &c, op, wait).await
+                let op = o.request_reshare(&id, threshold, &signers).await?;
+                finish(&conn, &o, op, wait).await
             }
         }
     })
 }
 
 pub(crate) fn op(conn: Connection, cmd: OpCommand) -> anyhow::Result<()> {
-    let c = client(&conn)?;
+    let o = operator(&conn)?;
     runtime()?.block_on(async {
         match cmd {
-            OpCommand::Show { id } => {
-                let op = field(
-                    &c,
-                    &format!("query($id: ID!) {{ operation(id: $id) {{ {OPERATION} }} }}"),
-                    json!({"id": id}),
-                    "operation",
-                )
-                .await?;
-                print(&conn, &op, op_summary)
-            }
+            OpCommand::Show { id } => print(&conn, &o.operation(&id).await?, op_summary),
             OpCommand::Wait { id, timeout } => {
-                let op = wait_for(&c, &id, Duration::from_secs(timeout), !conn.json).await?;
+                let op = wait_for(&conn, &o, &id, Duration::from_secs(timeout)).await?;
                 print(&conn, &op, op_summary)?;
                 if op["state"] != "Completed" {
                     bail!("operation {id} ended {}", s(&op["state"]));
@@ -409,12 +337,11 @@ pub(crate) fn op(conn: Connection, cmd: OpCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn device(conn: Connection, cmd: DeviceCommand) -> anyhow::Result<()> {
-    let c = client(&conn)?;
+    let o = operator(&conn)?;
     runtime()?.block_on(async {
         match cmd {
             DeviceCommand::List => {
-                let devices =
-                    field(&c, &format!("{{ devices {{ {DEVICE} }} }}"), json!({}), "devices").await?;
+                let devices = o.devices().await?;
                 print(&conn, &devices, |v| {
                     let lines: Vec<String> = v
                         .as_array()

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod broker;
 pub(crate) mod client;
+pub(crate) mod demo;
 pub(crate) mod dev;
 pub(crate) mod keystore;
 pub(crate) mod primes;

@@ -1,9 +1,13 @@
+//! `vsigner bench e2e`: see [`e2e`].
+//!
 //! `vsigner bench protocols`: median time of each protocol for 2-of-3 and 3-of-5, next to the
 //! same protocol run on the bare libraries, so the engine's overhead is measured in the same
 //! run.
 //!
 //! All parties run in this process on one thread (`round_based::sim`), so a figure is the
 //! sum of every party's CPU time, without network latency.
+
+mod e2e;
 
 use std::time::Instant;
 
@@ -35,6 +39,9 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         primes: Option<std::path::PathBuf>,
     },
+    /// End-to-end latency (p50/p95) of signature requests through the whole system in one
+    /// process (ECDSA with and without presignatures, EdDSA), next to the bare protocol cost.
+    E2e(e2e::E2eArgs),
     /// Keystore put/get throughput for a typical ECDSA key share (~1 KB) on a local
     /// directory (durable writes: fsync of file and directory).
     Keystore {
@@ -59,6 +66,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             primes,
         } => protocols(json, runs, aux_runs, primes),
         BenchCommand::Keystore { json, records, dir } => keystore(json, records, dir),
+        BenchCommand::E2e(args) => e2e::run(args),
     }
 }
 
@@ -215,6 +223,121 @@ fn compare(
     })
 }
 
+/// Full signing, presigning and signing with a presignature by the first `t` holders of
+/// `shares` (engine and, where comparable, bare libraries).
+fn ecdsa_signing(shares: &[KeyShare<Secp256k1>], t: u16, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+    let n = u16::try_from(shares.len())?;
+    let mut results = Vec::new();
+    let signers: Vec<u16> = (0..t).collect();
+    let digest = [7u8; 32];
+
+    let m = compare(
+        "ecdsa_sign_full",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            local::ecdsa_sign(
+                eid(ProtocolTag::EcdsaSign, t, r),
+                shares,
+                &signers,
+                &Message::Digest(digest),
+                None,
+                || OsRng,
+            )?;
+            Ok(())
+        },
+        Some(&mut |r| {
+            Ok(bare::ecdsa_sign(
+                eid(ProtocolTag::EcdsaSign, t, r),
+                shares,
+                &signers,
+                digest,
+                || OsRng,
+            )?)
+        }),
+    )?;
+    results.push(m);
+
+    let mut presignatures = Vec::new();
+    let m = compare(
+        "ecdsa_presign",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            presignatures.push(local::ecdsa_presign(
+                eid(ProtocolTag::EcdsaPresign, t, r),
+                shares,
+                &signers,
+                || OsRng,
+            )?);
+            Ok(())
+        },
+        Some(&mut |r| {
+            Ok(bare::ecdsa_presign(
+                eid(ProtocolTag::EcdsaPresign, t, r),
+                shares,
+                &signers,
+                || OsRng,
+            )?)
+        }),
+    )?;
+    results.push(m);
+
+    let message = Preimage {
+        hash: HashAlgorithm::Sha256,
+        data: b"bench payment".to_vec(),
+    };
+    let mut presignatures = presignatures.into_iter();
+    let m = compare(
+        "ecdsa_sign_online",
+        (t, n),
+        runs,
+        false,
+        |r| {
+            let p = presignatures.next().context("one presignature per run")?;
+            local::ecdsa_sign_with_presignatures(eid(ProtocolTag::EcdsaSign, t, r), p, &message)?;
+            Ok(())
+        },
+        None,
+    )?;
+    results.push(m);
+    Ok(results)
+}
+
+/// FROST Ed25519 signing by `t` of `n` (engine and bare libraries).
+fn frost_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    let signers: Vec<u16> = (0..t).collect();
+    let frost = local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
+    let m = compare(
+        "frost_ed25519_sign",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            local::schnorr_sign(
+                eid(ProtocolTag::SchnorrSign, t, r),
+                &frost,
+                &signers,
+                b"bench message",
+                None,
+                || OsRng,
+            )?;
+            Ok(())
+        },
+        Some(&mut |_| {
+            Ok(bare::schnorr_sign(
+                &frost,
+                &signers,
+                b"bench message",
+                &mut OsRng,
+            )?)
+        }),
+    )?;
+    Ok(m)
+}
+
 fn protocols(
     json: bool,
     runs: usize,
@@ -312,84 +435,10 @@ fn protocols(
 
         let cores = local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, 0), n, t, || OsRng)?;
         let shares: Vec<KeyShare<Secp256k1>> = local::ecdsa_key_shares(cores, aux)?;
-        let signers: Vec<u16> = (0..t).collect();
-        let digest = [7u8; 32];
-
-        let m = compare(
-            "ecdsa_sign_full",
-            (t, n),
-            runs,
-            true,
-            |r| {
-                local::ecdsa_sign(
-                    eid(ProtocolTag::EcdsaSign, t, r),
-                    &shares,
-                    &signers,
-                    &Message::Digest(digest),
-                    None,
-                    || OsRng,
-                )?;
-                Ok(())
-            },
-            Some(&mut |r| {
-                Ok(bare::ecdsa_sign(
-                    eid(ProtocolTag::EcdsaSign, t, r),
-                    &shares,
-                    &signers,
-                    digest,
-                    || OsRng,
-                )?)
-            }),
-        )?;
-        progress(&m);
-        results.push(m);
-
-        let mut presignatures = Vec::new();
-        let m = compare(
-            "ecdsa_presign",
-            (t, n),
-            runs,
-            true,
-            |r| {
-                presignatures.push(local::ecdsa_presign(
-                    eid(ProtocolTag::EcdsaPresign, t, r),
-                    &shares,
-                    &signers,
-                    || OsRng,
-                )?);
-                Ok(())
-            },
-            Some(&mut |r| {
-                Ok(bare::ecdsa_presign(
-                    eid(ProtocolTag::EcdsaPresign, t, r),
-                    &shares,
-                    &signers,
-                    || OsRng,
-                )?)
-            }),
-        )?;
-        progress(&m);
-        results.push(m);
-
-        let message = Preimage {
-            hash: HashAlgorithm::Sha256,
-            data: b"bench payment".to_vec(),
-        };
-        let mut presignatures = presignatures.into_iter();
-        let m = compare(
-            "ecdsa_sign_online",
-            (t, n),
-            runs,
-            false,
-            |r| {
-                let p = presignatures.next().context("one presignature per run")?;
-                local::ecdsa_sign_with_presignatures(eid(ProtocolTag::EcdsaSign, t, r), p, &message)?;
-                Ok(())
-            },
-            None,
-        )?;
-        progress(&m);
-        results.push(m);
+        for m in ecdsa_signing(&shares, t, runs)? {
+            progress(&m);
+            results.push(m);
+        }
 
         let m = compare(
             "frost_ed25519_keygen",
@@ -409,33 +458,7 @@ fn protocols(
         progress(&m);
         results.push(m);
 
-        let frost =
-            local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
-        let m = compare(
-            "frost_ed25519_sign",
-            (t, n),
-            runs,
-            true,
-            |r| {
-                local::schnorr_sign(
-                    eid(ProtocolTag::SchnorrSign, t, r),
-                    &frost,
-                    &signers,
-                    b"bench message",
-                    None,
-                    || OsRng,
-                )?;
-                Ok(())
-            },
-            Some(&mut |_| {
-                Ok(bare::schnorr_sign(
-                    &frost,
-                    &signers,
-                    b"bench message",
-                    &mut OsRng,
-                )?)
-            }),
-        )?;
+        let m = frost_signing(n, t, runs)?;
         progress(&m);
         results.push(m);
     }

@@ -1,0 +1,321 @@
+//! `vsigner bench e2e`: latency of signature requests through the whole system (operator →
+//! coordinator → MQTT notification → approval webhook → votes → protocol over MQTT →
+//! verified result), next to the bare protocol cost measured by `bench protocols` in the
+//! same run.
+//!
+//! The system is the demo's ([`crate::system`]): one process, every device its own daemon
+//! and keystore, all parties sharing this machine's cores. Every signing committee is the
+//! first T devices (the others' approver abstains), so the ECDSA figures with and without
+//! presignatures are for the same committee, and the presignature pool (kept by the vault's
+//! first signer) is for that committee. Each presignature request is made when the pool is
+//! full again, so that no background presigning runs while a signature is measured.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand_core::OsRng;
+use serde::Serialize;
+use serde_json::json;
+use sha3::{Digest as _, Keccak256};
+use vsigner_tss::ecdsa::{AuxInfoOptions, KeyShare, Secp256k1};
+use vsigner_tss::primes::PrimeSet;
+use vsigner_tss::simulation::local;
+use vsigner_tss::ProtocolTag;
+
+use super::{ecdsa_signing, eid, frost_signing, Measurement};
+use crate::operator::text;
+use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
+use crate::system::{LocalSystem, SignerSettings};
+
+/// `vsigner bench e2e` options.
+#[derive(clap::Args, Debug)]
+pub(crate) struct E2eArgs {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Signatures measured per kind.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Virtual devices.
+    #[arg(long, default_value_t = 3)]
+    devices: u16,
+    /// Signatures needed.
+    #[arg(long, default_value_t = 2)]
+    threshold: u16,
+    /// Prime pool file for the devices' aux-info (default: the public test pool; missing
+    /// sets are generated).
+    #[arg(long)]
+    primes: Option<std::path::PathBuf>,
+}
+
+/// Presignatures the vault's keeper holds ready.
+const PRESIGNATURE_POOL: u32 = 2;
+/// The daemons poll this often (their presignature keeper checks every 5 polls).
+const POLL_SECONDS: f64 = 0.25;
+
+#[derive(Serialize)]
+struct Latency {
+    operation: &'static str,
+    threshold: u16,
+    devices: u16,
+    runs: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    /// The `bench protocols` operation it is compared with.
+    protocol: &'static str,
+    /// Its median (all parties on one thread: the sum of their CPU time).
+    protocol_median_ms: f64,
+    /// `p50_ms / protocol_median_ms`.
+    ratio: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    cores: usize,
+    note: &'static str,
+    primes: PrimesUsed,
+    end_to_end: Vec<Latency>,
+    protocols: Vec<Measurement>,
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
+}
+
+pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
+    let (n, t) = (args.devices, args.threshold);
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if !(2..=10).contains(&n) || !(2..=n).contains(&t) {
+        bail!("--devices must be 2 to 10 and --threshold 2 to --devices (got {t}-of-{n})");
+    }
+    crate::harden();
+    let _logs = vsigner_signer::telemetry::init_stderr(crate::commands::demo::QUIET_LOGS)?;
+    let source = args
+        .primes
+        .clone()
+        .map_or(PrimeSource::PublicTestPool, PrimeSource::File);
+    // One set per daemon, one per party of the bare aux-info.
+    let (mut sets, primes) = prime_sets(&source, 2 * usize::from(n))?;
+    if primes.public {
+        eprintln!("note: {PUBLIC_PRIMES_WARNING}");
+    }
+    let bare_sets = sets.split_off(usize::from(n));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vsigner-bench")
+        .build()?;
+    let samples = runtime.block_on(through_the_system(n, t, args.runs, sets, args.json));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let samples = samples?;
+
+    if !args.json {
+        eprintln!("measuring the bare protocols (all parties on one thread) …");
+    }
+    let aux = local::ecdsa_aux_info(
+        eid(ProtocolTag::EcdsaAuxInfo, n, 0),
+        bare_sets,
+        AuxInfoOptions {
+            precompute_multiexp: false,
+        },
+        || OsRng,
+    )?;
+    let cores = local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, 0), n, t, || OsRng)?;
+    let shares: Vec<KeyShare<Secp256k1>> = local::ecdsa_key_shares(cores, aux)?;
+    let runs = args.runs.min(10);
+    let mut protocols = ecdsa_signing(&shares, t, runs)?;
+    protocols.push(frost_signing(n, t, runs)?);
+    let median_of = |op: &str| {
+        protocols
+            .iter()
+            .find(|m| m.operation == op)
+            .map(|m| m.median_ms)
+            .context("missing protocol measurement")
+    };
+    let mut end_to_end = Vec::new();
+    for (operation, protocol, mut ms) in samples {
+        ms.sort_by(f64::total_cmp);
+        let base = median_of(protocol)?;
+        let p50 = percentile(&ms, 50.0);
+        end_to_end.push(Latency {
+            operation,
+            threshold: t,
+            devices: n,
+            runs: ms.len(),
+            p50_ms: round(p50),
+            p95_ms: round(percentile(&ms, 95.0)),
+            min_ms: round(ms.first().copied().unwrap_or(f64::NAN)),
+            max_ms: round(ms.last().copied().unwrap_or(f64::NAN)),
+            protocol,
+            protocol_median_ms: (base * 100.0).round() / 100.0,
+            ratio: (p50 / base * 10.0).round() / 10.0,
+        });
+    }
+    let report = Report {
+        cores: num_cpus::get(),
+        note: "end to end: from the operator's request to the coordinator's verified result, polled every 5 ms, every party a daemon in this process; protocol: all parties on one thread, no network",
+        primes,
+        end_to_end,
+        protocols,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+type Samples = Vec<(&'static str, &'static str, Vec<f64>)>;
+
+async fn through_the_system(
+    n: u16,
+    t: u16,
+    runs: usize,
+    sets: Vec<PrimeSet>,
+    quiet: bool,
+) -> anyhow::Result<Samples> {
+    let say = |s: String| {
+        if !quiet {
+            eprintln!("{s}");
+        }
+    };
+    let mut system = LocalSystem::start(SignerSettings {
+        presignature_pool_target: PRESIGNATURE_POOL,
+        poll_interval_seconds: Some(POLL_SECONDS),
+    })
+    .await?;
+    for (i, set) in sets.into_iter().enumerate() {
+        system.add_signer(&format!("device-{}", i + 1), &[set]).await?;
+    }
+    let ids: Vec<String> = system.signers.iter().map(|s| s.device_id.clone()).collect();
+    system.approver.abstain_on_signatures(&ids[usize::from(t)..]);
+    say(format!("creating a secp256k1 and an ed25519 {t}-of-{n} vault …"));
+    let ((secp, _), (ed, _)) = tokio::try_join!(
+        system.create_vault("bench secp256k1", "secp256k1", t),
+        system.create_vault("bench ed25519", "ed25519", t),
+    )?;
+    let (secp, ed) = (text(&secp["id"]).to_owned(), text(&ed["id"]).to_owned());
+    full_presignature_pool(&system, &secp).await?;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut full = Vec::new();
+    say(format!("{runs} ECDSA signatures without presignature …"));
+    for r in 0..runs {
+        let digest = Keccak256::digest(format!("bench {r}").as_bytes());
+        let (op, took) = system
+            .sign(
+                json!({"vaultId": secp, "digest": hex::encode(digest)}),
+                "ECDSA signature",
+            )
+            .await?;
+        if !op["sign"]["presignatureId"].is_null() {
+            bail!("a digest signature used a presignature");
+        }
+        full.push(ms(took));
+    }
+    let mut eddsa = Vec::new();
+    say(format!("{runs} EdDSA signatures …"));
+    for r in 0..runs {
+        let (_, took) = system
+            .sign(
+                json!({"vaultId": ed, "message": hex::encode(format!("bench {r}"))}),
+                "EdDSA signature",
+            )
+            .await?;
+        eddsa.push(ms(took));
+    }
+    let mut presigned = Vec::new();
+    say(format!(
+        "{runs} ECDSA signatures with a presignature (each when the pool is full) …"
+    ));
+    for r in 0..runs {
+        full_presignature_pool(&system, &secp).await?;
+        let (op, took) = system
+            .sign(
+                json!({"vaultId": secp, "message": hex::encode(format!("bench {r}"))}),
+                "ECDSA signature",
+            )
+            .await?;
+        if op["sign"]["presignatureId"].is_null() {
+            bail!("a message signature with a full presignature pool did not use a presignature");
+        }
+        presigned.push(ms(took));
+    }
+    system.shutdown().await;
+    Ok(vec![
+        ("ecdsa_sign_e2e", "ecdsa_sign_full", full),
+        ("ecdsa_sign_with_presignature_e2e", "ecdsa_sign_online", presigned),
+        ("eddsa_sign_e2e", "frost_ed25519_sign", eddsa),
+    ])
+}
+
+/// Waits until the vault's keeper holds [`PRESIGNATURE_POOL`] presignatures and none is being
+/// made.
+async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let done = system
+            .operator
+            .operations_of(vault, "Presign", "Completed")
+            .await?;
+        let available = done.as_array().map_or(0, |ops| {
+            ops.iter()
+                .filter(|o| o["presign"]["consumedBy"].is_null())
+                .count()
+        });
+        let mut busy = 0;
+        for state in ["Ready", "InProgress"] {
+            busy += system
+                .operator
+                .operations_of(vault, "Presign", state)
+                .await?
+                .as_array()
+                .map_or(0, Vec::len);
+        }
+        if available >= PRESIGNATURE_POOL as usize && busy == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            bail!("the presignature pool did not fill in 180 s ({available} ready, {busy} being made)");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<34} {:>7} {:>9} {:>9} {:>22} {:>11} {:>7}",
+        "end to end", "t-of-n", "p50 ms", "p95 ms", "protocol (bench)", "median ms", "ratio"
+    );
+    for l in &report.end_to_end {
+        println!(
+            "{:<34} {:>7} {:>9.1} {:>9.1} {:>22} {:>11.2} {:>6.1}x",
+            l.operation,
+            format!("{}-of-{}", l.threshold, l.devices),
+            l.p50_ms,
+            l.p95_ms,
+            l.protocol,
+            l.protocol_median_ms,
+            l.ratio
+        );
+    }
+    println!(
+        "({} runs each on {} cores; {})",
+        report.end_to_end.first().map_or(0, |l| l.runs),
+        report.cores,
+        report.note
+    );
+}

@@ -1,0 +1,162 @@
+//! The operator's side of the coordinator's GraphQL API, shared by the command-line client
+//! (`vsigner vault|op|device`), the demo and `bench e2e`: create vaults, request signatures
+//! and reshares, read vaults, operations and devices, wait for an operation to end.
+//!
+//! Objects are kept as JSON (the coordinator's field names), which is what `--json` prints.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::{json, Value};
+use vsigner_signer::coordinator_api::CoordinatorClient;
+
+/// The fields of a vault the operator sees.
+pub(crate) const VAULT: &str = "id name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress createdAt";
+/// The fields of an operation the operator sees.
+pub(crate) const OPERATION: &str = "id kind state vaultId curve createdAt updatedAt expiresAt approvedWeight requiredWeight \
+    votes { deviceId vote at } committee { deviceId name index oldIndex newIndex } \
+    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
+    reshare { oldThreshold newThreshold newSigners { deviceId index } oldKeyGeneration } \
+    result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
+    failure { reason culpritDeviceIds reportedBy } rejectionReason";
+/// The fields of a device the operator sees.
+pub(crate) const DEVICE: &str = "id name kind identitySigningKey identityEncryptionKey status createdAt";
+
+/// States after which an operation never changes.
+pub(crate) const FINAL_STATES: [&str; 4] = ["Completed", "Failed", "Rejected", "Expired"];
+
+/// `value` as a string, or `-`.
+pub(crate) fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("-")
+}
+
+/// An operator (or any API client) of the coordinator.
+pub(crate) struct Operator {
+    client: CoordinatorClient,
+}
+
+impl Operator {
+    pub(crate) fn new(client: CoordinatorClient) -> Self {
+        Operator { client }
+    }
+
+    async fn field(&self, query: &str, vars: Value, name: &str) -> anyhow::Result<Value> {
+        let mut data = self.client.execute(query, vars).await?;
+        Ok(data[name].take())
+    }
+
+    /// `createVault`: the keygen operation.
+    pub(crate) async fn create_vault(
+        &self,
+        name: &str,
+        curve: &str,
+        threshold: u16,
+        signers: &[String],
+    ) -> anyhow::Result<Value> {
+        self.field(
+            &format!("mutation($i: CreateVaultInput!) {{ createVault(input: $i) {{ {OPERATION} }} }}"),
+            json!({"i": {"name": name, "curve": curve, "threshold": threshold, "signers": signer_inputs(signers)}}),
+            "createVault",
+        )
+        .await
+    }
+
+    /// `requestSignature` with `input` (`vaultId` and one of `digest`, `ethTx`, `message`,
+    /// optionally `derivationPath`).
+    pub(crate) async fn request_signature(&self, input: Value) -> anyhow::Result<Value> {
+        self.field(
+            &format!(
+                "mutation($i: RequestSignatureInput!) {{ requestSignature(input: $i) {{ {OPERATION} }} }}"
+            ),
+            json!({"i": input}),
+            "requestSignature",
+        )
+        .await
+    }
+
+    /// `requestReshare` to `signers` (in share-index order) with `threshold`.
+    pub(crate) async fn request_reshare(
+        &self,
+        vault: &str,
+        threshold: u16,
+        signers: &[String],
+    ) -> anyhow::Result<Value> {
+        self.field(
+            &format!("mutation($i: RequestReshareInput!) {{ requestReshare(input: $i) {{ {OPERATION} }} }}"),
+            json!({"i": {"vaultId": vault, "newThreshold": threshold, "newSigners": signer_inputs(signers)}}),
+            "requestReshare",
+        )
+        .await
+    }
+
+    pub(crate) async fn vaults(&self) -> anyhow::Result<Value> {
+        self.field(&format!("{{ vaults {{ {VAULT} }} }}"), json!({}), "vaults")
+            .await
+    }
+
+    pub(crate) async fn vault(&self, id: &str) -> anyhow::Result<Value> {
+        self.field(
+            &format!("query($id: ID!) {{ vault(id: $id) {{ {VAULT} }} }}"),
+            json!({"id": id}),
+            "vault",
+        )
+        .await
+    }
+
+    pub(crate) async fn operation(&self, id: &str) -> anyhow::Result<Value> {
+        self.field(
+            &format!("query($id: ID!) {{ operation(id: $id) {{ {OPERATION} }} }}"),
+            json!({"id": id}),
+            "operation",
+        )
+        .await
+    }
+
+    /// Operations of a vault of one kind (`Keygen`, `Sign`, `Reshare`, `Presign`) in one
+    /// state, newest first (at most 1000).
+    pub(crate) async fn operations_of(&self, vault: &str, kind: &str, state: &str) -> anyhow::Result<Value> {
+        self.field(
+            &format!("query($f: OperationFilter) {{ operations(filter: $f) {{ {OPERATION} }} }}"),
+            json!({"f": {"vaultId": vault, "kind": kind, "state": state, "limit": 1000}}),
+            "operations",
+        )
+        .await
+    }
+
+    pub(crate) async fn devices(&self) -> anyhow::Result<Value> {
+        self.field(&format!("{{ devices {{ {DEVICE} }} }}"), json!({}), "devices")
+            .await
+    }
+
+    /// Polls operation `id` every `poll` until it reaches a final state (returned, whatever
+    /// it is) or `timeout` passes (an error). `on_state` sees each new state.
+    pub(crate) async fn wait_final(
+        &self,
+        id: &str,
+        timeout: Duration,
+        poll: Duration,
+        mut on_state: impl FnMut(&str, Duration),
+    ) -> anyhow::Result<Value> {
+        let start = Instant::now();
+        let mut last = String::new();
+        loop {
+            let op = self.operation(id).await?;
+            let state = text(&op["state"]).to_owned();
+            if state != last {
+                on_state(&state, start.elapsed());
+                last.clone_from(&state);
+            }
+            if FINAL_STATES.contains(&state.as_str()) {
+                return Ok(op);
+            }
+            if start.elapsed() > timeout {
+                bail!("operation {id} is still {state} after {} s", timeout.as_secs());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+fn signer_inputs(ids: &[String]) -> Vec<Value> {
+    ids.iter().map(|d| json!({"deviceId": d.trim()})).collect()
+}

@@ -1,0 +1,279 @@
+//! `vsigner demo` and `vsigner bench e2e` as a user runs them (the built binary), and the
+//! demo's JSON checked again outside the project by `scripts/check-demo.py` (Python
+//! `cryptography`, `eth_account`).
+// Test code may unwrap (clippy.toml allows it only inside #[test] functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn vsigner(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_vsigner"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    if std::env::var_os("VSIGNER_TEST_ECHO").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether Python with `cryptography` and `eth_account` is here (CI installs them).
+fn python_checker_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import cryptography, eth_account, eth_keys"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `scripts/check-demo.py` on `doc`: (passed, its output).
+fn independent_check(doc: &Value) -> (bool, String) {
+    let mut child = Command::new("python3")
+        .arg(repo_root().join("scripts/check-demo.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn flip_hex_byte(v: &mut Value) {
+    let s = v.as_str().unwrap().to_owned();
+    let (prefix, hex_part) = s.split_at(if s.starts_with("0x") { 2 } else { 0 });
+    let mut bytes = hex::decode(hex_part).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    *v = Value::String(format!("{prefix}{}", hex::encode(bytes)));
+}
+
+#[test]
+fn demo_json_is_one_document_that_passes_the_independent_check() {
+    let out = vsigner(&["demo", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stderr}");
+    // Exactly one JSON document on stdout.
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+
+    let vaults = doc["vaults"].as_array().unwrap();
+    assert_eq!(vaults.len(), 2);
+    let secp = vaults.iter().find(|v| v["curve"] == "secp256k1").unwrap();
+    let ed = vaults.iter().find(|v| v["curve"] == "ed25519").unwrap();
+    for v in [secp, ed] {
+        assert_eq!(
+            (v["threshold"].as_u64(), v["devices"].as_u64()),
+            (Some(2), Some(3))
+        );
+    }
+    assert_eq!(
+        hex::decode(secp["public_key"].as_str().unwrap()).unwrap().len(),
+        33
+    );
+    assert_eq!(hex::decode(ed["public_key"].as_str().unwrap()).unwrap().len(), 32);
+    assert!(secp["address"].as_str().unwrap().starts_with("0x"));
+
+    let signatures = doc["signatures"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = signatures
+        .iter()
+        .map(|s| (s["curve"].as_str().unwrap(), s["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("secp256k1", "digest"),
+            ("secp256k1", "eth_tx"),
+            ("ed25519", "message"),
+            ("secp256k1", "digest")
+        ]
+    );
+    for s in signatures {
+        assert_eq!(s["verified"], true);
+        assert!(s["latency_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(hex::decode(s["signature"].as_str().unwrap()).unwrap().len(), 64);
+    }
+    assert!(signatures[1]["raw_transaction"]
+        .as_str()
+        .unwrap()
+        .starts_with("0x02"));
+    assert!(signatures[0]["recovery_id"].is_u64());
+
+    let reshare = &doc["reshares"][0];
+    assert_eq!(reshare["public_key_unchanged"], true);
+    assert_eq!(reshare["public_key"], secp["public_key"]);
+    assert_eq!(
+        (
+            reshare["to"]["threshold"].as_u64(),
+            reshare["to"]["devices"].as_u64()
+        ),
+        (Some(3), Some(4))
+    );
+    // The signature after the reshare: 3 signers, the new device among them.
+    let newcomer = &reshare["joined"][0];
+    let last = signatures[3]["signers"].as_array().unwrap();
+    assert_eq!(last.len(), 3);
+    assert!(last.contains(newcomer));
+
+    let rejected = doc["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["vault"], ed["id"]);
+
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 0);
+    // The public test primes are said loudly, in the document and on stderr.
+    assert_eq!(doc["primes"]["public"], true);
+    assert!(doc["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("PUBLIC TEST PRIMES"));
+    assert!(stderr.contains("PUBLIC TEST PRIMES"), "{stderr}");
+
+    if !python_checker_available() {
+        eprintln!("skipped the independent check: python3 with cryptography and eth_account is not installed (pip install cryptography eth-account)");
+        return;
+    }
+    let (ok, report) = independent_check(&doc);
+    assert!(ok, "the independent check failed:\n{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
+
+    // The checker is not a rubber stamp: each tampered document fails it.
+    type Tamper = fn(&mut Value);
+    let tampered: [(&str, Tamper); 4] = [
+        ("ed25519 signature", |d| {
+            flip_hex_byte(&mut d["signatures"][2]["signature"])
+        }),
+        ("digest signature", |d| {
+            flip_hex_byte(&mut d["signatures"][0]["signature"])
+        }),
+        ("signed transaction", |d| {
+            let raw = d["signatures"][1]["raw_transaction"].as_str().unwrap().to_owned();
+            // Another chain id byte changes the signing hash: another sender recovers.
+            let mut bytes = hex::decode(&raw[2..]).unwrap();
+            bytes[3] ^= 0x02;
+            d["signatures"][1]["raw_transaction"] = Value::String(format!("0x{}", hex::encode(bytes)));
+        }),
+        ("reshared key", |d| {
+            flip_hex_byte(&mut d["reshares"][0]["public_key"])
+        }),
+    ];
+    for (what, tamper) in tampered {
+        let mut bad = doc.clone();
+        tamper(&mut bad);
+        let (ok, report) = independent_check(&bad);
+        assert!(!ok, "a tampered {what} passed the independent check:\n{report}");
+    }
+}
+
+#[test]
+fn demo_summary_with_threshold_equal_to_devices() {
+    let out = vsigner(&["demo", "--devices", "2", "--threshold", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("Every signature verified and every step behaved as stated."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2-of-2 -> 3-of-3"), "{stdout}");
+    assert!(stdout.contains("public key unchanged"), "{stdout}");
+    assert!(stdout.contains("WARNING: THE DEVICES' PAILLIER KEYS"), "{stdout}");
+    // Each long step is timed on stderr.
+    assert!(stderr.contains("vaults created"), "{stderr}");
+    assert!(stderr.contains("reshared to 3-of-3"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("✓") && l.ends_with(" s)"))
+            .count()
+            >= 8,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_refuses_bad_arguments_in_one_sentence() {
+    for (args, expected) in [
+        (
+            vec!["demo", "--threshold", "1"],
+            "--threshold must be between 2 and --devices (3); got 1",
+        ),
+        (
+            vec!["demo", "--devices", "11"],
+            "--devices must be between 2 and 10 (got 11)",
+        ),
+        (
+            vec!["demo", "--devices", "3", "--threshold", "4"],
+            "--threshold must be between 2 and --devices (3); got 4",
+        ),
+        (
+            vec!["demo", "--primes", "/nonexistent/pool.json"],
+            "cannot read prime pool /nonexistent/pool.json",
+        ),
+    ] {
+        let out = vsigner(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+    }
+    let out = vsigner(&["demo", "--fresh-primes", "--primes", "x.json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+#[test]
+fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
+    let out = vsigner(&["bench", "e2e", "--json", "--runs", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench e2e failed:\n{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let rows = doc["end_to_end"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["operation"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "ecdsa_sign_e2e",
+            "ecdsa_sign_with_presignature_e2e",
+            "eddsa_sign_e2e"
+        ]
+    );
+    for r in rows {
+        assert_eq!(r["runs"], 2);
+        let (p50, p95) = (r["p50_ms"].as_f64().unwrap(), r["p95_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p95 >= p50, "{r}");
+        let base = r["protocol_median_ms"].as_f64().unwrap();
+        assert!(base > 0.0);
+        assert!(
+            (r["ratio"].as_f64().unwrap() - p50 / base).abs() < 0.1 + p50 / base * 0.01,
+            "{r}"
+        );
+        let protocol = r["protocol"].as_str().unwrap();
+        assert!(
+            doc["protocols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["operation"] == protocol),
+            "{protocol} is not among the protocol measurements"
+        );
+    }
+}

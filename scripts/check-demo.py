@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Independent check of `vsigner demo --json`, with libraries outside the vsigner code base.
+
+    cargo run --release -- demo --json | python3 scripts/check-demo.py
+
+- secp256k1 signatures: verified with `cryptography` (OpenSSL) under the vault's public key
+  over the 32-byte digest, s in the lower half of the group order, and the recovery id
+  recovers the vault's key (`eth_keys`);
+- the vault's Ethereum address is the Keccak-256 address of its key (`eth_keys`);
+- the signed EIP-1559 transaction recovers to the vault's address (`eth_account`), is of
+  type 2, and its signature is the one reported;
+- ed25519 signatures: verified with `cryptography` under the vault's key;
+- every reshare kept the public key (the key after equals the vault's key before), and a
+  signature made after the reshare verifies under the same key;
+- a rejected request has no signature in the document.
+
+Exits 0 when every check passes, 1 otherwise (each failure is printed).
+Needs: pip install cryptography eth-account
+"""
+
+import json
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from eth_keys import keys
+from hexbytes import HexBytes
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+failures = []
+passed = 0
+
+
+def check(condition, what):
+    global passed
+    if condition:
+        passed += 1
+    else:
+        failures.append(what)
+
+
+def b(hex_text):
+    return bytes.fromhex(hex_text[2:] if hex_text.startswith("0x") else hex_text)
+
+
+def uncompressed(sec1):
+    """The 64-byte x||y of a SEC1 secp256k1 key."""
+    point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), sec1)
+    numbers = point.public_numbers()
+    return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+
+
+def secp256k1_verifies(public_key, digest, signature):
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), public_key)
+    try:
+        key.verify(encode_dss_signature(r, s), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def main():
+    doc = json.load(sys.stdin)
+    vaults = {v["id"]: v for v in doc["vaults"]}
+    check(len(vaults) >= 2, "the document has a secp256k1 and an ed25519 vault")
+    for v in vaults.values():
+        if v["curve"] == "secp256k1":
+            address = keys.PublicKey(uncompressed(b(v["public_key"]))).to_checksum_address()
+            check(address.lower() == v["address"].lower(), f"vault {v['id']}: address {v['address']} is the key's ({address})")
+
+    kinds = set()
+    for s in doc["signatures"]:
+        v = vaults[s["vault"]]
+        label = f"{s['kind']} signature {s.get('operation', '')} of vault {v['id']}"
+        signature = b(s["signature"])
+        check(len(signature) == 64, f"{label}: 64 bytes")
+        kinds.add((s["curve"], s["kind"]))
+        if s["curve"] == "secp256k1":
+            public_key = b(v["public_key"])
+            r, low_s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            check(0 < low_s <= SECP256K1_N // 2, f"{label}: s is low")
+            if s["kind"] == "digest":
+                digest = b(s["digest"])
+                check(secp256k1_verifies(public_key, digest, signature), f"{label}: verifies (cryptography)")
+                recovered = keys.Signature(vrs=(s["recovery_id"], r, low_s)).recover_public_key_from_msg_hash(digest)
+                check(recovered.to_bytes() == uncompressed(public_key), f"{label}: the recovery id recovers the vault key")
+            elif s["kind"] == "eth_tx":
+                raw = s["raw_transaction"]
+                check(b(raw)[0] == 2, f"{label}: an EIP-1559 (type 2) transaction")
+                sender = Account.recover_transaction(raw)
+                check(sender.lower() == v["address"].lower(), f"{label}: recovers to the vault address {v['address']} (eth_account: {sender})")
+                # The signature inside the transaction is the one reported.
+                tx = TypedTransaction.from_bytes(HexBytes(b(raw))).as_dict()
+                check((tx["r"], tx["s"], tx["v"]) == (r, low_s, s["recovery_id"]), f"{label}: carries the reported signature")
+            else:
+                failures.append(f"{label}: unknown kind")
+        elif s["curve"] == "ed25519":
+            key = ed25519.Ed25519PublicKey.from_public_bytes(b(v["public_key"]))
+            try:
+                key.verify(signature, b(s["message"]))
+                check(True, "")
+            except InvalidSignature:
+                failures.append(f"{label}: does not verify (cryptography)")
+    for needed in [("secp256k1", "digest"), ("secp256k1", "eth_tx"), ("ed25519", "message")]:
+        check(needed in kinds, f"a {needed[0]} {needed[1]} signature is in the document")
+
+    check(len(doc["reshares"]) >= 1, "the document has a reshare")
+    for r in doc["reshares"]:
+        v = vaults[r["vault"]]
+        check(b(r["public_key"]) == b(v["public_key"]), f"reshare of {v['id']}: the public key after equals the key before")
+        check(r["public_key_unchanged"] is True, f"reshare of {v['id']}: reported unchanged")
+        check(r["to"]["threshold"] == r["from"]["threshold"] + 1 and r["to"]["devices"] == r["from"]["devices"] + 1,
+              f"reshare of {v['id']}: to (T+1)-of-(N+1)")
+        joined = set(r.get("joined", []))
+        after = [s for s in doc["signatures"] if s["vault"] == v["id"] and joined & set(s["signers"])]
+        check(len(after) >= 1, f"reshare of {v['id']}: a signature by a committee with the new device")
+        for s in after:
+            check(len(s["signers"]) == r["to"]["threshold"], f"signature {s.get('operation')}: signed by the new threshold")
+
+    check(len(doc["rejected"]) >= 1, "the document has a rejected request")
+    signed_ops = {s.get("operation") for s in doc["signatures"]}
+    for rej in doc["rejected"]:
+        check(rej["operation"] not in signed_ops, f"rejected operation {rej['operation']} has no signature")
+
+    for f in failures:
+        print("FAIL:", f)
+    print(f"{passed} checks passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
