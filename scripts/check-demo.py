@@ -68,16 +68,30 @@ def secp256k1_verifies(public_key, digest, signature):
 def main():
     doc = json.load(sys.stdin)
     vaults = {v["id"]: v for v in doc["vaults"]}
-    check(len(vaults) >= 2, "the document has a secp256k1 and an ed25519 vault")
+    curves = sorted(v["curve"] for v in vaults.values())
+    check(curves == ["ed25519", "secp256k1"], f"the document has one secp256k1 and one ed25519 vault (has {curves})")
     for v in vaults.values():
+        check(2 <= v["threshold"] <= v["devices"], f"vault {v['id']}: a {v['threshold']}-of-{v['devices']} shape")
+        if v["curve"] == "ed25519":
+            check(len(b(v["public_key"])) == 32, f"vault {v['id']}: a 32-byte ed25519 key")
         if v["curve"] == "secp256k1":
+            pk = b(v["public_key"])
+            check(len(pk) == 33 and pk[0] in (2, 3), f"vault {v['id']}: a compressed SEC1 key")
             address = keys.PublicKey(uncompressed(b(v["public_key"]))).to_checksum_address()
             check(address.lower() == v["address"].lower(), f"vault {v['id']}: address {v['address']} is the key's ({address})")
 
+    # Each signature is by the vault's threshold of devices: the threshold before the reshare,
+    # or (a committee with the device that joined) the threshold after it.
+    reshared = {r["vault"]: r for r in doc["reshares"]}
     kinds = set()
     for s in doc["signatures"]:
         v = vaults[s["vault"]]
         label = f"{s['kind']} signature {s.get('operation', '')} of vault {v['id']}"
+        check(s["curve"] == v["curve"], f"{label}: the vault's curve")
+        r = reshared.get(v["id"])
+        thresholds = {v["threshold"]} | ({r["to"]["threshold"]} if r else set())
+        check(len(s["signers"]) in thresholds and len(set(s["signers"])) == len(s["signers"]),
+              f"{label}: signed by {len(s['signers'])} distinct devices, a threshold of the vault ({sorted(thresholds)})")
         signature = b(s["signature"])
         check(len(signature) == 64, f"{label}: 64 bytes")
         kinds.add((s["curve"], s["kind"]))
@@ -117,15 +131,17 @@ def main():
         check(r["public_key_unchanged"] is True, f"reshare of {v['id']}: reported unchanged")
         check(r["to"]["threshold"] == r["from"]["threshold"] + 1 and r["to"]["devices"] == r["from"]["devices"] + 1,
               f"reshare of {v['id']}: to (T+1)-of-(N+1)")
-        joined = set(r.get("joined", []))
-        after = [s for s in doc["signatures"] if s["vault"] == v["id"] and joined & set(s["signers"])]
-        check(len(after) >= 1, f"reshare of {v['id']}: a signature by a committee with the new device")
-        for s in after:
-            check(len(s["signers"]) == r["to"]["threshold"], f"signature {s.get('operation')}: signed by the new threshold")
+        after = [s for s in doc["signatures"] if s["vault"] == v["id"] and len(s["signers"]) == r["to"]["threshold"]]
+        check(len(after) >= 1, f"reshare of {v['id']}: a signature by the new threshold of devices")
+        if "joined" in r:  # vsigner's extension of the contract: the device ids that joined
+            check(any(set(r["joined"]) & set(s["signers"]) for s in after),
+                  f"reshare of {v['id']}: a signature by a committee with the new device")
 
     check(len(doc["rejected"]) >= 1, "the document has a rejected request")
     signed_ops = {s.get("operation") for s in doc["signatures"]}
     for rej in doc["rejected"]:
+        check(rej["vault"] in vaults, f"rejected operation {rej['operation']}: of a vault of the document")
+        check(bool(rej["operation"]) and bool(rej["reason"]), f"rejected operation {rej['operation']!r}: has an id and a reason")
         check(rej["operation"] not in signed_ops, f"rejected operation {rej['operation']} has no signature")
 
     for f in failures:

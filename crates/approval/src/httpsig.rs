@@ -114,7 +114,7 @@ pub fn signature_base(
     target_uri: &str,
     content_type: &str,
     content_digest: &str,
-    nonce: u64,
+    nonce: impl std::fmt::Display,
     params: &str,
 ) -> String {
     format!(
@@ -345,6 +345,9 @@ pub struct ReceivedRequest<'a> {
 /// `alg="ed25519"`, `created` within `max_skew_secs` of `now` (Unix seconds), the digest must
 /// match the body, and the Ed25519 signature must verify (strictly) under the key that
 /// `key_of` returns for the key id. Returns the key id (the device id) and the nonce.
+///
+/// No replay cache is kept: an approver whose decisions have side effects should remember
+/// the (key id, nonce) pairs it answered for `max_skew_secs`.
 pub fn verify_request(
     request: &ReceivedRequest<'_>,
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
@@ -358,12 +361,9 @@ pub fn verify_request(
     let signature = request.signature.ok_or(E::MissingHeader("Signature"))?;
     let content_type = request.content_type.ok_or(E::MissingHeader("Content-Type"))?;
     let content_digest = request.content_digest.ok_or(E::MissingHeader("Content-Digest"))?;
-    let nonce: u64 = request
-        .vs_nonce
-        .ok_or(E::MissingHeader("VS-Nonce"))?
-        .trim()
-        .parse()
-        .map_err(|_| E::MissingHeader("VS-Nonce"))?;
+    // The nonce is signed as sent (RFC 9421 covers header values, not their meaning).
+    let nonce_text = request.vs_nonce.ok_or(E::MissingHeader("VS-Nonce"))?.trim();
+    let nonce: u64 = nonce_text.parse().map_err(|_| E::MissingHeader("VS-Nonce"))?;
     let params = input
         .strip_prefix(REQUEST_SIGNATURE_LABEL)
         .and_then(|p| p.strip_prefix('='))
@@ -372,6 +372,15 @@ pub fn verify_request(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| E::BadInput("no created parameter".into()))?;
     let key_id = param(params, "keyid").ok_or_else(|| E::BadInput("no keyid parameter".into()))?;
+    // Device ids are tokens; anything else (quotes, separators) is refused, not interpreted.
+    if key_id.is_empty()
+        || key_id.len() > 128
+        || !key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(E::BadInput("the keyid is not a device id".into()));
+    }
     // Exactly vsigner's own parameters: the components, then created, keyid and alg.
     if params != signature_params(created, &key_id) {
         return Err(E::BadInput(
@@ -398,7 +407,7 @@ pub fn verify_request(
         request.target_uri,
         content_type,
         content_digest,
-        nonce,
+        nonce_text,
         params,
     );
     key.verify_strict(base.as_bytes(), &sig)
@@ -541,6 +550,44 @@ mod tests {
             }),
             RequestSignatureError::MissingHeader("Signature")
         );
+        // The nonce is signed as sent: the same number written differently does not verify.
+        assert_eq!(
+            refused(ReceivedRequest {
+                vs_nonce: Some("042"),
+                ..received
+            }),
+            RequestSignatureError::BadSignature
+        );
+        // A signature created in the future is as stale as one from the past.
+        assert!(matches!(
+            verify_request(&received, keys, 500, 300),
+            Err(RequestSignatureError::Stale(500))
+        ));
+        // Extra parameters, or a key id that is not a token, are refused before any key lookup.
+        let extra = format!("{};tag=\"x\"", h.signature_input);
+        assert!(matches!(
+            refused(ReceivedRequest {
+                signature_input: Some(&extra),
+                ..received
+            }),
+            RequestSignatureError::BadInput(_)
+        ));
+        for odd in ["dev;1", "dev\\\"1", "dev 1", ""] {
+            let input = h
+                .signature_input
+                .replace("keyid=\"dev-1\"", &format!("keyid=\"{odd}\""));
+            let r = ReceivedRequest {
+                signature_input: Some(&input),
+                ..received
+            };
+            assert!(
+                matches!(
+                    verify_request(&r, |_| Some(pk), 1_010, 300),
+                    Err(RequestSignatureError::BadInput(_))
+                ),
+                "keyid {odd:?}"
+            );
+        }
     }
 
     #[test]

@@ -419,6 +419,7 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 if inner.closing.load(Ordering::Relaxed) {
+                    inner.connected.store(false, Ordering::Relaxed);
                     tracing::debug!(%device, error = %e, "MQTT connection closed");
                     return;
                 }

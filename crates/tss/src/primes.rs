@@ -174,7 +174,9 @@ impl PrimePoolFile {
         }
     }
 
-    /// The sets in the file, after checking format, version and sizes.
+    /// The sets in the file, after checking format, version and sizes, and that no prime
+    /// appears twice (two devices or two aux-info runs would share a Paillier or ring-Pedersen
+    /// factor).
     pub fn into_sets(self) -> Result<Vec<PrimeSet>, Error> {
         let bad = |reason: String| Error::Format {
             what: "prime pool file",
@@ -198,7 +200,8 @@ impl PrimePoolFile {
                 self.bits
             )));
         }
-        self.sets
+        let sets = self
+            .sets
             .into_iter()
             .enumerate()
             .map(|(k, set)| {
@@ -208,8 +211,20 @@ impl PrimePoolFile {
                     .collect::<Result<Vec<_>, _>>()?;
                 PrimeSet::from_byte_vecs(bytes)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        if repeats_a_prime(&sets) {
+            return Err(bad("a prime appears more than once".into()));
+        }
+        Ok(sets)
     }
+}
+
+/// Whether any prime appears twice among `sets`, within a set or across sets.
+pub fn repeats_a_prime(sets: &[PrimeSet]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    sets.iter()
+        .flat_map(|s| s.0.iter())
+        .any(|p| !seen.insert(p.0.as_slice()))
 }
 
 /// How far a pool is towards its target; cheap to read from any thread.

@@ -17,6 +17,7 @@ pub(crate) const OPERATION: &str = "id kind state vaultId curve createdAt update
     votes { deviceId vote at } committee { deviceId name index oldIndex newIndex } \
     sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
     reshare { oldThreshold newThreshold newSigners { deviceId index } oldKeyGeneration } \
+    presign { keyGeneration consumedBy } \
     result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
     failure { reason culpritDeviceIds reportedBy } rejectionReason";
 /// The fields of a device the operator sees.

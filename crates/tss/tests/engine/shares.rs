@@ -178,6 +178,16 @@ fn prime_sets_round_trip_and_pool_hands_each_set_out_once() {
     let mut wrong = serde_json::from_str::<PrimePoolFile>(&json).unwrap();
     wrong.bits = 1024;
     assert!(wrong.into_sets().is_err());
+    // A repeated prime, across sets or within one, is refused.
+    let twice = PrimePoolFile::new(&[sets[0].clone(), sets[1].clone(), sets[0].clone()], "");
+    assert!(twice
+        .into_sets()
+        .unwrap_err()
+        .to_string()
+        .contains("more than once"));
+    let mut within = PrimePoolFile::new(&sets[..1], "");
+    within.sets[0][3] = within.sets[0][1].clone();
+    assert!(within.into_sets().is_err());
 }
 
 #[test]

@@ -179,6 +179,7 @@ async fn decide(State(policy): State<Arc<Policy>>, uri: Uri, headers: HeaderMap,
             }
         };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        lock(&policy.refused).push(format!("device {device} sent a body that is not JSON"));
         return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
     };
     let status = vote(&policy, &request, &device);

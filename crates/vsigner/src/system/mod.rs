@@ -78,11 +78,21 @@ impl LocalSystem {
             .tempdir()
             .context("cannot create a temporary directory")?;
 
-        let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let broker_config = vsigner_transport::broker::BrokerConfig::new(broker_addr);
-        tokio::task::spawn_blocking(move || vsigner_transport::broker::start(&broker_config))
-            .await?
-            .context("cannot start the embedded MQTT broker")?;
+        // The embedded broker cannot bind port 0 and report it: take a free port, and another
+        // if a parallel process took it first.
+        let mut attempt = 0;
+        let broker_addr = loop {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let config = vsigner_transport::broker::BrokerConfig::new(addr);
+            match tokio::task::spawn_blocking(move || vsigner_transport::broker::start(&config)).await? {
+                Ok(()) => break addr,
+                Err(e) if attempt < 4 => {
+                    tracing::debug!(error = %e, "embedded broker port taken; trying another");
+                    attempt += 1;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot start the embedded MQTT broker")),
+            }
+        };
         let broker_url = format!("mqtt://{broker_addr}");
 
         let database = format!(
@@ -141,7 +151,8 @@ impl LocalSystem {
     /// The configuration of a daemon running the device `name`, as `vsigner run` reads it
     /// (`VSIGNER_<Key>` values).
     fn signer_config(&self, name: &str, storage: &std::path::Path) -> anyhow::Result<SignerConfig> {
-        let values: Vec<(String, String)> = [
+        // Secrets stay in wiped buffers until the loader takes its copy.
+        let values: Vec<(String, Zeroizing<String>)> = [
             ("Port", "0".to_owned()),
             ("PrometheusPort", "0".to_owned()),
             ("OrgId", self.org_id.clone()),
@@ -172,9 +183,9 @@ impl LocalSystem {
                 .poll_interval_seconds
                 .map(|s| ("PollIntervalSeconds", s.to_string())),
         )
-        .map(|(k, v)| (format!("VSIGNER_{k}"), v))
+        .map(|(k, v)| (format!("VSIGNER_{k}"), Zeroizing::new(v)))
         .collect();
-        SignerConfig::load(None, values.into_iter())
+        SignerConfig::load(None, values.iter().map(|(k, v)| (k.clone(), v.to_string())))
             .map_err(|e| anyhow::anyhow!("configuration of {name}: {e}"))
     }
 

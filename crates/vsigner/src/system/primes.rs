@@ -43,13 +43,16 @@ pub(crate) struct PrimesUsed {
 pub(crate) fn prime_sets(source: &PrimeSource, needed: usize) -> anyhow::Result<(Vec<PrimeSet>, PrimesUsed)> {
     let (mut sets, name, public) = match source {
         PrimeSource::Fresh => (Vec::new(), "generated now".to_owned(), false),
-        PrimeSource::File(path) => (
-            crate::commands::primes::read_pool(path)?
+        PrimeSource::File(path) => {
+            let sets = crate::commands::primes::read_pool(path)?
                 .into_sets()
-                .with_context(|| format!("{} is not a valid prime pool", path.display()))?,
-            path.display().to_string(),
-            false,
-        ),
+                .with_context(|| format!("{} is not a valid prime pool", path.display()))?;
+            eprintln!(
+                "note: the sets taken from {} stay in it; give that file to no signer that holds real keys",
+                path.display()
+            );
+            (sets, path.display().to_string(), false)
+        }
         PrimeSource::PublicTestPool => (
             crate::test_primes::public_test_prime_sets()?,
             "the public test pool".to_owned(),

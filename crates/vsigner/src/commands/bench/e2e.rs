@@ -266,6 +266,7 @@ async fn through_the_system(
 /// made.
 async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Result<()> {
     let start = Instant::now();
+    let generation = system.operator.vault(vault).await?["keyGeneration"].clone();
     loop {
         let done = system
             .operator
@@ -273,7 +274,9 @@ async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Re
             .await?;
         let available = done.as_array().map_or(0, |ops| {
             ops.iter()
-                .filter(|o| o["presign"]["consumedBy"].is_null())
+                .filter(|o| {
+                    o["presign"]["keyGeneration"] == generation && o["presign"]["consumedBy"].is_null()
+                })
                 .count()
         });
         let mut busy = 0;

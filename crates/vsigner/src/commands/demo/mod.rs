@@ -234,7 +234,20 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()?;
     let result = runtime.block_on(demo(&args, sets, &mut steps));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let mut report = result?;
+    let mut report = match result {
+        Ok(report) => report,
+        // Still one document on stdout: what ran, and why it stopped.
+        Err(e) if args.json => {
+            let failed = json!({
+                "vaults": [], "signatures": [], "reshares": [], "rejected": [],
+                "primes": primes, "steps": steps.done, "warnings": warnings,
+                "problems": [format!("{e:#}")],
+            });
+            println!("{}", serde_json::to_string_pretty(&failed)?);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     report.primes = Some(primes);
     report.steps = steps.done;
     report.warnings = warnings;
@@ -271,6 +284,9 @@ struct VaultState {
     curve: &'static str,
     public_key: Vec<u8>,
     address: Option<String>,
+    /// As the coordinator reports it.
+    threshold: u16,
+    signers: Vec<String>,
 }
 
 fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<VaultState> {
@@ -280,6 +296,14 @@ fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<VaultState>
         public_key: hex::decode(text(&vault["publicKey"]))
             .with_context(|| format!("vault {} has no public key", text(&vault["id"])))?,
         address: vault["ethereumAddress"].as_str().map(str::to_owned),
+        threshold: vault["threshold"]
+            .as_u64()
+            .and_then(|t| u16::try_from(t).ok())
+            .unwrap_or_default(),
+        signers: vault["signers"]
+            .as_array()
+            .map(|s| s.iter().map(|d| text(&d["deviceId"]).to_owned()).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -337,6 +361,16 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
         .await?;
     let secp = vault_state(&secp_vault, "secp256k1")?;
     let ed = vault_state(&ed_vault, "ed25519")?;
+    for v in [&secp, &ed] {
+        if v.threshold != t || v.signers != ids {
+            problems.push(format!(
+                "the coordinator holds the {} vault as {}-of-{} with other devices, not the requested {t}-of-{n}",
+                v.curve,
+                v.threshold,
+                v.signers.len()
+            ));
+        }
+    }
     match (
         &secp.address,
         k256::ecdsa::VerifyingKey::from_sec1_bytes(&secp.public_key),
@@ -348,8 +382,8 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
         VaultOut {
             id: secp.id.clone(),
             curve: secp.curve.to_owned(),
-            threshold: t,
-            devices: nu,
+            threshold: secp.threshold,
+            devices: secp.signers.len(),
             public_key: hex::encode(&secp.public_key),
             address: secp.address.clone(),
             keygen_ms: ms(secp_took),
@@ -357,8 +391,8 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
         VaultOut {
             id: ed.id.clone(),
             curve: ed.curve.to_owned(),
-            threshold: t,
-            devices: nu,
+            threshold: ed.threshold,
+            devices: ed.signers.len(),
             public_key: hex::encode(&ed.public_key),
             address: None,
             keygen_ms: ms(ed_took),
@@ -494,11 +528,12 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
     if !unchanged {
         problems.push("the reshare changed the vault's public key".to_owned());
     }
-    let signers_after = after["signers"].as_array().map_or(0, Vec::len);
-    if after["threshold"] != t + 1 || signers_after != nu + 1 {
+    let reshared = vault_state(&after, "secp256k1")?;
+    if reshared.threshold != t + 1 || reshared.signers != new_set {
         problems.push(format!(
-            "after the reshare the vault is {}-of-{signers_after}, not {}-of-{}",
-            after["threshold"],
+            "after the reshare the vault is {}-of-{} with other devices, not {}-of-{} with {newcomer_name}",
+            reshared.threshold,
+            reshared.signers.len(),
             t + 1,
             n + 1
         ));
@@ -509,12 +544,12 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
     let reshares = vec![ReshareOut {
         vault: secp.id.clone(),
         from: Shape {
-            threshold: t,
-            devices: nu,
+            threshold: secp.threshold,
+            devices: secp.signers.len(),
         },
         to: Shape {
-            threshold: t + 1,
-            devices: nu + 1,
+            threshold: reshared.threshold,
+            devices: reshared.signers.len(),
         },
         public_key: hex::encode(&key_after),
         public_key_unchanged: unchanged,
@@ -551,8 +586,8 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
         )
         .await?;
     system.approver.abstain_on_signatures(&[]);
-    let out = check_digest(&secp, &digest, &op, took, &mut problems)?;
-    if !out.signers.contains(&newcomer) || out.signers.len() != usize::from(t) + 1 {
+    let out = check_digest(&reshared, &digest, &op, took, &mut problems)?;
+    if !out.signers.contains(&newcomer) {
         problems.push(format!(
             "the signature after the reshare was made by {:?}, not {} devices including {newcomer}",
             out.signers,
@@ -611,6 +646,21 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
     })
 }
 
+/// The committee of a signature: exactly the vault's threshold of its own signers.
+fn check_committee(vault: &VaultState, op: &Value, problems: &mut Vec<String>) -> bool {
+    let members = committee(op);
+    let ok =
+        members.len() == usize::from(vault.threshold) && members.iter().all(|m| vault.signers.contains(m));
+    if !ok {
+        problems.push(format!(
+            "{}: signed by {members:?}, not {} of the vault's signers",
+            text(&op["id"]),
+            vault.threshold
+        ));
+    }
+    ok
+}
+
 /// A secp256k1 signature of `digest` (the coordinator's signing digest must be the same).
 fn check_digest(
     vault: &VaultState,
@@ -621,7 +671,7 @@ fn check_digest(
 ) -> anyhow::Result<SignatureOut> {
     let (sig, recid) = signature_fields(op)?;
     let id = text(&op["id"]).to_owned();
-    let mut verified = true;
+    let mut verified = check_committee(vault, op, problems);
     if op["sign"]["signingDigest"].as_str() != Some(hex::encode(digest).as_str()) {
         verified = false;
         problems.push(format!(
@@ -658,8 +708,9 @@ fn check_ed25519(
 ) -> anyhow::Result<SignatureOut> {
     let (sig, _) = signature_fields(op)?;
     let id = text(&op["id"]).to_owned();
+    let committee_ok = check_committee(vault, op, problems);
     let verified = match verify::ed25519(&vault.public_key, message, &sig) {
-        Ok(()) => true,
+        Ok(()) => committee_ok,
         Err(e) => {
             problems.push(format!("{id}: {e}"));
             false
