@@ -36,8 +36,10 @@ pub(crate) struct VirtualSigner {
 }
 
 /// Settings of the daemons.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SignerSettings {
+    /// An MQTT broker to use (`mqtt://host:port`) instead of starting the embedded one.
+    pub(crate) broker: Option<String>,
     /// `PresignaturePoolTarget` of every daemon.
     pub(crate) presignature_pool_target: u32,
     /// `PollIntervalSeconds` of every daemon (`None`: the default).
@@ -78,22 +80,31 @@ impl LocalSystem {
             .tempdir()
             .context("cannot create a temporary directory")?;
 
-        // The embedded broker cannot bind port 0 and report it: take a free port, and another
-        // if a parallel process took it first.
-        let mut attempt = 0;
-        let broker_addr = loop {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-            let config = vsigner_transport::broker::BrokerConfig::new(addr);
-            match tokio::task::spawn_blocking(move || vsigner_transport::broker::start(&config)).await? {
-                Ok(()) => break addr,
-                Err(e) if attempt < 4 => {
-                    tracing::debug!(error = %e, "embedded broker port taken; trying another");
-                    attempt += 1;
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot start the embedded MQTT broker")),
+        let broker_url = match &settings.broker {
+            Some(url) => url.clone(),
+            None => {
+                // The embedded broker cannot bind port 0 and report it: take a free port, and another
+                // if a parallel process took it first.
+                let mut attempt = 0;
+                let broker_addr = loop {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                    let config = vsigner_transport::broker::BrokerConfig::new(addr);
+                    match tokio::task::spawn_blocking(move || vsigner_transport::broker::start(&config))
+                        .await?
+                    {
+                        Ok(()) => break addr,
+                        Err(e) if attempt < 4 => {
+                            tracing::debug!(error = %e, "embedded broker port taken; trying another");
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            return Err(anyhow::Error::new(e).context("cannot start the embedded MQTT broker"))
+                        }
+                    }
+                };
+                format!("mqtt://{broker_addr}")
             }
         };
-        let broker_url = format!("mqtt://{broker_addr}");
 
         let database = format!(
             "sqlite://{}?mode=rwc",

@@ -42,6 +42,9 @@ pub(crate) struct E2eArgs {
     /// Signatures needed.
     #[arg(long, default_value_t = 2)]
     threshold: u16,
+    /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
+    #[arg(long)]
+    broker: Option<String>,
     /// Prime pool file for the devices' aux-info (default: the public test pool; missing
     /// sets are generated).
     #[arg(long)]
@@ -74,6 +77,7 @@ struct Latency {
 #[derive(Serialize)]
 struct Report {
     cores: usize,
+    broker: String,
     note: &'static str,
     primes: PrimesUsed,
     end_to_end: Vec<Latency>,
@@ -117,7 +121,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("vsigner-bench")
         .build()?;
-    let samples = runtime.block_on(through_the_system(n, t, args.runs, sets, args.json));
+    let broker = args.broker.clone();
+    let samples = runtime.block_on(through_the_system(n, t, args.runs, sets, broker, args.json));
     runtime.shutdown_timeout(Duration::from_secs(5));
     let samples = samples?;
 
@@ -165,6 +170,10 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     }
     let report = Report {
         cores: num_cpus::get(),
+        broker: args
+            .broker
+            .clone()
+            .unwrap_or_else(|| "embedded (rumqttd)".to_owned()),
         note: "end to end: from the operator's request to the coordinator's verified result, polled every 5 ms, every party a daemon in this process; protocol: all parties on one thread, no network",
         primes,
         end_to_end,
@@ -185,6 +194,7 @@ async fn through_the_system(
     t: u16,
     runs: usize,
     sets: Vec<PrimeSet>,
+    broker: Option<String>,
     quiet: bool,
 ) -> anyhow::Result<Samples> {
     let say = |s: String| {
@@ -193,6 +203,7 @@ async fn through_the_system(
         }
     };
     let mut system = LocalSystem::start(SignerSettings {
+        broker,
         presignature_pool_target: PRESIGNATURE_POOL,
         poll_interval_seconds: Some(POLL_SECONDS),
     })
@@ -316,9 +327,10 @@ fn print_table(report: &Report) {
         );
     }
     println!(
-        "({} runs each on {} cores; {})",
+        "({} runs each on {} cores, broker {}; {})",
         report.end_to_end.first().map_or(0, |l| l.runs),
         report.cores,
+        report.broker,
         report.note
     );
 }

@@ -56,6 +56,9 @@ pub(crate) struct DemoArgs {
     /// test pool (4 primes per device and per aux-info run: minutes of every core).
     #[arg(long, conflicts_with = "primes")]
     fresh_primes: bool,
+    /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
+    #[arg(long)]
+    broker: Option<String>,
     /// Take prime sets from a pool file made by `vsigner primes generate` (missing sets are
     /// generated).
     #[arg(long)]
@@ -323,7 +326,10 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
     let mut system = steps
         .run(
             "coordinator (temporary SQLite), embedded MQTT broker and approval webhook started",
-            LocalSystem::start(SignerSettings::default()),
+            LocalSystem::start(SignerSettings {
+                broker: args.broker.clone(),
+                ..SignerSettings::default()
+            }),
         )
         .await?;
     eprintln!("    files in {}", system.dir().display());
