@@ -81,7 +81,7 @@ fn generate_sets(count: usize) -> anyhow::Result<Vec<PrimeSet>> {
     let workers = num_cpus::get().max(1);
     let primes = count * PRIMES_PER_SET;
     eprintln!(
-        "  generating {primes} safe primes ({count} sets) on {workers} threads: about {:.0} min on this machine's kind of core",
+        "  generating {primes} safe primes ({count} set(s)) on {workers} threads: roughly {:.0} min (25-35 s per prime and core)",
         (primes as f64 * 35.0 / workers as f64 / 60.0).ceil()
     );
     let bar = ProgressBar::new(primes as u64);
