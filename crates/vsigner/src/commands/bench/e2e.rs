@@ -170,10 +170,13 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     }
     let report = Report {
         cores: num_cpus::get(),
-        broker: args
-            .broker
-            .clone()
-            .unwrap_or_else(|| "embedded (rumqttd)".to_owned()),
+        // Without user info: a broker URL may carry a password.
+        broker: match &args.broker {
+            Some(b) => url::Url::parse(b).map_or_else(|_| "(given with --broker)".to_owned(), |u| {
+                vsigner_signer::config::shown_url(&u)
+            }),
+            None => "embedded (rumqttd)".to_owned(),
+        },
         note: "end to end: from the operator's request to the coordinator's verified result, polled every 5 ms, every party a daemon in this process; protocol: all parties on one thread, no network",
         primes,
         end_to_end,
