@@ -113,12 +113,12 @@ impl Operator {
         .await
     }
 
-    /// Operations of a vault of one kind (`Keygen`, `Sign`, `Reshare`, `Presign`) in one
-    /// state, newest first (at most 1000).
-    pub(crate) async fn operations_of(&self, vault: &str, kind: &str, state: &str) -> anyhow::Result<Value> {
+    /// Operations of a vault of one kind (`Keygen`, `Sign`, `Reshare`, `Presign`), newest
+    /// first (at most 1000).
+    pub(crate) async fn operations_of(&self, vault: &str, kind: &str) -> anyhow::Result<Value> {
         self.field(
             &format!("query($f: OperationFilter) {{ operations(filter: $f) {{ {OPERATION} }} }}"),
-            json!({"f": {"vaultId": vault, "kind": kind, "state": state, "limit": 1000}}),
+            json!({"f": {"vaultId": vault, "kind": kind, "limit": 1000}}),
             "operations",
         )
         .await

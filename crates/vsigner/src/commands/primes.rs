@@ -108,6 +108,19 @@ fn import(
     })
 }
 
+/// A progress bar (stderr) counting `total` safe primes, ticking while a prime is found.
+pub(crate) fn prime_progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  {spinner} [{elapsed_precise}] {bar:40} {pos}/{len} safe primes (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    bar
+}
+
 /// Reads a pool file.
 pub(crate) fn read_pool(path: &std::path::Path) -> anyhow::Result<PrimePoolFile> {
     let text = std::fs::read_to_string(path)
@@ -147,13 +160,8 @@ fn generate(
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(total as u64)
+        prime_progress_bar(total)
     };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} primes (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let out_ref = &out;

@@ -4,10 +4,8 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use vsigner_tss::primes::{PrimePool, PrimeSet, PRIMES_PER_SET};
 
@@ -84,14 +82,7 @@ fn generate_sets(count: usize) -> anyhow::Result<Vec<PrimeSet>> {
         "  generating {primes} safe primes ({count} set(s)) on {workers} threads: roughly {:.0} min (25-35 s per prime and core)",
         (primes as f64 * 35.0 / workers as f64 / 60.0).ceil()
     );
-    let bar = ProgressBar::new(primes as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "  {spinner} [{elapsed_precise}] {bar:40} {pos}/{len} safe primes (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
+    let bar = crate::commands::primes::prime_progress_bar(primes);
     let pool = PrimePool::with_sets(Vec::new());
     pool.fill(
         count,

@@ -282,26 +282,21 @@ async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Re
     let start = Instant::now();
     let generation = system.operator.vault(vault).await?["keyGeneration"].clone();
     loop {
-        let done = system
-            .operator
-            .operations_of(vault, "Presign", "Completed")
-            .await?;
-        let available = done.as_array().map_or(0, |ops| {
-            ops.iter()
-                .filter(|o| {
-                    o["presign"]["keyGeneration"] == generation && o["presign"]["consumedBy"].is_null()
-                })
-                .count()
-        });
-        let mut busy = 0;
-        for state in ["Ready", "InProgress"] {
-            busy += system
-                .operator
-                .operations_of(vault, "Presign", state)
-                .await?
-                .as_array()
-                .map_or(0, Vec::len);
-        }
+        // One query per check: every presign operation of the vault, sorted by state here.
+        let ops = system.operator.operations_of(vault, "Presign").await?;
+        let ops = ops.as_array().map(Vec::as_slice).unwrap_or_default();
+        let available = ops
+            .iter()
+            .filter(|o| {
+                o["state"] == "Completed"
+                    && o["presign"]["keyGeneration"] == generation
+                    && o["presign"]["consumedBy"].is_null()
+            })
+            .count();
+        let busy = ops
+            .iter()
+            .filter(|o| o["state"] == "Ready" || o["state"] == "InProgress")
+            .count();
         if available >= PRESIGNATURE_POOL as usize && busy == 0 {
             return Ok(());
         }

@@ -69,14 +69,21 @@ pub(crate) struct DemoArgs {
 
 #[derive(Serialize)]
 struct Report {
+    #[serde(flatten)]
+    outcome: Outcome,
+    primes: PrimesUsed,
+    steps: Vec<StepOut>,
+    warnings: Vec<String>,
+}
+
+/// What the system did: the DESIGN §4 fields, and every check that failed.
+#[derive(Serialize, Default)]
+struct Outcome {
     vaults: Vec<VaultOut>,
     signatures: Vec<SignatureOut>,
     reshares: Vec<ReshareOut>,
     rejected: Vec<RejectedOut>,
-    primes: Option<PrimesUsed>,
-    steps: Vec<StepOut>,
-    warnings: Vec<String>,
-    /// Every check that failed; the demo exits 0 only when this is empty.
+    /// The demo exits 0 only when this is empty.
     problems: Vec<String>,
 }
 
@@ -237,33 +244,39 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()?;
     let result = runtime.block_on(demo(&args, sets, &mut steps));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let mut report = match result {
-        Ok(report) => report,
-        // Still one document on stdout: what ran, and why it stopped.
-        Err(e) if args.json => {
-            let failed = json!({
-                "vaults": [], "signatures": [], "reshares": [], "rejected": [],
-                "primes": primes, "steps": steps.done, "warnings": warnings,
-                "problems": [format!("{e:#}")],
-            });
-            println!("{}", serde_json::to_string_pretty(&failed)?);
-            return Err(e);
-        }
-        Err(e) => return Err(e),
+    // A step that failed still gives one document on stdout: what ran, and why it stopped.
+    let (outcome, stopped) = match result {
+        Ok(outcome) => (outcome, None),
+        Err(e) => (
+            Outcome {
+                problems: vec![format!("{e:#}")],
+                ..Outcome::default()
+            },
+            Some(e),
+        ),
     };
-    report.primes = Some(primes);
-    report.steps = steps.done;
-    report.warnings = warnings;
+    let report = Report {
+        outcome,
+        primes,
+        steps: steps.done,
+        warnings,
+    };
+    if let Some(e) = stopped {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Err(e);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report, n, t);
     }
-    if !report.problems.is_empty() {
+    if !report.outcome.problems.is_empty() {
         bail!(
             "the demo found {} problem(s): {}",
-            report.problems.len(),
-            report.problems.join("; ")
+            report.outcome.problems.len(),
+            report.outcome.problems.join("; ")
         );
     }
     Ok(())
@@ -319,7 +332,7 @@ fn signature_fields(op: &Value) -> anyhow::Result<(Vec<u8>, Option<u8>)> {
     Ok((sig, recid))
 }
 
-async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow::Result<Report> {
+async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow::Result<Outcome> {
     let (n, t) = (args.devices, args.threshold);
     let nu = usize::from(n);
     let mut problems = Vec::new();
@@ -640,14 +653,11 @@ async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow
             Ok(())
         })
         .await?;
-    Ok(Report {
+    Ok(Outcome {
         vaults,
         signatures,
         reshares,
         rejected,
-        primes: None,
-        steps: Vec::new(),
-        warnings: Vec::new(),
         problems,
     })
 }
@@ -753,7 +763,7 @@ fn print_summary(report: &Report, n: u16, t: u16) {
     println!("vsigner demo: {n} virtual devices, {t}-of-{n} vaults");
     println!();
     println!("Vaults");
-    for v in &report.vaults {
+    for v in &report.outcome.vaults {
         println!(
             "  {:<9} {}-of-{}  {}  key {}{}  (created in {:.1} s)",
             v.curve,
@@ -770,7 +780,7 @@ fn print_summary(report: &Report, n: u16, t: u16) {
     }
     println!();
     println!("Signatures");
-    for s in &report.signatures {
+    for s in &report.outcome.signatures {
         let what = match s.kind {
             "digest" => format!("digest {}", short(s.digest.as_deref().unwrap_or_default())),
             "eth_tx" => format!("tx {}", short(s.raw_transaction.as_deref().unwrap_or_default())),
@@ -791,12 +801,12 @@ fn print_summary(report: &Report, n: u16, t: u16) {
     }
     println!();
     println!("Rejected (not signed)");
-    for r in &report.rejected {
+    for r in &report.outcome.rejected {
         println!("  {}  {}", r.operation, r.reason);
     }
     println!();
     println!("Reshares");
-    for r in &report.reshares {
+    for r in &report.outcome.reshares {
         println!(
             "  {}  {}-of-{} -> {}-of-{} in {:.1} s: public key {}",
             r.vault,
@@ -813,11 +823,11 @@ fn print_summary(report: &Report, n: u16, t: u16) {
         );
     }
     println!();
-    if report.problems.is_empty() {
+    if report.outcome.problems.is_empty() {
         println!("Every signature verified and every step behaved as stated.");
     } else {
         println!("PROBLEMS:");
-        for p in &report.problems {
+        for p in &report.outcome.problems {
             println!("  - {p}");
         }
     }
