@@ -36,7 +36,8 @@ pub(crate) struct VirtualSigner {
 }
 
 /// Settings of the daemons.
-#[derive(Debug, Clone, Default)]
+// No `Debug`: `broker` may carry a password.
+#[derive(Clone, Default)]
 pub(crate) struct SignerSettings {
     /// An MQTT broker to use (`mqtt://host:port`) instead of starting the embedded one.
     pub(crate) broker: Option<String>,

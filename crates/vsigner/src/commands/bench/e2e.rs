@@ -28,7 +28,8 @@ use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_W
 use crate::system::{LocalSystem, SignerSettings};
 
 /// `vsigner bench e2e` options.
-#[derive(clap::Args, Debug)]
+// No `Debug`: `--broker` may carry a password.
+#[derive(clap::Args)]
 pub(crate) struct E2eArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]

@@ -40,7 +40,8 @@ pub(crate) const QUIET_LOGS: &str = "warn,rumqttd=off";
 const MAX_DEVICES: u16 = 10;
 
 /// `vsigner demo` options.
-#[derive(clap::Args, Debug)]
+// No `Debug`: `--broker` may carry a password.
+#[derive(clap::Args)]
 pub(crate) struct DemoArgs {
     /// Print one JSON document on stdout instead of a summary (progress and logs stay on
     /// stderr).
