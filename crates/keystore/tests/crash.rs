@@ -1,15 +1,21 @@
 //! A write killed at each of its steps leaves the old value or the new one, never neither
 //! and never a corrupted record: a child process aborts right after each step of a local
-//! write (`vsigner-keystore-crash-helper`), then the keystore is reopened and checked.
+//! write, then the keystore is reopened and checked.
+//!
+//! The child is this test binary itself, started again to run only [`crash_child`] with
+//! the write to make in environment variables (a second binary in the crate would be one
+//! more target for `cargo run` to choose from).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 
+use vsigner_keystore::backend::{crash_after, WriteStep};
 use vsigner_keystore::sealing::Argon2Params;
 use vsigner_keystore::{Keystore, Passphrase, RecordId};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_vsigner-keystore-crash-helper");
+/// Set in the child's environment: `DIR KIND STEP VALUE`, separated by newlines.
+const CHILD_ENV: &str = "VSIGNER_KEYSTORE_CRASH_CHILD";
 
 fn pass() -> Passphrase {
     Passphrase::with_params(
@@ -22,12 +28,70 @@ fn pass() -> Passphrase {
     )
 }
 
-fn crash(dir: &std::path::Path, kind: &str, step: u8, value: &str) {
-    let status = Command::new(HELPER)
-        .args([dir.to_str().unwrap(), "crash", kind, &step.to_string(), value])
-        .status()
+/// Runs the write described by [`CHILD_ENV`] and aborts after its chosen step; does nothing
+/// when the variable is not set (an ordinary test run).
+#[test]
+fn crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let [dir, kind, step, value] = spec.split('\n').collect::<Vec<_>>()[..] else {
+        panic!("{CHILD_ENV} must hold DIR, KIND, STEP and VALUE");
+    };
+    let step = match step {
+        "1" => WriteStep::TempWritten,
+        "2" => WriteStep::TempSynced,
+        "3" => WriteStep::Published,
+        "4" => WriteStep::DirSynced,
+        other => panic!("unknown step {other}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    assert!(!status.success(), "the helper must die at step {step}");
+    runtime.block_on(async {
+        let ks = Keystore::open(dir, &pass()).await.unwrap();
+        crash_after(step);
+        match kind {
+            "share" => ks
+                .put(&RecordId::key_share("dev", "v", 1).unwrap(), value.as_bytes())
+                .await
+                .unwrap(),
+            "confirm" => {
+                ks.confirm_generation("dev", "v", value.parse().unwrap())
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unknown kind {other}"),
+        }
+    });
+    panic!("the write finished without crashing");
+}
+
+/// Makes one write in a child process that aborts right after `step`.
+fn crash(dir: &std::path::Path, kind: &str, step: u8, value: &str) {
+    let spec = format!("{}\n{kind}\n{step}\n{value}", dir.to_str().unwrap());
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, spec)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "the child must die at step {step}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // An abort, not a failed assertion on the way to the step.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            output.status.signal(),
+            Some(6),
+            "step {step}: the child must abort (SIGABRT), not fail: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
 }
 
 #[tokio::test]

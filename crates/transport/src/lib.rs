@@ -4,6 +4,7 @@
 //! must learn nothing secret, nor be able to forge, replay or reorder its way into a wrong
 //! result.
 //!
+//! # Layout
 //! - [`identity`]: a device's Ed25519 signing key and X25519 (HPKE) key.
 //! - [`envelope`]: the signed, for p2p encrypted, versioned message format; decoding never
 //!   panics and is size-bounded.

@@ -111,8 +111,9 @@ impl MqttConfig {
         if tls {
             let config = match &self.ca_cert_pem {
                 Some(ca) => {
-                    let mut reader = ca.as_slice();
-                    let certs = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>();
+                    use rustls_pki_types::pem::PemObject;
+                    let certs =
+                        rustls_pki_types::CertificateDer::pem_slice_iter(ca).collect::<Result<Vec<_>, _>>();
                     if !matches!(certs, Ok(ref c) if !c.is_empty()) {
                         return Err(TransportError::Config {
                             key: "MQTTCACert",
