@@ -4,16 +4,21 @@
 //! axum; SQLite or PostgreSQL; MQTT notifications; EVM broadcasting.
 //!
 //! # Layout
-//! - [`domain`] — the model and the operation state machine (pure; no HTTP, no SQL).
+//! In reading order, from a GraphQL request to the stored result:
+//! - [`cli`] — `vsigner coordinator` arguments and entry points; [`server`] — axum routes
+//!   `/graphql`, `/oauth/token`, `/healthz`.
+//! - [`graphql`] — the schema (`schema.graphql`): query and mutation roots, objects.
+//! - [`service`] — authorisation, idempotency and one transaction around each domain
+//!   transition; the operation lifecycle apart from what each kind (keygen, sign, reshare,
+//!   presign) adds.
+//! - [`domain`] — the model and the operation state machine (pure; no HTTP, no SQL): the
+//!   lifecycle, votes and quorum, what each kind adds, and what each curve decides.
 //! - [`crypto`] — key/payload parsing, signing digests, HD derivation, signature checks.
-//! - [`store`] — persistence (sqlx, migrations, row locks + versions).
-//! - [`service`] — authorisation, idempotency, transactions around the domain.
+//! - [`store`] — persistence (sqlx, migrations, row locks + versions), one file per entity.
 //! - [`auth`] — client secrets (Argon2id) and access tokens.
-//! - [`graphql`] — the schema (`schema.graphql`).
-//! - [`server`] — axum routes `/graphql`, `/oauth/token`, `/healthz`.
 //! - [`notify`] — MQTT hints on `vsigner/v1/devices/{deviceId}/notify`.
 //! - [`broadcast`] — `eth_sendRawTransaction`.
-//! - [`cli`] — `vsigner coordinator` arguments and entry points.
+//! - [`error`] — error codes.
 //!
 //! See `docs/coordinator.md`.
 

@@ -9,8 +9,9 @@
 //! - [`backend`]: where bytes go: a local directory written durably (temp file, fsync,
 //!   atomic link or rename, directory fsync) or any `object_store` (`memory://`, `s3://`,
 //!   `az://`), chosen by `STORAGE_BUCKET_URL`.
-//! - [`store`]: the [`Keystore`]: put/get/take/delete of records, share generations that
-//!   are never deleted before their successor is confirmed, and start-up leftovers.
+//! - [`store`]: the [`Keystore`]: opening and unlocking, put/get/take/delete of records.
+//! - [`generations`]: share generations that are never deleted before their successor is
+//!   confirmed, and start-up leftovers.
 //!
 //! # Security
 //! Every record is encrypted with XChaCha20-Poly1305 under a random 256-bit data key, with
@@ -21,11 +22,13 @@
 
 pub mod backend;
 pub mod error;
+pub mod generations;
 pub mod record;
 pub mod sealing;
 pub mod store;
 
 pub use error::KeystoreError;
+pub use generations::Leftovers;
 pub use record::{RecordId, RecordInfo, RecordKind};
 pub use sealing::{KeyFile, Passphrase, SealingProvider, SgxSealing};
-pub use store::{Keystore, Leftovers};
+pub use store::Keystore;

@@ -7,6 +7,8 @@
 
 mod key_info;
 mod protocol;
+mod setup;
 
 pub use key_info::KeyInfo;
-pub use protocol::{run, DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};
+pub use protocol::run;
+pub use setup::{DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};

@@ -1,0 +1,346 @@
+//! The mutation root and its inputs.
+
+use super::*;
+
+/// `registerDevice` input.
+#[derive(InputObject)]
+pub struct RegisterDeviceInput {
+    name: String,
+    /// `virtual` (default) | `manual`.
+    kind: Option<String>,
+    /// Hex of a 32-byte Ed25519 public key.
+    identity_signing_key: String,
+    /// Hex of a 32-byte X25519 public key.
+    identity_encryption_key: String,
+}
+
+/// A signer in a signer set.
+#[derive(InputObject)]
+pub struct SignerInput {
+    device_id: ID,
+    /// Must be 1 (default).
+    weight: Option<i32>,
+}
+
+fn signer_inputs(list: Vec<SignerInput>) -> Vec<service::SignerInput> {
+    list.into_iter()
+        .map(|s| service::SignerInput {
+            device_id: s.device_id.0,
+            weight: i64::from(s.weight.unwrap_or(1)),
+        })
+        .collect()
+}
+
+/// `createVault` input.
+#[derive(InputObject)]
+pub struct CreateVaultInput {
+    name: String,
+    /// `secp256k1` | `ed25519`.
+    curve: String,
+    threshold: i32,
+    /// Ordered: position = share index.
+    signers: Vec<SignerInput>,
+}
+
+/// `requestSignature` input: exactly one of `digest`, `ethTx`, `message` (hex).
+#[derive(InputObject)]
+pub struct RequestSignatureInput {
+    vault_id: ID,
+    /// 32 bytes.
+    digest: Option<String>,
+    /// Unsigned EIP-1559 transaction `0x02 ‖ rlp(…)` (secp256k1).
+    eth_tx: Option<String>,
+    /// Message bytes: EIP-191 personal message on secp256k1, raw on ed25519.
+    message: Option<String>,
+    /// Non-hardened path `m/0/1` (secp256k1).
+    derivation_path: Option<String>,
+}
+
+/// `requestReshare` input.
+#[derive(InputObject)]
+pub struct RequestReshareInput {
+    vault_id: ID,
+    new_threshold: i32,
+    new_signers: Vec<SignerInput>,
+}
+
+/// New API client credentials; the secret is shown only in this response.
+#[derive(SimpleObject)]
+pub struct ApiClientCredentials {
+    client_id: ID,
+    /// `operator` | `signer`.
+    role: String,
+    /// Shown once; only its Argon2id hash is stored. Null when an idempotent replay
+    /// returns an existing client (the secret cannot be shown again).
+    client_secret: Option<String>,
+}
+
+/// Mutations.
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Creates another API client of the caller's organisation (operators), e.g. one
+    /// signer client per Virtual Signer instance.
+    async fn create_api_client(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<ApiClientCredentials> {
+        let p = ctx_principal(ctx)?;
+        let (client, secret) = ctx_service(ctx)?
+            .create_api_client(p, &role, idempotency_key.as_deref())
+            .await
+            .map_err(gql)?;
+        Ok(ApiClientCredentials {
+            client_id: ID(client.id.to_string()),
+            role: client.role.as_str().to_owned(),
+            client_secret: secret.map(|s| s.expose().to_owned()),
+        })
+    }
+
+    /// Registers a device (signer clients); the device can then be acted as only by this client.
+    async fn register_device(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterDeviceInput,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<DeviceObj> {
+        let p = ctx_principal(ctx)?;
+        let input = service::RegisterDevice {
+            name: input.name,
+            kind: input.kind.unwrap_or_else(|| "virtual".to_owned()),
+            identity_signing_key: input.identity_signing_key,
+            identity_encryption_key: input.identity_encryption_key,
+        };
+        ctx_service(ctx)?
+            .register_device(p, input, idempotency_key.as_deref())
+            .await
+            .map(DeviceObj)
+            .map_err(gql)
+    }
+
+    /// Creates a vault (Pending) and returns its Keygen operation (operators).
+    async fn create_vault(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateVaultInput,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        let input = service::CreateVault {
+            name: input.name,
+            curve: input.curve,
+            threshold: i64::from(input.threshold),
+            signers: signer_inputs(input.signers),
+        };
+        ctx_service(ctx)?
+            .create_vault(p, input, idempotency_key.as_deref())
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// Requests a signature (operators).
+    async fn request_signature(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestSignatureInput,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        let input = service::RequestSignature {
+            vault_id: input.vault_id.0,
+            digest: input.digest,
+            eth_tx: input.eth_tx,
+            message: input.message,
+            derivation_path: input.derivation_path,
+        };
+        ctx_service(ctx)?
+            .request_signature(p, input, idempotency_key.as_deref())
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// Requests `count` (1-100) presignatures of a secp256k1 vault by `committee` (exactly
+    /// the threshold of current signers), Ready at once (operators, or a signer client
+    /// that registered a committee member). A later signature of an `eth_tx` or `message`
+    /// at the root key by the same committee uses one in a single online round.
+    async fn request_presignatures(
+        &self,
+        ctx: &Context<'_>,
+        vault_id: ID,
+        committee: Vec<ID>,
+        count: i32,
+    ) -> GqlResult<Vec<OperationObj>> {
+        let p = ctx_principal(ctx)?;
+        let committee: Vec<String> = committee.into_iter().map(|d| d.0).collect();
+        ctx_service(ctx)?
+            .request_presignatures(p, &vault_id, &committee, count)
+            .await
+            .map(|ops| ops.into_iter().map(OperationObj).collect())
+            .map_err(gql)
+    }
+
+    /// Requests a reshare to a new signer set/threshold (operators).
+    async fn request_reshare(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestReshareInput,
+        idempotency_key: Option<String>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        let input = service::RequestReshare {
+            vault_id: input.vault_id.0,
+            new_threshold: i64::from(input.new_threshold),
+            new_signers: signer_inputs(input.new_signers),
+        };
+        ctx_service(ctx)?
+            .request_reshare(p, input, idempotency_key.as_deref())
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// A device's vote: `approve` | `reject` | `abstain` (once per device).
+    async fn vote(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        vote: String,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .vote(p, &operation_id, &device_id, &vote)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// A committee member reports that it started the protocol (Ready → InProgress).
+    async fn start_operation(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .start_operation(p, &operation_id, &device_id)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// Keygen result of one committee member (chain code required for secp256k1).
+    /// `keySetHash` (hex, 32 bytes): SHA-256 over the concatenation, in share-index
+    /// order, of every party's public key share in compressed encoding (secp256k1:
+    /// 33-byte SEC1 compressed; ed25519: 32 bytes); all members must agree on it.
+    async fn submit_keygen_result(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        public_key: String,
+        chain_code: Option<String>,
+        key_set_hash: String,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .submit_keygen_result(
+                p,
+                &operation_id,
+                &device_id,
+                &public_key,
+                chain_code.as_deref(),
+                &key_set_hash,
+            )
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// Reshare result of one new member: the (unchanged) public key and the key-set
+    /// hash of the new shares (all new members must agree on it).
+    async fn submit_reshare_result(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        public_key: String,
+        key_set_hash: String,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .submit_reshare_result(p, &operation_id, &device_id, &public_key, &key_set_hash)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// A presign committee member's result: the SHA-256 fingerprint (hex) of the
+    /// presignature's public data; all members must agree on it.
+    async fn submit_presign_result(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        fingerprint: String,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .submit_presign_result(p, &operation_id, &device_id, &fingerprint)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// The signature (hex r‖s + recoveryId for secp256k1; 64-byte Ed25519), verified
+    /// before acceptance. A bad one fails the operation and names the device.
+    async fn submit_signature(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        signature: String,
+        recovery_id: Option<i32>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .submit_signature(
+                p,
+                &operation_id,
+                &device_id,
+                &signature,
+                recovery_id.map(i64::from),
+            )
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+
+    /// A committee member reports that the protocol failed, naming culprits.
+    async fn report_failure(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        reason: String,
+        culprit_device_ids: Option<Vec<ID>>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        let culprits = culprit_device_ids
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.0)
+            .collect();
+        ctx_service(ctx)?
+            .report_failure(p, &operation_id, &device_id, &reason, culprits)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+}

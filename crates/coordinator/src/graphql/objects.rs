@@ -1,0 +1,277 @@
+//! The GraphQL objects of devices, vaults, votes, committees, operation details, results
+//! and audit entries.
+
+use super::*;
+
+/// The caller.
+#[derive(SimpleObject)]
+pub struct Me {
+    pub(crate) client_id: ID,
+    pub(crate) organisation_id: ID,
+    /// `operator` | `signer`.
+    pub(crate) role: String,
+}
+
+/// A device.
+pub struct DeviceObj(pub(crate) Device);
+
+#[Object(name = "Device")]
+impl DeviceObj {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn organisation_id(&self) -> ID {
+        ID(self.0.org_id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// `virtual` | `manual`.
+    async fn kind(&self) -> &str {
+        self.0.kind.as_str()
+    }
+    /// Hex of the 32-byte Ed25519 identity public key.
+    async fn identity_signing_key(&self) -> String {
+        hex::encode(self.0.identity_signing_key)
+    }
+    /// Hex of the 32-byte X25519 identity public key.
+    async fn identity_encryption_key(&self) -> String {
+        hex::encode(self.0.identity_encryption_key)
+    }
+    /// `Active`.
+    async fn status(&self) -> &str {
+        self.0.status.as_str()
+    }
+    /// The signer API client that registered it.
+    async fn registered_by(&self) -> ID {
+        ID(self.0.registered_by.to_string())
+    }
+    async fn created_at(&self) -> String {
+        time(self.0.created_at)
+    }
+}
+
+/// A member of a signer set.
+#[derive(SimpleObject)]
+pub struct VaultSigner {
+    pub(crate) device_id: ID,
+    pub(crate) weight: i32,
+    /// Position in the set (the share index).
+    pub(crate) index: i32,
+}
+
+pub(super) fn signers(list: &[domain::Signer]) -> Vec<VaultSigner> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| VaultSigner {
+            device_id: ID(s.device_id.to_string()),
+            weight: i32::try_from(s.weight).unwrap_or(i32::MAX),
+            index: i32::try_from(i).unwrap_or(i32::MAX),
+        })
+        .collect()
+}
+
+/// A vault.
+pub struct VaultObj(pub(crate) Vault);
+
+#[Object(name = "Vault")]
+impl VaultObj {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn organisation_id(&self) -> ID {
+        ID(self.0.org_id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// `secp256k1` | `ed25519`.
+    async fn curve(&self) -> &str {
+        self.0.curve.as_str()
+    }
+    async fn threshold(&self) -> i32 {
+        i32::from(self.0.threshold)
+    }
+    async fn signers(&self) -> Vec<VaultSigner> {
+        signers(&self.0.signers)
+    }
+    /// Hex: SEC1 compressed (secp256k1) or 32 bytes (ed25519); null until Active.
+    async fn public_key(&self) -> Option<String> {
+        self.0.public_key.as_ref().map(hex::encode)
+    }
+    /// Hex, 32 bytes, secp256k1 only.
+    async fn chain_code(&self) -> Option<String> {
+        self.0.chain_code.map(hex::encode)
+    }
+    async fn key_generation(&self) -> i32 {
+        i32::try_from(self.0.key_generation).unwrap_or(i32::MAX)
+    }
+    /// Hex, 32 bytes: SHA-256 over the concatenation, in share-index order, of every
+    /// party's public key share in compressed encoding (secp256k1: 33-byte SEC1
+    /// compressed; ed25519: 32 bytes) of the current key generation; null until Active.
+    async fn key_set_hash(&self) -> Option<String> {
+        self.0.key_set_hash.map(hex::encode)
+    }
+    /// `Pending` | `Active` | `Failed`.
+    async fn status(&self) -> &str {
+        self.0.status.as_str()
+    }
+    /// Ethereum address of the root key (secp256k1, Active).
+    async fn ethereum_address(&self) -> Option<String> {
+        match (self.0.curve, &self.0.public_key) {
+            (Curve::Secp256k1, Some(pk)) => crate::crypto::eth_address(pk),
+            _ => None,
+        }
+    }
+    async fn created_at(&self) -> String {
+        time(self.0.created_at)
+    }
+}
+
+/// A device entitled to vote.
+#[derive(SimpleObject)]
+pub struct Voter {
+    pub(crate) device_id: ID,
+    pub(crate) weight: i32,
+    /// Index in the current signer set (key holders: sign, reshare).
+    pub(crate) old_index: Option<i32>,
+    /// Index in the new signer set (keygen, reshare).
+    pub(crate) new_index: Option<i32>,
+}
+
+/// A vote.
+#[derive(SimpleObject)]
+#[graphql(name = "Vote")]
+pub struct VoteObj {
+    pub(crate) device_id: ID,
+    /// `approve` | `reject` | `abstain`.
+    pub(crate) vote: String,
+    pub(crate) weight: i32,
+    pub(crate) at: String,
+}
+
+/// A committee member, with what a device needs to address it.
+#[derive(SimpleObject)]
+pub struct CommitteeMember {
+    pub(crate) device_id: ID,
+    pub(crate) name: String,
+    pub(crate) identity_signing_key: String,
+    pub(crate) identity_encryption_key: String,
+    /// Share index for sign (old index) and keygen (new index); null for reshare.
+    pub(crate) index: Option<i32>,
+    /// Reshare/sign: index in the old signer set if it takes part with its old share.
+    pub(crate) old_index: Option<i32>,
+    /// Reshare/keygen: index in the new signer set if it receives a share.
+    pub(crate) new_index: Option<i32>,
+}
+
+/// Sign details.
+#[derive(SimpleObject)]
+pub struct SignDetails {
+    /// `digest` | `eth_tx` | `message`.
+    pub(crate) payload_kind: String,
+    /// Payload bytes, hex.
+    pub(crate) payload: String,
+    /// The 32-byte digest the ECDSA committee signs (hex): `digest` as given,
+    /// keccak256(ethTx), or the EIP-191 personal-message hash of `message` on
+    /// secp256k1. Null for ed25519 `message` (signed as is).
+    pub(crate) signing_digest: Option<String>,
+    /// Non-hardened BIP-32 path `m/…`, or null for the root key.
+    pub(crate) derivation_path: Option<String>,
+    /// Chain id of an eth_tx.
+    pub(crate) chain_id: Option<String>,
+    /// Key generation the committee signs with.
+    pub(crate) key_generation: i32,
+    /// The presignature (a Completed `Presign` operation of this committee) the committee
+    /// uses for a one-round signature; null for the full protocol.
+    pub(crate) presignature_id: Option<ID>,
+}
+
+/// Presign details.
+#[derive(SimpleObject)]
+pub struct PresignDetails {
+    /// Key generation the committee presigns with.
+    pub(crate) key_generation: i32,
+    /// The sign operation that consumed the presignature, if any.
+    pub(crate) consumed_by: Option<ID>,
+}
+
+/// Keygen details.
+#[derive(SimpleObject)]
+pub struct KeygenDetails {
+    pub(crate) threshold: i32,
+    pub(crate) signers: Vec<VaultSigner>,
+}
+
+/// Reshare details.
+#[derive(SimpleObject)]
+pub struct ReshareDetails {
+    pub(crate) old_threshold: i32,
+    pub(crate) old_signers: Vec<VaultSigner>,
+    pub(crate) new_threshold: i32,
+    pub(crate) new_signers: Vec<VaultSigner>,
+    pub(crate) old_key_generation: i32,
+}
+
+/// The accepted result.
+#[derive(SimpleObject)]
+#[graphql(name = "OperationResult")]
+pub struct ResultObj {
+    /// Keygen/reshare: vault key (hex).
+    pub(crate) public_key: Option<String>,
+    /// Keygen (secp256k1): chain code (hex).
+    pub(crate) chain_code: Option<String>,
+    /// Reshare: the new key generation.
+    pub(crate) key_generation: Option<i32>,
+    /// Keygen/reshare: the key-set hash every submission agreed on (hex).
+    pub(crate) key_set_hash: Option<String>,
+    /// Sign: r‖s (secp256k1, low-s) or Ed25519 signature, hex.
+    pub(crate) signature: Option<String>,
+    /// Sign secp256k1: recovery id 0/1.
+    pub(crate) recovery_id: Option<i32>,
+    /// Sign: the submitting device.
+    pub(crate) submitted_by: Option<ID>,
+    /// Sign eth_tx: the signed raw transaction, `0x02…`.
+    pub(crate) raw_transaction: Option<String>,
+    /// Broadcast: transaction hash.
+    pub(crate) tx_hash: Option<String>,
+    /// Broadcast: node error.
+    pub(crate) broadcast_error: Option<String>,
+}
+
+/// Failure.
+#[derive(SimpleObject)]
+#[graphql(name = "Failure")]
+pub struct FailureObj {
+    pub(crate) reason: String,
+    pub(crate) culprit_device_ids: Vec<ID>,
+    pub(crate) reported_by: Option<ID>,
+}
+
+/// An audit log entry.
+#[derive(SimpleObject)]
+#[graphql(name = "AuditEntry")]
+pub struct AuditEntryObj {
+    pub(crate) seq: String,
+    pub(crate) entity_kind: String,
+    pub(crate) entity_id: ID,
+    pub(crate) at: String,
+    pub(crate) actor: Option<String>,
+    pub(crate) event: String,
+    /// JSON.
+    pub(crate) detail: String,
+}
+
+impl From<AuditEntry> for AuditEntryObj {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            seq: e.seq.to_string(),
+            entity_kind: e.entity_kind,
+            entity_id: ID(e.entity_id),
+            at: time(e.at),
+            actor: e.actor,
+            event: e.event,
+            detail: e.detail,
+        }
+    }
+}

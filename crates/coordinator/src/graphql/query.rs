@@ -1,0 +1,124 @@
+//! The query root.
+
+use super::*;
+
+/// Operation filter.
+#[derive(InputObject, Default)]
+pub struct OperationFilter {
+    vault_id: Option<ID>,
+    /// A state name, e.g. `Completed`.
+    state: Option<String>,
+    /// `Keygen` | `Reshare` | `Sign` | `Presign`.
+    kind: Option<String>,
+    /// Default 100, at most 1000.
+    limit: Option<i32>,
+}
+
+/// Queries.
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The calling API client.
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Me> {
+        let p = ctx_principal(ctx)?;
+        Ok(Me {
+            client_id: ID(p.client_id.to_string()),
+            organisation_id: ID(p.org_id.to_string()),
+            role: p.role.as_str().to_owned(),
+        })
+    }
+    async fn devices(&self, ctx: &Context<'_>) -> GqlResult<Vec<DeviceObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .devices(p)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(DeviceObj)
+            .collect())
+    }
+    async fn device(&self, ctx: &Context<'_>, id: ID) -> GqlResult<DeviceObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?.device(p, &id).await.map(DeviceObj).map_err(gql)
+    }
+    async fn vaults(&self, ctx: &Context<'_>) -> GqlResult<Vec<VaultObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .vaults(p)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(VaultObj)
+            .collect())
+    }
+    async fn vault(&self, ctx: &Context<'_>, id: ID) -> GqlResult<VaultObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?.vault(p, &id).await.map(VaultObj).map_err(gql)
+    }
+    async fn operation(&self, ctx: &Context<'_>, id: ID) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .operation(p, &id)
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
+    /// Operations, newest first.
+    async fn operations(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<OperationFilter>,
+    ) -> GqlResult<Vec<OperationObj>> {
+        let p = ctx_principal(ctx)?;
+        let f = filter.unwrap_or_default();
+        let f = service::OperationFilter {
+            vault_id: f.vault_id.map(|i| i.0),
+            state: f.state,
+            kind: f.kind,
+            limit: f.limit.map(i64::from),
+        };
+        Ok(ctx_service(ctx)?
+            .operations(p, f)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(OperationObj)
+            .collect())
+    }
+    /// Operations (AwaitingApproval) on which this device may still vote, oldest first.
+    async fn operations_awaiting_vote(
+        &self,
+        ctx: &Context<'_>,
+        device_id: ID,
+    ) -> GqlResult<Vec<OperationObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .operations_awaiting_vote(p, &device_id)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(OperationObj)
+            .collect())
+    }
+    /// Operations (Ready or InProgress) whose committee includes this device, oldest first.
+    async fn operations_ready(&self, ctx: &Context<'_>, device_id: ID) -> GqlResult<Vec<OperationObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .operations_ready(p, &device_id)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(OperationObj)
+            .collect())
+    }
+    /// The append-only audit log (of one entity, or the whole organisation).
+    async fn audit_log(&self, ctx: &Context<'_>, entity_id: Option<ID>) -> GqlResult<Vec<AuditEntryObj>> {
+        let p = ctx_principal(ctx)?;
+        let entries = ctx_service(ctx)?
+            .audit_log(p, entity_id.as_ref().map(|i| i.0.as_str()))
+            .await
+            .map_err(gql)?;
+        Ok(entries.into_iter().map(AuditEntryObj::from).collect())
+    }
+}

@@ -1,0 +1,90 @@
+//! Device registration (signer clients) and device reads.
+
+use serde::Serialize;
+
+use super::{forbidden, request_hash, Service};
+use crate::domain::*;
+use crate::error::{Error, ErrorCode, Result};
+
+/// `registerDevice` input.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterDevice {
+    /// Name.
+    pub name: String,
+    /// `virtual` | `manual`.
+    pub kind: String,
+    /// Hex Ed25519 public key.
+    pub identity_signing_key: String,
+    /// Hex X25519 public key.
+    pub identity_encryption_key: String,
+}
+
+impl Service {
+    /// Registers a device (signer clients).
+    pub async fn register_device(
+        &self,
+        p: &Principal,
+        input: RegisterDevice,
+        key: Option<&str>,
+    ) -> Result<Device> {
+        if p.role != Role::Signer {
+            return Err(forbidden("only a signer API client can register devices"));
+        }
+        let hash = request_hash("registerDevice", &input)?;
+        if let Some(id) = self.idempotent_existing(p, key, "registerDevice", &hash).await? {
+            return self.device(p, &id).await;
+        }
+        let now = self.clock.now();
+        let device = new_device(
+            &p.org_id,
+            &p.client_id,
+            &input.name,
+            &input.kind,
+            &input.identity_signing_key,
+            &input.identity_encryption_key,
+            now,
+        )?;
+        let mut tx = self.store.begin().await?;
+        if let Err(e) = self.store.insert_device(&mut tx, &device).await {
+            tx.rollback().await?;
+            // A racing request with the same idempotency key registered these keys.
+            if e.code() == ErrorCode::DuplicateKey {
+                if let Some(id) = self.idempotent_existing(p, key, "registerDevice", &hash).await? {
+                    return self.device(p, &id).await;
+                }
+            }
+            return Err(e);
+        }
+        if !self
+            .idempotent_record(&mut tx, p, key, "registerDevice", &hash, device.id.as_str())
+            .await?
+        {
+            tx.rollback().await?;
+            let id = self.idempotent_lost_race(p, key, "registerDevice", &hash).await?;
+            return self.device(p, &id).await;
+        }
+        let ev = AuditEvent {
+            event: "registered".to_owned(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"name": device.name, "kind": device.kind.as_str()}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "device", device.id.as_str(), now, &[ev])
+            .await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    /// A device of the caller's organisation.
+    pub async fn device(&self, p: &Principal, id: &str) -> Result<Device> {
+        self.store
+            .device_by_id(&p.org_id, id)
+            .await?
+            .ok_or_else(|| Error::not_found("device", id))
+    }
+
+    /// All devices of the caller's organisation.
+    pub async fn devices(&self, p: &Principal) -> Result<Vec<Device>> {
+        self.store.devices(&p.org_id).await
+    }
+}

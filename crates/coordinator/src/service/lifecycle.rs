@@ -1,0 +1,286 @@
+//! What every operation goes through in the service: creation (with what its kind needs
+//! of the vault, checked under the vault's lock), each device action as one locked
+//! transaction around a pure domain transition, persistence of the transition's outcome
+//! (audit, vault change), expiry, and notifications after commit.
+
+use sqlx::AnyConnection;
+
+use super::Service;
+use crate::domain::*;
+use crate::error::{Error, ErrorCode, Result};
+
+impl Service {
+    pub(super) async fn create_operation(
+        &self,
+        p: &Principal,
+        mutation: &str,
+        hash: &str,
+        key: Option<&str>,
+        new_vault: Option<&Vault>,
+        op: Operation,
+    ) -> Result<Operation> {
+        let now = op.created_at;
+        let mut tx = self.store.begin().await?;
+        // What the kind requires of the vault at this moment, checked under its lock.
+        match &op.details {
+            OperationDetails::Reshare { .. } => self.reshare_may_open(&mut tx, p, &op, now).await?,
+            OperationDetails::Presign { .. } => self.presign_may_open(&mut tx, p, &op, now).await?,
+            OperationDetails::Keygen { .. } | OperationDetails::Sign { .. } => {}
+        }
+        if let Some(v) = new_vault {
+            self.store.insert_vault(&mut tx, v).await?;
+            let ev = AuditEvent {
+                event: "created".to_owned(),
+                actor: Some(p.client_id.to_string()),
+                detail: serde_json::json!({"name": v.name, "curve": v.curve.as_str(), "threshold": v.threshold,
+                    "signers": v.signers.iter().map(|s| s.device_id.as_str()).collect::<Vec<_>>()}),
+            };
+            self.store
+                .audit(&mut tx, &p.org_id, "vault", v.id.as_str(), now, &[ev])
+                .await?;
+        }
+        self.store.insert_operation(&mut tx, &op).await?;
+        if !self
+            .idempotent_record(&mut tx, p, key, mutation, hash, op.id.as_str())
+            .await?
+        {
+            tx.rollback().await?;
+            let id = self.idempotent_lost_race(p, key, mutation, hash).await?;
+            return self.operation(p, &id).await;
+        }
+        let ev = AuditEvent {
+            event: "created".to_owned(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"kind": op.kind().as_str(), "vaultId": op.vault_id, "expiresAt": op.expires_at}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "operation", op.id.as_str(), now, &[ev])
+            .await?;
+        tx.commit().await?;
+        if let Some(n) = &self.notifier {
+            let voters: Vec<DeviceId> = op.voters.iter().map(|v| v.device_id.clone()).collect();
+            n.notify(&voters, &op.id, OperationState::AwaitingApproval);
+        }
+        Ok(op)
+    }
+
+    /// Applies `outcome` of a transition to storage inside `c`'s transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn persist(
+        &self,
+        c: &mut AnyConnection,
+        op: &Operation,
+        version: i64,
+        vault: Option<(&mut Vault, i64)>,
+        out: &Outcome,
+        now: Millis,
+    ) -> Result<()> {
+        self.store
+            .update_operation(c, op, version, out.new_vote.as_ref())
+            .await?;
+        self.store
+            .audit(c, &op.org_id, "operation", op.id.as_str(), now, &out.events)
+            .await?;
+        if let (Some(update), Some((vault, vversion))) = (&out.vault_update, vault) {
+            let event = match update {
+                VaultUpdate::Activate {
+                    public_key,
+                    chain_code,
+                    key_set_hash,
+                } => {
+                    vault.public_key = Some(public_key.clone());
+                    vault.chain_code = *chain_code;
+                    vault.key_set_hash = Some(*key_set_hash);
+                    vault.status = VaultStatus::Active;
+                    AuditEvent {
+                        event: "activated".to_owned(),
+                        actor: None,
+                        detail: serde_json::json!({"operationId": op.id, "publicKey": hex::encode(public_key), "keySetHash": hex::encode(key_set_hash)}),
+                    }
+                }
+                VaultUpdate::MarkFailed => {
+                    vault.status = VaultStatus::Failed;
+                    AuditEvent {
+                        event: "failed".to_owned(),
+                        actor: None,
+                        detail: serde_json::json!({"operationId": op.id, "state": op.state.as_str()}),
+                    }
+                }
+                VaultUpdate::Reshared {
+                    signers,
+                    threshold,
+                    key_generation,
+                    key_set_hash,
+                } => {
+                    vault.signers = signers.clone();
+                    vault.threshold = *threshold;
+                    vault.key_generation = *key_generation;
+                    vault.key_set_hash = Some(*key_set_hash);
+                    AuditEvent {
+                        event: "reshared".to_owned(),
+                        actor: None,
+                        detail: serde_json::json!({"operationId": op.id, "threshold": threshold, "keyGeneration": key_generation, "keySetHash": hex::encode(key_set_hash),
+                            "signers": signers.iter().map(|s| s.device_id.as_str()).collect::<Vec<_>>()}),
+                    }
+                }
+            };
+            self.store.update_vault(c, vault, vversion).await?;
+            self.store
+                .audit(c, &op.org_id, "vault", vault.id.as_str(), now, &[event])
+                .await?;
+            if matches!(update, VaultUpdate::Reshared { .. }) {
+                self.fail_stale_operations(c, vault, &op.id, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a completed reshare (same transaction, vault row locked): fails every
+    /// open operation of the vault created at an older key generation.
+    pub(super) async fn fail_stale_operations(
+        &self,
+        c: &mut AnyConnection,
+        vault: &Vault,
+        completed: &OperationId,
+        now: Millis,
+    ) -> Result<()> {
+        let ids = self.store.open_operation_ids(c, &vault.id, None, None).await?;
+        for id in ids.iter().filter(|id| id.as_str() != completed.as_str()) {
+            let Some((mut stale, version)) = self.store.operation(c, Some(&vault.org_id), id, true).await?
+            else {
+                continue;
+            };
+            if let Some(out) = stale.fail_if_stale(vault.key_generation, completed, now) {
+                self.store.update_operation(c, &stale, version, None).await?;
+                self.store
+                    .audit(c, &stale.org_id, "operation", stale.id.as_str(), now, &out.events)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn notify_after(&self, op: &Operation, before: OperationState) {
+        if op.state == OperationState::Ready && before != OperationState::Ready {
+            if let Some(n) = &self.notifier {
+                let members: Vec<DeviceId> = op.committee.iter().map(|m| m.device_id.clone()).collect();
+                n.notify(&members, &op.id, OperationState::Ready);
+            }
+        }
+    }
+
+    /// Runs a device's action on an operation in one locked transaction.
+    pub(super) async fn act<F>(&self, p: &Principal, op_id: &str, device_id: &str, f: F) -> Result<Operation>
+    where
+        F: FnOnce(&mut Operation, &Vault, &DeviceId, Millis) -> Result<Outcome>,
+    {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let device = self.acting_device(&mut tx, p, device_id).await?;
+        // Lock order everywhere: vault row, then operation rows.
+        let (vault_id, _) = self
+            .store
+            .operation_vault_id(&mut tx, Some(&p.org_id), op_id)
+            .await?
+            .ok_or_else(|| Error::not_found("operation", op_id))?;
+        let (mut vault, vversion) = self
+            .store
+            .vault(&mut tx, &p.org_id, &vault_id, true)
+            .await?
+            .ok_or_else(|| Error::internal("act", "operation without vault"))?;
+        let (mut op, version) = self
+            .store
+            .operation(&mut tx, Some(&p.org_id), op_id, true)
+            .await?
+            .ok_or_else(|| Error::not_found("operation", op_id))?;
+        let before = op.state;
+        if let Some(out) = op.expire_if_due(now) {
+            self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
+                .await?;
+            tx.commit().await?;
+            return Err(Error::new(
+                ErrorCode::Expired,
+                format!("operation {op_id} has expired"),
+            ));
+        }
+        let out = match f(&mut op, &vault, &device.id, now) {
+            Ok(out) => out,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        };
+        // A signature that just became Ready takes a presignature of its committee, if one
+        // is stocked, in the same transaction (so no presignature serves two signatures).
+        if op.state == OperationState::Ready && before != OperationState::Ready && op.can_use_presignature() {
+            self.assign_presignature(&mut tx, &mut op, now).await?;
+        }
+        self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
+            .await?;
+        tx.commit().await?;
+        self.notify_after(&op, before).await;
+        match out.refusal {
+            Some(e) => Err(e),
+            None => Ok(op),
+        }
+    }
+
+    /// A device's vote.
+    pub async fn vote(&self, p: &Principal, op_id: &str, device_id: &str, vote: &str) -> Result<Operation> {
+        let choice = VoteChoice::parse(vote)?;
+        self.act(p, op_id, device_id, |op, _, d, now| op.vote(d, choice, now))
+            .await
+    }
+
+    /// A committee member reports it started the protocol.
+    pub async fn start_operation(&self, p: &Principal, op_id: &str, device_id: &str) -> Result<Operation> {
+        self.act(p, op_id, device_id, |op, _, d, now| op.start(d, now))
+            .await
+    }
+
+    /// A committee member reports a protocol failure.
+    pub async fn report_failure(
+        &self,
+        p: &Principal,
+        op_id: &str,
+        device_id: &str,
+        reason: &str,
+        culprits: Vec<String>,
+    ) -> Result<Operation> {
+        let culprits: Vec<DeviceId> = culprits.into_iter().map(DeviceId::from_string).collect();
+        self.act(p, op_id, device_id, |op, _, d, now| {
+            op.report_failure(d, reason, culprits, now)
+        })
+        .await
+    }
+
+    /// Expires one operation if it is due (locked).
+    pub(super) async fn expire_one(&self, op_id: &str) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        // Lock order: vault row, then operation row.
+        let Some((vault_id, org)) = self.store.operation_vault_id(&mut tx, None, op_id).await? else {
+            return Ok(());
+        };
+        let mut vault = self.store.vault(&mut tx, &org, &vault_id, true).await?;
+        let Some((mut op, version)) = self.store.operation(&mut tx, None, op_id, true).await? else {
+            return Ok(());
+        };
+        let Some(out) = op.expire_if_due(now) else {
+            return Ok(());
+        };
+        let vault_ref = vault.as_mut().map(|(v, ver)| (v, *ver));
+        self.persist(&mut tx, &op, version, vault_ref, &out, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Expires every due operation (of one organisation, or all). Returns how many.
+    pub async fn sweep_expired(&self, org: Option<&OrgId>) -> Result<usize> {
+        let ids = self.store.due_for_expiry(org, self.clock.now()).await?;
+        for id in &ids {
+            self.expire_one(id).await?;
+        }
+        Ok(ids.len())
+    }
+}

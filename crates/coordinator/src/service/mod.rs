@@ -1,0 +1,182 @@
+//! The coordinator service: authorisation, idempotency and transactions around the
+//! pure domain transitions, then notifications and broadcasting after commit.
+//!
+//! # Layout
+//! - this file: the [`Service`], its clock and settings, and who may act as a device.
+//! - [`idempotency`]: idempotency keys of mutations.
+//! - [`organisations`]: organisations, API clients, access tokens.
+//! - [`devices`]: device registration and reads.
+//! - [`vaults`]: vault reads and signer-set input.
+//! - [`lifecycle`]: what every operation goes through: creation, one locked transaction per
+//!   device action (vote, start, failure report, results), persistence of a transition's
+//!   outcome, expiry, stale operations after a reshare, notifications.
+//! - What each kind adds: [`keygen`] (vault creation), [`sign`] (requests, verified
+//!   signatures, broadcasting), [`reshare`], [`presign`] (presignature stock and use).
+//! - [`reads`]: operation queries, the lists a device polls, the audit log.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use sqlx::AnyConnection;
+
+use crate::broadcast::Broadcaster;
+use crate::domain::*;
+use crate::error::{Error, ErrorCode, Result};
+use crate::notify::Notifier;
+use crate::store::Store;
+
+pub mod devices;
+pub mod idempotency;
+pub mod keygen;
+pub mod lifecycle;
+pub mod organisations;
+pub mod presign;
+pub mod reads;
+pub mod reshare;
+pub mod sign;
+pub mod vaults;
+
+pub use devices::RegisterDevice;
+pub use organisations::InitOutput;
+pub use presign::MAX_OPEN_PRESIGNATURES;
+pub use reads::OperationFilter;
+pub use reshare::RequestReshare;
+pub use sign::RequestSignature;
+pub use vaults::{CreateVault, SignerInput};
+
+/// Wall clock in milliseconds, with an offset tests can advance (expiry tests).
+#[derive(Clone, Default, Debug)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Now, in ms since the epoch (plus the offset).
+    pub fn now(&self) -> Millis {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        wall.saturating_add(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves this clock forward (tests).
+    pub fn advance(&self, d: std::time::Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+/// Service settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Expiry windows.
+    pub expiry: ExpiryPolicy,
+    /// Access token lifetime.
+    pub token_ttl_ms: Millis,
+    /// Argon2 verifications (`/oauth/token`) running at once; more wait.
+    pub max_concurrent_verifications: usize,
+    /// How long a token request waits for a verification slot before
+    /// `TOO_MANY_REQUESTS` (HTTP 429).
+    pub verification_wait_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            expiry: ExpiryPolicy::default(),
+            token_ttl_ms: 15 * 60 * 1000,
+            max_concurrent_verifications: 4,
+            verification_wait_ms: 5000,
+        }
+    }
+}
+
+/// The service.
+pub struct Service {
+    store: Store,
+    clock: Clock,
+    settings: Settings,
+    notifier: Option<Notifier>,
+    broadcaster: Broadcaster,
+    verifications: Arc<tokio::sync::Semaphore>,
+}
+
+pub(crate) fn forbidden(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::Forbidden, msg)
+}
+
+pub(crate) fn request_hash<T: Serialize>(mutation: &str, input: &T) -> Result<String> {
+    let json = serde_json::to_string(input).map_err(|e| Error::internal("idempotency", e))?;
+    Ok(hex::encode(Sha256::digest(
+        format!("{mutation}\n{json}").as_bytes(),
+    )))
+}
+
+impl Service {
+    /// A service over `store`.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        notifier: Option<Notifier>,
+        broadcaster: Broadcaster,
+    ) -> Self {
+        let verifications = Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_verifications.max(1),
+        ));
+        Self {
+            store,
+            clock,
+            settings,
+            notifier,
+            broadcaster,
+            verifications,
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Service {
+    pub(super) fn require_operator(p: &Principal) -> Result<()> {
+        if p.role != Role::Operator {
+            return Err(forbidden("this needs an operator API client"));
+        }
+        Ok(())
+    }
+
+    /// Loads a device the caller may act as: same organisation, signer role, and
+    /// registered by this very API client ("a device can only act as itself").
+    pub(super) async fn acting_device(
+        &self,
+        c: &mut AnyConnection,
+        p: &Principal,
+        device_id: &str,
+    ) -> Result<Device> {
+        let device = self
+            .store
+            .device(c, &p.org_id, device_id)
+            .await?
+            .ok_or_else(|| Error::not_found("device", device_id))?;
+        if p.role != Role::Signer {
+            return Err(forbidden("only a signer API client can act as a device"));
+        }
+        if device.registered_by != p.client_id {
+            return Err(forbidden(format!(
+                "device {device_id} was registered by another API client; a device can only act as itself"
+            )));
+        }
+        Ok(device)
+    }
+}

@@ -1,0 +1,81 @@
+//! Device rows.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::Store;
+use crate::domain::*;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Inserts a device.
+    pub async fn insert_device(&self, c: &mut AnyConnection, d: &Device) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO devices (id, org_id, registered_by, name, kind, identity_signing_key, identity_encryption_key, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(d.id.as_str())
+        .bind(d.org_id.as_str())
+        .bind(d.registered_by.as_str())
+        .bind(&d.name)
+        .bind(d.kind.as_str())
+        .bind(hex::encode(d.identity_signing_key))
+        .bind(hex::encode(d.identity_encryption_key))
+        .bind(d.status.as_str())
+        .bind(d.created_at)
+        .execute(c)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::new(
+                crate::error::ErrorCode::DuplicateKey,
+                "a device with this identitySigningKey or identityEncryptionKey is already registered",
+            ),
+            _ => Error::from(e),
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn device_from_row(r: &AnyRow) -> Result<Device> {
+        let key = |col: &str| -> Result<[u8; 32]> {
+            let s: String = r.try_get(col)?;
+            let v = hex::decode(s).map_err(|e| Error::internal("device key", e))?;
+            <[u8; 32]>::try_from(v.as_slice()).map_err(|e| Error::internal("device key", e))
+        };
+        Ok(Device {
+            id: DeviceId::from_string(r.try_get::<String, _>("id")?),
+            org_id: OrgId::from_string(r.try_get::<String, _>("org_id")?),
+            name: r.try_get("name")?,
+            kind: DeviceKind::parse(&r.try_get::<String, _>("kind")?)?,
+            identity_signing_key: key("identity_signing_key")?,
+            identity_encryption_key: key("identity_encryption_key")?,
+            status: DeviceStatus::parse(&r.try_get::<String, _>("status")?)?,
+            registered_by: ClientId::from_string(r.try_get::<String, _>("registered_by")?),
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    /// A device of an organisation.
+    pub async fn device(&self, c: &mut AnyConnection, org: &OrgId, id: &str) -> Result<Option<Device>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = $1 AND org_id = $2")
+            .bind(id)
+            .bind(org.as_str())
+            .fetch_optional(c)
+            .await?;
+        row.as_ref().map(Self::device_from_row).transpose()
+    }
+
+    /// All devices of an organisation.
+    pub async fn devices(&self, org: &OrgId) -> Result<Vec<Device>> {
+        let rows = sqlx::query("SELECT * FROM devices WHERE org_id = $1 ORDER BY created_at, id")
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::device_from_row).collect()
+    }
+
+    /// A device by id, outside a transaction.
+    pub async fn device_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Device>> {
+        let mut c = self.pool.acquire().await?;
+        self.device(&mut c, org, id).await
+    }
+}

@@ -1,0 +1,270 @@
+//! Operation rows (versioned, locked for update) and their votes.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Store, PRESIGNATURE_SCAN};
+use crate::domain::*;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Inserts an operation (version 0).
+    pub async fn insert_operation(&self, c: &mut AnyConnection, op: &Operation) -> Result<()> {
+        let body = serde_json::to_string(op).map_err(|e| Error::internal("operation json", e))?;
+        sqlx::query(
+            "INSERT INTO operations (id, org_id, vault_id, kind, state, expires_at, version, body, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9)",
+        )
+        .bind(op.id.as_str())
+        .bind(op.org_id.as_str())
+        .bind(op.vault_id.as_str())
+        .bind(op.kind().as_str())
+        .bind(op.state.as_str())
+        .bind(op.expires_at)
+        .bind(body)
+        .bind(op.created_at)
+        .bind(op.updated_at)
+        .execute(c)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn votes(&self, c: &mut AnyConnection, op: &OperationId) -> Result<Vec<Vote>> {
+        let rows = sqlx::query(
+            "SELECT device_id, choice, weight, seq, at FROM votes WHERE operation_id = $1 ORDER BY seq",
+        )
+        .bind(op.as_str())
+        .fetch_all(c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Vote {
+                    device_id: DeviceId::from_string(r.try_get::<String, _>("device_id")?),
+                    choice: VoteChoice::parse(&r.try_get::<String, _>("choice")?)?,
+                    weight: u32::try_from(r.try_get::<i64, _>("weight")?)
+                        .map_err(|e| Error::internal("vote", e))?,
+                    seq: u32::try_from(r.try_get::<i64, _>("seq")?)
+                        .map_err(|e| Error::internal("vote", e))?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn operation_from_row(r: &AnyRow) -> Result<(Operation, i64)> {
+        let body: String = r.try_get("body")?;
+        let op: Operation = serde_json::from_str(&body).map_err(|e| Error::internal("operation json", e))?;
+        Ok((op, r.try_get("version")?))
+    }
+
+    /// An operation with its votes and version; `lock` takes a row lock (PostgreSQL).
+    pub async fn operation(
+        &self,
+        c: &mut AnyConnection,
+        org: Option<&OrgId>,
+        id: &str,
+        lock: bool,
+    ) -> Result<Option<(Operation, i64)>> {
+        let sql = format!(
+            "SELECT body, version FROM operations WHERE id = $1{}{}",
+            if org.is_some() { " AND org_id = $2" } else { "" },
+            if lock { self.for_update() } else { "" }
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+        if let Some(org) = org {
+            q = q.bind(org.as_str());
+        }
+        let Some(row) = q.fetch_optional(&mut *c).await? else {
+            return Ok(None);
+        };
+        let (mut op, version) = Self::operation_from_row(&row)?;
+        op.votes = self.votes(c, &op.id).await?;
+        Ok(Some((op, version)))
+    }
+
+    /// The vault and organisation of an operation (no lock): callers lock the vault row first, then the
+    /// operation row, so that every transaction takes locks in the order vault → operation.
+    pub async fn operation_vault_id(
+        &self,
+        c: &mut AnyConnection,
+        org: Option<&OrgId>,
+        id: &str,
+    ) -> Result<Option<(String, OrgId)>> {
+        let sql = format!(
+            "SELECT vault_id, org_id FROM operations WHERE id = $1{}",
+            if org.is_some() { " AND org_id = $2" } else { "" }
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+        if let Some(org) = org {
+            q = q.bind(org.as_str());
+        }
+        let row = q.fetch_optional(c).await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<String, _>("vault_id")?,
+                OrgId::from_string(r.try_get::<String, _>("org_id")?),
+            ))
+        })
+        .transpose()
+    }
+
+    /// An operation outside a transaction.
+    pub async fn operation_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Operation>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(self
+            .operation(&mut c, Some(org), id, false)
+            .await?
+            .map(|(o, _)| o))
+    }
+
+    /// Operations of an organisation, newest first, optionally filtered.
+    pub async fn operations(
+        &self,
+        org: &OrgId,
+        vault: Option<&str>,
+        states: &[OperationState],
+        kind: Option<OperationKind>,
+        limit: i64,
+    ) -> Result<Vec<Operation>> {
+        let mut sql = "SELECT body, version FROM operations WHERE org_id = $1".to_owned();
+        let mut n = 1;
+        if vault.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND vault_id = ${n}"));
+        }
+        if kind.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND kind = ${n}"));
+        }
+        if !states.is_empty() {
+            let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+        }
+        n += 1;
+        sql.push_str(&format!(" ORDER BY created_at DESC, id LIMIT ${n}"));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org.as_str());
+        if let Some(v) = vault {
+            q = q.bind(v);
+        }
+        if let Some(k) = kind {
+            q = q.bind(k.as_str());
+        }
+        let mut c = self.pool.acquire().await?;
+        let rows = q.bind(limit).fetch_all(&mut *c).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (mut op, _) = Self::operation_from_row(r)?;
+            op.votes = self.votes(&mut c, &op.id).await?;
+            out.push(op);
+        }
+        Ok(out)
+    }
+
+    /// Ids of the open (AwaitingApproval, Ready, InProgress) operations of a vault,
+    /// optionally of one kind and only those not yet past their expiry, oldest first.
+    /// Read inside `c`'s transaction (after the vault row was locked).
+    pub async fn open_operation_ids(
+        &self,
+        c: &mut AnyConnection,
+        vault_id: &VaultId,
+        kind: Option<OperationKind>,
+        live_at: Option<Millis>,
+    ) -> Result<Vec<String>> {
+        let mut sql = "SELECT id FROM operations WHERE vault_id = $1 AND state IN ('AwaitingApproval', 'Ready', 'InProgress')".to_owned();
+        let mut n = 1;
+        if kind.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND kind = ${n}"));
+        }
+        if live_at.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND expires_at > ${n}"));
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(vault_id.as_str());
+        if let Some(k) = kind {
+            q = q.bind(k.as_str());
+        }
+        if let Some(t) = live_at {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(c).await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Ids of the newest Completed presign operations of a vault (at most
+    /// [`PRESIGNATURE_SCAN`]): consumption is in the body, so the caller locks and checks
+    /// each; newest first, because consumed ones accumulate among the old. Missing an
+    /// older unconsumed one only means the full protocol.
+    pub async fn presignature_ids(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<String>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
+        )))
+        .bind(vault_id.as_str())
+        .fetch_all(c)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Ids of operations past their expiry and not final (optionally of one org).
+    pub async fn due_for_expiry(&self, org: Option<&OrgId>, now: Millis) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM operations WHERE state IN ('AwaitingApproval', 'Ready', 'InProgress') AND expires_at <= $1{}",
+            if org.is_some() { " AND org_id = $2" } else { "" }
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        if let Some(org) = org {
+            q = q.bind(org.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Writes an operation if its version is still `expected`; inserts `new_vote`.
+    pub async fn update_operation(
+        &self,
+        c: &mut AnyConnection,
+        op: &Operation,
+        expected: i64,
+        new_vote: Option<&Vote>,
+    ) -> Result<()> {
+        if let Some(v) = new_vote {
+            sqlx::query("INSERT INTO votes (operation_id, device_id, choice, weight, seq, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(op.id.as_str())
+                .bind(v.device_id.as_str())
+                .bind(v.choice.as_str())
+                .bind(i64::from(v.weight))
+                .bind(i64::from(v.seq))
+                .bind(v.at)
+                .execute(&mut *c)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => Error::new(
+                        crate::error::ErrorCode::AlreadyVoted,
+                        format!("device {} has already voted on operation {}", v.device_id, op.id),
+                    ),
+                    _ => Error::from(e),
+                })?;
+        }
+        let body = serde_json::to_string(op).map_err(|e| Error::internal("operation json", e))?;
+        let done = sqlx::query(
+            "UPDATE operations SET body = $1, state = $2, expires_at = $3, updated_at = $4, version = version + 1 \
+             WHERE id = $5 AND version = $6",
+        )
+        .bind(body)
+        .bind(op.state.as_str())
+        .bind(op.expires_at)
+        .bind(op.updated_at)
+        .bind(op.id.as_str())
+        .bind(expected)
+        .execute(&mut *c)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::internal(
+                "update operation",
+                "concurrent update of the operation; retry",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! The rules of each setting: the broker, its CA, the initial devices, the approval mode,
+//! telemetry exporters, the keystore location and sealing, polling and log format.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+use vsigner_approval::{ApprovalConfig, ApprovalValues};
+use zeroize::Zeroizing;
+
+use super::raw::Raw;
+use super::values::{numbered, quoted, MqttParts, Reader};
+use super::*;
+
+impl Reader {
+    pub(super) fn mqtt(&self) -> Result<MqttParts, ConfigError> {
+        let key = keys::MQTT_ENDPOINT;
+        let s = self.required(key, "the MQTT broker URL, e.g. mqtts://broker:8883")?;
+        let expected = "expected mqtt://, mqtts://, tcp://, ssl:// or tls:// URL";
+        let mut url = Url::parse(&s)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl" | "tls"))
+            .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+            .ok_or_else(|| self.err(key, format!("{expected}, got {}", quoted(&s))))?;
+        let username = self.string(keys::MQTT_USERNAME)?;
+        let password = self.secret(keys::MQTT_PASSWORD, 1)?;
+        let url_user = (!url.username().is_empty()).then(|| url.username().to_owned());
+        let url_password = url.password().map(|p| Zeroizing::new(p.to_owned()));
+        if (url_user.is_some() || url_password.is_some()) && (username.is_some() || password.is_some()) {
+            return Err(self.err(
+                key,
+                "has credentials in the URL and MQTTUsername/MQTTPassword are set: keep one of them",
+            ));
+        }
+        // Move credentials out of the URL so that the endpoint can be shown and logged.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(MqttParts {
+            endpoint: url,
+            username: username.or(url_user),
+            password: password.or(url_password),
+        })
+    }
+
+    pub(super) fn ca_cert(&self) -> Result<Option<CaCert>, ConfigError> {
+        let key = keys::MQTT_CA_CERT;
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
+        let (pem, source) = if s.contains("-----BEGIN") {
+            (s.into_bytes(), CaCertSource::Inline)
+        } else {
+            let path = PathBuf::from(&s);
+            let pem = std::fs::read(&path).map_err(|e| {
+                self.err(
+                    key,
+                    format!(
+                        "expected PEM text or a readable PEM file, cannot read {}: {e}",
+                        quoted(&s)
+                    ),
+                )
+            })?;
+            (pem, CaCertSource::File(path))
+        };
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(self.err(key, "expected a PEM certificate (-----BEGIN CERTIFICATE-----)"));
+        }
+        Ok(Some(CaCert { pem, source }))
+    }
+
+    pub(super) fn initial_devices(&self) -> Result<Vec<String>, ConfigError> {
+        let key = keys::INITIAL_DEVICES;
+        let expected = format!(
+            "expected a number of devices (0 to {MAX_INITIAL_DEVICES}), a device name, or a list of names"
+        );
+        let names: Vec<String> = match self.map.get(key) {
+            None => Vec::new(),
+            Some((Raw::Int(n), _)) => numbered(*n).ok_or_else(|| self.err(key, expected.clone()))?,
+            Some((Raw::Str(s), _)) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    Vec::new()
+                } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                    s.parse()
+                        .ok()
+                        .and_then(numbered)
+                        .ok_or_else(|| self.err(key, expected.clone()))?
+                } else {
+                    s.split(',').map(|n| n.trim().to_owned()).collect()
+                }
+            }
+            Some((Raw::List(items), _)) => items
+                .iter()
+                .map(|i| match i {
+                    Raw::Str(s) => Ok(s.trim().to_owned()),
+                    other => Err(self.err(key, format!("{expected}; got {} in the list", other.type_name()))),
+                })
+                .collect::<Result<_, _>>()?,
+            Some((other, _)) => return Err(self.err(key, format!("{expected}, got {}", other.type_name()))),
+        };
+        if names.len() > MAX_INITIAL_DEVICES {
+            return Err(self.err(key, format!("at most {MAX_INITIAL_DEVICES} devices")));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if let Err(problem) = check_device_name(name) {
+                return Err(self.err(key, format!("device name {}: {problem}", quoted(name))));
+            }
+            if names.iter().take(i).any(|n| n == name) {
+                return Err(self.err(key, format!("device name {} appears twice", quoted(name))));
+            }
+        }
+        Ok(names)
+    }
+
+    pub(super) fn approval(&self) -> Result<ApprovalConfig, ConfigError> {
+        use vsigner_approval::config::keys as a;
+        let values = ApprovalValues {
+            approval_mode: self.string(a::APPROVAL_MODE)?,
+            external_transaction_approval_url: self.string(a::TRANSACTION_URL)?,
+            external_reshare_approval_url: self.string(a::RESHARE_URL)?,
+            approval_http_public_key_hex: self.string(a::PUBLIC_KEY_HEX)?,
+            approval_node_rpc_address: self.string(a::NODE_RPC)?,
+            approval_smart_contract_address: self.string(a::CONTRACT_ADDRESS)?,
+            approval_timeout_seconds: self.string(a::TIMEOUT_SECONDS)?,
+            approval_retries: self.string(a::RETRIES)?,
+        };
+        ApprovalConfig::from_values(&values).map_err(|e| {
+            use vsigner_approval::ConfigError as E;
+            let key = e.key();
+            match e {
+                E::Missing { key, .. } if key == a::APPROVAL_MODE => {
+                    ConfigError::key_error(key, None, "must be set (AlwaysApprove, API or SmartContract)")
+                }
+                E::Missing { key, mode } => {
+                    ConfigError::key_error(key, None, format!("must be set when ApprovalMode is {mode}"))
+                }
+                E::Invalid { key, reason } => self.err(key, reason),
+                other => self.err(key, other.to_string()),
+            }
+        })
+    }
+
+    pub(super) fn trace_exporter(&self) -> Result<TraceSpanExporter, ConfigError> {
+        let key = keys::TRACE_SPAN_EXPORTER;
+        match self.string(key)? {
+            None => Ok(TraceSpanExporter::None),
+            Some(s) => match s.to_ascii_lowercase().as_str() {
+                "none" => Ok(TraceSpanExporter::None),
+                "stdout" => Ok(TraceSpanExporter::Stdout),
+                "otlp-no-tls" => Ok(TraceSpanExporter::OtlpNoTls),
+                "otlp-tls" => Ok(TraceSpanExporter::OtlpTls),
+                _ => Err(self.err(
+                    key,
+                    format!(
+                        "expected none, stdout, OTLP-NO-TLS or OTLP-TLS, got {}",
+                        quoted(&s)
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// An OTLP/HTTP URL; `tls`: `Some(true)` requires https, `Some(false)` http.
+    pub(super) fn otlp_url(
+        &self,
+        key: &'static str,
+        s: &str,
+        tls: Option<bool>,
+        signal: &str,
+    ) -> Result<Url, ConfigError> {
+        let mut url = self.http_url(key, s)?;
+        match tls {
+            Some(true) if url.scheme() != "https" => {
+                return Err(self.err(key, "expected an https:// URL when TraceSpanExporter is OTLP-TLS"))
+            }
+            Some(false) if url.scheme() != "http" => {
+                return Err(self.err(
+                    key,
+                    "expected an http:// URL when TraceSpanExporter is OTLP-NO-TLS",
+                ))
+            }
+            _ => {}
+        }
+        let suffix = format!("/v1/{signal}");
+        if !url.path().ends_with(&suffix) {
+            let path = format!("{}{suffix}", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+        }
+        Ok(url)
+    }
+
+    pub(super) fn storage(&self) -> Result<String, ConfigError> {
+        let key = keys::STORAGE_BUCKET_URL;
+        let Some(s) = self.string(key)? else {
+            return Ok(DEFAULT_STORAGE_BUCKET_URL.to_owned());
+        };
+        if let Some((scheme, rest)) = s.split_once("://") {
+            const SCHEMES: &[&str] = &[
+                "file", "memory", "s3", "s3a", "az", "azure", "abfs", "abfss", "adl",
+            ];
+            if !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
+                || (scheme != "memory" && rest.is_empty())
+            {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "expected a directory path or a file://, s3:// or az:// URL, got {}",
+                        quoted(&s)
+                    ),
+                ));
+            }
+        }
+        Ok(s)
+    }
+
+    pub(super) fn sealing(&self) -> Result<KeystoreSealing, ConfigError> {
+        let passphrase = self.secret(keys::KEYSTORE_PASSPHRASE, MIN_PASSPHRASE_LEN)?;
+        let key_file = self.string(keys::KEYSTORE_KEY_FILE)?.map(PathBuf::from);
+        let key = keys::KEYSTORE_SEALING;
+        let mode = match self.string(key)? {
+            Some(s) => match s.to_ascii_lowercase().as_str() {
+                m @ ("passphrase" | "keyfile" | "sgx") => m.to_owned(),
+                _ => return Err(self.err(key, format!("expected passphrase, keyfile or sgx, got {}", quoted(&s)))),
+            },
+            None => match (&passphrase, &key_file) {
+                (Some(_), None) => "passphrase".to_owned(),
+                (None, Some(_)) => "keyfile".to_owned(),
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::key_error(
+                        key,
+                        None,
+                        "must be set (passphrase or keyfile) when both KeystorePassphrase and KeystoreKeyFile are set",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::key_error(
+                        key,
+                        None,
+                        "must be set (passphrase, keyfile or sgx), or set KeystorePassphrase or KeystoreKeyFile",
+                    ))
+                }
+            },
+        };
+        let unused =
+            |k: &'static str, m: &str| self.err(k, format!("must not be set when KeystoreSealing is {m}"));
+        match mode.as_str() {
+            "passphrase" => {
+                if key_file.is_some() {
+                    return Err(unused(keys::KEYSTORE_KEY_FILE, "passphrase"));
+                }
+                passphrase.map(KeystoreSealing::Passphrase).ok_or_else(|| {
+                    ConfigError::key_error(
+                        keys::KEYSTORE_PASSPHRASE,
+                        None,
+                        "must be set when KeystoreSealing is passphrase",
+                    )
+                })
+            }
+            "keyfile" => {
+                if passphrase.is_some() {
+                    return Err(unused(keys::KEYSTORE_PASSPHRASE, "keyfile"));
+                }
+                key_file.map(KeystoreSealing::KeyFile).ok_or_else(|| {
+                    ConfigError::key_error(
+                        keys::KEYSTORE_KEY_FILE,
+                        None,
+                        "must be set when KeystoreSealing is keyfile",
+                    )
+                })
+            }
+            _ => {
+                if passphrase.is_some() {
+                    return Err(unused(keys::KEYSTORE_PASSPHRASE, "sgx"));
+                }
+                if key_file.is_some() {
+                    return Err(unused(keys::KEYSTORE_KEY_FILE, "sgx"));
+                }
+                Ok(KeystoreSealing::Sgx)
+            }
+        }
+    }
+
+    pub(super) fn poll_interval(&self) -> Result<Duration, ConfigError> {
+        let key = keys::POLL_INTERVAL_SECONDS;
+        match self.string(key)? {
+            None => Ok(DEFAULT_POLL_INTERVAL),
+            Some(s) => s
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v >= 0.05 && *v <= 3600.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!(
+                            "expected a number of seconds from 0.05 to 3600, got {}",
+                            quoted(&s)
+                        ),
+                    )
+                }),
+        }
+    }
+
+    pub(super) fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        let key = keys::LOG_FORMAT;
+        match self.string(key)?.map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(other) => Err(self.err(key, format!("expected json or text, got {}", quoted(other)))),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The Virtual Signer daemon: it owns the virtual devices, runs one loop per device, and
+//! shuts down gracefully. Each stage of an operation's life is a module of its own, read in
+//! this order:
+//!
+//! 1. [`device_loop`]: each device learns of work from the coordinator's MQTT notification
+//!    *and* by polling (`PollIntervalSeconds`), so a lost notification only delays it; it
+//!    claims each operation once.
+//! 2. [`vote`]: for an operation awaiting its vote, build the approval request
+//!    ([`approval_request::build`](crate::approval_request::build)), ask the approver, vote.
+//!    An approval is remembered with the exact request approved.
+//! 3. [`take_part`]: for a Ready operation whose committee includes the device, check the
+//!    committee's keys and that the operation still equals the approved request (after a
+//!    restart, when nothing is remembered, the approver is asked again); then
+//!    `startOperation` and run the protocol ([`crate::protocol`]) on a blocking thread.
+//! 4. [`submit`]: submit the result (retried on network errors) or report the failure with
+//!    its culprits.
+//! 5. [`confirm`]: after a keygen or reshare, wait for the coordinator to complete the
+//!    operation, then confirm the new share generation in the keystore (which destroys the
+//!    previous one), or destroy the share of a device that left the signer set.
+//!
+//! Beside them: [`registration`] (creating and registering devices) and [`presignatures`]
+//! (the keeper of each vault's ECDSA presignature pool).
+//!
+//! Runs are bounded by `MaxConcurrentOperations`. An operation found InProgress that this
+//! process never joined and that started before the process did was interrupted by a
+//! restart: its protocol state is gone, so the device reports the failure at once (the
+//! operation can be requested again) instead of letting the others wait for a timeout.
+//!
+//! # Shutdown
+//! On SIGTERM/SIGINT the loops stop taking work, running protocols get
+//! [`SHUTDOWN_GRACE`] to finish; those still running are reported failed ("device shut
+//! down during the run"), then the links close and telemetry is flushed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vsigner_approval::{AnyApprover, ApprovalRequest};
+use vsigner_keystore::{KeyFile, Keystore, KeystoreError, Passphrase, SealingProvider, SgxSealing};
+use vsigner_transport::{DeviceIdentity, Link};
+use vsigner_tss::ecdsa::AuxInfoOptions;
+
+use crate::api::{DeviceRegistrar, Readiness, ReadinessReport, RegisteredDevice, RegistrationError};
+use crate::config::{KeystoreSealing, SignerConfig};
+use crate::coordinator_api::{ApiError, CoordinatorClient, Operation};
+use crate::devices;
+use crate::metrics::OperationKind;
+use crate::prime_stock::PrimeStock;
+
+mod confirm;
+mod device_loop;
+mod presignatures;
+mod registration;
+mod submit;
+mod take_part;
+mod vote;
+
+pub use presignatures::{MAX_PRESIGNATURES_PER_REQUEST, PRESIGNATURE_CHECK_EVERY, PRESIGN_RETRY_PAUSE_SECS};
+
+/// How long start-up waits for an unreachable coordinator.
+pub const START_WAIT: Duration = Duration::from_secs(60);
+/// Time running protocols get to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a protocol run waits for the next message (aux-info rounds compute for tens of
+/// seconds on slow machines).
+pub const RUN_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long an aux-info run waits for a prime set when the stock is empty: less than the
+/// idle timeout, after which the other members give up on this device anyway.
+pub const PRIME_WAIT: Duration = Duration::from_secs(150);
+/// How long a follow-up waits for the coordinator to complete a keygen or reshare.
+pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
+/// Approvals of operations that never became Ready are forgotten after this long.
+pub const APPROVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// How often a running protocol checks that the coordinator has not ended its operation.
+pub const RUN_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The keystore could not be opened or unsealed.
+    #[error("keystore ({location}): {source}")]
+    Keystore {
+        /// `STORAGE_BUCKET_URL` as shown.
+        location: String,
+        /// Cause.
+        source: KeystoreError,
+    },
+    /// The coordinator refused the credentials.
+    #[error("{0}")]
+    Coordinator(ApiError),
+    /// A device could not be created or started.
+    #[error("device {name:?}: {reason}")]
+    Device {
+        /// Its name.
+        name: String,
+        /// Cause.
+        reason: String,
+    },
+    /// Something else (threads).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One virtual device at run time.
+struct DeviceRuntime {
+    id: String,
+    name: String,
+    identity: Arc<DeviceIdentity>,
+    link: Arc<Link>,
+    approver: AnyApprover,
+    wake: tokio::sync::Notify,
+}
+
+type Key = (String, String); // (device id, operation id)
+
+/// The (device, operation) pairs being handled now, and those this process is done with.
+#[derive(Default)]
+struct Work {
+    inflight: HashSet<Key>,
+    finished: HashSet<Key>,
+}
+
+struct Inner {
+    config: SignerConfig,
+    keystore: Arc<Keystore>,
+    coordinator: CoordinatorClient,
+    primes: PrimeStock,
+    devices: RwLock<BTreeMap<String, Arc<DeviceRuntime>>>,
+    creating: tokio::sync::Mutex<()>,
+    permits: Arc<Semaphore>,
+    /// The permit of each running operation, shared by this instance's devices in its
+    /// committee (one permit per operation, not per device: two local members of one
+    /// committee must never wait for each other's permit).
+    operation_permits: Mutex<HashMap<String, std::sync::Weak<OwnedSemaphorePermit>>>,
+    /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
+    work: Mutex<Work>,
+    approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
+    started_at: DateTime<Utc>,
+    coordinator_seen: Mutex<Option<Instant>>,
+    stop: CancellationToken,
+    hard_stop: CancellationToken,
+    tasks: TaskTracker,
+    prime_stop: Arc<AtomicBool>,
+    aux_options: AuxInfoOptions,
+}
+
+/// The running daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a (device, operation) from the in-flight set when dropped.
+struct InflightGuard {
+    inner: Arc<Inner>,
+    key: Key,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        lock(&self.inner.work).inflight.remove(&self.key);
+    }
+}
+
+/// Opens the keystore with the configured sealing.
+pub async fn open_keystore(config: &SignerConfig) -> Result<Keystore, StartError> {
+    let location = crate::config::shown_storage(&config.storage_bucket_url);
+    let err = |source| StartError::Keystore {
+        location: location.clone(),
+        source,
+    };
+    let provider: Box<dyn SealingProvider> = match &config.keystore_sealing {
+        KeystoreSealing::Passphrase(p) => Box::new(Passphrase::new(p.as_str())),
+        KeystoreSealing::KeyFile(path) if path.exists() => Box::new(KeyFile::new(path)),
+        KeystoreSealing::KeyFile(path) => Box::new(KeyFile::create(path).map_err(err)?),
+        KeystoreSealing::Sgx => Box::new(SgxSealing::detect().ok_or_else(|| {
+            err(KeystoreError::Lifecycle(
+                "KeystoreSealing is sgx but this process does not run inside a Gramine SGX enclave".into(),
+            ))
+        })?),
+    };
+    Keystore::open(&config.storage_bucket_url, provider.as_ref())
+        .await
+        .map_err(err)
+}
+
+fn kind_of(op: &Operation) -> OperationKind {
+    match op.kind.as_str() {
+        "Keygen" => OperationKind::Keygen,
+        "Reshare" => OperationKind::Reshare,
+        "Presign" => OperationKind::Presign,
+        _ => OperationKind::Sign,
+    }
+}
+
+impl Daemon {
+    /// Opens the keystore, checks the coordinator credentials, starts the prime stock, loads
+    /// (or creates, from `InitialDevices`) the devices and starts their loops.
+    pub async fn start(config: SignerConfig) -> Result<Daemon, StartError> {
+        let keystore = Arc::new(open_keystore(&config).await?);
+        let cleaned = keystore
+            .clean_leftovers()
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: keystore.location().to_owned(),
+                source,
+            })?;
+        if !cleaned.is_empty() {
+            tracing::warn!(
+                interrupted_writes = cleaned.interrupted_writes.len(),
+                superseded_shares = cleaned.superseded_shares.len(),
+                unconfirmed_shares = cleaned.unconfirmed_shares.len(),
+                "the keystore had leftovers of an interrupted run (cleaned; unconfirmed shares await the coordinator)"
+            );
+        }
+        let coordinator = CoordinatorClient::new(
+            &config.api_base_url,
+            &config.auth_client_id,
+            config.auth_client_secret.clone(),
+        )
+        .map_err(StartError::Coordinator)?;
+        // Fail fast on bad credentials; wait for a coordinator that is still starting.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match coordinator.devices().await {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && started.elapsed() < START_WAIT => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "coordinator not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(8));
+                }
+                Err(e) => return Err(StartError::Coordinator(e)),
+            }
+        }
+        let primes = PrimeStock::open(keystore.clone())
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: keystore.location().to_owned(),
+                source,
+            })?;
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(config.max_concurrent_operations.max(1))),
+            operation_permits: Mutex::new(HashMap::new()),
+            config,
+            keystore,
+            coordinator,
+            primes,
+            devices: RwLock::new(BTreeMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+            work: Mutex::new(Work::default()),
+            approved: Mutex::new(HashMap::new()),
+            started_at: Utc::now(),
+            coordinator_seen: Mutex::new(Some(Instant::now())),
+            stop: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            prime_stop: Arc::new(AtomicBool::new(false)),
+            // Tables are not stored with the share (derived data), so computing them is wasted.
+            aux_options: AuxInfoOptions {
+                precompute_multiexp: false,
+            },
+        });
+        let daemon = Daemon { inner };
+        tracing::info!(
+            ready = daemon.inner.primes.ready(),
+            target = daemon.inner.config.prime_pool_target,
+            "safe-prime stock"
+        );
+        daemon
+            .inner
+            .primes
+            .spawn_refill(
+                daemon.inner.config.prime_pool_target as usize,
+                daemon.inner.prime_stop.clone(),
+            )
+            .map_err(|e| StartError::Other(format!("cannot start the prime generation thread: {e}")))?;
+
+        // Devices: registered ones start; pending ones finish their registration; names of
+        // InitialDevices that do not exist are created.
+        let stored = devices::load_all(&daemon.inner.keystore)
+            .await
+            .map_err(|source| StartError::Keystore {
+                location: daemon.inner.keystore.location().to_owned(),
+                source,
+            })?;
+        let mut names: HashSet<String> = HashSet::new();
+        for device in stored {
+            names.insert(device.name.clone());
+            let name = device.name.clone();
+            if device.is_pending() {
+                // A registration the coordinator refuses must not keep the others from
+                // starting: it stays pending and is retried at the next start.
+                if let Err(reason) = daemon.finish_registration(device).await {
+                    tracing::error!(name = %name, reason = %reason, "device registration not completed");
+                }
+            } else {
+                daemon
+                    .launch(device)
+                    .await
+                    .map_err(|reason| StartError::Device { name, reason })?;
+            }
+        }
+        for name in daemon.inner.config.initial_devices.clone() {
+            if !names.contains(&name) {
+                daemon
+                    .create_device(&name)
+                    .await
+                    .map_err(|reason| StartError::Device {
+                        name: name.clone(),
+                        reason: reason.to_string(),
+                    })?;
+            }
+        }
+        daemon.reconcile_shares().await;
+        Ok(daemon)
+    }
+
+    /// The devices, by id.
+    pub async fn device_list(&self) -> Vec<RegisteredDevice> {
+        self.inner
+            .devices
+            .read()
+            .await
+            .values()
+            .map(|d| RegisteredDevice {
+                id: d.id.clone(),
+                name: d.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Stops taking work, gives running protocols [`SHUTDOWN_GRACE`] (then reports them
+    /// failed), and closes the links.
+    pub async fn shutdown(&self) {
+        tracing::info!("shutting down: no new operations; waiting for running protocols");
+        self.inner.stop.cancel();
+        self.inner.prime_stop.store(true, Ordering::Relaxed);
+        self.inner.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("protocols still running after the grace period are reported failed");
+            self.inner.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+        }
+        let devices = std::mem::take(&mut *self.inner.devices.write().await);
+        for (_, device) in devices {
+            // The loops and runs have ended, so this is the last reference.
+            if let Some(link) = Arc::into_inner(device).and_then(|d| Arc::into_inner(d.link)) {
+                link.close().await;
+            }
+        }
+        tracing::info!("stopped");
+    }
+
+    /// The readiness report of `/readyz`.
+    pub async fn readiness(&self) -> ReadinessReport {
+        let window = (self.inner.config.poll_interval * 3).max(Duration::from_secs(30));
+        let coordinator_reachable = lock(&self.inner.coordinator_seen).is_some_and(|t| t.elapsed() < window);
+        let devices = self.inner.devices.read().await;
+        let broker_connected = devices.values().all(|d| d.link.stats().connected);
+        ReadinessReport {
+            coordinator_reachable,
+            broker_connected,
+            keystore_unlocked: true,
+        }
+    }
+}
+
+impl DeviceRegistrar for Daemon {
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<RegisteredDevice, RegistrationError>> {
+        Box::pin(self.create_device(name))
+    }
+
+    fn devices(&self) -> futures::future::BoxFuture<'_, Vec<RegisteredDevice>> {
+        Box::pin(self.device_list())
+    }
+}
+
+impl Readiness for Daemon {
+    fn check(&self) -> futures::future::BoxFuture<'_, ReadinessReport> {
+        Box::pin(self.readiness())
+    }
+}

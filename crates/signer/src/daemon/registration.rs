@@ -1,0 +1,151 @@
+//! Creating a device (identity keys, stored before anything else, so a crash cannot lose
+//! them) and registering it with the coordinator (idempotent, retried), then starting it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+use vsigner_approval::{AnyApprover, DeviceKey};
+use vsigner_transport::{DeviceId, DeviceIdentity, Link};
+
+use super::{Daemon, DeviceRuntime};
+use crate::api::{RegisteredDevice, RegistrationError};
+use crate::devices::{self, StoredDevice};
+use crate::metrics;
+
+impl Daemon {
+    /// Creates, stores and registers a device, then starts its loop.
+    pub async fn create_device(&self, name: &str) -> Result<RegisteredDevice, RegistrationError> {
+        crate::config::check_device_name(name).map_err(RegistrationError::Internal)?;
+        let _one_at_a_time = self.inner.creating.lock().await;
+        if self.inner.devices.read().await.values().any(|d| d.name == name) {
+            return Err(RegistrationError::AlreadyExists(name.to_owned()));
+        }
+        if self.inner.devices.read().await.len() >= crate::config::MAX_INITIAL_DEVICES {
+            return Err(RegistrationError::LimitReached(format!(
+                "at most {} devices per instance",
+                crate::config::MAX_INITIAL_DEVICES
+            )));
+        }
+        #[allow(clippy::expect_used)] // a constant valid id, replaced below
+        let placeholder = DeviceId::new("new").expect("valid device id");
+        let identity = DeviceIdentity::generate(placeholder, &mut OsRng);
+        let (pending, _) = devices::pending_id(&identity);
+        let device = StoredDevice {
+            name: name.to_owned(),
+            identity: identity.with_device_id(pending),
+        };
+        devices::store(&self.inner.keystore, &device)
+            .await
+            .map_err(|e| RegistrationError::Unavailable(format!("keystore: {e}")))?;
+        let id = self
+            .finish_registration(device)
+            .await
+            .map_err(RegistrationError::Unavailable)?;
+        Ok(RegisteredDevice {
+            id,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Registers a stored (pending) device with the coordinator, stores it under the id it
+    /// got and starts it; returns that id.
+    pub(super) async fn finish_registration(&self, device: StoredDevice) -> Result<String, String> {
+        let (pending, idempotency_key) = devices::pending_id(&device.identity);
+        let keys = device.identity.public_keys().clone();
+        // Network trouble or an overloaded coordinator: retry a few times (the idempotency
+        // key makes retries safe); then the device stays pending until the next start.
+        let mut pause = Duration::from_millis(500);
+        let registered = loop {
+            match self
+                .inner
+                .coordinator
+                .register_device(
+                    &device.name,
+                    &keys.signing_hex(),
+                    &keys.encryption_hex(),
+                    &idempotency_key,
+                )
+                .await
+            {
+                Ok(d) => break d,
+                Err(e) if e.is_transient() && pause < Duration::from_secs(16) => {
+                    tracing::warn!(name = %device.name, error = %e, "registration not accepted yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    return Err(format!(
+                    "registration with the coordinator failed (kept as pending, retried at next start): {e}"
+                ))
+                }
+            }
+        };
+        if registered.identity_signing_key != keys.signing_hex()
+            || registered.identity_encryption_key != keys.encryption_hex()
+            || registered.organisation_id != self.inner.config.org_id
+        {
+            return Err(format!(
+                "the coordinator answered the registration with device {} of other keys or another organisation",
+                registered.id
+            ));
+        }
+        let id = DeviceId::new(registered.id.clone()).map_err(|e| format!("coordinator device id: {e}"))?;
+        let device = StoredDevice {
+            name: device.name,
+            identity: device.identity.with_device_id(id),
+        };
+        let exists = self
+            .inner
+            .keystore
+            .get(&vsigner_keystore::RecordId::identity(&registered.id).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !exists {
+            devices::store(&self.inner.keystore, &device)
+                .await
+                .map_err(|e| format!("keystore: {e}"))?;
+        }
+        devices::forget_pending(&self.inner.keystore, &pending)
+            .await
+            .map_err(|e| format!("keystore: {e}"))?;
+        tracing::info!(device = %registered.id, name = %device.name, "device registered with the coordinator");
+        self.launch(device).await
+    }
+
+    /// Connects a registered device and starts its loop.
+    pub(super) async fn launch(&self, device: StoredDevice) -> Result<String, String> {
+        let identity = Arc::new(device.identity);
+        let id = identity.device_id().as_str().to_owned();
+        let approver = AnyApprover::from_config(
+            &self.inner.config.approval,
+            DeviceKey::new(id.clone(), identity.signing_key().clone()),
+        )
+        .map_err(|e| format!("approver: {e}"))?;
+        let link = Link::connect(identity.clone(), self.inner.config.mqtt_config())
+            .await
+            .map_err(|e| format!("MQTT: {e}"))?;
+        let notifications = link.take_notifications();
+        let runtime = Arc::new(DeviceRuntime {
+            id: id.clone(),
+            name: device.name,
+            identity,
+            link: Arc::new(link),
+            approver,
+            wake: tokio::sync::Notify::new(),
+        });
+        let count = {
+            let mut devices = self.inner.devices.write().await;
+            devices.insert(id.clone(), runtime.clone());
+            devices.len()
+        };
+        metrics::devices(count);
+        tracing::info!(device = %id, name = %runtime.name, "device started");
+        let daemon = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { daemon.device_loop(runtime, notifications).await });
+        Ok(id)
+    }
+}

@@ -1,0 +1,265 @@
+//! Taking part in a Ready operation: the checks before anything runs (the committee's keys
+//! are the registered and pinned ones; the operation is exactly what the approver
+//! approved), a concurrency permit, `startOperation`, and the protocol run on a blocking
+//! thread, abandoned if the coordinator ends the operation meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::OwnedSemaphorePermit;
+use vsigner_approval::ApprovalRequest;
+
+use super::{kind_of, lock, Daemon, DeviceRuntime, PRIME_WAIT, RUN_IDLE_TIMEOUT, RUN_WATCH_INTERVAL};
+use crate::approval_request;
+use crate::coordinator_api::Operation;
+use crate::metrics::{self, Outcome};
+use crate::protocol::{RunContext, RunFailure, Submission};
+
+/// How a protocol run ended.
+enum RunEnd {
+    /// With a result to submit or a failure to report.
+    Finished(Result<Submission, RunFailure>),
+    /// Abandoned: the coordinator reported the operation final (this state) during the run.
+    Abandoned(String),
+}
+
+impl Daemon {
+    /// Takes part in a Ready or InProgress operation.
+    pub(super) async fn take_part(&self, device: &Arc<DeviceRuntime>, op: Operation) {
+        if op.submitted_device_ids.contains(&device.id) {
+            // Submitted before a restart: only the confirmation is left.
+            self.finish(&device.id, &op.id);
+            self.follow_up(device, &op, false).await;
+            return;
+        }
+        if op.state == "InProgress" && self.started_before_us(&op) {
+            self.finish(&device.id, &op.id);
+            // An old holder that only deals in a reshare may have finished its part before
+            // the restart; failing the operation could kill a reshare that is succeeding.
+            // If its part was not done, the others time out and report.
+            let dealer_only = op.kind == "Reshare"
+                && op
+                    .committee
+                    .iter()
+                    .any(|m| m.device_id == device.id && m.new_index.is_none());
+            if dealer_only {
+                tracing::warn!("this device restarted during a reshare it only deals in; not rejoining");
+                return;
+            }
+            let failure = RunFailure {
+                reason: format!(
+                    "device {} restarted during the protocol run; its protocol state is lost (request the operation again)",
+                    device.id
+                ),
+                culprits: Vec::new(),
+            };
+            self.report_failure(device, &op, &failure).await;
+            return;
+        }
+        let directory = match self.inner.coordinator.devices().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
+                return;
+            }
+        };
+        let request = match self.checked_request(device, &op, &directory).await {
+            Ok(request) => request,
+            Err(reason) => {
+                self.finish(&device.id, &op.id);
+                let failure = RunFailure {
+                    reason,
+                    culprits: Vec::new(),
+                };
+                self.report_failure(device, &op, &failure).await;
+                return;
+            }
+        };
+        let Some(permit) = self.operation_permit(&op.id).await else {
+            return;
+        };
+        if self.inner.stop.is_cancelled() {
+            return;
+        }
+        if let Err(e) = self.inner.coordinator.start_operation(&op.id, &device.id).await {
+            tracing::warn!(error = %e, "startOperation refused; not running");
+            if !e.is_transient() {
+                self.finish(&device.id, &op.id);
+            }
+            return;
+        }
+        self.finish(&device.id, &op.id);
+        tracing::info!(committee = op.committee.len(), "protocol run starting");
+        let started = Instant::now();
+        let outcome = self.run_protocol(device, &op, request).await;
+        drop(permit);
+        match outcome {
+            RunEnd::Finished(Ok(submission)) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "protocol run finished"
+                );
+                self.submit(device, &op, submission).await;
+            }
+            RunEnd::Finished(Err(failure)) => self.report_failure(device, &op, &failure).await,
+            RunEnd::Abandoned(state) => {
+                tracing::warn!(state = %state, "the coordinator ended the operation during the run; run abandoned");
+                metrics::operation_finished(kind_of(&op), Outcome::Failed);
+            }
+        }
+    }
+
+    /// Runs the protocol of `op` on a blocking thread (protocols compute for seconds between
+    /// messages), abandoned when the coordinator ends the operation during the run.
+    /// Cancelling drops the protocol (and its session) at its next await point.
+    async fn run_protocol(
+        &self,
+        device: &Arc<DeviceRuntime>,
+        op: &Operation,
+        request: Option<ApprovalRequest>,
+    ) -> RunEnd {
+        let ctx = RunContext {
+            identity: device.identity.clone(),
+            link: device.link.clone(),
+            keystore: self.inner.keystore.clone(),
+            primes: self.inner.primes.clone(),
+            idle_timeout: RUN_IDLE_TIMEOUT,
+            prime_wait: PRIME_WAIT,
+            aux_options: self.inner.aux_options,
+        };
+        let handle = tokio::runtime::Handle::current();
+        let span = tracing::Span::current();
+        let run_op = op.clone();
+        let cancel = self.inner.hard_stop.child_token();
+        let run_cancel = cancel.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            handle.block_on(async move {
+                tokio::select! {
+                    r = ctx.run(&run_op, request.as_ref()) => Some(r),
+                    () = run_cancel.cancelled() => None,
+                }
+            })
+        });
+        let shut_down = || RunFailure {
+            reason: format!("device {} shut down during the protocol run", device.id),
+            culprits: vec![],
+        };
+        tokio::select! {
+            r = run => RunEnd::Finished(match r {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(shut_down()),
+                Err(e) => Err(RunFailure { reason: format!("the protocol task ended abnormally: {e}"), culprits: vec![] }),
+            }),
+            () = cancel.cancelled() => RunEnd::Finished(Err(shut_down())),
+            ended = self.watch_until_final(&op.id) => {
+                cancel.cancel();
+                RunEnd::Abandoned(ended)
+            }
+        }
+    }
+
+    /// Whether `op` started before this process did (an interrupted run).
+    pub(super) fn started_before_us(&self, op: &Operation) -> bool {
+        DateTime::parse_from_rfc3339(&op.updated_at)
+            .map(|t| t.with_timezone(&Utc) < self.inner.started_at)
+            .unwrap_or(false)
+    }
+
+    pub(super) async fn report_failure(&self, device: &DeviceRuntime, op: &Operation, failure: &RunFailure) {
+        tracing::error!(reason = %failure.reason, culprits = ?failure.culprits, "operation failed");
+        metrics::operation_finished(kind_of(op), Outcome::Failed);
+        if let Err(e) = self
+            .inner
+            .coordinator
+            .report_failure(&op.id, &device.id, &failure.reason, &failure.culprits)
+            .await
+        {
+            tracing::warn!(error = %e, "could not report the failure to the coordinator");
+        }
+    }
+
+    /// The checks before a device runs `op`: the committee's identity keys are the
+    /// registered ones and the pinned ones; and, for everything but a presignature (which
+    /// signs nothing), the operation is exactly what the approver approved (asked again if
+    /// this process does not remember the approval). Returns the approved request.
+    pub(super) async fn checked_request(
+        &self,
+        device: &DeviceRuntime,
+        op: &Operation,
+        directory: &[crate::coordinator_api::Device],
+    ) -> Result<Option<ApprovalRequest>, String> {
+        // A coordinator cannot slip in transport keys of its own.
+        approval_request::check_committee_keys(op, directory)?;
+        crate::peers::check_and_pin(&self.inner.keystore, &device.identity, &op.committee).await?;
+        if op.kind == "Presign" {
+            return Ok(None);
+        }
+        let request =
+            approval_request::build(op, directory).map_err(|e| format!("malformed operation: {e}"))?;
+        let key = (device.id.clone(), op.id.clone());
+        let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
+        match approved {
+            Some(a) if a == request => Ok(Some(request)),
+            Some(_) => Err(format!(
+                "device {} refuses to run: the operation differs from what its approver approved",
+                device.id
+            )),
+            None => {
+                tracing::info!("no approval of this operation in memory (the daemon restarted); asking the approver again");
+                let decision = device.approver.decide(&request).await;
+                if decision.is_approval() {
+                    Ok(Some(request))
+                } else {
+                    Err(format!(
+                        "device {} no longer approves the operation: {}",
+                        device.id, decision.reason
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The permit of operation `op`: the one another local committee member holds, or a new
+    /// one. While waiting for a permit it keeps looking for one a local member got meanwhile.
+    /// `None` when the daemon stops.
+    pub(super) async fn operation_permit(&self, op: &str) -> Option<Arc<OwnedSemaphorePermit>> {
+        loop {
+            if let Some(p) = lock(&self.inner.operation_permits)
+                .get(op)
+                .and_then(std::sync::Weak::upgrade)
+            {
+                return Some(p);
+            }
+            tokio::select! {
+                biased;
+                () = self.inner.stop.cancelled() => return None,
+                p = self.inner.permits.clone().acquire_owned() => {
+                    let p = Arc::new(p.ok()?);
+                    let mut permits = lock(&self.inner.operation_permits);
+                    permits.retain(|_, w| w.strong_count() > 0);
+                    if let Some(existing) = permits.get(op).and_then(std::sync::Weak::upgrade) {
+                        return Some(existing); // ours goes back
+                    }
+                    permits.insert(op.to_owned(), Arc::downgrade(&p));
+                    return Some(p);
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// Returns the final state once the coordinator reports `op` final (failed by another
+    /// member, expired); pending forever otherwise.
+    pub(super) async fn watch_until_final(&self, op: &str) -> String {
+        loop {
+            tokio::time::sleep(RUN_WATCH_INTERVAL).await;
+            if let Ok(now) = self.inner.coordinator.operation(op).await {
+                if now.is_final() && now.state != "Completed" {
+                    return now.state;
+                }
+            }
+        }
+    }
+}

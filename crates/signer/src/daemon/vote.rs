@@ -1,0 +1,65 @@
+//! Voting: the approval request built from the operation as the coordinator describes it,
+//! the approver's decision, and the vote. An approval is remembered with the exact request
+//! approved, which [`take_part`](super::take_part) compares with the Ready operation.
+
+use std::time::Instant;
+
+use super::{kind_of, lock, Daemon, DeviceRuntime};
+use crate::approval_request;
+use crate::coordinator_api::Operation;
+use crate::metrics::{self, Outcome};
+
+impl Daemon {
+    pub(super) async fn vote(&self, device: &DeviceRuntime, op: Operation) {
+        let directory = match self.inner.coordinator.devices().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the organisation's devices; the vote waits for the next poll");
+                return;
+            }
+        };
+        let built = if op.organisation_id == self.inner.config.org_id {
+            approval_request::build(&op, &directory)
+        } else {
+            Err(approval_request::InvalidOperation(format!(
+                "it belongs to organisation {}, not {}",
+                op.organisation_id, self.inner.config.org_id
+            )))
+        };
+        let (vote, reason) = match built {
+            Ok(request) => {
+                let asked = Instant::now();
+                let decision = device.approver.decide(&request).await;
+                metrics::approval_latency(&decision, asked.elapsed());
+                if decision.is_approval() {
+                    lock(&self.inner.approved)
+                        .insert((device.id.clone(), op.id.clone()), (Instant::now(), request));
+                }
+                (decision.vote, decision.reason)
+            }
+            Err(e) => (
+                vsigner_approval::Vote::Reject,
+                format!("the operation is malformed: {e}"),
+            ),
+        };
+        match self
+            .inner
+            .coordinator
+            .vote(&op.id, &device.id, vote.as_str())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(vote = vote.as_str(), reason = %reason, "voted");
+                if vote != vsigner_approval::Vote::Approve {
+                    metrics::operation_finished(kind_of(&op), Outcome::Rejected);
+                }
+            }
+            Err(e) if e.code() == Some("ALREADY_VOTED") => {}
+            // The others' votes decided the operation first (or it expired): nothing to retry.
+            Err(e) if matches!(e.code(), Some("INVALID_STATE" | "EXPIRED")) => {
+                tracing::info!(vote = vote.as_str(), reason = %e, "vote not needed: the operation was decided without it");
+            }
+            Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! ECDSA aux-info (the devices' Paillier keys and ring-Pedersen parameters) for a device
+//! set: reused when every member of the ordered set already holds the same, else generated
+//! from a prime set of the [`PrimeStock`](crate::prime_stock::PrimeStock) and kept for the
+//! next vault of the same set. docs/signer.md explains when reuse is sound.
+
+use std::time::{Duration, Instant};
+
+use rand_core::OsRng;
+use sha2::{Digest, Sha256};
+use vsigner_keystore::RecordId;
+use vsigner_tss::ecdsa::{self};
+use vsigner_tss::primes::PrimeSet;
+use vsigner_tss::ProtocolTag;
+
+use super::{RunContext, RunFailure};
+use crate::coordinator_api::{CommitteeMember, Operation};
+use crate::metrics::Protocol;
+
+/// The keystore record of a device's aux-info for the ordered device set `members`, named
+/// by a hash of the ordered device ids.
+fn aux_record_id(me: &str, members: &[&CommitteeMember]) -> Result<RecordId, RunFailure> {
+    let mut h = Sha256::new();
+    h.update(b"vsigner/aux-info-set/v1");
+    for m in members {
+        h.update((m.device_id.len() as u32).to_be_bytes());
+        h.update(m.device_id.as_bytes());
+    }
+    let name = format!("set-{}", hex::encode(&h.finalize()[..20]));
+    RecordId::aux_info(me, &name).map_err(|e| RunFailure::new(e.to_string()))
+}
+
+impl RunContext {
+    /// Takes a prime set from the stock, waiting up to `prime_wait` for the background
+    /// generator.
+    pub(super) async fn take_primes(&self) -> Result<PrimeSet, RunFailure> {
+        let deadline = Instant::now() + self.prime_wait;
+        let mut warned = false;
+        loop {
+            if let Some(set) = self
+                .primes
+                .take()
+                .await
+                .map_err(|e| RunFailure::new(format!("prime stock: {e}")))?
+            {
+                return Ok(set);
+            }
+            if Instant::now() >= deadline {
+                return Err(RunFailure::new(
+                    "no safe-prime set is ready for aux-info (raise PrimePoolTarget, or import primes with `vsigner primes import`)",
+                ));
+            }
+            if !warned {
+                tracing::warn!(
+                    "waiting for a safe-prime set for aux-info; the background generator is working"
+                );
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Returns a prime set that was never used in a message to the stock.
+    pub(super) async fn put_back(&self, primes: Option<PrimeSet>) {
+        if let Some(p) = primes {
+            if let Err(e) = self.primes.put(&p).await {
+                tracing::warn!(error = %e, "could not return an unused prime set");
+            }
+        }
+    }
+
+    /// Asks the device set `members` (in party order; this device is party `i`) whether every
+    /// member holds the same aux-info for exactly this ordered set; returns this device's
+    /// aux-info if so.
+    pub(super) async fn agree_on_aux_info(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        i: u16,
+    ) -> Result<Option<ecdsa::AuxInfo>, RunFailure> {
+        let id = aux_record_id(self.me(), members)?;
+        let mine = match self.keystore.get(&id).await {
+            Ok(Some(bytes)) => match ecdsa::AuxInfo::from_bytes(&bytes) {
+                Ok(aux) => Some(aux),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored aux-info is unreadable; it will be generated again");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return Err(RunFailure::new(format!("keystore: {e}"))),
+        };
+        let n = members.len() as u16;
+        let reuse = self
+            .session(ProtocolTag::EcdsaAuxInfoReuse, op, members, None, |party, eid| {
+                let mine = mine.as_ref();
+                async move { ecdsa::agree_on_reuse(party, eid, i, n, mine).await }
+            })
+            .await?;
+        tracing::info!(reuse, devices = n, "aux-info of the device set");
+        Ok(if reuse { mine } else { None })
+    }
+
+    /// Generates aux-info for the device set `members` with `primes`, and keeps it for the
+    /// next vault of the same ordered set.
+    pub(super) async fn fresh_aux_info(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        i: u16,
+        primes: PrimeSet,
+    ) -> Result<ecdsa::AuxInfo, RunFailure> {
+        let n = members.len() as u16;
+        let options = self.aux_options;
+        let aux = self
+            .session(
+                ProtocolTag::EcdsaAuxInfo,
+                op,
+                members,
+                Some(Protocol::EcdsaAuxInfo),
+                |party, eid| async move {
+                    ecdsa::generate_aux_info(party, eid, i, n, primes, options, &mut OsRng).await
+                },
+            )
+            .await?;
+        // The set's cache is replaced (share records hold their own copy): a crash between
+        // the two steps loses only the cache.
+        let id = aux_record_id(self.me(), members)?;
+        let bytes = aux
+            .to_bytes()
+            .map_err(|e| RunFailure::new(format!("aux-info: {e}")))?;
+        let stored = async {
+            if self.keystore.get(&id).await?.is_some() {
+                self.keystore.delete(&id).await?;
+            }
+            self.keystore.put(&id, &bytes).await
+        };
+        if let Err(e) = stored.await {
+            tracing::warn!(error = %e, "could not keep the aux-info for reuse");
+        }
+        Ok(aux)
+    }
+
+    /// The aux-info of the set `members` for a new share: agreed reuse, else generated
+    /// with primes taken before `protocol` runs (a device without primes must not start
+    /// it). The primes go back to the stock when `protocol` fails or yields nothing.
+    pub(super) async fn with_aux_info<T, F, Fut>(
+        &self,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        i: u16,
+        protocol: F,
+    ) -> Result<Option<(T, ecdsa::AuxInfo)>, RunFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, RunFailure>>,
+    {
+        let reused = self.agree_on_aux_info(op, members, i).await?;
+        let primes = match reused {
+            Some(_) => None,
+            None => Some(self.take_primes().await?),
+        };
+        let produced = match protocol().await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                self.put_back(primes).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                // The primes were never used in a message: they go back.
+                self.put_back(primes).await;
+                return Err(e);
+            }
+        };
+        let aux = match (reused, primes) {
+            (Some(aux), _) => aux,
+            (None, Some(primes)) => self.fresh_aux_info(op, members, i, primes).await?,
+            (None, None) => return Err(RunFailure::new("no prime set for aux-info")),
+        };
+        Ok(Some((produced, aux)))
+    }
+}

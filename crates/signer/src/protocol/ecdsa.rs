@@ -1,0 +1,275 @@
+//! ECDSA by CGGMP24 ([`vsigner_tss::ecdsa`]): keygen and reshare followed by the new set's
+//! aux-info ([`aux_info`](super::aux_info)), full signing or signing with a presignature
+//! ([`presign`](super::presign)), and the share record (core share and aux-info).
+
+use std::marker::PhantomData;
+
+use generic_ec::Point;
+use rand_core::OsRng;
+use vsigner_approval::Curve;
+use vsigner_tss::ecdsa::{self, Message, Secp256k1};
+use vsigner_tss::hd::DerivationPath;
+use vsigner_tss::reshare::ReshareSetup;
+use vsigner_tss::ProtocolTag;
+use zeroize::Zeroizing;
+
+use super::scheme::{key_set_hash, NewShare, ReshareParams, Scheme, Signature};
+use super::sign::Signing;
+use super::{Committee, RunContext, RunFailure};
+use crate::approval_request::SigningInput;
+use crate::coordinator_api::Operation;
+use crate::metrics::Protocol;
+
+/// Threshold ECDSA on the curve `E`.
+pub struct Ecdsa<E>(PhantomData<E>);
+
+const RECORD_MAGIC: &[u8; 4] = b"VSKE";
+
+/// An ECDSA key-share record: `"VSKE" ‖ u32 length ‖ core share ‖ aux-info`, each in the
+/// engine's versioned format (multi-exponentiation tables are not stored).
+pub(super) fn record(
+    core: &ecdsa::CoreShare<Secp256k1>,
+    aux: &ecdsa::AuxInfo,
+) -> Result<Zeroizing<Vec<u8>>, RunFailure> {
+    let bad = |e: vsigner_tss::Error| RunFailure::new(format!("key share does not encode: {e}"));
+    let core = core.to_bytes().map_err(bad)?;
+    let aux = aux.to_bytes().map_err(bad)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(8 + core.len() + aux.len()));
+    out.extend_from_slice(RECORD_MAGIC);
+    out.extend_from_slice(&(core.len() as u32).to_be_bytes());
+    out.extend_from_slice(&core);
+    out.extend_from_slice(&aux);
+    Ok(out)
+}
+
+fn record_parts(bytes: &[u8]) -> Result<(&[u8], &[u8]), RunFailure> {
+    let bad = || RunFailure::new("the stored ECDSA share record is malformed");
+    let rest = bytes.strip_prefix(RECORD_MAGIC).ok_or_else(bad)?;
+    let (len, rest) = rest.split_at_checked(4).ok_or_else(bad)?;
+    let len = u32::from_be_bytes(len.try_into().map_err(|_| bad())?) as usize;
+    rest.split_at_checked(len).ok_or_else(bad)
+}
+
+/// The core share of a record (enough to deal in a reshare).
+pub(super) fn core_of(bytes: &[u8]) -> Result<ecdsa::CoreShare<Secp256k1>, RunFailure> {
+    let (core, _) = record_parts(bytes)?;
+    ecdsa::CoreShare::from_bytes(core).map_err(|e| RunFailure::new(format!("stored share: {e}")))
+}
+
+/// The complete key share of a record (to sign and presign).
+pub(super) fn share_of(bytes: &[u8]) -> Result<ecdsa::KeyShare<Secp256k1>, RunFailure> {
+    let (core, aux) = record_parts(bytes)?;
+    let bad = |e: vsigner_tss::Error| RunFailure::new(format!("stored share: {e}"));
+    let core = ecdsa::CoreShare::from_bytes(core).map_err(bad)?;
+    let aux = ecdsa::AuxInfo::from_bytes(aux).map_err(bad)?;
+    ecdsa::KeyShare::from_parts(core, aux).map_err(bad)
+}
+
+fn new_share(core: &ecdsa::CoreShare<Secp256k1>, aux: &ecdsa::AuxInfo) -> Result<NewShare, RunFailure> {
+    let info = core
+        .key_info()
+        .map_err(|e| RunFailure::new(format!("key share: {e}")))?;
+    Ok(NewShare {
+        record: record(core, aux)?,
+        public_key: core.public_key_bytes(),
+        chain_code: core.chain_code().map(|c| c.to_vec()),
+        key_set_hash: key_set_hash(&info),
+    })
+}
+
+impl Scheme for Ecdsa<Secp256k1> {
+    const CURVE: Curve = Curve::Secp256k1;
+
+    fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure> {
+        let core = core_of(record)?;
+        let info = core
+            .key_info()
+            .map_err(|e| RunFailure::new(format!("stored share: {e}")))?;
+        Ok((core.public_key_bytes(), key_set_hash(&info)))
+    }
+
+    async fn keygen(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        threshold: u16,
+    ) -> Result<NewShare, RunFailure> {
+        let (i, n) = (committee.me, committee.members.len() as u16);
+        let members = committee.all();
+        let members = &members;
+        // Agree on aux-info first: a device set that has it already needs no primes;
+        // otherwise take them before the keygen (a device without them must not start).
+        let keygen = move || async move {
+            run.session(
+                ProtocolTag::EcdsaKeygen,
+                op,
+                members,
+                Some(Protocol::EcdsaKeygen),
+                move |party, eid| async move {
+                    ecdsa::keygen::<Secp256k1, _, _>(party, eid, i, n, threshold, &mut OsRng).await
+                },
+            )
+            .await
+            .map(Some)
+        };
+        let (core, aux) = run
+            .with_aux_info(op, members, i, keygen)
+            .await?
+            .ok_or_else(|| RunFailure::new("keygen produced no share"))?;
+        new_share(&core, &aux)
+    }
+
+    async fn sign(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        signers: &[u16],
+        record: &[u8],
+        what: &Signing<'_>,
+    ) -> Result<Signature, RunFailure> {
+        let SigningInput::Digest(digest) = what.input else {
+            return Err(RunFailure::new("secp256k1 signs a 32-byte digest"));
+        };
+        let members = committee.all();
+        let presignature_id = op.sign.as_ref().and_then(|s| s.presignature_id.as_deref());
+        let sig = if let Some(presignature_id) = presignature_id {
+            if what.path.is_some() {
+                return Err(RunFailure::new("a presignature signs at the root key only"));
+            }
+            run.sign_with_presignature(op, &members, signers, presignature_id, what.payload, digest)
+                .await?
+        } else {
+            let share = share_of(record)?;
+            let path: Option<DerivationPath> = what
+                .path
+                .map(|p| p.parse())
+                .transpose()
+                .map_err(|e: vsigner_tss::Error| RunFailure::new(format!("derivation path: {e}")))?;
+            let message = Message::Digest(*digest);
+            let i = committee.me;
+            run.session(
+                ProtocolTag::EcdsaSign,
+                op,
+                &members,
+                Some(Protocol::EcdsaSign),
+                |party, eid| {
+                    let (share, message, path) = (&share, &message, path.as_ref());
+                    async move { ecdsa::sign(party, eid, i, signers, share, message, path, &mut OsRng).await }
+                },
+            )
+            .await?
+        };
+        Ok(Signature {
+            bytes: sig.to_bytes().to_vec(),
+            recovery_id: Some(sig.recovery_id),
+        })
+    }
+
+    async fn reshare(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        params: &ReshareParams<'_>,
+        old: Option<&[u8]>,
+    ) -> Result<Option<NewShare>, RunFailure> {
+        let public_key = Point::<Secp256k1>::from_bytes(params.public_key)
+            .map_err(|_| RunFailure::new("vault public key is not a secp256k1 point"))?;
+        let old_core = old.map(core_of).transpose()?;
+        let setup = ReshareSetup {
+            roles: params.roles,
+            me: params.me,
+            old_threshold: params.old_threshold,
+            new_threshold: params.new_threshold,
+            public_key,
+        };
+        let members = committee.all();
+        let (members, setup, old_core) = (&members, &setup, old_core.as_ref());
+        let reshare = move || async move {
+            let reshared = run
+                .session(
+                    ProtocolTag::Reshare,
+                    op,
+                    members,
+                    Some(Protocol::EcdsaReshare),
+                    move |party, eid| async move {
+                        ecdsa::reshare(party, eid, setup, old_core, &mut OsRng).await
+                    },
+                )
+                .await?;
+            Ok(reshared.share)
+        };
+        // New members agree on aux-info for the new set first (and take primes if they
+        // must generate it); old-only members go straight to the reshare.
+        let Some(new_index) = params.new_index else {
+            reshare().await?;
+            return Ok(None);
+        };
+        match run.with_aux_info(op, params.new_set, new_index, reshare).await? {
+            Some((core, aux)) => new_share(&core, &aux).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../test-data")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ecdsa_records_hold_core_share_and_aux_info() {
+        let core =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-1.vsgn"))
+                .unwrap();
+        let aux = ecdsa::AuxInfo::from_bytes(&fixture("aux-info/n3/party-1.vsgn")).unwrap();
+        let record = record(&core, &aux).unwrap();
+        let share = share_of(&record).unwrap();
+        assert_eq!(share.index(), 1);
+        assert_eq!(share.public_key_bytes(), core.public_key_bytes());
+        assert_eq!(
+            core_of(&record).unwrap().public_key_bytes(),
+            core.public_key_bytes()
+        );
+        for cut in [0, 3, 7, 8, 100, record.len() - 1] {
+            assert!(share_of(&record[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn key_set_hash_is_sha256_of_the_compressed_public_shares_in_index_order() {
+        let core =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-0.vsgn"))
+                .unwrap();
+        let mut concatenated = Vec::new();
+        for j in 0..3 {
+            let p = core.public_share(j).unwrap();
+            concatenated.extend_from_slice(&p.to_bytes(true));
+        }
+        assert_eq!(concatenated.len(), 3 * 33);
+        let expected = hex::encode(Sha256::digest(&concatenated));
+        assert_eq!(key_set_hash(&core.key_info().unwrap()), expected);
+        // Every holder computes the same hash.
+        let other =
+            ecdsa::CoreShare::<Secp256k1>::from_bytes(&fixture("key-shares/secp256k1-2of3/party-2.vsgn"))
+                .unwrap();
+        assert_eq!(key_set_hash(&other.key_info().unwrap()), expected);
+        let ed = vsigner_tss::schnorr::KeyShare::<vsigner_tss::schnorr::Ed25519>::from_bytes(&fixture(
+            "key-shares/ed25519-2of3/party-0.vsgn",
+        ))
+        .unwrap();
+        let info = ed.key_info().unwrap();
+        assert!(info.public_shares.iter().all(|p| p.to_bytes(true).len() == 32));
+        assert_eq!(key_set_hash(&info).len(), 64);
+    }
+}

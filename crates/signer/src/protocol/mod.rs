@@ -1,0 +1,383 @@
+//! The protocol run of one Ready operation for one device: the committee and its party
+//! order, the transport session of each protocol, what is stored, and what is submitted.
+//!
+//! # Layout
+//! - this file: [`RunContext::run`] (one entry point for every operation kind), the
+//!   [`Submission`] and [`RunFailure`] it ends with, the [`Committee`], execution ids and the
+//!   transport session of one protocol.
+//! - The stages each kind goes through, whatever the scheme: [`keygen`], [`sign`],
+//!   [`reshare`], [`presign`] (committee checks, loading and storing shares).
+//! - [`scheme`]: the [`Scheme`](scheme::Scheme) trait, what a signature scheme does
+//!   (keygen, sign, reshare, its share records), and the table from a vault's curve to
+//!   its implementation: [`ecdsa`] (CGGMP24, with [`aux_info`]) and [`schnorr`] (FROST).
+//!
+//! # Party order and execution ids
+//! The coordinator orders the committee (sign: by share index; keygen: by index; reshare:
+//! new members by new index, then old-only members by old index); position `p` in that list
+//! is party `p` of the run. Every run's [`ExecutionId`] hashes its protocol tag, the
+//! operation id, the vault id, the ordered committee device ids and the coordinator's fresh
+//! nonce, so every member derives the same id and no message of another run is accepted.
+//! An aux-info run that follows a keygen or reshare has its own tag and the new set in
+//! new-index order.
+//!
+//! # Storage
+//! Share records are `(device, vault, key generation)`; each scheme has its own record
+//! format ([`scheme::Scheme::summary`] reads it back). A share is written once the whole run
+//! (including aux-info) succeeded, before the result is submitted; it is confirmed (and the
+//! previous generation destroyed) only after the coordinator completes the operation.
+
+pub mod aux_info;
+pub mod ecdsa;
+pub mod keygen;
+pub mod presign;
+pub mod reshare;
+pub mod scheme;
+pub mod schnorr;
+pub mod sign;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vsigner_approval::{ApprovalRequest, Operation as Requested};
+use vsigner_keystore::{Keystore, RecordId};
+use vsigner_transport::{DeviceId, DeviceIdentity, DevicePublicKeys, Link, SessionSpec};
+use vsigner_tss::ecdsa::AuxInfoOptions;
+use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
+use zeroize::Zeroizing;
+
+use crate::approval_request;
+use crate::coordinator_api::{CommitteeMember, Operation};
+use crate::metrics::{self, Protocol};
+use crate::prime_stock::PrimeStock;
+
+pub use scheme::{key_set_hash, share_summary};
+
+/// What a device hands to the coordinator after a successful run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submission {
+    /// `submitKeygenResult`.
+    Keygen {
+        /// Hex public key.
+        public_key: String,
+        /// Hex chain code (secp256k1).
+        chain_code: Option<String>,
+        /// Hex key-set hash.
+        key_set_hash: String,
+        /// The generation stored.
+        generation: u64,
+    },
+    /// `submitReshareResult` (new members).
+    Reshare {
+        /// Hex public key (unchanged).
+        public_key: String,
+        /// Hex key-set hash of the new shares.
+        key_set_hash: String,
+        /// The generation stored.
+        generation: u64,
+    },
+    /// An old-only member of a reshare: nothing to submit; its share is destroyed once the
+    /// coordinator completes the reshare.
+    Departed {
+        /// The new generation it leaves at.
+        generation: u64,
+    },
+    /// `submitPresignResult`.
+    Presign {
+        /// Hex SHA-256 of the presignature's public data.
+        fingerprint: String,
+    },
+    /// `submitSignature`.
+    Signature {
+        /// Hex `r‖s` or Ed25519 signature.
+        signature: String,
+        /// secp256k1 recovery id.
+        recovery_id: Option<u8>,
+    },
+}
+
+/// A failed run: why, and the devices the protocol or the transport proved at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    /// One line, no secret.
+    pub reason: String,
+    /// Device ids named by the protocol.
+    pub culprits: Vec<String>,
+}
+
+impl RunFailure {
+    /// A failure that names nobody.
+    pub fn new(reason: impl Into<String>) -> Self {
+        RunFailure {
+            reason: reason.into(),
+            culprits: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)?;
+        if !self.culprits.is_empty() {
+            write!(f, " (culprits: {})", self.culprits.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run needs from its device and instance.
+pub struct RunContext {
+    /// The device's identity.
+    pub identity: Arc<DeviceIdentity>,
+    /// Its MQTT link.
+    pub link: Arc<Link>,
+    /// The instance keystore.
+    pub keystore: Arc<Keystore>,
+    /// The instance prime stock.
+    pub primes: PrimeStock,
+    /// How long a run waits for the next message.
+    pub idle_timeout: Duration,
+    /// How long a run waits for a prime set when the stock is empty.
+    pub prime_wait: Duration,
+    /// Aux-info options (multi-exponentiation tables).
+    pub aux_options: AuxInfoOptions,
+}
+
+/// The committee of a run, in party order.
+pub struct Committee {
+    /// The members, position = party index.
+    pub members: Vec<CommitteeMember>,
+    /// This device's party index.
+    pub me: u16,
+}
+
+impl Committee {
+    /// The committee of `op` as the coordinator ordered it; `me` must be in it once.
+    pub fn new(op: &Operation, me: &str) -> Result<Self, RunFailure> {
+        let members = op.committee.clone();
+        let position = members
+            .iter()
+            .position(|m| m.device_id == me)
+            .ok_or_else(|| RunFailure::new("this device is not in the committee"))?;
+        let mut seen = std::collections::BTreeSet::new();
+        if !members.iter().all(|m| seen.insert(m.device_id.as_str())) {
+            return Err(RunFailure::new("a device appears twice in the committee"));
+        }
+        Ok(Committee {
+            members,
+            me: position as u16,
+        })
+    }
+
+    /// The device ids in party order.
+    pub fn ids(&self) -> Vec<&str> {
+        self.members.iter().map(|m| m.device_id.as_str()).collect()
+    }
+
+    /// Every member, in party order.
+    pub fn all(&self) -> Vec<&CommitteeMember> {
+        self.members.iter().collect()
+    }
+}
+
+fn peers(members: &[&CommitteeMember]) -> Result<Vec<(DeviceId, DevicePublicKeys)>, RunFailure> {
+    members
+        .iter()
+        .map(|m| {
+            let id = DeviceId::new(m.device_id.clone())
+                .map_err(|e| RunFailure::new(format!("committee device id: {e}")))?;
+            let keys = DevicePublicKeys::from_hex(&m.identity_signing_key, &m.identity_encryption_key)
+                .map_err(|e| RunFailure::new(format!("identity keys of {}: {e}", m.device_id)))?;
+            Ok((id, keys))
+        })
+        .collect()
+}
+
+fn execution_id(tag: ProtocolTag, op: &Operation, participants: &[&str]) -> Result<ExecutionId, RunFailure> {
+    let nonce = hex::decode(&op.nonce).map_err(|_| RunFailure::new("the operation nonce is not hex"))?;
+    if nonce.len() < 16 {
+        return Err(RunFailure::new("the operation nonce is shorter than 16 bytes"));
+    }
+    Ok(ExecutionId::derive(&ExecutionContext {
+        protocol: tag,
+        operation_id: &op.id,
+        vault_id: &op.vault_id,
+        participants,
+        nonce: &nonce,
+    }))
+}
+
+/// Maps a protocol error's culprit party indices to device ids.
+fn protocol_failure(
+    what: &str,
+    e: &vsigner_tss::Error,
+    parties: &[String],
+    transport_culprit: Option<DeviceId>,
+) -> RunFailure {
+    let mut culprits: Vec<String> = e
+        .culprits()
+        .into_iter()
+        .map(|p| {
+            parties
+                .get(usize::from(p))
+                .cloned()
+                .unwrap_or_else(|| format!("party {p}"))
+        })
+        .collect();
+    if let Some(c) = transport_culprit {
+        if !culprits.contains(&c.as_str().to_owned()) {
+            culprits.push(c.as_str().to_owned());
+        }
+    }
+    RunFailure {
+        reason: format!("{what} failed: {e}"),
+        culprits,
+    }
+}
+
+impl RunContext {
+    /// This device's id.
+    pub fn me(&self) -> &str {
+        self.identity.device_id().as_str()
+    }
+
+    /// Runs the protocol of `op` (Ready, this device in the committee), whose content
+    /// matched the approved `request`.
+    pub async fn run(
+        &self,
+        op: &Operation,
+        request: Option<&ApprovalRequest>,
+    ) -> Result<Submission, RunFailure> {
+        if op.kind == "Presign" {
+            // Nothing is signed: no approval; the signature that uses it is approved as usual.
+            return self.presign(op).await;
+        }
+        let request = request.ok_or_else(|| RunFailure::new("no approved request"))?;
+        let curve = request.vault.curve;
+        match &request.operation {
+            Requested::CreateVault => scheme::with_scheme!(curve, S => self.keygen::<S>(op).await),
+            Requested::Sign {
+                payload,
+                derivation_path,
+            } => {
+                let input = approval_request::signing_input(op, payload).map_err(|e| RunFailure::new(e.0))?;
+                let what = sign::Signing {
+                    payload,
+                    input: &input,
+                    path: derivation_path.as_deref(),
+                };
+                scheme::with_scheme!(curve, S => self.sign::<S>(op, &what).await)
+            }
+            Requested::Reshare { .. } => scheme::with_scheme!(curve, S => self.reshare::<S>(op).await),
+        }
+    }
+
+    /// The share record of `vault` at `generation`.
+    async fn load_share(&self, vault: &str, generation: u64) -> Result<Zeroizing<Vec<u8>>, RunFailure> {
+        let id =
+            RecordId::key_share(self.me(), vault, generation).map_err(|e| RunFailure::new(e.to_string()))?;
+        self.keystore
+            .get(&id)
+            .await
+            .map_err(|e| RunFailure::new(format!("keystore: {e}")))?
+            .ok_or_else(|| {
+                RunFailure::new(format!(
+                    "this device holds no share of vault {vault} at key generation {generation}"
+                ))
+            })
+    }
+
+    /// Stores a new share record of `vault` at `generation` (unconfirmed until the
+    /// coordinator completes the operation).
+    async fn store_share(&self, vault: &str, generation: u64, bytes: &[u8]) -> Result<(), RunFailure> {
+        let id =
+            RecordId::key_share(self.me(), vault, generation).map_err(|e| RunFailure::new(e.to_string()))?;
+        // A share of this generation left by an earlier attempt the coordinator did not
+        // complete (the vault is still at the previous generation) is discarded; a confirmed
+        // one never is.
+        if self.keystore.get(&id).await.ok().flatten().is_some() {
+            self.keystore
+                .discard_unconfirmed(self.me(), vault, generation)
+                .await
+                .map_err(|e| RunFailure::new(format!("cannot store the new share: {e}")))?;
+            tracing::warn!(
+                generation,
+                "discarded the unconfirmed share of an earlier failed attempt"
+            );
+        }
+        self.keystore
+            .put(&id, bytes)
+            .await
+            .map_err(|e| RunFailure::new(format!("cannot store the new share: {e}")))
+    }
+
+    /// Opens the transport session of one protocol and runs `protocol` on it, timing it.
+    pub async fn session<T, F, Fut>(
+        &self,
+        tag: ProtocolTag,
+        op: &Operation,
+        members: &[&CommitteeMember],
+        protocol_metric: Option<Protocol>,
+        protocol: F,
+    ) -> Result<T, RunFailure>
+    where
+        F: FnOnce(vsigner_transport::SessionParty, ExecutionId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, vsigner_tss::Error>>,
+    {
+        let ids: Vec<&str> = members.iter().map(|m| m.device_id.as_str()).collect();
+        let eid = execution_id(tag, op, &ids)?;
+        let spec = SessionSpec {
+            execution_id: eid,
+            participants: peers(members)?,
+            idle_timeout: self.idle_timeout,
+        };
+        let session = self
+            .link
+            .open_session(spec)
+            .map_err(|e| RunFailure::new(format!("cannot open the {} session: {e}", tag.as_str())))?;
+        let report = session.report();
+        let started = Instant::now();
+        let span = tracing::info_span!("protocol", protocol = tag.as_str(), execution_id = %eid, parties = ids.len());
+        let result = tracing::Instrument::instrument(protocol(session.into_party(), eid), span).await;
+        if let Some(m) = protocol_metric {
+            metrics::protocol_duration(m, started.elapsed());
+        }
+        let names: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+        result.map_err(|e| protocol_failure(tag.as_str(), &e, &names, report.culprit()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn execution_ids_need_the_coordinator_nonce() {
+        let op: Operation = serde_json::from_value(serde_json::json!({
+            "id": "op", "organisationId": "o", "kind": "Sign", "state": "Ready", "vaultId": "v", "curve": "secp256k1",
+            "nonce": "ab".repeat(32), "createdAt": "", "updatedAt": "", "expiresAt": "",
+            "vault": {"id": "v", "organisationId": "o", "name": "n", "curve": "secp256k1", "threshold": 2, "signers": [],
+                      "publicKey": null, "chainCode": null, "keyGeneration": 0, "keySetHash": null, "status": "Active", "ethereumAddress": null},
+            "committee": [], "submittedDeviceIds": [], "keygen": null, "reshare": null, "sign": null, "result": null,
+            "failure": null, "rejectionReason": null, "startedBy": null
+        }))
+        .unwrap();
+        let a = execution_id(ProtocolTag::EcdsaSign, &op, &["x", "y"]).unwrap();
+        assert_ne!(
+            a,
+            execution_id(ProtocolTag::EcdsaSign, &op, &["y", "x"]).unwrap(),
+            "party order"
+        );
+        assert_ne!(
+            a,
+            execution_id(ProtocolTag::EcdsaAuxInfo, &op, &["x", "y"]).unwrap(),
+            "protocol"
+        );
+        let mut short = op.clone();
+        short.nonce = "ab".repeat(8);
+        assert!(execution_id(ProtocolTag::EcdsaSign, &short, &["x", "y"]).is_err());
+        let mut bad = op;
+        bad.nonce = "zz".into();
+        assert!(execution_id(ProtocolTag::EcdsaSign, &bad, &["x", "y"]).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! What a signature scheme does for a device, behind one trait, and the table from a vault's
+//! curve to the scheme that serves it.
+//!
+//! The stages ([`keygen`](super::keygen), [`sign`](super::sign), [`reshare`](super::reshare))
+//! check the committee, load and store shares, and build what is submitted, once for every
+//! scheme; a [`Scheme`] runs its protocols on the transport and encodes its share records.
+//! A new curve or scheme is one implementation of [`Scheme`] and one line in
+//! [`with_scheme!`].
+
+use sha2::{Digest, Sha256};
+use vsigner_approval::Curve;
+use vsigner_tss::reshare::{KeyInfo, Role};
+use zeroize::Zeroizing;
+
+use super::sign::Signing;
+use super::{Committee, RunContext, RunFailure};
+use crate::coordinator_api::{CommitteeMember, Operation};
+
+/// A share a run produced, encoded as its scheme stores it, and what the coordinator is
+/// told about it.
+pub struct NewShare {
+    /// The keystore record (secret).
+    pub record: Zeroizing<Vec<u8>>,
+    /// The vault's public key, as the coordinator writes it.
+    pub public_key: Vec<u8>,
+    /// The BIP-32 chain code, for schemes that derive child keys.
+    pub chain_code: Option<Vec<u8>>,
+    /// [`key_set_hash`] of the key set the share belongs to.
+    pub key_set_hash: String,
+}
+
+impl std::fmt::Debug for NewShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewShare")
+            .field("record", &"<redacted>")
+            .field("public_key", &hex::encode(&self.public_key))
+            .field("key_set_hash", &self.key_set_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signature as the coordinator takes it.
+pub struct Signature {
+    /// `r‖s` (ECDSA) or the 64-byte Schnorr signature.
+    pub bytes: Vec<u8>,
+    /// The ECDSA recovery id.
+    pub recovery_id: Option<u8>,
+}
+
+/// The parameters of a reshare that every scheme gets, already checked against the
+/// approved signer sets.
+pub struct ReshareParams<'a> {
+    /// Each committee member's role, in party order.
+    pub roles: &'a [Role],
+    /// This device's party index.
+    pub me: u16,
+    /// Threshold of the old shares.
+    pub old_threshold: u16,
+    /// Threshold of the new shares.
+    pub new_threshold: u16,
+    /// The vault key (it does not change), as the coordinator wrote it.
+    pub public_key: &'a [u8],
+    /// The new holders in new-index order (for schemes that set up the new set, such as
+    /// ECDSA's aux-info).
+    pub new_set: &'a [&'a CommitteeMember],
+    /// This device's index in the new set, if it receives a share.
+    pub new_index: Option<u16>,
+}
+
+/// One signature scheme: its protocols, run for this device over the transport, and its
+/// share records. Every method is given the operation (for execution ids) and the checked
+/// committee.
+#[allow(async_fn_in_trait)] // used by static dispatch only (`with_scheme!`)
+pub trait Scheme {
+    /// The curve of the vaults it serves.
+    const CURVE: Curve;
+
+    /// The public key and key-set hash of a stored share record.
+    fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure>;
+
+    /// Generates a `threshold`-of-n key with `committee` (party `p` is signer `p`).
+    async fn keygen(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        threshold: u16,
+    ) -> Result<NewShare, RunFailure>;
+
+    /// Signs `what` with the committee's shares; `signers` are the members' share indices
+    /// in party order.
+    async fn sign(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        signers: &[u16],
+        record: &[u8],
+        what: &Signing<'_>,
+    ) -> Result<Signature, RunFailure>;
+
+    /// Reshares the key to the new set: `old` is this device's share record if it holds
+    /// one; the new share if it receives one.
+    async fn reshare(
+        run: &RunContext,
+        op: &Operation,
+        committee: &Committee,
+        params: &ReshareParams<'_>,
+        old: Option<&[u8]>,
+    ) -> Result<Option<NewShare>, RunFailure>;
+}
+
+/// Runs `$body` with `$s` standing for the [`Scheme`] of `$curve`: the table of schemes.
+macro_rules! with_scheme {
+    ($curve:expr, $s:ident => $body:expr) => {
+        match $curve {
+            vsigner_approval::Curve::Secp256k1 => {
+                type $s = $crate::protocol::ecdsa::Ecdsa<vsigner_tss::ecdsa::Secp256k1>;
+                $body
+            }
+            vsigner_approval::Curve::Ed25519 => {
+                type $s = $crate::protocol::schnorr::Frost<vsigner_tss::schnorr::Ed25519>;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_scheme;
+
+/// SHA-256 over the public key shares in index order, compressed (the coordinator's
+/// `keySetHash`).
+pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
+    let mut h = Sha256::new();
+    for p in &info.public_shares {
+        h.update(p.to_bytes(true));
+    }
+    hex::encode(h.finalize())
+}
+
+/// The public key (hex) and key-set hash of a stored share record of a vault on `curve`
+/// (the coordinator's name).
+pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
+    let curve = match curve {
+        "secp256k1" => Curve::Secp256k1,
+        "ed25519" => Curve::Ed25519,
+        other => return Err(RunFailure::new(format!("unsupported curve {other:?}"))),
+    };
+    let (public_key, key_set_hash) = with_scheme!(curve, S => S::summary(bytes))?;
+    Ok((hex::encode(public_key), key_set_hash))
+}

@@ -1,0 +1,428 @@
+//! What the demo does, step by step, on a [`LocalSystem`]: start it, create the vaults,
+//! sign, show a rejection, reshare to a new device and sign with it, then compare the
+//! webhook's own record with the coordinator's.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::{json, Value};
+use sha3::{Digest as _, Keccak256};
+use vsigner_tss::primes::PrimeSet;
+
+use super::checks::{check_digest, check_ed25519, random_32, signature_fields, vault_state, VaultState};
+use super::report::{Outcome, RejectedOut, ReshareOut, Shape, SignatureOut, VaultOut};
+use super::{ms, verify, DemoArgs, Steps};
+use crate::operator::text;
+use crate::system::approver::REJECT_MARKER;
+use crate::system::{LocalSystem, SignerSettings};
+
+/// The demo as it goes: the system, the step timer, and every check that failed.
+struct Demo<'a> {
+    n: u16,
+    t: u16,
+    system: LocalSystem,
+    steps: &'a mut Steps,
+    problems: Vec<String>,
+    /// The first devices' ids, in order.
+    ids: Vec<String>,
+}
+
+/// Runs the demo: every step of the module docs, in order.
+pub(super) async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow::Result<Outcome> {
+    let (mut demo, newcomer_sets) = Demo::start(args, sets, steps).await?;
+    let (secp, ed, secp_generation, vaults) = demo.vaults().await?;
+    let mut signatures = demo.signatures(&secp, &ed).await?;
+    let rejected_op = demo.rejection(&ed).await?;
+    let rejected = vec![RejectedOut {
+        vault: ed.id.clone(),
+        operation: text(&rejected_op["id"]).to_owned(),
+        reason: rejected_op["rejectionReason"]
+            .as_str()
+            .unwrap_or("rejected by the approver")
+            .to_owned(),
+    }];
+    let (reshare, reshared, newcomer) = demo.reshare(&secp, secp_generation, &newcomer_sets).await?;
+    let (after, abstaining) = demo.sign_after_reshare(&reshared, &newcomer).await?;
+    signatures.push(after);
+    for s in &mut signatures {
+        s.signer_names = s
+            .signers
+            .iter()
+            .map(|d| demo.system.device_name(d).to_owned())
+            .collect();
+    }
+    let after_id = signatures.last().map(|s| s.operation.clone()).unwrap_or_default();
+    demo.check_webhook_record(text(&rejected_op["id"]), &after_id, &abstaining);
+    demo.steps
+        .run("signers stopped", async {
+            demo.system.shutdown().await;
+            Ok(())
+        })
+        .await?;
+    Ok(Outcome {
+        vaults,
+        signatures,
+        reshares: vec![reshare],
+        rejected,
+        problems: demo.problems,
+    })
+}
+
+impl<'a> Demo<'a> {
+    /// Starts the system and the first N signers; returns the prime sets kept for the
+    /// device that joins later.
+    async fn start(
+        args: &DemoArgs,
+        sets: Vec<PrimeSet>,
+        steps: &'a mut Steps,
+    ) -> anyhow::Result<(Demo<'a>, Vec<PrimeSet>)> {
+        let (n, t) = (args.devices, args.threshold);
+        let nu = usize::from(n);
+        let mut system = steps
+            .run(
+                "coordinator (temporary SQLite), embedded MQTT broker and approval webhook started",
+                LocalSystem::start(SignerSettings {
+                    broker: args.broker.clone(),
+                    ..SignerSettings::default()
+                }),
+            )
+            .await?;
+        eprintln!("    files in {}", system.dir().display());
+        let mut sets: Vec<Option<PrimeSet>> = sets.into_iter().map(Some).collect();
+        let mut take = |i: usize| sets.get_mut(i).and_then(Option::take);
+        let mut keygen_and_reshare_sets = Vec::new();
+        for i in 0..nu {
+            keygen_and_reshare_sets.push([take(i), take(nu + i)].into_iter().flatten().collect::<Vec<_>>());
+        }
+        let newcomer_sets: Vec<PrimeSet> = take(2 * nu).into_iter().collect();
+        steps
+            .run(
+                format!("{n} virtual signers started, each its own daemon and keystore"),
+                async {
+                    for (i, primes) in keygen_and_reshare_sets.iter().enumerate() {
+                        system.add_signer(&format!("device-{}", i + 1), primes).await?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        let ids: Vec<String> = system.signers.iter().map(|s| s.device_id.clone()).collect();
+        let demo = Demo {
+            n,
+            t,
+            system,
+            steps,
+            problems: Vec::new(),
+            ids,
+        };
+        Ok((demo, newcomer_sets))
+    }
+
+    /// A secp256k1 and an ed25519 vault, created concurrently and checked; also returns
+    /// the secp256k1 vault's key generation.
+    async fn vaults(&mut self) -> anyhow::Result<(VaultState, VaultState, Option<u64>, Vec<VaultOut>)> {
+        let (n, t) = (self.n, self.t);
+        let system = &self.system;
+        let ((secp_vault, secp_took), (ed_vault, ed_took)) = self
+            .steps
+            .run(
+                format!("secp256k1 and ed25519 {t}-of-{n} vaults created (distributed key generation; ECDSA aux-info)"),
+                async {
+                    tokio::try_join!(
+                        system.create_vault("demo secp256k1", "secp256k1", t),
+                        system.create_vault("demo ed25519", "ed25519", t),
+                    )
+                },
+            )
+            .await?;
+        let secp = vault_state(&secp_vault, "secp256k1")?;
+        let ed = vault_state(&ed_vault, "ed25519")?;
+        for v in [&secp, &ed] {
+            if v.threshold != t || v.signers != self.ids {
+                self.problems.push(format!(
+                    "the coordinator holds the {} vault as {}-of-{} with other devices, not the requested {t}-of-{n}",
+                    v.curve,
+                    v.threshold,
+                    v.signers.len()
+                ));
+            }
+        }
+        match (
+            &secp.address,
+            k256::ecdsa::VerifyingKey::from_sec1_bytes(&secp.public_key),
+        ) {
+            (Some(a), Ok(k)) if verify::eth_address(&k) == *a => {}
+            _ => self
+                .problems
+                .push("the secp256k1 vault's address is not the one of its public key".to_owned()),
+        }
+        let out = |v: &VaultState, took: Duration| VaultOut {
+            id: v.id.clone(),
+            curve: v.curve.to_owned(),
+            threshold: v.threshold,
+            devices: v.signers.len(),
+            public_key: hex::encode(&v.public_key),
+            address: v.address.clone(),
+            keygen_ms: ms(took),
+        };
+        let vaults = vec![out(&secp, secp_took), out(&ed, ed_took)];
+        Ok((secp, ed, secp_vault["keyGeneration"].as_u64(), vaults))
+    }
+
+    /// A digest and an EIP-1559 transaction on secp256k1, a message on ed25519.
+    async fn signatures(&mut self, secp: &VaultState, ed: &VaultState) -> anyhow::Result<Vec<SignatureOut>> {
+        let (n, t) = (self.n, self.t);
+        let mut signatures = Vec::new();
+        let digest = random_32();
+        let (op, took) = self
+            .steps
+            .run(
+                "secp256k1: a 32-byte digest signed",
+                self.system.sign(
+                    json!({"vaultId": secp.id, "digest": hex::encode(digest)}),
+                    "digest signature",
+                ),
+            )
+            .await?;
+        signatures.push(check_digest(secp, &digest, &op, took, &mut self.problems)?);
+
+        let tx = verify::demo_transaction(0);
+        let unsigned = verify::unsigned_bytes(&tx);
+        let (op, took) = self
+            .steps
+            .run(
+                "secp256k1: an EIP-1559 transaction signed (0.01 ETH to 0x…dEaD, not broadcast)",
+                self.system.sign(
+                    json!({"vaultId": secp.id, "ethTx": format!("0x{}", hex::encode(&unsigned))}),
+                    "transaction signature",
+                ),
+            )
+            .await?;
+        let tx_digest: [u8; 32] = Keccak256::digest(&unsigned).into();
+        let mut out = check_digest(secp, &tx_digest, &op, took, &mut self.problems)?;
+        out.kind = "eth_tx";
+        out.digest = None;
+        let raw_signed = text(&op["result"]["rawTransaction"]).to_owned();
+        let (sig, recid) = signature_fields(&op)?;
+        let raw_bytes = hex::decode(raw_signed.trim_start_matches("0x")).unwrap_or_default();
+        if let Err(e) = verify::eth_transaction(
+            &tx,
+            &raw_bytes,
+            &sig,
+            recid.unwrap_or(u8::MAX),
+            secp.address.as_deref().unwrap_or_default(),
+        ) {
+            out.verified = false;
+            self.problems.push(format!("eth_tx {}: {e}", out.operation));
+        }
+        out.raw_transaction = Some(raw_signed);
+        signatures.push(out);
+
+        let message = format!("vsigner demo: signed by a {t}-of-{n} ed25519 vault").into_bytes();
+        let (op, took) = self
+            .steps
+            .run(
+                "ed25519: a message signed",
+                self.system.sign(
+                    json!({"vaultId": ed.id, "message": hex::encode(&message)}),
+                    "message signature",
+                ),
+            )
+            .await?;
+        signatures.push(check_ed25519(ed, &message, &op, took, &mut self.problems)?);
+        Ok(signatures)
+    }
+
+    /// A request the approver rejects ends Rejected, unsigned.
+    async fn rejection(&mut self, ed: &VaultState) -> anyhow::Result<Value> {
+        let refused = format!("{REJECT_MARKER}: a request the approval webhook refuses").into_bytes();
+        let operator = &self.system.operator;
+        self.steps
+            .run("ed25519: a request the approver rejects is not signed", async {
+                let op = operator
+                    .request_signature(json!({"vaultId": ed.id, "message": hex::encode(&refused)}))
+                    .await?;
+                let op = operator
+                    .wait_final(
+                        text(&op["id"]),
+                        Duration::from_secs(120),
+                        Duration::from_millis(20),
+                        |_, _| {},
+                    )
+                    .await?;
+                if op["state"] != "Rejected" {
+                    bail!(
+                        "operation {} ended {}, not Rejected",
+                        text(&op["id"]),
+                        text(&op["state"])
+                    );
+                }
+                if !op["result"]["signature"].is_null() {
+                    bail!("the rejected operation {} carries a signature", text(&op["id"]));
+                }
+                Ok(op)
+            })
+            .await
+    }
+
+    /// A new device joins and the secp256k1 vault is reshared to (T+1)-of-(N+1) with the
+    /// same key; returns the reshare, the vault after it and the new device's id.
+    async fn reshare(
+        &mut self,
+        secp: &VaultState,
+        generation_before: Option<u64>,
+        newcomer_sets: &[PrimeSet],
+    ) -> anyhow::Result<(ReshareOut, VaultState, String)> {
+        let (n, t) = (self.n, self.t);
+        let newcomer_name = format!("device-{}", usize::from(n) + 1);
+        let newcomer = self
+            .steps
+            .run(
+                format!("a new virtual signer {newcomer_name} started"),
+                self.system.add_signer(&newcomer_name, newcomer_sets),
+            )
+            .await?;
+        let mut new_set = self.ids.clone();
+        new_set.push(newcomer.clone());
+        let operator = &self.system.operator;
+        let system = &self.system;
+        let reshare_op = self
+            .steps
+            .run(
+                format!(
+                    "secp256k1 vault reshared to {}-of-{} with {newcomer_name} (same key; new shares and aux-info)",
+                    t + 1,
+                    n + 1
+                ),
+                async {
+                    let start = Instant::now();
+                    let op = operator.request_reshare(&secp.id, t + 1, &new_set).await?;
+                    let op = system
+                        .completed(&op, "reshare", Duration::from_secs(600), Duration::from_millis(20))
+                        .await?;
+                    Ok((op, start.elapsed()))
+                },
+            )
+            .await?;
+        let after = self.system.operator.vault(&secp.id).await?;
+        let key_after = hex::decode(text(&after["publicKey"])).unwrap_or_default();
+        let unchanged = key_after == secp.public_key;
+        if !unchanged {
+            self.problems
+                .push("the reshare changed the vault's public key".to_owned());
+        }
+        let reshared = vault_state(&after, "secp256k1")?;
+        if reshared.threshold != t + 1 || reshared.signers != new_set {
+            self.problems.push(format!(
+                "after the reshare the vault is {}-of-{} with other devices, not {}-of-{} with {newcomer_name}",
+                reshared.threshold,
+                reshared.signers.len(),
+                t + 1,
+                n + 1
+            ));
+        }
+        if after["keyGeneration"].as_u64() != generation_before.map(|g| g + 1) {
+            self.problems
+                .push("the reshare did not start a new key generation".to_owned());
+        }
+        let out = ReshareOut {
+            vault: secp.id.clone(),
+            from: Shape {
+                threshold: secp.threshold,
+                devices: secp.signers.len(),
+            },
+            to: Shape {
+                threshold: reshared.threshold,
+                devices: reshared.signers.len(),
+            },
+            public_key: hex::encode(&key_after),
+            public_key_unchanged: unchanged,
+            joined: vec![newcomer.clone()],
+            operation: text(&reshare_op.0["id"]).to_owned(),
+            latency_ms: ms(reshare_op.1),
+        };
+        Ok((out, reshared, newcomer))
+    }
+
+    /// A digest signed by a committee that includes the new device. The coordinator takes
+    /// the first approvers as the committee: the first old devices abstain, so that exactly
+    /// the others and the newcomer approve. Returns the signature and who abstained.
+    async fn sign_after_reshare(
+        &mut self,
+        reshared: &VaultState,
+        newcomer: &str,
+    ) -> anyhow::Result<(SignatureOut, Vec<String>)> {
+        let t = self.t;
+        let newcomer_name = self.system.device_name(newcomer).to_owned();
+        let abstaining: Vec<String> = self
+            .ids
+            .iter()
+            .take(usize::from(self.n) - usize::from(t))
+            .cloned()
+            .collect();
+        self.system.approver.abstain_on_signatures(&abstaining);
+        let digest = random_32();
+        let abstainers = abstaining
+            .iter()
+            .map(|d| self.system.device_name(d).to_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (op, took) = self
+            .steps
+            .run(
+                format!(
+                    "secp256k1: a digest signed by {} devices including {newcomer_name}{}",
+                    t + 1,
+                    if abstainers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({abstainers} abstained)")
+                    }
+                ),
+                self.system.sign(
+                    json!({"vaultId": reshared.id, "digest": hex::encode(digest)}),
+                    "signature after the reshare",
+                ),
+            )
+            .await?;
+        self.system.approver.abstain_on_signatures(&[]);
+        let out = check_digest(reshared, &digest, &op, took, &mut self.problems)?;
+        if !out.signers.iter().any(|s| s == newcomer) {
+            self.problems.push(format!(
+                "the signature after the reshare was made by {:?}, not {} devices including {newcomer}",
+                out.signers,
+                t + 1
+            ));
+        }
+        Ok((out, abstaining))
+    }
+
+    /// The webhook authenticated every request, and its own record agrees with the
+    /// coordinator's: it rejected the rejected operation, and exactly the chosen devices
+    /// abstained on the signature after the reshare.
+    fn check_webhook_record(&mut self, rejected_id: &str, after_id: &str, abstaining: &[String]) {
+        let refused_requests = self.system.approver.refused_requests();
+        if !refused_requests.is_empty() {
+            self.problems.push(format!(
+                "the approval webhook refused {} unauthenticated request(s): {}",
+                refused_requests.len(),
+                refused_requests.join("; ")
+            ));
+        }
+        let decisions = self.system.approver.decisions();
+        if !decisions
+            .iter()
+            .any(|d| d.operation == rejected_id && d.status == "rejected")
+        {
+            self.problems.push(format!(
+                "the webhook never rejected {rejected_id}, yet it was Rejected"
+            ));
+        }
+        for d in decisions.iter().filter(|d| d.operation == after_id) {
+            if (d.status == "abstain") != abstaining.contains(&d.device) {
+                self.problems
+                    .push(format!("device {} answered {} on {after_id}", d.device, d.status));
+            }
+        }
+    }
+}
