@@ -16,6 +16,7 @@
 
 mod checks;
 mod report;
+mod reshare;
 mod script;
 mod verify;
 
