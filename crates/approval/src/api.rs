@@ -56,6 +56,8 @@ impl ApiApprover {
         retries: u32,
         device: DeviceKey,
     ) -> Result<Self, ConfigError> {
+        // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             // A redirect would send the request somewhere not configured: refuse it.
             .redirect(reqwest::redirect::Policy::none())

@@ -230,6 +230,8 @@ pub struct ContractApprover {
 impl ContractApprover {
     /// An approver calling `config.address` through `config.rpc_url`.
     pub fn new(config: ContractConfig, timeout: Duration, retries: u32) -> Self {
+        // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let provider = ProviderBuilder::new()
             .connect_http(config.rpc_url.clone())
             .erased();

@@ -40,7 +40,7 @@ impl Drop for Anvil {
 
 async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let r: Value = reqwest::Client::new()
+    let r: Value = http_client()
         .post(url)
         .json(&body)
         .send()
@@ -234,4 +234,10 @@ async fn approval_contract_on_anvil() {
     let d = keyed.decide(&sign_message("ops", b"hi")).await;
     failed(&d, "unreachable after 2 attempt(s)");
     assert!(!d.reason.contains("s3cret"), "{d:?}");
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -134,7 +134,7 @@ async fn python_webhook_refuses_unsigned_and_tampered_requests() {
     let (_py, port, _) = start_server(ONE_ETH);
     let url = format!("http://127.0.0.1:{port}/transaction-approval");
     let body = sign_tx("treasury", 1).to_json_bytes();
-    let client = reqwest::Client::new();
+    let client = http_client();
     let post = |body: Vec<u8>, h: Option<&httpsig::RequestHeaders>| {
         let mut r = client
             .post(&url)
@@ -185,4 +185,10 @@ async fn python_webhook_refuses_unsigned_and_tampered_requests() {
     // Too old: refused.
     let h5 = httpsig::sign_request(&key, &url, &body, 77, now - 3600);
     assert_eq!(post(body, Some(&h5)).await.unwrap().status(), 401);
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -14,6 +14,8 @@ pub struct Broadcaster {
 impl Broadcaster {
     /// A broadcaster for `(chain id, URL)` pairs.
     pub fn new(endpoints: impl IntoIterator<Item = (u64, String)>) -> Self {
+        // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()

@@ -71,7 +71,7 @@ async fn eth_tx_is_signed_assembled_and_broadcast() {
             .unwrap(),
     );
     let rpc_url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let mut up = false;
     for _ in 0..400 {
         let ok = http
@@ -210,4 +210,10 @@ async fn eth_tx_is_signed_assembled_and_broadcast() {
         value
     );
     c.running.shutdown().await.unwrap();
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

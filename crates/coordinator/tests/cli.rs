@@ -86,7 +86,7 @@ async fn init_then_run(db: Db) {
     serve.listen = format!("127.0.0.1:{port}").parse().unwrap();
     let task = tokio::spawn(vsigner_coordinator::run(CoordinatorArgs { command: None, serve }));
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http_client();
     let mut up = false;
     for _ in 0..200 {
         if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
@@ -122,4 +122,10 @@ async fn init_then_run(db: Db) {
     assert_eq!(me["me"]["organisationId"], init.org_id.as_str());
     task.abort();
     let _ = task.await;
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -66,6 +66,8 @@ pub fn from_url(url: &str) -> Result<Arc<dyn Backend>, KeystoreError> {
     let options = std::env::vars()
         .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("AZURE_"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v));
+    // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (store, prefix) = object_store::parse_url_opts(&parsed, options).map_err(|e| {
         KeystoreError::invalid(
             "STORAGE_BUCKET_URL",

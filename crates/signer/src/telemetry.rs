@@ -200,6 +200,8 @@ fn resource() -> Resource {
 
 fn http_client(runtime: &Option<tokio::runtime::Handle>) -> Result<RuntimeHttpClient, TelemetryError> {
     let runtime = runtime.clone().ok_or(TelemetryError::NoRuntime)?;
+    // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(EXPORT_TIMEOUT)
         .build()

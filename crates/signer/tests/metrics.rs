@@ -47,7 +47,7 @@ async fn records_and_scrapes() {
     metrics::mqtt_reconnect("dev-1");
     metrics::devices(2);
 
-    let resp = reqwest::get(&url).await.unwrap();
+    let resp = http_client().get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -125,7 +125,14 @@ async fn records_and_scrapes() {
 
     // Counters add up across scrapes.
     metrics::operation_finished(OperationKind::Sign, Outcome::Succeeded);
-    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let text = http_client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
         sample(
             &text,
@@ -134,7 +141,11 @@ async fn records_and_scrapes() {
         Some("3")
     );
 
-    let resp = reqwest::get(url.replace("/metrics", "/other")).await.unwrap();
+    let resp = http_client()
+        .get(url.replace("/metrics", "/other"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 
     stop.send(()).unwrap();
@@ -143,4 +154,10 @@ async fn records_and_scrapes() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -109,6 +109,8 @@ impl MqttConfig {
             options.set_credentials(user, password.as_deref().map(String::as_str).unwrap_or(""));
         }
         if tls {
+            // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let config = match &self.ca_cert_pem {
                 Some(ca) => {
                     use rustls_pki_types::pem::PemObject;

@@ -112,7 +112,7 @@ impl Coord {
             running,
             base,
             clock,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
@@ -390,4 +390,10 @@ macro_rules! per_backend {
             )*
         }
     };
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

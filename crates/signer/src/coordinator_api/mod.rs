@@ -103,6 +103,8 @@ impl CoordinatorClient {
             u.set_query(None);
             u
         };
+        // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

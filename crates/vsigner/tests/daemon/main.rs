@@ -416,7 +416,7 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     verify_secp256k1(&secp_key, &digest, &op);
 
     // HTTP API: register a device at run time; /version, /readyz; /metrics.
-    let http = reqwest::Client::new();
+    let http = http_client();
     let s2 = &signers[1];
     let resp = http
         .post(format!("http://127.0.0.1:{}/register-vs-device", s2.port))
@@ -566,4 +566,10 @@ fn unreachable_coordinator_or_bad_credentials_fail_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("AuthClientSecret"), "{stderr}");
     assert!(!stderr.contains("wrong-secret-of-the-test"));
+}
+
+/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
