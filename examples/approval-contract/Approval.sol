@@ -4,7 +4,7 @@ pragma solidity ^0.8.20;
 /// A sample approval policy for vsigner (ApprovalMode = SmartContract).
 ///
 /// vsigner calls these functions with a read-only eth_call; the argument is
-/// `abi.encode(request)` of the version-1 structs below (see README.md). Result:
+/// `abi.encode(request)` of the version-2 structs below (see README.md). Result:
 /// 0 approve, 1 reject, 2 abstain.
 ///
 /// Policy (the same as examples/approval-webhook/server.py):
@@ -18,7 +18,7 @@ contract Approval {
     uint8 public constant APPROVE = 0;
     uint8 public constant REJECT = 1;
     uint8 public constant ABSTAIN = 2;
-    uint8 public constant VERSION = 1;
+    uint8 public constant VERSION = 2;
 
     uint256 public immutable maxValueWei;
 
@@ -27,6 +27,7 @@ contract Approval {
         string name;
         uint256 weight;
         string identityPublicKeyHex;
+        string recordHash; // SHA-256 of the device's signed record of its keys (hex)
     }
 
     struct KeygenReshareRequestSC {

@@ -28,6 +28,15 @@ pub mod keys {
     pub const TIMEOUT_SECONDS: &str = "ApprovalTimeoutSeconds";
     /// vsigner: how many times a connection failure is retried (default 2).
     pub const RETRIES: &str = "ApprovalRetries";
+    /// vsigner: `true` accepts a webhook whose answers anyone on the network path could
+    /// give (plain http:// off loopback, or no `ApprovalHTTPPublicKeyHex`).
+    pub const ACCEPT_INSECURE: &str = "ApprovalAcceptInsecure";
+    /// vsigner: the chain id the SmartContract RPC must report (checked at start and on
+    /// every decision).
+    pub const CHAIN_ID: &str = "ApprovalChainId";
+    /// vsigner: hex SHA-256 of the approval contract's runtime code (checked at start and
+    /// on every decision).
+    pub const CONTRACT_CODE_HASH: &str = "ApprovalContractCodeHash";
 }
 
 /// Default time allowed for one attempt to get an answer.
@@ -100,6 +109,12 @@ pub struct ApprovalValues {
     pub approval_timeout_seconds: Option<String>,
     /// `ApprovalRetries`.
     pub approval_retries: Option<String>,
+    /// `ApprovalAcceptInsecure` (`true` | `false`).
+    pub approval_accept_insecure: Option<String>,
+    /// `ApprovalChainId`.
+    pub approval_chain_id: Option<String>,
+    /// `ApprovalContractCodeHash`.
+    pub approval_contract_code_hash: Option<String>,
 }
 
 /// Webhook settings (`API` mode). `Debug` hides the URLs' queries (access codes).
@@ -111,6 +126,8 @@ pub struct ApiConfig {
     pub reshare_url: Url,
     /// `ApprovalHTTPPublicKeyHex`, decoded. When set, replies must be signed with it.
     pub reply_public_key: Option<VerifyingKey>,
+    /// What the operator accepted with `ApprovalAcceptInsecure` (empty: nothing insecure).
+    pub insecurities: Vec<String>,
 }
 
 /// Contract settings (`SmartContract` mode). `Debug` hides the RPC URL's path and query
@@ -121,6 +138,12 @@ pub struct ContractConfig {
     pub rpc_url: Url,
     /// `ApprovalSmartContractAddress`.
     pub address: Address,
+    /// `ApprovalChainId`: the chain the RPC must be on; unset, the chain seen at the first
+    /// check is kept and must not change.
+    pub chain_id: Option<u64>,
+    /// `ApprovalContractCodeHash`: SHA-256 of the contract's runtime code; unset, the code
+    /// seen at the first check is kept and must not change.
+    pub code_hash: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -132,6 +155,7 @@ impl std::fmt::Debug for ApiConfig {
                 "reply_public_key",
                 &self.reply_public_key.map(|k| hex::encode(k.as_bytes())),
             )
+            .field("insecurities", &self.insecurities)
             .finish()
     }
 }
@@ -141,6 +165,8 @@ impl std::fmt::Debug for ContractConfig {
         f.debug_struct("ContractConfig")
             .field("rpc_url", &shown_url(&self.rpc_url, false))
             .field("address", &self.address)
+            .field("chain_id", &self.chain_id)
+            .field("code_hash", &self.code_hash.map(hex::encode))
             .finish()
     }
 }
@@ -295,6 +321,7 @@ impl ApprovalConfig {
         let mode = match mode {
             ApprovalMode::AlwaysApprove => ModeConfig::AlwaysApprove,
             ApprovalMode::Api => {
+                let accept_insecure = flag(&v.approval_accept_insecure, keys::ACCEPT_INSECURE)?;
                 let transaction_url = http_url(
                     required(&v.external_transaction_approval_url, keys::TRANSACTION_URL, mode)?,
                     keys::TRANSACTION_URL,
@@ -306,10 +333,47 @@ impl ApprovalConfig {
                 let reply_public_key = value(&v.approval_http_public_key_hex)
                     .map(parse_public_key_hex)
                     .transpose()?;
+                // Answers anyone on the network path could give approve nothing, unless
+                // the operator says it accepts that.
+                let mut insecurities = Vec::new();
+                for (key, url) in [
+                    (keys::TRANSACTION_URL, &transaction_url),
+                    (keys::RESHARE_URL, &reshare_url),
+                ] {
+                    if url.scheme() == "http" && !is_loopback(url) {
+                        let host = url.host_str().unwrap_or_default();
+                        if !accept_insecure {
+                            return Err(ConfigError::Invalid {
+                                key,
+                                reason: format!(
+                                    "plain http:// to {host} lets anyone on the network path read the approval requests and answer them; use https:// (or set {} = true to accept that)",
+                                    keys::ACCEPT_INSECURE
+                                ),
+                            });
+                        }
+                        insecurities.push(format!("{key} uses plain http to {host}"));
+                    }
+                }
+                if reply_public_key.is_none() {
+                    if !accept_insecure {
+                        return Err(ConfigError::Invalid {
+                            key: keys::PUBLIC_KEY_HEX,
+                            reason: format!(
+                                "must be set when ApprovalMode is API: without it replies are unsigned, and anyone on the network path approves by echoing the nonce (set {} = true to accept that)",
+                                keys::ACCEPT_INSECURE
+                            ),
+                        });
+                    }
+                    insecurities.push(format!(
+                        "replies are unsigned ({} is not set)",
+                        keys::PUBLIC_KEY_HEX
+                    ));
+                }
                 ModeConfig::Api(ApiConfig {
                     transaction_url,
                     reshare_url,
                     reply_public_key,
+                    insecurities,
                 })
             }
             ApprovalMode::SmartContract => {
@@ -319,7 +383,35 @@ impl ApprovalConfig {
                 )?;
                 let a = required(&v.approval_smart_contract_address, keys::CONTRACT_ADDRESS, mode)?;
                 let address = parse_address(a)?;
-                ModeConfig::SmartContract(ContractConfig { rpc_url, address })
+                let chain_id = value(&v.approval_chain_id)
+                    .map(|s| {
+                        s.parse::<u64>()
+                            .ok()
+                            .filter(|c| *c > 0)
+                            .ok_or_else(|| ConfigError::Invalid {
+                                key: keys::CHAIN_ID,
+                                reason: format!("{s:?} is not a chain id (a whole number above 0)"),
+                            })
+                    })
+                    .transpose()?;
+                let code_hash = value(&v.approval_contract_code_hash)
+                    .map(|s| {
+                        hex::decode(s.strip_prefix("0x").unwrap_or(s))
+                            .ok()
+                            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                            .ok_or_else(|| ConfigError::Invalid {
+                                key: keys::CONTRACT_CODE_HASH,
+                                reason: "expected the hex SHA-256 (32 bytes) of the contract's runtime code"
+                                    .into(),
+                            })
+                    })
+                    .transpose()?;
+                ModeConfig::SmartContract(ContractConfig {
+                    rpc_url,
+                    address,
+                    chain_id,
+                    code_hash,
+                })
             }
         };
         Ok(Self {
@@ -336,6 +428,29 @@ impl ApprovalConfig {
             ModeConfig::Api(_) => ApprovalMode::Api,
             ModeConfig::SmartContract(_) => ApprovalMode::SmartContract,
         }
+    }
+}
+
+/// `true` or `false` (unset: false).
+fn flag(v: &Option<String>, key: &'static str) -> Result<bool, ConfigError> {
+    match value(v) {
+        None => Ok(false),
+        Some(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(s) => Err(ConfigError::Invalid {
+            key,
+            reason: format!("{s:?} is not true or false"),
+        }),
+    }
+}
+
+/// Whether `url` points at this machine (loopback: the operator's own process).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::{DynProvider, Provider as _, ProviderBuilder};
 use alloy::sol_types::SolValue as _;
+use sha2::Digest as _;
 
 use crate::api::fmt_duration;
 use crate::config::{ApprovalMode, ContractConfig};
@@ -36,6 +37,7 @@ pub mod abi {
             string name;
             uint256 weight;
             string identityPublicKeyHex;
+            string recordHash;
         }
 
         /// Vault creation (old set empty, old threshold 0) or reshare.
@@ -96,8 +98,8 @@ pub mod abi {
         }
     }
 
-    /// The version of the structs above.
-    pub const VERSION: u8 = 1;
+    /// The version of the structs above (2: signers carry their record hash).
+    pub const VERSION: u8 = 2;
 }
 
 /// Which contract function a request goes to, and its encoded argument.
@@ -129,6 +131,7 @@ fn signers_sc(s: &[Signer]) -> Vec<abi::SignerSC> {
             name: s.name.clone(),
             weight: U256::from(s.weight),
             identityPublicKeyHex: s.identity_public_key_hex.clone(),
+            recordHash: s.record_hash_hex.clone(),
         })
         .collect()
 }
@@ -225,6 +228,25 @@ pub struct ContractApprover {
     timeout: Duration,
     retries: u32,
     provider: DynProvider,
+    /// The chain id and code hash first seen, when the configuration pins none.
+    seen: std::sync::Mutex<(Option<u64>, Option<[u8; 32]>)>,
+}
+
+/// Why the approval node or contract cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendProblem {
+    /// The node did not answer (it may come back).
+    Unreachable(String),
+    /// The node is on another chain, or the contract's code is not the expected one.
+    Refused(String),
+}
+
+impl std::fmt::Display for BackendProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendProblem::Unreachable(s) | BackendProblem::Refused(s) => f.write_str(s),
+        }
+    }
 }
 
 impl ContractApprover {
@@ -240,7 +262,65 @@ impl ContractApprover {
             timeout,
             retries,
             provider,
+            seen: std::sync::Mutex::new((None, None)),
         }
+    }
+
+    /// Checks that the node is on the configured chain (`ApprovalChainId`) and that the
+    /// contract's runtime code has the configured hash (`ApprovalContractCodeHash`); what
+    /// the configuration leaves unset must stay what the first check saw. One RPC's answer
+    /// is all a contract decision rests on: a node on a test chain, or a contract replaced
+    /// at the address, must not approve anything.
+    pub async fn check_backend(&self) -> Result<(), BackendProblem> {
+        let unreachable =
+            |what: &str, e: String| BackendProblem::Unreachable(self.redact(format!("{what}: {e}")));
+        let chain = tokio::time::timeout(self.timeout, self.provider.get_chain_id())
+            .await
+            .map_err(|_| unreachable("eth_chainId", "timed out".into()))?
+            .map_err(|e| unreachable("eth_chainId", with_sources(&e)))?;
+        let code = tokio::time::timeout(self.timeout, self.provider.get_code_at(self.config.address))
+            .await
+            .map_err(|_| unreachable("eth_getCode", "timed out".into()))?
+            .map_err(|e| unreachable("eth_getCode", with_sources(&e)))?;
+        if code.is_empty() {
+            return Err(BackendProblem::Refused(format!(
+                "there is no contract at {} on chain {chain}",
+                self.config.address
+            )));
+        }
+        let hash: [u8; 32] = sha2::Sha256::digest(&code).into();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (seen_chain, seen_hash) = &mut *seen;
+        match self.config.chain_id.or(*seen_chain) {
+            Some(expected) if expected != chain => {
+                return Err(BackendProblem::Refused(format!(
+                    "the approval node is on chain {chain}, not chain {expected}{}",
+                    if self.config.chain_id.is_some() {
+                        " (ApprovalChainId)"
+                    } else {
+                        " (the chain it was on at start)"
+                    }
+                )))
+            }
+            _ => *seen_chain = Some(chain),
+        }
+        match self.config.code_hash.or(*seen_hash) {
+            Some(expected) if expected != hash => {
+                return Err(BackendProblem::Refused(format!(
+                    "the code of contract {} has SHA-256 {}, not {}{}",
+                    self.config.address,
+                    hex::encode(hash),
+                    hex::encode(expected),
+                    if self.config.code_hash.is_some() {
+                        " (ApprovalContractCodeHash)"
+                    } else {
+                        " (the code it had at start)"
+                    }
+                )))
+            }
+            _ => *seen_hash = Some(hash),
+        }
+        Ok(())
     }
 
     /// Calls the contract. Never fails: a failure is a decision that is not an approval.
@@ -256,6 +336,22 @@ impl ContractApprover {
         let mut attempt = 0u32;
         let result = loop {
             attempt += 1;
+            match self.check_backend().await {
+                Ok(()) => {}
+                Err(BackendProblem::Refused(why)) => return fail(why),
+                Err(BackendProblem::Unreachable(why)) if attempt <= self.retries => {
+                    tracing::debug!(attempt, error = %why, "approval node unreachable, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Err(BackendProblem::Unreachable(why)) => {
+                    return fail(format!(
+                        "approval node {} unreachable after {attempt} attempt(s): {why}",
+                        crate::config::shown_url(&self.config.rpc_url, false)
+                    ))
+                }
+            }
             let fut = async {
                 match &call {
                     ContractCall::KeygenReshare(b) => contract.approvedKeygenReshare(b.clone()).call().await,
@@ -314,11 +410,31 @@ impl ContractApprover {
             }
             src = s.source();
         }
+        self.redact(out)
+    }
+
+    /// `text` with the RPC URL reduced to scheme, host and port.
+    fn redact(&self, text: String) -> String {
         let full = self.config.rpc_url.as_str();
         let shown = crate::config::shown_url(&self.config.rpc_url, false);
-        out.replace(full, &shown)
+        text.replace(full, &shown)
             .replace(full.trim_end_matches('/'), &shown)
     }
+}
+
+/// An error and its causes, each once.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
 }
 
 fn is_connection_error(e: &alloy::contract::Error) -> bool {

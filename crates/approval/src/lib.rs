@@ -85,6 +85,15 @@ impl AnyApprover {
         })
     }
 
+    /// Checks what the approver rests on before it is used: for a policy contract, the
+    /// node's chain and the contract's code ([`ContractApprover::check_backend`]).
+    pub async fn check_backend(&self) -> Result<(), contract::BackendProblem> {
+        match self {
+            AnyApprover::SmartContract(a) => a.check_backend().await,
+            AnyApprover::AlwaysApprove(_) | AnyApprover::Api(_) => Ok(()),
+        }
+    }
+
     /// Decides (see [`Approver::decide`]).
     pub async fn decide(&self, request: &ApprovalRequest) -> Decision {
         match self {

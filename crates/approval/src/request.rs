@@ -46,8 +46,12 @@ pub struct Signer {
     pub name: String,
     /// Voting weight of the device in the vault.
     pub weight: u32,
-    /// Hex of the device's identity public key.
+    /// Hex of the device's identity public key (Ed25519: it signs the device's record,
+    /// its messages and its actions).
     pub identity_public_key_hex: String,
+    /// Hex SHA-256 of the device's signed record of its keys (empty if it has none): an
+    /// approver with a device registry can refuse devices it does not know.
+    pub record_hash_hex: String,
 }
 
 /// The vault an operation is about. For a reshare, `threshold` and `signers` are the
@@ -266,6 +270,7 @@ impl ApprovalRequest {
                                 "name": s.name,
                                 "theType": "VirtualSigner",
                                 "publicKey": s.identity_public_key_hex,
+                                "recordHash": s.record_hash_hex,
                             },
                             "weight": s.weight,
                         })

@@ -58,16 +58,26 @@ fn good_values_parse() {
     );
     assert_eq!(a.transaction_url.as_str(), "https://approver.example/tx");
 
-    let c = ApprovalConfig::from_values(&ApprovalValues {
+    // Unsigned replies only when the operator accepts them, and then they are listed.
+    let unsigned = ApprovalValues {
         approval_timeout_seconds: Some("0.3".into()),
         approval_retries: Some("0".into()),
         approval_http_public_key_hex: Some(String::new()), // empty: not set
         ..api()
+    };
+    assert_names(unsigned.clone(), "ApprovalHTTPPublicKeyHex");
+    let c = ApprovalConfig::from_values(&ApprovalValues {
+        approval_accept_insecure: Some("true".into()),
+        ..unsigned
     })
     .unwrap();
     assert_eq!((c.timeout, c.retries), (Duration::from_millis(300), 0));
     let ModeConfig::Api(a) = &c.mode else { panic!() };
     assert_eq!(a.reply_public_key, None);
+    assert_eq!(
+        a.insecurities,
+        vec!["replies are unsigned (ApprovalHTTPPublicKeyHex is not set)".to_owned()]
+    );
 
     let c = ApprovalConfig::from_values(&sc()).unwrap();
     let ModeConfig::SmartContract(s) = &c.mode else {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -135,9 +136,20 @@ async fn deploy(url: &str, bytecode: &str, args: &[u8]) -> Address {
 }
 
 fn approver(url: &str, address: Address) -> ContractApprover {
+    pinned(url, address, None, None)
+}
+
+fn pinned(
+    url: &str,
+    address: Address,
+    chain_id: Option<u64>,
+    code_hash: Option<[u8; 32]>,
+) -> ContractApprover {
     let config = ContractConfig {
         rpc_url: Url::parse(url).unwrap(),
         address,
+        chain_id,
+        code_hash,
     };
     ContractApprover::new(config, Duration::from_secs(5), 1)
 }
@@ -221,7 +233,73 @@ async fn approval_contract_on_anvil() {
     println!("revert: {}", d.reason);
     failed(&d, "approvedKeygenReshare failed");
     let nobody = approver(&anvil.url, Address::repeat_byte(0x77));
-    failed(&nobody.decide(&sign_tx("treasury", 1)).await, "approvedTx failed");
+    failed(
+        &nobody.decide(&sign_tx("treasury", 1)).await,
+        "there is no contract at",
+    );
+
+    // Finding 4 of [trust-identity]: one RPC's answer is all a decision rests on, so the
+    // node's chain and the contract's code are checked before every decision: against
+    // ApprovalChainId / ApprovalContractCodeHash, or else against what the first check saw.
+    let chain: u64 = u64::from_str_radix(
+        rpc(&anvil.url, "eth_chainId", json!([]))
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let code = rpc(&anvil.url, "eth_getCode", json!([approval.to_string(), "latest"]))
+        .await
+        .unwrap();
+    let code_hash: [u8; 32] =
+        sha2::Sha256::digest(hex::decode(code.as_str().unwrap().trim_start_matches("0x")).unwrap()).into();
+    let exact = pinned(&anvil.url, approval, Some(chain), Some(code_hash));
+    answered(&exact.decide(&sign_tx("treasury", 1)).await, Vote::Approve);
+    exact.check_backend().await.unwrap();
+    let other_chain = pinned(&anvil.url, approval, Some(chain + 1), None);
+    failed(
+        &other_chain.decide(&sign_tx("treasury", 1)).await,
+        &format!(
+            "the approval node is on chain {chain}, not chain {} (ApprovalChainId)",
+            chain + 1
+        ),
+    );
+    assert!(matches!(
+        other_chain.check_backend().await,
+        Err(vsigner_approval::contract::BackendProblem::Refused(_))
+    ));
+    let other_code = pinned(&anvil.url, approval, None, Some([0; 32]));
+    failed(
+        &other_code.decide(&sign_tx("treasury", 1)).await,
+        "(ApprovalContractCodeHash)",
+    );
+    // The contract at the address is replaced (anvil_setCode) under an approver that pinned
+    // nothing: the code it saw first no longer decides.
+    let weird_code = rpc(&anvil.url, "eth_getCode", json!([weird.to_string(), "latest"]))
+        .await
+        .unwrap();
+    rpc(
+        &anvil.url,
+        "anvil_setCode",
+        json!([approval.to_string(), weird_code]),
+    )
+    .await
+    .unwrap();
+    failed(
+        &a.decide(&sign_tx("treasury", 1)).await,
+        "(the code it had at start)",
+    );
+    failed(
+        &exact.decide(&sign_tx("treasury", 1)).await,
+        "(ApprovalContractCodeHash)",
+    );
+    rpc(&anvil.url, "anvil_setCode", json!([approval.to_string(), code]))
+        .await
+        .unwrap();
+    answered(&a.decide(&sign_tx("treasury", 1)).await, Vote::Approve);
 
     // Node down.
     anvil.stop();

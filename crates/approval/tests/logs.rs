@@ -119,6 +119,7 @@ async fn the_device_key_never_appears() {
                 transaction_url: Url::parse(&url).unwrap(),
                 reshare_url: Url::parse(&url).unwrap(),
                 reply_public_key: None,
+                insecurities: vec![],
             }),
             timeout: Duration::from_secs(5),
             retries: 1,

@@ -70,7 +70,7 @@ fn contract_arguments_decode_as_the_documented_structs() {
         panic!()
     };
     let t = abi::TxRequestSC::abi_decode(&b).unwrap();
-    assert_eq!(t.version, 1);
+    assert_eq!(t.version, 2);
     assert_eq!(t.typename, "OperationSign");
     assert_eq!((t.id.as_str(), t.organisationId.as_str()), ("op-123", "org-9"));
     assert_eq!(
@@ -91,6 +91,7 @@ fn contract_arguments_decode_as_the_documented_structs() {
     assert_eq!((r.oldThreshold, r.newThreshold), (U256::from(2), U256::from(3)));
     assert_eq!((r.oldSigners.len(), r.newSigners.len()), (3, 4));
     assert_eq!(r.newSigners[3].id, "dev-3");
+    assert_eq!(r.newSigners[3].recordHash, hex::encode([103u8; 32]));
 
     let ContractCall::KeygenReshare(b) = encode_request(&create_vault("treasury")) else {
         panic!()

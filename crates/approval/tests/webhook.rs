@@ -249,6 +249,7 @@ impl Fixture {
             transaction_url: Url::parse(&format!("{}/{tx_path}", self.base)).unwrap(),
             reshare_url: Url::parse(&format!("{}/{reshare_path}", self.base)).unwrap(),
             reply_public_key: key,
+            insecurities: vec![],
         };
         ApiApprover::new(
             config,
@@ -395,6 +396,7 @@ async fn connection_refused_is_retried_then_not_an_approval() {
         transaction_url: Url::parse(&format!("http://127.0.0.1:{port}/approve?code=s3cret")).unwrap(),
         reshare_url: Url::parse(&format!("http://127.0.0.1:{port}/approve")).unwrap(),
         reply_public_key: None,
+        insecurities: vec![],
     };
     let a = ApiApprover::new(
         config,
@@ -422,6 +424,7 @@ async fn a_request_signed_by_another_device_is_refused_by_the_webhook() {
         transaction_url: Url::parse(&format!("{}/approve", f.base)).unwrap(),
         reshare_url: Url::parse(&format!("{}/approve", f.base)).unwrap(),
         reply_public_key: Some(f.reply_public_key()),
+        insecurities: vec![],
     };
     let impostor = DeviceKey::new(DEVICE_ID, SigningKey::from_bytes(&[0x43; 32]));
     let d = ApiApprover::new(config, Duration::from_millis(300), 2, impostor)

@@ -5,10 +5,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// JSON-RPC endpoints by chain id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Broadcaster {
     endpoints: HashMap<u64, String>,
     http: reqwest::Client,
+}
+
+impl Default for Broadcaster {
+    /// A broadcaster with no endpoint (signed transactions are not sent anywhere).
+    fn default() -> Self {
+        Self::new([])
+    }
 }
 
 impl Broadcaster {

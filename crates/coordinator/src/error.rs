@@ -49,6 +49,12 @@ pub enum ErrorCode {
     TooManyRequests,
     /// A unique key (e.g. a device identity key) is already registered.
     DuplicateKey,
+    /// A device action not signed by the acting device's own identity key, or signed over
+    /// something else.
+    DeviceSignatureInvalid,
+    /// A device record that does not verify, names another device or keys, or goes back
+    /// in revision.
+    DeviceRecordInvalid,
     /// Storage or another internal failure (details logged, not returned).
     Internal,
 }
@@ -78,6 +84,8 @@ impl ErrorCode {
             Self::Expired => "EXPIRED",
             Self::TooManyRequests => "TOO_MANY_REQUESTS",
             Self::DuplicateKey => "DUPLICATE_KEY",
+            Self::DeviceSignatureInvalid => "DEVICE_SIGNATURE_INVALID",
+            Self::DeviceRecordInvalid => "DEVICE_RECORD_INVALID",
             Self::Internal => "INTERNAL",
         }
     }

@@ -63,3 +63,76 @@ async fn expired_access_token_is_refused() {
     assert_eq!(operator.ok(me, json!({})).await["me"]["role"], "operator");
     c.running.shutdown().await.unwrap();
 }
+
+/// Finding 2 of [trust-identity]: every daemon of an organisation may share one signer API
+/// client, so the client alone must not let one device act as another. A vote is accepted
+/// only with the voting device's own signature over it; a compromised daemon holding
+/// another device's… nothing (its own key only) cannot vote, start, fail or submit for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_can_act_only_with_its_own_signature() {
+    let db = Db::sqlite();
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let honest = register_device(&signer, "honest").await;
+    let mallory = register_device(&signer, "mallory").await;
+    let op = create_vault(&operator, "ed25519", 2, &[honest.clone(), mallory.clone()]).await;
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    let vote = "mutation($o: ID!, $d: ID!, $v: String!, $sig: String) { vote(operationId: $o, deviceId: $d, vote: $v, deviceSignature: $sig) { id state } }";
+    let forged = |sig: Option<String>| json!({"o": op_id, "d": honest, "v": "reject", "sig": sig});
+    // Mallory, with the shared signer client and its own key, votes as the honest device:
+    // unsigned, then signed with its own key, then with a signature over another vote.
+    let unsigned = signer.raw_as_is(vote, forged(None)).await;
+    let (org, mallory_key) = device_key(&mallory);
+    let as_mallory = vsigner_records::Statement {
+        organisation_id: &org,
+        operation_id: &op_id,
+        device_id: &honest,
+        kind: vsigner_records::StatementKind::Vote,
+        content: vec!["reject"],
+    }
+    .sign(&mallory_key);
+    let signed_by_mallory = signer.raw_as_is(vote, forged(Some(as_mallory))).await;
+    let (_, honest_key) = device_key(&honest);
+    let other_vote = vsigner_records::Statement {
+        organisation_id: &org,
+        operation_id: &op_id,
+        device_id: &honest,
+        kind: vsigner_records::StatementKind::Vote,
+        content: vec!["approve"],
+    }
+    .sign(&honest_key);
+    let replayed = signer.raw_as_is(vote, forged(Some(other_vote))).await;
+    for (what, answer) in [
+        ("unsigned", &unsigned),
+        ("signed by another device", &signed_by_mallory),
+        ("signed over another vote", &replayed),
+    ] {
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "DEVICE_SIGNATURE_INVALID",
+            "a vote {what} must be refused: {answer}"
+        );
+    }
+    // Nothing was recorded; the honest device's own signed vote counts.
+    let now = operator.ok(&q_op(), json!({"id": op_id})).await;
+    assert_eq!(now["operation"]["votes"].as_array().unwrap().len(), 0);
+    assert_eq!(now["operation"]["state"], "AwaitingApproval");
+    common::vote(&signer, &op_id, &honest, "approve").await;
+    let audit = operator
+        .ok(
+            "query($e: ID) { auditLog(entityId: $e) { event actor detail } }",
+            json!({"e": op_id}),
+        )
+        .await;
+    let statements: Vec<Value> = audit["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "device_statement")
+        .map(|e| serde_json::from_str(e["detail"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(statements.len(), 1, "{audit}");
+    assert_eq!(statements[0]["kind"], "vote");
+    assert_eq!(statements[0]["content"], json!(["approve"]));
+    assert_eq!(statements[0]["signature"].as_str().map(str::len), Some(128));
+}

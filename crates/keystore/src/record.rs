@@ -56,9 +56,10 @@ impl RecordKind {
         })
     }
 
-    /// Whether records of this kind may be replaced (only the confirmation marker).
+    /// Whether records of this kind may be replaced (the confirmation marker; a peer's
+    /// pinned keys, by a newer revision of its signed record).
     pub(crate) fn overwritable(self) -> bool {
-        matches!(self, RecordKind::ShareConfirmation)
+        matches!(self, RecordKind::ShareConfirmation | RecordKind::PeerKeys)
     }
 }
 

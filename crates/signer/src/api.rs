@@ -102,7 +102,7 @@ pub trait DeviceRegistrar: Send + Sync {
 }
 
 /// What `/readyz` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadinessReport {
     /// The coordinator (`APIBaseURL`) answered recently.
     pub coordinator_reachable: bool,
@@ -110,6 +110,8 @@ pub struct ReadinessReport {
     pub broker_connected: bool,
     /// The keystore is open (data key unsealed).
     pub keystore_unlocked: bool,
+    /// What the operator accepted with `ApprovalAcceptInsecure` (reported, not a failure).
+    pub insecure_approvals: Vec<String>,
 }
 
 impl ReadinessReport {
@@ -280,6 +282,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
             "broker": report.broker_connected,
             "keystore": report.keystore_unlocked,
         },
+        "insecureApprovals": report.insecure_approvals,
     });
     let status = if report.is_ready() {
         StatusCode::OK

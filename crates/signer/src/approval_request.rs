@@ -59,6 +59,12 @@ fn signers(set: &[VaultSigner], directory: &[Device]) -> Result<Vec<Signer>, Inv
             name: device.name.clone(),
             weight: s.weight,
             identity_public_key_hex: device.identity_signing_key.clone(),
+            record_hash_hex: device
+                .record
+                .as_deref()
+                .and_then(|r| vsigner_records::SignedDeviceRecord::from_hex(r).ok())
+                .map(|r| hex::encode(r.hash()))
+                .unwrap_or_default(),
         });
     }
     Ok(out)
@@ -145,6 +151,22 @@ pub fn build(op: &Operation, directory: &[Device]) -> Result<ApprovalRequest, In
         expires_at: op.expires_at.clone(),
         operation,
     })
+}
+
+/// Every device an operation involves: the signer set, and for a reshare the new one too.
+pub fn device_ids(op: &Operation) -> Vec<&str> {
+    let mut ids: Vec<&str> = op.vault.signers.iter().map(|s| s.device_id.as_str()).collect();
+    let more = op.keygen.iter().flat_map(|k| &k.signers).chain(
+        op.reshare
+            .iter()
+            .flat_map(|r| r.old_signers.iter().chain(&r.new_signers)),
+    );
+    for s in more {
+        if !ids.contains(&s.device_id.as_str()) {
+            ids.push(&s.device_id);
+        }
+    }
+    ids
 }
 
 /// Checks that every committee member's identity keys are the ones registered for that

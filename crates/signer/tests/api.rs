@@ -82,6 +82,7 @@ impl Readiness for TestReadiness {
             coordinator_reachable: self.coordinator.load(Ordering::SeqCst),
             broker_connected: self.broker.load(Ordering::SeqCst),
             keystore_unlocked: self.keystore.load(Ordering::SeqCst),
+            insecure_approvals: vec!["replies are unsigned (ApprovalHTTPPublicKeyHex is not set)".into()],
         };
         async move { report }.boxed()
     }
@@ -166,6 +167,11 @@ async fn healthz_and_readyz_are_open() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["ready"], true);
     assert_eq!(body["notReady"], json!([]));
+    // What the operator accepted as insecure is said, and does not make it unready.
+    assert_eq!(
+        body["insecureApprovals"],
+        json!(["replies are unsigned (ApprovalHTTPPublicKeyHex is not set)"])
+    );
 }
 
 #[tokio::test]

@@ -91,9 +91,15 @@ fn minimal_env_config_has_defaults() {
 
 #[test]
 fn toml_file_with_every_key() {
+    let trusted = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
     let (_d, path) = file(
         "signer.toml",
-        r#"
+        &format!(
+            r#"
 Port = 18080
 PrometheusPort = 19090
 OrgId = "org-toml"
@@ -114,6 +120,8 @@ ExternalTransactionApprovalURL = "https://approver.example/tx?code=abc"
 ExternalReshareApprovalURL = "https://approver.example/reshare"
 ApprovalTimeoutSeconds = 2.5
 ApprovalRetries = 3
+ApprovalAcceptInsecure = true
+TrustedDeviceKeys = ["{trusted}"]
 TraceSpanExporter = "OTLP-TLS"
 OTELExporterOTLPEndpoint = "https://otel.example:4318"
 OTEL_EXPORTER_OTLP_LOGS_ENDPOINT = "https://otel.example:4318/v1/logs"
@@ -126,7 +134,8 @@ MaxConcurrentOperations = 4
 PrimePoolTarget = 1
 PresignaturePoolTarget = 10
 LogFormat = "text"
-"#,
+"#
+        ),
     );
     let c = SignerConfig::load(Some(&path), std::iter::empty()).unwrap();
     assert_eq!((c.port, c.prometheus_port), (18080, 19090));
@@ -160,6 +169,8 @@ LogFormat = "text"
     assert_eq!(c.prime_pool_target, 1);
     assert_eq!(c.presignature_pool_target, 10);
     assert_eq!(c.log_format, LogFormat::Text);
+    let expected_key: [u8; 32] = hex::decode(&trusted).unwrap().try_into().unwrap();
+    assert_eq!(c.trusted_device_keys, Some([expected_key].into()));
 
     // The summary has every key, and no secret and no URL query.
     let summary = c.summary();
@@ -168,6 +179,8 @@ LogFormat = "text"
         if *key == keys::KEYSTORE_PASSPHRASE
             || key.starts_with("ApprovalNode")
             || key.starts_with("ApprovalSmart")
+            || key.starts_with("ApprovalChain")
+            || key.starts_with("ApprovalContract")
         {
             continue;
         }
@@ -523,5 +536,74 @@ fn warnings_for_risky_settings() {
     let env = with(env, "VSIGNER_ApprovalMode", "API");
     let env = with(env, "VSIGNER_ExternalTransactionApprovalURL", "https://a/tx");
     let env = with(env, "VSIGNER_ExternalReshareApprovalURL", "https://a/reshare");
+    let reply_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    let env = with(
+        env,
+        "VSIGNER_ApprovalHTTPPublicKeyHex",
+        &vsigner_approval::config::public_key_hex(&reply_key),
+    );
     assert!(load_env(env).unwrap().warnings().is_empty());
+}
+
+/// Finding 4 of [trust-identity]: a webhook whose answers anyone on the network path could
+/// give is refused at start: plain http:// to a host other than loopback, or no
+/// `ApprovalHTTPPublicKeyHex` to check signed replies (an echoed nonce alone would approve).
+/// `ApprovalAcceptInsecure = true` says the operator accepts that; it is then a warning.
+#[test]
+fn a_webhook_anyone_could_answer_is_refused_at_start() {
+    let reply_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    let key_hex = vsigner_approval::config::public_key_hex(&reply_key);
+    let api = with(base_env(), "VSIGNER_ApprovalMode", "API");
+    let api = with(
+        api,
+        "VSIGNER_ExternalTransactionApprovalURL",
+        "https://approver.example/tx",
+    );
+    let api = with(
+        api,
+        "VSIGNER_ExternalReshareApprovalURL",
+        "https://approver.example/reshare",
+    );
+    let e = err(api.clone());
+    assert!(
+        e.starts_with("config key ApprovalHTTPPublicKeyHex: must be set when ApprovalMode is API"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ApprovalAcceptInsecure"),
+        "the error names the way out: {e}"
+    );
+    let signed = with(api.clone(), "VSIGNER_ApprovalHTTPPublicKeyHex", &key_hex);
+    load_env(signed.clone()).unwrap();
+    let plain = with(
+        signed.clone(),
+        "VSIGNER_ExternalReshareApprovalURL",
+        "http://approver.example/reshare",
+    );
+    let e = err(plain.clone());
+    assert!(
+        e.starts_with("config key ExternalReshareApprovalURL (from env VSIGNER_ExternalReshareApprovalURL): plain http:// to approver.example"),
+        "{e}"
+    );
+    // Loopback is the operator's own machine: allowed.
+    load_env(with(
+        signed,
+        "VSIGNER_ExternalReshareApprovalURL",
+        "http://127.0.0.1:8099/reshare",
+    ))
+    .unwrap();
+    // Accepted explicitly: it starts, and says so.
+    let accepted = with(
+        without(plain, "VSIGNER_ApprovalHTTPPublicKeyHex"),
+        "VSIGNER_ApprovalAcceptInsecure",
+        "true",
+    );
+    let c = load_env(accepted).unwrap();
+    let w = c.warnings();
+    assert!(
+        w.iter().any(|w| w.contains("ApprovalAcceptInsecure")
+            && w.contains("unsigned")
+            && w.contains("plain http")),
+        "{w:?}"
+    );
 }

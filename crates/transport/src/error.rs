@@ -14,6 +14,10 @@ pub enum Rejection {
     /// Not a well-formed envelope.
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// An envelope for a run not open on this device, from a device it does not know (no
+    /// verified record): dropped before any check, never buffered.
+    #[error("envelope from {claimed_sender}, a device this one does not know, for a run not open here")]
+    UnknownSender { claimed_sender: DeviceId },
     /// The sender is not a participant of the run the envelope names.
     #[error("sender {claimed_sender} is not a participant of this run")]
     NotAParticipant { claimed_sender: DeviceId },
@@ -59,6 +63,7 @@ impl Rejection {
         match self {
             Rejection::Oversized { .. } | Rejection::Malformed(_) => None,
             Rejection::NotAParticipant { claimed_sender }
+            | Rejection::UnknownSender { claimed_sender }
             | Rejection::BadSignature { claimed_sender }
             | Rejection::WrongRecipient { claimed_sender, .. }
             | Rejection::WrongExecution { claimed_sender }

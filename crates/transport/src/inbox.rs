@@ -6,9 +6,14 @@
 //!   de-duplicated by `(sender, seq)` and handed to the run; faults proven to be the signer's
 //!   abort the run with the device named; anything else is dropped and reported;
 //! - a run that already ended here → dropped and reported as late or replayed;
-//! - an unknown run → buffered (bounded in count and bytes, expiring), because peers may
-//!   start a run, and send their first round, before this device has opened it. Opening
-//!   the run drains its buffer through the same checks.
+//! - an unknown run → buffered, because peers may start a run, and send their first round,
+//!   before this device has opened it; opening the run drains its buffer through the same
+//!   checks. Nothing unauthenticated is buffered: an envelope is kept only when its sender
+//!   is a device this one knows (its verified record, [`Inbox::learn`]) and the signature
+//!   verifies under that device's key; anything else is dropped as it arrives. What is kept
+//!   is bounded per sender (the sender's own oldest envelope goes first) and in all
+//!   (the sender holding the most gives way), and expires: no one can push out another
+//!   device's envelopes by sending many of its own.
 //!
 //! Reported rejections go to the run's [`crate::session::SessionReport`] (or to the link's
 //! list when no run is known) and to the log, with the claimed sender named.
@@ -39,6 +44,8 @@ pub struct InboxLimits {
     pub early_max_envelopes: usize,
     /// Most bytes buffered for runs not started yet.
     pub early_max_bytes: usize,
+    /// Most envelopes buffered from one sender for runs not started yet.
+    pub early_max_per_sender: usize,
     /// How long an envelope for a run not started yet is kept.
     pub early_ttl: Duration,
     /// How many ended runs are remembered (to recognise late and replayed envelopes).
@@ -59,6 +66,7 @@ impl Default for InboxLimits {
             max_packet: 4 * envelope::DEFAULT_MAX_ENVELOPE,
             early_max_envelopes: 4096,
             early_max_bytes: 64 * 1024 * 1024,
+            early_max_per_sender: 256,
             early_ttl: Duration::from_secs(120),
             finished_memory: 4096,
             rejections_per_run: 256,
@@ -103,9 +111,13 @@ struct ActiveRun {
     record: RunRecord,
 }
 
+/// An envelope of a run not open yet, whose signature verified under its sender's key.
 struct Buffered {
-    bytes: Vec<u8>,
+    execution_id: ExecutionId,
     sender: DeviceId,
+    seq: u32,
+    bytes: Vec<u8>,
+    at: Instant,
 }
 
 /// Counters, read by metrics and tests.
@@ -127,9 +139,10 @@ pub(crate) struct Inbox {
     active: HashMap<ExecutionId, ActiveRun>,
     finished: HashSet<ExecutionId>,
     finished_order: VecDeque<ExecutionId>,
-    early: HashMap<ExecutionId, VecDeque<Buffered>>,
-    early_order: VecDeque<(ExecutionId, Instant)>,
-    early_count: usize,
+    /// The devices whose envelopes may be buffered before their run opens here.
+    known: HashMap<DeviceId, DevicePublicKeys>,
+    /// Envelopes of runs not open yet, in arrival order.
+    early: VecDeque<Buffered>,
     early_bytes: usize,
     orphan_rejections: VecDeque<Rejection>,
     stats: InboxStats,
@@ -149,9 +162,8 @@ impl Inbox {
             active: HashMap::new(),
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
-            early: HashMap::new(),
-            early_order: VecDeque::new(),
-            early_count: 0,
+            known: HashMap::new(),
+            early: VecDeque::new(),
             early_bytes: 0,
             orphan_rejections: VecDeque::new(),
             stats: InboxStats::default(),
@@ -160,7 +172,7 @@ impl Inbox {
 
     pub(crate) fn stats(&self) -> InboxStats {
         InboxStats {
-            buffered: self.early_count,
+            buffered: self.early.len(),
             ..self.stats
         }
     }
@@ -177,6 +189,12 @@ impl Inbox {
             self.orphan_rejections.pop_front();
         }
         self.orphan_rejections.push_back(rejection);
+    }
+
+    /// Lets envelopes from `peers` (devices whose records this device verified) be
+    /// buffered before their run opens here.
+    pub(crate) fn learn(&mut self, peers: impl IntoIterator<Item = (DeviceId, DevicePublicKeys)>) {
+        self.known.extend(peers);
     }
 
     /// Routes one envelope received on this device's inbox topic.
@@ -196,7 +214,33 @@ impl Inbox {
                 claimed_sender: sender,
             });
         }
-        self.buffer(eid, bytes.to_vec(), sender, now);
+        // A run not open here: kept only if a known device signed it for this device.
+        let Some(keys) = self.known.get(&sender) else {
+            return self.reject_orphan(Rejection::UnknownSender {
+                claimed_sender: sender,
+            });
+        };
+        if let Err(rejection) = parsed.verify(&keys.signing) {
+            return self.reject_orphan(rejection);
+        }
+        if let Recipient::Device(to) = &parsed.header.recipient {
+            if to != self.me.device_id() {
+                return self.reject_orphan(Rejection::WrongRecipient {
+                    claimed_sender: sender,
+                    recipient: to.clone(),
+                });
+            }
+        }
+        let seq = parsed.header.seq;
+        if self
+            .early
+            .iter()
+            .any(|b| b.execution_id == eid && b.sender == sender && b.seq == seq)
+        {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.buffer(eid, sender, seq, bytes.to_vec(), now);
     }
 
     fn deliver(&mut self, eid: ExecutionId, parsed: envelope::ParsedEnvelope<'_>) {
@@ -277,7 +321,7 @@ impl Inbox {
         }
     }
 
-    fn buffer(&mut self, eid: ExecutionId, bytes: Vec<u8>, sender: DeviceId, now: Instant) {
+    fn buffer(&mut self, eid: ExecutionId, sender: DeviceId, seq: u32, bytes: Vec<u8>, now: Instant) {
         let len = bytes.len();
         if len > self.limits.early_max_bytes || self.limits.early_max_envelopes == 0 {
             return self.reject_orphan(Rejection::Unclaimed {
@@ -285,49 +329,72 @@ impl Inbox {
                 why: "larger than the buffer for runs not started yet",
             });
         }
-        while self.early_count >= self.limits.early_max_envelopes
+        // A sender's own oldest envelope makes room for its next one.
+        if self.early.iter().filter(|b| b.sender == sender).count() >= self.limits.early_max_per_sender {
+            self.drop_oldest_of(
+                &sender,
+                "its sender has too many envelopes waiting for runs not started here",
+            );
+        }
+        // When the whole buffer is full, the sender holding the most gives way.
+        while self.early.len() >= self.limits.early_max_envelopes
             || self.early_bytes + len > self.limits.early_max_bytes
         {
-            if !self.drop_oldest_early("the buffer for runs not started yet is full") {
+            let Some(largest) = self.largest_holder(&sender) else {
+                break;
+            };
+            if !self.drop_oldest_of(&largest, "the buffer for runs not started yet is full") {
                 break;
             }
         }
-        self.early_count += 1;
         self.early_bytes += len;
-        self.early_order.push_back((eid, now));
-        self.early
-            .entry(eid)
-            .or_default()
-            .push_back(Buffered { bytes, sender });
+        self.early.push_back(Buffered {
+            execution_id: eid,
+            sender,
+            seq,
+            bytes,
+            at: now,
+        });
     }
 
-    /// Drops the oldest buffered envelope; false when the buffer is empty.
-    fn drop_oldest_early(&mut self, why: &'static str) -> bool {
-        while let Some((eid, _)) = self.early_order.pop_front() {
-            let Some(queue) = self.early.get_mut(&eid) else {
-                continue;
-            };
-            let Some(oldest) = queue.pop_front() else { continue };
-            if queue.is_empty() {
-                self.early.remove(&eid);
-            }
-            self.early_count -= 1;
-            self.early_bytes -= oldest.bytes.len();
-            self.reject_orphan(Rejection::Unclaimed {
-                claimed_sender: oldest.sender,
-                why,
-            });
-            return true;
+    /// The sender with the most envelopes buffered (`newcomer`, about to add one, counts
+    /// one more).
+    fn largest_holder(&self, newcomer: &DeviceId) -> Option<DeviceId> {
+        let mut counts: HashMap<&DeviceId, usize> = HashMap::new();
+        for b in &self.early {
+            *counts.entry(&b.sender).or_default() += 1;
         }
-        false
+        *counts.entry(newcomer).or_default() += 1;
+        counts
+            .into_iter()
+            .filter(|(d, _)| self.early.iter().any(|b| &b.sender == *d))
+            .max_by_key(|(_, n)| *n)
+            .map(|(d, _)| d.clone())
+    }
+
+    /// Drops `sender`'s oldest buffered envelope; false when it has none.
+    fn drop_oldest_of(&mut self, sender: &DeviceId, why: &'static str) -> bool {
+        let Some(i) = self.early.iter().position(|b| &b.sender == sender) else {
+            return false;
+        };
+        let Some(oldest) = self.early.remove(i) else {
+            return false;
+        };
+        self.early_bytes -= oldest.bytes.len();
+        self.reject_orphan(Rejection::Unclaimed {
+            claimed_sender: oldest.sender,
+            why,
+        });
+        true
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some((_, at)) = self.early_order.front() {
-            if now.duration_since(*at) < self.limits.early_ttl {
+        while let Some(oldest) = self.early.front() {
+            if now.duration_since(oldest.at) < self.limits.early_ttl {
                 break;
             }
-            self.drop_oldest_early("it expired before its run started here");
+            let sender = oldest.sender.clone();
+            self.drop_oldest_of(&sender, "it expired before its run started here");
         }
     }
 
@@ -356,15 +423,15 @@ impl Inbox {
             },
         );
         self.expire(now);
-        if let Some(queue) = self.early.remove(&eid) {
-            for buffered in queue {
-                self.early_count -= 1;
-                self.early_bytes -= buffered.bytes.len();
-                if let Ok(parsed) = envelope::parse(&buffered.bytes, self.limits.max_envelope) {
-                    self.deliver(eid, parsed);
-                }
+        let (mine, others): (VecDeque<Buffered>, VecDeque<Buffered>) = std::mem::take(&mut self.early)
+            .into_iter()
+            .partition(|b| b.execution_id == eid);
+        self.early = others;
+        for buffered in mine {
+            self.early_bytes -= buffered.bytes.len();
+            if let Ok(parsed) = envelope::parse(&buffered.bytes, self.limits.max_envelope) {
+                self.deliver(eid, parsed);
             }
-            self.early_order.retain(|(e, _)| *e != eid);
         }
         Ok((rx, record))
     }
@@ -439,8 +506,11 @@ mod tests {
         ExecutionId::from_bytes([n; 32])
     }
 
+    /// A's inbox, knowing B and C (as after A checked their records).
     fn inbox(w: &World, limits: InboxLimits) -> Inbox {
-        Inbox::new(w.devices[0].clone(), limits)
+        let mut inbox = Inbox::new(w.devices[0].clone(), limits);
+        inbox.learn(w.participants.iter().cloned());
+        inbox
     }
 
     #[test]
@@ -477,18 +547,13 @@ mod tests {
         assert_eq!(inbox.stats().buffered, 2);
         assert_eq!(
             inbox.early_bytes,
-            inbox
-                .early
-                .values()
-                .flatten()
-                .map(|b| b.bytes.len())
-                .sum::<usize>()
+            inbox.early.iter().map(|b| b.bytes.len()).sum::<usize>()
         );
         // Opening a run drains exactly its own envelopes.
         let (mut rx, _) = inbox.open(eid(12), w.participants.clone(), now).unwrap();
         assert!(matches!(rx.try_recv(), Ok(Delivery::Message(_))));
         assert_eq!(inbox.stats().buffered, 1);
-        assert_eq!(inbox.early_order.len(), 1);
+        assert_eq!(inbox.early.len(), 1);
     }
 
     #[test]
@@ -571,5 +636,64 @@ mod tests {
         }
         assert_eq!(lock(&record.rejections).len(), 3);
         assert_eq!(record.rejected.load(std::sync::atomic::Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn only_signed_envelopes_of_known_devices_wait_and_no_sender_pushes_out_another() {
+        let w = world();
+        let limits = InboxLimits {
+            early_max_envelopes: 8,
+            early_max_per_sender: 4,
+            ..InboxLimits::default()
+        };
+        let mut inbox = inbox(&w, limits);
+        let now = Instant::now();
+        // B's first message of a run A has not opened.
+        let first = envelope(&w.devices[1], 1, 0, 0, b"B's first message");
+        inbox.route(&first, now);
+        inbox.route(&first, now);
+        assert_eq!((inbox.stats().buffered, inbox.stats().duplicates), (1, 1));
+        // A stranger, a forger in B's name, a message for another device: never buffered.
+        let stranger = DeviceIdentity::generate(DeviceId::new("stranger").unwrap(), &mut OsRng);
+        let forger = DeviceIdentity::generate(w.devices[1].device_id().clone(), &mut OsRng);
+        for i in 0..100u32 {
+            inbox.route(&envelope(&stranger, 2, 0, i, b"flood"), now);
+            inbox.route(&envelope(&forger, 2, 0, i, b"flood"), now);
+        }
+        let to_c = seal(
+            &w.devices[1],
+            &EnvelopeHeader {
+                execution_id: eid(3),
+                round: 0,
+                seq: 0,
+                sender: w.devices[1].device_id().clone(),
+                recipient: Recipient::Device(w.devices[2].device_id().clone()),
+            },
+            b"for C",
+            Some(w.devices[2].public_keys()),
+            &mut OsRng,
+        )
+        .unwrap();
+        inbox.route(&to_c, now);
+        assert_eq!(inbox.stats().buffered, 1);
+        let refused = inbox.orphan_rejections();
+        assert!(refused
+            .iter()
+            .any(|r| matches!(r, Rejection::UnknownSender { .. })));
+        assert!(refused
+            .iter()
+            .any(|r| matches!(r, Rejection::BadSignature { .. })));
+        assert!(refused
+            .iter()
+            .any(|r| matches!(r, Rejection::WrongRecipient { .. })));
+        // C, a known device, sends many: only its own oldest give way, never B's message.
+        for i in 0..20u32 {
+            inbox.route(&envelope(&w.devices[2], 10 + i as u8, 0, i, b"C"), now);
+        }
+        assert_eq!(inbox.stats().buffered, 5, "B's one and C's last four");
+        let (mut rx, _) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        assert!(
+            matches!(rx.try_recv(), Ok(Delivery::Message(m)) if m.sender == 1 && m.msg.payload == b"B's first message")
+        );
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
 use crate::error::{Rejection, TransportError};
-use crate::identity::{DeviceId, DeviceIdentity};
+use crate::identity::{DeviceId, DeviceIdentity, DevicePublicKeys};
 use crate::inbox::{lock, Inbox, InboxLimits, InboxStats};
 use crate::session::{Session, SessionSpec, ENVELOPE_QOS};
 use crate::topics::Topics;
@@ -301,6 +301,7 @@ impl Link {
         let index = u16::try_from(index)
             .map_err(|_| TransportError::InvalidSession("too many participants".into()))?;
         let participants: Arc<[_]> = spec.participants.clone().into();
+        lock(&self.inner.inbox).learn(spec.participants.iter().cloned());
         let (rx, record) =
             lock(&self.inner.inbox).open(spec.execution_id, participants.clone(), Instant::now())?;
         Ok(Session::new(
@@ -311,6 +312,13 @@ impl Link {
             rx,
             record,
         ))
+    }
+
+    /// Lets envelopes signed by `peers` be buffered when they arrive before their run opens
+    /// here (the devices whose signed records this device checked). Envelopes of a run not
+    /// open yet from any other sender are dropped as they arrive.
+    pub fn learn_peers(&self, peers: impl IntoIterator<Item = (DeviceId, DevicePublicKeys)>) {
+        lock(&self.inner.inbox).learn(peers);
     }
 
     /// The coordinator's notifications for this device (raw payloads); can be taken once.

@@ -60,6 +60,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::client::DeviceCommand,
     },
+    /// The audit log, checked without trusting the coordinator: every device action must
+    /// carry its device's signature (`export`, `verify [--from FILE]`).
+    Audit {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
     /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
     #[command(subcommand)]
     Primes(commands::primes::PrimesCommand),
@@ -83,6 +91,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // Before any big integer exists: GMP wipes every block it frees.
     vsigner_memory::wipe_gmp_on_free();
+    // Every TLS connection of the process (HTTP clients, MQTT, object stores) is rustls with
+    // ring: one provider for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // Commands that hold secrets in memory (prime sets). `keystore inspect` reads only names.
     if matches!(cli.command, Command::Primes(_)) {
@@ -93,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Vault { connection, command } => commands::client::vault(connection, command),
         Command::Op { connection, command } => commands::client::op(connection, command),
         Command::Device { connection, command } => commands::client::device(connection, command),
+        Command::Audit { connection, command } => commands::audit::run(connection, command),
         Command::Run { config } => vsigner_signer::run::run(config.as_deref()).map_err(anyhow::Error::from),
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),

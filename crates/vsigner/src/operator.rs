@@ -41,6 +41,11 @@ impl Operator {
         Operator { client }
     }
 
+    /// The data of a query without variables.
+    pub(crate) async fn query(&self, query: &str) -> anyhow::Result<Value> {
+        Ok(self.client.execute(query, json!({})).await?)
+    }
+
     async fn field(&self, query: &str, vars: Value, name: &str) -> anyhow::Result<Value> {
         let mut data = self.client.execute(query, vars).await?;
         Ok(data[name].take())

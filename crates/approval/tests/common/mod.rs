@@ -20,6 +20,7 @@ pub fn signers(n: usize) -> Vec<Signer> {
             name: format!("device {i}"),
             weight: 1,
             identity_public_key_hex: hex::encode([i as u8; 32]),
+            record_hash_hex: hex::encode([i as u8 + 100; 32]),
         })
         .collect()
 }

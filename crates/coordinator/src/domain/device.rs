@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_name, ClientId, DeviceId, Millis, OrgId};
 use crate::crypto;
 use crate::error::{Error, ErrorCode, Result};
+use vsigner_records::SignedDeviceRecord;
 
 str_enum!(/// Device kind.
     DeviceKind, ErrorCode::InvalidInput, "device kind" {
@@ -41,6 +42,9 @@ pub struct Device {
     pub registered_by: ClientId,
     /// Creation time.
     pub created_at: Millis,
+    /// The device's own signed record of its keys, once it published one.
+    #[serde(skip)]
+    pub record: Option<SignedDeviceRecord>,
 }
 
 /// Checks and builds a new device from client input.
@@ -77,5 +81,53 @@ pub fn new_device(
         status: DeviceStatus::Active,
         registered_by: registered_by.clone(),
         created_at: now,
+        record: None,
     })
+}
+
+impl Device {
+    /// Takes the device's signed record of its keys (hex). It must verify under the
+    /// device's registered signing key and name this organisation, this device and its
+    /// keys; a newer revision may carry a new encryption key (rotation), which replaces the
+    /// registered one; an older revision, or another record of the same revision, is
+    /// refused. Returns whether anything changed.
+    pub fn publish_record(&mut self, record_hex: &str) -> Result<bool> {
+        let bad = |why: String| Error::new(ErrorCode::DeviceRecordInvalid, why);
+        let signed = SignedDeviceRecord::from_hex(record_hex.trim()).map_err(|e| bad(e.to_string()))?;
+        let r = &signed.record;
+        if r.organisation_id != self.org_id.as_str() || r.device_id != self.id.as_str() {
+            return Err(bad(format!(
+                "the record is of device {} in organisation {}, not of device {} in organisation {}",
+                r.device_id, r.organisation_id, self.id, self.org_id
+            )));
+        }
+        if r.signing_key != self.identity_signing_key {
+            return Err(bad(
+                "the record names another signing key than the device's".into()
+            ));
+        }
+        signed
+            .verify()
+            .map_err(|e| bad(format!("the record of device {}: {e}", self.id)))?;
+        crypto::check_x25519_identity_key(&r.encryption_key)?;
+        match &self.record {
+            Some(current) if current == &signed => return Ok(false),
+            Some(current) if current.record.revision >= r.revision => {
+                return Err(bad(format!(
+                    "device {} already published revision {}; a record must have a higher revision",
+                    self.id, current.record.revision
+                )))
+            }
+            None if r.revision == 0 => return Err(bad("revisions start at 1".into())),
+            None if r.encryption_key != self.identity_encryption_key => {
+                return Err(bad(
+                    "the first record must name the encryption key the device registered".into(),
+                ))
+            }
+            _ => {}
+        }
+        self.identity_encryption_key = r.encryption_key;
+        self.record = Some(signed);
+        Ok(true)
+    }
 }

@@ -121,6 +121,23 @@ impl MutationRoot {
             .map_err(gql)
     }
 
+    /// Publishes a device's own signed record of its keys (the signer client that registered
+    /// it). The record must verify under the device's signing key; a newer revision may
+    /// rotate the encryption key.
+    async fn publish_device_record(
+        &self,
+        ctx: &Context<'_>,
+        device_id: ID,
+        record: String,
+    ) -> GqlResult<DeviceObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .publish_device_record(p, &device_id.0, &record)
+            .await
+            .map(DeviceObj)
+            .map_err(gql)
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,
@@ -205,31 +222,39 @@ impl MutationRoot {
     }
 
     /// A device's vote: `approve` | `reject` | `abstain` (once per device).
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn vote(
         &self,
         ctx: &Context<'_>,
         operation_id: ID,
         device_id: ID,
         vote: String,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .vote(p, &operation_id, &device_id, &vote)
+            .vote(p, &operation_id, &device_id, &vote, device_signature.as_deref())
             .await
             .map(OperationObj)
             .map_err(gql)
     }
 
     /// A committee member reports that it started the protocol (Ready → InProgress).
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn start_operation(
         &self,
         ctx: &Context<'_>,
         operation_id: ID,
         device_id: ID,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .start_operation(p, &operation_id, &device_id)
+            .start_operation(p, &operation_id, &device_id, device_signature.as_deref())
             .await
             .map(OperationObj)
             .map_err(gql)
@@ -239,6 +264,10 @@ impl MutationRoot {
     /// `keySetHash` (hex, 32 bytes): SHA-256 over the concatenation, in share-index
     /// order, of every party's public key share in compressed encoding (secp256k1:
     /// 33-byte SEC1 compressed; ed25519: 32 bytes); all members must agree on it.
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
+    #[allow(clippy::too_many_arguments)] // one GraphQL argument each
     async fn submit_keygen_result(
         &self,
         ctx: &Context<'_>,
@@ -247,6 +276,7 @@ impl MutationRoot {
         public_key: String,
         chain_code: Option<String>,
         key_set_hash: String,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
@@ -257,6 +287,7 @@ impl MutationRoot {
                 &public_key,
                 chain_code.as_deref(),
                 &key_set_hash,
+                device_signature.as_deref(),
             )
             .await
             .map(OperationObj)
@@ -265,6 +296,9 @@ impl MutationRoot {
 
     /// Reshare result of one new member: the (unchanged) public key and the key-set
     /// hash of the new shares (all new members must agree on it).
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn submit_reshare_result(
         &self,
         ctx: &Context<'_>,
@@ -272,10 +306,18 @@ impl MutationRoot {
         device_id: ID,
         public_key: String,
         key_set_hash: String,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .submit_reshare_result(p, &operation_id, &device_id, &public_key, &key_set_hash)
+            .submit_reshare_result(
+                p,
+                &operation_id,
+                &device_id,
+                &public_key,
+                &key_set_hash,
+                device_signature.as_deref(),
+            )
             .await
             .map(OperationObj)
             .map_err(gql)
@@ -283,16 +325,26 @@ impl MutationRoot {
 
     /// A presign committee member's result: the SHA-256 fingerprint (hex) of the
     /// presignature's public data; all members must agree on it.
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn submit_presign_result(
         &self,
         ctx: &Context<'_>,
         operation_id: ID,
         device_id: ID,
         fingerprint: String,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .submit_presign_result(p, &operation_id, &device_id, &fingerprint)
+            .submit_presign_result(
+                p,
+                &operation_id,
+                &device_id,
+                &fingerprint,
+                device_signature.as_deref(),
+            )
             .await
             .map(OperationObj)
             .map_err(gql)
@@ -300,6 +352,9 @@ impl MutationRoot {
 
     /// The signature (hex r‖s + recoveryId for secp256k1; 64-byte Ed25519), verified
     /// before acceptance. A bad one fails the operation and names the device.
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn submit_signature(
         &self,
         ctx: &Context<'_>,
@@ -307,6 +362,7 @@ impl MutationRoot {
         device_id: ID,
         signature: String,
         recovery_id: Option<i32>,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
@@ -316,6 +372,7 @@ impl MutationRoot {
                 &device_id,
                 &signature,
                 recovery_id.map(i64::from),
+                device_signature.as_deref(),
             )
             .await
             .map(OperationObj)
@@ -323,6 +380,9 @@ impl MutationRoot {
     }
 
     /// A committee member reports that the protocol failed, naming culprits.
+    ///
+    /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
+    /// action (`vsigner-records`' `Statement`); an action without it is refused.
     async fn report_failure(
         &self,
         ctx: &Context<'_>,
@@ -330,6 +390,7 @@ impl MutationRoot {
         device_id: ID,
         reason: String,
         culprit_device_ids: Option<Vec<ID>>,
+        device_signature: Option<String>,
     ) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         let culprits = culprit_device_ids
@@ -338,7 +399,14 @@ impl MutationRoot {
             .map(|i| i.0)
             .collect();
         ctx_service(ctx)?
-            .report_failure(p, &operation_id, &device_id, &reason, culprits)
+            .report_failure(
+                p,
+                &operation_id,
+                &device_id,
+                &reason,
+                culprits,
+                device_signature.as_deref(),
+            )
             .await
             .map(OperationObj)
             .map_err(gql)

@@ -49,6 +49,16 @@ impl DeviceObj {
     async fn created_at(&self) -> String {
         time(self.0.created_at)
     }
+    /// The device's own record of its keys, signed by its signing key (hex of
+    /// `vsigner-records`' encoding), once published: devices verify it before they encrypt
+    /// to the device or accept its messages.
+    async fn record(&self) -> Option<String> {
+        self.0.record.as_ref().map(|r| r.to_hex())
+    }
+    /// SHA-256 of the record (hex): what an approver pins.
+    async fn record_hash(&self) -> Option<String> {
+        self.0.record.as_ref().map(|r| hex::encode(r.hash()))
+    }
 }
 
 /// A member of a signer set.
@@ -157,6 +167,9 @@ pub struct CommitteeMember {
     pub(crate) name: String,
     pub(crate) identity_signing_key: String,
     pub(crate) identity_encryption_key: String,
+    /// The device's own signed record of its keys (hex), once published: a device checks
+    /// it before it encrypts to this member or accepts its messages.
+    pub(crate) record: Option<String>,
     /// Share index for sign (old index) and keygen (new index); null for reshare.
     pub(crate) index: Option<i32>,
     /// Reshare/sign: index in the old signer set if it takes part with its old share.

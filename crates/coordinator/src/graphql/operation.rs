@@ -102,6 +102,7 @@ impl OperationObj {
                 name: d.name,
                 identity_signing_key: hex::encode(d.identity_signing_key),
                 identity_encryption_key: hex::encode(d.identity_encryption_key),
+                record: d.record.as_ref().map(|r| r.to_hex()),
                 index,
                 old_index: opt_i32(m.old_index),
                 new_index: opt_i32(m.new_index),

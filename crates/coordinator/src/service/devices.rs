@@ -88,3 +88,39 @@ impl Service {
         self.store.devices(&p.org_id).await
     }
 }
+
+impl Service {
+    /// Stores a device's own signed record of its keys (the signer client that registered
+    /// it): verified here, and verified again by every device that uses it.
+    pub async fn publish_device_record(
+        &self,
+        p: &Principal,
+        device_id: &str,
+        record_hex: &str,
+    ) -> Result<Device> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut device = self.acting_device(&mut tx, p, device_id).await?;
+        let before = device.record.clone();
+        if !device.publish_record(record_hex)? {
+            tx.rollback().await?;
+            return Ok(device);
+        }
+        self.store
+            .update_device_record(&mut tx, &device, before.as_ref())
+            .await?;
+        if let Some(r) = &device.record {
+            let ev = AuditEvent {
+                event: "record_published".to_owned(),
+                actor: Some(device.id.to_string()),
+                detail: serde_json::json!({"revision": r.record.revision, "record": r.to_hex(),
+                    "recordHash": hex::encode(r.hash())}),
+            };
+            self.store
+                .audit(&mut tx, &p.org_id, "device", device.id.as_str(), now, &[ev])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(device)
+    }
+}

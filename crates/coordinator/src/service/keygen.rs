@@ -1,6 +1,9 @@
 //! Vault creation: a Pending vault and its Keygen operation, and the members' results.
 
 use super::vaults::{signers_from_input, CreateVault};
+use vsigner_records::StatementKind;
+
+use super::lifecycle::Signed;
 use super::{request_hash, Service};
 use crate::domain::*;
 use crate::error::Result;
@@ -43,6 +46,7 @@ impl Service {
     }
 
     /// Keygen result.
+    #[allow(clippy::too_many_arguments)] // the mutation's arguments, one each
     pub async fn submit_keygen_result(
         &self,
         p: &Principal,
@@ -51,8 +55,11 @@ impl Service {
         public_key: &str,
         chain_code: Option<&str>,
         key_set_hash: &str,
+        device_signature: Option<&str>,
     ) -> Result<Operation> {
-        self.act(p, op_id, device_id, |op, _, d, now| {
+        let content = vec![public_key, chain_code.unwrap_or_default(), key_set_hash];
+        let what = Signed::new(StatementKind::KeygenResult, content, device_signature);
+        self.act(p, op_id, device_id, what, |op, _, d, now| {
             op.submit_keygen_result(d, public_key, chain_code, key_set_hash, now)
         })
         .await

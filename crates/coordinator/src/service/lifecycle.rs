@@ -5,6 +5,8 @@
 
 use sqlx::AnyConnection;
 
+use vsigner_records::{Statement, StatementKind};
+
 use super::Service;
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
@@ -169,14 +171,25 @@ impl Service {
         }
     }
 
-    /// Runs a device's action on an operation in one locked transaction.
-    pub(super) async fn act<F>(&self, p: &Principal, op_id: &str, device_id: &str, f: F) -> Result<Operation>
+    /// Runs a device's action on an operation in one locked transaction. The action must
+    /// carry the device's signature over `what` (its kind and content as received): a
+    /// client may act only as the devices whose keys sign for it, and the signed statement
+    /// goes to the audit log with the transition.
+    pub(super) async fn act<F>(
+        &self,
+        p: &Principal,
+        op_id: &str,
+        device_id: &str,
+        what: Signed<'_>,
+        f: F,
+    ) -> Result<Operation>
     where
         F: FnOnce(&mut Operation, &Vault, &DeviceId, Millis) -> Result<Outcome>,
     {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let device = self.acting_device(&mut tx, p, device_id).await?;
+        let statement = what.check(p, op_id, &device)?;
         // Lock order everywhere: vault row, then operation rows.
         let (vault_id, _) = self
             .store
@@ -203,13 +216,14 @@ impl Service {
                 format!("operation {op_id} has expired"),
             ));
         }
-        let out = match f(&mut op, &vault, &device.id, now) {
+        let mut out = match f(&mut op, &vault, &device.id, now) {
             Ok(out) => out,
             Err(e) => {
                 tx.rollback().await?;
                 return Err(e);
             }
         };
+        out.events.insert(0, statement);
         // A signature that just became Ready takes a presignature of its committee, if one
         // is stocked, in the same transaction (so no presignature serves two signatures).
         if op.state == OperationState::Ready && before != OperationState::Ready && op.can_use_presignature() {
@@ -225,16 +239,31 @@ impl Service {
         }
     }
 
-    /// A device's vote.
-    pub async fn vote(&self, p: &Principal, op_id: &str, device_id: &str, vote: &str) -> Result<Operation> {
+    /// A device's vote, signed by it.
+    pub async fn vote(
+        &self,
+        p: &Principal,
+        op_id: &str,
+        device_id: &str,
+        vote: &str,
+        device_signature: Option<&str>,
+    ) -> Result<Operation> {
         let choice = VoteChoice::parse(vote)?;
-        self.act(p, op_id, device_id, |op, _, d, now| op.vote(d, choice, now))
+        let what = Signed::new(StatementKind::Vote, vec![vote], device_signature);
+        self.act(p, op_id, device_id, what, |op, _, d, now| op.vote(d, choice, now))
             .await
     }
 
     /// A committee member reports it started the protocol.
-    pub async fn start_operation(&self, p: &Principal, op_id: &str, device_id: &str) -> Result<Operation> {
-        self.act(p, op_id, device_id, |op, _, d, now| op.start(d, now))
+    pub async fn start_operation(
+        &self,
+        p: &Principal,
+        op_id: &str,
+        device_id: &str,
+        device_signature: Option<&str>,
+    ) -> Result<Operation> {
+        let what = Signed::new(StatementKind::Start, vec![], device_signature);
+        self.act(p, op_id, device_id, what, |op, _, d, now| op.start(d, now))
             .await
     }
 
@@ -246,9 +275,13 @@ impl Service {
         device_id: &str,
         reason: &str,
         culprits: Vec<String>,
+        device_signature: Option<&str>,
     ) -> Result<Operation> {
-        let culprits: Vec<DeviceId> = culprits.into_iter().map(DeviceId::from_string).collect();
-        self.act(p, op_id, device_id, |op, _, d, now| {
+        let mut content = vec![reason];
+        content.extend(culprits.iter().map(String::as_str));
+        let what = Signed::new(StatementKind::Failure, content, device_signature);
+        let culprits: Vec<DeviceId> = culprits.iter().cloned().map(DeviceId::from_string).collect();
+        self.act(p, op_id, device_id, what, |op, _, d, now| {
             op.report_failure(d, reason, culprits, now)
         })
         .await
@@ -282,5 +315,58 @@ impl Service {
             self.expire_one(id).await?;
         }
         Ok(ids.len())
+    }
+}
+
+/// A device's signed statement about its action, as received ([`Statement`]): checked
+/// against the acting device's key before the action runs, then kept in the audit log.
+pub struct Signed<'a> {
+    kind: StatementKind,
+    content: Vec<&'a str>,
+    signature: Option<&'a str>,
+}
+
+impl<'a> Signed<'a> {
+    /// The statement of an action of `kind` with `content` (see [`StatementKind`]) and the
+    /// device's signature over it (hex), if it sent one.
+    pub fn new(kind: StatementKind, content: Vec<&'a str>, signature: Option<&'a str>) -> Self {
+        Signed {
+            kind,
+            content,
+            signature,
+        }
+    }
+
+    /// The audit event of the statement, if `device`'s key signed it for operation `op_id`.
+    fn check(&self, p: &Principal, op_id: &str, device: &Device) -> Result<AuditEvent> {
+        let refused = |why: &str| {
+            Error::new(
+                ErrorCode::DeviceSignatureInvalid,
+                format!(
+                    "{} of device {} on operation {op_id}: {why}",
+                    self.kind.as_str(),
+                    device.id
+                ),
+            )
+        };
+        let signature = self
+            .signature
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| refused("not signed by the device (deviceSignature is missing)"))?;
+        let statement = Statement {
+            organisation_id: p.org_id.as_str(),
+            operation_id: op_id,
+            device_id: device.id.as_str(),
+            kind: self.kind,
+            content: self.content.clone(),
+        };
+        statement
+            .verify(&device.identity_signing_key, signature)
+            .map_err(|_| refused("the signature is not the device's over this statement"))?;
+        Ok(AuditEvent {
+            event: "device_statement".to_owned(),
+            actor: Some(device.id.to_string()),
+            detail: serde_json::json!({"kind": self.kind.as_str(), "content": self.content, "signature": signature}),
+        })
     }
 }

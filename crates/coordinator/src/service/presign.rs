@@ -3,6 +3,9 @@
 
 use sqlx::AnyConnection;
 
+use vsigner_records::StatementKind;
+
+use super::lifecycle::Signed;
 use super::{forbidden, Service};
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
@@ -91,8 +94,10 @@ impl Service {
         op_id: &str,
         device_id: &str,
         fingerprint: &str,
+        device_signature: Option<&str>,
     ) -> Result<Operation> {
-        self.act(p, op_id, device_id, |op, vault, d, now| {
+        let what = Signed::new(StatementKind::PresignResult, vec![fingerprint], device_signature);
+        self.act(p, op_id, device_id, what, |op, vault, d, now| {
             op.submit_presign_result(vault, d, fingerprint, now)
         })
         .await

@@ -5,6 +5,9 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 
 use super::vaults::{signers_from_input, SignerInput};
+use vsigner_records::StatementKind;
+
+use super::lifecycle::Signed;
 use super::{request_hash, Service};
 use crate::domain::*;
 use crate::error::{Error, Result};
@@ -74,8 +77,14 @@ impl Service {
         device_id: &str,
         public_key: &str,
         key_set_hash: &str,
+        device_signature: Option<&str>,
     ) -> Result<Operation> {
-        self.act(p, op_id, device_id, |op, vault, d, now| {
+        let what = Signed::new(
+            StatementKind::ReshareResult,
+            vec![public_key, key_set_hash],
+            device_signature,
+        );
+        self.act(p, op_id, device_id, what, |op, vault, d, now| {
             if let OperationDetails::Reshare {
                 old_key_generation, ..
             } = &op.details

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use vsigner_records::StatementKind;
+
+use super::lifecycle::Signed;
 use super::{request_hash, Service};
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
@@ -98,9 +101,16 @@ impl Service {
         device_id: &str,
         signature: &str,
         recovery_id: Option<i64>,
+        device_signature: Option<&str>,
     ) -> Result<Operation> {
+        let recovery = recovery_id.map(|r| r.to_string()).unwrap_or_default();
+        let what = Signed::new(
+            StatementKind::Signature,
+            vec![signature, &recovery],
+            device_signature,
+        );
         let op = self
-            .act(p, op_id, device_id, |op, vault, d, now| {
+            .act(p, op_id, device_id, what, |op, vault, d, now| {
                 op.submit_signature(vault, d, signature, recovery_id, now)
             })
             .await?;

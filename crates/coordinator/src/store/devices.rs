@@ -6,13 +6,14 @@ use sqlx::{AnyConnection, Row};
 use super::Store;
 use crate::domain::*;
 use crate::error::{Error, Result};
+use vsigner_records::SignedDeviceRecord;
 
 impl Store {
     /// Inserts a device.
     pub async fn insert_device(&self, c: &mut AnyConnection, d: &Device) -> Result<()> {
         sqlx::query(
-            "INSERT INTO devices (id, org_id, registered_by, name, kind, identity_signing_key, identity_encryption_key, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO devices (id, org_id, registered_by, name, kind, identity_signing_key, identity_encryption_key, status, created_at, record) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(d.id.as_str())
         .bind(d.org_id.as_str())
@@ -23,6 +24,7 @@ impl Store {
         .bind(hex::encode(d.identity_encryption_key))
         .bind(d.status.as_str())
         .bind(d.created_at)
+        .bind(d.record.as_ref().map(|r| r.to_hex()))
         .execute(c)
         .await
         .map_err(|e| match &e {
@@ -51,7 +53,45 @@ impl Store {
             status: DeviceStatus::parse(&r.try_get::<String, _>("status")?)?,
             registered_by: ClientId::from_string(r.try_get::<String, _>("registered_by")?),
             created_at: r.try_get("created_at")?,
+            record: r
+                .try_get::<Option<String>, _>("record")?
+                .map(|h| SignedDeviceRecord::from_hex(&h).map_err(|e| Error::internal("device record", e)))
+                .transpose()?,
         })
+    }
+
+    /// Stores a device's new record (and the encryption key it names), if the stored record
+    /// is still `before` (a concurrent publication makes this one fail).
+    pub async fn update_device_record(
+        &self,
+        c: &mut AnyConnection,
+        d: &Device,
+        before: Option<&SignedDeviceRecord>,
+    ) -> Result<()> {
+        let record = d.record.as_ref().map(|r| r.to_hex());
+        let before = before.map(|r| r.to_hex());
+        let done = sqlx::query(
+            "UPDATE devices SET record = $1, identity_encryption_key = $2 \
+             WHERE id = $3 AND org_id = $4 AND (record = $5 OR (record IS NULL AND $6))",
+        )
+        .bind(record)
+        .bind(hex::encode(d.identity_encryption_key))
+        .bind(d.id.as_str())
+        .bind(d.org_id.as_str())
+        .bind(before.clone().unwrap_or_default())
+        .bind(before.is_none())
+        .execute(c)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::new(
+                crate::error::ErrorCode::DeviceRecordInvalid,
+                format!(
+                    "device {} published another record meanwhile; publish again",
+                    d.id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A device of an organisation.

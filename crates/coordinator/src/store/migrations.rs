@@ -27,6 +27,11 @@ const SQLITE: &[Listed] = &[
         "idempotency per client",
         include_str!("../../migrations/sqlite/0003_idempotency_per_client.sql"),
     ),
+    (
+        4,
+        "device records",
+        include_str!("../../migrations/sqlite/0004_device_records.sql"),
+    ),
 ];
 
 const POSTGRES: &[Listed] = &[
@@ -40,6 +45,11 @@ const POSTGRES: &[Listed] = &[
         3,
         "idempotency per client",
         include_str!("../../migrations/postgres/0003_idempotency_per_client.sql"),
+    ),
+    (
+        4,
+        "device records",
+        include_str!("../../migrations/postgres/0004_device_records.sql"),
     ),
 ];
 

@@ -174,8 +174,102 @@ pub struct Api {
     pub token: Option<String>,
 }
 
+/// The identity keys of the devices these tests registered (device id → organisation and
+/// Ed25519 key): every device action a test sends is signed as the device would sign it.
+static DEVICE_KEYS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (String, ed25519_dalek::SigningKey)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The key of a device registered by [`register_device`].
+pub fn device_key(device: &str) -> (String, ed25519_dalek::SigningKey) {
+    DEVICE_KEYS.lock().unwrap()[device].clone()
+}
+
+/// The device actions (mutation, statement kind, the variables of its content in order; a
+/// `*` marks a list).
+const ACTIONS: &[(&str, vsigner_records::StatementKind, &[&str])] = &[
+    ("vote", vsigner_records::StatementKind::Vote, &["v"]),
+    ("startOperation", vsigner_records::StatementKind::Start, &[]),
+    (
+        "reportFailure",
+        vsigner_records::StatementKind::Failure,
+        &["r", "*c"],
+    ),
+    (
+        "submitKeygenResult",
+        vsigner_records::StatementKind::KeygenResult,
+        &["pk", "cc", "h"],
+    ),
+    (
+        "submitReshareResult",
+        vsigner_records::StatementKind::ReshareResult,
+        &["pk", "h"],
+    ),
+    (
+        "submitSignature",
+        vsigner_records::StatementKind::Signature,
+        &["s", "r"],
+    ),
+    (
+        "submitPresignResult",
+        vsigner_records::StatementKind::PresignResult,
+        &["f"],
+    ),
+];
+
+/// `query` and `vars` with the device's signature added, when `query` is a device action
+/// (`$o` the operation, `$d` the device) of a device registered here and not signed yet.
+pub fn signed_as_device(query: &str, vars: &Value) -> Option<(String, Value)> {
+    if query.contains("$sig") {
+        return None;
+    }
+    let (name, kind, fields) = ACTIONS
+        .iter()
+        .find(|(name, _, _)| query.contains(&format!("{name}(")))?;
+    let device = vars["d"].as_str()?;
+    let (org, key) = DEVICE_KEYS.lock().unwrap().get(device)?.clone();
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut content: Vec<String> = Vec::new();
+    for f in *fields {
+        match f.strip_prefix('*') {
+            Some(list) => content.extend(vars[list].as_array().into_iter().flatten().map(text)),
+            None => content.push(text(&vars[*f])),
+        }
+    }
+    let statement = vsigner_records::Statement {
+        organisation_id: &org,
+        operation_id: vars["o"].as_str()?,
+        device_id: device,
+        kind: *kind,
+        content: content.iter().map(String::as_str).collect(),
+    };
+    let mut vars = vars.clone();
+    vars["sig"] = json!(statement.sign(&key));
+    let query = query
+        .replacen("mutation(", "mutation($sig: String, ", 1)
+        .replacen(
+            &format!("{name}(operationId: $o, deviceId: $d"),
+            &format!("{name}(operationId: $o, deviceId: $d, deviceSignature: $sig"),
+            1,
+        );
+    Some((query, vars))
+}
+
 impl Api {
+    /// Sends a request; a device action of a device registered here is signed by it.
     pub async fn raw(&self, query: &str, vars: Value) -> Value {
+        match signed_as_device(query, &vars) {
+            Some((query, vars)) => self.raw_as_is(&query, vars).await,
+            None => self.raw_as_is(query, vars).await,
+        }
+    }
+
+    /// Sends a request exactly as given (no signature added).
+    pub async fn raw_as_is(&self, query: &str, vars: Value) -> Value {
         let mut req = self
             .http
             .post(&self.url)
@@ -225,17 +319,22 @@ pub fn q_op() -> String {
 }
 
 /// Registers a device with fresh identity keys; returns its id.
+/// Registers a device with fresh identity keys; returns its id. Its key signs its actions
+/// ([`Api::raw`]).
 pub async fn register_device(signer: &Api, name: &str) -> String {
     let sk = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let ek: [u8; 32] = rand::random();
     let d = signer
         .ok(
-            "mutation($i: RegisterDeviceInput!) { registerDevice(input: $i) { id kind status identitySigningKey } }",
+            "mutation($i: RegisterDeviceInput!) { registerDevice(input: $i) { id organisationId kind status identitySigningKey } }",
             json!({"i": {"name": name, "identitySigningKey": hex::encode(sk.verifying_key().to_bytes()),
                          "identityEncryptionKey": hex::encode(ek)}}),
         )
         .await;
-    d["registerDevice"]["id"].as_str().unwrap().to_owned()
+    let id = d["registerDevice"]["id"].as_str().unwrap().to_owned();
+    let org = d["registerDevice"]["organisationId"].as_str().unwrap().to_owned();
+    DEVICE_KEYS.lock().unwrap().insert(id.clone(), (org, sk));
+    id
 }
 
 pub async fn create_vault(operator: &Api, curve: &str, threshold: i64, devices: &[String]) -> Value {

@@ -53,6 +53,9 @@ pub const PRIME_POOL_TARGET: &str = "PrimePoolTarget";
 pub const PRESIGNATURE_POOL_TARGET: &str = "PresignaturePoolTarget";
 /// `json` | `text`.
 pub const LOG_FORMAT: &str = "LogFormat";
+/// The Ed25519 signing keys (hex) of the only devices that may ever receive a share, or a
+/// file listing them; unset, peers are trusted on first sight (pinned).
+pub const TRUSTED_DEVICE_KEYS: &str = "TrustedDeviceKeys";
 
 /// Every key, in the order of the documentation.
 pub const ALL: &[&str] = &[
@@ -75,6 +78,10 @@ pub const ALL: &[&str] = &[
     approval::CONTRACT_ADDRESS,
     approval::TIMEOUT_SECONDS,
     approval::RETRIES,
+    approval::ACCEPT_INSECURE,
+    approval::CHAIN_ID,
+    approval::CONTRACT_CODE_HASH,
+    TRUSTED_DEVICE_KEYS,
     TRACE_SPAN_EXPORTER,
     OTLP_ENDPOINT,
     OTLP_LOGS_ENDPOINT,

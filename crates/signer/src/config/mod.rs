@@ -199,6 +199,9 @@ pub struct SignerConfig {
     pub initial_devices: Vec<String>,
     /// The approval keys, validated by [`ApprovalConfig::from_values`].
     pub approval: ApprovalConfig,
+    /// `TrustedDeviceKeys`: the only signing keys of devices this instance's devices run
+    /// with; `None`: trust on first sight.
+    pub trusted_device_keys: Option<crate::peers::TrustedKeys>,
     /// `TraceSpanExporter`.
     pub trace_span_exporter: TraceSpanExporter,
     /// `OTELExporterOTLPEndpoint`, completed with `/v1/traces`; set when the exporter is OTLP.
@@ -243,6 +246,10 @@ impl fmt::Debug for SignerConfig {
             .field("mqtt_password", &redacted(&self.mqtt_password))
             .field("initial_devices", &self.initial_devices)
             .field("approval", &self.approval)
+            .field(
+                "trusted_device_keys",
+                &self.trusted_device_keys.as_ref().map(|k| k.len()),
+            )
             .field("trace_span_exporter", &self.trace_span_exporter)
             .field(
                 "otlp_traces_endpoint",
@@ -354,6 +361,7 @@ impl SignerConfig {
         let mqtt_ca_cert = r.ca_cert()?;
         let initial_devices = r.initial_devices()?;
         let approval = r.approval()?;
+        let trusted_device_keys = r.trusted_device_keys()?;
         let trace_span_exporter = r.trace_exporter()?;
         let otlp_traces_endpoint = match (trace_span_exporter, r.string(keys::OTLP_ENDPOINT)?) {
             (e, Some(s)) if e.is_otlp() => Some(r.otlp_url(
@@ -419,6 +427,7 @@ impl SignerConfig {
             mqtt_password,
             initial_devices,
             approval,
+            trusted_device_keys,
             trace_span_exporter,
             otlp_traces_endpoint,
             otlp_logs_endpoint,
@@ -470,6 +479,14 @@ impl SignerConfig {
                  password crosses the network in clear; use mqtts://"
                     .to_owned(),
             );
+        }
+        if let ModeConfig::Api(api) = &self.approval.mode {
+            if !api.insecurities.is_empty() {
+                out.push(format!(
+                    "ApprovalAcceptInsecure is set and {}: anyone on the network path can approve",
+                    api.insecurities.join(" and ")
+                ));
+            }
         }
         if self.api_base_url.scheme() == "http" && !loopback(&self.api_base_url) {
             out.push(
@@ -524,6 +541,10 @@ impl SignerConfig {
                     "ApprovalHTTPPublicKeyHex".into(),
                     json!(set(api.reply_public_key.is_some())),
                 );
+                approval.insert(
+                    "ApprovalAcceptInsecure".into(),
+                    json!(!api.insecurities.is_empty()),
+                );
             }
             ModeConfig::SmartContract(c) => {
                 approval.insert(
@@ -538,6 +559,11 @@ impl SignerConfig {
                     "ApprovalSmartContractAddress".into(),
                     json!(c.address.to_string()),
                 );
+                approval.insert("ApprovalChainId".into(), json!(c.chain_id));
+                approval.insert(
+                    "ApprovalContractCodeHash".into(),
+                    json!(c.code_hash.map(hex::encode)),
+                );
             }
             _ => {}
         }
@@ -546,6 +572,13 @@ impl SignerConfig {
             json!(self.approval.timeout.as_secs_f64()),
         );
         approval.insert("ApprovalRetries".into(), json!(self.approval.retries));
+        approval.insert(
+            "TrustedDeviceKeys".into(),
+            json!(self
+                .trusted_device_keys
+                .as_ref()
+                .map(|k| format!("{} keys", k.len()))),
+        );
         let mut out = json!({
             "Port": self.port,
             "PrometheusPort": self.prometheus_port,

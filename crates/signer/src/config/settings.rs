@@ -123,6 +123,9 @@ impl Reader {
             approval_smart_contract_address: self.string(a::CONTRACT_ADDRESS)?,
             approval_timeout_seconds: self.string(a::TIMEOUT_SECONDS)?,
             approval_retries: self.string(a::RETRIES)?,
+            approval_accept_insecure: self.string(a::ACCEPT_INSECURE)?,
+            approval_chain_id: self.string(a::CHAIN_ID)?,
+            approval_contract_code_hash: self.string(a::CONTRACT_CODE_HASH)?,
         };
         ApprovalConfig::from_values(&values).map_err(|e| {
             use vsigner_approval::ConfigError as E;
@@ -308,5 +311,65 @@ impl Reader {
             Some("text") => Ok(LogFormat::Text),
             Some(other) => Err(self.err(key, format!("expected json or text, got {}", quoted(other)))),
         }
+    }
+
+    /// `TrustedDeviceKeys`: a list of hex Ed25519 keys, a comma-separated string of them,
+    /// or the path of a file with one per line (`#` starts a comment).
+    pub(super) fn trusted_device_keys(&self) -> Result<Option<crate::peers::TrustedKeys>, ConfigError> {
+        let key = keys::TRUSTED_DEVICE_KEYS;
+        let parse = |s: &str| -> Result<[u8; 32], ConfigError> {
+            hex::decode(s.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok())
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("{} is not a hex Ed25519 public key (32 bytes)", quoted(s)),
+                    )
+                })
+        };
+        let texts: Vec<String> = match self.map.get(key) {
+            None => return Ok(None),
+            Some((Raw::List(items), _)) => items
+                .iter()
+                .map(|i| match i {
+                    Raw::Str(s) => Ok(s.clone()),
+                    other => Err(self.err(
+                        key,
+                        format!("expected hex keys, got {} in the list", other.type_name()),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some((Raw::Str(s), _)) if s.trim().is_empty() => return Ok(None),
+            Some((Raw::Str(s), _)) => {
+                let s = s.trim();
+                let looks_like_keys = s.split(',').all(|k| {
+                    let k = k.trim();
+                    k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if looks_like_keys {
+                    s.split(',').map(str::to_owned).collect()
+                } else {
+                    let text = std::fs::read_to_string(s).map_err(|e| {
+                        self.err(key, format!("cannot read the key list file {}: {e}", quoted(s)))
+                    })?;
+                    text.lines()
+                        .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                }
+            }
+            Some((other, _)) => {
+                return Err(self.err(
+                    key,
+                    format!("expected a list of hex keys or a file, got {}", other.type_name()),
+                ))
+            }
+        };
+        if texts.is_empty() {
+            return Err(self.err(key, "lists no key: no device could ever receive a share"));
+        }
+        Ok(Some(texts.iter().map(|t| parse(t)).collect::<Result<_, _>>()?))
     }
 }

@@ -1,14 +1,17 @@
 //! The coordinator's queries and mutations, as a device (and the operator CLI) calls them.
 
 use serde_json::{json, Value};
+use vsigner_records::{Statement, StatementKind};
+use vsigner_transport::DeviceIdentity;
 
 use super::{ApiError, CoordinatorClient, Device, Operation, Vault};
 
-const DEVICE_FIELDS: &str = "id organisationId name kind identitySigningKey identityEncryptionKey status";
+const DEVICE_FIELDS: &str =
+    "id organisationId name kind identitySigningKey identityEncryptionKey status record";
 const VAULT_FIELDS: &str = "id organisationId name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress";
 const OPERATION_FIELDS: &str = "id organisationId kind state vaultId curve nonce createdAt updatedAt expiresAt \
     vault { id organisationId name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress } \
-    committee { deviceId name identitySigningKey identityEncryptionKey index oldIndex newIndex } \
+    committee { deviceId name identitySigningKey identityEncryptionKey record index oldIndex newIndex } \
     submittedDeviceIds \
     keygen { threshold signers { deviceId weight index } } \
     reshare { oldThreshold oldSigners { deviceId weight index } newThreshold newSigners { deviceId weight index } oldKeyGeneration } \
@@ -68,28 +71,58 @@ impl CoordinatorClient {
         self.field(&q, json!({"d": device}), "operationsReady").await
     }
 
-    async fn act(&self, mutation: &str, args: &str, vars: Value) -> Result<Operation, ApiError> {
-        let q = format!("mutation({args}) {{ {mutation} {{ {OPERATION_FIELDS} }} }}");
-        let name = mutation.split('(').next().unwrap_or(mutation);
+    /// `publishDeviceRecord`: the device's own signed record of its keys (hex).
+    pub async fn publish_device_record(&self, device: &str, record_hex: &str) -> Result<Device, ApiError> {
+        let q = format!(
+            "mutation($d: ID!, $r: String!) {{ publishDeviceRecord(deviceId: $d, record: $r) {{ {DEVICE_FIELDS} }} }}"
+        );
+        self.field(&q, json!({"d": device, "r": record_hex}), "publishDeviceRecord")
+            .await
+    }
+
+    /// A device action, signed by the device over its statement (`kind`, `content`): the
+    /// mutation `call` with arguments `args` (`$o` the operation, `$d` the device) and
+    /// `vars`, plus `deviceSignature`.
+    async fn act(
+        &self,
+        device: &ActingDevice<'_>,
+        call: &str,
+        args: &str,
+        mut vars: Value,
+        kind: StatementKind,
+        content: Vec<&str>,
+    ) -> Result<Operation, ApiError> {
+        let op = vars["o"].as_str().unwrap_or_default().to_owned();
+        vars["d"] = json!(device.id());
+        vars["sig"] = json!(device.sign(&op, kind, content));
+        let name = call.split('(').next().unwrap_or(call);
+        let call = call.replacen("deviceId: $d", "deviceId: $d, deviceSignature: $sig", 1);
+        let q = format!("mutation({args}, $sig: String) {{ {call} {{ {OPERATION_FIELDS} }} }}");
         self.field(&q, vars, name).await
     }
 
     /// `vote`: `approve` | `reject` | `abstain`.
-    pub async fn vote(&self, op: &str, device: &str, vote: &str) -> Result<Operation, ApiError> {
+    pub async fn vote(&self, op: &str, device: &ActingDevice<'_>, vote: &str) -> Result<Operation, ApiError> {
         self.act(
+            device,
             "vote(operationId: $o, deviceId: $d, vote: $v)",
             "$o: ID!, $d: ID!, $v: String!",
-            json!({"o": op, "d": device, "v": vote}),
+            json!({"o": op, "v": vote}),
+            StatementKind::Vote,
+            vec![vote],
         )
         .await
     }
 
     /// `startOperation`.
-    pub async fn start_operation(&self, op: &str, device: &str) -> Result<Operation, ApiError> {
+    pub async fn start_operation(&self, op: &str, device: &ActingDevice<'_>) -> Result<Operation, ApiError> {
         self.act(
+            device,
             "startOperation(operationId: $o, deviceId: $d)",
             "$o: ID!, $d: ID!",
-            json!({"o": op, "d": device}),
+            json!({"o": op}),
+            StatementKind::Start,
+            vec![],
         )
         .await
     }
@@ -98,15 +131,18 @@ impl CoordinatorClient {
     pub async fn submit_keygen_result(
         &self,
         op: &str,
-        device: &str,
+        device: &ActingDevice<'_>,
         public_key: &str,
         chain_code: Option<&str>,
         key_set_hash: &str,
     ) -> Result<Operation, ApiError> {
         self.act(
+            device,
             "submitKeygenResult(operationId: $o, deviceId: $d, publicKey: $p, chainCode: $c, keySetHash: $h)",
             "$o: ID!, $d: ID!, $p: String!, $c: String, $h: String!",
-            json!({"o": op, "d": device, "p": public_key, "c": chain_code, "h": key_set_hash}),
+            json!({"o": op, "p": public_key, "c": chain_code, "h": key_set_hash}),
+            StatementKind::KeygenResult,
+            vec![public_key, chain_code.unwrap_or_default(), key_set_hash],
         )
         .await
     }
@@ -115,14 +151,17 @@ impl CoordinatorClient {
     pub async fn submit_reshare_result(
         &self,
         op: &str,
-        device: &str,
+        device: &ActingDevice<'_>,
         public_key: &str,
         key_set_hash: &str,
     ) -> Result<Operation, ApiError> {
         self.act(
+            device,
             "submitReshareResult(operationId: $o, deviceId: $d, publicKey: $p, keySetHash: $h)",
             "$o: ID!, $d: ID!, $p: String!, $h: String!",
-            json!({"o": op, "d": device, "p": public_key, "h": key_set_hash}),
+            json!({"o": op, "p": public_key, "h": key_set_hash}),
+            StatementKind::ReshareResult,
+            vec![public_key, key_set_hash],
         )
         .await
     }
@@ -131,14 +170,18 @@ impl CoordinatorClient {
     pub async fn submit_signature(
         &self,
         op: &str,
-        device: &str,
+        device: &ActingDevice<'_>,
         signature: &str,
         recovery_id: Option<u8>,
     ) -> Result<Operation, ApiError> {
+        let recovery = recovery_id.map(|r| r.to_string()).unwrap_or_default();
         self.act(
+            device,
             "submitSignature(operationId: $o, deviceId: $d, signature: $s, recoveryId: $r)",
             "$o: ID!, $d: ID!, $s: String!, $r: Int",
-            json!({"o": op, "d": device, "s": signature, "r": recovery_id}),
+            json!({"o": op, "s": signature, "r": recovery_id}),
+            StatementKind::Signature,
+            vec![signature, &recovery],
         )
         .await
     }
@@ -182,13 +225,16 @@ impl CoordinatorClient {
     pub async fn submit_presign_result(
         &self,
         op: &str,
-        device: &str,
+        device: &ActingDevice<'_>,
         fingerprint: &str,
     ) -> Result<Operation, ApiError> {
         self.act(
+            device,
             "submitPresignResult(operationId: $o, deviceId: $d, fingerprint: $f)",
             "$o: ID!, $d: ID!, $f: String!",
-            json!({"o": op, "d": device, "f": fingerprint}),
+            json!({"o": op, "f": fingerprint}),
+            StatementKind::PresignResult,
+            vec![fingerprint],
         )
         .await
     }
@@ -197,15 +243,50 @@ impl CoordinatorClient {
     pub async fn report_failure(
         &self,
         op: &str,
-        device: &str,
+        device: &ActingDevice<'_>,
         reason: &str,
         culprits: &[String],
     ) -> Result<Operation, ApiError> {
+        let mut content = vec![reason];
+        content.extend(culprits.iter().map(String::as_str));
         self.act(
+            device,
             "reportFailure(operationId: $o, deviceId: $d, reason: $r, culpritDeviceIds: $c)",
             "$o: ID!, $d: ID!, $r: String!, $c: [ID!]",
-            json!({"o": op, "d": device, "r": reason, "c": culprits}),
+            json!({"o": op, "r": reason, "c": culprits}),
+            StatementKind::Failure,
+            content,
         )
         .await
+    }
+}
+
+/// A device acting at the coordinator: its organisation and identity, whose key signs each
+/// of its actions ([`Statement`]), so that the coordinator (and any auditor of its log) can
+/// tell it from any other client of the same API credentials.
+#[derive(Clone, Copy)]
+pub struct ActingDevice<'a> {
+    /// The organisation.
+    pub organisation_id: &'a str,
+    /// The device's identity (id and keys).
+    pub identity: &'a DeviceIdentity,
+}
+
+impl ActingDevice<'_> {
+    /// The device id.
+    pub fn id(&self) -> &str {
+        self.identity.device_id().as_str()
+    }
+
+    /// The device's signature (hex) over its statement of an action on `op`.
+    pub fn sign(&self, op: &str, kind: StatementKind, content: Vec<&str>) -> String {
+        Statement {
+            organisation_id: self.organisation_id,
+            operation_id: op,
+            device_id: self.id(),
+            kind,
+            content,
+        }
+        .sign(self.identity.signing_key())
     }
 }

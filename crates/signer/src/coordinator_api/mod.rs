@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 pub mod calls;
 pub mod types;
 
+pub use calls::ActingDevice;
 pub use types::*;
 
 /// Time allowed for one HTTP request to the coordinator.

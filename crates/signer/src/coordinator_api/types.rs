@@ -21,6 +21,9 @@ pub struct Device {
     pub identity_encryption_key: String,
     /// `Active`.
     pub status: String,
+    /// The device's own signed record of its keys (hex), once published.
+    #[serde(default)]
+    pub record: Option<String>,
 }
 
 /// A member of a signer set.
@@ -77,6 +80,9 @@ pub struct CommitteeMember {
     pub identity_signing_key: String,
     /// Hex X25519 identity key.
     pub identity_encryption_key: String,
+    /// The device's own signed record of its keys (hex), once published.
+    #[serde(default)]
+    pub record: Option<String>,
     /// Sign/keygen index.
     pub index: Option<u16>,
     /// Old index (sign, reshare).

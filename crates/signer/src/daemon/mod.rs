@@ -47,9 +47,10 @@ use vsigner_tss::ecdsa::AuxInfoOptions;
 
 use crate::api::{DeviceRegistrar, Readiness, ReadinessReport, RegisteredDevice, RegistrationError};
 use crate::config::{KeystoreSealing, SignerConfig};
-use crate::coordinator_api::{ApiError, CoordinatorClient, Operation};
+use crate::coordinator_api::{ActingDevice, ApiError, CoordinatorClient, Operation};
 use crate::devices;
 use crate::metrics::OperationKind;
+use crate::peers::{self, Listed};
 use crate::prime_stock::PrimeStock;
 
 mod confirm;
@@ -209,6 +210,29 @@ fn kind_of(op: &Operation) -> OperationKind {
 }
 
 impl Daemon {
+    /// `device` as it acts at the coordinator: each action signed by its identity key.
+    fn acting<'a>(&'a self, device: &'a DeviceRuntime) -> ActingDevice<'a> {
+        ActingDevice {
+            organisation_id: &self.inner.config.org_id,
+            identity: &device.identity,
+        }
+    }
+
+    /// Checks the signed records of the `listed` devices for `device` (pinning new peers),
+    /// and lets its link check early envelopes from them before buffering any.
+    async fn check_peers(&self, device: &DeviceRuntime, listed: &[Listed<'_>]) -> Result<(), String> {
+        let keys = peers::check_all(
+            &self.inner.keystore,
+            &device.identity,
+            &self.inner.config.org_id,
+            self.inner.config.trusted_device_keys.as_ref(),
+            listed,
+        )
+        .await?;
+        device.link.learn_peers(keys);
+        Ok(())
+    }
+
     /// Opens the keystore, checks the coordinator credentials, starts the prime stock, loads
     /// (or creates, from `InitialDevices`) the devices and starts their loops.
     pub async fn start(config: SignerConfig) -> Result<Daemon, StartError> {
@@ -376,10 +400,15 @@ impl Daemon {
         let coordinator_reachable = lock(&self.inner.coordinator_seen).is_some_and(|t| t.elapsed() < window);
         let devices = self.inner.devices.read().await;
         let broker_connected = devices.values().all(|d| d.link.stats().connected);
+        let insecure_approvals = match &self.inner.config.approval.mode {
+            vsigner_approval::ModeConfig::Api(api) => api.insecurities.clone(),
+            _ => Vec::new(),
+        };
         ReadinessReport {
             coordinator_reachable,
             broker_connected,
             keystore_unlocked: true,
+            insecure_approvals,
         }
     }
 }

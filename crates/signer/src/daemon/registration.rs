@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use rand_core::OsRng;
 use vsigner_approval::{AnyApprover, DeviceKey};
+use vsigner_records::DeviceRecord;
 use vsigner_transport::{DeviceId, DeviceIdentity, Link};
 
 use super::{Daemon, DeviceRuntime};
 use crate::api::{RegisteredDevice, RegistrationError};
 use crate::devices::{self, StoredDevice};
 use crate::metrics;
+use crate::peers;
 
 impl Daemon {
     /// Creates, stores and registers a device, then starts its loop.
@@ -123,9 +125,22 @@ impl Daemon {
             DeviceKey::new(id.clone(), identity.signing_key().clone()),
         )
         .map_err(|e| format!("approver: {e}"))?;
+        match approver.check_backend().await {
+            Ok(()) => {}
+            // A node that is down may come back: each decision checks again.
+            Err(vsigner_approval::contract::BackendProblem::Unreachable(why)) => {
+                tracing::warn!(device = %id, reason = %why, "the approval node cannot be checked now; every decision checks it")
+            }
+            Err(vsigner_approval::contract::BackendProblem::Refused(why)) => {
+                return Err(format!("approver: {why}"))
+            }
+        }
+        self.publish_record(&identity).await?;
         let link = Link::connect(identity.clone(), self.inner.config.mqtt_config())
             .await
             .map_err(|e| format!("MQTT: {e}"))?;
+        // Early envelopes are checked against the peers this device already trusts.
+        link.learn_peers(peers::pinned(&self.inner.keystore, &id).await);
         let notifications = link.take_notifications();
         let runtime = Arc::new(DeviceRuntime {
             id: id.clone(),
@@ -147,5 +162,49 @@ impl Daemon {
             .tasks
             .spawn(async move { daemon.device_loop(runtime, notifications).await });
         Ok(id)
+    }
+
+    /// Makes sure the coordinator serves this device's own signed record of its keys
+    /// (revision 1: keys are not rotated), publishing it when it is missing or another.
+    async fn publish_record(&self, identity: &DeviceIdentity) -> Result<(), String> {
+        let keys = identity.public_keys();
+        let key = |hex_key: String| -> Result<[u8; 32], String> {
+            hex::decode(hex_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| "identity key is not 32 bytes".to_owned())
+        };
+        let record = DeviceRecord {
+            organisation_id: self.inner.config.org_id.clone(),
+            device_id: identity.device_id().as_str().to_owned(),
+            signing_key: key(keys.signing_hex())?,
+            encryption_key: key(keys.encryption_hex())?,
+            revision: 1,
+        }
+        .sign(identity.signing_key())
+        .to_hex();
+        let id = identity.device_id().as_str();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let published = match self.inner.coordinator.devices().await {
+                Ok(all) => all.into_iter().find(|d| d.id == id).and_then(|d| d.record),
+                Err(e) => Err(e).map_err(|e| format!("cannot read this device at the coordinator: {e}"))?,
+            };
+            if published.as_deref() == Some(record.as_str()) {
+                return Ok(());
+            }
+            match self.inner.coordinator.publish_device_record(id, &record).await {
+                Ok(_) => {
+                    tracing::info!(device = %id, "signed record of the device's keys published");
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && pause < Duration::from_secs(16) => {
+                    tracing::warn!(device = %id, error = %e, "record not published yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(format!("cannot publish the device's signed record: {e}")),
+            }
+        }
     }
 }

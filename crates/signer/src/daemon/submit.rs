@@ -55,7 +55,7 @@ impl Daemon {
             } => c
                 .submit_keygen_result(
                     &op.id,
-                    &device.id,
+                    &self.acting(device),
                     public_key,
                     chain_code.as_deref(),
                     key_set_hash,
@@ -67,19 +67,19 @@ impl Daemon {
                 key_set_hash,
                 ..
             } => c
-                .submit_reshare_result(&op.id, &device.id, public_key, key_set_hash)
+                .submit_reshare_result(&op.id, &self.acting(device), public_key, key_set_hash)
                 .await
                 .map(Some),
             Submission::Departed { .. } => Ok(None),
             Submission::Presign { fingerprint } => c
-                .submit_presign_result(&op.id, &device.id, fingerprint)
+                .submit_presign_result(&op.id, &self.acting(device), fingerprint)
                 .await
                 .map(Some),
             Submission::Signature {
                 signature,
                 recovery_id,
             } => c
-                .submit_signature(&op.id, &device.id, signature, *recovery_id)
+                .submit_signature(&op.id, &self.acting(device), signature, *recovery_id)
                 .await
                 .map(Some),
         }

@@ -14,6 +14,7 @@ use super::{kind_of, lock, Daemon, DeviceRuntime, PRIME_WAIT, RUN_IDLE_TIMEOUT, 
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
+use crate::peers::Listed;
 use crate::protocol::{RunContext, RunFailure, Submission};
 
 /// How a protocol run ended.
@@ -82,7 +83,12 @@ impl Daemon {
         if self.inner.stop.is_cancelled() {
             return;
         }
-        if let Err(e) = self.inner.coordinator.start_operation(&op.id, &device.id).await {
+        if let Err(e) = self
+            .inner
+            .coordinator
+            .start_operation(&op.id, &self.acting(device))
+            .await
+        {
             tracing::warn!(error = %e, "startOperation refused; not running");
             if !e.is_transient() {
                 self.finish(&device.id, &op.id);
@@ -173,17 +179,18 @@ impl Daemon {
         if let Err(e) = self
             .inner
             .coordinator
-            .report_failure(&op.id, &device.id, &failure.reason, &failure.culprits)
+            .report_failure(&op.id, &self.acting(device), &failure.reason, &failure.culprits)
             .await
         {
             tracing::warn!(error = %e, "could not report the failure to the coordinator");
         }
     }
 
-    /// The checks before a device runs `op`: the committee's identity keys are the
-    /// registered ones and the pinned ones; and, for everything but a presignature (which
-    /// signs nothing), the operation is exactly what the approver approved (asked again if
-    /// this process does not remember the approval). Returns the approved request.
+    /// The checks before a device runs `op`: every committee member's keys are the ones
+    /// its own signed record names (and the pinned ones, or trusted ones), so nothing is
+    /// encrypted to a key the coordinator chose; and, for everything but a presignature
+    /// (which signs nothing), the operation is exactly what the approver approved (asked
+    /// again if this process does not remember the approval). Returns the approved request.
     pub(super) async fn checked_request(
         &self,
         device: &DeviceRuntime,
@@ -192,7 +199,19 @@ impl Daemon {
     ) -> Result<Option<ApprovalRequest>, String> {
         // A coordinator cannot slip in transport keys of its own.
         approval_request::check_committee_keys(op, directory)?;
-        crate::peers::check_and_pin(&self.inner.keystore, &device.identity, &op.committee).await?;
+        let listed: Vec<Listed<'_>> = op
+            .committee
+            .iter()
+            .map(|m| Listed {
+                device_id: &m.device_id,
+                signing_key: &m.identity_signing_key,
+                encryption_key: &m.identity_encryption_key,
+                record: m.record.as_deref(),
+            })
+            .collect();
+        self.check_peers(device, &listed)
+            .await
+            .map_err(|why| format!("device {} refuses to run: {why}", device.id))?;
         if op.kind == "Presign" {
             return Ok(None);
         }

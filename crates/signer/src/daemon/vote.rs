@@ -8,6 +8,7 @@ use super::{kind_of, lock, Daemon, DeviceRuntime};
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
+use crate::peers::Listed;
 
 impl Daemon {
     pub(super) async fn vote(&self, device: &DeviceRuntime, op: Operation) {
@@ -26,6 +27,31 @@ impl Daemon {
                 op.organisation_id, self.inner.config.org_id
             )))
         };
+        // Every device of the operation must have a record of its keys that it signed
+        // itself (and, with TrustedDeviceKeys, a listed key): a device never approves an
+        // operation that would encrypt a share to a key the coordinator chose.
+        let built = match built {
+            Ok(request) => {
+                let listed: Vec<Listed<'_>> = approval_request::device_ids(&op)
+                    .into_iter()
+                    .filter_map(|id| directory.iter().find(|d| d.id == id))
+                    .map(|d| Listed {
+                        device_id: &d.id,
+                        signing_key: &d.identity_signing_key,
+                        encryption_key: &d.identity_encryption_key,
+                        record: d.record.as_deref(),
+                    })
+                    .collect();
+                match self.check_peers(device, &listed).await {
+                    Ok(()) => Ok(request),
+                    Err(why) => {
+                        tracing::warn!(reason = %why, "the operation involves a device whose keys are not its own word; voting reject");
+                        Err(approval_request::InvalidOperation(why))
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         let (vote, reason) = match built {
             Ok(request) => {
                 let asked = Instant::now();
@@ -39,13 +65,13 @@ impl Daemon {
             }
             Err(e) => (
                 vsigner_approval::Vote::Reject,
-                format!("the operation is malformed: {e}"),
+                format!("the operation is refused: {e}"),
             ),
         };
         match self
             .inner
             .coordinator
-            .vote(&op.id, &device.id, vote.as_str())
+            .vote(&op.id, &self.acting(device), vote.as_str())
             .await
         {
             Ok(_) => {
@@ -57,7 +83,7 @@ impl Daemon {
             Err(e) if e.code() == Some("ALREADY_VOTED") => {}
             // The others' votes decided the operation first (or it expired): nothing to retry.
             Err(e) if matches!(e.code(), Some("INVALID_STATE" | "EXPIRED")) => {
-                tracing::info!(vote = vote.as_str(), reason = %e, "vote not needed: the operation was decided without it");
+                tracing::info!(vote = vote.as_str(), reason = %reason, coordinator = %e, "vote not needed: the operation was decided without it");
             }
             Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
         }

@@ -80,6 +80,13 @@ async fn hostile_envelopes_are_refused_and_the_honest_run_completes() {
     let mut config = common::config(&url);
     config.limits.max_envelope = 256 * 1024;
     let link_a = Link::connect(a.clone(), config).await.unwrap();
+    // A knows B and C (their verified records), as a device knows the devices of an
+    // operation it voted on.
+    link_a.learn_peers(
+        devs[1..]
+            .iter()
+            .map(|d| (d.device_id().clone(), d.public_keys().clone())),
+    );
     let others = common::connect(&url, &devs[1..]).await;
     let attacker = Attacker::connect(&url, &[]).await;
     let inbox_a = Topics::default().inbox(a.device_id());
@@ -131,10 +138,11 @@ async fn hostile_envelopes_are_refused_and_the_honest_run_completes() {
     ] {
         attacker.send(&inbox_a, bytes).await;
     }
-    // Five are for runs A has not opened (buffered), two are refused at once.
+    // All seven are for runs A has not opened. Only B's genuinely signed envelope (for
+    // another run) waits; everything else is refused as it arrives, before any buffering.
     eventually("A's inbox saw all seven", || {
         let s = link_a.stats();
-        s.inbox.buffered == 5 && s.inbox.rejected == 2
+        s.inbox.buffered == 1 && s.inbox.rejected == 6
     })
     .await;
     let orphans = link_a.rejections();
@@ -143,12 +151,7 @@ async fn hostile_envelopes_are_refused_and_the_honest_run_completes() {
         orphans.iter().any(|r| matches!(r, Rejection::Malformed(_))),
         "{orphans:?}"
     );
-
-    // The honest run: the buffered hostile envelopes are checked when A opens it, and refused.
-    let links = [&link_a, &others[0], &others[1]];
-    let reports = frost_keygen(&links, &devs, eid).await;
-    let refused = reports[0].rejections();
-    let bad_sig_b = refused
+    let bad_sig_b = orphans
         .iter()
         .filter(
             |r| matches!(r, Rejection::BadSignature { claimed_sender } if claimed_sender == b.device_id()),
@@ -156,17 +159,23 @@ async fn hostile_envelopes_are_refused_and_the_honest_run_completes() {
         .count();
     assert_eq!(
         bad_sig_b, 3,
-        "forged, impersonated and tampered envelopes: {refused:?}"
+        "forged, impersonated and tampered envelopes: {orphans:?}"
     );
-    assert!(refused.iter().any(
-        |r| matches!(r, Rejection::NotAParticipant { claimed_sender } if claimed_sender == outsider.device_id())
-    ), "{refused:?}");
+    assert!(orphans.iter().any(
+        |r| matches!(r, Rejection::UnknownSender { claimed_sender } if claimed_sender == outsider.device_id())
+    ), "{orphans:?}");
+
+    // The honest run is not disturbed by any of it.
+    let links = [&link_a, &others[0], &others[1]];
+    let reports = frost_keygen(&links, &devs, eid).await;
+    let refused = reports[0].rejections();
+    assert!(refused.is_empty(), "nothing reached the run: {refused:?}");
     assert_eq!(
         reports[0].culprit(),
         None,
         "nothing provable against any participant"
     );
-    assert!(refused.iter().all(|r| !r.to_string().is_empty()));
+    assert!(orphans.iter().all(|r| !r.to_string().is_empty()));
     // The other execution's envelope is still waiting for its own run.
     assert_eq!(link_a.stats().inbox.buffered, 1);
     let shown = format!(
@@ -247,6 +256,12 @@ async fn a_signed_bad_envelope_aborts_the_run_naming_its_signer() {
     let devs = devices(3, "culprit");
     let (a, b, c) = (&devs[0], &devs[1], &devs[2]);
     let link_a = Link::connect(a.clone(), common::config(&url)).await.unwrap();
+    // A knows B and C (their verified records): B's early envelopes are kept for the runs.
+    link_a.learn_peers(
+        devs[1..]
+            .iter()
+            .map(|d| (d.device_id().clone(), d.public_keys().clone())),
+    );
     let attacker = Attacker::connect(&url, &[]).await;
     let inbox_a = Topics::default().inbox(a.device_id());
 
@@ -414,4 +429,94 @@ async fn a_message_above_the_packet_limit_does_not_make_a_device_deaf() {
     let eid = common::eid(ProtocolTag::SchnorrKeygen, &devs);
     frost_keygen(&[&link_a, &others[0], &others[1]], &devs, eid).await;
     assert_eq!(link_a.stats().reconnects, reconnects, "the link is stable");
+}
+
+/// Finding 3 of [trust-identity]: an envelope of a run not open yet is buffered only once
+/// its signature verifies under the key of a peer the device knows, within a quota per
+/// sender. A stranger's flood of 10,000 envelopes (unknown senders, forged signatures in a
+/// peer's name, a non-participant's own signature) is dropped as it arrives: it neither
+/// pushes out nor delays a peer's first message, sent before the run opened here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_flood_cannot_push_out_a_peers_early_message() {
+    use futures::{SinkExt, StreamExt};
+    use round_based::{MessageDestination, Outgoing};
+    use vsigner_tss::WireMessage;
+
+    let url = common::embedded_broker();
+    let devs = devices(2, "flood");
+    let (a, b) = (&devs[0], &devs[1]);
+    let links = common::connect(&url, &devs).await;
+    // B knows A's keys (from A's verified record), as a device knows the devices of an
+    // operation it voted on before the run starts.
+    links[1].learn_peers([(a.device_id().clone(), a.public_keys().clone())]);
+    let attacker = Attacker::connect(&url, &[]).await;
+    let inbox_b = Topics::default().inbox(b.device_id());
+    let eid = common::eid(ProtocolTag::SchnorrSign, &devs);
+
+    // A opens the run and sends its first message before B has opened it.
+    let (_a_in, mut a_out) = links[0]
+        .open_session(spec(eid, &devs, IDLE))
+        .unwrap()
+        .into_delivery();
+    a_out
+        .send(Outgoing {
+            recipient: MessageDestination::OneParty(1),
+            msg: WireMessage {
+                execution_id: eid,
+                round: 0,
+                payload: b"A's first message".to_vec(),
+            },
+        })
+        .await
+        .unwrap();
+    eventually("B holds A's early message", || {
+        links[1].stats().inbox.buffered == 1
+    })
+    .await;
+
+    // The flood, each envelope for a run B does not know.
+    let outsider = &devices(1, "outsider")[0];
+    let forger = DeviceIdentity::generate(a.device_id().clone(), &mut OsRng);
+    let rejected_before = links[1].stats().inbox.rejected;
+    for i in 0..10_000u32 {
+        let mut id = [0u8; 32];
+        OsRng.fill_bytes(&mut id);
+        let other = ExecutionId::from_bytes(id);
+        let from: &DeviceIdentity = match i % 3 {
+            0 => &DeviceIdentity::generate(DeviceId::new(format!("nobody-{i}")).unwrap(), &mut OsRng),
+            1 => &forger,
+            _ => outsider,
+        };
+        let bytes = envelope::seal(
+            from,
+            &header(other, 0, i, from, Some(b)),
+            b"flood",
+            Some(b.public_keys()),
+            &mut OsRng,
+        )
+        .unwrap();
+        attacker.send(&inbox_b, bytes).await;
+    }
+    eventually("B dropped the whole flood", || {
+        links[1].stats().inbox.rejected >= rejected_before + 10_000
+    })
+    .await;
+    assert_eq!(
+        links[1].stats().inbox.buffered,
+        1,
+        "nothing of the flood is buffered"
+    );
+
+    // B opens the run: A's first message is there, at once.
+    let (mut b_in, _b_out) = links[1]
+        .open_session(spec(eid, &devs, Duration::from_secs(5)))
+        .unwrap()
+        .into_delivery();
+    let first = tokio::time::timeout(Duration::from_secs(5), b_in.next())
+        .await
+        .expect("A's early message was lost")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.sender, 0);
+    assert_eq!(first.msg.payload, b"A's first message");
 }

@@ -33,7 +33,7 @@ pub(crate) struct Connection {
     client_secret: Option<String>,
     /// Print one JSON document instead of a summary.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,7 +125,7 @@ pub(crate) enum DeviceCommand {
     List,
 }
 
-fn operator(c: &Connection) -> anyhow::Result<Operator> {
+pub(crate) fn operator(c: &Connection) -> anyhow::Result<Operator> {
     let id = c
         .client_id
         .as_deref()
@@ -145,7 +145,7 @@ fn operator(c: &Connection) -> anyhow::Result<Operator> {
     )?))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -6,7 +6,9 @@
 // Tests may unwrap (see clippy.toml); helpers outside #[test] fns too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attacks;
 mod harness;
+mod hostile;
 mod otlp;
 
 use std::process::Command;
@@ -451,6 +453,54 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
     }
+
+    // The audit log holds every device action with its device's signature: `vsigner audit
+    // verify` checks it with the devices' keys alone, online and from an export, and an
+    // export whose statement was changed after the fact fails.
+    let auditor = Cli {
+        url: coordinator_url.clone(),
+        id: org.operator.0.clone(),
+        secret: org.operator.1.clone(),
+    };
+    let report = auditor.run(&["audit", "verify"]).await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert!(report["statements"].as_u64().unwrap() >= 20, "{report}");
+    assert!(report["records"].as_u64().unwrap() >= 4, "{report}");
+    assert!(report["actions"].as_u64().unwrap() >= 10, "{report}");
+    let export = auditor.run(&["audit", "export"]).await;
+    let file = root.path().join("audit.json");
+    std::fs::write(&file, serde_json::to_vec(&export).unwrap()).unwrap();
+    let offline = auditor
+        .run(&["audit", "verify", "--from", file.to_str().unwrap()])
+        .await;
+    assert_eq!(offline["statements"], report["statements"]);
+    let mut forged = export.clone();
+    let entry = forged["auditLog"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["event"] == "device_statement" && e["detail"].as_str().unwrap().contains("\"approve\""))
+        .unwrap();
+    let detail = entry["detail"]
+        .as_str()
+        .unwrap()
+        .replace("\"approve\"", "\"reject\"");
+    entry["detail"] = json!(detail);
+    std::fs::write(&file, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = Command::new(bin())
+        .args(["audit", "verify", "--json", "--from", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a changed statement must fail the check");
+    let refused: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        refused["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("not signed by the device")),
+        "{refused}"
+    );
 
     // Graceful shutdown on SIGTERM; spans reached the OTLP receiver.
     for s in &mut signers {
