@@ -4,7 +4,7 @@ pragma solidity ^0.8.20;
 /// A sample approval policy for vsigner (ApprovalMode = SmartContract).
 ///
 /// vsigner calls these functions with a read-only eth_call; the argument is
-/// `abi.encode(request)` of the version-2 structs below (see README.md). Result:
+/// `abi.encode(request)` of the version-3 structs below (see README.md). Result:
 /// 0 approve, 1 reject, 2 abstain.
 ///
 /// Policy (the same as examples/approval-webhook/server.py):
@@ -18,7 +18,7 @@ contract Approval {
     uint8 public constant APPROVE = 0;
     uint8 public constant REJECT = 1;
     uint8 public constant ABSTAIN = 2;
-    uint8 public constant VERSION = 2;
+    uint8 public constant VERSION = 3;
 
     uint256 public immutable maxValueWei;
 
@@ -39,6 +39,8 @@ contract Approval {
         string vaultId;
         string vaultName;
         string curve; // "secp256k1" | "ed25519"
+        string vaultPublicKey; // hex; "" for a vault creation
+        uint256 keyGeneration; // the generation replaced (reshare); 0 for a creation
         uint256 oldThreshold; // 0 for a vault creation
         SignerSC[] oldSigners; // empty for a vault creation
         uint256 newThreshold;
@@ -54,6 +56,8 @@ contract Approval {
         string vaultId;
         string vaultName;
         string curve;
+        string vaultPublicKey; // hex
+        uint256 keyGeneration; // the key generation that signs
         string derivationPath; // "" when none
         uint256 chainId;
         uint256 nonce;
@@ -76,6 +80,8 @@ contract Approval {
         string vaultId;
         string vaultName;
         string curve;
+        string vaultPublicKey; // hex
+        uint256 keyGeneration; // the key generation that signs
         string derivationPath;
         string contentType; // "digest" | "message"
         bytes data; // the 32-byte digest or the message

@@ -17,7 +17,7 @@ use crate::config::{ApprovalMode, ContractConfig};
 use crate::decision::{Decision, Vote};
 use crate::request::{ApprovalRequest, Operation, SignPayload, Signer};
 
-/// The ABI of the approval contract and of its request structs (version 1).
+/// The ABI of the approval contract and of its request structs (version [`abi::VERSION`]).
 #[allow(missing_docs)]
 pub mod abi {
     alloy::sol! {
@@ -51,6 +51,8 @@ pub mod abi {
             string vaultId;
             string vaultName;
             string curve;
+            string vaultPublicKey;
+            uint256 keyGeneration;
             uint256 oldThreshold;
             SignerSC[] oldSigners;
             uint256 newThreshold;
@@ -68,6 +70,8 @@ pub mod abi {
             string vaultId;
             string vaultName;
             string curve;
+            string vaultPublicKey;
+            uint256 keyGeneration;
             string derivationPath;
             uint256 chainId;
             uint256 nonce;
@@ -92,14 +96,17 @@ pub mod abi {
             string vaultId;
             string vaultName;
             string curve;
+            string vaultPublicKey;
+            uint256 keyGeneration;
             string derivationPath;
             string contentType;
             bytes data;
         }
     }
 
-    /// The version of the structs above (2: signers carry their record hash).
-    pub const VERSION: u8 = 2;
+    /// The version of the structs above (2: signers carry their record hash; 3: the
+    /// vault's public key and key generation).
+    pub const VERSION: u8 = 3;
 }
 
 /// Which contract function a request goes to, and its encoded argument.
@@ -162,6 +169,8 @@ pub fn encode_request(r: &ApprovalRequest) -> ContractCall {
                 vaultId: v.id.clone(),
                 vaultName: v.name.clone(),
                 curve: v.curve.as_str().into(),
+                vaultPublicKey: v.public_key.clone().unwrap_or_default(),
+                keyGeneration: U256::from(v.key_generation),
                 oldThreshold: U256::from(old_threshold),
                 oldSigners: old_signers,
                 newThreshold: U256::from(new_threshold),
@@ -186,6 +195,8 @@ pub fn encode_request(r: &ApprovalRequest) -> ContractCall {
                         vaultId: v.id.clone(),
                         vaultName: v.name.clone(),
                         curve: v.curve.as_str().into(),
+                        vaultPublicKey: v.public_key.clone().unwrap_or_default(),
+                        keyGeneration: U256::from(v.key_generation),
                         derivationPath: path,
                         chainId: U256::from(t.chain_id),
                         nonce: U256::from(t.nonce),
@@ -210,6 +221,8 @@ pub fn encode_request(r: &ApprovalRequest) -> ContractCall {
                         vaultId: v.id.clone(),
                         vaultName: v.name.clone(),
                         curve: v.curve.as_str().into(),
+                        vaultPublicKey: v.public_key.clone().unwrap_or_default(),
+                        keyGeneration: U256::from(v.key_generation),
                         derivationPath: path,
                         contentType: payload.content_type().into(),
                         data: Bytes::copy_from_slice(payload.data()),

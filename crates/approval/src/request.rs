@@ -68,6 +68,12 @@ pub struct Vault {
     pub threshold: u32,
     /// The signer set.
     pub signers: Vec<Signer>,
+    /// The vault's public key (hex, as the coordinator writes it); `None` for a vault
+    /// creation. A device that holds a share checks it against its own before asking.
+    pub public_key: Option<String>,
+    /// The key generation the operation works with (sign: the one it signs with; reshare:
+    /// the one it replaces; creation: 0).
+    pub key_generation: u64,
 }
 
 /// A decoded Ethereum EIP-1559 unsigned transaction, kept with its exact raw bytes.
@@ -312,6 +318,8 @@ impl ApprovalRequest {
                     "curves": [{"curve": vault.curve.as_str()}],
                     "curve": vault.curve.as_str(),
                     "threshold": vault.threshold,
+                    "publicKey": vault.public_key,
+                    "keyGeneration": vault.key_generation,
                     "signers": signers_json(&vault.signers),
                     "details": {
                         "id": vault.id,

@@ -54,6 +54,11 @@ fn json_and_routing() {
     assert_eq!(j["__typename"], "OperationSign");
     assert_eq!(j["signingData"]["contentType"], "digest");
     assert_eq!(j["signingData"]["data"], hex::encode([0xab; 32]));
+    assert_eq!(
+        j["details"]["vault"]["publicKey"],
+        "02".to_owned() + &"ab".repeat(32)
+    );
+    assert_eq!(j["details"]["vault"]["keyGeneration"], 4);
     assert!(j.get("transaction").is_none());
     // The reshare vote list holds each device of both sets once.
     let j = reshare("v", 3).to_json();
@@ -70,7 +75,10 @@ fn contract_arguments_decode_as_the_documented_structs() {
         panic!()
     };
     let t = abi::TxRequestSC::abi_decode(&b).unwrap();
-    assert_eq!(t.version, 2);
+    assert_eq!(t.version, 3);
+    // The vault's key and the generation that signs (version 3).
+    assert_eq!(t.vaultPublicKey, "02".to_owned() + &"ab".repeat(32));
+    assert_eq!(t.keyGeneration, U256::from(4));
     assert_eq!(t.typename, "OperationSign");
     assert_eq!((t.id.as_str(), t.organisationId.as_str()), ("op-123", "org-9"));
     assert_eq!(

@@ -1,12 +1,17 @@
 //! Share generations of a vault and start-up leftovers: a device keeps one confirmed
-//! generation of each vault's share, a new generation is written unconfirmed and becomes
-//! the confirmed one (destroying older ones) only when confirmed; an interrupted write or
-//! an unconfirmed generation is found and reported at start.
+//! generation of each vault's share; a new generation is written unconfirmed, never
+//! overwritten, and becomes the confirmed one (destroying older ones) only when confirmed,
+//! and only if it is a share of the same key; an interrupted write or an unconfirmed
+//! generation is found and reported at start.
 
 use crate::record::{RecordId, RecordKind};
 use crate::store::list_records_under;
 use crate::store::Keystore;
 use crate::KeystoreError;
+
+/// Reads the public key of a share record (`None`: unreadable). The keystore does not know
+/// share formats; the signer passes its reader.
+pub type PublicKeyOf<'a> = &'a (dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync);
 
 /// Traces found at start-up that deserve an operator's attention.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,27 +71,41 @@ impl Keystore {
         }
     }
 
-    /// Records that the coordinator confirmed `generation` of `vault` (e.g. after a reshare
-    /// completed), then deletes the older generations. Returns the deleted generations.
-    /// Refuses to confirm a generation that is not stored (and readable) or is older than
-    /// the one already confirmed.
+    /// Makes `generation` of `vault` the confirmed one, then deletes the older generations
+    /// (and the pending-reshare records up to it). Returns the deleted generations.
+    ///
+    /// Refuses a generation that is not stored (and readable), that is older than the one
+    /// already confirmed, or whose share is of another key than the confirmed one:
+    /// `public_key_of` reads a share record's public key (`None`: unreadable). A device
+    /// never destroys a share of its key for a share of another key, whatever it is told.
     pub async fn confirm_generation(
         &self,
         device: &str,
         vault: &str,
         generation: u64,
+        public_key_of: PublicKeyOf<'_>,
     ) -> Result<Vec<u64>, KeystoreError> {
         let id = RecordId::key_share(device, vault, generation)?;
-        if self.get(&id).await?.is_none() {
+        let Some(new) = self.get(&id).await? else {
             return Err(KeystoreError::Lifecycle(format!(
                 "cannot confirm {id}: it is not stored"
             )));
-        }
+        };
+        let new_key = public_key_of(&new).ok_or_else(|| {
+            KeystoreError::Lifecycle(format!("cannot confirm {id}: its public key is unreadable"))
+        })?;
         if let Some(current) = self.confirmed_generation(device, vault).await? {
             if generation < current {
                 return Err(KeystoreError::Lifecycle(format!(
                     "cannot confirm generation {generation} of {vault}: generation {current} is already confirmed"
                 )));
+            }
+            if let Some(old) = self.get(&RecordId::key_share(device, vault, current)?).await? {
+                if public_key_of(&old).as_deref() != Some(new_key.as_slice()) {
+                    return Err(KeystoreError::Lifecycle(format!(
+                        "cannot confirm generation {generation} of {vault}: it is a share of another key than the confirmed generation {current}"
+                    )));
+                }
             }
         }
         let marker = RecordId::share_confirmation(device, vault)?;
@@ -100,14 +119,15 @@ impl Keystore {
                 deleted.push(g);
             }
         }
+        self.forget_pending_reshares(device, vault, generation).await?;
         Ok(deleted)
     }
 
-    /// Records that `device` left the signer set of `vault` when the coordinator confirmed
-    /// key generation `generation` (a reshare it dealt in but holds no new share of), then
-    /// deletes its older generations: an old share must not outlive the new sharing.
-    /// Refuses a generation that is not newer than every stored one or than the confirmed
-    /// one. Returns the deleted generations.
+    /// Records that `device` left the signer set of `vault` at key generation
+    /// `generation` (a reshare it dealt in but holds no new share of), then deletes its
+    /// older generations: an old share must not outlive the new sharing. The caller
+    /// checks that the new sharing is committed. Refuses a generation that is not newer
+    /// than every stored one or than the confirmed one. Returns the deleted generations.
     pub async fn confirm_departure(
         &self,
         device: &str,
@@ -135,29 +155,42 @@ impl Keystore {
                 .delete(&RecordId::key_share(device, vault, *g)?.path())
                 .await?;
         }
+        self.forget_pending_reshares(device, vault, generation).await?;
         Ok(stored)
     }
 
-    /// Deletes generation `generation` of `vault` that was stored but never confirmed and
-    /// is newer than the confirmed one: the output of a reshare the coordinator did not
-    /// complete, found again when the reshare is retried. Refuses a confirmed or older
-    /// generation, and a vault with no confirmed generation.
-    pub async fn discard_unconfirmed(
+    /// Generations of `vault` with a pending-reshare record of `device`, ascending.
+    pub async fn pending_reshares(&self, device: &str, vault: &str) -> Result<Vec<u64>, KeystoreError> {
+        let prefix = RecordId::pending_reshare(device, vault, 0)?;
+        let dir = prefix
+            .path()
+            .rsplit_once('/')
+            .map(|(d, _)| format!("{d}/"))
+            .unwrap_or_default();
+        let mut gens: Vec<u64> = list_records_under(&*self.backend, &dir)
+            .await?
+            .into_iter()
+            .filter(|r| r.id.kind() == RecordKind::PendingReshare && r.id.vault() == Some(vault))
+            .filter_map(|r| r.id.generation())
+            .collect();
+        gens.sort_unstable();
+        Ok(gens)
+    }
+
+    async fn forget_pending_reshares(
         &self,
         device: &str,
         vault: &str,
-        generation: u64,
+        up_to: u64,
     ) -> Result<(), KeystoreError> {
-        match self.confirmed_generation(device, vault).await? {
-            Some(c) if generation > c => {
+        for g in self.pending_reshares(device, vault).await? {
+            if g <= up_to {
                 self.backend
-                    .delete(&RecordId::key_share(device, vault, generation)?.path())
-                    .await
+                    .delete(&RecordId::pending_reshare(device, vault, g)?.path())
+                    .await?;
             }
-            _ => Err(KeystoreError::Lifecycle(format!(
-                "generation {generation} of {vault} is not an unconfirmed successor and is kept"
-            ))),
         }
+        Ok(())
     }
 
     /// What an interrupted run left behind (report at start-up).

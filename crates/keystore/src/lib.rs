@@ -28,7 +28,7 @@ pub mod sealing;
 pub mod store;
 
 pub use error::KeystoreError;
-pub use generations::Leftovers;
+pub use generations::{Leftovers, PublicKeyOf};
 pub use record::{RecordId, RecordInfo, RecordKind};
 pub use sealing::{KeyFile, Passphrase, SealingProvider, SgxSealing};
 pub use store::Keystore;

@@ -2,7 +2,10 @@
 //!
 //! Paths: `devices/{device}/identity.vsrec`, `devices/{device}/key-share/{vault}/g{gen}.vsrec`,
 //! `devices/{device}/share-confirmation/{vault}.vsrec`, `devices/{device}/aux-info/{name}.vsrec`,
-//! `devices/{device}/prime-set/{name}.vsrec`, `devices/{device}/presignature/{vault}/{name}.vsrec`.
+//! `devices/{device}/prime-set/{name}.vsrec`, `devices/{device}/presignature/{vault}/{name}.vsrec`
+//! (no longer written: presignatures live in process memory; old ones are deleted at start),
+//! `devices/{device}/reshare-pending/{vault}/g{gen}.vsrec`,
+//! `devices/{device}/operation-run/{operation}.vsrec`.
 
 use crate::KeystoreError;
 
@@ -23,10 +26,18 @@ pub enum RecordKind {
     AuxInfo,
     /// A prime set for a future aux-info run.
     PrimeSet,
-    /// An unused ECDSA presignature.
+    /// An unused ECDSA presignature (written by earlier versions only; see
+    /// docs/keystore.md: a presignature must not survive its process).
     Presignature,
     /// The identity public keys of a peer device, pinned when first seen.
     PeerKeys,
+    /// What a device must know to commit a reshare it took part in (the new holders, the
+    /// key-set hash their receipts must state): kept until a generation at least as new
+    /// is committed.
+    PendingReshare,
+    /// The mark that a device started an operation's protocol: it never runs the same
+    /// operation twice.
+    OperationRun,
 }
 
 impl RecordKind {
@@ -40,6 +51,8 @@ impl RecordKind {
             RecordKind::PrimeSet => "prime-set",
             RecordKind::Presignature => "presignature",
             RecordKind::PeerKeys => "peer-keys",
+            RecordKind::PendingReshare => "reshare-pending",
+            RecordKind::OperationRun => "operation-run",
         }
     }
 
@@ -52,6 +65,8 @@ impl RecordKind {
             "prime-set" => RecordKind::PrimeSet,
             "presignature" => RecordKind::Presignature,
             "peer-keys" => RecordKind::PeerKeys,
+            "reshare-pending" => RecordKind::PendingReshare,
+            "operation-run" => RecordKind::OperationRun,
             _ => return None,
         })
     }
@@ -146,6 +161,23 @@ impl RecordId {
         Self::new(RecordKind::Presignature, device, Some(vault), None, Some(name))
     }
 
+    /// What `device` keeps about its part in a reshare of `vault` to key generation
+    /// `generation`, until that reshare is committed.
+    pub fn pending_reshare(device: &str, vault: &str, generation: u64) -> Result<Self, KeystoreError> {
+        Self::new(
+            RecordKind::PendingReshare,
+            device,
+            Some(vault),
+            Some(generation),
+            None,
+        )
+    }
+
+    /// The mark that `device` started the protocol of `operation`.
+    pub fn operation_run(device: &str, operation: &str) -> Result<Self, KeystoreError> {
+        Self::new(RecordKind::OperationRun, device, None, None, Some(operation))
+    }
+
     /// The identity public keys of device `peer` as pinned by `device`.
     pub fn peer_keys(device: &str, peer: &str) -> Result<Self, KeystoreError> {
         Self::new(RecordKind::PeerKeys, device, None, None, Some(peer))
@@ -181,7 +213,7 @@ impl RecordId {
         let base = format!("devices/{}/{}", self.device, self.kind.as_str());
         match self.kind {
             RecordKind::DeviceIdentity => format!("devices/{}/identity{RECORD_SUFFIX}", self.device),
-            RecordKind::KeyShare => format!(
+            RecordKind::KeyShare | RecordKind::PendingReshare => format!(
                 "{base}/{}/g{}{RECORD_SUFFIX}",
                 self.vault.as_deref().unwrap_or_default(),
                 self.generation.unwrap_or_default()
@@ -190,7 +222,7 @@ impl RecordId {
                 "{base}/{}{RECORD_SUFFIX}",
                 self.vault.as_deref().unwrap_or_default()
             ),
-            RecordKind::AuxInfo | RecordKind::PrimeSet | RecordKind::PeerKeys => {
+            RecordKind::AuxInfo | RecordKind::PrimeSet | RecordKind::PeerKeys | RecordKind::OperationRun => {
                 format!(
                     "{base}/{}{RECORD_SUFFIX}",
                     self.name.as_deref().unwrap_or_default()
@@ -218,8 +250,12 @@ impl RecordId {
                 RecordKind::AuxInfo => Self::aux_info(device, last),
                 RecordKind::PrimeSet => Self::prime_set(device, last),
                 RecordKind::PeerKeys => Self::peer_keys(device, last),
+                RecordKind::OperationRun => Self::operation_run(device, last),
                 _ => return None,
             },
+            [device, "reshare-pending", vault, generation] => {
+                Self::pending_reshare(device, vault, generation.strip_prefix('g')?.parse().ok()?)
+            }
             [device, "presignature", vault, name] => Self::presignature(device, vault, name),
             _ => return None,
         };
@@ -269,6 +305,8 @@ mod tests {
             RecordId::prime_set("dev-1", "p7").unwrap(),
             RecordId::presignature("dev-1", "vault-9", "ps-1").unwrap(),
             RecordId::peer_keys("dev-1", "dev-2").unwrap(),
+            RecordId::pending_reshare("dev-1", "vault-9", 3).unwrap(),
+            RecordId::operation_run("dev-1", "op-5").unwrap(),
         ];
         for id in &ids {
             assert_eq!(

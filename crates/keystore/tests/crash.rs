@@ -58,7 +58,7 @@ fn crash_child() {
                 .await
                 .unwrap(),
             "confirm" => {
-                ks.confirm_generation("dev", "v", value.parse().unwrap())
+                ks.confirm_generation("dev", "v", value.parse().unwrap(), &|_: &[u8]| Some(Vec::new()))
                     .await
                     .unwrap();
             }
@@ -134,7 +134,9 @@ async fn replaced_record_is_old_or_new_after_a_crash_at_any_step() {
             ks.put(&RecordId::key_share("dev", "v", 2).unwrap(), b"g2")
                 .await
                 .unwrap();
-            ks.confirm_generation("dev", "v", 1).await.unwrap();
+            ks.confirm_generation("dev", "v", 1, &|_: &[u8]| Some(Vec::new()))
+                .await
+                .unwrap();
         }
         crash(dir.path(), "confirm", step, "2");
         let ks = Keystore::open_existing(url, &pass()).await.unwrap();

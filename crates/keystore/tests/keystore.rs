@@ -248,7 +248,9 @@ async fn share_generations_are_deleted_only_after_a_successor_is_confirmed() {
         .unwrap();
     let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
     ks.put(&g(1), b"gen 1").await.unwrap();
-    ks.confirm_generation("dev", "vault", 1).await.unwrap();
+    ks.confirm_generation("dev", "vault", 1, &first_byte)
+        .await
+        .unwrap();
     ks.put(&g(2), b"gen 2").await.unwrap(); // a reshare's output, not confirmed yet
     assert!(matches!(
         ks.delete(&g(1)).await.unwrap_err(),
@@ -261,15 +263,24 @@ async fn share_generations_are_deleted_only_after_a_successor_is_confirmed() {
     let left = ks.leftovers().await.unwrap();
     assert_eq!(left.unconfirmed_shares, vec![g(2)]);
     assert!(
-        ks.confirm_generation("dev", "vault", 3).await.is_err(),
+        ks.confirm_generation("dev", "vault", 3, &first_byte)
+            .await
+            .is_err(),
         "not stored"
     );
 
     let backup = std::fs::read(dir.path().join(g(1).path())).unwrap();
-    assert_eq!(ks.confirm_generation("dev", "vault", 2).await.unwrap(), vec![1]);
+    assert_eq!(
+        ks.confirm_generation("dev", "vault", 2, &first_byte)
+            .await
+            .unwrap(),
+        vec![1]
+    );
     assert_eq!(ks.share_generations("dev", "vault").await.unwrap(), vec![2]);
     assert!(
-        ks.confirm_generation("dev", "vault", 1).await.is_err(),
+        ks.confirm_generation("dev", "vault", 1, &first_byte)
+            .await
+            .is_err(),
         "no going back"
     );
 
@@ -290,7 +301,9 @@ async fn a_device_that_leaves_the_signer_set_destroys_its_old_shares() {
         .unwrap();
     let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
     ks.put(&g(0), b"gen 0").await.unwrap();
-    ks.confirm_generation("dev", "vault", 0).await.unwrap();
+    ks.confirm_generation("dev", "vault", 0, &first_byte)
+        .await
+        .unwrap();
     assert!(
         ks.confirm_departure("dev", "vault", 0).await.is_err(),
         "generation 0 is the one it holds"
@@ -306,28 +319,74 @@ async fn a_device_that_leaves_the_signer_set_destroys_its_old_shares() {
     );
 }
 
+/// The "public key" of a test share record: its first byte.
+fn first_byte(record: &[u8]) -> Option<Vec<u8>> {
+    record.first().map(|b| vec![*b])
+}
+
 #[tokio::test]
-async fn an_unconfirmed_successor_can_be_discarded_never_a_confirmed_share() {
+async fn a_share_of_another_key_is_never_confirmed_over_the_confirmed_one() {
     let dir = tempfile::tempdir().unwrap();
     let ks = Keystore::open(dir.path().to_str().unwrap(), &pass("p"))
         .await
         .unwrap();
     let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
-    ks.put(&g(0), b"gen 0").await.unwrap();
+    ks.put(&g(0), b"A: the vault key").await.unwrap();
+    ks.confirm_generation("dev", "vault", 0, &first_byte)
+        .await
+        .unwrap();
+    // A "successor" of another key (a keygen that reused the vault id, a reshare of
+    // fabricated dealers): confirming it would destroy the real key.
+    ks.put(&g(1), b"B: another key").await.unwrap();
+    let refused = ks
+        .confirm_generation("dev", "vault", 1, &first_byte)
+        .await
+        .unwrap_err();
     assert!(
-        ks.discard_unconfirmed("dev", "vault", 0).await.is_err(),
-        "nothing confirmed yet"
+        refused.to_string().contains("a share of another key"),
+        "{refused}"
     );
-    ks.confirm_generation("dev", "vault", 0).await.unwrap();
-    ks.put(&g(1), b"gen 1 of a failed reshare").await.unwrap();
-    assert!(
-        ks.discard_unconfirmed("dev", "vault", 0).await.is_err(),
-        "the confirmed one"
+    assert_eq!(
+        ks.get(&g(0)).await.unwrap().unwrap().as_slice(),
+        b"A: the vault key"
     );
-    ks.discard_unconfirmed("dev", "vault", 1).await.unwrap();
-    assert!(ks.get(&g(1)).await.unwrap().is_none());
-    assert_eq!(ks.get(&g(0)).await.unwrap().unwrap().as_slice(), b"gen 0");
-    ks.put(&g(1), b"gen 1 of the retry").await.unwrap();
+    // An unreadable one neither.
+    ks.put(&g(2), b"").await.unwrap();
+    assert!(ks
+        .confirm_generation("dev", "vault", 2, &first_byte)
+        .await
+        .is_err());
+    // A successor of the same key is confirmed, and the older generations go.
+    ks.put(&g(3), b"A: reshared").await.unwrap();
+    assert_eq!(
+        ks.confirm_generation("dev", "vault", 3, &first_byte)
+            .await
+            .unwrap(),
+        vec![0, 1, 2]
+    );
+}
+
+#[tokio::test]
+async fn pending_reshare_records_go_when_a_generation_as_new_is_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Keystore::open(dir.path().to_str().unwrap(), &pass("p"))
+        .await
+        .unwrap();
+    let g = |n| RecordId::key_share("dev", "vault", n).unwrap();
+    let pending = |n| RecordId::pending_reshare("dev", "vault", n).unwrap();
+    ks.put(&g(0), b"A0").await.unwrap();
+    ks.confirm_generation("dev", "vault", 0, &first_byte)
+        .await
+        .unwrap();
+    for n in [1, 2, 4] {
+        ks.put(&pending(n), b"{}").await.unwrap();
+    }
+    ks.put(&g(2), b"A2").await.unwrap();
+    ks.confirm_generation("dev", "vault", 2, &first_byte)
+        .await
+        .unwrap();
+    assert_eq!(ks.pending_reshares("dev", "vault").await.unwrap(), vec![4]);
+    assert!(ks.put(&pending(4), b"again").await.is_err(), "written once");
 }
 
 #[tokio::test]

@@ -210,6 +210,10 @@ pub enum StatementKind {
     PresignResult,
     /// A signature; content: the signature (hex), the recovery id (or empty).
     Signature,
+    /// The device no longer holds its unconsumed presignatures (they lived in the memory of
+    /// a process that ended); content: why. Made about the device itself: the statement's
+    /// operation id is the device id.
+    DiscardPresignatures,
 }
 
 impl StatementKind {
@@ -223,6 +227,7 @@ impl StatementKind {
             StatementKind::ReshareResult => "reshare_result",
             StatementKind::PresignResult => "presign_result",
             StatementKind::Signature => "signature",
+            StatementKind::DiscardPresignatures => "discard_presignatures",
         }
     }
 
@@ -236,6 +241,7 @@ impl StatementKind {
             StatementKind::ReshareResult,
             StatementKind::PresignResult,
             StatementKind::Signature,
+            StatementKind::DiscardPresignatures,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

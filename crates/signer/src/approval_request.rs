@@ -147,6 +147,18 @@ pub fn build(op: &Operation, directory: &[Device]) -> Result<ApprovalRequest, In
             curve,
             threshold: u32::from(threshold),
             signers: set,
+            public_key: match operation {
+                Requested::CreateVault => None,
+                _ => op.vault.public_key.clone(),
+            },
+            key_generation: match op.kind.as_str() {
+                "Keygen" => 0,
+                "Reshare" => op.reshare.as_ref().map_or(0, |r| r.old_key_generation),
+                _ => op
+                    .sign
+                    .as_ref()
+                    .map_or(op.vault.key_generation, |s| s.key_generation),
+            },
         },
         expires_at: op.expires_at.clone(),
         operation,

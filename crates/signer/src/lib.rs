@@ -17,6 +17,7 @@
 //!   scheme (ECDSA by CGGMP24, Schnorr by FROST) behind the `Scheme` trait.
 //! - [`devices`]: device records (name and identity) in the keystore; crash-safe creation.
 //! - [`prime_stock`]: the persisted, background-refilled stock of safe-prime sets.
+//! - [`public_primes`]: the fence around the committed public test primes.
 //! - [`coordinator_api`]: the coordinator's GraphQL API, as a device and an operator use it.
 //! - [`api`]: the HTTP API (`/version`, `/healthz`, `/readyz`, `/register-vs-device`).
 //! - [`telemetry`]: logs (JSON or text) and spans (none, stdout, OTLP/HTTP), logs to an OTLP
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod peers;
 pub mod prime_stock;
 pub mod protocol;
+pub mod public_primes;
 pub mod run;
 pub mod telemetry;
 

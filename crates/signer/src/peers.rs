@@ -189,6 +189,15 @@ pub async fn check_all(
     Ok(out)
 }
 
+/// The Ed25519 signing key `me` pinned for `peer` (what a peer's signed statements, such as
+/// a reshare receipt, are checked with); `None` if it never pinned one.
+pub async fn pinned_signing_key(keystore: &Keystore, me: &str, peer: &str) -> Option<[u8; 32]> {
+    let id = vsigner_keystore::RecordId::peer_keys(me, peer).ok()?;
+    let bytes = keystore.get(&id).await.ok()??;
+    let pin = Pin::parse(&bytes)?;
+    hex::decode(pin.signing).ok()?.try_into().ok()
+}
+
 /// Every peer `me` has pinned, with its keys (for the transport to check early envelopes).
 pub async fn pinned(keystore: &Keystore, me: &str) -> Vec<(DeviceId, DevicePublicKeys)> {
     let Ok(records) = keystore.list().await else {

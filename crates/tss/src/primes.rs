@@ -227,6 +227,62 @@ pub fn repeats_a_prime(sets: &[PrimeSet]) -> bool {
         .any(|p| !seen.insert(p.0.as_slice()))
 }
 
+/// The public test pool committed in `test-data/primes/public-test-pool.json`, built in.
+/// Its primes are PUBLIC: a Paillier key made from them protects nothing (anyone who reads
+/// the broker decrypts the key's round-1 ciphertexts, then learns the key from one
+/// signature). Tests and the demo use it; a production signer refuses it
+/// ([`PublicTestPrimes`]).
+pub const PUBLIC_TEST_POOL_JSON: &str = include_str!("../../../test-data/primes/public-test-pool.json");
+
+/// The prime sets of [`PUBLIC_TEST_POOL_JSON`].
+pub fn public_test_prime_sets() -> Result<Vec<PrimeSet>, Error> {
+    let file: PrimePoolFile = serde_json::from_str(PUBLIC_TEST_POOL_JSON).map_err(|e| Error::Format {
+        what: "public test prime pool",
+        reason: e.to_string(),
+    })?;
+    file.into_sets()
+}
+
+/// Recognises key material made from the public test pool: a prime set that contains one
+/// of its primes, or aux-info in which any device's Paillier or ring-Pedersen modulus has
+/// one of them as a factor.
+pub struct PublicTestPrimes {
+    primes: Vec<Integer>,
+}
+
+impl std::fmt::Debug for PublicTestPrimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicTestPrimes({} primes)", self.primes.len())
+    }
+}
+
+impl PublicTestPrimes {
+    /// The primes of the built-in public pool.
+    pub fn load() -> Result<Self, Error> {
+        let sets = public_test_prime_sets()?;
+        Ok(PublicTestPrimes {
+            primes: sets
+                .iter()
+                .flat_map(|s| s.0.iter().map(|p| Integer::from_bytes_msf(&p.0)))
+                .collect(),
+        })
+    }
+
+    /// Whether `set` contains a public test prime.
+    pub fn contains_set(&self, set: &PrimeSet) -> bool {
+        set.0
+            .iter()
+            .any(|p| self.primes.contains(&Integer::from_bytes_msf(&p.0)))
+    }
+
+    /// Whether a modulus has a public test prime as a factor.
+    pub(crate) fn divides(&self, modulus: &Integer) -> bool {
+        self.primes
+            .iter()
+            .any(|p| modulus.modulo_ref(p).cmp0() == std::cmp::Ordering::Equal)
+    }
+}
+
 /// How far a pool is towards its target; cheap to read from any thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolProgress {

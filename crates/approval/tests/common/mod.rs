@@ -32,6 +32,8 @@ pub fn vault(name: &str, curve: Curve) -> Vault {
         curve,
         threshold: 2,
         signers: signers(3),
+        public_key: Some("02".to_owned() + &"ab".repeat(32)),
+        key_generation: 4,
     }
 }
 

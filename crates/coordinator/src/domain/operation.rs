@@ -82,6 +82,13 @@ pub enum OperationDetails {
         new_signers: Vec<Signer>,
         /// Key generation being replaced.
         old_key_generation: u32,
+        /// Key generation of the new shares: higher than any earlier reshare attempt of
+        /// the vault gave, so that no device is ever asked to store a second, different
+        /// sharing under a generation it already holds (devices refuse that; see
+        /// docs/reshare.md, "Commit"). Absent in operations stored before it existed:
+        /// `old_key_generation + 1`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_key_generation: Option<u32>,
     },
     /// Sign.
     Sign {
@@ -106,6 +113,10 @@ pub enum OperationDetails {
         /// The sign operation that consumed it.
         #[serde(default)]
         consumed_by: Option<OperationId>,
+        /// The committee member that no longer holds its part (presignatures live in a
+        /// signer process's memory only: a restart loses them), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        discarded_by: Option<DeviceId>,
     },
 }
 
@@ -308,6 +319,18 @@ impl Operation {
     /// The kind.
     pub fn kind(&self) -> OperationKind {
         self.details.kind()
+    }
+
+    /// The key generation a reshare gives the new shares; `None` for other kinds.
+    pub fn new_key_generation(&self) -> Option<u32> {
+        match &self.details {
+            OperationDetails::Reshare {
+                old_key_generation,
+                new_key_generation,
+                ..
+            } => Some(new_key_generation.unwrap_or(old_key_generation.saturating_add(1))),
+            _ => None,
+        }
     }
 
     /// The key generation this operation works with (sign: the one it signs with;

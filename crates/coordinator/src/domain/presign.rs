@@ -52,6 +52,7 @@ impl Operation {
         let details = OperationDetails::Presign {
             key_generation: vault.key_generation,
             consumed_by: None,
+            discarded_by: None,
         };
         let mut op = Self::new(vault, details, created_by, now, expiry);
         op.committee = members;
@@ -130,11 +131,12 @@ impl Operation {
     }
 
     /// Whether this Completed presign operation can serve a sign operation `sign` (same
-    /// vault, key generation and committee, not consumed).
+    /// vault, key generation and committee, neither consumed nor discarded).
     pub fn presignature_serves(&self, sign: &Operation) -> bool {
         let OperationDetails::Presign {
             key_generation,
             consumed_by: None,
+            discarded_by: None,
         } = &self.details
         else {
             return false;
@@ -148,6 +150,33 @@ impl Operation {
             && self.vault_id == sign.vault_id
             && sign.key_generation() == Some(*key_generation)
             && ids(&self.committee) == ids(&sign.committee)
+    }
+
+    /// Records that committee member `device` no longer holds its part of this Completed,
+    /// unconsumed presignature, which can then serve no signature. `None` when there is
+    /// nothing to discard (another kind or state, consumed, discarded, not a member).
+    pub fn discard_presignature(&mut self, device: &DeviceId, now: Millis) -> Option<Outcome> {
+        let member = self.committee.iter().any(|m| &m.device_id == device);
+        let OperationDetails::Presign {
+            consumed_by: None,
+            discarded_by: discarded @ None,
+            ..
+        } = &mut self.details
+        else {
+            return None;
+        };
+        if !member || self.state != OperationState::Completed {
+            return None;
+        }
+        *discarded = Some(device.clone());
+        self.updated_at = now;
+        let mut out = Outcome::default();
+        out.events.push(AuditEvent::new(
+            "presignature_discarded",
+            Some(device),
+            serde_json::json!({"by": device}),
+        ));
+        Some(out)
     }
 
     /// Records that `sign` uses this presignature, and `sign` that it uses it.

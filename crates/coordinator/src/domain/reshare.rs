@@ -90,7 +90,9 @@ impl Operation {
         }
         let new_members = self.committee.iter().filter(|m| m.new_index.is_some()).count();
         if self.key_results.len() == new_members {
-            let key_generation = old_key_generation.saturating_add(1);
+            let key_generation = self
+                .new_key_generation()
+                .unwrap_or(old_key_generation.saturating_add(1));
             self.result = Some(OperationResult {
                 public_key: vault.public_key.as_ref().map(hex::encode),
                 key_generation: Some(key_generation),

@@ -90,6 +90,7 @@ fn reshare_quorum_and_roles() {
             new_threshold: 2,
             new_signers,
             old_key_generation: 0,
+            new_key_generation: Some(1),
         },
         &ClientId::from_string("c"),
         0,

@@ -350,6 +350,27 @@ impl MutationRoot {
             .map_err(gql)
     }
 
+    /// A device no longer holds its unconsumed presignatures (a signer keeps them in
+    /// process memory only and says so at every start): each Completed, unconsumed
+    /// presignature with it in the committee is marked discarded. Returns how many.
+    ///
+    /// `deviceSignature`: the device's signature over its `discard_presignatures`
+    /// statement, whose operation id is the device id and whose content is `reason`.
+    async fn discard_presignatures(
+        &self,
+        ctx: &Context<'_>,
+        device_id: ID,
+        reason: String,
+        device_signature: Option<String>,
+    ) -> GqlResult<i32> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .discard_presignatures(p, &device_id, &reason, device_signature.as_deref())
+            .await
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+            .map_err(gql)
+    }
+
     /// The signature (hex r‖s + recoveryId for secp256k1; 64-byte Ed25519), verified
     /// before acceptance. A bad one fails the operation and names the device.
     ///

@@ -207,6 +207,8 @@ pub struct PresignDetails {
     pub(crate) key_generation: i32,
     /// The sign operation that consumed the presignature, if any.
     pub(crate) consumed_by: Option<ID>,
+    /// The committee member that no longer holds its part (a signer restarted), if any.
+    pub(crate) discarded_by: Option<ID>,
 }
 
 /// Keygen details.
@@ -224,6 +226,8 @@ pub struct ReshareDetails {
     pub(crate) new_threshold: i32,
     pub(crate) new_signers: Vec<VaultSigner>,
     pub(crate) old_key_generation: i32,
+    /// The key generation of the new shares (each attempt has its own).
+    pub(crate) new_key_generation: i32,
 }
 
 /// The accepted result.

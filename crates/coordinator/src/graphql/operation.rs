@@ -138,12 +138,18 @@ impl OperationObj {
                 new_threshold,
                 new_signers,
                 old_key_generation,
+                ..
             } => Some(ReshareDetails {
                 old_threshold: i32::from(*old_threshold),
                 old_signers: signers(old_signers),
                 new_threshold: i32::from(*new_threshold),
                 new_signers: signers(new_signers),
                 old_key_generation: i32::try_from(*old_key_generation).unwrap_or(i32::MAX),
+                new_key_generation: self
+                    .0
+                    .new_key_generation()
+                    .and_then(|g| i32::try_from(g).ok())
+                    .unwrap_or(i32::MAX),
             }),
             _ => None,
         }
@@ -173,9 +179,11 @@ impl OperationObj {
             OperationDetails::Presign {
                 key_generation,
                 consumed_by,
+                discarded_by,
             } => Some(PresignDetails {
                 key_generation: i32::try_from(*key_generation).unwrap_or(i32::MAX),
                 consumed_by: consumed_by.as_ref().map(|p| ID(p.to_string())),
+                discarded_by: discarded_by.as_ref().map(|d| ID(d.to_string())),
             }),
             _ => None,
         }

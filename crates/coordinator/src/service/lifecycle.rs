@@ -338,7 +338,7 @@ impl<'a> Signed<'a> {
     }
 
     /// The audit event of the statement, if `device`'s key signed it for operation `op_id`.
-    fn check(&self, p: &Principal, op_id: &str, device: &Device) -> Result<AuditEvent> {
+    pub(super) fn check(&self, p: &Principal, op_id: &str, device: &Device) -> Result<AuditEvent> {
         let refused = |why: &str| {
             Error::new(
                 ErrorCode::DeviceSignatureInvalid,

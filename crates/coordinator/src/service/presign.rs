@@ -87,6 +87,59 @@ impl Service {
         Ok(out)
     }
 
+    /// A device's word that it no longer holds any of its unconsumed presignatures (a
+    /// signer keeps them in process memory only, so a restart loses them): every Completed,
+    /// unconsumed presignature with it in the committee is marked discarded and serves no
+    /// signature. Returns how many were discarded.
+    pub async fn discard_presignatures(
+        &self,
+        p: &Principal,
+        device_id: &str,
+        reason: &str,
+        device_signature: Option<&str>,
+    ) -> Result<usize> {
+        let now = self.clock.now();
+        let candidates: Vec<String> = self
+            .store
+            .operations(
+                &p.org_id,
+                None,
+                &[OperationState::Completed],
+                Some(OperationKind::Presign),
+                i64::MAX,
+            )
+            .await?
+            .into_iter()
+            .filter(|op| op.committee.iter().any(|m| m.device_id.as_str() == device_id))
+            .map(|op| op.id.to_string())
+            .collect();
+        let mut tx = self.store.begin().await?;
+        let device = self.acting_device(&mut tx, p, device_id).await?;
+        // A statement about the device itself: its operation id is the device id.
+        let statement = Signed::new(
+            StatementKind::DiscardPresignatures,
+            vec![reason],
+            device_signature,
+        )
+        .check(p, device_id, &device)?;
+        self.store
+            .audit(&mut tx, &p.org_id, "device", device_id, now, &[statement])
+            .await?;
+        let mut discarded = 0;
+        for id in candidates {
+            let Some((mut op, version)) = self.store.operation(&mut tx, Some(&p.org_id), &id, true).await?
+            else {
+                continue;
+            };
+            if let Some(out) = op.discard_presignature(&device.id, now) {
+                self.persist(&mut tx, &op, version, None, &out, now).await?;
+                discarded += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(discarded)
+    }
+
     /// A presign committee member's result.
     pub async fn submit_presign_result(
         &self,

@@ -51,12 +51,31 @@ impl Service {
             self.check_devices_exist(&mut tx, p, &new_signers).await?;
             tx.rollback().await?;
         }
+        // Every attempt gets a generation of its own: above the vault's and above the
+        // newest earlier reshare's (attempts of a vault are requested one after another;
+        // if two requests race and share a number, devices that already hold a share of
+        // that generation refuse the later run, which then fails).
+        let newest_attempt = self
+            .store
+            .operations(
+                &p.org_id,
+                Some(vault.id.as_str()),
+                &[],
+                Some(OperationKind::Reshare),
+                1,
+            )
+            .await?
+            .first()
+            .and_then(Operation::new_key_generation)
+            .unwrap_or(0);
+        let new_key_generation = vault.key_generation.max(newest_attempt).saturating_add(1);
         let details = OperationDetails::Reshare {
             old_threshold: vault.threshold,
             old_signers: vault.signers.clone(),
             new_threshold,
             new_signers,
             old_key_generation: vault.key_generation,
+            new_key_generation: Some(new_key_generation),
         };
         let op = Operation::new(
             &vault,

@@ -53,6 +53,11 @@ pub const PRIME_POOL_TARGET: &str = "PrimePoolTarget";
 pub const PRESIGNATURE_POOL_TARGET: &str = "PresignaturePoolTarget";
 /// `json` | `text`.
 pub const LOG_FORMAT: &str = "LogFormat";
+/// How long a protocol run waits for the next message before it gives up.
+pub const PROTOCOL_IDLE_TIMEOUT_SECONDS: &str = "ProtocolIdleTimeoutSeconds";
+/// `true` lets key material made from the committed public test primes be used (tests and
+/// demonstrations only).
+pub const ALLOW_PUBLIC_TEST_PRIMES: &str = "AllowPublicTestPrimes";
 /// The Ed25519 signing keys (hex) of the only devices that may ever receive a share, or a
 /// file listing them; unset, peers are trusted on first sight (pinned).
 pub const TRUSTED_DEVICE_KEYS: &str = "TrustedDeviceKeys";
@@ -94,6 +99,8 @@ pub const ALL: &[&str] = &[
     MAX_CONCURRENT_OPERATIONS,
     PRIME_POOL_TARGET,
     PRESIGNATURE_POOL_TARGET,
+    PROTOCOL_IDLE_TIMEOUT_SECONDS,
+    ALLOW_PUBLIC_TEST_PRIMES,
     LOG_FORMAT,
 ];
 

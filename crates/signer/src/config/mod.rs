@@ -42,6 +42,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_CONCURRENT_OPERATIONS: usize = 8;
 /// Default `PrimePoolTarget`.
 pub const DEFAULT_PRIME_POOL_TARGET: u32 = 2;
+/// Default `ProtocolIdleTimeoutSeconds` (aux-info rounds compute for tens of seconds on
+/// slow machines).
+pub const DEFAULT_PROTOCOL_IDLE_TIMEOUT_SECS: u64 = 180;
 /// Default `PresignaturePoolTarget` (0: no presignature pool).
 pub const DEFAULT_PRESIGNATURE_POOL_TARGET: u32 = 0;
 /// Default `STORAGE_BUCKET_URL`: a directory relative to the working directory.
@@ -222,6 +225,10 @@ pub struct SignerConfig {
     pub prime_pool_target: u32,
     /// `PresignaturePoolTarget`.
     pub presignature_pool_target: u32,
+    /// `ProtocolIdleTimeoutSeconds`: how long a run waits for the next message.
+    pub protocol_idle_timeout: Duration,
+    /// `AllowPublicTestPrimes`: key material from the public test pool is accepted.
+    pub allow_public_test_primes: bool,
     /// `LogFormat`.
     pub log_format: LogFormat,
 }
@@ -266,6 +273,8 @@ impl fmt::Debug for SignerConfig {
             .field("max_concurrent_operations", &self.max_concurrent_operations)
             .field("prime_pool_target", &self.prime_pool_target)
             .field("presignature_pool_target", &self.presignature_pool_target)
+            .field("protocol_idle_timeout", &self.protocol_idle_timeout)
+            .field("allow_public_test_primes", &self.allow_public_test_primes)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -413,6 +422,13 @@ impl SignerConfig {
             0,
             10_000,
         )?;
+        let protocol_idle_timeout = Duration::from_secs(r.whole(
+            keys::PROTOCOL_IDLE_TIMEOUT_SECONDS,
+            DEFAULT_PROTOCOL_IDLE_TIMEOUT_SECS,
+            1,
+            3600,
+        )?);
+        let allow_public_test_primes = r.flag(keys::ALLOW_PUBLIC_TEST_PRIMES)?;
         let log_format = r.log_format()?;
         Ok(SignerConfig {
             port,
@@ -438,6 +454,8 @@ impl SignerConfig {
             max_concurrent_operations,
             prime_pool_target,
             presignature_pool_target,
+            protocol_idle_timeout,
+            allow_public_test_primes,
             log_format,
         })
     }
@@ -451,6 +469,14 @@ impl SignerConfig {
     /// warnings at start (never containing a secret).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.allow_public_test_primes {
+            out.push(
+                "AllowPublicTestPrimes is true: key material made from the public test primes \
+                 (test-data/primes) is accepted, and anyone can decrypt its Paillier ciphertexts \
+                 and learn the key from one signature (for tests and demonstrations only)"
+                    .to_owned(),
+            );
+        }
         if self.approval_mode() == ApprovalMode::AlwaysApprove {
             out.push(
                 "ApprovalMode is AlwaysApprove: every operation is approved without any check \
@@ -610,6 +636,8 @@ impl SignerConfig {
             "MaxConcurrentOperations": self.max_concurrent_operations,
             "PrimePoolTarget": self.prime_pool_target,
             "PresignaturePoolTarget": self.presignature_pool_target,
+            "ProtocolIdleTimeoutSeconds": self.protocol_idle_timeout.as_secs(),
+            "AllowPublicTestPrimes": self.allow_public_test_primes,
             "LogFormat": self.log_format.as_str(),
         });
         if let Some(obj) = out.as_object_mut() {

@@ -109,6 +109,15 @@ impl Reader {
         Ok(Some(s))
     }
 
+    /// `true` or `false` (unset: false).
+    pub(super) fn flag(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.string(key)?.map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(self.err(key, format!("expected true or false, got {}", quoted(other)))),
+        }
+    }
+
     pub(super) fn port(&self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
         match self.string(key)? {
             None => Ok(default),

@@ -14,11 +14,24 @@ const OPERATION_FIELDS: &str = "id organisationId kind state vaultId curve nonce
     committee { deviceId name identitySigningKey identityEncryptionKey record index oldIndex newIndex } \
     submittedDeviceIds \
     keygen { threshold signers { deviceId weight index } } \
-    reshare { oldThreshold oldSigners { deviceId weight index } newThreshold newSigners { deviceId weight index } oldKeyGeneration } \
+    reshare { oldThreshold oldSigners { deviceId weight index } newThreshold newSigners { deviceId weight index } oldKeyGeneration newKeyGeneration } \
     sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
-    presign { keyGeneration consumedBy } \
+    presign { keyGeneration consumedBy discardedBy } \
     result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
     failure { reason culpritDeviceIds reportedBy } rejectionReason startedBy";
+
+/// A device statement as the coordinator logged it (unverified: check the signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedStatement {
+    /// The device that made it.
+    pub device_id: String,
+    /// Its kind ([`StatementKind::as_str`]).
+    pub kind: String,
+    /// Its content fields.
+    pub content: Vec<String>,
+    /// The device's signature (hex).
+    pub signature: String,
+}
 
 impl CoordinatorClient {
     /// `registerDevice`, idempotent on `idempotency_key`.
@@ -237,6 +250,55 @@ impl CoordinatorClient {
             vec![fingerprint],
         )
         .await
+    }
+
+    /// `discardPresignatures`: this device holds none of its unconsumed presignatures
+    /// any more (they lived in the memory of a process that ended). Returns how many the
+    /// coordinator marked discarded.
+    pub async fn discard_presignatures(
+        &self,
+        device: &ActingDevice<'_>,
+        reason: &str,
+    ) -> Result<u32, ApiError> {
+        // A statement about the device itself: its operation id is the device id.
+        let signature = device.sign(device.id(), StatementKind::DiscardPresignatures, vec![reason]);
+        let q = "mutation($d: ID!, $r: String!, $sig: String) { discardPresignatures(deviceId: $d, reason: $r, deviceSignature: $sig) }";
+        self.field(
+            q,
+            json!({"d": device.id(), "r": reason, "sig": signature}),
+            "discardPresignatures",
+        )
+        .await
+    }
+
+    /// The device statements the coordinator logged about an operation (votes, results,
+    /// failures), each with the device's signature: what a device checks a reshare's
+    /// receipts against.
+    pub async fn device_statements(&self, op: &str) -> Result<Vec<LoggedStatement>, ApiError> {
+        let entries: Vec<Value> = self
+            .field(
+                "query($e: ID) { auditLog(entityId: $e) { actor event detail } }",
+                json!({"e": op}),
+                "auditLog",
+            )
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e["event"] == "device_statement")
+            .filter_map(|e| {
+                let detail: Value = serde_json::from_str(e["detail"].as_str()?).ok()?;
+                Some(LoggedStatement {
+                    device_id: e["actor"].as_str()?.to_owned(),
+                    kind: detail["kind"].as_str()?.to_owned(),
+                    content: detail["content"]
+                        .as_array()?
+                        .iter()
+                        .map(|c| c.as_str().map(str::to_owned))
+                        .collect::<Option<_>>()?,
+                    signature: detail["signature"].as_str()?.to_owned(),
+                })
+            })
+            .collect())
     }
 
     /// `reportFailure`.

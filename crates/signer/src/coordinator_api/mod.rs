@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 pub mod calls;
 pub mod types;
 
-pub use calls::ActingDevice;
+pub use calls::{ActingDevice, LoggedStatement};
 pub use types::*;
 
 /// Time allowed for one HTTP request to the coordinator.

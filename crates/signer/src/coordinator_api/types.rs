@@ -114,6 +114,17 @@ pub struct ReshareDetails {
     pub new_signers: Vec<VaultSigner>,
     /// The generation being reshared.
     pub old_key_generation: u64,
+    /// The generation of the new shares (absent from older coordinators: the old one + 1).
+    #[serde(default)]
+    pub new_key_generation: Option<u64>,
+}
+
+impl ReshareDetails {
+    /// The generation of the new shares.
+    pub fn new_generation(&self) -> u64 {
+        self.new_key_generation
+            .unwrap_or(self.old_key_generation.saturating_add(1))
+    }
 }
 
 /// Sign details.
@@ -144,6 +155,9 @@ pub struct PresignDetails {
     pub key_generation: u64,
     /// The sign operation that consumed it.
     pub consumed_by: Option<String>,
+    /// The committee member that no longer holds its part (it restarted).
+    #[serde(default)]
+    pub discarded_by: Option<String>,
 }
 
 /// The accepted result.

@@ -1,36 +1,61 @@
-//! Share confirmation: after a keygen or reshare completes, the device confirms the new
-//! generation of its share (destroying the previous one) once the stored share has the
-//! vault's public key and key-set hash; a device that left the signer set destroys its
-//! share. At start, generations completed while the daemon was down are confirmed.
+//! Confirming new share generations. Nothing a device holds is destroyed on the
+//! coordinator's word:
+//!
+//! - **Keygen.** The new share (generation 0 of a vault the device held nothing of, see
+//!   [`continuity`](crate::protocol::continuity)) is confirmed once the coordinator
+//!   completes the keygen with the share's public key and key-set hash. Nothing older
+//!   exists, so nothing is destroyed.
+//! - **Reshare.** Every participant keeps a [`PendingReshare`] (the new holders, the
+//!   key-set hash). The new generation is **committed** when the coordinator's log holds a
+//!   receipt from *every* new holder: its `reshare_result` statement for that operation,
+//!   with that public key and key-set hash, signed by the key this device pinned for it.
+//!   Only then does a new holder confirm the new generation (destroying older ones) and a
+//!   departing dealer destroy its share. The coordinator can withhold receipts (nothing is
+//!   destroyed then) but cannot forge one. docs/reshare.md ("Commit") has the rule and why
+//!   at least `t'` holders of one generation always remain.
+//!
+//! After a run the device waits for the receipts; a device that missed them (it stopped,
+//! the coordinator was down) finds them at start and every [`COMMIT_CHECK_EVERY`] polls.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vsigner_keystore::RecordKind;
+use vsigner_keystore::{RecordId, RecordKind};
+use vsigner_records::{Statement, StatementKind};
 
 use super::{Daemon, DeviceRuntime, COMPLETION_WAIT};
 use crate::coordinator_api::Operation;
+use crate::protocol::reshare::PendingReshare;
+
+/// Pending reshares are checked for receipts every this many polls.
+pub(super) const COMMIT_CHECK_EVERY: u64 = 30;
+
+/// Why a pending reshare is not committed yet.
+#[derive(Debug)]
+enum NotYet {
+    /// These new holders' receipts are missing.
+    Missing(Vec<String>),
+    /// Something is wrong with the local state (logged; retried later).
+    Problem(String),
+}
 
 impl Daemon {
-    /// Waits for a keygen/reshare to reach a final state, then confirms this device's new
-    /// share generation, or, when `departed` (it dealt in a reshare whose run succeeded,
-    /// every new holder having proved its share, and holds no new share), destroys its
-    /// shares of the vault.
-    pub(super) async fn follow_up(&self, device: &Arc<DeviceRuntime>, op: &Operation, departed: bool) {
+    /// After a keygen: waits for the coordinator to complete it, then confirms the share.
+    pub(super) async fn follow_up_keygen(&self, device: &Arc<DeviceRuntime>, op: &Operation) {
         let deadline = Instant::now() + COMPLETION_WAIT;
         loop {
             match self.inner.coordinator.operation(&op.id).await {
                 Ok(now) if now.is_final() => {
                     if now.state == "Completed" {
-                        self.reconcile_vault(&device.id, &op.vault_id, departed).await;
+                        self.confirm_keygen(&device.id, &op.vault_id).await;
                     } else {
-                        tracing::warn!(state = %now.state, "the operation did not complete; the new share stays unconfirmed and unused");
+                        tracing::warn!(state = %now.state, "the keygen did not complete; its share stays unconfirmed and unused");
                     }
                     return;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "waiting for the operation to complete"),
+                Err(e) => tracing::debug!(error = %e, "waiting for the keygen to complete"),
             }
             if Instant::now() >= deadline {
                 return;
@@ -42,102 +67,197 @@ impl Daemon {
         }
     }
 
-    /// Brings the stored shares of `device` for `vault` in line with the coordinator: the
-    /// vault's current generation is confirmed (older ones destroyed) when the locally stored
-    /// share of that generation has the vault's public key and key-set hash; with
-    /// `departed`, a device no longer in the signer set destroys its shares.
-    pub(super) async fn reconcile_vault(&self, device: &str, vault_id: &str, departed: bool) {
-        let ks = &self.inner.keystore;
-        let vault = match self.inner.coordinator.vault(vault_id).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(vault = vault_id, error = %e, "cannot read the vault to confirm shares");
-                return;
-            }
-        };
-        if vault.status != "Active" {
-            return;
-        }
-        let generations = match ks.share_generations(device, vault_id).await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(error = %e, "keystore");
-                return;
-            }
-        };
-        let confirmed = ks.confirmed_generation(device, vault_id).await.ok().flatten();
-        let member = vault.signers.iter().any(|s| s.device_id == device);
-        let result = if member && generations.contains(&vault.key_generation) {
-            if confirmed == Some(vault.key_generation) {
-                return;
-            }
-            // The coordinator's word is not enough to destroy the previous generation: the
-            // stored share must be of the vault's key and key set.
-            match self.share_matches(device, &vault).await {
-                Ok(()) => {}
-                Err(why) => {
-                    tracing::error!(device, vault = vault_id, generation = vault.key_generation, reason = %why,
-                        "the stored share does not match the coordinator's vault; not confirmed");
+    /// After a reshare (new holder or departing dealer): waits for every new holder's
+    /// receipt, then commits. Stops waiting once the coordinator reports the operation final
+    /// and the receipts still miss (a later check finds them if they come), or at
+    /// [`COMPLETION_WAIT`].
+    pub(super) async fn follow_up_reshare(
+        &self,
+        device: &Arc<DeviceRuntime>,
+        op: &Operation,
+        generation: u64,
+    ) {
+        let deadline = Instant::now() + COMPLETION_WAIT;
+        loop {
+            let final_before =
+                matches!(self.inner.coordinator.operation(&op.id).await, Ok(now) if now.is_final());
+            match self.try_commit(device, &op.vault_id, generation).await {
+                Ok(()) => return,
+                Err(NotYet::Missing(missing)) if final_before => {
+                    tracing::warn!(?missing, generation, "the reshare ended without a receipt from every new holder: the new generation is not committed and nothing is destroyed");
+                    return;
+                }
+                Err(NotYet::Missing(_)) => {}
+                Err(NotYet::Problem(why)) => {
+                    tracing::error!(reason = %why, generation, "cannot commit the reshare");
                     return;
                 }
             }
-            ks.confirm_generation(device, vault_id, vault.key_generation)
-                .await
-        } else if departed
-            && !member
-            && generations.iter().all(|g| *g < vault.key_generation)
-            && !generations.is_empty()
-        {
-            ks.confirm_departure(device, vault_id, vault.key_generation).await
-        } else {
-            return;
-        };
-        match result {
-            Ok(deleted) => {
-                tracing::info!(
-                    device,
-                    vault = vault_id,
-                    generation = vault.key_generation,
-                    destroyed_generations = ?deleted,
-                    member,
-                    "share generation confirmed"
-                );
-                if !deleted.is_empty() {
-                    self.forget_presignatures(device, vault_id).await;
-                }
+            if Instant::now() >= deadline {
+                return;
             }
-            Err(e) => {
-                tracing::error!(device, vault = vault_id, error = %e, "cannot confirm the share generation")
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = self.inner.stop.cancelled() => return,
             }
         }
     }
 
-    /// Deletes this device's presignatures of `vault`: they belong to a key generation
-    /// that was just replaced and can never be used.
-    pub(super) async fn forget_presignatures(&self, device: &str, vault_id: &str) {
-        let ks = &self.inner.keystore;
-        let Ok(records) = ks.list().await else { return };
-        for r in records {
-            if r.id.kind() == RecordKind::Presignature
-                && r.id.device() == device
-                && r.id.vault() == Some(vault_id)
-            {
-                if let Err(e) = ks.delete(&r.id).await {
-                    tracing::warn!(error = %e, "cannot delete an outdated presignature");
+    /// Commits every pending reshare of `device` whose receipts are all in.
+    pub(super) async fn commit_pending(&self, device: &Arc<DeviceRuntime>) {
+        let Ok(records) = self.inner.keystore.list().await else {
+            return;
+        };
+        let pending: Vec<(String, u64)> = records
+            .into_iter()
+            .filter(|r| r.id.kind() == RecordKind::PendingReshare && r.id.device() == device.id)
+            .filter_map(|r| Some((r.id.vault()?.to_owned(), r.id.generation()?)))
+            .collect();
+        for (vault, generation) in pending {
+            match self.try_commit(device, &vault, generation).await {
+                Ok(()) => {}
+                Err(NotYet::Missing(missing)) => {
+                    tracing::debug!(vault = %vault, generation, ?missing, "reshare not committed yet")
+                }
+                Err(NotYet::Problem(why)) => {
+                    tracing::warn!(vault = %vault, generation, reason = %why, "cannot commit a pending reshare")
                 }
             }
+        }
+    }
+
+    /// Commits generation `generation` of `vault` for `device` if every new holder's receipt
+    /// is in the coordinator's log.
+    async fn try_commit(&self, device: &DeviceRuntime, vault: &str, generation: u64) -> Result<(), NotYet> {
+        let ks = &self.inner.keystore;
+        let problem = |e: String| NotYet::Problem(e);
+        let id =
+            RecordId::pending_reshare(&device.id, vault, generation).map_err(|e| problem(e.to_string()))?;
+        let Some(bytes) = ks.get(&id).await.map_err(|e| problem(format!("keystore: {e}")))? else {
+            // Committed meanwhile (a newer generation's commit removes older records).
+            return Ok(());
+        };
+        let pending = PendingReshare::parse(&bytes).map_err(problem)?;
+        let statements = self
+            .inner
+            .coordinator
+            .device_statements(&pending.operation_id)
+            .await
+            .map_err(|e| NotYet::Missing(vec![format!("(the coordinator's log is unreachable: {e})")]))?;
+        let mut missing = Vec::new();
+        for holder in &pending.new_holders {
+            let key = if *holder == device.id {
+                hex::decode(device.identity.public_keys().signing_hex())
+                    .ok()
+                    .and_then(|k| k.try_into().ok())
+            } else {
+                crate::peers::pinned_signing_key(ks, &device.id, holder).await
+            };
+            let Some(key) = key else {
+                missing.push(format!("{holder} (no pinned key)"));
+                continue;
+            };
+            let statement = Statement {
+                organisation_id: &self.inner.config.org_id,
+                operation_id: &pending.operation_id,
+                device_id: holder,
+                kind: StatementKind::ReshareResult,
+                content: vec![&pending.public_key, &pending.key_set_hash],
+            };
+            let receipted = statements.iter().any(|s| {
+                s.device_id == *holder
+                    && s.kind == StatementKind::ReshareResult.as_str()
+                    && statement.verify(&key, &s.signature).is_ok()
+            });
+            if !receipted {
+                missing.push(holder.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(NotYet::Missing(missing));
+        }
+        let curve = pending.curve.clone();
+        let public_key_of = move |record: &[u8]| {
+            crate::protocol::share_summary(&curve, record)
+                .ok()
+                .map(|(public_key, _)| public_key.into_bytes())
+        };
+        let result = if pending.holds_share {
+            ks.confirm_generation(&device.id, vault, generation, &public_key_of)
+                .await
+        } else {
+            ks.confirm_departure(&device.id, vault, generation).await
+        };
+        match result {
+            Ok(destroyed) => {
+                let forgotten = self.inner.presignatures.forget_vault(&device.id, vault);
+                tracing::info!(
+                    device = %device.id,
+                    vault,
+                    generation,
+                    destroyed_generations = ?destroyed,
+                    member = pending.holds_share,
+                    presignatures_forgotten = forgotten,
+                    "reshare committed: every new holder's receipt is in"
+                );
+                Ok(())
+            }
+            Err(e) => Err(problem(format!("cannot commit generation {generation}: {e}"))),
+        }
+    }
+
+    /// Confirms a keygen's share of `vault` once the coordinator reports the vault Active
+    /// with the share's public key and key-set hash. Only a device that has confirmed
+    /// nothing of the vault and holds exactly that one generation confirms: nothing older
+    /// exists, so nothing is destroyed.
+    pub(super) async fn confirm_keygen(&self, device: &str, vault_id: &str) {
+        let ks = &self.inner.keystore;
+        let vault = match self.inner.coordinator.vault(vault_id).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(vault = vault_id, error = %e, "cannot read the vault to confirm its share");
+                return;
+            }
+        };
+        let generations = ks.share_generations(device, vault_id).await.unwrap_or_default();
+        let confirmed = ks.confirmed_generation(device, vault_id).await.ok().flatten();
+        let pending = ks.pending_reshares(device, vault_id).await.unwrap_or_default();
+        if vault.status != "Active"
+            || confirmed.is_some()
+            || !pending.is_empty()
+            || generations != [vault.key_generation]
+        {
+            return;
+        }
+        if let Err(why) = self.share_matches(device, &vault).await {
+            tracing::error!(device, vault = vault_id, generation = vault.key_generation, reason = %why,
+                "the stored share does not match the coordinator's vault; not confirmed");
+            return;
+        }
+        let curve = vault.curve.clone();
+        let public_key_of = move |record: &[u8]| {
+            crate::protocol::share_summary(&curve, record)
+                .ok()
+                .map(|(public_key, _)| public_key.into_bytes())
+        };
+        match ks
+            .confirm_generation(device, vault_id, vault.key_generation, &public_key_of)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                device,
+                vault = vault_id,
+                generation = vault.key_generation,
+                "key share confirmed"
+            ),
+            Err(e) => tracing::error!(device, vault = vault_id, error = %e, "cannot confirm the key share"),
         }
     }
 
     /// Whether the stored share of `vault`'s current generation has its public key and
     /// key-set hash.
-    pub(super) async fn share_matches(
-        &self,
-        device: &str,
-        vault: &crate::coordinator_api::Vault,
-    ) -> Result<(), String> {
-        let id = vsigner_keystore::RecordId::key_share(device, &vault.id, vault.key_generation)
-            .map_err(|e| e.to_string())?;
+    async fn share_matches(&self, device: &str, vault: &crate::coordinator_api::Vault) -> Result<(), String> {
+        let id = RecordId::key_share(device, &vault.id, vault.key_generation).map_err(|e| e.to_string())?;
         let bytes = self
             .inner
             .keystore
@@ -156,7 +276,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// At start: confirm generations the coordinator completed while the daemon was down.
+    /// At start: confirm keygens completed while the daemon was down, and commit reshares
+    /// whose receipts came in meanwhile.
     pub(super) async fn reconcile_shares(&self) {
         let records = match self.inner.keystore.list().await {
             Ok(r) => r,
@@ -165,14 +286,18 @@ impl Daemon {
                 return;
             }
         };
-        let devices: HashSet<String> = self.inner.devices.read().await.keys().cloned().collect();
-        let pairs: std::collections::BTreeSet<(String, String)> = records
+        let devices: Vec<Arc<DeviceRuntime>> = self.inner.devices.read().await.values().cloned().collect();
+        let ids: HashSet<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+        let unconfirmed: std::collections::BTreeSet<(String, String)> = records
             .into_iter()
-            .filter(|r| r.id.kind() == RecordKind::KeyShare && devices.contains(r.id.device()))
+            .filter(|r| r.id.kind() == RecordKind::KeyShare && ids.contains(r.id.device()))
             .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
             .collect();
-        for (device, vault) in pairs {
-            self.reconcile_vault(&device, &vault, false).await;
+        for (device, vault) in unconfirmed {
+            self.confirm_keygen(&device, &vault).await;
+        }
+        for device in &devices {
+            self.commit_pending(device).await;
         }
     }
 }

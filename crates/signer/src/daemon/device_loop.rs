@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
+use super::confirm::COMMIT_CHECK_EVERY;
 use super::{lock, Daemon, DeviceRuntime, InflightGuard, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY};
 use crate::coordinator_api::ApiError;
 use crate::metrics;
@@ -25,6 +26,9 @@ impl Daemon {
                 && rounds.is_multiple_of(PRESIGNATURE_CHECK_EVERY)
             {
                 self.maintain_presignatures(&device).await;
+            }
+            if rounds > 0 && rounds.is_multiple_of(COMMIT_CHECK_EVERY) {
+                self.commit_pending(&device).await;
             }
             rounds += 1;
             let stats = device.link.stats();

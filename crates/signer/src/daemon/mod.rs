@@ -14,12 +14,15 @@
 //!    `startOperation` and run the protocol ([`crate::protocol`]) on a blocking thread.
 //! 4. [`submit`]: submit the result (retried on network errors) or report the failure with
 //!    its culprits.
-//! 5. [`confirm`]: after a keygen or reshare, wait for the coordinator to complete the
-//!    operation, then confirm the new share generation in the keystore (which destroys the
-//!    previous one), or destroy the share of a device that left the signer set.
+//! 5. [`confirm`]: after a keygen, confirm the new share once the coordinator completes the
+//!    operation (nothing older exists to destroy); after a reshare, commit the new
+//!    generation only on every new holder's signed receipt, then destroy the older ones
+//!    (or, for a device that left the signer set, its share). Never on the coordinator's
+//!    word alone.
 //!
-//! Beside them: [`registration`] (creating and registering devices) and [`presignatures`]
-//! (the keeper of each vault's ECDSA presignature pool).
+//! Beside them: [`registration`] (creating and registering devices), [`presignatures`]
+//! (the keeper of each vault's ECDSA presignature pool; presignatures live in memory only)
+//! and [`run_marks`] (a device runs an operation once: one approval, one signature).
 //!
 //! Runs are bounded by `MaxConcurrentOperations`. An operation found InProgress that this
 //! process never joined and that started before the process did was interrupted by a
@@ -57,6 +60,7 @@ mod confirm;
 mod device_loop;
 mod presignatures;
 mod registration;
+mod run_marks;
 mod submit;
 mod take_part;
 mod vote;
@@ -67,11 +71,9 @@ pub use presignatures::{MAX_PRESIGNATURES_PER_REQUEST, PRESIGNATURE_CHECK_EVERY,
 pub const START_WAIT: Duration = Duration::from_secs(60);
 /// Time running protocols get to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// How long a protocol run waits for the next message (aux-info rounds compute for tens of
-/// seconds on slow machines).
-pub const RUN_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long an aux-info run waits for a prime set when the stock is empty: less than the
-/// idle timeout, after which the other members give up on this device anyway.
+/// How long an aux-info run waits for a prime set when the stock is empty (at most, and
+/// less than `ProtocolIdleTimeoutSeconds`, after which the other members give up on this
+/// device anyway).
 pub const PRIME_WAIT: Duration = Duration::from_secs(150);
 /// How long a follow-up waits for the coordinator to complete a keygen or reshare.
 pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
@@ -148,6 +150,10 @@ struct Inner {
     tasks: TaskTracker,
     prime_stop: Arc<AtomicBool>,
     aux_options: AuxInfoOptions,
+    /// This process's presignatures: in memory only, lost at exit (docs/keystore.md).
+    presignatures: Arc<crate::protocol::presign::Presignatures>,
+    /// The public test primes to refuse (`None` with `AllowPublicTestPrimes`).
+    public_test_primes: Option<Arc<vsigner_tss::primes::PublicTestPrimes>>,
 }
 
 /// The running daemon. Cheap to clone.
@@ -252,6 +258,18 @@ impl Daemon {
                 "the keystore had leftovers of an interrupted run (cleaned; unconfirmed shares await the coordinator)"
             );
         }
+        let public_test_primes = if config.allow_public_test_primes {
+            None
+        } else {
+            let pool = vsigner_tss::primes::PublicTestPrimes::load()
+                .map_err(|e| StartError::Other(format!("the public test prime pool: {e}")))?;
+            crate::public_primes::check_keystore(&keystore, &pool)
+                .await
+                .map_err(StartError::Other)?;
+            Some(Arc::new(pool))
+        };
+        presignatures::forget_stored(&keystore).await;
+        run_marks::prune(&keystore).await;
         let coordinator = CoordinatorClient::new(
             &config.api_base_url,
             &config.auth_client_id,
@@ -299,6 +317,8 @@ impl Daemon {
             aux_options: AuxInfoOptions {
                 precompute_multiexp: false,
             },
+            presignatures: Arc::default(),
+            public_test_primes,
         });
         let daemon = Daemon { inner };
         tracing::info!(
@@ -351,6 +371,7 @@ impl Daemon {
                     })?;
             }
         }
+        daemon.discard_presignatures_at_start().await;
         daemon.reconcile_shares().await;
         Ok(daemon)
     }

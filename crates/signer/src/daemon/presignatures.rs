@@ -1,11 +1,41 @@
 //! The keeper of a vault's ECDSA presignature pool: the device of index 0 in the signer set
 //! asks the coordinator for presign runs of the default committee until
 //! `PresignaturePoolTarget` are available or being made.
+//!
+//! Presignatures live in this process's memory only
+//! ([`Presignatures`](crate::protocol::presign::Presignatures)): at start the daemon deletes
+//! any an earlier version stored, and tells the coordinator that each of its devices holds
+//! none (`discardPresignatures`), so that no signature waits for one that is gone.
 
 use chrono::{DateTime, Utc};
+use vsigner_keystore::{Keystore, RecordKind};
 
 use super::{Daemon, DeviceRuntime};
 use crate::metrics;
+
+/// Deletes presignature records an earlier version stored: a stored presignature can be
+/// brought back by restoring storage, and used twice it reveals the key share.
+pub(super) async fn forget_stored(keystore: &Keystore) {
+    let Ok(records) = keystore.list().await else {
+        return;
+    };
+    let mut deleted = 0;
+    for info in records
+        .into_iter()
+        .filter(|r| r.id.kind() == RecordKind::Presignature)
+    {
+        match keystore.delete(&info.id).await {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(error = %e, "cannot delete a stored presignature"),
+        }
+    }
+    if deleted > 0 {
+        tracing::warn!(
+            deleted,
+            "deleted stored presignatures (presignatures now live in process memory only)"
+        );
+    }
+}
 
 /// A committee whose last presignature run failed is not asked again for this long.
 pub const PRESIGN_RETRY_PAUSE_SECS: i64 = 60;
@@ -15,6 +45,29 @@ pub const MAX_PRESIGNATURES_PER_REQUEST: usize = 100;
 pub const PRESIGNATURE_CHECK_EVERY: u64 = 5;
 
 impl Daemon {
+    /// Tells the coordinator, for every device, that it holds none of its presignatures
+    /// (this process just started). A device the coordinator cannot be told about keeps
+    /// running: a signature assigned one of its old presignatures fails and is retried.
+    pub(super) async fn discard_presignatures_at_start(&self) {
+        let devices: Vec<_> = self.inner.devices.read().await.values().cloned().collect();
+        for device in devices {
+            match self
+                .inner
+                .coordinator
+                .discard_presignatures(&self.acting(&device), "the signer process restarted")
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(device = %device.id, discarded = n, "the coordinator discarded this device's presignatures from before the restart")
+                }
+                Err(e) => {
+                    tracing::warn!(device = %device.id, error = %e, "could not tell the coordinator that this device's presignatures are gone")
+                }
+            }
+        }
+    }
+
     /// Keeps `PresignaturePoolTarget` presignatures stocked (available or being made) for
     /// the default committee (the first `threshold` signers by index) of every Active
     /// secp256k1 vault whose signer of index 0 is this device: one keeper per vault, so
@@ -60,7 +113,7 @@ impl Daemon {
                     continue;
                 }
                 match op.state.as_str() {
-                    "Completed" if p.consumed_by.is_none() => available += 1,
+                    "Completed" if p.consumed_by.is_none() && p.discarded_by.is_none() => available += 1,
                     "Ready" | "InProgress" => coming += 1,
                     // Newest first: remember when the latest run of this committee failed.
                     "Failed" | "Expired" if newest_failed.is_none() && available + coming == 0 => {

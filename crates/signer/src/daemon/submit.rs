@@ -1,6 +1,8 @@
 //! Submitting a run's result: retried on network errors until the coordinator takes it or
 //! ends the operation (the result is stored, so retrying is safe), then the follow-up of a
-//! keygen or reshare ([`confirm`](super::confirm)).
+//! keygen or reshare ([`confirm`](super::confirm)). A new holder's `submitReshareResult` is
+//! its signed receipt: the statement every participant waits for before destroying
+//! anything.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,8 +36,10 @@ impl Daemon {
         }
         match submission {
             Submission::Signature { .. } | Submission::Presign { .. } => {}
-            Submission::Departed { .. } => self.follow_up(device, op, true).await,
-            _ => self.follow_up(device, op, false).await,
+            Submission::Keygen { .. } => self.follow_up_keygen(device, op).await,
+            Submission::Reshare { generation, .. } | Submission::Departed { generation } => {
+                self.follow_up_reshare(device, op, generation).await
+            }
         }
     }
 

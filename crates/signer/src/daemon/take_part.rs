@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 use vsigner_approval::ApprovalRequest;
 
-use super::{kind_of, lock, Daemon, DeviceRuntime, PRIME_WAIT, RUN_IDLE_TIMEOUT, RUN_WATCH_INTERVAL};
+use super::{kind_of, lock, run_marks, Daemon, DeviceRuntime, PRIME_WAIT, RUN_WATCH_INTERVAL};
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
@@ -31,7 +31,11 @@ impl Daemon {
         if op.submitted_device_ids.contains(&device.id) {
             // Submitted before a restart: only the confirmation is left.
             self.finish(&device.id, &op.id);
-            self.follow_up(device, &op, false).await;
+            match (op.kind.as_str(), &op.reshare) {
+                ("Keygen", _) => self.follow_up_keygen(device, &op).await,
+                ("Reshare", Some(r)) => self.follow_up_reshare(device, &op, r.new_generation()).await,
+                _ => {}
+            }
             return;
         }
         if op.state == "InProgress" && self.started_before_us(&op) {
@@ -83,6 +87,11 @@ impl Daemon {
         if self.inner.stop.is_cancelled() {
             return;
         }
+        if run_marks::expired(&op) {
+            self.finish(&device.id, &op.id);
+            tracing::warn!(expires_at = %op.expires_at, "the operation is past its expiry; not running it");
+            return;
+        }
         if let Err(e) = self
             .inner
             .coordinator
@@ -96,6 +105,15 @@ impl Daemon {
             return;
         }
         self.finish(&device.id, &op.id);
+        // Durably marked before the first protocol message: never run twice.
+        if let Err(reason) = run_marks::mark(&self.inner.keystore, &device.id, &op).await {
+            let failure = RunFailure {
+                reason,
+                culprits: Vec::new(),
+            };
+            self.report_failure(device, &op, &failure).await;
+            return;
+        }
         tracing::info!(committee = op.committee.len(), "protocol run starting");
         let started = Instant::now();
         let outcome = self.run_protocol(device, &op, request).await;
@@ -130,9 +148,11 @@ impl Daemon {
             link: device.link.clone(),
             keystore: self.inner.keystore.clone(),
             primes: self.inner.primes.clone(),
-            idle_timeout: RUN_IDLE_TIMEOUT,
-            prime_wait: PRIME_WAIT,
+            idle_timeout: self.inner.config.protocol_idle_timeout,
+            prime_wait: PRIME_WAIT.min(self.inner.config.protocol_idle_timeout * 5 / 6),
             aux_options: self.inner.aux_options,
+            public_test_primes: self.inner.public_test_primes.clone(),
+            presignatures: self.inner.presignatures.clone(),
         };
         let handle = tokio::runtime::Handle::current();
         let span = tracing::Span::current();

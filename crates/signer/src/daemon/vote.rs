@@ -52,6 +52,21 @@ impl Daemon {
             }
             Err(e) => Err(e),
         };
+        // What the device holds of the vault decides too: no keygen over a vault it holds,
+        // no reshare or signature of another key than its share's (the approver then sees
+        // the vault's real key and generation).
+        let built = match built {
+            Ok(request) => {
+                match crate::protocol::continuity::check(&self.inner.keystore, &device.id, &op).await {
+                    Ok(()) => Ok(request),
+                    Err(why) => {
+                        tracing::warn!(reason = %why, "voting reject");
+                        Err(approval_request::InvalidOperation(why))
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         let (vote, reason) = match built {
             Ok(request) => {
                 let asked = Instant::now();

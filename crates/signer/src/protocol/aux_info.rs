@@ -1,7 +1,10 @@
 //! ECDSA aux-info (the devices' Paillier keys and ring-Pedersen parameters) for a device
-//! set: reused when every member of the ordered set already holds the same, else generated
-//! from a prime set of the [`PrimeStock`](crate::prime_stock::PrimeStock) and kept for the
-//! next vault of the same set. docs/signer.md explains when reuse is sound.
+//! set: for a new vault, reused when every member of the ordered set already holds the
+//! same, else generated from a prime set of the [`PrimeStock`](crate::prime_stock::PrimeStock)
+//! and kept for the next vault of the same set; for a reshare, always generated (a refresh
+//! must replace the Paillier keys too). docs/signer.md explains when reuse is sound.
+//! Aux-info in which any device's modulus comes from the public test pool is refused unless
+//! `AllowPublicTestPrimes` is set.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,27 @@ fn aux_record_id(me: &str, members: &[&CommitteeMember]) -> Result<RecordId, Run
     RecordId::aux_info(me, &name).map_err(|e| RunFailure::new(e.to_string()))
 }
 
+/// Whether a run may reuse the aux-info its device set already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuxReuse {
+    /// A new vault of a device set that has aux-info: reuse it if every member holds the same.
+    SameSet,
+    /// A reshare or refresh: generate fresh aux-info.
+    Never,
+}
+
 impl RunContext {
+    /// Refuses aux-info made from the public test primes (any device's modulus), unless
+    /// `AllowPublicTestPrimes` is set.
+    pub(super) fn check_not_public(&self, aux: &ecdsa::AuxInfo) -> Result<(), RunFailure> {
+        match &self.public_test_primes {
+            Some(pool) if aux.uses_public_test_primes(pool) => Err(RunFailure::new(
+                "the device set's aux-info uses primes from the public test pool (a device of the set took them from test-data/primes): anyone could decrypt its Paillier ciphertexts; refused (AllowPublicTestPrimes = true is for tests and demonstrations only)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Takes a prime set from the stock, waiting up to `prime_wait` for the background
     /// generator.
     pub(super) async fn take_primes(&self) -> Result<PrimeSet, RunFailure> {
@@ -122,6 +145,7 @@ impl RunContext {
                 },
             )
             .await?;
+        self.check_not_public(&aux)?;
         // The set's cache is replaced (share records hold their own copy): a crash between
         // the two steps loses only the cache.
         let id = aux_record_id(self.me(), members)?;
@@ -148,13 +172,17 @@ impl RunContext {
         op: &Operation,
         members: &[&CommitteeMember],
         i: u16,
+        reuse: AuxReuse,
         protocol: F,
     ) -> Result<Option<(T, ecdsa::AuxInfo)>, RunFailure>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, RunFailure>>,
     {
-        let reused = self.agree_on_aux_info(op, members, i).await?;
+        let reused = match reuse {
+            AuxReuse::SameSet => self.agree_on_aux_info(op, members, i).await?,
+            AuxReuse::Never => None,
+        };
         let primes = match reused {
             Some(_) => None,
             None => Some(self.take_primes().await?),
@@ -176,6 +204,7 @@ impl RunContext {
             (None, Some(primes)) => self.fresh_aux_info(op, members, i, primes).await?,
             (None, None) => return Err(RunFailure::new("no prime set for aux-info")),
         };
+        self.check_not_public(&aux)?;
         Ok(Some((produced, aux)))
     }
 }

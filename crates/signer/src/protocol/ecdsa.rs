@@ -13,7 +13,8 @@ use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::ProtocolTag;
 use zeroize::Zeroizing;
 
-use super::scheme::{key_set_hash, NewShare, ReshareParams, Scheme, Signature};
+use super::aux_info::AuxReuse;
+use super::scheme::{key_set_hash, NewShare, ReshareParams, Reshared, Scheme, Signature};
 use super::sign::Signing;
 use super::{Committee, RunContext, RunFailure};
 use crate::approval_request::SigningInput;
@@ -48,6 +49,16 @@ fn record_parts(bytes: &[u8]) -> Result<(&[u8], &[u8]), RunFailure> {
     let (len, rest) = rest.split_at_checked(4).ok_or_else(bad)?;
     let len = u32::from_be_bytes(len.try_into().map_err(|_| bad())?) as usize;
     rest.split_at_checked(len).ok_or_else(bad)
+}
+
+/// The aux-info of a record, if `bytes` is an ECDSA share record (`None` for other schemes).
+pub fn aux_info_of(bytes: &[u8]) -> Option<Result<ecdsa::AuxInfo, RunFailure>> {
+    if !bytes.starts_with(RECORD_MAGIC) {
+        return None;
+    }
+    Some(record_parts(bytes).and_then(|(_, aux)| {
+        ecdsa::AuxInfo::from_bytes(aux).map_err(|e| RunFailure::new(format!("stored share: {e}")))
+    }))
 }
 
 /// The core share of a record (enough to deal in a reshare).
@@ -113,7 +124,7 @@ impl Scheme for Ecdsa<Secp256k1> {
             .map(Some)
         };
         let (core, aux) = run
-            .with_aux_info(op, members, i, keygen)
+            .with_aux_info(op, members, i, AuxReuse::SameSet, keygen)
             .await?
             .ok_or_else(|| RunFailure::new("keygen produced no share"))?;
         new_share(&core, &aux)
@@ -171,13 +182,14 @@ impl Scheme for Ecdsa<Secp256k1> {
         committee: &Committee,
         params: &ReshareParams<'_>,
         old: Option<&[u8]>,
-    ) -> Result<Option<NewShare>, RunFailure> {
+    ) -> Result<Reshared, RunFailure> {
         let public_key = Point::<Secp256k1>::from_bytes(params.public_key)
             .map_err(|_| RunFailure::new("vault public key is not a secp256k1 point"))?;
         let old_core = old.map(core_of).transpose()?;
         let setup = ReshareSetup {
             roles: params.roles,
             me: params.me,
+            old_n: params.old_n,
             old_threshold: params.old_threshold,
             new_threshold: params.new_threshold,
             public_key,
@@ -196,18 +208,35 @@ impl Scheme for Ecdsa<Secp256k1> {
                     },
                 )
                 .await?;
-            Ok(reshared.share)
+            Ok(Some(reshared))
         };
-        // New members agree on aux-info for the new set first (and take primes if they
-        // must generate it); old-only members go straight to the reshare.
+        // New members take primes for the new set's aux-info first (a device without
+        // primes must not start); old-only members go straight to the reshare. A reshare
+        // never reuses aux-info: a refresh onto the same set must also replace the Paillier
+        // keys, or a leaked one plus t-1 colluders would still yield the key afterwards.
         let Some(new_index) = params.new_index else {
-            reshare().await?;
-            return Ok(None);
+            let reshared = reshare()
+                .await?
+                .ok_or_else(|| RunFailure::new("the reshare returned nothing"))?;
+            return Ok(Reshared {
+                share: None,
+                key_set_hash: key_set_hash(&reshared.key_info),
+                acknowledged: reshared.acknowledged,
+            });
         };
-        match run.with_aux_info(op, params.new_set, new_index, reshare).await? {
-            Some((core, aux)) => new_share(&core, &aux).map(Some),
-            None => Ok(None),
-        }
+        let (reshared, aux) = run
+            .with_aux_info(op, params.new_set, new_index, AuxReuse::Never, reshare)
+            .await?
+            .ok_or_else(|| RunFailure::new("the reshare returned nothing"))?;
+        let core = reshared
+            .share
+            .as_ref()
+            .ok_or_else(|| RunFailure::new("the reshare gave no new share to a new holder"))?;
+        Ok(Reshared {
+            share: Some(new_share(core, &aux)?),
+            key_set_hash: key_set_hash(&reshared.key_info),
+            acknowledged: reshared.acknowledged,
+        })
     }
 }
 

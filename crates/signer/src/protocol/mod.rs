@@ -27,6 +27,7 @@
 //! previous generation destroyed) only after the coordinator completes the operation.
 
 pub mod aux_info;
+pub mod continuity;
 pub mod ecdsa;
 pub mod keygen;
 pub mod presign;
@@ -42,6 +43,7 @@ use vsigner_approval::{ApprovalRequest, Operation as Requested};
 use vsigner_keystore::{Keystore, RecordId};
 use vsigner_transport::{DeviceId, DeviceIdentity, DevicePublicKeys, Link, SessionSpec};
 use vsigner_tss::ecdsa::AuxInfoOptions;
+use vsigner_tss::primes::PublicTestPrimes;
 use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
 use zeroize::Zeroizing;
 
@@ -140,6 +142,10 @@ pub struct RunContext {
     pub prime_wait: Duration,
     /// Aux-info options (multi-exponentiation tables).
     pub aux_options: AuxInfoOptions,
+    /// The public test primes to refuse (`None` with `AllowPublicTestPrimes`).
+    pub public_test_primes: Option<Arc<PublicTestPrimes>>,
+    /// This process's presignatures (never stored).
+    pub presignatures: Arc<presign::Presignatures>,
 }
 
 /// The committee of a run, in party order.
@@ -247,6 +253,9 @@ impl RunContext {
         op: &Operation,
         request: Option<&ApprovalRequest>,
     ) -> Result<Submission, RunFailure> {
+        continuity::check(&self.keystore, self.me(), op)
+            .await
+            .map_err(RunFailure::new)?;
         if op.kind == "Presign" {
             // Nothing is signed: no approval; the signature that uses it is approved as usual.
             return self.presign(op).await;
@@ -286,24 +295,12 @@ impl RunContext {
             })
     }
 
-    /// Stores a new share record of `vault` at `generation` (unconfirmed until the
-    /// coordinator completes the operation).
+    /// Stores a new share record of `vault` at `generation` (unconfirmed until confirmed:
+    /// a keygen's when the coordinator completes it, a reshare's when it is committed). A
+    /// generation is written once: a share already stored there is never replaced.
     async fn store_share(&self, vault: &str, generation: u64, bytes: &[u8]) -> Result<(), RunFailure> {
         let id =
             RecordId::key_share(self.me(), vault, generation).map_err(|e| RunFailure::new(e.to_string()))?;
-        // A share of this generation left by an earlier attempt the coordinator did not
-        // complete (the vault is still at the previous generation) is discarded; a confirmed
-        // one never is.
-        if self.keystore.get(&id).await.ok().flatten().is_some() {
-            self.keystore
-                .discard_unconfirmed(self.me(), vault, generation)
-                .await
-                .map_err(|e| RunFailure::new(format!("cannot store the new share: {e}")))?;
-            tracing::warn!(
-                generation,
-                "discarded the unconfirmed share of an earlier failed attempt"
-            );
-        }
         self.keystore
             .put(&id, bytes)
             .await

@@ -1,18 +1,89 @@
 //! ECDSA presignatures: a committee makes one in the background (nothing is signed, so
-//! nothing is approved), each member keeps its part in the keystore, and one later
-//! signature of an approved message takes it out (deleted before the partial signature
-//! leaves the device) and signs in one round.
+//! nothing is approved), each member keeps its part **in process memory only**
+//! ([`Presignatures`]), and one later signature of an approved message takes it out and
+//! signs in one round.
+//!
+//! A presignature used twice reveals the device's nonce share and then its key share, so
+//! it must be impossible to bring one back. Anything written to storage can be brought back
+//! (an older object version, a backup, a VM snapshot): a presignature is therefore never
+//! written. A restart loses them all; the daemon tells the coordinator so at start
+//! (`discardPresignatures`), and the pool is stocked again. docs/keystore.md has the
+//! rollback analysis of every record kind.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use rand_core::OsRng;
 use vsigner_approval::SignPayload;
-use vsigner_keystore::RecordId;
 use vsigner_tss::ecdsa::{self, HashAlgorithm, Preimage, Secp256k1};
 use vsigner_tss::ProtocolTag;
+use zeroize::Zeroizing;
 
 use super::{ecdsa::share_of, RunContext, RunFailure, Submission};
 use crate::approval_request;
 use crate::coordinator_api::{CommitteeMember, Operation};
 use crate::metrics::Protocol;
+
+/// The presignatures of this process's devices, in memory only (zeroized when taken or
+/// dropped).
+#[derive(Default)]
+pub struct Presignatures {
+    held: Mutex<HashMap<(String, String), Held>>,
+}
+
+struct Held {
+    vault: String,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Presignatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Presignatures({} held)", self.count())
+    }
+}
+
+impl Presignatures {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Held>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `device`'s part of presignature `id` (the presign operation) of `vault`.
+    pub fn keep(&self, device: &str, vault: &str, id: &str, bytes: Zeroizing<Vec<u8>>) {
+        self.held().insert(
+            (device.to_owned(), id.to_owned()),
+            Held {
+                vault: vault.to_owned(),
+                bytes,
+            },
+        );
+    }
+
+    /// Takes `device`'s part of presignature `id` of `vault` out: it can be taken once.
+    pub fn take(&self, device: &str, vault: &str, id: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let mut held = self.held();
+        let key = (device.to_owned(), id.to_owned());
+        if held.get(&key)?.vault != vault {
+            return None;
+        }
+        held.remove(&key).map(|h| h.bytes)
+    }
+
+    /// Forgets every presignature of `device` for `vault` (its key generation was
+    /// replaced); returns how many.
+    pub fn forget_vault(&self, device: &str, vault: &str) -> usize {
+        let mut held = self.held();
+        let before = held.len();
+        held.retain(|(d, _), h| !(d == device && h.vault == vault));
+        before - held.len()
+    }
+
+    /// How many are held.
+    pub fn count(&self) -> usize {
+        self.held().len()
+    }
+}
 
 impl RunContext {
     /// Generates a presignature with the committee and keeps it for one signature.
@@ -49,17 +120,13 @@ impl RunContext {
         let bytes = presignature
             .to_bytes()
             .map_err(|e| RunFailure::new(format!("presignature: {e}")))?;
-        let id = RecordId::presignature(self.me(), &op.vault_id, &op.id)
-            .map_err(|e| RunFailure::new(e.to_string()))?;
-        self.keystore
-            .put(&id, &bytes)
-            .await
-            .map_err(|e| RunFailure::new(format!("cannot store the presignature: {e}")))?;
+        self.presignatures.keep(self.me(), &op.vault_id, &op.id, bytes);
         Ok(Submission::Presign { fingerprint })
     }
 
-    /// The one-round signature with presignature `presignature_id`: it is taken out of the
-    /// keystore (deleted) before its partial signature leaves the device.
+    /// The one-round signature with presignature `presignature_id`: it is taken out of
+    /// this process's memory before its partial signature leaves the device; one this
+    /// process does not hold (used, made before a restart, or never made) is refused.
     pub(super) async fn sign_with_presignature(
         &self,
         op: &Operation,
@@ -88,16 +155,13 @@ impl RunContext {
                 "the presigned message does not hash to the approved digest",
             ));
         }
-        let id = RecordId::presignature(self.me(), &op.vault_id, presignature_id)
-            .map_err(|e| RunFailure::new(e.to_string()))?;
         let bytes = self
-            .keystore
-            .take(&id)
-            .await
-            .map_err(|e| RunFailure::new(format!("keystore: {e}")))?
+            .presignatures
+            .take(self.me(), &op.vault_id, presignature_id)
             .ok_or_else(|| {
                 RunFailure::new(format!(
-                    "this device holds no presignature {presignature_id} (used or lost)"
+                    "device {} holds no presignature {presignature_id} (used, or made before this process started); refused",
+                    self.me()
                 ))
             })?;
         let presignature = ecdsa::Presignature::<Secp256k1>::from_bytes(&bytes)

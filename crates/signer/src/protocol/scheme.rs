@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 use vsigner_approval::Curve;
-use vsigner_tss::reshare::{KeyInfo, Role};
+use vsigner_tss::reshare::{Acknowledged, KeyInfo, Role};
 use zeroize::Zeroizing;
 
 use super::sign::Signing;
@@ -39,6 +39,18 @@ impl std::fmt::Debug for NewShare {
     }
 }
 
+/// How a reshare ended for one participant.
+#[derive(Debug)]
+pub struct Reshared {
+    /// Its new share, if it is in the new set.
+    pub share: Option<NewShare>,
+    /// [`key_set_hash`] of the new sharing (known to every participant: it names what the
+    /// new holders' receipts must state).
+    pub key_set_hash: String,
+    /// Whether every acknowledgement arrived (it does not decide anything: the receipts do).
+    pub acknowledged: Acknowledged,
+}
+
 /// A signature as the coordinator takes it.
 pub struct Signature {
     /// `r‖s` (ECDSA) or the 64-byte Schnorr signature.
@@ -54,6 +66,8 @@ pub struct ReshareParams<'a> {
     pub roles: &'a [Role],
     /// This device's party index.
     pub me: u16,
+    /// Size of the old signer set.
+    pub old_n: u16,
     /// Threshold of the old shares.
     pub old_threshold: u16,
     /// Threshold of the new shares.
@@ -105,7 +119,7 @@ pub trait Scheme {
         committee: &Committee,
         params: &ReshareParams<'_>,
         old: Option<&[u8]>,
-    ) -> Result<Option<NewShare>, RunFailure>;
+    ) -> Result<Reshared, RunFailure>;
 }
 
 /// Runs `$body` with `$s` standing for the [`Scheme`] of `$curve`: the table of schemes.

@@ -9,7 +9,7 @@ use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::schnorr::{self, Ed25519};
 use vsigner_tss::ProtocolTag;
 
-use super::scheme::{key_set_hash, NewShare, ReshareParams, Scheme, Signature};
+use super::scheme::{key_set_hash, NewShare, ReshareParams, Reshared, Scheme, Signature};
 use super::sign::Signing;
 use super::{Committee, RunContext, RunFailure};
 use crate::coordinator_api::Operation;
@@ -103,13 +103,14 @@ impl Scheme for Frost<Ed25519> {
         committee: &Committee,
         params: &ReshareParams<'_>,
         old: Option<&[u8]>,
-    ) -> Result<Option<NewShare>, RunFailure> {
+    ) -> Result<Reshared, RunFailure> {
         let public_key = generic_ec::Point::<generic_ec::curves::Ed25519>::from_bytes(params.public_key)
             .map_err(|_| RunFailure::new("vault public key is not an ed25519 point"))?;
         let old_share = old.map(share_of).transpose()?;
         let setup = ReshareSetup {
             roles: params.roles,
             me: params.me,
+            old_n: params.old_n,
             old_threshold: params.old_threshold,
             new_threshold: params.new_threshold,
             public_key,
@@ -126,6 +127,10 @@ impl Scheme for Frost<Ed25519> {
                 },
             )
             .await?;
-        reshared.share.as_ref().map(new_share).transpose()
+        Ok(Reshared {
+            share: reshared.share.as_ref().map(new_share).transpose()?,
+            key_set_hash: key_set_hash(&reshared.key_info),
+            acknowledged: reshared.acknowledged,
+        })
     }
 }

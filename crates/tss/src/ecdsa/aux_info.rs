@@ -84,6 +84,13 @@ struct ReuseEcho([u8; 32]);
 const REUSE_ROUNDS: &[round_based::MessageType] = &[wire::B, wire::B];
 
 impl AuxInfo {
+    /// Whether any device's Paillier modulus `N_j` or ring-Pedersen modulus `N̂_j` in this
+    /// aux-info has a factor from the public test pool: such aux-info protects nothing.
+    pub fn uses_public_test_primes(&self, pool: &crate::primes::PublicTestPrimes) -> bool {
+        self.0.N.iter().any(|n| pool.divides(n))
+            || self.0.pedersen_params.iter().any(|p| pool.divides(&p.hat_N))
+    }
+
     /// A fingerprint of what every member of the device set holds in common: SHA-256 over
     /// `n`, every party's Paillier modulus `N_j` and ring-Pedersen parameters
     /// `(N̂_j, s_j, t_j)`. The members of one aux-info run get the same fingerprint. Nothing

@@ -1,22 +1,26 @@
 //! Resharing of ECDSA core shares (see `docs/reshare.md`).
 
-use cggmp24::generic_ec::{NonZero, Scalar};
+use cggmp24::generic_ec::{Curve, NonZero, Scalar};
 use cggmp24::key_share::{DirtyIncompleteKeyShare, DirtyKeyInfo, Validate, VssSetup};
 use rand_core::{CryptoRng, RngCore};
 use round_based::Mpc;
 
 use super::{CoreShare, EcdsaCurve};
-use crate::reshare::{self, DealerShare, KeyInfo, NewShare, ReshareSetup};
+use crate::reshare::{self, Acknowledged, DealerShare, KeyInfo, NewShare, ReshareSetup};
 use crate::{Error, ExecutionId, WireMessage};
 
 /// A reshare's result for one participant.
 #[derive(Debug)]
-pub struct Reshared<S> {
+pub struct Reshared<S, E: Curve> {
     /// The new share, if this participant is in the new set.
     pub share: Option<S>,
-    /// The transcript hash every new holder acknowledged (the receipt old holders keep
-    /// until the coordinator confirms the new generation).
+    /// The transcript hash of the run.
     pub transcript: [u8; 32],
+    /// Public information of the new sharing (every participant, dealers that leave
+    /// included, knows it: it names what the new holders' receipts must state).
+    pub key_info: KeyInfo<E>,
+    /// Whether every acknowledgement arrived.
+    pub acknowledged: Acknowledged,
 }
 
 impl<E: EcdsaCurve> CoreShare<E> {
@@ -85,7 +89,7 @@ pub async fn reshare<E, P, R>(
     setup: &ReshareSetup<'_, E>,
     old: Option<&CoreShare<E>>,
     rng: &mut R,
-) -> Result<Reshared<CoreShare<E>>, Error>
+) -> Result<Reshared<CoreShare<E>, E>, Error>
 where
     E: EcdsaCurve,
     P: Mpc<ProtocolMessage = WireMessage>,
@@ -100,5 +104,7 @@ where
     Ok(Reshared {
         share,
         transcript: out.transcript,
+        key_info: out.key_info,
+        acknowledged: out.acknowledged,
     })
 }

@@ -11,4 +11,4 @@ mod setup;
 
 pub use key_info::KeyInfo;
 pub use protocol::run;
-pub use setup::{DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};
+pub use setup::{Acknowledged, DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};

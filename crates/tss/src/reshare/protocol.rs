@@ -14,7 +14,7 @@ use super::KeyInfo;
 use crate::wire::{self, RunParams};
 use crate::{Error, ExecutionId, Fault, PartyIndex, WireMessage};
 
-use super::setup::{DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};
+use super::setup::{Acknowledged, DealerShare, NewShare, ReshareOutput, ReshareSetup, Role};
 
 #[derive(Clone, Serialize, Deserialize, ProtocolMessage)]
 #[serde(bound = "")]
@@ -72,7 +72,16 @@ fn plan<E: Curve>(setup: &ReshareSetup<'_, E>, old: Option<&DealerShare<E>>) -> 
         .enumerate()
         .filter_map(|(p, r)| r.old_index.map(|i| (p as PartyIndex, i)))
         .collect();
-    if dealers.len() < usize::from(setup.old_threshold) || setup.old_threshold == 0 {
+    if setup.old_threshold == 0 || setup.old_threshold > setup.old_n {
+        return bad(format!(
+            "old threshold {} of an old set of {}",
+            setup.old_threshold, setup.old_n
+        ));
+    }
+    if dealers.iter().any(|(_, i)| *i >= setup.old_n) {
+        return bad(format!("an old index is beyond the old set of {}", setup.old_n));
+    }
+    if dealers.len() < usize::from(setup.old_threshold) {
         return bad(format!(
             "{} old holders take part, the old threshold is {}",
             dealers.len(),
@@ -115,8 +124,8 @@ fn plan<E: Curve>(setup: &ReshareSetup<'_, E>, old: Option<&DealerShare<E>>) -> 
             if share.key_info.public_key != setup.public_key {
                 return bad("the stored share is of another public key".into());
             }
-            if share.key_info.threshold != setup.old_threshold {
-                return bad("the stored share has another threshold".into());
+            if share.key_info.threshold != setup.old_threshold || share.key_info.n() != setup.old_n {
+                return bad("the stored share has another threshold or old set size".into());
             }
             share
                 .key_info
@@ -132,9 +141,6 @@ fn plan<E: Curve>(setup: &ReshareSetup<'_, E>, old: Option<&DealerShare<E>>) -> 
                 return Err(Error::InvalidKeyMaterial(
                     "the stored share does not match its public share".into(),
                 ));
-            }
-            if dealers.iter().any(|(_, j)| *j >= share.key_info.n()) {
-                return bad("an old index is beyond the old set".into());
             }
         }
         (Some(_), None) => return bad("this party deals but has no old share".into()),
@@ -262,11 +268,37 @@ where
         .collect::<Option<_>>()
         .ok_or_else(|| Error::Protocol("missing deal".into()))?;
 
-    // Checks of round 0.
+    // Checks of round 0. First the sizes, which cost nothing: a deal whose old sharing has
+    // another size or threshold, or whose commitments are not exactly t' long, is refused
+    // before any validation work (validating key info is O(n²) and the sizes are the
+    // sender's choice).
     for (p, deal) in deals.iter().enumerate() {
         let is_dealer = setup.roles.get(p).is_some_and(|r| r.old_index.is_some());
         if is_dealer != (deal.key_info.is_some() && deal.commitments.is_some()) {
             return Err(aborted(p as PartyIndex, "deal does not match the party's role"));
+        }
+        if let (Some(info), Some(c)) = (&deal.key_info, &deal.commitments) {
+            if info.threshold != setup.old_threshold
+                || info.public_shares.len() != usize::from(setup.old_n)
+                || info.preimages.len() != usize::from(setup.old_n)
+            {
+                return Err(aborted(
+                    p as PartyIndex,
+                    format!(
+                        "deal of an old sharing of {} shares with threshold {}; the approved old set has {} with threshold {}",
+                        info.public_shares.len(),
+                        info.threshold,
+                        setup.old_n,
+                        setup.old_threshold
+                    ),
+                ));
+            }
+            if c.len() != t_new {
+                return Err(aborted(
+                    p as PartyIndex,
+                    format!("{} commitments for a new threshold of {t_new}", c.len()),
+                ));
+            }
         }
     }
     // The old key info: our own if we deal, else the first dealer's that is valid and is of
@@ -457,10 +489,25 @@ where
         .send(Outgoing::broadcast(Msg::Ack(my_ack)))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let acks = router
-        .complete(round_ack)
-        .await
-        .map_err(|e| faults.explain(Error::protocol(&e)))?;
+    // Every check that decides this party's new share is behind it. Missing
+    // acknowledgements (a timeout, a dropped message) do not undo it: the output says so,
+    // and the caller commits the new sharing only on every new holder's signed receipt.
+    let acks = match router.complete(round_ack).await {
+        Ok(acks) => acks,
+        Err(e) => {
+            let why = faults.explain(Error::protocol(&e));
+            let share = match (my_role.new_index, new_secret) {
+                (Some(index), Some(secret)) => Some(NewShare { index, secret }),
+                _ => None,
+            };
+            return Ok(ReshareOutput {
+                key_info: new_info,
+                share,
+                transcript,
+                acknowledged: Acknowledged::Incomplete(why.to_string()),
+            });
+        }
+    };
     for (sender, _, ack) in acks.into_iter_indexed() {
         if ack.transcript != transcript {
             return Err(aborted(sender, "acknowledged another transcript"));
@@ -491,6 +538,7 @@ where
         key_info: new_info,
         share,
         transcript,
+        acknowledged: Acknowledged::All,
     })
 }
 

@@ -24,6 +24,8 @@ pub struct ReshareSetup<'a, E: Curve> {
     pub roles: &'a [Role],
     /// This party's index in the run.
     pub me: PartyIndex,
+    /// Size of the old signer set (the old sharing's `n`).
+    pub old_n: u16,
     /// Threshold of the old sharing.
     pub old_threshold: u16,
     /// Threshold of the new sharing.
@@ -80,4 +82,19 @@ pub struct ReshareOutput<E: Curve> {
     pub share: Option<NewShare<E>>,
     /// Hash of the run's transcript, acknowledged by every new holder.
     pub transcript: [u8; 32],
+    /// Whether every participant's acknowledgement arrived (and verified). When some did
+    /// not arrive (a timeout, a dropped message), the new sharing is still correct for this
+    /// participant: its share passed every Feldman check against the echoed commitments.
+    /// Whether *every* new holder got its share is then not known here; the caller
+    /// learns it from the new holders' signed receipts (docs/reshare.md, "Commit").
+    pub acknowledged: Acknowledged,
+}
+
+/// How the last round (acknowledgements) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// Every participant acknowledged the transcript; every new holder proved its share.
+    All,
+    /// Some acknowledgements did not arrive: why (no secret).
+    Incomplete(String),
 }

@@ -112,7 +112,7 @@ pub async fn reshare<C, P, R>(
     setup: &ReshareSetup<'_, C::Curve>,
     old: Option<&KeyShare<C>>,
     rng: &mut R,
-) -> Result<Reshared<KeyShare<C>>, Error>
+) -> Result<Reshared<KeyShare<C>, C::Curve>, Error>
 where
     C: SchnorrScheme,
     P: Mpc<ProtocolMessage = WireMessage>,
@@ -127,5 +127,7 @@ where
     Ok(Reshared {
         share,
         transcript: out.transcript,
+        key_info: out.key_info,
+        acknowledged: out.acknowledged,
     })
 }

@@ -194,7 +194,7 @@ pub fn ecdsa_reshare<E, R>(
     roles: &[crate::reshare::Role],
     new_threshold: u16,
     rng: impl Fn() -> R,
-) -> Result<Vec<ecdsa::Reshared<CoreShare<E>>>, Error>
+) -> Result<Vec<ecdsa::Reshared<CoreShare<E>, E>>, Error>
 where
     E: EcdsaCurve,
     R: RngCore + CryptoRng,
@@ -207,6 +207,7 @@ where
             let setup = crate::reshare::ReshareSetup {
                 roles,
                 me: p,
+                old_n: old.len() as u16,
                 old_threshold,
                 new_threshold,
                 public_key,

@@ -190,3 +190,24 @@ fn none_offer_payload(some: &[u8]) -> Vec<u8> {
     ciborium::into_writer(&value, &mut out).unwrap();
     out
 }
+
+#[test]
+fn material_from_the_public_test_pool_is_recognised() {
+    use vsigner_tss::primes::{public_test_prime_sets, PrimePoolFile, PublicTestPrimes, PRIME_BITS};
+    let pool = PublicTestPrimes::load().unwrap();
+    let sets = public_test_prime_sets().unwrap();
+    assert!(sets.iter().all(|s| pool.contains_set(s)));
+    // The committed aux-info fixtures were made from the pool: every one is recognised.
+    for aux in test_aux_info(3) {
+        assert!(aux.uses_public_test_primes(&pool));
+    }
+    // A set of other numbers is not.
+    let other = PrimePoolFile {
+        format: "vsigner-prime-pool".into(),
+        version: 1,
+        bits: PRIME_BITS,
+        note: String::new(),
+        sets: vec![vec!["c507".into(), "c517".into(), "c527".into(), "c537".into()]],
+    };
+    assert!(!pool.contains_set(&other.into_sets().unwrap()[0]));
+}

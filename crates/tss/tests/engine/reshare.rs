@@ -2,10 +2,11 @@
 //! overlapping and leaving devices; the key and HD child keys never change; old and new
 //! shares do not mix; cheating dealers are named and nothing is output.
 
+use cggmp24::generic_ec::Curve;
 use rand_core::OsRng;
 use vsigner_tss::ecdsa::{self, CoreShare, HashAlgorithm, Message, Preimage, Secp256k1};
 use vsigner_tss::hd::DerivationPath;
-use vsigner_tss::reshare::{ReshareSetup, Role};
+use vsigner_tss::reshare::{Acknowledged, ReshareSetup, Role};
 use vsigner_tss::schnorr::{self, Bip340, Ed25519, SchnorrScheme};
 use vsigner_tss::simulation::{self, local, Envelope, Outcome};
 use vsigner_tss::{Error, ProtocolTag};
@@ -59,7 +60,7 @@ fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
     old: &[CoreShare<E>],
     new_t: u16,
     roles: &[Role],
-) -> Vec<Result<ecdsa::Reshared<CoreShare<E>>, Error>> {
+) -> Vec<Result<ecdsa::Reshared<CoreShare<E>, E>, Error>> {
     let eid = eid(ProtocolTag::Reshare, "reshare", roles.len());
     let public_key = old[0].public_key();
     let old_t = old[0].threshold();
@@ -67,6 +68,7 @@ fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
         let setup = ReshareSetup {
             roles,
             me: p,
+            old_n: old.len() as u16,
             old_threshold: old_t,
             new_threshold: new_t,
             public_key,
@@ -79,7 +81,7 @@ fn ecdsa_reshare_run<E: ecdsa::EcdsaCurve>(
 }
 
 /// New shares ordered by new index.
-fn new_shares<S>(results: Vec<Result<ecdsa::Reshared<S>, Error>>, roles: &[Role]) -> Vec<S> {
+fn new_shares<S, E: Curve>(results: Vec<Result<ecdsa::Reshared<S, E>, Error>>, roles: &[Role]) -> Vec<S> {
     let mut out: Vec<Option<S>> = (0..roles.iter().filter(|r| r.new_index.is_some()).count())
         .map(|_| None)
         .collect();
@@ -202,11 +204,14 @@ fn ecdsa_refresh_2_of_3_and_old_shares_do_not_mix_with_new() {
     );
 }
 
+/// One party's result of a Schnorr reshare.
+type SchnorrReshared<C> = Result<ecdsa::Reshared<schnorr::KeyShare<C>, <C as SchnorrScheme>::Curve>, Error>;
+
 fn schnorr_reshare_run<C: SchnorrScheme>(
     old: &[schnorr::KeyShare<C>],
     new_t: u16,
     roles: &[Role],
-) -> Vec<Result<ecdsa::Reshared<schnorr::KeyShare<C>>, Error>> {
+) -> Vec<SchnorrReshared<C>> {
     let eid = eid(ProtocolTag::Reshare, "reshare", roles.len());
     let public_key = old[0].key_info().unwrap().public_key;
     let old_t = old[0].threshold();
@@ -214,6 +219,7 @@ fn schnorr_reshare_run<C: SchnorrScheme>(
         let setup = ReshareSetup {
             roles,
             me: p,
+            old_n: old.len() as u16,
             old_threshold: old_t,
             new_threshold: new_t,
             public_key,
@@ -285,6 +291,7 @@ fn fewer_dealers_than_the_old_threshold_are_refused_up_front() {
     let setup = ReshareSetup {
         roles: &roles,
         me: 0,
+        old_n: 3,
         old_threshold: 2,
         new_threshold: 2,
         public_key: old[0].key_info().unwrap().public_key,
@@ -336,6 +343,7 @@ fn cheating_run(family: Family, intercept: impl FnMut(Envelope) -> Vec<Envelope>
                         let setup = ReshareSetup {
                             roles,
                             me: p,
+                            old_n: old.len() as u16,
                             old_threshold: old_t,
                             new_threshold: new_t,
                             public_key,
@@ -465,5 +473,212 @@ fn commitment_vector_longer_than_the_new_threshold_is_named() {
             vec![env]
         });
         assert_named(outcomes, 0, &[1, 2, 3], "commitments for a new threshold of 3");
+    }
+}
+
+/// Replaces the old key info's public shares and preimages in a CBOR-encoded `Deal` by
+/// `n` copies of the first (an old sharing of `n` holders that is also invalid: the
+/// preimages repeat).
+fn inflate_key_info(payload: &[u8], n: usize) -> Vec<u8> {
+    let mut v: ciborium::Value = ciborium::from_reader(payload).unwrap();
+    let deal = match &mut v {
+        ciborium::Value::Map(outer) => &mut outer[0].1,
+        other => panic!("unexpected message encoding {other:?}"),
+    };
+    let fields = deal.as_map_mut().unwrap();
+    let info = fields
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("key_info"))
+        .unwrap();
+    for (k, val) in info.1.as_map_mut().unwrap().iter_mut() {
+        if matches!(k.as_text(), Some("public_shares" | "preimages")) {
+            let first = val.as_array().unwrap()[0].clone();
+            *val = ciborium::Value::Array(vec![first; n]);
+        }
+    }
+    let mut out = Vec::new();
+    ciborium::into_writer(&v, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn an_oversized_deal_is_refused_on_its_size_before_any_validation() {
+    // Dealer 0 claims an old sharing of 2,000 holders (and an invalid one: validating it
+    // would cost O(n²)). Every other party refuses it on its size, naming dealer 0, before
+    // validating anything.
+    for family in [Family::Ecdsa, Family::Schnorr] {
+        let outcomes = cheating_run(family, |mut env| {
+            if env.msg.round == 0 && env.from == 0 {
+                env.msg.payload = inflate_key_info(&env.msg.payload, 2000);
+            }
+            vec![env]
+        });
+        assert_named(
+            outcomes,
+            0,
+            &[1, 2, 3],
+            "deal of an old sharing of 2000 shares with threshold 2; the approved old set has 3",
+        );
+    }
+}
+
+/// A hand-wired network for one run: every message goes through a router that may drop it,
+/// and a party's incoming stream can be ended, as a transport's idle timeout ends it.
+mod network {
+    use futures::channel::mpsc;
+    use futures::stream::{select_all, StreamExt};
+    use round_based::{Incoming, MessageDestination, MessageType, Outgoing};
+    use vsigner_tss::WireMessage;
+
+    pub(super) type Inbox = mpsc::UnboundedReceiver<Result<Incoming<WireMessage>, std::io::Error>>;
+    pub(super) type Outbox = futures::sink::SinkMapErr<
+        mpsc::UnboundedSender<Outgoing<WireMessage>>,
+        fn(mpsc::SendError) -> std::io::Error,
+    >;
+
+    /// Whether to drop the message from `from` to `to`.
+    pub(super) type Drop = Box<dyn Fn(u16, u16, &WireMessage) -> bool>;
+    /// Given how many messages each party sent, the parties whose incoming stream ends.
+    pub(super) type End = Box<dyn Fn(&[usize]) -> Vec<u16>>;
+
+    /// What the router decides for each message.
+    pub(super) struct Rules {
+        pub(super) drop: Drop,
+        pub(super) end: End,
+    }
+
+    /// The deliveries of `m` parties and the router future (poll it with the parties).
+    pub(super) fn wire(
+        m: u16,
+        rules: Rules,
+    ) -> (Vec<(Inbox, Outbox)>, impl std::future::Future<Output = ()>) {
+        let mut inboxes = Vec::new();
+        let mut outboxes = Vec::new();
+        let mut parties = Vec::new();
+        for _ in 0..m {
+            let (in_tx, in_rx) = mpsc::unbounded();
+            let (out_tx, out_rx) = mpsc::unbounded::<Outgoing<WireMessage>>();
+            inboxes.push(Some(in_tx));
+            outboxes.push(out_rx);
+            let err: fn(mpsc::SendError) -> std::io::Error = |e| std::io::Error::other(e.to_string());
+            parties.push((in_rx, futures::SinkExt::sink_map_err(out_tx, err)));
+        }
+        let router = async move {
+            let mut all = select_all(
+                outboxes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(p, rx)| rx.map(move |o| (p as u16, o))),
+            );
+            let mut next_id = 0u64;
+            // Messages sent by each party so far.
+            let mut sent = vec![0usize; usize::from(m)];
+            while let Some((from, o)) = all.next().await {
+                sent[usize::from(from)] += 1;
+                let (targets, msg_type): (Vec<u16>, _) = match o.recipient {
+                    MessageDestination::AllParties => {
+                        ((0..m).filter(|j| *j != from).collect(), MessageType::Broadcast)
+                    }
+                    MessageDestination::OneParty(j) => (vec![j], MessageType::P2P),
+                };
+                for to in targets {
+                    if (rules.drop)(from, to, &o.msg) {
+                        continue;
+                    }
+                    if let Some(Some(tx)) = inboxes.get(usize::from(to)) {
+                        let _ = tx.unbounded_send(Ok(Incoming {
+                            id: next_id,
+                            sender: from,
+                            msg_type,
+                            msg: o.msg.clone(),
+                        }));
+                        next_id += 1;
+                    }
+                }
+                for p in (rules.end)(&sent) {
+                    inboxes[usize::from(p)] = None;
+                }
+            }
+        };
+        (parties, router)
+    }
+}
+
+#[test]
+fn missing_acknowledgements_leave_a_checked_share_and_say_so() {
+    // A refresh of 2-of-3 where the broker drops every acknowledgement (round 3) sent to
+    // party 2; party 2's transport gives up once the others are done. Party 2 still has its
+    // new share, which passed every Feldman check: the run says the acknowledgements are
+    // incomplete instead of throwing the share away. The others see every acknowledgement.
+    for family in [Family::Ecdsa, Family::Schnorr] {
+        let (old_t, new_t, roles) = refresh();
+        let roles = &roles;
+        let eid = eid(ProtocolTag::Reshare, "unacknowledged", roles.len());
+        let rules = network::Rules {
+            drop: Box::new(|_, to, msg| to == 2 && msg.round == 3),
+            // Each party sends 1 deal + 1 echo + 2 shares + 1 ack: after 5 messages from
+            // each of the others, party 2 will hear nothing more.
+            end: Box::new(|sent| {
+                if sent[0] >= 5 && sent[1] >= 5 {
+                    vec![2]
+                } else {
+                    vec![]
+                }
+            }),
+        };
+        let (ios, router) = network::wire(roles.len() as u16, rules);
+        macro_rules! run_family {
+            ($old:expr, $public_key:expr, $reshare:path) => {{
+                let old = &$old;
+                let public_key = $public_key;
+                let parties = ios.into_iter().enumerate().map(|(p, io)| async move {
+                    let p = p as u16;
+                    let setup = ReshareSetup {
+                        roles,
+                        me: p,
+                        old_n: old.len() as u16,
+                        old_threshold: old_t,
+                        new_threshold: new_t,
+                        public_key,
+                    };
+                    let mine = roles[usize::from(p)]
+                        .old_index
+                        .map(|i| &old[usize::from(i)]);
+                    let r = $reshare(
+                        round_based::MpcParty::connected(io),
+                        eid,
+                        &setup,
+                        mine,
+                        &mut OsRng,
+                    )
+                    .await
+                    .unwrap();
+                    (r.share.is_some(), r.acknowledged, r.transcript)
+                });
+                let (results, ()) = futures::executor::block_on(futures::future::join(
+                    futures::future::join_all(parties),
+                    router,
+                ));
+                results
+            }};
+        }
+        let results = match family {
+            Family::Ecdsa => {
+                let old = ecdsa_keygen::<Secp256k1>(3, old_t);
+                run_family!(old, old[0].public_key(), ecdsa::reshare)
+            }
+            Family::Schnorr => {
+                let old = schnorr_keygen::<Ed25519>(3, old_t);
+                run_family!(old, old[0].key_info().unwrap().public_key, schnorr::reshare)
+            }
+        };
+        for (p, (has_share, acknowledged, _)) in results.iter().enumerate() {
+            assert!(has_share, "{family:?}: party {p} has its new share");
+            match (p, acknowledged) {
+                (2, Acknowledged::Incomplete(_)) | (0 | 1, Acknowledged::All) => {}
+                other => panic!("{family:?}: party {p} ended {other:?}"),
+            }
+        }
+        all_equal(&results.iter().map(|r| r.2).collect::<Vec<_>>());
     }
 }

@@ -184,6 +184,8 @@ impl LocalSystem {
             ("SignerAPIToken", random_hex(32).to_string()),
             // Primes are imported before the start; none are generated in the background.
             ("PrimePoolTarget", "0".to_owned()),
+            // They are the public test primes: fine for a demonstration, refused otherwise.
+            ("AllowPublicTestPrimes", "true".to_owned()),
             (
                 "PresignaturePoolTarget",
                 self.settings.presignature_pool_target.to_string(),

@@ -231,6 +231,8 @@ impl Signer {
             "SignerAPIToken": API_TOKEN,
             "PollIntervalSeconds": 1,
             "PrimePoolTarget": 0,
+            // The tests import the public test primes.
+            "AllowPublicTestPrimes": true,
             "TraceSpanExporter": "none",
         });
         if devices.len() > 1 {

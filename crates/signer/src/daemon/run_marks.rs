@@ -1,0 +1,86 @@
+//! One approval, one signature: a device runs an operation's protocol at most once. Before
+//! it starts one it writes a durable mark (a keystore `operation-run` record), and it never
+//! starts an operation that has a mark, whatever the coordinator lists and whatever the
+//! approver says when asked again (a stateless approver approves the same payload twice;
+//! the approval request carries the operation id so that an approver can refuse a repeat
+//! too). The mark is written after `startOperation` and before the first message: a crash
+//! in between leaves no mark, but also no protocol message, so nothing was signed.
+//!
+//! Marks are pruned at start [`RETENTION`] after their operation's expiry; a device also
+//! refuses any operation past its expiry ([`expired`]). A restored older copy of the
+//! keystore can bring back a device without a mark (docs/keystore.md): an approver that
+//! remembers operation ids closes that gap.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vsigner_keystore::{Keystore, RecordId, RecordKind};
+
+use crate::coordinator_api::Operation;
+
+/// How long after its operation's expiry a mark is kept.
+pub(super) const RETENTION: chrono::Duration = chrono::Duration::days(30);
+
+#[derive(Serialize, Deserialize)]
+struct Mark {
+    kind: String,
+    expires_at: String,
+    started_at: String,
+}
+
+/// Whether `op` is past its expiry by this machine's clock.
+pub(super) fn expired(op: &Operation) -> bool {
+    DateTime::parse_from_rfc3339(&op.expires_at).is_ok_and(|t| t.with_timezone(&Utc) <= Utc::now())
+}
+
+/// Marks that `device` runs `op`; `Err` if it already did (or the mark cannot be written:
+/// then it must not run either).
+pub(super) async fn mark(keystore: &Keystore, device: &str, op: &Operation) -> Result<(), String> {
+    let id = RecordId::operation_run(device, &op.id).map_err(|e| e.to_string())?;
+    match keystore.get(&id).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(format!(
+                "device {device} already ran operation {}; it never runs an operation twice",
+                op.id
+            ))
+        }
+        Err(e) => return Err(format!("keystore: {e}")),
+    }
+    let mark = Mark {
+        kind: op.kind.clone(),
+        expires_at: op.expires_at.clone(),
+        started_at: Utc::now().to_rfc3339(),
+    };
+    let bytes = serde_json::to_vec(&mark).map_err(|e| e.to_string())?;
+    keystore
+        .put(&id, &bytes)
+        .await
+        .map_err(|e| format!("cannot mark operation {} as run (so it is not run): {e}", op.id))
+}
+
+/// Deletes marks whose operation expired more than [`RETENTION`] ago.
+pub(super) async fn prune(keystore: &Keystore) {
+    let Ok(records) = keystore.list().await else {
+        return;
+    };
+    let cutoff = Utc::now() - RETENTION;
+    let mut pruned = 0;
+    for info in records
+        .into_iter()
+        .filter(|r| r.id.kind() == RecordKind::OperationRun)
+    {
+        let old = match keystore.get(&info.id).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<Mark>(&bytes)
+                .ok()
+                .and_then(|m| DateTime::parse_from_rfc3339(&m.expires_at).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) < cutoff),
+            _ => false,
+        };
+        if old && keystore.delete(&info.id).await.is_ok() {
+            pruned += 1;
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(pruned, "forgot the run marks of operations that expired long ago");
+    }
+}
