@@ -32,6 +32,15 @@ pub(super) fn expired(op: &Operation) -> bool {
     DateTime::parse_from_rfc3339(&op.expires_at).is_ok_and(|t| t.with_timezone(&Utc) <= Utc::now())
 }
 
+/// Whether `device` has a mark for operation `op` (unreadable storage counts as marked:
+/// better refuse than run twice).
+pub(super) async fn ran(keystore: &Keystore, device: &str, op: &str) -> bool {
+    let Ok(id) = RecordId::operation_run(device, op) else {
+        return true;
+    };
+    !matches!(keystore.get(&id).await, Ok(None))
+}
+
 /// Marks that `device` runs `op`; `Err` if it already did (or the mark cannot be written:
 /// then it must not run either).
 pub(super) async fn mark(keystore: &Keystore, device: &str, op: &Operation) -> Result<(), String> {

@@ -38,6 +38,13 @@ impl Daemon {
             }
             return;
         }
+        if run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
+            // Listed again (by a lying coordinator, or after a restart): never a second run,
+            // and the approver is not asked again.
+            self.finish(&device.id, &op.id);
+            tracing::warn!("this device already ran the operation; it is listed again and refused");
+            return;
+        }
         if op.state == "InProgress" && self.started_before_us(&op) {
             self.finish(&device.id, &op.id);
             // An old holder that only deals in a reshare may have finished its part before

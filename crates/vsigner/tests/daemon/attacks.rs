@@ -85,6 +85,32 @@ impl Net {
         s
     }
 
+    /// A signer daemon with `devices`, talking to the coordinator at `coordinator_url` and
+    /// the broker at `broker_url` (real ones or hostile proxies), its configuration changed
+    /// by `tweak` before it starts.
+    pub(crate) fn signer_with(
+        &self,
+        name: &str,
+        devices: &[&str],
+        coordinator_url: &str,
+        broker_url: &str,
+        tweak: impl FnOnce(&mut Value),
+    ) -> Signer {
+        let mut s = Signer::configure(
+            name,
+            self.root.path(),
+            &self.org,
+            coordinator_url,
+            broker_url,
+            &self.webhook,
+            devices,
+            None,
+        );
+        s.tweak(tweak);
+        s.start();
+        s
+    }
+
     /// The registered keys of a device.
     pub(crate) async fn keys_of(&self, device: &str) -> DevicePublicKeys {
         let d = self

@@ -261,6 +261,13 @@ impl Signer {
         }
     }
 
+    /// Changes the configuration file (takes effect at the next start).
+    pub(crate) fn tweak(&self, tweak: impl FnOnce(&mut Value)) {
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
+        tweak(&mut cfg);
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    }
+
     /// `vsigner primes import` of `count` sets after `skip` from the committed test pool.
     pub(crate) fn import_primes(&self, skip: usize, count: usize) {
         let pool = repo_root().join("test-data/primes/public-test-pool.json");

@@ -17,17 +17,22 @@ use serde_json::Value;
 /// coordinator's answer, changes the answer in place.
 pub(crate) type Lie = Arc<dyn Fn(&Value, &mut Value) + Send + Sync>;
 
+/// Rewrites one GraphQL request (`{"query", "variables"}`) before the coordinator sees it.
+pub(crate) type Twist = Arc<dyn Fn(&mut Value) + Send + Sync>;
+
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
     http: reqwest::Client,
     lie: Arc<Mutex<Option<Lie>>>,
+    twist: Arc<Mutex<Option<Twist>>>,
 }
 
 /// A lying coordinator at `url`, in front of the real one.
 pub(crate) struct HostileCoordinator {
     pub(crate) url: String,
     lie: Arc<Mutex<Option<Lie>>>,
+    twist: Arc<Mutex<Option<Twist>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,10 +41,12 @@ impl HostileCoordinator {
     /// until [`Self::lie`] is called.
     pub(crate) async fn start(upstream: &str) -> HostileCoordinator {
         let lie: Arc<Mutex<Option<Lie>>> = Arc::default();
+        let twist: Arc<Mutex<Option<Twist>>> = Arc::default();
         let state = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: super::http_client(),
             lie: lie.clone(),
+            twist: twist.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -47,18 +54,47 @@ impl HostileCoordinator {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        HostileCoordinator { url, lie, task }
+        HostileCoordinator {
+            url,
+            lie,
+            twist,
+            task,
+        }
     }
 
     /// From now on, every GraphQL answer goes through `lie`.
     pub(crate) fn lie(&self, lie: impl Fn(&Value, &mut Value) + Send + Sync + 'static) {
         *self.lie.lock().unwrap() = Some(Arc::new(lie));
     }
+
+    /// From now on, every GraphQL request goes through `twist` before the coordinator sees
+    /// it (and the answer through the lie, if any).
+    pub(crate) fn twist(&self, twist: impl Fn(&mut Value) + Send + Sync + 'static) {
+        *self.twist.lock().unwrap() = Some(Arc::new(twist));
+    }
+
+    /// Tells the truth again.
+    pub(crate) fn honest(&self) {
+        *self.lie.lock().unwrap() = None;
+        *self.twist.lock().unwrap() = None;
+    }
 }
 
 impl Drop for HostileCoordinator {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Applies `f` to every object of `value` (depth first).
+pub(crate) fn each_object(value: &mut Value, f: &mut dyn FnMut(&mut serde_json::Map<String, Value>)) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(|v| each_object(v, f)),
+        Value::Object(map) => {
+            map.values_mut().for_each(|v| each_object(v, f));
+            f(map);
+        }
+        _ => {}
     }
 }
 
@@ -81,6 +117,17 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let twist = proxy.twist.lock().unwrap().clone();
+    let body = match (twist, uri.path() == "/graphql") {
+        (Some(twist), true) => match serde_json::from_slice::<Value>(&body) {
+            Ok(mut asked) => {
+                twist(&mut asked);
+                Bytes::from(serde_json::to_vec(&asked).unwrap())
+            }
+            Err(_) => body,
+        },
+        _ => body,
+    };
     let mut request = proxy.http.request(method, format!("{}{path}", proxy.upstream));
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {

@@ -9,7 +9,9 @@
 mod attacks;
 mod harness;
 mod hostile;
+mod hostile_broker;
 mod otlp;
+mod shares;
 
 use std::process::Command;
 use std::time::Duration;
