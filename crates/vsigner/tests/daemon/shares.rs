@@ -509,16 +509,16 @@ async fn a_reshare_that_drops_an_approved_signer_does_not_run() {
         .await;
 }
 
-/// Finding 8: after a signature completes, the coordinator lists the same operation as
-/// Ready again (and pretends `startOperation` succeeds). Before the fix each device asked
-/// its approver again, which approved the same payload again, and signed a second time.
-/// Now a device runs an operation once.
+/// Finding 8: after a signature completes and the daemons restart, the coordinator lists
+/// the same operation as Ready again (and pretends `startOperation` succeeds). Before the fix
+/// each device asked its approver again, which approved the same payload again, and signed
+/// a second time. Now a device runs an operation once, across restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_listed_again_is_not_signed_twice() {
     let net = Net::start();
     let hostile = HostileCoordinator::start(&net.coordinator_url).await;
-    let s1 = net.signer("s1", &["a"], &hostile.url);
-    let s2 = net.signer("s2", &["b"], &hostile.url);
+    let mut s1 = net.signer("s1", &["a"], &hostile.url);
+    let mut s2 = net.signer("s2", &["b"], &hostile.url);
     // The coordinator keeps a copy of every operation it lists; once `replay` is set, it
     // lists that one again as Ready, lets `startOperation` on it "succeed", and counts the
     // signatures submitted for it.
@@ -564,9 +564,13 @@ async fn an_operation_listed_again_is_not_signed_twice() {
         .operator
         .signed(&vault, json!({"message": hex::encode(b"pay once")}))
         .await;
-    // Let both devices see the operation leave the Ready list, then list it again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(replay.lock().unwrap().seen.contains_key(&signed.id));
+    // The daemons restart (what a process remembers is gone), then the operation is listed
+    // again.
+    for s in [&mut s1, &mut s2] {
+        s.proc().kill();
+        s.start();
+    }
     replay.lock().unwrap().replay = Some(signed.id.clone());
     tokio::time::sleep(Duration::from_secs(8)).await;
     hostile.honest();
