@@ -52,23 +52,61 @@ impl Keystore {
         Ok(gens)
     }
 
-    /// The generation the coordinator confirmed for `vault`, if any.
+    /// The confirmation of `vault`: the confirmed generation and the public key the device
+    /// confirmed it for (empty in confirmations written before the key was recorded).
+    async fn confirmation(&self, device: &str, vault: &str) -> Result<Option<(u64, Vec<u8>)>, KeystoreError> {
+        let id = RecordId::share_confirmation(device, vault)?;
+        match self.get(&id).await? {
+            None => Ok(None),
+            Some(bytes) => {
+                let (generation, key) = bytes.split_at_checked(8).ok_or(KeystoreError::Tampered {
+                    path: id.path(),
+                    reason: "confirmation is shorter than 8 bytes",
+                })?;
+                let generation: [u8; 8] = generation.try_into().map_err(|_| KeystoreError::Tampered {
+                    path: id.path(),
+                    reason: "confirmation is shorter than 8 bytes",
+                })?;
+                Ok(Some((u64::from_be_bytes(generation), key.to_vec())))
+            }
+        }
+    }
+
+    /// The confirmed generation of `vault`, if any.
     pub async fn confirmed_generation(
         &self,
         device: &str,
         vault: &str,
     ) -> Result<Option<u64>, KeystoreError> {
-        let id = RecordId::share_confirmation(device, vault)?;
-        match self.get(&id).await? {
-            None => Ok(None),
-            Some(bytes) => {
-                let b: [u8; 8] = bytes.as_slice().try_into().map_err(|_| KeystoreError::Tampered {
-                    path: id.path(),
-                    reason: "confirmation is not 8 bytes",
-                })?;
-                Ok(Some(u64::from_be_bytes(b)))
-            }
-        }
+        Ok(self.confirmation(device, vault).await?.map(|(g, _)| g))
+    }
+
+    /// The public key (as the signer's reader gave it) of the vault's confirmed
+    /// generation, kept even after the device left the signer set; `None` if nothing is
+    /// confirmed or the confirmation predates the record of the key.
+    pub async fn confirmed_public_key(
+        &self,
+        device: &str,
+        vault: &str,
+    ) -> Result<Option<Vec<u8>>, KeystoreError> {
+        Ok(self
+            .confirmation(device, vault)
+            .await?
+            .map(|(_, key)| key)
+            .filter(|k| !k.is_empty()))
+    }
+
+    async fn write_confirmation(
+        &self,
+        device: &str,
+        vault: &str,
+        generation: u64,
+        public_key: &[u8],
+    ) -> Result<(), KeystoreError> {
+        let marker = RecordId::share_confirmation(device, vault)?;
+        let mut bytes = generation.to_be_bytes().to_vec();
+        bytes.extend_from_slice(public_key);
+        self.put(&marker, &bytes).await
     }
 
     /// Makes `generation` of `vault` the confirmed one, then deletes the older generations
@@ -94,22 +132,24 @@ impl Keystore {
         let new_key = public_key_of(&new).ok_or_else(|| {
             KeystoreError::Lifecycle(format!("cannot confirm {id}: its public key is unreadable"))
         })?;
-        if let Some(current) = self.confirmed_generation(device, vault).await? {
+        if let Some((current, confirmed_key)) = self.confirmation(device, vault).await? {
             if generation < current {
                 return Err(KeystoreError::Lifecycle(format!(
                     "cannot confirm generation {generation} of {vault}: generation {current} is already confirmed"
                 )));
             }
-            if let Some(old) = self.get(&RecordId::key_share(device, vault, current)?).await? {
-                if public_key_of(&old).as_deref() != Some(new_key.as_slice()) {
-                    return Err(KeystoreError::Lifecycle(format!(
-                        "cannot confirm generation {generation} of {vault}: it is a share of another key than the confirmed generation {current}"
-                    )));
-                }
+            let old_key = match self.get(&RecordId::key_share(device, vault, current)?).await? {
+                Some(old) => public_key_of(&old),
+                None => Some(confirmed_key).filter(|k| !k.is_empty()),
+            };
+            if old_key.is_some_and(|k| k != new_key) {
+                return Err(KeystoreError::Lifecycle(format!(
+                    "cannot confirm generation {generation} of {vault}: it is a share of another key than the confirmed generation {current}"
+                )));
             }
         }
-        let marker = RecordId::share_confirmation(device, vault)?;
-        self.put(&marker, &generation.to_be_bytes()).await?;
+        self.write_confirmation(device, vault, generation, &new_key)
+            .await?;
         let mut deleted = Vec::new();
         for g in self.share_generations(device, vault).await? {
             if g < generation {
@@ -124,15 +164,18 @@ impl Keystore {
     }
 
     /// Records that `device` left the signer set of `vault` at key generation
-    /// `generation` (a reshare it dealt in but holds no new share of), then deletes its
-    /// older generations: an old share must not outlive the new sharing. The caller
-    /// checks that the new sharing is committed. Refuses a generation that is not newer
-    /// than every stored one or than the confirmed one. Returns the deleted generations.
+    /// `generation` (a reshare it dealt in but holds no new share of), with the vault's
+    /// `public_key` (kept, so that the device can never be enrolled into another key under
+    /// the vault's name), then deletes its older generations: an old share must not outlive
+    /// the new sharing. The caller checks that the new sharing is committed. Refuses a
+    /// generation that is not newer than every stored one or than the confirmed one.
+    /// Returns the deleted generations.
     pub async fn confirm_departure(
         &self,
         device: &str,
         vault: &str,
         generation: u64,
+        public_key: &[u8],
     ) -> Result<Vec<u64>, KeystoreError> {
         let stored = self.share_generations(device, vault).await?;
         if stored.iter().any(|g| *g >= generation) {
@@ -148,8 +191,8 @@ impl Keystore {
                 )));
             }
         }
-        let marker = RecordId::share_confirmation(device, vault)?;
-        self.put(&marker, &generation.to_be_bytes()).await?;
+        self.write_confirmation(device, vault, generation, public_key)
+            .await?;
         for g in &stored {
             self.backend
                 .delete(&RecordId::key_share(device, vault, *g)?.path())

@@ -305,16 +305,23 @@ async fn a_device_that_leaves_the_signer_set_destroys_its_old_shares() {
         .await
         .unwrap();
     assert!(
-        ks.confirm_departure("dev", "vault", 0).await.is_err(),
+        ks.confirm_departure("dev", "vault", 0, b"g").await.is_err(),
         "generation 0 is the one it holds"
     );
-    assert_eq!(ks.confirm_departure("dev", "vault", 1).await.unwrap(), vec![0]);
+    assert_eq!(
+        ks.confirm_departure("dev", "vault", 1, b"g").await.unwrap(),
+        vec![0]
+    );
     assert!(ks.get(&g(0)).await.unwrap().is_none());
     assert!(!dir.path().join(g(0).path()).exists());
     assert_eq!(ks.confirmed_generation("dev", "vault").await.unwrap(), Some(1));
+    assert_eq!(
+        ks.confirmed_public_key("dev", "vault").await.unwrap(),
+        Some(b"g".to_vec())
+    );
     assert!(ks.leftovers().await.unwrap().is_empty());
     assert!(
-        ks.confirm_departure("dev", "vault", 0).await.is_err(),
+        ks.confirm_departure("dev", "vault", 0, b"g").await.is_err(),
         "no going back"
     );
 }

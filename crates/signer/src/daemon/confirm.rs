@@ -145,6 +145,9 @@ impl Daemon {
             .await
             .map_err(|e| NotYet::Missing(vec![format!("(the coordinator's log is unreachable: {e})")]))?;
         let mut missing = Vec::new();
+        // At most this many of one holder's logged receipts are checked (a lying log could
+        // list thousands, each an Ed25519 verification).
+        const CANDIDATES: usize = 8;
         for holder in &pending.new_holders {
             let key = if *holder == device.id {
                 hex::decode(device.identity.public_keys().signing_hex())
@@ -164,11 +167,15 @@ impl Daemon {
                 kind: StatementKind::ReshareResult,
                 content: vec![&pending.public_key, &pending.key_set_hash],
             };
-            let receipted = statements.iter().any(|s| {
-                s.device_id == *holder
-                    && s.kind == StatementKind::ReshareResult.as_str()
-                    && statement.verify(&key, &s.signature).is_ok()
-            });
+            let receipted = statements
+                .iter()
+                .filter(|s| {
+                    s.device_id == *holder
+                        && s.kind == StatementKind::ReshareResult.as_str()
+                        && s.content == [pending.public_key.as_str(), pending.key_set_hash.as_str()]
+                })
+                .take(CANDIDATES)
+                .any(|s| statement.verify(&key, &s.signature).is_ok());
             if !receipted {
                 missing.push(holder.clone());
             }
@@ -186,7 +193,8 @@ impl Daemon {
             ks.confirm_generation(&device.id, vault, generation, &public_key_of)
                 .await
         } else {
-            ks.confirm_departure(&device.id, vault, generation).await
+            ks.confirm_departure(&device.id, vault, generation, pending.public_key.as_bytes())
+                .await
         };
         match result {
             Ok(destroyed) => {

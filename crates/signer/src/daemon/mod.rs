@@ -269,7 +269,6 @@ impl Daemon {
             Some(Arc::new(pool))
         };
         presignatures::forget_stored(&keystore).await;
-        run_marks::prune(&keystore).await;
         let coordinator = CoordinatorClient::new(
             &config.api_base_url,
             &config.auth_client_id,

@@ -6,19 +6,17 @@
 //! too). The mark is written after `startOperation` and before the first message: a crash
 //! in between leaves no mark, but also no protocol message, so nothing was signed.
 //!
-//! Marks are pruned at start [`RETENTION`] after their operation's expiry; a device also
-//! refuses any operation past its expiry ([`expired`]). A restored older copy of the
-//! keystore can bring back a device without a mark (docs/keystore.md): an approver that
-//! remembers operation ids closes that gap.
+//! Marks are never pruned (a few hundred bytes per operation; pruning by a date would trust
+//! the coordinator's clock or reopen old operations). A device also refuses any operation
+//! past its expiry ([`expired`]). A restored older copy of the keystore can bring back a
+//! device without a mark (docs/keystore.md): an approver that remembers operation ids
+//! closes that gap.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vsigner_keystore::{Keystore, RecordId, RecordKind};
+use vsigner_keystore::{Keystore, RecordId};
 
 use crate::coordinator_api::Operation;
-
-/// How long after its operation's expiry a mark is kept.
-pub(super) const RETENTION: chrono::Duration = chrono::Duration::days(30);
 
 #[derive(Serialize, Deserialize)]
 struct Mark {
@@ -65,31 +63,4 @@ pub(super) async fn mark(keystore: &Keystore, device: &str, op: &Operation) -> R
         .put(&id, &bytes)
         .await
         .map_err(|e| format!("cannot mark operation {} as run (so it is not run): {e}", op.id))
-}
-
-/// Deletes marks whose operation expired more than [`RETENTION`] ago.
-pub(super) async fn prune(keystore: &Keystore) {
-    let Ok(records) = keystore.list().await else {
-        return;
-    };
-    let cutoff = Utc::now() - RETENTION;
-    let mut pruned = 0;
-    for info in records
-        .into_iter()
-        .filter(|r| r.id.kind() == RecordKind::OperationRun)
-    {
-        let old = match keystore.get(&info.id).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<Mark>(&bytes)
-                .ok()
-                .and_then(|m| DateTime::parse_from_rfc3339(&m.expires_at).ok())
-                .is_some_and(|t| t.with_timezone(&Utc) < cutoff),
-            _ => false,
-        };
-        if old && keystore.delete(&info.id).await.is_ok() {
-            pruned += 1;
-        }
-    }
-    if pruned > 0 {
-        tracing::info!(pruned, "forgot the run marks of operations that expired long ago");
-    }
 }

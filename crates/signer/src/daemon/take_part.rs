@@ -38,23 +38,34 @@ impl Daemon {
             }
             return;
         }
+        // An old holder that only deals in a reshare may have finished its part before a
+        // restart; failing the operation could kill a reshare that is succeeding. If its part
+        // was not done, the others time out and report.
+        let dealer_only = op.kind == "Reshare"
+            && op
+                .committee
+                .iter()
+                .any(|m| m.device_id == device.id && m.new_index.is_none());
         if run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
-            // Listed again (by a lying coordinator, or after a restart): never a second run,
-            // and the approver is not asked again.
+            // Started by an earlier process (its protocol state is gone), or listed again
+            // by a lying coordinator: never a second run, and the approver is not asked
+            // again. The others are told at once instead of waiting for a timeout.
             self.finish(&device.id, &op.id);
             tracing::warn!("this device already ran the operation; it is listed again and refused");
+            if !dealer_only {
+                let failure = RunFailure {
+                    reason: format!(
+                        "device {} already ran operation {} (it restarted during the run, or the operation was listed again); it never runs an operation twice",
+                        device.id, op.id
+                    ),
+                    culprits: Vec::new(),
+                };
+                self.report_failure(device, &op, &failure).await;
+            }
             return;
         }
         if op.state == "InProgress" && self.started_before_us(&op) {
             self.finish(&device.id, &op.id);
-            // An old holder that only deals in a reshare may have finished its part before
-            // the restart; failing the operation could kill a reshare that is succeeding.
-            // If its part was not done, the others time out and report.
-            let dealer_only = op.kind == "Reshare"
-                && op
-                    .committee
-                    .iter()
-                    .any(|m| m.device_id == device.id && m.new_index.is_none());
             if dealer_only {
                 tracing::warn!("this device restarted during a reshare it only deals in; not rejoining");
                 return;

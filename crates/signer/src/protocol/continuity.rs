@@ -3,10 +3,13 @@
 //! overwrite the key it holds:
 //!
 //! - a keygen for a vault id it holds anything of (a share, a confirmation, a pending
-//!   reshare) is refused: it would put a second key under the vault's name;
-//! - a reshare must be of the key its own share holds, deal from a generation no older than
-//!   its confirmed one, and give the new shares a generation above every one it holds (a
-//!   generation is never written twice);
+//!   reshare) is refused: it would put a second key under the vault's name; a keygen writes
+//!   generation 0;
+//! - a reshare must be of the key its own share holds (or, for a device that left the set,
+//!   the key it confirmed), deal from a generation no older than its confirmed one, and
+//!   give the new shares a generation above every one it holds (a generation is never
+//!   written twice) but at most [`MAX_GENERATION_STEP`] above (a coordinator cannot exhaust
+//!   the numbers and freeze the vault);
 //! - a signature or presignature must be of the key its own share holds.
 //!
 //! Checked before voting (the approver is not asked) and again before running.
@@ -14,6 +17,10 @@
 use vsigner_keystore::Keystore;
 
 use crate::coordinator_api::Operation;
+
+/// How far above the generations a device holds a reshare's new generation may be (the
+/// coordinator skips a number for each failed attempt).
+pub const MAX_GENERATION_STEP: u64 = 1_000_000;
 
 /// What a device holds of one vault.
 struct Holding {
@@ -63,7 +70,14 @@ async fn own_public_key(
         Some(c) => c,
         None => match held.generations.last() {
             Some(g) => *g,
-            None => return Ok(None),
+            // No share (it left the signer set): the key it confirmed, if recorded.
+            None => {
+                let key = keystore
+                    .confirmed_public_key(me, vault)
+                    .await
+                    .map_err(|e| format!("keystore: {e}"))?;
+                return Ok(key.and_then(|k| String::from_utf8(k).ok()));
+            }
         },
     };
     let id = vsigner_keystore::RecordId::key_share(me, vault, generation).map_err(|e| e.to_string())?;
@@ -84,6 +98,12 @@ pub async fn check(keystore: &Keystore, me: &str, op: &Operation) -> Result<(), 
             return refused(format!(
                 "it already holds key material of vault {vault} (share generations {:?}, confirmed {:?}); a keygen would put another key under the vault's name",
                 held.generations, held.confirmed
+            ));
+        }
+        if op.vault.key_generation != 0 {
+            return refused(format!(
+                "a keygen writes generation 0, not {}",
+                op.vault.key_generation
             ));
         }
         return Ok(());
@@ -112,6 +132,12 @@ pub async fn check(keystore: &Keystore, me: &str, op: &Operation) -> Result<(), 
                 ));
             }
         }
+        let base = held.top().unwrap_or(0).max(r.old_key_generation);
+        if new > base.saturating_add(MAX_GENERATION_STEP) {
+            return refused(format!(
+                "new key generation {new} is more than {MAX_GENERATION_STEP} above generation {base}"
+            ));
+        }
         let deals = op
             .committee
             .iter()
@@ -126,4 +152,87 @@ pub async fn check(keystore: &Keystore, me: &str, op: &Operation) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vsigner_keystore::{Passphrase, RecordId};
+
+    fn share(n: u16) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../../test-data/key-shares/ed25519-2of3/party-{n}.vsgn")),
+        )
+        .unwrap()
+    }
+
+    /// An operation of `kind` on vault `v` as the coordinator describes it.
+    fn op(kind: &str, public_key: Option<&str>, generation: u64, reshare: Option<(u64, u64)>) -> Operation {
+        serde_json::from_value(serde_json::json!({
+            "id": "op", "organisationId": "o", "kind": kind, "state": "Ready", "vaultId": "v", "curve": "ed25519",
+            "nonce": "ab".repeat(32), "createdAt": "", "updatedAt": "", "expiresAt": "",
+            "vault": {"id": "v", "organisationId": "o", "name": "n", "curve": "ed25519", "threshold": 2, "signers": [],
+                      "publicKey": public_key, "chainCode": null, "keyGeneration": generation, "keySetHash": null, "status": "Active", "ethereumAddress": null},
+            "committee": [{"deviceId": "me", "name": "me", "identitySigningKey": "", "identityEncryptionKey": "", "record": null,
+                           "index": null, "oldIndex": 0, "newIndex": 0}],
+            "submittedDeviceIds": [], "keygen": null,
+            "reshare": reshare.map(|(old, new)| serde_json::json!({"oldThreshold": 2, "oldSigners": [], "newThreshold": 2,
+                "newSigners": [], "oldKeyGeneration": old, "newKeyGeneration": new})),
+            "sign": null, "result": null, "failure": null, "rejectionReason": null, "startedBy": null
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn what_a_device_holds_decides() {
+        let ks = Keystore::open("memory://", &Passphrase::new("continuity test"))
+            .await
+            .unwrap();
+        let record = share(0);
+        let (key, _) = crate::protocol::share_summary("ed25519", &record).unwrap();
+        // Nothing held: a keygen at generation 0 runs, at another generation it does not.
+        check(&ks, "me", &op("Keygen", None, 0, None)).await.unwrap();
+        assert!(check(&ks, "me", &op("Keygen", None, 1, None)).await.is_err());
+        ks.put(&RecordId::key_share("me", "v", 0).unwrap(), &record)
+            .await
+            .unwrap();
+        let key_of = |b: &[u8]| {
+            crate::protocol::share_summary("ed25519", b)
+                .ok()
+                .map(|(k, _)| k.into_bytes())
+        };
+        ks.confirm_generation("me", "v", 0, &key_of).await.unwrap();
+        // Held: no keygen; a reshare of its own key, to a new generation, runs.
+        let refused = check(&ks, "me", &op("Keygen", None, 0, None)).await.unwrap_err();
+        assert!(refused.contains("already holds key material"), "{refused}");
+        check(&ks, "me", &op("Reshare", Some(&key), 0, Some((0, 1))))
+            .await
+            .unwrap();
+        // Another key, a generation not above what it holds, or one far above: refused.
+        let other = "11".repeat(32);
+        assert!(check(&ks, "me", &op("Reshare", Some(&other), 0, Some((0, 1))))
+            .await
+            .is_err());
+        assert!(check(&ks, "me", &op("Sign", Some(&other), 0, None))
+            .await
+            .is_err());
+        assert!(check(&ks, "me", &op("Reshare", Some(&key), 0, Some((0, 0))))
+            .await
+            .is_err());
+        assert!(
+            check(&ks, "me", &op("Reshare", Some(&key), 0, Some((0, u64::MAX))))
+                .await
+                .is_err()
+        );
+        // After leaving the set, the device still knows the vault's key.
+        ks.confirm_departure("me", "v", 1, key.as_bytes()).await.unwrap();
+        assert!(check(&ks, "me", &op("Reshare", Some(&other), 1, Some((1, 2))))
+            .await
+            .is_err());
+        check(&ks, "me", &op("Reshare", Some(&key), 1, Some((1, 2))))
+            .await
+            .unwrap();
+    }
 }

@@ -15,8 +15,10 @@
 //! The coordinator orders the committee (sign: by share index; keygen: by index; reshare:
 //! new members by new index, then old-only members by old index); position `p` in that list
 //! is party `p` of the run. Every run's [`ExecutionId`] hashes its protocol tag, the
-//! operation id, the vault id, the ordered committee device ids and the coordinator's fresh
-//! nonce, so every member derives the same id and no message of another run is accepted.
+//! operation id, the vault id, the ordered committee device ids, the coordinator's fresh
+//! nonce and the run's terms (key generations, thresholds and set sizes), so every member
+//! derives the same id, no message of another run is accepted, and members told different
+//! terms cannot run together.
 //! An aux-info run that follows a keygen or reshare has its own tag and the new set in
 //! new-index order.
 //!
@@ -198,17 +200,45 @@ fn peers(members: &[&CommitteeMember]) -> Result<Vec<(DeviceId, DevicePublicKeys
         .collect()
 }
 
+/// The terms of a run that every participant must agree on beyond the committee: a
+/// reshare's old and new key generations, thresholds and set sizes; the key generation a
+/// keygen writes or a signature or presignature uses. Bound into the execution id, so that
+/// devices told different terms (a coordinator labelling one reshare generation 2 for some
+/// and 3 for others) cannot complete a run together (docs/reshare.md, "Commit").
+fn run_terms(op: &Operation) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut put = |v: u64| out.extend_from_slice(&v.to_be_bytes());
+    match (op.kind.as_str(), &op.reshare, &op.sign, &op.presign) {
+        ("Reshare", Some(r), _, _) => {
+            put(r.old_key_generation);
+            put(r.new_generation());
+            put(u64::from(r.old_threshold));
+            put(u64::from(r.new_threshold));
+            put(r.old_signers.len() as u64);
+            put(r.new_signers.len() as u64);
+        }
+        ("Sign", _, Some(s), _) => put(s.key_generation),
+        ("Presign", _, _, Some(p)) => put(p.key_generation),
+        _ => put(op.vault.key_generation),
+    }
+    out
+}
+
 fn execution_id(tag: ProtocolTag, op: &Operation, participants: &[&str]) -> Result<ExecutionId, RunFailure> {
     let nonce = hex::decode(&op.nonce).map_err(|_| RunFailure::new("the operation nonce is not hex"))?;
     if nonce.len() < 16 {
         return Err(RunFailure::new("the operation nonce is shorter than 16 bytes"));
     }
+    // The coordinator's nonce, then the run's terms (length-prefixed by the derivation).
+    let mut fresh = nonce;
+    fresh.extend_from_slice(b"/terms/");
+    fresh.extend_from_slice(&run_terms(op));
     Ok(ExecutionId::derive(&ExecutionContext {
         protocol: tag,
         operation_id: &op.id,
         vault_id: &op.vault_id,
         participants,
-        nonce: &nonce,
+        nonce: &fresh,
     }))
 }
 
@@ -369,6 +399,27 @@ mod tests {
             a,
             execution_id(ProtocolTag::EcdsaAuxInfo, &op, &["x", "y"]).unwrap(),
             "protocol"
+        );
+        // Told another new generation, a device derives another id: it cannot run with the
+        // others.
+        let mut reshare = op.clone();
+        reshare.kind = "Reshare".into();
+        reshare.reshare = Some(crate::coordinator_api::ReshareDetails {
+            old_threshold: 2,
+            old_signers: vec![],
+            new_threshold: 2,
+            new_signers: vec![],
+            old_key_generation: 1,
+            new_key_generation: Some(2),
+        });
+        let labelled_2 = execution_id(ProtocolTag::Reshare, &reshare, &["x", "y"]).unwrap();
+        if let Some(r) = reshare.reshare.as_mut() {
+            r.new_key_generation = Some(3);
+        }
+        assert_ne!(
+            labelled_2,
+            execution_id(ProtocolTag::Reshare, &reshare, &["x", "y"]).unwrap(),
+            "the new generation is part of the run"
         );
         let mut short = op.clone();
         short.nonce = "ab".repeat(8);
