@@ -255,7 +255,7 @@ impl Daemon {
                 interrupted_writes = cleaned.interrupted_writes.len(),
                 superseded_shares = cleaned.superseded_shares.len(),
                 unconfirmed_shares = cleaned.unconfirmed_shares.len(),
-                "the keystore had leftovers of an interrupted run (cleaned; unconfirmed shares await the coordinator)"
+                "the keystore had leftovers of an interrupted run (cleaned; unconfirmed shares await their commit or the coordinator)"
             );
         }
         let public_test_primes = if config.allow_public_test_primes {

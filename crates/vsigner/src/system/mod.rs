@@ -45,6 +45,9 @@ pub(crate) struct SignerSettings {
     pub(crate) presignature_pool_target: u32,
     /// `PollIntervalSeconds` of every daemon (`None`: the default).
     pub(crate) poll_interval_seconds: Option<f64>,
+    /// `AllowPublicTestPrimes` of every daemon: set when the prime sets are (partly) the
+    /// public test pool, which a daemon refuses otherwise.
+    pub(crate) allow_public_test_primes: bool,
 }
 
 /// The running system. Call [`LocalSystem::shutdown`] at the end; its files live in a
@@ -184,8 +187,11 @@ impl LocalSystem {
             ("SignerAPIToken", random_hex(32).to_string()),
             // Primes are imported before the start; none are generated in the background.
             ("PrimePoolTarget", "0".to_owned()),
-            // They are the public test primes: fine for a demonstration, refused otherwise.
-            ("AllowPublicTestPrimes", "true".to_owned()),
+            // The public test primes: for a demonstration only (the caller warns).
+            (
+                "AllowPublicTestPrimes",
+                self.settings.allow_public_test_primes.to_string(),
+            ),
             (
                 "PresignaturePoolTarget",
                 self.settings.presignature_pool_target.to_string(),

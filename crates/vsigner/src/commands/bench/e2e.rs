@@ -123,7 +123,15 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         .thread_name("vsigner-bench")
         .build()?;
     let broker = args.broker.clone();
-    let samples = runtime.block_on(through_the_system(n, t, args.runs, sets, broker, args.json));
+    let samples = runtime.block_on(through_the_system(
+        n,
+        t,
+        args.runs,
+        sets,
+        primes.public,
+        broker,
+        args.json,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(5));
     let samples = samples?;
 
@@ -198,6 +206,7 @@ async fn through_the_system(
     t: u16,
     runs: usize,
     sets: Vec<PrimeSet>,
+    public_primes: bool,
     broker: Option<String>,
     quiet: bool,
 ) -> anyhow::Result<Samples> {
@@ -210,6 +219,7 @@ async fn through_the_system(
         broker,
         presignature_pool_target: PRESIGNATURE_POOL,
         poll_interval_seconds: Some(POLL_SECONDS),
+        allow_public_test_primes: public_primes,
     })
     .await?;
     for (i, set) in sets.into_iter().enumerate() {

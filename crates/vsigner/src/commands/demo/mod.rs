@@ -155,7 +155,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("vsigner-demo")
         .build()?;
-    let result = runtime.block_on(demo(&args, sets, &mut steps));
+    let result = runtime.block_on(demo(&args, sets, primes.public, &mut steps));
     runtime.shutdown_timeout(Duration::from_secs(5));
     // A step that failed still gives one document on stdout: what ran, and why it stopped.
     let (outcome, stopped) = match result {

@@ -28,8 +28,13 @@ pub(super) struct Demo<'a> {
 }
 
 /// Runs the demo: every step of the module docs, in order.
-pub(super) async fn demo(args: &DemoArgs, sets: Vec<PrimeSet>, steps: &mut Steps) -> anyhow::Result<Outcome> {
-    let (mut demo, newcomer_sets) = Demo::start(args, sets, steps).await?;
+pub(super) async fn demo(
+    args: &DemoArgs,
+    sets: Vec<PrimeSet>,
+    public_primes: bool,
+    steps: &mut Steps,
+) -> anyhow::Result<Outcome> {
+    let (mut demo, newcomer_sets) = Demo::start(args, sets, public_primes, steps).await?;
     let (secp, ed, secp_generation, vaults) = demo.vaults().await?;
     let mut signatures = demo.signatures(&secp, &ed).await?;
     let rejected_op = demo.rejection(&ed).await?;
@@ -74,6 +79,7 @@ impl<'a> Demo<'a> {
     async fn start(
         args: &DemoArgs,
         sets: Vec<PrimeSet>,
+        public_primes: bool,
         steps: &'a mut Steps,
     ) -> anyhow::Result<(Demo<'a>, Vec<PrimeSet>)> {
         let (n, t) = (args.devices, args.threshold);
@@ -83,6 +89,7 @@ impl<'a> Demo<'a> {
                 "coordinator (temporary SQLite), embedded MQTT broker and approval webhook started",
                 LocalSystem::start(SignerSettings {
                     broker: args.broker.clone(),
+                    allow_public_test_primes: public_primes,
                     ..SignerSettings::default()
                 }),
             )
