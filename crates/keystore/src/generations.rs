@@ -36,8 +36,12 @@ impl Leftovers {
 impl Keystore {
     /// Stored key-share generations of `vault` for `device`, ascending.
     pub async fn share_generations(&self, device: &str, vault: &str) -> Result<Vec<u64>, KeystoreError> {
-        let prefix = RecordId::key_share(device, vault, 0)?;
-        let dir = prefix
+        self.generations_of(&RecordId::key_share(device, vault, 0)?).await
+    }
+
+    /// The generations of the records of `sample`'s kind, device and vault, ascending.
+    async fn generations_of(&self, sample: &RecordId) -> Result<Vec<u64>, KeystoreError> {
+        let dir = sample
             .path()
             .rsplit_once('/')
             .map(|(d, _)| format!("{d}/"))
@@ -45,7 +49,7 @@ impl Keystore {
         let mut gens: Vec<u64> = list_records_under(&*self.backend, &dir)
             .await?
             .into_iter()
-            .filter(|r| r.id.kind() == RecordKind::KeyShare && r.id.vault() == Some(vault))
+            .filter(|r| r.id.kind() == sample.kind() && r.id.vault() == sample.vault())
             .filter_map(|r| r.id.generation())
             .collect();
         gens.sort_unstable();
@@ -204,20 +208,8 @@ impl Keystore {
 
     /// Generations of `vault` with a pending-reshare record of `device`, ascending.
     pub async fn pending_reshares(&self, device: &str, vault: &str) -> Result<Vec<u64>, KeystoreError> {
-        let prefix = RecordId::pending_reshare(device, vault, 0)?;
-        let dir = prefix
-            .path()
-            .rsplit_once('/')
-            .map(|(d, _)| format!("{d}/"))
-            .unwrap_or_default();
-        let mut gens: Vec<u64> = list_records_under(&*self.backend, &dir)
-            .await?
-            .into_iter()
-            .filter(|r| r.id.kind() == RecordKind::PendingReshare && r.id.vault() == Some(vault))
-            .filter_map(|r| r.id.generation())
-            .collect();
-        gens.sort_unstable();
-        Ok(gens)
+        self.generations_of(&RecordId::pending_reshare(device, vault, 0)?)
+            .await
     }
 
     async fn forget_pending_reshares(

@@ -25,6 +25,14 @@ fn generations(signer: &Signer, device: &str, vault: &str) -> BTreeSet<u64> {
         .collect()
 }
 
+/// The vault a keygen created (it must complete) and its public key.
+async fn created(net: &Net, keygen: &str) -> (String, String) {
+    let op = net.operator.wait_final(keygen, FINAL).await;
+    completed(&op);
+    let vault = net.operator.client.vault(&op.vault_id).await.unwrap();
+    (vault.id, vault.public_key.unwrap())
+}
+
 /// Finding 1: a keygen that reuses an existing vault's id, at generation 1, and then the
 /// coordinator's word that the vault is at generation 1 with the new key. Before the fix,
 /// every device confirmed the new "generation" and destroyed generation 0: the real key.
@@ -40,17 +48,7 @@ async fn a_keygen_reusing_a_vault_id_destroys_nothing() {
         .operator
         .create_vault("treasury", "ed25519", 2, &[a.clone(), b.clone()])
         .await;
-    let op = net.operator.wait_final(&keygen, FINAL).await;
-    completed(&op);
-    let vault = op.vault_id.clone();
-    let key = net
-        .operator
-        .client
-        .vault(&vault)
-        .await
-        .unwrap()
-        .public_key
-        .unwrap();
+    let (vault, key) = created(&net, &keygen).await;
 
     // The lie: a vault named "decoy" is shown to the devices as `vault`, at key generation
     // 1; every question about `vault` is asked about the decoy instead.
@@ -200,17 +198,7 @@ async fn refreshes_with_dropped_messages_end_at_a_common_signable_generation() {
         .collect();
     let ids = net.operator.wait_devices(&["a", "b", "c"]).await;
     let keygen = net.operator.create_vault("refreshed", "ed25519", 3, &ids).await;
-    let op = net.operator.wait_final(&keygen, FINAL).await;
-    completed(&op);
-    let vault = op.vault_id.clone();
-    let key = net
-        .operator
-        .client
-        .vault(&vault)
-        .await
-        .unwrap()
-        .public_key
-        .unwrap();
+    let (vault, key) = created(&net, &keygen).await;
 
     // The coordinator's lie: every reshare completed, and the vault is at the newest
     // generation any reshare was given, with the key-set hash last submitted.
@@ -349,17 +337,7 @@ async fn a_used_presignature_never_signs_again_and_a_refresh_replaces_the_pailli
     s2.start();
     let ids = net.operator.wait_devices(&["a", "b"]).await;
     let keygen = net.operator.create_vault("hot", "secp256k1", 2, &ids).await;
-    let op = net.operator.wait_final(&keygen, FINAL).await;
-    completed(&op);
-    let vault = op.vault_id.clone();
-    let key = net
-        .operator
-        .client
-        .vault(&vault)
-        .await
-        .unwrap()
-        .public_key
-        .unwrap();
+    let (vault, key) = created(&net, &keygen).await;
 
     // A presignature is stocked (device a keeps the pool).
     let start = std::time::Instant::now();
@@ -477,9 +455,7 @@ async fn a_reshare_that_drops_an_approved_signer_does_not_run() {
         .operator
         .create_vault("dropped", "ed25519", 2, &[a.clone(), b.clone()])
         .await;
-    let op = net.operator.wait_final(&keygen, FINAL).await;
-    completed(&op);
-    let vault = op.vault_id.clone();
+    let (vault, _) = created(&net, &keygen).await;
     let left_out = c.clone();
     hostile.lie(move |_asked: &Value, answer: &mut Value| {
         each_object(answer, &mut |o| {
@@ -558,8 +534,7 @@ async fn an_operation_listed_again_is_not_signed_twice() {
     });
     let ids = net.operator.wait_devices(&["a", "b"]).await;
     let keygen = net.operator.create_vault("once", "ed25519", 2, &ids).await;
-    completed(&net.operator.wait_final(&keygen, FINAL).await);
-    let vault = net.operator.operation(&keygen).await.vault_id;
+    let (vault, _) = created(&net, &keygen).await;
     let signed = net
         .operator
         .signed(&vault, json!({"message": hex::encode(b"pay once")}))
