@@ -7,7 +7,9 @@
 //!
 //! # Layout
 //! - this file: the schema, the caller's principal, error mapping.
-//! - [`query`], [`mutation`]: the roots; each resolver calls one [`Service`] method.
+//! - [`query`], [`mutation`]: the roots; each resolver calls one [`Service`] method. The
+//!   mutation root merges the operators' requests ([`mutation`]) and the devices' actions
+//!   ([`device_mutation`]).
 //! - [`objects`]: devices, vaults, votes, committees, results, audit entries;
 //!   [`operation`]: the operation object.
 
@@ -24,11 +26,13 @@ use crate::error::{Error, ErrorCode};
 use crate::service::{self, Service};
 use crate::store::AuditEntry;
 
+pub mod device_mutation;
 pub mod mutation;
 pub mod objects;
 pub mod operation;
 pub mod query;
 
+pub use device_mutation::*;
 pub use mutation::*;
 pub use objects::*;
 pub use operation::*;
@@ -43,7 +47,7 @@ pub struct AuthState(pub Result<Principal, Error>);
 
 /// Builds the schema; `service` is `None` only for exporting the SDL.
 pub fn build_schema(service: Option<Arc<Service>>) -> CoordinatorSchema {
-    let mut b = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    let mut b = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .limit_depth(12)
         .limit_complexity(5000);
     if let Some(s) = service {

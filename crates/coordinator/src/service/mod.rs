@@ -9,7 +9,8 @@
 //! - [`vaults`]: vault reads and signer-set input.
 //! - [`lifecycle`]: what every operation goes through: creation, one locked transaction per
 //!   device action (vote, start, failure report, results), persistence of a transition's
-//!   outcome, expiry, stale operations after a reshare, notifications.
+//!   outcome, notifications.
+//! - [`expiry`]: operations past their deadline, and those a completed reshare made stale.
 //! - What each kind adds: [`keygen`] (vault creation), [`sign`] (requests, verified
 //!   signatures, broadcasting), [`reshare`], [`presign`] (presignature stock and use).
 //! - [`reads`]: operation queries, the lists a device polls, the audit log.
@@ -28,6 +29,7 @@ use crate::notify::Notifier;
 use crate::store::Store;
 
 pub mod devices;
+pub mod expiry;
 pub mod idempotency;
 pub mod keygen;
 pub mod lifecycle;
