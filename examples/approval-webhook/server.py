@@ -116,9 +116,9 @@ def contains_marker(body, marker):
     if marker in str(vault.get("name", "")):
         return True
     sd = body.get("signingData") or {}
-    if sd.get("contentType") == "message":
+    if sd.get("payloadKind") == "message":
         try:
-            return marker.encode() in bytes.fromhex(sd.get("data", ""))
+            return marker.encode() in bytes.fromhex(sd.get("dataHex", ""))
         except ValueError:
             return False
     return False
@@ -126,10 +126,10 @@ def contains_marker(body, marker):
 
 def decide(body, max_wei):
     """The policy. Returns (status, why)."""
-    if body.get("__typename") == "OperationSign":
-        tx = body.get("transaction")
-        if tx is not None and int(tx.get("value", "0")) > max_wei:
-            return "rejected", "amount %s wei is above the limit %d" % (tx.get("value"), max_wei)
+    if body.get("__typename") == "OperationTransferOut_v3":
+        amount = body.get("amountOriginal", "0")
+        if int(amount) > max_wei:
+            return "rejected", "amount %s wei is above the limit %d" % (amount, max_wei)
     if contains_marker(body, "REJECT"):
         return "rejected", "REJECT marker"
     if contains_marker(body, "ABSTAIN"):

@@ -7,7 +7,6 @@
 //! `ApprovalHTTPPublicKeyHex` is set, signed (see [`crate::httpsig::verify_reply`]).
 //! Anything else is not an approval.
 
-use std::error::Error as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
@@ -29,12 +28,13 @@ pub struct ApiApprover {
     timeout: Duration,
     retries: u32,
     device: DeviceKey,
-    client: reqwest::Client,
+    /// TLS settings for `https://` webhooks (the exchange itself: [`crate::webhook_http`]).
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// What came back, before it is judged.
 struct Reply {
-    status: reqwest::StatusCode,
+    status: u16,
     content_type: Option<String>,
     digest: Option<String>,
     signature: Option<String>,
@@ -58,14 +58,10 @@ impl ApiApprover {
     ) -> Result<Self, ConfigError> {
         // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            // A redirect would send the request somewhere not configured: refuse it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ConfigError::Invalid {
-                key: crate::config::keys::APPROVAL_MODE,
-                reason: format!("cannot build the HTTP client: {}", chain(&e)),
-            })?;
+        let tls = crate::webhook_http::tls_config().map_err(|reason| ConfigError::Invalid {
+            key: crate::config::keys::APPROVAL_MODE,
+            reason: format!("cannot set up TLS for the webhook: {reason}"),
+        })?;
         if config.reply_public_key.is_none() {
             tracing::warn!(
                 "ApprovalHTTPPublicKeyHex is not set: webhook replies are not authenticated; \
@@ -77,7 +73,7 @@ impl ApiApprover {
             timeout,
             retries,
             device,
-            client,
+            tls,
         })
     }
 
@@ -146,48 +142,26 @@ impl ApiApprover {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let h = httpsig::sign_request(&self.device, url.as_str(), body, nonce, created);
-        let mut resp = self
-            .client
-            .post(url.clone())
-            .header("Content-Type", h.content_type)
-            .header("VS-Nonce", &h.vs_nonce)
-            .header("Accept-Signature", &h.accept_signature)
-            .header("Content-Digest", &h.content_digest)
-            .header("Signature-Input", &h.signature_input)
-            .header("Signature", &h.signature)
-            .body(body.to_vec())
-            .send()
+        // io.finnet's spelling of each name (handlers look some up by exact case).
+        let headers = [
+            ("Content-Type", h.content_type),
+            ("VS-Nonce", h.vs_nonce.as_str()),
+            ("Accept-Signature", h.accept_signature.as_str()),
+            ("Content-Digest", h.content_digest.as_str()),
+            ("Signature-Input", h.signature_input.as_str()),
+            ("Signature", h.signature.as_str()),
+        ];
+        let reply = crate::webhook_http::post(&self.tls, url, &headers, body, MAX_REPLY_BYTES)
             .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    AttemptError::Connect(chain(&e))
-                } else {
-                    AttemptError::Other(chain(&e))
-                }
+            .map_err(|e| match e {
+                crate::webhook_http::ExchangeError::Connect(e) => AttemptError::Connect(e),
+                crate::webhook_http::ExchangeError::Other(e) => AttemptError::Other(e),
             })?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = header("content-type");
-        let digest = header("digest");
-        let signature = header("signature");
-        let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| AttemptError::Other(format!("reading the reply: {}", chain(&e))))?
-        {
-            if body.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(AttemptError::Other(format!(
-                    "the reply is larger than {MAX_REPLY_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let header = |name: &str| reply.header(name).map(str::to_owned);
+        let (content_type, digest, signature) =
+            (header("content-type"), header("digest"), header("signature"));
+        let status = reply.status;
+        let body = reply.body;
         Ok(Reply {
             status,
             content_type,
@@ -198,8 +172,13 @@ impl ApiApprover {
     }
 
     fn judge(&self, reply: &Reply, nonce: u64) -> Result<Vote, String> {
-        if !reply.status.is_success() {
-            return Err(format!("answered HTTP {}", reply.status));
+        if !(200..300).contains(&reply.status) {
+            let reason = http::StatusCode::from_u16(reply.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default();
+            return Err(format!("answered HTTP {}{reason}", reply.status));
         }
         if let Some(key) = &self.config.reply_public_key {
             httpsig::verify_reply(
@@ -240,27 +219,6 @@ impl ApiApprover {
             )),
         }
     }
-}
-
-/// An error and its sources, without any URL (reqwest errors would print it, query included).
-fn chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut src: Option<&dyn std::error::Error> = e.source();
-    if e.is_timeout() {
-        out.push_str("timed out");
-    } else if e.is_connect() {
-        out.push_str("cannot connect");
-    } else if e.is_body() || e.is_decode() {
-        out.push_str("bad reply body");
-    } else {
-        out.push_str("HTTP error");
-    }
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }
 
 fn excerpt(b: &[u8]) -> String {

@@ -37,6 +37,9 @@ pub mod keys {
     /// vsigner: hex SHA-256 of the approval contract's runtime code (checked at start and
     /// on every decision).
     pub const CONTRACT_CODE_HASH: &str = "ApprovalContractCodeHash";
+    /// vsigner: the structs the approval contract decodes: `iofinnet` (default, io.finnet's
+    /// published `Approval.sol`) or `vsigner-v3` (vsigner's richer structs).
+    pub const CONTRACT_LAYOUT: &str = "ApprovalContractLayout";
 }
 
 /// Default time allowed for one attempt to get an answer.
@@ -115,6 +118,8 @@ pub struct ApprovalValues {
     pub approval_chain_id: Option<String>,
     /// `ApprovalContractCodeHash`.
     pub approval_contract_code_hash: Option<String>,
+    /// `ApprovalContractLayout` (`iofinnet` | `vsigner-v3`).
+    pub approval_contract_layout: Option<String>,
 }
 
 /// Webhook settings (`API` mode). `Debug` hides the URLs' queries (access codes).
@@ -144,6 +149,31 @@ pub struct ContractConfig {
     /// `ApprovalContractCodeHash`: SHA-256 of the contract's runtime code; unset, the code
     /// seen at the first check is kept and must not change.
     pub code_hash: Option<[u8; 32]>,
+    /// `ApprovalContractLayout`: the structs the contract decodes.
+    pub layout: ContractLayout,
+}
+
+/// The request structs an approval contract decodes (`ApprovalContractLayout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ContractLayout {
+    /// io.finnet's published `Approval.sol`: `KeygenReshareRequestSC`,
+    /// `SigningTransactionRequestSC`, `NodeOpSignRequestSC` (`iofinnet`, the default: a
+    /// contract written for io.finnet's Virtual Signer decides unchanged).
+    #[default]
+    IoFinnet,
+    /// vsigner's structs, version 3 (`vsigner-v3`): curve, vault public key and key
+    /// generation, identity keys and record hashes, the decoded transaction.
+    VsignerV3,
+}
+
+impl ContractLayout {
+    /// The configuration value: `iofinnet` or `vsigner-v3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractLayout::IoFinnet => "iofinnet",
+            ContractLayout::VsignerV3 => "vsigner-v3",
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -167,6 +197,7 @@ impl std::fmt::Debug for ContractConfig {
             .field("address", &self.address)
             .field("chain_id", &self.chain_id)
             .field("code_hash", &self.code_hash.map(hex::encode))
+            .field("layout", &self.layout)
             .finish()
     }
 }
@@ -406,11 +437,23 @@ impl ApprovalConfig {
                             })
                     })
                     .transpose()?;
+                let layout = match value(&v.approval_contract_layout) {
+                    None => ContractLayout::default(),
+                    Some(s) if s.eq_ignore_ascii_case("iofinnet") => ContractLayout::IoFinnet,
+                    Some(s) if s.eq_ignore_ascii_case("vsigner-v3") => ContractLayout::VsignerV3,
+                    Some(s) => {
+                        return Err(ConfigError::Invalid {
+                            key: keys::CONTRACT_LAYOUT,
+                            reason: format!("{s:?} is not a layout: expected iofinnet or vsigner-v3"),
+                        })
+                    }
+                };
                 ModeConfig::SmartContract(ContractConfig {
                     rpc_url,
                     address,
                     chain_id,
                     code_hash,
+                    layout,
                 })
             }
         };

@@ -9,6 +9,7 @@
 //! - [`config`]: [`ApprovalConfig::from_values`] validates the configuration keys.
 //! - [`httpsig`]: RFC 9421 request signatures and io.finnet reply signatures (no I/O).
 //! - [`always`], [`api`], [`contract`]: the three approvers; [`AnyApprover`] picks one.
+//!   `webhook_http`: the webhook's HTTP/1.1 exchange, headers spelled as io.finnet's.
 //!
 //! # Fail closed
 //! An approver never returns an error: a timeout, a connection failure, a non-2xx reply, a
@@ -32,10 +33,13 @@ pub mod decision;
 pub mod error;
 pub mod httpsig;
 pub mod request;
+mod webhook_http;
 
 pub use always::AlwaysApprove;
 pub use api::ApiApprover;
-pub use config::{ApiConfig, ApprovalConfig, ApprovalMode, ApprovalValues, ContractConfig, ModeConfig};
+pub use config::{
+    ApiConfig, ApprovalConfig, ApprovalMode, ApprovalValues, ContractConfig, ContractLayout, ModeConfig,
+};
 pub use contract::ContractApprover;
 pub use decision::{Decision, Vote};
 pub use error::{ConfigError, RequestError};

@@ -1,9 +1,16 @@
 //! What an approver is asked to approve: [`ApprovalRequest`], and its io.finnet-style JSON.
 //!
-//! The JSON shape is documented in `docs/approvals.md`. Field names follow the io.finnet
-//! samples where they exist (`__typename`, `id`, `organisationId`, `details.expiresAt`,
+//! The JSON body is io.finnet's for each operation (`docs/approvals.md` shows one of each):
+//! the typenames `OperationCreateVault_v3`, `OperationReshare_v3`, `OperationSign` and
+//! `OperationTransferOut_v3`, and the fields their samples and docs read at the same paths
+//! and with the same types (`id`, `organisationId`, `details.expiresAt`,
 //! `details.vault.details.name`, `voting.votes[].device.id`, `rDetails.newThreshold`,
-//! `signingData.data`, `amountOriginal`, `receivingAddress`); the rest are vsigner's.
+//! `signingData.data` as text for a text message, `amountOriginal` as a decimal string in the
+//! asset's smallest unit, `receivingAddress`). vsigner's own facts (raw bytes as hex, the
+//! decoded transaction, identity keys, record hashes, the key generation) are under names
+//! io.finnet does not use (`signingData.dataHex`, `ethTransaction`,
+//! `details.vault.keyGeneration`, `device.publicKey`, `device.recordHash`…), so one body
+//! serves a handler written for either.
 
 use alloy::consensus::transaction::RlpEcdsaDecodableTx;
 use alloy::consensus::{SignableTransaction, TxEip1559};
@@ -176,7 +183,8 @@ pub enum SignPayload {
 }
 
 impl SignPayload {
-    /// The `signingData.contentType` value: `digest`, `eth_tx` or `message`.
+    /// vsigner's name of the payload's kind (`signingData.payloadKind`, and `contentType` in
+    /// the `vsigner-v3` contract structs): `digest`, `eth_tx` or `message`.
     pub fn content_type(&self) -> &'static str {
         match self {
             SignPayload::Digest(_) => "digest",
@@ -191,6 +199,29 @@ impl SignPayload {
             SignPayload::Digest(d) => d,
             SignPayload::EthereumTransaction(t) => t.raw(),
             SignPayload::Message(m) => m,
+        }
+    }
+
+    /// The message as text, when it is one: valid UTF-8 without control characters other than
+    /// tab, carriage return and line feed. A policy that looks for words reads it as such.
+    pub fn text(&self) -> Option<&str> {
+        let SignPayload::Message(m) = self else {
+            return None;
+        };
+        let text = std::str::from_utf8(m).ok()?;
+        text.chars()
+            .all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+            .then_some(text)
+    }
+
+    /// io.finnet's `signingData.data` and `contentType`: a text message as text
+    /// (`text/plain`), other bytes as lowercase hex (`application/octet-stream` for a binary
+    /// message, `digest` for a digest, `eth_tx` for a raw transaction).
+    pub fn shown_data(&self) -> (String, &'static str) {
+        match (self, self.text()) {
+            (_, Some(text)) => (text.to_owned(), "text/plain"),
+            (SignPayload::Message(m), None) => (hex::encode(m), "application/octet-stream"),
+            (other, None) => (hex::encode(other.data()), other.content_type()),
         }
     }
 }
@@ -243,13 +274,40 @@ pub enum RequestClass {
 }
 
 impl ApprovalRequest {
-    /// The `__typename` of the JSON: `OperationCreateVault`, `OperationReshare`,
-    /// `OperationSign`.
+    /// io.finnet's `__typename`: `OperationCreateVault_v3`, `OperationReshare_v3`,
+    /// `OperationTransferOut_v3` (an Ethereum transaction) or `OperationSign` (a message or a
+    /// digest).
     pub fn typename(&self) -> &'static str {
+        match &self.operation {
+            Operation::CreateVault => "OperationCreateVault_v3",
+            Operation::Reshare { .. } => "OperationReshare_v3",
+            Operation::Sign {
+                payload: SignPayload::EthereumTransaction(_),
+                ..
+            } => "OperationTransferOut_v3",
+            Operation::Sign { .. } => "OperationSign",
+        }
+    }
+
+    /// The typename of vsigner's own (`vsigner-v3`) contract structs, as they always were:
+    /// `OperationCreateVault`, `OperationReshare`, `OperationSign`.
+    pub fn vsigner_typename(&self) -> &'static str {
         match self.operation {
             Operation::CreateVault => "OperationCreateVault",
             Operation::Reshare { .. } => "OperationReshare",
             Operation::Sign { .. } => "OperationSign",
+        }
+    }
+
+    /// `amountOriginal`: the value a transaction moves, in wei, as a decimal string; "0" for
+    /// every other operation (io.finnet's older handlers read it on every body).
+    pub fn amount_original(&self) -> String {
+        match &self.operation {
+            Operation::Sign {
+                payload: SignPayload::EthereumTransaction(tx),
+                ..
+            } => tx.value().to_string(),
+            _ => "0".to_owned(),
         }
     }
 
@@ -301,6 +359,7 @@ impl ApprovalRequest {
             "__typename": self.typename(),
             "id": self.operation_id,
             "organisationId": self.organisation_id,
+            "amountOriginal": self.amount_original(),
             "voting": {
                 "threshold": vault.threshold,
                 "votes": voters.iter().map(|s| json!({
@@ -310,12 +369,19 @@ impl ApprovalRequest {
                 })).collect::<Vec<_>>(),
             },
             "details": {
-                "__typename": format!("{}Details", self.typename()),
+                "__typename": format!("{}Details", self.typename().trim_end_matches("_v3")),
                 "expiresAt": self.expires_at,
                 "status": "VOTING",
                 "vault": {
                     "id": vault.id,
-                    "curves": [{"curve": vault.curve.as_str()}],
+                    "curves": [{
+                        "curve": vault.curve.as_str(),
+                        "algorithm": match vault.curve {
+                            Curve::Secp256k1 => "ECDSA",
+                            Curve::Ed25519 => "EDDSA",
+                        },
+                        "publicKey": vault.public_key,
+                    }],
                     "curve": vault.curve.as_str(),
                     "threshold": vault.threshold,
                     "publicKey": vault.public_key,
@@ -348,19 +414,22 @@ impl ApprovalRequest {
                 payload,
                 derivation_path,
             } => {
+                let (data, content_type) = payload.shown_data();
                 let mut e = json!({
                     "signingData": {
-                        "contentType": payload.content_type(),
-                        "data": hex::encode(payload.data()),
+                        "contentType": content_type,
+                        "data": data,
+                        "dataHex": hex::encode(payload.data()),
+                        "payloadKind": payload.content_type(),
                         "derivationPath": derivation_path,
                     },
                 });
                 if let SignPayload::EthereumTransaction(tx) = payload {
-                    e["transaction"] = tx.to_json();
-                    e["amountOriginal"] = Value::String(tx.value().to_string());
-                    e["receivingAddress"] = tx
-                        .to()
-                        .map_or(Value::Null, |a| Value::String(a.to_checksum(None)));
+                    let to = tx.to().map(|a| a.to_checksum(None));
+                    e["ethTransaction"] = tx.to_json();
+                    e["receivingAddress"] = to.clone().map_or(Value::Null, Value::String);
+                    e["transaction"] = json!({"toAddress": to});
+                    e["networkId"] = Value::String(tx.chain_id().to_string());
                     e["rawTransaction"] = Value::String(format!("0x{}", hex::encode(tx.raw())));
                 }
                 e

@@ -5,135 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/evm.rs"]
+mod evm;
 
 use sha2::Digest as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use serde_json::{json, Value};
+use serde_json::json;
 use url::Url;
-use vsigner_approval::{ApprovalMode, ContractApprover, ContractConfig, Decision, Vote};
+use vsigner_approval::{ApprovalMode, ContractApprover, ContractConfig, ContractLayout, Decision, Vote};
 
 use common::*;
-
-/// Kills anvil when dropped.
-struct Anvil {
-    child: Option<Child>,
-    url: String,
-}
-
-impl Anvil {
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let r: Value = http_client()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    match r.get("result") {
-        Some(v) => Ok(v.clone()),
-        None => Err(format!("{method}: {r}")),
-    }
-}
-
-async fn start_anvil(bin: &str) -> Anvil {
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let anvil = Anvil {
-        child: Some(child),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let start = Instant::now();
-    while rpc(&anvil.url, "eth_chainId", json!([])).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "anvil did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anvil
-}
-
-/// Compiles with solc-js; returns the creation bytecode (hex) of each contract by name.
-fn compile(solcjs: &str, files: &[PathBuf]) -> std::collections::HashMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut names = Vec::new();
-    for f in files {
-        let name = f.file_name().unwrap().to_str().unwrap().to_owned();
-        std::fs::copy(f, dir.path().join(&name)).unwrap();
-        names.push(name);
-    }
-    let out = Command::new("node")
-        .arg(solcjs)
-        .args(["--bin", "--optimize", "-o", "out"])
-        .args(&names)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "solc-js failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut bins = std::collections::HashMap::new();
-    for e in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        let p = e.unwrap().path();
-        let n = p.file_name().unwrap().to_str().unwrap().to_owned();
-        if let Some(stem) = n.strip_suffix(".bin") {
-            let contract = stem.rsplit('_').next().unwrap().to_owned();
-            bins.insert(contract, std::fs::read_to_string(&p).unwrap().trim().to_owned());
-        }
-    }
-    bins
-}
-
-/// Deploys `bytecode ‖ args` from anvil's first (unlocked) account.
-async fn deploy(url: &str, bytecode: &str, args: &[u8]) -> Address {
-    let from = rpc(url, "eth_accounts", json!([])).await.unwrap()[0].clone();
-    let data = format!("0x{bytecode}{}", hex::encode(args));
-    let hash = rpc(
-        url,
-        "eth_sendTransaction",
-        json!([{"from": from, "data": data, "gas": "0x1000000"}]),
-    )
-    .await
-    .unwrap();
-    // Anvil mines on its own task: under load the receipt can lag the hash by a moment.
-    let start = Instant::now();
-    let receipt = loop {
-        let receipt = rpc(url, "eth_getTransactionReceipt", json!([hash]))
-            .await
-            .unwrap();
-        if !receipt.is_null() || start.elapsed() > Duration::from_secs(20) {
-            break receipt;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(receipt["status"], "0x1", "deployment failed: {receipt}");
-    receipt["contractAddress"].as_str().unwrap().parse().unwrap()
-}
+use evm::{compile, deploy, rpc, start_anvil};
 
 fn approver(url: &str, address: Address) -> ContractApprover {
     pinned(url, address, None, None)
@@ -150,6 +35,7 @@ fn pinned(
         address,
         chain_id,
         code_hash,
+        layout: ContractLayout::VsignerV3,
     };
     ContractApprover::new(config, Duration::from_secs(5), 1)
 }
@@ -173,11 +59,7 @@ fn failed(d: &Decision, reason_part: &str) {
 
 #[tokio::test]
 async fn approval_contract_on_anvil() {
-    let (Ok(anvil_bin), Ok(solcjs)) = (
-        std::env::var("VSIGNER_TEST_ANVIL"),
-        std::env::var("VSIGNER_TEST_SOLCJS"),
-    ) else {
-        println!("SKIPPED: VSIGNER_TEST_ANVIL and VSIGNER_TEST_SOLCJS must be set (.ci/run sets them)");
+    let Some((anvil_bin, solcjs)) = evm::tools() else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -190,8 +72,11 @@ async fn approval_contract_on_anvil() {
     );
     let mut anvil = start_anvil(&anvil_bin).await;
     let limit = U256::from(ONE_ETH);
-    let approval = deploy(&anvil.url, &bins["Approval"], &limit.to_be_bytes::<32>()).await;
-    let weird = deploy(&anvil.url, &bins["Weird"], &[]).await;
+    let approval: Address = deploy(&anvil.url, &bins["Approval"], &limit.to_be_bytes::<32>())
+        .await
+        .parse()
+        .unwrap();
+    let weird: Address = deploy(&anvil.url, &bins["Weird"], &[]).await.parse().unwrap();
     let a = approver(&anvil.url, approval);
 
     // approvedKeygenReshare
@@ -314,8 +199,76 @@ async fn approval_contract_on_anvil() {
     assert!(!d.reason.contains("s3cret"), "{d:?}");
 }
 
-/// An HTTP client (TLS by rustls with ring, the workspace's one provider).
-fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+/// io.finnet's drop-in promise: a policy contract written to io.finnet's published structs
+/// decides vsigner's requests on the fields the sample decides on, approve, reject and
+/// abstain for each of its three functions. Before [compat] vsigner sent its own structs:
+/// `approvedKeygenReshare` and `approvedTx` reverted on `abi.decode`, and `approvedSignOp`
+/// read the vault name as `Data` and approved "do fail the test".
+#[tokio::test]
+async fn published_layout_contract_on_anvil() {
+    let Some((anvil_bin, solcjs)) = evm::tools() else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bins = compile(&solcjs, &[root.join("tests/contracts/PublishedLayout.sol")]);
+    let anvil = start_anvil(&anvil_bin).await;
+    let address: Address = deploy(&anvil.url, &bins["PublishedLayout"], &[])
+        .await
+        .parse()
+        .unwrap();
+    let config = |layout| ContractConfig {
+        rpc_url: Url::parse(&anvil.url).unwrap(),
+        address,
+        chain_id: None,
+        code_hash: None,
+        layout,
+    };
+    let a = ContractApprover::new(config(ContractLayout::IoFinnet), Duration::from_secs(5), 1);
+
+    // approvedKeygenReshare decides on NewThreshold: of a new vault, and of a reshare.
+    let vault_of = |t| {
+        let mut r = create_vault("treasury");
+        r.vault.threshold = t;
+        r
+    };
+    answered(&a.decide(&vault_of(2)).await, Vote::Approve);
+    answered(&a.decide(&vault_of(7)).await, Vote::Reject);
+    answered(&a.decide(&vault_of(9)).await, Vote::Abstain);
+    answered(&a.decide(&reshare("treasury", 3)).await, Vote::Approve);
+    answered(&a.decide(&reshare("treasury", 7)).await, Vote::Reject);
+    answered(&a.decide(&reshare("treasury", 9)).await, Vote::Abstain);
+
+    // approvedTx decides on AmountOriginal (wei, a decimal string).
+    answered(&a.decide(&sign_tx("treasury", ONE_ETH)).await, Vote::Approve);
+    answered(
+        &a.decide(&sign_tx("treasury", 6_660_000_000_000_000)).await,
+        Vote::Reject,
+    );
+    answered(
+        &a.decide(&sign_tx("treasury", 9_990_000_000_000_000)).await,
+        Vote::Abstain,
+    );
+
+    // approvedSignOp decides on Data: a text message as text.
+    answered(&a.decide(&sign_message("ops", b"hello")).await, Vote::Approve);
+    answered(
+        &a.decide(&sign_message("ops", b"do fail the test")).await,
+        Vote::Reject,
+    );
+    answered(
+        &a.decide(&sign_message("ops", b"do abstain")).await,
+        Vote::Abstain,
+    );
+    answered(&a.decide(&sign_digest("ops")).await, Vote::Approve);
+
+    // The same contract asked with vsigner's own structs (`ApprovalContractLayout` =
+    // `vsigner-v3`, for contracts written to them): keygen and transaction revert, which is
+    // not an approval. (Its sign op would decode with every field one slot out of place:
+    // the reason io.finnet's structs are the default.)
+    let v3 = ContractApprover::new(config(ContractLayout::VsignerV3), Duration::from_secs(5), 1);
+    failed(&v3.decide(&vault_of(2)).await, "approvedKeygenReshare failed");
+    failed(
+        &v3.decide(&sign_tx("treasury", ONE_ETH)).await,
+        "approvedTx failed",
+    );
 }

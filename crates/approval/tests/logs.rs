@@ -80,7 +80,7 @@ fn always_approve_warns_at_start_and_on_every_vote() {
     assert_eq!(warns.len(), 3, "{warns:?}");
     assert!(warns[0].contains("AlwaysApprove"), "{warns:?}");
     assert!(
-        warns[1].contains("OperationCreateVault") && warns[2].contains("OperationSign"),
+        warns[1].contains("OperationCreateVault_v3") && warns[2].contains("OperationTransferOut_v3"),
         "{warns:?}"
     );
 }

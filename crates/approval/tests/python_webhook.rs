@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::pkcs8::EncodePublicKey;
@@ -17,24 +17,6 @@ use vsigner_approval::httpsig;
 use vsigner_approval::{AnyApprover, ApprovalConfig, ApprovalValues, DeviceKey, Vote};
 
 use common::*;
-
-struct Py(Child);
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// Starts the server; returns it, its port and its reply key (hex of PEM).
 fn start_server(max_wei: u128) -> (Py, u16, String) {

@@ -8,7 +8,7 @@ use alloy::primitives::{address, keccak256, U256};
 use alloy::sol_types::SolValue as _;
 use vsigner_approval::contract::{abi, encode_request, ContractCall};
 use vsigner_approval::request::RequestClass;
-use vsigner_approval::{EthTransaction, RequestError};
+use vsigner_approval::{ContractLayout, EthTransaction, RequestError};
 
 use common::*;
 
@@ -54,6 +54,8 @@ fn json_and_routing() {
     assert_eq!(j["__typename"], "OperationSign");
     assert_eq!(j["signingData"]["contentType"], "digest");
     assert_eq!(j["signingData"]["data"], hex::encode([0xab; 32]));
+    assert_eq!(j["signingData"]["dataHex"], hex::encode([0xab; 32]));
+    assert_eq!(j["amountOriginal"], "0");
     assert_eq!(
         j["details"]["vault"]["publicKey"],
         "02".to_owned() + &"ab".repeat(32)
@@ -70,8 +72,10 @@ fn json_and_routing() {
 }
 
 #[test]
-fn contract_arguments_decode_as_the_documented_structs() {
-    let ContractCall::Tx(b) = encode_request(&sign_tx("treasury", 3 * ONE_ETH)) else {
+fn vsigner_v3_contract_arguments_decode_as_the_documented_structs() {
+    let ContractCall::Tx(b) =
+        encode_request(&sign_tx("treasury", 3 * ONE_ETH), ContractLayout::VsignerV3).unwrap()
+    else {
         panic!()
     };
     let t = abi::TxRequestSC::abi_decode(&b).unwrap();
@@ -92,7 +96,9 @@ fn contract_arguments_decode_as_the_documented_structs() {
     assert_eq!(t.chainId, U256::from(1));
     assert_eq!(t.rawTransaction.as_ref(), eth_tx_raw(3 * ONE_ETH).as_slice());
 
-    let ContractCall::KeygenReshare(b) = encode_request(&reshare("treasury", 3)) else {
+    let ContractCall::KeygenReshare(b) =
+        encode_request(&reshare("treasury", 3), ContractLayout::VsignerV3).unwrap()
+    else {
         panic!()
     };
     let r = abi::KeygenReshareRequestSC::abi_decode(&b).unwrap();
@@ -101,7 +107,9 @@ fn contract_arguments_decode_as_the_documented_structs() {
     assert_eq!(r.newSigners[3].id, "dev-3");
     assert_eq!(r.newSigners[3].recordHash, hex::encode([103u8; 32]));
 
-    let ContractCall::KeygenReshare(b) = encode_request(&create_vault("treasury")) else {
+    let ContractCall::KeygenReshare(b) =
+        encode_request(&create_vault("treasury"), ContractLayout::VsignerV3).unwrap()
+    else {
         panic!()
     };
     let r = abi::KeygenReshareRequestSC::abi_decode(&b).unwrap();
@@ -111,7 +119,9 @@ fn contract_arguments_decode_as_the_documented_structs() {
         (U256::ZERO, 0, U256::from(2))
     );
 
-    let ContractCall::SignOp(b) = encode_request(&sign_message("ops", b"hello")) else {
+    let ContractCall::SignOp(b) =
+        encode_request(&sign_message("ops", b"hello"), ContractLayout::VsignerV3).unwrap()
+    else {
         panic!()
     };
     let s = abi::SignOpRequestSC::abi_decode(&b).unwrap();
@@ -119,4 +129,123 @@ fn contract_arguments_decode_as_the_documented_structs() {
         (s.contentType.as_str(), s.data.as_ref(), s.curve.as_str()),
         ("message", &b"hello"[..], "ed25519")
     );
+}
+
+/// io.finnet's handlers read these paths with these types (their samples and docs): one body
+/// serves a handler written for io.finnet and one written for vsigner.
+#[test]
+fn json_is_iofinnets_shape() {
+    let j = create_vault("treasury").to_json();
+    assert_eq!(j["__typename"], "OperationCreateVault_v3");
+    assert_eq!(j["details"]["__typename"], "OperationCreateVaultDetails");
+    assert_eq!(j["details"]["vault"]["details"]["name"], "treasury");
+    assert_eq!(j["voting"]["votes"][0]["device"]["id"], "dev-0");
+    assert_eq!(j["cDetails"]["threshold"], 2);
+    assert_eq!(j["amountOriginal"], "0");
+
+    let j = reshare("treasury", 3).to_json();
+    assert_eq!(j["__typename"], "OperationReshare_v3");
+    assert_eq!(j["rDetails"]["newThreshold"], 3);
+    assert_eq!(j["rDetails"]["originalThreshold"], 2);
+
+    // A text message is text, with its content type; the bytes are in dataHex too.
+    let j = sign_message("ops", b"pay the malicious party").to_json();
+    assert_eq!(j["__typename"], "OperationSign");
+    assert_eq!(j["signingData"]["data"], "pay the malicious party");
+    assert_eq!(j["signingData"]["contentType"], "text/plain");
+    assert_eq!(j["signingData"]["payloadKind"], "message");
+    assert_eq!(
+        j["signingData"]["dataHex"],
+        hex::encode(b"pay the malicious party")
+    );
+    // Bytes that are not text stay hex.
+    let j = sign_message("ops", &[0xff, 0x00, 0x01]).to_json();
+    assert_eq!(j["signingData"]["data"], "ff0001");
+    assert_eq!(j["signingData"]["contentType"], "application/octet-stream");
+    let j = sign_message("ops", b"bell\x07").to_json();
+    assert_eq!(j["signingData"]["contentType"], "application/octet-stream");
+
+    // A transaction is a transfer: amount in wei as a decimal string, recipient, chain.
+    let j = sign_tx("treasury", 3 * ONE_ETH).to_json();
+    assert_eq!(j["__typename"], "OperationTransferOut_v3");
+    assert_eq!(j["amountOriginal"], (3 * ONE_ETH).to_string());
+    assert_eq!(
+        j["receivingAddress"],
+        "0x000000000000000000000000000000000000dEaD"
+    );
+    assert_eq!(
+        j["transaction"]["toAddress"],
+        "0x000000000000000000000000000000000000dEaD"
+    );
+    assert_eq!(j["networkId"], "1");
+    assert_eq!(j["ethTransaction"]["value"], (3 * ONE_ETH).to_string());
+    assert_eq!(j["signingData"]["contentType"], "eth_tx");
+}
+
+/// io.finnet's published structs (`Approval.sol`), field for field.
+#[test]
+fn iofinnet_contract_arguments_decode_as_the_published_structs() {
+    use vsigner_approval::contract::iofinnet::abi as io;
+    let call = |r| encode_request(&r, ContractLayout::IoFinnet).unwrap();
+
+    let ContractCall::KeygenReshare(b) = call(reshare("treasury", 3)) else {
+        panic!()
+    };
+    let r = io::KeygenReshareRequestSC::abi_decode(&b).unwrap();
+    assert_eq!(r.Typename, "OperationReshare_v3");
+    assert_eq!((r.Id.as_str(), r.OrganisationId.as_str()), ("op-123", "org-9"));
+    assert_eq!(r.VaultName, "treasury");
+    assert_eq!(r.ReshareRequestStatus, "VOTING");
+    assert_eq!(r.NewThreshold, U256::from(3));
+    assert_eq!(r.ReshareNonce, U256::from(4));
+    assert_eq!((r.OriginalSigners.len(), r.NewSigners.len()), (3, 4));
+    assert_eq!(
+        (r.NewSigners[3].Id.as_str(), r.NewSigners[3].Weight),
+        ("dev-3", U256::from(1))
+    );
+
+    let ContractCall::KeygenReshare(b) = call(create_vault("treasury")) else {
+        panic!()
+    };
+    let r = io::KeygenReshareRequestSC::abi_decode(&b).unwrap();
+    assert_eq!(r.Typename, "OperationCreateVault_v3");
+    assert_eq!(
+        (r.OriginalSigners.len(), r.NewSigners.len(), r.NewThreshold),
+        (0, 3, U256::from(2))
+    );
+
+    let ContractCall::Tx(b) = call(sign_tx("treasury", 3 * ONE_ETH)) else {
+        panic!()
+    };
+    let t = io::SigningTransactionRequestSC::abi_decode(&b).unwrap();
+    assert_eq!(t.Typename, "OperationTransferOut_v3");
+    assert_eq!(t.AmountOriginal, (3 * ONE_ETH).to_string());
+    assert_eq!(t.ReceivingAddress, "0x000000000000000000000000000000000000dEaD");
+    assert_eq!(t.NetworkId, "1");
+    assert_eq!(
+        t.RawTransaction,
+        format!("0x{}", hex::encode(eth_tx_raw(3 * ONE_ETH)))
+    );
+    assert_eq!(t.Metadata.ContractData, "0xcafe");
+
+    let ContractCall::SignOp(b) = call(sign_message("ops", b"do fail the test")) else {
+        panic!()
+    };
+    let s = io::NodeOpSignRequestSC::abi_decode(&b).unwrap();
+    assert_eq!(
+        (s.Data.as_str(), s.ContentType.as_str()),
+        ("do fail the test", "text/plain")
+    );
+    assert_eq!((s.VaultName.as_str(), s.ChainId), ("ops", U256::ZERO));
+    assert_eq!(s.Typename, "OperationSign");
+
+    // The other layout's bytes do not decode as these structs: a mismatch is seen.
+    let ContractCall::SignOp(b) = encode_request(
+        &sign_message("ops", b"do fail the test"),
+        ContractLayout::VsignerV3,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(io::NodeOpSignRequestSC::abi_decode(&b).map_or(true, |s| s.Data != "do fail the test"));
 }

@@ -450,7 +450,7 @@ async fn requests_go_to_the_right_url_with_the_io_finnet_json() {
 
     let bodies = f.server.bodies.lock().unwrap().clone();
     let (create, reshare, tx, msg) = (&bodies[0], &bodies[1], &bodies[2], &bodies[3]);
-    assert_eq!(create["__typename"], "OperationCreateVault");
+    assert_eq!(create["__typename"], "OperationCreateVault_v3");
     assert_eq!(create["id"], "op-123");
     assert_eq!(create["organisationId"], "org-9");
     assert_eq!(create["cDetails"]["threshold"], 2);
@@ -459,26 +459,28 @@ async fn requests_go_to_the_right_url_with_the_io_finnet_json() {
     assert_eq!(create["details"]["vault"]["curve"], "secp256k1");
     assert_eq!(create["details"]["vault"]["signers"].as_array().unwrap().len(), 3);
     assert_eq!(create["voting"]["votes"][0]["device"]["id"], "dev-0");
-    assert_eq!(reshare["__typename"], "OperationReshare");
+    assert_eq!(reshare["__typename"], "OperationReshare_v3");
     assert_eq!(reshare["rDetails"]["newThreshold"], 3);
     assert_eq!(reshare["rDetails"]["originalThreshold"], 2);
     assert_eq!(reshare["rDetails"]["newSigners"].as_array().unwrap().len(), 4);
-    assert_eq!(tx["__typename"], "OperationSign");
+    assert_eq!(tx["__typename"], "OperationTransferOut_v3");
     assert_eq!(tx["amountOriginal"], "5");
     assert_eq!(
         tx["receivingAddress"],
         "0x000000000000000000000000000000000000dEaD"
     );
-    assert_eq!(tx["transaction"]["chainId"], 1);
-    assert_eq!(tx["transaction"]["nonce"], 7);
-    assert_eq!(tx["transaction"]["value"], "5");
-    assert_eq!(tx["transaction"]["data"], "0xcafe");
-    assert_eq!(tx["transaction"]["gasLimit"], 21000);
+    assert_eq!(tx["ethTransaction"]["chainId"], 1);
+    assert_eq!(tx["ethTransaction"]["nonce"], 7);
+    assert_eq!(tx["ethTransaction"]["value"], "5");
+    assert_eq!(tx["ethTransaction"]["data"], "0xcafe");
+    assert_eq!(tx["ethTransaction"]["gasLimit"], 21000);
     assert_eq!(tx["signingData"]["contentType"], "eth_tx");
     assert_eq!(tx["signingData"]["derivationPath"], "m/0/1");
     assert_eq!(tx["rawTransaction"], format!("0x{}", hex::encode(eth_tx_raw(5))));
-    assert_eq!(msg["signingData"]["contentType"], "message");
-    assert_eq!(msg["signingData"]["data"], hex::encode(b"hi"));
+    assert_eq!(msg["__typename"], "OperationSign");
+    assert_eq!(msg["signingData"]["contentType"], "text/plain");
+    assert_eq!(msg["signingData"]["data"], "hi");
+    assert_eq!(msg["signingData"]["dataHex"], hex::encode(b"hi"));
     assert_eq!(msg["details"]["vault"]["curve"], "ed25519");
 }
 

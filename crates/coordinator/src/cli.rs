@@ -71,9 +71,14 @@ pub struct ServeArgs {
         env = "VSIGNER_COORDINATOR_DATABASE"
     )]
     pub database: String,
-    /// MQTT broker for notifications, `mqtt://[user:pass@]host:port`.
+    /// MQTT broker for notifications: `mqtt://`, `mqtts://`, `ws://` or `wss://`
+    /// `[user:pass@]host[:port][/path]`.
     #[arg(long, env = "VSIGNER_COORDINATOR_MQTT")]
     pub mqtt: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (`mqtts://`, `wss://`);
+    /// without it the platform's roots are used.
+    #[arg(long, env = "VSIGNER_COORDINATOR_MQTT_CA_CERT")]
+    pub mqtt_ca_cert: Option<std::path::PathBuf>,
     /// EVM JSON-RPC endpoint per chain id for broadcasting (`CHAIN_ID=URL`, repeatable).
     #[arg(long = "evm-rpc", value_parser = parse_evm_rpc)]
     pub evm_rpc: Vec<EvmRpc>,
@@ -100,6 +105,7 @@ impl Default for ServeArgs {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: "sqlite://coordinator.db?mode=rwc".to_owned(),
             mqtt: None,
+            mqtt_ca_cert: None,
             evm_rpc: Vec::new(),
             token_ttl_secs: 900,
             keygen_expiry_secs: 600,
@@ -177,7 +183,11 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<InitOutput> {
 /// Opens the database, connects MQTT, binds `args.listen` and starts serving.
 pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoordinator> {
     let store = Store::connect(&args.database).await?;
-    let notifier = args.mqtt.as_deref().map(Notifier::connect).transpose()?;
+    let notifier = args
+        .mqtt
+        .as_deref()
+        .map(|url| Notifier::connect(url, args.mqtt_ca_cert.as_deref()))
+        .transpose()?;
     let broadcaster = Broadcaster::new(args.evm_rpc.iter().map(|r| (r.chain_id, r.url.clone())));
     let settings = Settings {
         expiry: ExpiryPolicy {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 
 use crate::domain::{DeviceId, OperationId, OperationState};
 
@@ -22,28 +22,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Connects to `mqtt://[user:password@]host[:port]` and drives the connection in a
-    /// background task (reconnecting on errors).
-    pub fn connect(url: &str) -> anyhow::Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("--mqtt is not a URL: {e}"))?;
-        if parsed.scheme() != "mqtt" && parsed.scheme() != "tcp" {
-            anyhow::bail!("--mqtt must be mqtt://host:port (TLS is not supported by the coordinator yet)");
-        }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| anyhow::anyhow!("--mqtt has no host"))?
-            .to_owned();
-        let port = parsed.port().unwrap_or(1883);
-        let client_id = format!(
-            "vsigner-coordinator-{}",
-            hex::encode(crate::crypto::random_bytes::<6>())
-        );
-        let mut opts = MqttOptions::new(client_id, host, port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        if !parsed.username().is_empty() {
-            let password = parsed.password().unwrap_or("").to_owned();
-            opts.set_credentials(parsed.username().to_owned(), password);
-        }
+    /// Connects to `mqtt://`, `mqtts://`, `ws://` or `wss://` `[user:password@]host[:port]`
+    /// (over WebSockets the path too, e.g. `/mqtt`) and drives the connection in a
+    /// background task (reconnecting on errors). TLS (rustls with ring) checks the broker's
+    /// certificate against `ca_cert` (a PEM file) or else the platform's roots.
+    pub fn connect(url: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let opts = options(url, ca_cert)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         tokio::spawn(async move {
             loop {
@@ -70,4 +54,81 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The MQTT options for `url`, with TLS and WebSockets as its scheme says.
+fn options(url: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<MqttOptions> {
+    let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("--mqtt is not a URL: {e}"))?;
+    let (tls, websocket, default_port) = match parsed.scheme() {
+        "mqtt" | "tcp" => (false, false, 1883),
+        "mqtts" | "ssl" | "tls" => (true, false, 8883),
+        "ws" => (false, true, 80),
+        "wss" => (true, true, 443),
+        other => anyhow::bail!("--mqtt has scheme `{other}`; use mqtt://, mqtts://, ws:// or wss://"),
+    };
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--mqtt has no host"))?
+        .to_owned();
+    let port = parsed.port().unwrap_or(default_port);
+    let client_id = format!(
+        "vsigner-coordinator-{}",
+        hex::encode(crate::crypto::random_bytes::<6>())
+    );
+    let mut opts = if websocket {
+        // Over WebSockets the broker address is the URL itself (path included), without
+        // the credentials (they go in the MQTT CONNECT packet).
+        let mut ws_url = parsed.clone();
+        let _ = ws_url.set_username("");
+        let _ = ws_url.set_password(None);
+        let _ = ws_url.set_port(Some(port));
+        MqttOptions::new(client_id, ws_url.to_string(), port)
+    } else {
+        MqttOptions::new(client_id, host.trim_matches(['[', ']']), port)
+    };
+    opts.set_keep_alive(Duration::from_secs(30));
+    if !parsed.username().is_empty() {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let password = parsed.password().map(decode).unwrap_or_default();
+        opts.set_credentials(decode(parsed.username()), password);
+    }
+    if ca_cert.is_some() && !tls {
+        anyhow::bail!("--mqtt-ca-cert is set but --mqtt is not TLS (use mqtts:// or wss://)");
+    }
+    if tls {
+        // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = match ca_cert {
+            Some(path) => {
+                let ca = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("--mqtt-ca-cert {}: {e}", path.display()))?;
+                if !String::from_utf8_lossy(&ca).contains("-----BEGIN CERTIFICATE-----") {
+                    anyhow::bail!("--mqtt-ca-cert {}: not a PEM certificate", path.display());
+                }
+                TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth: None,
+                }
+            }
+            None => std::panic::catch_unwind(TlsConfiguration::default).map_err(|_| {
+                anyhow::anyhow!(
+                    "the platform has no CA certificates; give the broker's CA with --mqtt-ca-cert"
+                )
+            })?,
+        };
+        opts.set_transport(if websocket {
+            Transport::wss_with_config(config)
+        } else {
+            Transport::tls_with_config(config)
+        });
+    } else if websocket {
+        opts.set_transport(Transport::Ws);
+    }
+    Ok(opts)
 }

@@ -190,17 +190,33 @@ pub fn router(
     readiness: Arc<dyn Readiness>,
 ) -> Router {
     let summary = config.summary();
+    // io.finnet's fields, names and types (their `version-resp`: strings, `port` a number,
+    // `runningWithinSGX` a boolean), except that a secret is never returned: `AuthClientSecret`
+    // says "set" (io.finnet's returns the secret itself). vsigner's additions follow.
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     let version_base = json!({
         "name": "vsigner",
         "version": env!("CARGO_PKG_VERSION"),
-        "gitCommit": option_env!("VSIGNER_GIT_COMMIT"),
+        "environment": config.environment.clone().unwrap_or_default(),
         "runningWithinSGX": running_within_sgx(),
         "approvalMode": config.approval_mode().as_str(),
+        "bindingNetworkName": config.binding_network_name.clone().unwrap_or_default(),
+        "initialDevice": config.initial_devices.join(","),
         "orgId": config.org_id,
         "port": config.port,
-        "APIBaseURL": summary["APIBaseURL"],
+        "APIBaseURL": text(&summary["APIBaseURL"]),
         "traceSpanExporter": config.trace_span_exporter.as_str(),
-        "MQTTEndpoint": summary["MQTTEndpoint"],
+        "MQTTEndpoint": text(&summary["MQTTEndpoint"]),
+        "MQTTCACert": text(&summary["MQTTCACert"]),
+        "AuthClientId": config.auth_client_id,
+        "AuthClientSecret": "set",
+        "GraphQLService": text(&summary["GraphQLService"]),
+        "ApprovalSmartContractAddress": text(&summary["ApprovalSmartContractAddress"]),
+        "gitCommit": option_env!("VSIGNER_GIT_COMMIT"),
         "initialDevices": config.initial_devices,
         "config": summary,
     });
@@ -294,8 +310,18 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 
 async fn version(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
     let devices = state.registrar.devices().await;
+    // A device runs only when its keystore record and its registration at the coordinator
+    // agree (registration is crash-safe), so io.finnet's three lists are the same here.
+    let ids = devices
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut body = state.version_base.clone();
     if let Some(obj) = body.as_object_mut() {
+        obj.insert("devicesInBackend".into(), json!(ids));
+        obj.insert("devicesInFileSystem".into(), json!(ids));
+        obj.insert("devicesInBoth".into(), json!(ids));
         obj.insert("devices".into(), json!(devices));
     }
     Json(body)

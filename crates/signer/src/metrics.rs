@@ -37,6 +37,9 @@ pub const PRESIGNATURE_POOL: &str = "vsigner_presignature_pool";
 pub const APPROVAL_LATENCY_SECONDS: &str = "vsigner_approval_latency_seconds";
 /// `vsigner_mqtt_reconnects_total{device}`.
 pub const MQTT_RECONNECTS_TOTAL: &str = "vsigner_mqtt_reconnects_total";
+/// Counter: approvals asked again because the approver gave no trustworthy answer
+/// (unreachable, timed out, 5xx, an unsigned or malformed reply): no vote was cast.
+pub const APPROVAL_RETRIES_TOTAL: &str = "vsigner_approval_retries_total";
 /// `vsigner_devices`.
 pub const DEVICES: &str = "vsigner_devices";
 
@@ -48,6 +51,7 @@ pub const ALL: &[&str] = &[
     PRESIGNATURE_POOL,
     APPROVAL_LATENCY_SECONDS,
     MQTT_RECONNECTS_TOTAL,
+    APPROVAL_RETRIES_TOTAL,
     DEVICES,
 ];
 
@@ -180,6 +184,11 @@ pub fn approval_latency(decision: &Decision, duration: Duration) {
         .record(duration.as_secs_f64());
 }
 
+/// Counts an approval that will be asked again (no trustworthy answer, no vote).
+pub fn approval_retry(decision: &Decision) {
+    counter!(APPROVAL_RETRIES_TOTAL, "mode" => decision.mode.as_str()).increment(1);
+}
+
 /// Counts a reconnection of `device`'s (its id) MQTT link.
 pub fn mqtt_reconnect(device: &str) {
     counter!(MQTT_RECONNECTS_TOTAL, "device" => device.to_owned()).increment(1);
@@ -223,6 +232,10 @@ pub fn describe() {
         "Time to get the approver's decision"
     );
     describe_counter!(MQTT_RECONNECTS_TOTAL, "Reconnections of a device's MQTT link");
+    describe_counter!(
+        APPROVAL_RETRIES_TOTAL,
+        "Approvals asked again because the approver gave no trustworthy answer (no vote cast)"
+    );
     describe_gauge!(DEVICES, "Virtual devices run by this instance");
 }
 

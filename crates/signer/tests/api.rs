@@ -238,6 +238,40 @@ async fn version_needs_the_token_and_shows_no_secret() {
     );
     assert_eq!(v["config"]["AuthClientSecret"], "set");
     assert_eq!(v["config"]["MQTTPassword"], "set");
+    // io.finnet's `version-resp`: every field, their types (strings but `port` and
+    // `runningWithinSGX`); the secret says "set" instead of itself.
+    for field in [
+        "name",
+        "version",
+        "environment",
+        "approvalMode",
+        "bindingNetworkName",
+        "initialDevice",
+        "orgId",
+        "APIBaseURL",
+        "traceSpanExporter",
+        "devicesInBackend",
+        "devicesInFileSystem",
+        "devicesInBoth",
+        "MQTTEndpoint",
+        "MQTTCACert",
+        "AuthClientId",
+        "AuthClientSecret",
+        "GraphQLService",
+        "ApprovalSmartContractAddress",
+    ] {
+        assert!(
+            v[field].is_string(),
+            "{field} is not a string in /version: {text}"
+        );
+    }
+    assert!(
+        v["port"].is_number() && v["runningWithinSGX"].is_boolean(),
+        "{text}"
+    );
+    assert_eq!(v["AuthClientSecret"], "set");
+    assert_eq!(v["devicesInBoth"], "dev-1");
+    assert_eq!(v["GraphQLService"], "http://127.0.0.1:8000/graphql/graphql");
 }
 
 #[tokio::test]

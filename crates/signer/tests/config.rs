@@ -176,7 +176,9 @@ LogFormat = "text"
     let summary = c.summary();
     let text = summary.to_string();
     for key in keys::ALL {
+        // InitialDevice is folded into InitialDevices.
         if *key == keys::KEYSTORE_PASSPHRASE
+            || *key == keys::INITIAL_DEVICE
             || key.starts_with("ApprovalNode")
             || key.starts_with("ApprovalSmart")
             || key.starts_with("ApprovalChain")
@@ -261,8 +263,8 @@ fn unknown_keys_are_refused() {
 fn bad_values_name_the_key_and_what_is_expected() {
     assert_eq!(
         err(with(base_env(), "VSIGNER_MQTTEndpoint", "htp://x")),
-        "config key MQTTEndpoint (from env VSIGNER_MQTTEndpoint): expected mqtt://, mqtts://, tcp://, ssl:// \
-         or tls:// URL, got \"htp://x\""
+        "config key MQTTEndpoint (from env VSIGNER_MQTTEndpoint): expected an mqtt://, mqtts://, tcp://, \
+         ssl://, tls://, ws:// or wss:// URL, got \"htp://x\""
     );
     let (_d, path) = file("c.json", r#"{"MQTTEndpoint": "htp://x"}"#);
     let e = SignerConfig::load(
@@ -273,7 +275,7 @@ fn bad_values_name_the_key_and_what_is_expected() {
     .to_string();
     assert_eq!(
         e,
-        "config key MQTTEndpoint: expected mqtt://, mqtts://, tcp://, ssl:// or tls:// URL, got \"htp://x\""
+        "config key MQTTEndpoint: expected an mqtt://, mqtts://, tcp://, ssl://, tls://, ws:// or wss:// URL, got \"htp://x\""
     );
     let cases: &[(&str, &str, &str)] = &[
         ("VSIGNER_Port", "http", "config key Port (from env VSIGNER_Port): expected a port number"),
@@ -606,4 +608,99 @@ fn a_webhook_anyone_could_answer_is_refused_at_start() {
             && w.contains("plain http")),
         "{w:?}"
     );
+}
+
+/// io.finnet's configuration file, unchanged, starts vsigner: every key of theirs is
+/// accepted (the meaningful ones used), and only vsigner's own secrets come from the
+/// environment. Before [compat] `InitialDevice`, `Environment`, `BindingNetworkName` and
+/// `GraphQLService` stopped it as unknown keys, and a `wss://` broker was refused.
+#[test]
+fn an_iofinnet_configuration_file_is_accepted() {
+    let pem_hex = hex::encode(
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+    );
+    let (_d, path) = file(
+        "config.json",
+        &serde_json::json!({
+            "Port": 8080,
+            "PrometheusPort": 9090,
+            "OrgId": "ap3hsaaaa1koxjkbaaaaavso",
+            "AuthClientId": "client-id",
+            "AuthClientSecret": SECRET,
+            "Environment": "production",
+            "BindingNetworkName": "eth0",
+            "InitialDevice": "VS_Treasury",
+            "APIBaseURL": "https://api.iofinnet.example",
+            "GraphQLService": "https://graphql.iofinnet.example/graphql",
+            "MQTTEndpoint": "wss://mqtt.vault.iofinnet.example:8084/mqtt",
+            "MQTTCACert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "ApprovalMode": "SmartContract",
+            "ApprovalNodeRPCAddress": "https://polygon-rpc.example",
+            "ApprovalSmartContractAddress": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "ExternalTransactionApprovalURL": "https://approver.example/my-api/transaction-approval",
+            "ExternalReshareApprovalURL": "https://approver.example/my-api/reshare-approval",
+            "ApprovalHTTPPublicKeyHex": pem_hex,
+            "TraceSpanExporter": "OTLP-TLS",
+            "OTELExporterOTLPEndpoint": "https://otel.example:4318",
+            "STORAGE_BUCKET_URL": "/var/lib/vsigner",
+        })
+        .to_string(),
+    );
+    let env = [
+        ("VSIGNER_KeystorePassphrase", PASSPHRASE),
+        ("VSIGNER_SignerAPIToken", TOKEN),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let c = SignerConfig::load(Some(&path), env.into_iter()).unwrap();
+    assert_eq!(c.initial_devices, vec!["VS_Treasury"]);
+    assert_eq!(
+        c.graphql_url.as_ref().unwrap().as_str(),
+        "https://graphql.iofinnet.example/graphql"
+    );
+    assert_eq!(
+        c.mqtt_endpoint.as_str(),
+        "wss://mqtt.vault.iofinnet.example:8084/mqtt"
+    );
+    assert_eq!(c.environment.as_deref(), Some("production"));
+    assert_eq!(c.binding_network_name.as_deref(), Some("eth0"));
+    match &c.approval.mode {
+        ModeConfig::SmartContract(sc) => assert_eq!(sc.layout, vsigner_approval::ContractLayout::IoFinnet),
+        other => panic!("{other:?}"),
+    }
+    let summary = c.summary();
+    assert_eq!(
+        summary["GraphQLService"],
+        "https://graphql.iofinnet.example/graphql"
+    );
+    assert_eq!(summary["ApprovalContractLayout"], "iofinnet");
+
+    // Unknown keys still fail; one device named twice over is refused, naming both keys.
+    let e = err(with(base_env(), "VSIGNER_InitialDevise", "x"));
+    assert!(e.contains("InitialDevise"), "{e}");
+    let e = err(with(
+        with(base_env(), "VSIGNER_InitialDevice", "a"),
+        "VSIGNER_InitialDevices",
+        "b",
+    ));
+    assert!(e.contains("InitialDevice") && e.contains("not both"), "{e}");
+    let e = err(with(
+        with(
+            with(
+                with(base_env(), "VSIGNER_ApprovalMode", "SmartContract"),
+                "VSIGNER_ApprovalNodeRPCAddress",
+                "http://127.0.0.1:8545",
+            ),
+            "VSIGNER_ApprovalSmartContractAddress",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        ),
+        "VSIGNER_ApprovalContractLayout",
+        "v2",
+    ));
+    assert!(
+        e.contains("ApprovalContractLayout") && e.contains("iofinnet or vsigner-v3"),
+        "{e}"
+    );
+    // GraphQL defaults to the base URL's /graphql.
+    let c = load_env(base_env()).unwrap();
+    assert_eq!(c.summary()["GraphQLService"], "http://127.0.0.1:8000/graphql");
 }

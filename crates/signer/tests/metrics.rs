@@ -44,6 +44,7 @@ async fn records_and_scrapes() {
         failed: true,
     };
     metrics::approval_latency(&failed, Duration::from_secs(10));
+    metrics::approval_retry(&failed);
     metrics::mqtt_reconnect("dev-1");
     metrics::devices(2);
 
@@ -113,6 +114,10 @@ async fn records_and_scrapes() {
     );
     assert_eq!(
         sample(&text, r#"vsigner_mqtt_reconnects_total{device="dev-1"}"#),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&text, r#"vsigner_approval_retries_total{mode="API"}"#),
         Some("1")
     );
     assert_eq!(sample(&text, "vsigner_devices"), Some("2"));

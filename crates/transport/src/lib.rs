@@ -30,7 +30,7 @@ pub mod topics;
 pub use error::{Rejection, TransportError};
 pub use identity::{DeviceId, DeviceIdentity, DevicePublicKeys};
 pub use inbox::{InboxLimits, InboxStats, MAX_ROUNDS};
-pub use mqtt::{Link, LinkStats, MqttConfig};
+pub use mqtt::{BrokerScheme, Link, LinkStats, MqttConfig};
 pub use session::{
     Session, SessionIncoming, SessionOutgoing, SessionParty, SessionReport, SessionSpec, DEFAULT_IDLE_TIMEOUT,
 };

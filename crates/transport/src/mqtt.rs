@@ -65,24 +65,27 @@ impl MqttConfig {
         };
         let url = url::Url::parse(&self.endpoint).map_err(|e| {
             bad(format!(
-                "{e}; expected e.g. mqtt://host:1883 or mqtts://host:8883"
+                "{e}; expected e.g. mqtt://host:1883, mqtts://host:8883 or wss://host:8084/mqtt"
             ))
         })?;
-        let tls = match url.scheme() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" | "tls" => true,
-            other => {
-                return Err(bad(format!(
-                    "unknown scheme `{other}`; use mqtt://, tcp://, mqtts://, ssl:// or tls://"
-                )))
-            }
-        };
+        let scheme = BrokerScheme::of(&url).map_err(bad)?;
+        let tls = scheme.tls();
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("no host".into()))?;
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        let mut options = MqttOptions::new(client_id, host.trim_matches(['[', ']']), port);
+        let port = url.port().unwrap_or(scheme.default_port());
+        let mut options = if scheme.websocket() {
+            // Over WebSockets the broker address is the URL (path included), without the
+            // credentials (they go in the MQTT CONNECT packet).
+            let mut ws_url = url.clone();
+            let _ = ws_url.set_username("");
+            let _ = ws_url.set_password(None);
+            let _ = ws_url.set_port(Some(port));
+            MqttOptions::new(client_id, ws_url.to_string(), port)
+        } else {
+            MqttOptions::new(client_id, host.trim_matches(['[', ']']), port)
+        };
         options
             .set_clean_session(false)
             .set_keep_alive(self.keep_alive)
@@ -135,9 +138,63 @@ impl MqttConfig {
                     }
                 })?,
             };
-            options.set_transport(Transport::tls_with_config(config));
+            options.set_transport(if scheme.websocket() {
+                Transport::wss_with_config(config)
+            } else {
+                Transport::tls_with_config(config)
+            });
+        } else if scheme.websocket() {
+            options.set_transport(Transport::Ws);
         }
         Ok(options)
+    }
+}
+
+/// How a broker URL connects: MQTT over TCP or WebSockets, with or without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerScheme {
+    /// `mqtt://` or `tcp://` (port 1883).
+    Tcp,
+    /// `mqtts://`, `ssl://` or `tls://` (port 8883).
+    Tls,
+    /// `ws://` (port 80; the URL's path is the WebSocket endpoint, e.g. `/mqtt`).
+    Ws,
+    /// `wss://` (port 443; io.finnet's broker is `wss://…:8084`).
+    Wss,
+}
+
+impl BrokerScheme {
+    /// The scheme of `url`, or why it is not one.
+    pub fn of(url: &url::Url) -> Result<Self, String> {
+        match url.scheme() {
+            "mqtt" | "tcp" => Ok(Self::Tcp),
+            "mqtts" | "ssl" | "tls" => Ok(Self::Tls),
+            "ws" => Ok(Self::Ws),
+            "wss" => Ok(Self::Wss),
+            other => Err(format!(
+                "unknown scheme `{other}`; use mqtt://, tcp://, mqtts://, ssl://, tls://, ws:// or wss://"
+            )),
+        }
+    }
+
+    /// Whether the connection is encrypted (the broker is authenticated by its certificate).
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Tls | Self::Wss)
+    }
+
+    /// Whether MQTT runs over WebSockets.
+    pub fn websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+
+    /// The port when the URL has none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Tcp => 1883,
+            Self::Tls => 8883,
+            Self::Ws => 80,
+            Self::Wss => 443,
+        }
     }
 }
 

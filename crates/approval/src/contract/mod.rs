@@ -1,122 +1,53 @@
 //! `SmartContract` mode: a read-only `eth_call` to an approval contract.
 //!
-//! The argument is the ABI encoding (Solidity `abi.encode(request)`) of one of the structs in
-//! [`abi`], each with a `version` field (currently [`abi::VERSION`]); the contract decodes it
-//! with `abi.decode(data, (Struct))`. It returns `uint8`: 0 approve, 1 reject, 2 abstain.
-//! Documented in `examples/approval-contract/README.md`.
+//! The contract's three functions take the ABI encoding (Solidity `abi.encode(request)`) of
+//! a request struct and return `uint8`: 0 approve, 1 reject, 2 abstain. Which structs is
+//! `ApprovalContractLayout`:
+//! - [`iofinnet`] (default): io.finnet's published `Approval.sol` structs, field for field, so
+//!   a policy contract written for io.finnet's Virtual Signer decides unchanged;
+//! - [`vsigner_v3`]: vsigner's richer structs (`examples/approval-contract/README.md`).
+//!
+//! A layout mismatch must never approve: every encoded request is decoded back under the
+//! configured layout before it is sent (anything else is a refusal), and an answer other
+//! than 0, 1 or 2, a revert or an RPC failure is not an approval.
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::Bytes;
 use alloy::providers::{DynProvider, Provider as _, ProviderBuilder};
-use alloy::sol_types::SolValue as _;
+use alloy::sol_types::SolValue;
 use sha2::Digest as _;
 
 use crate::api::fmt_duration;
-use crate::config::{ApprovalMode, ContractConfig};
+use crate::config::{ApprovalMode, ContractConfig, ContractLayout};
 use crate::decision::{Decision, Vote};
-use crate::request::{ApprovalRequest, Operation, SignPayload, Signer};
+use crate::request::ApprovalRequest;
 
-/// The ABI of the approval contract and of its request structs (version [`abi::VERSION`]).
-#[allow(missing_docs)]
-pub mod abi {
-    alloy::sol! {
-        /// The approval contract. Declared here as returning `uint256` (the ABI word of the
-        /// contract's `uint8`) so that an out-of-range result is seen, not truncated.
-        #[sol(rpc)]
-        interface IApproval {
-            function approvedKeygenReshare(bytes encodedKeygenReshare) external view returns (uint256);
-            function approvedTx(bytes encodedTx) external view returns (uint256);
-            function approvedSignOp(bytes encodedSignOp) external view returns (uint256);
-        }
+pub mod iofinnet;
+pub mod vsigner_v3;
 
-        /// One device of a signer set.
-        #[derive(Debug, PartialEq, Eq)]
-        struct SignerSC {
-            string id;
-            string name;
-            uint256 weight;
-            string identityPublicKeyHex;
-            string recordHash;
-        }
+pub use vsigner_v3::abi;
 
-        /// Vault creation (old set empty, old threshold 0) or reshare.
-        #[derive(Debug, PartialEq, Eq)]
-        struct KeygenReshareRequestSC {
-            uint8 version;
-            string typename;
-            string id;
-            string organisationId;
-            string expiresAt;
-            string vaultId;
-            string vaultName;
-            string curve;
-            string vaultPublicKey;
-            uint256 keyGeneration;
-            uint256 oldThreshold;
-            SignerSC[] oldSigners;
-            uint256 newThreshold;
-            SignerSC[] newSigners;
-        }
-
-        /// Signing of an Ethereum EIP-1559 transaction.
-        #[derive(Debug, PartialEq, Eq)]
-        struct TxRequestSC {
-            uint8 version;
-            string typename;
-            string id;
-            string organisationId;
-            string expiresAt;
-            string vaultId;
-            string vaultName;
-            string curve;
-            string vaultPublicKey;
-            uint256 keyGeneration;
-            string derivationPath;
-            uint256 chainId;
-            uint256 nonce;
-            address to;
-            bool isCreate;
-            uint256 value;
-            bytes data;
-            uint256 gasLimit;
-            uint256 maxFeePerGas;
-            uint256 maxPriorityFeePerGas;
-            bytes rawTransaction;
-        }
-
-        /// Signing of a raw digest or a message.
-        #[derive(Debug, PartialEq, Eq)]
-        struct SignOpRequestSC {
-            uint8 version;
-            string typename;
-            string id;
-            string organisationId;
-            string expiresAt;
-            string vaultId;
-            string vaultName;
-            string curve;
-            string vaultPublicKey;
-            uint256 keyGeneration;
-            string derivationPath;
-            string contentType;
-            bytes data;
-        }
+alloy::sol! {
+    /// The approval contract. Declared here as returning `uint256` (the ABI word of the
+    /// contract's `uint8`) so that an out-of-range result is seen, not truncated.
+    #[sol(rpc)]
+    interface IApproval {
+        function approvedKeygenReshare(bytes encodedKeygenReshare) external view returns (uint256);
+        function approvedTx(bytes encodedTx) external view returns (uint256);
+        function approvedSignOp(bytes encodedSignOp) external view returns (uint256);
     }
 
-    /// The version of the structs above (2: signers carry their record hash; 3: the
-    /// vault's public key and key generation).
-    pub const VERSION: u8 = 3;
 }
 
 /// Which contract function a request goes to, and its encoded argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContractCall {
-    /// `approvedKeygenReshare(bytes)` with an encoded [`abi::KeygenReshareRequestSC`].
+    /// `approvedKeygenReshare(bytes)` with an encoded keygen/reshare struct.
     KeygenReshare(Bytes),
-    /// `approvedTx(bytes)` with an encoded [`abi::TxRequestSC`].
+    /// `approvedTx(bytes)` with an encoded transaction struct.
     Tx(Bytes),
-    /// `approvedSignOp(bytes)` with an encoded [`abi::SignOpRequestSC`].
+    /// `approvedSignOp(bytes)` with an encoded sign-op struct.
     SignOp(Bytes),
 }
 
@@ -131,107 +62,54 @@ impl ContractCall {
     }
 }
 
-fn signers_sc(s: &[Signer]) -> Vec<abi::SignerSC> {
-    s.iter()
-        .map(|s| abi::SignerSC {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            weight: U256::from(s.weight),
-            identityPublicKeyHex: s.identity_public_key_hex.clone(),
-            recordHash: s.record_hash_hex.clone(),
-        })
-        .collect()
-}
-
-/// Encodes a request for the contract (Solidity `abi.encode(struct)`).
-pub fn encode_request(r: &ApprovalRequest) -> ContractCall {
-    let v = &r.vault;
-    match &r.operation {
-        Operation::CreateVault | Operation::Reshare { .. } => {
-            let (old_threshold, old_signers, new_threshold, new_signers) = match &r.operation {
-                Operation::Reshare {
-                    new_threshold,
-                    new_signers,
-                } => (
-                    v.threshold,
-                    signers_sc(&v.signers),
-                    *new_threshold,
-                    signers_sc(new_signers),
-                ),
-                _ => (0, Vec::new(), v.threshold, signers_sc(&v.signers)),
-            };
-            let s = abi::KeygenReshareRequestSC {
-                version: abi::VERSION,
-                typename: r.typename().into(),
-                id: r.operation_id.clone(),
-                organisationId: r.organisation_id.clone(),
-                expiresAt: r.expires_at.clone(),
-                vaultId: v.id.clone(),
-                vaultName: v.name.clone(),
-                curve: v.curve.as_str().into(),
-                vaultPublicKey: v.public_key.clone().unwrap_or_default(),
-                keyGeneration: U256::from(v.key_generation),
-                oldThreshold: U256::from(old_threshold),
-                oldSigners: old_signers,
-                newThreshold: U256::from(new_threshold),
-                newSigners: new_signers,
-            };
-            ContractCall::KeygenReshare(s.abi_encode().into())
-        }
-        Operation::Sign {
-            payload,
-            derivation_path,
-        } => {
-            let path = derivation_path.clone().unwrap_or_default();
-            match payload {
-                SignPayload::EthereumTransaction(tx) => {
-                    let t = tx.transaction();
-                    let s = abi::TxRequestSC {
-                        version: abi::VERSION,
-                        typename: r.typename().into(),
-                        id: r.operation_id.clone(),
-                        organisationId: r.organisation_id.clone(),
-                        expiresAt: r.expires_at.clone(),
-                        vaultId: v.id.clone(),
-                        vaultName: v.name.clone(),
-                        curve: v.curve.as_str().into(),
-                        vaultPublicKey: v.public_key.clone().unwrap_or_default(),
-                        keyGeneration: U256::from(v.key_generation),
-                        derivationPath: path,
-                        chainId: U256::from(t.chain_id),
-                        nonce: U256::from(t.nonce),
-                        to: tx.to().unwrap_or(Address::ZERO),
-                        isCreate: tx.to().is_none(),
-                        value: t.value,
-                        data: t.input.clone(),
-                        gasLimit: U256::from(t.gas_limit),
-                        maxFeePerGas: U256::from(t.max_fee_per_gas),
-                        maxPriorityFeePerGas: U256::from(t.max_priority_fee_per_gas),
-                        rawTransaction: Bytes::copy_from_slice(tx.raw()),
-                    };
-                    ContractCall::Tx(s.abi_encode().into())
-                }
-                SignPayload::Digest(_) | SignPayload::Message(_) => {
-                    let s = abi::SignOpRequestSC {
-                        version: abi::VERSION,
-                        typename: r.typename().into(),
-                        id: r.operation_id.clone(),
-                        organisationId: r.organisation_id.clone(),
-                        expiresAt: r.expires_at.clone(),
-                        vaultId: v.id.clone(),
-                        vaultName: v.name.clone(),
-                        curve: v.curve.as_str().into(),
-                        vaultPublicKey: v.public_key.clone().unwrap_or_default(),
-                        keyGeneration: U256::from(v.key_generation),
-                        derivationPath: path,
-                        contentType: payload.content_type().into(),
-                        data: Bytes::copy_from_slice(payload.data()),
-                    };
-                    ContractCall::SignOp(s.abi_encode().into())
-                }
-            }
+impl ContractCall {
+    /// The encoded argument.
+    pub fn argument(&self) -> &Bytes {
+        match self {
+            ContractCall::KeygenReshare(b) | ContractCall::Tx(b) | ContractCall::SignOp(b) => b,
         }
     }
+}
+
+/// Encodes a request for the contract under `layout`, and checks that it decodes back under
+/// the same layout to the same bytes (a struct mismatch must never reach the contract).
+pub fn encode_request(r: &ApprovalRequest, layout: ContractLayout) -> Result<ContractCall, String> {
+    let call = match layout {
+        ContractLayout::IoFinnet => iofinnet::encode(r),
+        ContractLayout::VsignerV3 => vsigner_v3::encode(r),
+    };
+    let ok = match (layout, &call) {
+        (ContractLayout::IoFinnet, ContractCall::KeygenReshare(b)) => {
+            decodes_back::<iofinnet::abi::KeygenReshareRequestSC>(b)
+        }
+        (ContractLayout::IoFinnet, ContractCall::Tx(b)) => {
+            decodes_back::<iofinnet::abi::SigningTransactionRequestSC>(b)
+        }
+        (ContractLayout::IoFinnet, ContractCall::SignOp(b)) => {
+            decodes_back::<iofinnet::abi::NodeOpSignRequestSC>(b)
+        }
+        (ContractLayout::VsignerV3, ContractCall::KeygenReshare(b)) => {
+            decodes_back::<abi::KeygenReshareRequestSC>(b)
+        }
+        (ContractLayout::VsignerV3, ContractCall::Tx(b)) => decodes_back::<abi::TxRequestSC>(b),
+        (ContractLayout::VsignerV3, ContractCall::SignOp(b)) => decodes_back::<abi::SignOpRequestSC>(b),
+    };
+    if ok {
+        Ok(call)
+    } else {
+        Err(format!(
+            "the {} request does not decode back under the {} layout",
+            call.function(),
+            layout.as_str()
+        ))
+    }
+}
+
+/// True when `bytes` decode as `T` and encode again to exactly `bytes`.
+fn decodes_back<T: SolValue + From<<T::SolType as alloy::sol_types::SolType>::RustType>>(
+    bytes: &[u8],
+) -> bool {
+    T::abi_decode(bytes).is_ok_and(|v| v.abi_encode() == bytes)
 }
 
 /// Asks an approval contract.
@@ -338,9 +216,15 @@ impl ContractApprover {
 
     /// Calls the contract. Never fails: a failure is a decision that is not an approval.
     pub async fn decide(&self, request: &ApprovalRequest) -> Decision {
-        let call = encode_request(request);
+        let call = match encode_request(request, self.config.layout) {
+            Ok(call) => call,
+            Err(reason) => {
+                tracing::warn!(operation = %request.operation_id, %reason, "approval failed");
+                return Decision::failure(ApprovalMode::SmartContract, reason);
+            }
+        };
         let f = call.function();
-        let contract = abi::IApproval::new(self.config.address, &self.provider);
+        let contract = IApproval::new(self.config.address, &self.provider);
         let fail = |reason: String| {
             tracing::warn!(operation = %request.operation_id, function = f, %reason, "approval failed");
             Decision::failure(ApprovalMode::SmartContract, reason)

@@ -112,3 +112,23 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A Python process, killed when dropped.
+pub struct Py(pub std::process::Child);
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether python3 with the `cryptography` package can run (the Python webhooks need it).
+pub fn python_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

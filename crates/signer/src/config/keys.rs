@@ -27,6 +27,14 @@ pub const MQTT_USERNAME: &str = "MQTTUsername";
 pub const MQTT_PASSWORD: &str = "MQTTPassword";
 /// Devices to create on first start.
 pub const INITIAL_DEVICES: &str = "InitialDevices";
+/// io.finnet's one device to create on first start (a one-name `InitialDevices`).
+pub const INITIAL_DEVICE: &str = "InitialDevice";
+/// The coordinator's GraphQL URL (default: `APIBaseURL` + `/graphql`).
+pub const GRAPHQL_SERVICE: &str = "GraphQLService";
+/// io.finnet's deployment environment name: reported by `GET /version`, used for nothing else.
+pub const ENVIRONMENT: &str = "Environment";
+/// io.finnet's binding network name: reported by `GET /version`, used for nothing else.
+pub const BINDING_NETWORK_NAME: &str = "BindingNetworkName";
 /// `none` | `stdout` | `OTLP-NO-TLS` | `OTLP-TLS`.
 pub const TRACE_SPAN_EXPORTER: &str = "TraceSpanExporter";
 /// OTLP/HTTP collector for spans.
@@ -70,11 +78,15 @@ pub const ALL: &[&str] = &[
     AUTH_CLIENT_ID,
     AUTH_CLIENT_SECRET,
     API_BASE_URL,
+    GRAPHQL_SERVICE,
     MQTT_ENDPOINT,
     MQTT_CA_CERT,
     MQTT_USERNAME,
     MQTT_PASSWORD,
     INITIAL_DEVICES,
+    INITIAL_DEVICE,
+    ENVIRONMENT,
+    BINDING_NETWORK_NAME,
     approval::APPROVAL_MODE,
     approval::TRANSACTION_URL,
     approval::RESHARE_URL,
@@ -86,6 +98,7 @@ pub const ALL: &[&str] = &[
     approval::ACCEPT_INSECURE,
     approval::CHAIN_ID,
     approval::CONTRACT_CODE_HASH,
+    approval::CONTRACT_LAYOUT,
     TRUSTED_DEVICE_KEYS,
     TRACE_SPAN_EXPORTER,
     OTLP_ENDPOINT,

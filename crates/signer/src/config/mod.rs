@@ -15,8 +15,10 @@
 
 mod error;
 pub mod keys;
+mod local;
 mod raw;
 mod settings;
+mod shown;
 mod values;
 
 use std::fmt;
@@ -24,12 +26,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
-use vsigner_approval::{ApprovalConfig, ApprovalMode, ModeConfig};
+use vsigner_approval::{ApprovalConfig, ApprovalMode};
 use vsigner_transport::MqttConfig;
 use zeroize::Zeroizing;
 
 pub use error::{ConfigError, Origin};
 use raw::RawMap;
+pub use shown::{shown_storage, shown_url};
 use values::{MqttParts, Reader};
 
 /// Default `Port`.
@@ -190,6 +193,12 @@ pub struct SignerConfig {
     pub auth_client_secret: Zeroizing<String>,
     /// `APIBaseURL`: the coordinator.
     pub api_base_url: Url,
+    /// `GraphQLService`: the GraphQL URL when it is not `APIBaseURL` + `/graphql`.
+    pub graphql_url: Option<Url>,
+    /// `Environment` (io.finnet's; reported by `GET /version` only).
+    pub environment: Option<String>,
+    /// `BindingNetworkName` (io.finnet's; reported by `GET /version` only).
+    pub binding_network_name: Option<String>,
     /// `MQTTEndpoint` without credentials (credentials in the URL move to the fields below).
     pub mqtt_endpoint: Url,
     /// `MQTTCACert`.
@@ -198,7 +207,8 @@ pub struct SignerConfig {
     pub mqtt_username: Option<String>,
     /// `MQTTPassword` (or the password of `MQTTEndpoint`).
     pub mqtt_password: Option<Zeroizing<String>>,
-    /// `InitialDevices`: names of the virtual devices to create when none exists.
+    /// `InitialDevices` (or io.finnet's `InitialDevice`, one name): names of the virtual
+    /// devices to create when none exists.
     pub initial_devices: Vec<String>,
     /// The approval keys, validated by [`ApprovalConfig::from_values`].
     pub approval: ApprovalConfig,
@@ -231,74 +241,6 @@ pub struct SignerConfig {
     pub allow_public_test_primes: bool,
     /// `LogFormat`.
     pub log_format: LogFormat,
-}
-
-/// `Some(value)` shown, or `<redacted>` / `None` for secrets.
-fn redacted<T>(v: &Option<T>) -> Option<&'static str> {
-    v.as_ref().map(|_| "<redacted>")
-}
-
-impl fmt::Debug for SignerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignerConfig")
-            .field("port", &self.port)
-            .field("prometheus_port", &self.prometheus_port)
-            .field("org_id", &self.org_id)
-            .field("auth_client_id", &self.auth_client_id)
-            .field("auth_client_secret", &"<redacted>")
-            .field("api_base_url", &shown_url(&self.api_base_url))
-            .field("mqtt_endpoint", &shown_url(&self.mqtt_endpoint))
-            .field("mqtt_ca_cert", &self.mqtt_ca_cert)
-            .field("mqtt_username", &self.mqtt_username)
-            .field("mqtt_password", &redacted(&self.mqtt_password))
-            .field("initial_devices", &self.initial_devices)
-            .field("approval", &self.approval)
-            .field(
-                "trusted_device_keys",
-                &self.trusted_device_keys.as_ref().map(|k| k.len()),
-            )
-            .field("trace_span_exporter", &self.trace_span_exporter)
-            .field(
-                "otlp_traces_endpoint",
-                &self.otlp_traces_endpoint.as_ref().map(shown_url),
-            )
-            .field(
-                "otlp_logs_endpoint",
-                &self.otlp_logs_endpoint.as_ref().map(shown_url),
-            )
-            .field("storage_bucket_url", &shown_storage(&self.storage_bucket_url))
-            .field("keystore_sealing", &self.keystore_sealing)
-            .field("signer_api_token", &"<redacted>")
-            .field("poll_interval", &self.poll_interval)
-            .field("max_concurrent_operations", &self.max_concurrent_operations)
-            .field("prime_pool_target", &self.prime_pool_target)
-            .field("presignature_pool_target", &self.presignature_pool_target)
-            .field("protocol_idle_timeout", &self.protocol_idle_timeout)
-            .field("allow_public_test_primes", &self.allow_public_test_primes)
-            .field("log_format", &self.log_format)
-            .finish()
-    }
-}
-
-/// A URL for logs and summaries: scheme, host, port and path; never user info, query or
-/// fragment (they often carry an access key).
-pub fn shown_url(url: &Url) -> String {
-    let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-    if let Some(p) = url.port() {
-        out.push_str(&format!(":{p}"));
-    }
-    if url.path() != "/" || url.as_str().ends_with('/') {
-        out.push_str(url.path());
-    }
-    out
-}
-
-/// `STORAGE_BUCKET_URL` for summaries: a path as is; a URL via [`shown_url`].
-pub fn shown_storage(s: &str) -> String {
-    match Url::parse(s) {
-        Ok(u) if s.contains("://") => shown_url(&u),
-        _ => s.to_owned(),
-    }
 }
 
 /// Longest device name, in characters.
@@ -362,6 +304,12 @@ impl SignerConfig {
             "the coordinator URL, e.g. https://coordinator:8443",
         )?;
         let api_base_url = r.http_url(keys::API_BASE_URL, &api_base)?;
+        let graphql_url = match r.string(keys::GRAPHQL_SERVICE)? {
+            Some(s) => Some(r.http_url(keys::GRAPHQL_SERVICE, &s)?),
+            None => None,
+        };
+        let environment = r.string(keys::ENVIRONMENT)?;
+        let binding_network_name = r.string(keys::BINDING_NETWORK_NAME)?;
         let MqttParts {
             endpoint: mqtt_endpoint,
             username: mqtt_username,
@@ -437,6 +385,9 @@ impl SignerConfig {
             auth_client_id,
             auth_client_secret,
             api_base_url,
+            graphql_url,
+            environment,
+            binding_network_name,
             mqtt_endpoint,
             mqtt_ca_cert,
             mqtt_username,
@@ -465,65 +416,6 @@ impl SignerConfig {
         self.approval.approval_mode()
     }
 
-    /// Settings that are valid but risky, one sentence each, for the daemon to log as
-    /// warnings at start (never containing a secret).
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.allow_public_test_primes {
-            out.push(
-                "AllowPublicTestPrimes is true: key material made from the public test primes \
-                 (test-data/primes) is accepted, and anyone can decrypt its Paillier ciphertexts \
-                 and learn the key from one signature (for tests and demonstrations only)"
-                    .to_owned(),
-            );
-        }
-        if self.approval_mode() == ApprovalMode::AlwaysApprove {
-            out.push(
-                "ApprovalMode is AlwaysApprove: every operation is approved without any check \
-                 (for development only)"
-                    .to_owned(),
-            );
-        }
-        let loopback = |u: &Url| match u.host() {
-            // Non-special schemes (mqtt://) keep IP addresses as opaque host names.
-            Some(url::Host::Domain(d)) => {
-                d == "localhost"
-                    || d.trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        if matches!(self.mqtt_endpoint.scheme(), "mqtt" | "tcp")
-            && self.mqtt_password.is_some()
-            && !loopback(&self.mqtt_endpoint)
-        {
-            out.push(
-                "MQTTEndpoint is not TLS (mqtt:// or tcp://) and MQTTPassword is set: the broker \
-                 password crosses the network in clear; use mqtts://"
-                    .to_owned(),
-            );
-        }
-        if let ModeConfig::Api(api) = &self.approval.mode {
-            if !api.insecurities.is_empty() {
-                out.push(format!(
-                    "ApprovalAcceptInsecure is set and {}: anyone on the network path can approve",
-                    api.insecurities.join(" and ")
-                ));
-            }
-        }
-        if self.api_base_url.scheme() == "http" && !loopback(&self.api_base_url) {
-            out.push(
-                "APIBaseURL uses http:// to a host that is not loopback: the coordinator \
-                 credentials cross the network in clear; use https://"
-                    .to_owned(),
-            );
-        }
-        out
-    }
-
     /// The broker settings for [`vsigner_transport::Link::connect`]: endpoint (without
     /// credentials), user name, password and CA; other fields at the transport's defaults.
     pub fn mqtt_config(&self) -> MqttConfig {
@@ -543,106 +435,5 @@ impl SignerConfig {
             otlp_logs_endpoint: self.otlp_logs_endpoint.clone(),
             filter: None,
         }
-    }
-
-    /// A view without secrets, for `GET /version` and the start-up log: every key by its
-    /// configuration name; secrets only as `"set"` / `"unset"`; URLs without user info or
-    /// query.
-    pub fn summary(&self) -> serde_json::Value {
-        use serde_json::json;
-        let set = |b: bool| if b { "set" } else { "unset" };
-        let mut approval = serde_json::Map::new();
-        approval.insert("ApprovalMode".into(), json!(self.approval_mode().as_str()));
-        match &self.approval.mode {
-            ModeConfig::Api(api) => {
-                approval.insert(
-                    "ExternalTransactionApprovalURL".into(),
-                    json!(shown_url(&api.transaction_url)),
-                );
-                approval.insert(
-                    "ExternalReshareApprovalURL".into(),
-                    json!(shown_url(&api.reshare_url)),
-                );
-                approval.insert(
-                    "ApprovalHTTPPublicKeyHex".into(),
-                    json!(set(api.reply_public_key.is_some())),
-                );
-                approval.insert(
-                    "ApprovalAcceptInsecure".into(),
-                    json!(!api.insecurities.is_empty()),
-                );
-            }
-            ModeConfig::SmartContract(c) => {
-                approval.insert(
-                    "ApprovalNodeRPCAddress".into(),
-                    json!(format!(
-                        "{}://{}",
-                        c.rpc_url.scheme(),
-                        c.rpc_url.host_str().unwrap_or_default()
-                    )),
-                );
-                approval.insert(
-                    "ApprovalSmartContractAddress".into(),
-                    json!(c.address.to_string()),
-                );
-                approval.insert("ApprovalChainId".into(), json!(c.chain_id));
-                approval.insert(
-                    "ApprovalContractCodeHash".into(),
-                    json!(c.code_hash.map(hex::encode)),
-                );
-            }
-            _ => {}
-        }
-        approval.insert(
-            "ApprovalTimeoutSeconds".into(),
-            json!(self.approval.timeout.as_secs_f64()),
-        );
-        approval.insert("ApprovalRetries".into(), json!(self.approval.retries));
-        approval.insert(
-            "TrustedDeviceKeys".into(),
-            json!(self
-                .trusted_device_keys
-                .as_ref()
-                .map(|k| format!("{} keys", k.len()))),
-        );
-        let mut out = json!({
-            "Port": self.port,
-            "PrometheusPort": self.prometheus_port,
-            "OrgId": self.org_id,
-            "AuthClientId": self.auth_client_id,
-            "AuthClientSecret": set(true),
-            "APIBaseURL": shown_url(&self.api_base_url),
-            "MQTTEndpoint": shown_url(&self.mqtt_endpoint),
-            "MQTTCACert": match &self.mqtt_ca_cert {
-                None => json!(null),
-                Some(CaCert { source: CaCertSource::Inline, .. }) => json!("inline"),
-                Some(CaCert { source: CaCertSource::File(p), .. }) => json!(p.display().to_string()),
-            },
-            "MQTTUsername": self.mqtt_username,
-            "MQTTPassword": set(self.mqtt_password.is_some()),
-            "InitialDevices": self.initial_devices,
-            "TraceSpanExporter": self.trace_span_exporter.as_str(),
-            "OTELExporterOTLPEndpoint": self.otlp_traces_endpoint.as_ref().map(shown_url),
-            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": self.otlp_logs_endpoint.as_ref().map(shown_url),
-            "STORAGE_BUCKET_URL": shown_storage(&self.storage_bucket_url),
-            "KeystoreSealing": self.keystore_sealing.as_str(),
-            "KeystorePassphrase": set(matches!(self.keystore_sealing, KeystoreSealing::Passphrase(_))),
-            "KeystoreKeyFile": match &self.keystore_sealing {
-                KeystoreSealing::KeyFile(p) => json!(p.display().to_string()),
-                _ => json!(null),
-            },
-            "SignerAPIToken": set(true),
-            "PollIntervalSeconds": self.poll_interval.as_secs_f64(),
-            "MaxConcurrentOperations": self.max_concurrent_operations,
-            "PrimePoolTarget": self.prime_pool_target,
-            "PresignaturePoolTarget": self.presignature_pool_target,
-            "ProtocolIdleTimeoutSeconds": self.protocol_idle_timeout.as_secs(),
-            "AllowPublicTestPrimes": self.allow_public_test_primes,
-            "LogFormat": self.log_format.as_str(),
-        });
-        if let Some(obj) = out.as_object_mut() {
-            obj.extend(approval);
-        }
-        out
     }
 }

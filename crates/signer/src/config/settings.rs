@@ -1,8 +1,8 @@
-//! The rules of each setting: the broker, its CA, the initial devices, the approval mode,
-//! telemetry exporters, the keystore location and sealing, polling and log format.
+//! The rules of the settings about the others: the broker and its CA, the initial devices,
+//! the approval mode, the trusted device keys. The settings of this machine are in
+//! [`local`](super::local).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use url::Url;
 use vsigner_approval::{ApprovalConfig, ApprovalValues};
@@ -16,10 +16,10 @@ impl Reader {
     pub(super) fn mqtt(&self) -> Result<MqttParts, ConfigError> {
         let key = keys::MQTT_ENDPOINT;
         let s = self.required(key, "the MQTT broker URL, e.g. mqtts://broker:8883")?;
-        let expected = "expected mqtt://, mqtts://, tcp://, ssl:// or tls:// URL";
+        let expected = "expected an mqtt://, mqtts://, tcp://, ssl://, tls://, ws:// or wss:// URL";
         let mut url = Url::parse(&s)
             .ok()
-            .filter(|u| matches!(u.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl" | "tls"))
+            .filter(|u| vsigner_transport::BrokerScheme::of(u).is_ok())
             .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
             .ok_or_else(|| self.err(key, format!("{expected}, got {}", quoted(&s))))?;
         let username = self.string(keys::MQTT_USERNAME)?;
@@ -69,6 +69,27 @@ impl Reader {
     }
 
     pub(super) fn initial_devices(&self) -> Result<Vec<String>, ConfigError> {
+        // io.finnet's `InitialDevice` names one device; with `InitialDevices` too, it is
+        // unclear which was meant.
+        if let Some(one) = self.string(keys::INITIAL_DEVICE)? {
+            if self.map.contains_key(keys::INITIAL_DEVICES) {
+                return Err(self.err(
+                    keys::INITIAL_DEVICE,
+                    format!(
+                        "set either {} or {}, not both",
+                        keys::INITIAL_DEVICE,
+                        keys::INITIAL_DEVICES
+                    ),
+                ));
+            }
+            if let Err(problem) = check_device_name(&one) {
+                return Err(self.err(
+                    keys::INITIAL_DEVICE,
+                    format!("device name {}: {problem}", quoted(&one)),
+                ));
+            }
+            return Ok(vec![one]);
+        }
         let key = keys::INITIAL_DEVICES;
         let expected = format!(
             "expected a number of devices (0 to {MAX_INITIAL_DEVICES}), a device name, or a list of names"
@@ -126,6 +147,7 @@ impl Reader {
             approval_accept_insecure: self.string(a::ACCEPT_INSECURE)?,
             approval_chain_id: self.string(a::CHAIN_ID)?,
             approval_contract_code_hash: self.string(a::CONTRACT_CODE_HASH)?,
+            approval_contract_layout: self.string(a::CONTRACT_LAYOUT)?,
         };
         ApprovalConfig::from_values(&values).map_err(|e| {
             use vsigner_approval::ConfigError as E;
@@ -141,176 +163,6 @@ impl Reader {
                 other => self.err(key, other.to_string()),
             }
         })
-    }
-
-    pub(super) fn trace_exporter(&self) -> Result<TraceSpanExporter, ConfigError> {
-        let key = keys::TRACE_SPAN_EXPORTER;
-        match self.string(key)? {
-            None => Ok(TraceSpanExporter::None),
-            Some(s) => match s.to_ascii_lowercase().as_str() {
-                "none" => Ok(TraceSpanExporter::None),
-                "stdout" => Ok(TraceSpanExporter::Stdout),
-                "otlp-no-tls" => Ok(TraceSpanExporter::OtlpNoTls),
-                "otlp-tls" => Ok(TraceSpanExporter::OtlpTls),
-                _ => Err(self.err(
-                    key,
-                    format!(
-                        "expected none, stdout, OTLP-NO-TLS or OTLP-TLS, got {}",
-                        quoted(&s)
-                    ),
-                )),
-            },
-        }
-    }
-
-    /// An OTLP/HTTP URL; `tls`: `Some(true)` requires https, `Some(false)` http.
-    pub(super) fn otlp_url(
-        &self,
-        key: &'static str,
-        s: &str,
-        tls: Option<bool>,
-        signal: &str,
-    ) -> Result<Url, ConfigError> {
-        let mut url = self.http_url(key, s)?;
-        match tls {
-            Some(true) if url.scheme() != "https" => {
-                return Err(self.err(key, "expected an https:// URL when TraceSpanExporter is OTLP-TLS"))
-            }
-            Some(false) if url.scheme() != "http" => {
-                return Err(self.err(
-                    key,
-                    "expected an http:// URL when TraceSpanExporter is OTLP-NO-TLS",
-                ))
-            }
-            _ => {}
-        }
-        let suffix = format!("/v1/{signal}");
-        if !url.path().ends_with(&suffix) {
-            let path = format!("{}{suffix}", url.path().trim_end_matches('/'));
-            url.set_path(&path);
-        }
-        Ok(url)
-    }
-
-    pub(super) fn storage(&self) -> Result<String, ConfigError> {
-        let key = keys::STORAGE_BUCKET_URL;
-        let Some(s) = self.string(key)? else {
-            return Ok(DEFAULT_STORAGE_BUCKET_URL.to_owned());
-        };
-        if let Some((scheme, rest)) = s.split_once("://") {
-            const SCHEMES: &[&str] = &[
-                "file", "memory", "s3", "s3a", "az", "azure", "abfs", "abfss", "adl",
-            ];
-            if !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
-                || (scheme != "memory" && rest.is_empty())
-            {
-                return Err(self.err(
-                    key,
-                    format!(
-                        "expected a directory path or a file://, s3:// or az:// URL, got {}",
-                        quoted(&s)
-                    ),
-                ));
-            }
-        }
-        Ok(s)
-    }
-
-    pub(super) fn sealing(&self) -> Result<KeystoreSealing, ConfigError> {
-        let passphrase = self.secret(keys::KEYSTORE_PASSPHRASE, MIN_PASSPHRASE_LEN)?;
-        let key_file = self.string(keys::KEYSTORE_KEY_FILE)?.map(PathBuf::from);
-        let key = keys::KEYSTORE_SEALING;
-        let mode = match self.string(key)? {
-            Some(s) => match s.to_ascii_lowercase().as_str() {
-                m @ ("passphrase" | "keyfile" | "sgx") => m.to_owned(),
-                _ => return Err(self.err(key, format!("expected passphrase, keyfile or sgx, got {}", quoted(&s)))),
-            },
-            None => match (&passphrase, &key_file) {
-                (Some(_), None) => "passphrase".to_owned(),
-                (None, Some(_)) => "keyfile".to_owned(),
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::key_error(
-                        key,
-                        None,
-                        "must be set (passphrase or keyfile) when both KeystorePassphrase and KeystoreKeyFile are set",
-                    ))
-                }
-                (None, None) => {
-                    return Err(ConfigError::key_error(
-                        key,
-                        None,
-                        "must be set (passphrase, keyfile or sgx), or set KeystorePassphrase or KeystoreKeyFile",
-                    ))
-                }
-            },
-        };
-        let unused =
-            |k: &'static str, m: &str| self.err(k, format!("must not be set when KeystoreSealing is {m}"));
-        match mode.as_str() {
-            "passphrase" => {
-                if key_file.is_some() {
-                    return Err(unused(keys::KEYSTORE_KEY_FILE, "passphrase"));
-                }
-                passphrase.map(KeystoreSealing::Passphrase).ok_or_else(|| {
-                    ConfigError::key_error(
-                        keys::KEYSTORE_PASSPHRASE,
-                        None,
-                        "must be set when KeystoreSealing is passphrase",
-                    )
-                })
-            }
-            "keyfile" => {
-                if passphrase.is_some() {
-                    return Err(unused(keys::KEYSTORE_PASSPHRASE, "keyfile"));
-                }
-                key_file.map(KeystoreSealing::KeyFile).ok_or_else(|| {
-                    ConfigError::key_error(
-                        keys::KEYSTORE_KEY_FILE,
-                        None,
-                        "must be set when KeystoreSealing is keyfile",
-                    )
-                })
-            }
-            _ => {
-                if passphrase.is_some() {
-                    return Err(unused(keys::KEYSTORE_PASSPHRASE, "sgx"));
-                }
-                if key_file.is_some() {
-                    return Err(unused(keys::KEYSTORE_KEY_FILE, "sgx"));
-                }
-                Ok(KeystoreSealing::Sgx)
-            }
-        }
-    }
-
-    pub(super) fn poll_interval(&self) -> Result<Duration, ConfigError> {
-        let key = keys::POLL_INTERVAL_SECONDS;
-        match self.string(key)? {
-            None => Ok(DEFAULT_POLL_INTERVAL),
-            Some(s) => s
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v >= 0.05 && *v <= 3600.0)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| {
-                    self.err(
-                        key,
-                        format!(
-                            "expected a number of seconds from 0.05 to 3600, got {}",
-                            quoted(&s)
-                        ),
-                    )
-                }),
-        }
-    }
-
-    pub(super) fn log_format(&self) -> Result<LogFormat, ConfigError> {
-        let key = keys::LOG_FORMAT;
-        match self.string(key)?.map(|s| s.to_ascii_lowercase()).as_deref() {
-            None | Some("json") => Ok(LogFormat::Json),
-            Some("text") => Ok(LogFormat::Text),
-            Some(other) => Err(self.err(key, format!("expected json or text, got {}", quoted(other)))),
-        }
     }
 
     /// `TrustedDeviceKeys`: a list of hex Ed25519 keys, a comma-separated string of them,

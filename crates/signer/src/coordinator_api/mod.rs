@@ -122,6 +122,14 @@ impl CoordinatorClient {
         })
     }
 
+    /// GraphQL at `url` (`GraphQLService`) instead of the base URL's `/graphql`.
+    pub fn graphql_at(mut self, url: Option<Url>) -> Self {
+        if let Some(url) = url {
+            self.graphql = url;
+        }
+        self
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> ApiError {
         // The whole cause chain ("… tcp connect error: Connection refused"), without the URL
         // (ours carry no credentials, but a query could).

@@ -109,6 +109,7 @@ impl Daemon {
                     .finished
                     .retain(|(d, o)| d != &device.id || ops.iter().any(|op| &op.id == o));
                 lock(&self.inner.approved).retain(|_, (at, _)| at.elapsed() < APPROVAL_MEMORY);
+                lock(&self.inner.approval_waits).retain(|_, w| w.since.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
                     if let Some(guard) = self.claim(&device.id, &op.id) {
                         let (daemon, device) = (self.clone(), device.clone());

@@ -77,6 +77,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const PRIME_WAIT: Duration = Duration::from_secs(150);
 /// How long a follow-up waits for the coordinator to complete a keygen or reshare.
 pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
+/// The first wait before an approver that gave no trustworthy answer is asked again; it
+/// doubles up to [`APPROVAL_RETRY_MAX`], until the operation expires.
+pub const APPROVAL_RETRY_START: Duration = Duration::from_secs(1);
+/// The longest wait between two approval attempts of one operation.
+pub const APPROVAL_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Approvals of operations that never became Ready are forgotten after this long.
 pub const APPROVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often a running protocol checks that the coordinator has not ended its operation.
@@ -121,6 +126,13 @@ struct DeviceRuntime {
 
 type Key = (String, String); // (device id, operation id)
 
+/// An approval to ask again: no vote was cast.
+struct ApprovalWait {
+    since: Instant,
+    next: Instant,
+    backoff: Duration,
+}
+
 /// The (device, operation) pairs being handled now, and those this process is done with.
 #[derive(Default)]
 struct Work {
@@ -143,6 +155,8 @@ struct Inner {
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
     approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
+    /// Operations whose approver gave no trustworthy answer: when to ask again.
+    approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,
     coordinator_seen: Mutex<Option<Instant>>,
     stop: CancellationToken,
@@ -274,7 +288,8 @@ impl Daemon {
             &config.auth_client_id,
             config.auth_client_secret.clone(),
         )
-        .map_err(StartError::Coordinator)?;
+        .map_err(StartError::Coordinator)?
+        .graphql_at(config.graphql_url.clone());
         // Fail fast on bad credentials; wait for a coordinator that is still starting.
         let started = Instant::now();
         let mut pause = Duration::from_millis(500);
@@ -306,6 +321,7 @@ impl Daemon {
             creating: tokio::sync::Mutex::new(()),
             work: Mutex::new(Work::default()),
             approved: Mutex::new(HashMap::new()),
+            approval_waits: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),
             stop: CancellationToken::new(),

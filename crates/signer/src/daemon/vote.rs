@@ -1,10 +1,18 @@
 //! Voting: the approval request built from the operation as the coordinator describes it,
 //! the approver's decision, and the vote. An approval is remembered with the exact request
 //! approved, which [`take_part`](super::take_part) compares with the Ready operation.
+//!
+//! Only an answer votes. When the approver gives none that can be trusted (unreachable,
+//! timed out, HTTP 5xx, an unsigned, badly signed or malformed reply, an RPC failure) the
+//! device casts no vote and asks again with backoff ([`APPROVAL_RETRY_START`] doubling to
+//! [`APPROVAL_RETRY_MAX`]) for as long as the operation awaits votes, i.e. until it expires:
+//! an approver outage delays an operation, it does not reject it. Rejections and
+//! abstentions are final. A device that refuses the operation itself (it is not what the
+//! device holds, or a peer's keys are not its own word) votes reject at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{kind_of, lock, Daemon, DeviceRuntime};
+use super::{kind_of, lock, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START};
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
@@ -12,6 +20,13 @@ use crate::peers::Listed;
 
 impl Daemon {
     pub(super) async fn vote(&self, device: &DeviceRuntime, op: Operation) {
+        let key = (device.id.clone(), op.id.clone());
+        if lock(&self.inner.approval_waits)
+            .get(&key)
+            .is_some_and(|w| Instant::now() < w.next)
+        {
+            return;
+        }
         let directory = match self.inner.coordinator.devices().await {
             Ok(d) => d,
             Err(e) => {
@@ -72,6 +87,17 @@ impl Daemon {
                 let asked = Instant::now();
                 let decision = device.approver.decide(&request).await;
                 metrics::approval_latency(&decision, asked.elapsed());
+                if decision.failed {
+                    let backoff = self.wait_for_approver(key);
+                    metrics::approval_retry(&decision);
+                    tracing::warn!(
+                        reason = %decision.reason,
+                        retry_in = ?backoff,
+                        "the approver gave no answer that can be trusted; no vote, asking again until the operation expires"
+                    );
+                    return;
+                }
+                lock(&self.inner.approval_waits).remove(&key);
                 if decision.is_approval() {
                     lock(&self.inner.approved)
                         .insert((device.id.clone(), op.id.clone()), (Instant::now(), request));
@@ -102,5 +128,20 @@ impl Daemon {
             }
             Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
         }
+    }
+
+    /// Records that `key`'s approver gave no trustworthy answer; returns how long until it
+    /// is asked again.
+    fn wait_for_approver(&self, key: (String, String)) -> Duration {
+        let now = Instant::now();
+        let mut waits = lock(&self.inner.approval_waits);
+        let w = waits.entry(key).or_insert(ApprovalWait {
+            since: now,
+            next: now,
+            backoff: APPROVAL_RETRY_START / 2,
+        });
+        w.backoff = (w.backoff * 2).min(APPROVAL_RETRY_MAX);
+        w.next = now + w.backoff;
+        w.backoff
     }
 }

@@ -4,6 +4,7 @@
 
 mod adversarial;
 mod common;
+mod private_broker;
 mod protocols;
 mod restart;
 mod tls;

@@ -101,8 +101,16 @@ async fn ecdsa_keygen_aux_info_sign(url: &str) {
 }
 
 async fn frost_keygen_sign(url: &str) {
+    frost_keygen_sign_with(|| common::config(url)).await;
+}
+
+/// FROST keygen and a 2-of-3 signature among three devices, each connected with `config()`.
+pub(crate) async fn frost_keygen_sign_with(config: impl Fn() -> vsigner_transport::MqttConfig) {
     let devs = devices(3, "frost");
-    let links: Vec<Link> = connect(url, &devs).await;
+    let mut links: Vec<Link> = Vec::new();
+    for device in &devs {
+        links.push(Link::connect(device.clone(), config()).await.unwrap());
+    }
     let eid = common::eid(ProtocolTag::SchnorrKeygen, &devs);
     let shares = join_all(links.iter().enumerate().map(|(i, link)| {
         let party = link.open_session(spec(eid, &devs, IDLE)).unwrap().into_party();

@@ -1,100 +1,17 @@
 //! TLS to the broker with `MQTTCACert`, and credentials: a private Mosquitto with a TLS
 //! listener and a password file, certificates made by `openssl` for this test.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use vsigner_transport::{Link, MqttConfig};
 use zeroize::Zeroizing;
 
 use crate::common::{devices, free_port};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "openssl {args:?}");
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, plus an unrelated CA.
-fn certificates(dir: &Path) {
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=vsigner test {ca}"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
+use crate::private_broker::{certificates, have, Mosquitto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_brokers_ca_and_a_password() {
-    let have = |cmd: &str| {
-        Command::new(cmd)
-            .arg("-h")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
     if !have("mosquitto") || !have("openssl") || !have("mosquitto_passwd") {
         eprintln!(
             "SKIPPED: mosquitto, mosquitto_passwd or openssl missing (bash .ci/run installs mosquitto)"
@@ -112,27 +29,14 @@ async fn tls_with_the_brokers_ca_and_a_password() {
     assert!(status.success());
     let port = free_port();
     let d = dir.display();
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
             "per_listener_settings false\nallow_anonymous false\npassword_file {d}/passwd\npersistence false\nuser root\n\
              log_dest none\nlistener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
         ),
-    )
-    .unwrap();
-    let mut child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        &[port],
+    );
 
     let device = devices(1, "tls").remove(0);
     let config = |ca: &str, password: &str| {
@@ -147,8 +51,7 @@ async fn tls_with_the_brokers_ca_and_a_password() {
     let ok = link.is_ok();
     let wrong_ca = Link::connect(device.clone(), config("other-ca.pem", "s3cret-pass")).await;
     let wrong_password = Link::connect(device.clone(), config("ca.pem", "wrong")).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 
     assert!(
@@ -191,4 +94,64 @@ fn bad_endpoints_and_ca_are_refused_naming_the_setting() {
     config.password = None;
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+/// MQTT over WebSockets, plain and TLS (io.finnet's broker endpoint is `wss://…:8084`): a
+/// private Mosquitto with a `ws` and a `wss` listener; three devices run FROST keygen and
+/// sign through each, and a device that does not trust the broker's CA cannot connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_plain_and_tls_carry_a_signing() {
+    if !have("mosquitto") || !have("openssl") {
+        eprintln!("SKIPPED: mosquitto or openssl missing (bash .ci/run installs mosquitto)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vsigner-ws-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir);
+    let (mqtt, ws, wss) = (free_port(), free_port(), free_port());
+    let d = dir.display();
+    // Mosquitto 2.0.11 refuses to start with WebSocket listeners only: a plain one too.
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nuser root\nlog_dest none\n\
+             listener {mqtt} 127.0.0.1\n\
+             listener {ws} 127.0.0.1\nprotocol websockets\n\
+             listener {wss} 127.0.0.1\nprotocol websockets\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+        ),
+        &[mqtt, ws, wss],
+    );
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let other_ca = std::fs::read(dir.join("other-ca.pem")).unwrap();
+    let wss_config = |ca: &[u8]| {
+        let mut c = MqttConfig::new(format!("wss://127.0.0.1:{wss}/mqtt"));
+        c.ca_cert_pem = Some(ca.to_vec());
+        c.connect_timeout = Duration::from_secs(5);
+        c
+    };
+    let result = std::panic::AssertUnwindSafe(async {
+        crate::protocols::frost_keygen_sign_with(|| wss_config(&ca)).await;
+        crate::protocols::frost_keygen_sign_with(|| {
+            let mut c = MqttConfig::new(format!("ws://127.0.0.1:{ws}/mqtt"));
+            c.connect_timeout = Duration::from_secs(5);
+            c
+        })
+        .await;
+        let device = devices(1, "wss-untrusted").remove(0);
+        let mut untrusted = wss_config(&other_ca);
+        untrusted.connect_timeout = Duration::from_secs(2);
+        Link::connect(device, untrusted)
+            .await
+            .err()
+            .map(|e| e.to_string())
+    });
+    let outcome = futures::FutureExt::catch_unwind(result).await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    let refused = match outcome {
+        Ok(refused) => refused,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let err = refused.expect("a broker certificate from another CA must be refused");
+    assert!(err.contains("could not connect"), "{err}");
 }

@@ -141,13 +141,17 @@ fn vote(policy: &Policy, request: &Value, device: &str) -> &'static str {
     let vault_name = request["details"]["vault"]["details"]["name"]
         .as_str()
         .unwrap_or_default();
-    let data = request["signingData"]["data"]
+    let data = request["signingData"]["dataHex"]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
         .unwrap_or_default();
     if contains_marker(vault_name.as_bytes()) || contains_marker(&data) {
         "rejected"
-    } else if request["__typename"] == "OperationSign" && lock(&policy.abstaining).contains(device) {
+    } else if matches!(
+        request["__typename"].as_str(),
+        Some("OperationSign" | "OperationTransferOut_v3")
+    ) && lock(&policy.abstaining).contains(device)
+    {
         "abstain"
     } else {
         "approved"

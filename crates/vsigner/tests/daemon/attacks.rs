@@ -2,7 +2,6 @@
 //! the broker: each test performs the attack through real `vsigner run` processes, the
 //! real coordinator and the embedded broker, and checks that no secret leaves a device.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -27,33 +26,8 @@ pub(crate) struct Net {
 impl Net {
     pub(crate) fn start() -> Net {
         let root = tempfile::tempdir().unwrap();
-        let broker_port = free_port();
-        let broker_url = format!("mqtt://127.0.0.1:{broker_port}");
-        let broker = Proc::spawn(
-            "broker",
-            Command::new(bin()).args(["broker", "--listen", &format!("127.0.0.1:{broker_port}")]),
-        );
-        wait_for_port(broker_port, "broker");
-        let db = format!(
-            "sqlite://{}?mode=rwc",
-            root.path().join("coordinator.db").display()
-        );
-        let org = coordinator_init(&db);
-        let coordinator_port = free_port();
-        let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
-        let coordinator = Proc::spawn(
-            "coordinator",
-            Command::new(bin()).args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{coordinator_port}"),
-                "--database",
-                &db,
-                "--mqtt",
-                &broker_url,
-            ]),
-        );
-        wait_for_port(coordinator_port, "coordinator");
+        let (broker, broker_url) = start_broker();
+        let (coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
         let webhook = start_webhook();
         let operator = Operator::new(&coordinator_url, &org);
         Net {

@@ -149,6 +149,42 @@ pub(crate) fn coordinator_init(db: &str) -> Org {
     }
 }
 
+/// The embedded broker on a free port: its process and `mqtt://` URL.
+pub(crate) fn start_broker() -> (Proc, String) {
+    let port = free_port();
+    let broker = Proc::spawn(
+        "broker",
+        Command::new(bin()).args(["broker", "--listen", &format!("127.0.0.1:{port}")]),
+    );
+    wait_for_port(port, "broker");
+    (broker, format!("mqtt://127.0.0.1:{port}"))
+}
+
+/// A coordinator on a new SQLite database in `dir`, notifying through the broker at `mqtt`
+/// (`extra`: more arguments): its process, URL and organisation.
+pub(crate) fn start_coordinator(dir: &Path, mqtt: &str, extra: &[&str]) -> (Proc, String, Org) {
+    let db = format!("sqlite://{}?mode=rwc", dir.join("coordinator.db").display());
+    let org = coordinator_init(&db);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let coordinator = Proc::spawn(
+        "coordinator",
+        Command::new(bin())
+            .args([
+                "coordinator",
+                "--listen",
+                &listen,
+                "--database",
+                &db,
+                "--mqtt",
+                mqtt,
+            ])
+            .args(extra),
+    );
+    wait_for_port(port, "coordinator");
+    (coordinator, format!("http://{listen}"), org)
+}
+
 /// The example approval webhook (Python, signed replies).
 pub(crate) struct Webhook {
     /// Killed when dropped.
@@ -158,9 +194,18 @@ pub(crate) struct Webhook {
 }
 
 pub(crate) fn start_webhook() -> Webhook {
+    start_webhook_on(0, None)
+}
+
+/// The example webhook on `port` (0: any free port), signing with `reply_key` (a PEM file;
+/// `None`: a fresh key).
+pub(crate) fn start_webhook_on(port: u16, reply_key: Option<&Path>) -> Webhook {
     let mut cmd = Command::new("python3");
     cmd.arg(repo_root().join("examples/approval-webhook/server.py"))
-        .args(["--host", "127.0.0.1", "--port", "0"]);
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    if let Some(key) = reply_key {
+        cmd.arg("--reply-key").arg(key);
+    }
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();

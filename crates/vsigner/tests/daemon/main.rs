@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
+mod compat;
 mod harness;
 mod hostile;
 mod hostile_broker;
@@ -104,33 +105,8 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     let (otlp_addr, spans) = otlp::receiver().await;
 
     // Broker and coordinator.
-    let broker_port = free_port();
-    let broker_url = format!("mqtt://127.0.0.1:{broker_port}");
-    let _broker = Proc::spawn(
-        "broker",
-        Command::new(bin()).args(["broker", "--listen", &format!("127.0.0.1:{broker_port}")]),
-    );
-    wait_for_port(broker_port, "broker");
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        root.path().join("coordinator.db").display()
-    );
-    let org = coordinator_init(&db);
-    let coordinator_port = free_port();
-    let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
-    let mut coordinator = Proc::spawn(
-        "coordinator",
-        Command::new(bin()).args([
-            "coordinator",
-            "--listen",
-            &format!("127.0.0.1:{coordinator_port}"),
-            "--database",
-            &db,
-            "--mqtt",
-            &broker_url,
-        ]),
-    );
-    wait_for_port(coordinator_port, "coordinator");
+    let (_broker, broker_url) = start_broker();
+    let (mut coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
     let webhook = start_webhook();
 
     // Three daemons: the first runs two devices (a, d), the others one each. Each gets two

@@ -1,0 +1,208 @@
+//! io.finnet's published request structs (`ApprovalContractLayout` = `iofinnet`, the
+//! default), field for field as in `smart_contract_approvals/Approval.sol` of
+//! `IoFinnet/io-vault-virtual-signer-docs`: a policy contract written for io.finnet's
+//! Virtual Signer decodes them with `abi.decode(data, (KeygenReshareRequestSC))` and decides
+//! unchanged.
+//!
+//! What vsigner puts in each field is in `docs/approvals.md` ("Smart contract"). Fields
+//! that the coordinator does not know (creation and update times, the requesting user, USD
+//! amounts, asset ids) are empty strings; vsigner's own facts (curve, vault public key,
+//! identity keys) are only in the `vsigner-v3` layout.
+
+use alloy::primitives::U256;
+use alloy::sol_types::SolValue as _;
+
+use super::ContractCall;
+use crate::request::{ApprovalRequest, Operation, SignPayload};
+
+/// The structs of io.finnet's `Approval.sol`.
+#[allow(missing_docs, non_snake_case)]
+pub mod abi {
+    alloy::sol! {
+        /// A signer of the vault before the reshare (none for a vault creation).
+        #[derive(Debug, PartialEq, Eq)]
+        struct KeygenReshareRequestOriginalSignersSC {
+            uint Weight;
+            string Uiid;
+            string Id;
+        }
+
+        /// A signer of the vault after the reshare (the signers of a new vault).
+        #[derive(Debug, PartialEq, Eq)]
+        struct KeygenReshareRequestNewSignersSC {
+            uint Weight;
+            string Uiid;
+            string Id;
+        }
+
+        /// Vault creation or reshare (`approvedKeygenReshare`).
+        #[derive(Debug, PartialEq, Eq)]
+        struct KeygenReshareRequestSC {
+            string Typename;
+            string Id;
+            string ExpiresAt;
+            string OrganisationId;
+            string ReshareRequestStatus;
+            string VaultId;
+            string VaultName;
+            uint ReshareNonce;
+            uint NewThreshold;
+            KeygenReshareRequestOriginalSignersSC[] OriginalSigners;
+            KeygenReshareRequestNewSignersSC[] NewSigners;
+        }
+
+        /// A transaction's fees and origin.
+        #[derive(Debug, PartialEq, Eq)]
+        struct SigningTransactionRequestMetadataSC {
+            string MaxFees;
+            uint MaxFeePerGas;
+            uint MaxPriorityFeePerGas;
+            string Source;
+            string ContractData;
+        }
+
+        /// A transfer: an Ethereum transaction (`approvedTx`).
+        #[derive(Debug, PartialEq, Eq)]
+        struct SigningTransactionRequestSC {
+            string Typename;
+            string Id;
+            string CreatedAt;
+            string UpdatedAt;
+            string ExpiresAt;
+            string CreatedByUserId;
+            string AmountOriginal;
+            string AmountUsd;
+            string ReceivingAddress;
+            string SendingAddressId;
+            string VaultId;
+            string VaultName;
+            string AssetId;
+            string OrganisationId;
+            string RawTransaction;
+            string Status;
+            string AssetExecutionType;
+            SigningTransactionRequestMetadataSC Metadata;
+            string NetworkId;
+        }
+
+        /// A message or digest to sign (`approvedSignOp`).
+        #[derive(Debug, PartialEq, Eq)]
+        struct NodeOpSignRequestSC {
+            string Typename;
+            string Id;
+            string OrganisationId;
+            string OperationSignStatus;
+            string VaultId;
+            string VaultName;
+            string Data;
+            string ContentType;
+            uint ChainId;
+        }
+    }
+}
+
+/// The status of an operation being voted on.
+const VOTING: &str = "VOTING";
+
+/// Where a transaction request comes from (`Metadata.Source`).
+const SOURCE: &str = "vsigner";
+
+/// Encodes a request as io.finnet's structs.
+pub fn encode(r: &ApprovalRequest) -> ContractCall {
+    let v = &r.vault;
+    match &r.operation {
+        Operation::CreateVault | Operation::Reshare { .. } => {
+            let (old, new, new_threshold) = match &r.operation {
+                Operation::Reshare {
+                    new_threshold,
+                    new_signers,
+                } => (&v.signers[..], &new_signers[..], *new_threshold),
+                _ => (&[][..], &v.signers[..], v.threshold),
+            };
+            let s = abi::KeygenReshareRequestSC {
+                Typename: r.typename().into(),
+                Id: r.operation_id.clone(),
+                ExpiresAt: r.expires_at.clone(),
+                OrganisationId: r.organisation_id.clone(),
+                ReshareRequestStatus: VOTING.into(),
+                VaultId: v.id.clone(),
+                VaultName: v.name.clone(),
+                // The number of reshares the key went through: its key generation.
+                ReshareNonce: U256::from(v.key_generation),
+                NewThreshold: U256::from(new_threshold),
+                OriginalSigners: old
+                    .iter()
+                    .map(|s| abi::KeygenReshareRequestOriginalSignersSC {
+                        Weight: U256::from(s.weight),
+                        // vsigner devices have one id; io.finnet's `Uiid` (the device's
+                        // UUID) carries it too.
+                        Uiid: s.id.clone(),
+                        Id: s.id.clone(),
+                    })
+                    .collect(),
+                NewSigners: new
+                    .iter()
+                    .map(|s| abi::KeygenReshareRequestNewSignersSC {
+                        Weight: U256::from(s.weight),
+                        // vsigner devices have one id; io.finnet's `Uiid` (the device's
+                        // UUID) carries it too.
+                        Uiid: s.id.clone(),
+                        Id: s.id.clone(),
+                    })
+                    .collect(),
+            };
+            ContractCall::KeygenReshare(s.abi_encode().into())
+        }
+        Operation::Sign {
+            payload: SignPayload::EthereumTransaction(tx),
+            ..
+        } => {
+            let t = tx.transaction();
+            let max_fees = U256::from(t.max_fee_per_gas) * U256::from(t.gas_limit);
+            let s = abi::SigningTransactionRequestSC {
+                Typename: r.typename().into(),
+                Id: r.operation_id.clone(),
+                CreatedAt: String::new(),
+                UpdatedAt: String::new(),
+                ExpiresAt: r.expires_at.clone(),
+                CreatedByUserId: String::new(),
+                AmountOriginal: r.amount_original(),
+                AmountUsd: String::new(),
+                ReceivingAddress: tx.to().map(|a| a.to_checksum(None)).unwrap_or_default(),
+                SendingAddressId: String::new(),
+                VaultId: v.id.clone(),
+                VaultName: v.name.clone(),
+                AssetId: String::new(),
+                OrganisationId: r.organisation_id.clone(),
+                RawTransaction: format!("0x{}", hex::encode(tx.raw())),
+                Status: VOTING.into(),
+                AssetExecutionType: String::new(),
+                Metadata: abi::SigningTransactionRequestMetadataSC {
+                    MaxFees: max_fees.to_string(),
+                    MaxFeePerGas: U256::from(t.max_fee_per_gas),
+                    MaxPriorityFeePerGas: U256::from(t.max_priority_fee_per_gas),
+                    Source: SOURCE.into(),
+                    ContractData: format!("0x{}", hex::encode(&t.input)),
+                },
+                NetworkId: tx.chain_id().to_string(),
+            };
+            ContractCall::Tx(s.abi_encode().into())
+        }
+        Operation::Sign { payload, .. } => {
+            let (data, content_type) = payload.shown_data();
+            let s = abi::NodeOpSignRequestSC {
+                Typename: r.typename().into(),
+                Id: r.operation_id.clone(),
+                OrganisationId: r.organisation_id.clone(),
+                OperationSignStatus: VOTING.into(),
+                VaultId: v.id.clone(),
+                VaultName: v.name.clone(),
+                Data: data,
+                ContentType: content_type.into(),
+                // A message or digest is not bound to a chain.
+                ChainId: U256::ZERO,
+            };
+            ContractCall::SignOp(s.abi_encode().into())
+        }
+    }
+}
