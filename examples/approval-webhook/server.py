@@ -127,7 +127,11 @@ def contains_marker(body, marker):
 def decide(body, max_wei):
     """The policy. Returns (status, why)."""
     if body.get("__typename") == "OperationTransferOut_v3":
-        amount = body.get("amountOriginal", "0")
+        amount = body.get("amountOriginal")
+        if amount is None:
+            return "rejected", "the transaction's amount is unknown (a call vsigner does not decode)"
+        if body.get("asset"):
+            return "rejected", "a token transfer: this example's limit is for the chain's own coin"
         if int(amount) > max_wei:
             return "rejected", "amount %s wei is above the limit %d" % (amount, max_wei)
     if contains_marker(body, "REJECT"):

@@ -44,7 +44,10 @@ struct Reply {
 enum AttemptError {
     /// The connection could not be made: nothing was delivered, so a retry is safe.
     Connect(String),
-    /// Anything after the request may have been delivered: never retried.
+    /// The connection broke before a whole reply: not retried here (the request may have
+    /// been delivered), but the approver is only unavailable: asked again later.
+    Interrupted(String),
+    /// A reply or peer that cannot be trusted: final.
     Other(String),
 }
 
@@ -91,9 +94,14 @@ impl ApiApprover {
         let shown = crate::config::shown_url(url, true);
         let body = request.to_json_bytes();
         let nonce = httpsig::new_nonce();
-        let fail = |reason: String| {
-            tracing::warn!(operation = %request.operation_id, webhook = %shown, %reason, "approval failed");
-            Decision::failure(ApprovalMode::Api, reason)
+        // `retry`: the webhook was only unavailable (asking again later may get an answer).
+        let fail = |reason: String, retry: bool| {
+            tracing::warn!(operation = %request.operation_id, webhook = %shown, %reason, retry, "approval failed");
+            if retry {
+                Decision::unavailable(ApprovalMode::Api, reason)
+            } else {
+                Decision::failure(ApprovalMode::Api, reason)
+            }
         };
         let mut backoff = BACKOFF_START;
         let mut attempt = 0u32;
@@ -101,19 +109,23 @@ impl ApiApprover {
             attempt += 1;
             match tokio::time::timeout(self.timeout, self.attempt(url, &body, nonce)).await {
                 Err(_) => {
-                    return fail(format!(
-                        "webhook {shown} timed out after {}",
-                        fmt_duration(self.timeout)
-                    ))
+                    return fail(
+                        format!("webhook {shown} timed out after {}", fmt_duration(self.timeout)),
+                        true,
+                    )
                 }
                 Ok(Ok(reply)) => break reply,
+                Ok(Err(AttemptError::Interrupted(e))) => {
+                    return fail(format!("webhook {shown} request interrupted: {e}"), true)
+                }
                 Ok(Err(AttemptError::Other(e))) => {
-                    return fail(format!("webhook {shown} request failed: {e}"))
+                    return fail(format!("webhook {shown} request failed: {e}"), false)
                 }
                 Ok(Err(AttemptError::Connect(e))) if attempt > self.retries => {
-                    return fail(format!(
-                        "webhook {shown} unreachable after {attempt} attempt(s): {e}"
-                    ))
+                    return fail(
+                        format!("webhook {shown} unreachable after {attempt} attempt(s): {e}"),
+                        true,
+                    )
                 }
                 Ok(Err(AttemptError::Connect(e))) => {
                     tracing::debug!(webhook = %shown, attempt, error = %e, "webhook unreachable, retrying");
@@ -132,7 +144,12 @@ impl ApiApprover {
                 tracing::info!(operation = %request.operation_id, vote = %vote, "webhook answered");
                 Decision::answered(ApprovalMode::Api, vote, reason)
             }
-            Err(e) => fail(format!("webhook {shown}: {e}")),
+            Err(e) => {
+                // A server error or "too many requests" may pass; any other answer that cannot
+                // be trusted is final.
+                let retry = reply.status >= 500 || reply.status == 429;
+                fail(format!("webhook {shown}: {e}"), retry)
+            }
         }
     }
 
@@ -155,6 +172,7 @@ impl ApiApprover {
             .await
             .map_err(|e| match e {
                 crate::webhook_http::ExchangeError::Connect(e) => AttemptError::Connect(e),
+                crate::webhook_http::ExchangeError::Interrupted(e) => AttemptError::Interrupted(e),
                 crate::webhook_http::ExchangeError::Other(e) => AttemptError::Other(e),
             })?;
         let header = |name: &str| reply.header(name).map(str::to_owned);

@@ -35,7 +35,12 @@ impl std::fmt::Display for Vote {
 /// When the approver could not be asked or its answer could not be trusted (timeout,
 /// connection failure, non-2xx, malformed or badly signed reply, wrong nonce, RPC error,
 /// unknown contract result) the decision is **not an approval**: `vote` is
-/// [`Vote::Reject`], `failed` is true and `reason` says exactly what went wrong.
+/// [`Vote::Reject`], `failed` is true and `reason` says exactly what went wrong. When the
+/// approver was only unavailable (unreachable, timed out, HTTP 5xx or 429, an RPC node that
+/// cannot be reached) `retry` is true too: asking again later may get an answer, and the
+/// daemon then casts no vote and asks again until the operation expires. Everything else
+/// (a bad signature or nonce, a 4xx, a malformed reply, a revert, a refused node or
+/// contract) is final: the daemon votes reject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The vote to cast.
@@ -46,6 +51,8 @@ pub struct Decision {
     pub mode: ApprovalMode,
     /// True when no trustworthy answer was obtained (the vote is then a fail-closed reject).
     pub failed: bool,
+    /// True when the approver was unavailable and may answer if asked again (`failed` too).
+    pub retry: bool,
 }
 
 impl Decision {
@@ -56,16 +63,26 @@ impl Decision {
             reason: reason.into(),
             mode,
             failed: false,
+            retry: false,
         }
     }
 
-    /// No trustworthy answer: fail closed.
+    /// No trustworthy answer: fail closed, for good.
     pub fn failure(mode: ApprovalMode, reason: impl Into<String>) -> Self {
         Self {
             vote: Vote::Reject,
             reason: reason.into(),
             mode,
             failed: true,
+            retry: false,
+        }
+    }
+
+    /// The approver was unavailable: fail closed now, ask again later.
+    pub fn unavailable(mode: ApprovalMode, reason: impl Into<String>) -> Self {
+        Self {
+            retry: true,
+            ..Self::failure(mode, reason)
         }
     }
 

@@ -4,7 +4,8 @@
 //! `SmartContract` (a read-only `eth_call` to an EVM policy contract).
 //!
 //! # Layout
-//! - [`request`]: what is asked ([`ApprovalRequest`]) and its io.finnet-style JSON.
+//! - [`request`]: what is asked ([`ApprovalRequest`]) and its io.finnet-style JSON;
+//!   [`transfer`]: what a transaction transfers (amount, recipient, token).
 //! - [`decision`]: the answer ([`Vote`], [`Decision`]).
 //! - [`config`]: [`ApprovalConfig::from_values`] validates the configuration keys.
 //! - [`httpsig`]: RFC 9421 request signatures and io.finnet reply signatures (no I/O).
@@ -33,6 +34,7 @@ pub mod decision;
 pub mod error;
 pub mod httpsig;
 pub mod request;
+pub mod transfer;
 mod webhook_http;
 
 pub use always::AlwaysApprove;

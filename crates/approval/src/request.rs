@@ -8,7 +8,7 @@
 //! `signingData.data` as text for a text message, `amountOriginal` as a decimal string in the
 //! asset's smallest unit, `receivingAddress`). vsigner's own facts (raw bytes as hex, the
 //! decoded transaction, identity keys, record hashes, the key generation) are under names
-//! io.finnet does not use (`signingData.dataHex`, `ethTransaction`,
+//! io.finnet does not use (`signingData.dataHex`, `transaction.value`,
 //! `details.vault.keyGeneration`, `device.publicKey`, `device.recordHash`…), so one body
 //! serves a handler written for either.
 
@@ -18,6 +18,7 @@ use alloy::primitives::{keccak256, TxKind, B256};
 use serde_json::{json, Value};
 
 use crate::error::RequestError;
+use crate::transfer::Transfer;
 
 /// The curve of a vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,16 +203,18 @@ impl SignPayload {
         }
     }
 
-    /// The message as text, when it is one: valid UTF-8 without control characters other than
-    /// tab, carriage return and line feed. A policy that looks for words reads it as such.
+    /// The message as text, when it is one that reads as it is: valid UTF-8 with no control
+    /// character but tab and line feed, and no invisible or direction-changing character
+    /// (format characters, bidi controls, zero-width characters, line separators, variation
+    /// selectors, tags, private use). Anything else is shown as hex, so what an approver reads
+    /// is never other than what is signed; a policy that looks for words should refuse what
+    /// is not text.
     pub fn text(&self) -> Option<&str> {
         let SignPayload::Message(m) = self else {
             return None;
         };
         let text = std::str::from_utf8(m).ok()?;
-        text.chars()
-            .all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
-            .then_some(text)
+        text.chars().all(reads_as_itself).then_some(text)
     }
 
     /// io.finnet's `signingData.data` and `contentType`: a text message as text
@@ -224,6 +227,21 @@ impl SignPayload {
             (other, None) => (hex::encode(other.data()), other.content_type()),
         }
     }
+}
+
+/// Whether `c` shows as itself in a text message (see [`SignPayload::text`]).
+fn reads_as_itself(c: char) -> bool {
+    if c == '\t' || c == '\n' {
+        return true;
+    }
+    !c.is_control()
+        && !matches!(u32::from(c),
+            0xAD | 0x34F | 0x61C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x3164 | 0xFEFF | 0xFFA0
+            | 0x600..=0x605 | 0x6DD | 0x70F | 0x8E2 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x2028..=0x202F | 0x205F..=0x206F
+            | 0xE000..=0xF8FF | 0xFE00..=0xFE0F | 0xFFF0..=0xFFFB
+            | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF | 0xF0000..)
 }
 
 /// The kind of operation and its kind-specific content.
@@ -299,15 +317,18 @@ impl ApprovalRequest {
         }
     }
 
-    /// `amountOriginal`: the value a transaction moves, in wei, as a decimal string; "0" for
-    /// every other operation (io.finnet's older handlers read it on every body).
-    pub fn amount_original(&self) -> String {
+    /// `amountOriginal`: what a transfer moves in the asset's smallest unit, as a decimal
+    /// string ([`Transfer`]); "0" for a vault creation or reshare (nothing moves); `None` for a
+    /// transaction whose effect vsigner does not decode and for a message or digest (either
+    /// may authorise anything): unknown, never zero.
+    pub fn amount_original(&self) -> Option<String> {
         match &self.operation {
             Operation::Sign {
                 payload: SignPayload::EthereumTransaction(tx),
                 ..
-            } => tx.value().to_string(),
-            _ => "0".to_owned(),
+            } => Transfer::of(tx).amount(),
+            Operation::Sign { .. } => None,
+            Operation::CreateVault | Operation::Reshare { .. } => Some("0".to_owned()),
         }
     }
 
@@ -425,10 +446,14 @@ impl ApprovalRequest {
                     },
                 });
                 if let SignPayload::EthereumTransaction(tx) = payload {
-                    let to = tx.to().map(|a| a.to_checksum(None));
-                    e["ethTransaction"] = tx.to_json();
-                    e["receivingAddress"] = to.clone().map_or(Value::Null, Value::String);
-                    e["transaction"] = json!({"toAddress": to});
+                    let transfer = Transfer::of(tx);
+                    // vsigner's decoded transaction, with io.finnet's `toAddress` (the
+                    // transfer's recipient) added.
+                    let mut transaction = tx.to_json();
+                    transaction["toAddress"] = json!(transfer.recipient());
+                    e["transaction"] = transaction;
+                    e["receivingAddress"] = json!(transfer.recipient());
+                    e["asset"] = json!(transfer.token().map(|t| json!({"contractAddress": t})));
                     e["networkId"] = Value::String(tx.chain_id().to_string());
                     e["rawTransaction"] = Value::String(format!("0x{}", hex::encode(tx.raw())));
                 }

@@ -46,7 +46,10 @@ impl Reply {
 pub(crate) enum ExchangeError {
     /// The server could not be reached (name resolution or TCP connection).
     Connect(String),
-    /// Anything after the connection: TLS, writing, reading, a malformed or oversized reply.
+    /// The connection broke before a whole reply came (asking again may work).
+    Interrupted(String),
+    /// A reply or a peer that cannot be trusted: a certificate that does not verify, a
+    /// malformed or oversized reply, a request that cannot be written.
     Other(String),
 }
 
@@ -86,7 +89,7 @@ pub(crate) async fn post(
     }
     .map_err(|e| ExchangeError::Connect(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    let head = request_head(url, headers, body.len());
+    let head = request_head(url, headers, body.len())?;
     match url.scheme() {
         "http" => exchange(tcp, &head, body, max_body).await,
         "https" => {
@@ -99,7 +102,11 @@ pub(crate) async fn post(
             let stream = tokio_rustls::TlsConnector::from(tls.clone())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| ExchangeError::Other(format!("TLS: {e}")))?;
+                // A certificate that does not verify comes as InvalidData: not to be retried.
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => ExchangeError::Other(format!("TLS: {e}")),
+                    _ => ExchangeError::Interrupted(format!("TLS: {e}")),
+                })?;
             exchange(stream, &head, body, max_body).await
         }
         other => Err(ExchangeError::Other(format!(
@@ -109,7 +116,7 @@ pub(crate) async fn post(
 }
 
 /// The request line and headers, ending with the empty line.
-fn request_head(url: &Url, headers: &[(&str, &str)], body_len: usize) -> Vec<u8> {
+fn request_head(url: &Url, headers: &[(&str, &str)], body_len: usize) -> Result<Vec<u8>, ExchangeError> {
     let mut target = url.path().to_owned();
     if let Some(q) = url.query() {
         target.push('?');
@@ -122,8 +129,11 @@ fn request_head(url: &Url, headers: &[(&str, &str)], body_len: usize) -> Vec<u8>
     };
     let mut head = format!("POST {target} HTTP/1.1\r\nHost: {host}\r\n");
     for (name, value) in headers {
-        // Values are made by vsigner (digests, signatures, numbers): never a line break.
-        debug_assert!(!value.contains(['\r', '\n']));
+        // Names and values are made by vsigner (digests, signatures, numbers); a line break
+        // would end the header: never written.
+        if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+            return Err(ExchangeError::Other(format!("header {name:?} has a line break")));
+        }
         head.push_str(name);
         head.push_str(": ");
         head.push_str(value);
@@ -133,7 +143,7 @@ fn request_head(url: &Url, headers: &[(&str, &str)], body_len: usize) -> Vec<u8>
         "Content-Length: {body_len}\r\nUser-Agent: vsigner/{}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     ));
-    head.into_bytes()
+    Ok(head.into_bytes())
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -142,7 +152,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     body: &[u8],
     max_body: usize,
 ) -> Result<Reply, ExchangeError> {
-    let io = |what: &str, e: std::io::Error| ExchangeError::Other(format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| ExchangeError::Interrupted(format!("{what}: {e}"));
     let mut request = Vec::with_capacity(head.len() + body.len());
     request.extend_from_slice(head);
     request.extend_from_slice(body);
@@ -184,7 +194,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                         .map_err(|e| io("reading the reply", e))?
                         == 0
                     {
-                        return Err(ExchangeError::Other(
+                        return Err(ExchangeError::Interrupted(
                             "the connection closed before a reply".into(),
                         ));
                     }
@@ -220,7 +230,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                     .map_err(|e| io("reading the reply", e))?
                     == 0
                 {
-                    return Err(ExchangeError::Other(
+                    return Err(ExchangeError::Interrupted(
                         "the reply ended before its Content-Length".into(),
                     ));
                 }
@@ -250,18 +260,13 @@ fn too_large(max: usize) -> ExchangeError {
     ExchangeError::Other(format!("the reply is larger than {max} bytes"))
 }
 
-/// Reads what is available onto `buf`; returns how many bytes (0 at the end).
+/// Reads what is available onto `buf`; returns how many bytes (0 at the end). A TLS peer
+/// that closes without close_notify is an error (the reply may have been cut).
 async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut chunk = [0u8; 8192];
-    match stream.read(&mut chunk).await {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(n)
-        }
-        // A peer that closes TLS without close_notify after a complete reply: the end.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-        Err(e) => Err(e),
-    }
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// Decodes a chunked body; `buf` holds what was read after the head.
@@ -270,7 +275,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
     mut buf: Vec<u8>,
     max_body: usize,
 ) -> Result<Vec<u8>, ExchangeError> {
-    let io = |e: std::io::Error| ExchangeError::Other(format!("reading the reply: {e}"));
+    let io = |e: std::io::Error| ExchangeError::Interrupted(format!("reading the reply: {e}"));
     let mut body = Vec::new();
     loop {
         let (start, size) = loop {
@@ -281,7 +286,9 @@ async fn read_chunked<S: AsyncRead + Unpin>(
                         return Err(ExchangeError::Other("a chunk size line is too long".into()));
                     }
                     if read_more(stream, &mut buf).await.map_err(io)? == 0 {
-                        return Err(ExchangeError::Other("the reply ended inside a chunk".into()));
+                        return Err(ExchangeError::Interrupted(
+                            "the reply ended inside a chunk".into(),
+                        ));
                     }
                 }
                 Err(_) => return Err(ExchangeError::Other("malformed chunked reply".into())),
@@ -297,7 +304,9 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         }
         while buf.len() < start + size + 2 {
             if read_more(stream, &mut buf).await.map_err(io)? == 0 {
-                return Err(ExchangeError::Other("the reply ended inside a chunk".into()));
+                return Err(ExchangeError::Interrupted(
+                    "the reply ended inside a chunk".into(),
+                ));
             }
         }
         body.extend_from_slice(&buf[start..start + size]);
@@ -319,7 +328,8 @@ mod tests {
             &url,
             &[("VS-Nonce", "42"), ("Content-Type", "application/json")],
             7,
-        );
+        )
+        .unwrap();
         let expected = format!(
             "POST /my-api/transaction-approval?code=x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
              VS-Nonce: 42\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\
@@ -327,6 +337,11 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(String::from_utf8(head).unwrap(), expected);
+        // A line break in a value would start a header of its own: refused.
+        assert!(matches!(
+            request_head(&url, &[("VS-Nonce", "1\r\nX-Approved: yes")], 0),
+            Err(ExchangeError::Other(_))
+        ));
     }
 
     /// Serves `reply` once on 127.0.0.1 after reading a request head and `body_len` bytes.

@@ -14,7 +14,7 @@ use common::*;
 
 #[test]
 fn eip1559_transaction_is_decoded() {
-    let raw = eth_tx_raw(5 * ONE_ETH);
+    let raw = eth_call_raw(5 * ONE_ETH, &[0xca, 0xfe]);
     let tx = EthTransaction::decode(&raw).unwrap();
     assert_eq!(tx.chain_id(), 1);
     assert_eq!(
@@ -55,7 +55,8 @@ fn json_and_routing() {
     assert_eq!(j["signingData"]["contentType"], "digest");
     assert_eq!(j["signingData"]["data"], hex::encode([0xab; 32]));
     assert_eq!(j["signingData"]["dataHex"], hex::encode([0xab; 32]));
-    assert_eq!(j["amountOriginal"], "0");
+    // A digest may authorise anything: its amount is unknown, never zero.
+    assert!(j["amountOriginal"].is_null());
     assert_eq!(
         j["details"]["vault"]["publicKey"],
         "02".to_owned() + &"ab".repeat(32)
@@ -162,8 +163,26 @@ fn json_is_iofinnets_shape() {
     let j = sign_message("ops", &[0xff, 0x00, 0x01]).to_json();
     assert_eq!(j["signingData"]["data"], "ff0001");
     assert_eq!(j["signingData"]["contentType"], "application/octet-stream");
-    let j = sign_message("ops", b"bell\x07").to_json();
-    assert_eq!(j["signingData"]["contentType"], "application/octet-stream");
+    // Text that would not read as what is signed is hex: control characters, a carriage
+    // return, bidi overrides, zero-width and other invisible characters.
+    for hidden in [
+        "bell\x07",
+        "line\rover",
+        "pay \u{202e}tnuocca",
+        "mal\u{200b}icious",
+        "\u{feff}x",
+        "tag\u{e0041}",
+    ] {
+        let j = sign_message("ops", hidden.as_bytes()).to_json();
+        assert_eq!(
+            j["signingData"]["contentType"], "application/octet-stream",
+            "{hidden:?}"
+        );
+        assert_eq!(j["signingData"]["data"], hex::encode(hidden.as_bytes()));
+    }
+    // Letters of any script are text.
+    let j = sign_message("ops", "payé 100 €\n明细".as_bytes()).to_json();
+    assert_eq!(j["signingData"]["data"], "payé 100 €\n明细");
 
     // A transaction is a transfer: amount in wei as a decimal string, recipient, chain.
     let j = sign_tx("treasury", 3 * ONE_ETH).to_json();
@@ -178,7 +197,8 @@ fn json_is_iofinnets_shape() {
         "0x000000000000000000000000000000000000dEaD"
     );
     assert_eq!(j["networkId"], "1");
-    assert_eq!(j["ethTransaction"]["value"], (3 * ONE_ETH).to_string());
+    assert_eq!(j["transaction"]["value"], (3 * ONE_ETH).to_string());
+    assert!(j["asset"].is_null(), "the chain's own coin");
     assert_eq!(j["signingData"]["contentType"], "eth_tx");
 }
 
@@ -226,7 +246,7 @@ fn iofinnet_contract_arguments_decode_as_the_published_structs() {
         t.RawTransaction,
         format!("0x{}", hex::encode(eth_tx_raw(3 * ONE_ETH)))
     );
-    assert_eq!(t.Metadata.ContractData, "0xcafe");
+    assert_eq!(t.Metadata.ContractData, "0x");
 
     let ContractCall::SignOp(b) = call(sign_message("ops", b"do fail the test")) else {
         panic!()
@@ -248,4 +268,64 @@ fn iofinnet_contract_arguments_decode_as_the_published_structs() {
         panic!()
     };
     assert!(io::NodeOpSignRequestSC::abi_decode(&b).map_or(true, |s| s.Data != "do fail the test"));
+}
+
+/// An approver's amount rules read what a transaction transfers: the value of a plain
+/// transfer, the amount and recipient of an ERC-20 transfer, and for any other call an
+/// unknown amount (never "0", which a limit would pass).
+#[test]
+fn transfers_are_read_as_amount_rules_need() {
+    use vsigner_approval::contract::iofinnet::{abi as io, UNKNOWN};
+    let recipient = [0x11u8; 20];
+    // ERC-20 transfer of 5,000,000 units (5 USDC) on the token at 0x…dEaD.
+    let j = sign_call("treasury", 0, &erc20_transfer(recipient, 5_000_000)).to_json();
+    assert_eq!(j["__typename"], "OperationTransferOut_v3");
+    assert_eq!(j["amountOriginal"], "5000000");
+    assert_eq!(
+        j["receivingAddress"],
+        "0x1111111111111111111111111111111111111111"
+    );
+    assert_eq!(
+        j["transaction"]["toAddress"],
+        "0x1111111111111111111111111111111111111111"
+    );
+    assert_eq!(
+        j["asset"]["contractAddress"],
+        "0x000000000000000000000000000000000000dEaD"
+    );
+    let ContractCall::Tx(b) = encode_request(
+        &sign_call("treasury", 0, &erc20_transfer(recipient, 5_000_000)),
+        ContractLayout::IoFinnet,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    let t = io::SigningTransactionRequestSC::abi_decode(&b).unwrap();
+    assert_eq!(
+        (t.AmountOriginal.as_str(), t.AssetId.as_str()),
+        ("5000000", "0x000000000000000000000000000000000000dEaD")
+    );
+
+    // Any other call (an approval, value attached to a token transfer, unknown data): the
+    // amount and recipient are unknown.
+    let approve = [&[0x09u8, 0x5e, 0xa7, 0xb3][..], &[0; 64][..]].concat();
+    for (value, data) in [
+        (0, approve),
+        (1, erc20_transfer(recipient, 5)),
+        (0, vec![0xca, 0xfe]),
+    ] {
+        let r = sign_call("treasury", value, &data);
+        let j = r.to_json();
+        assert!(j["amountOriginal"].is_null(), "{j}");
+        assert!(j["receivingAddress"].is_null(), "{j}");
+        let ContractCall::Tx(b) = encode_request(&r, ContractLayout::IoFinnet).unwrap() else {
+            panic!()
+        };
+        let t = io::SigningTransactionRequestSC::abi_decode(&b).unwrap();
+        assert_eq!(t.AmountOriginal, UNKNOWN);
+        assert_eq!(t.ReceivingAddress, "");
+    }
+    // Nothing moves in a vault creation or a reshare.
+    assert_eq!(create_vault("v").to_json()["amountOriginal"], "0");
+    assert_eq!(reshare("v", 3).to_json()["amountOriginal"], "0");
 }

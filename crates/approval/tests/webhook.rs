@@ -318,6 +318,7 @@ async fn slow_webhook_times_out() {
     let d = f.ask("slow").await;
     assert_failed(&d, "timed out after 300ms");
     assert_eq!(f.hits("slow"), 1, "a timeout is not retried");
+    assert!(d.retry, "only unavailable: the daemon asks again later");
 }
 
 #[tokio::test]
@@ -326,6 +327,7 @@ async fn http_500_is_not_an_approval_and_not_retried() {
     let d = f.ask("500").await;
     assert_failed(&d, "answered HTTP 500 Internal Server Error");
     assert_eq!(f.hits("500"), 1, "a reply is never retried");
+    assert!(d.retry, "a server error: the daemon asks again later");
 }
 
 #[tokio::test]
@@ -346,9 +348,11 @@ async fn unsigned_reply_is_refused_when_a_key_is_set() {
 #[tokio::test]
 async fn bad_signature_is_refused() {
     let f = start().await;
-    assert_failed(
-        &f.ask("bad-signature").await,
-        "signature does not verify with ApprovalHTTPPublicKeyHex",
+    let d = f.ask("bad-signature").await;
+    assert_failed(&d, "signature does not verify with ApprovalHTTPPublicKeyHex");
+    assert!(
+        !d.retry,
+        "an answer that cannot be trusted is final (a reject vote)"
     );
 }
 
@@ -379,7 +383,9 @@ async fn garbage_and_unknown_status_are_refused() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let f = start().await;
-    assert_failed(&f.ask("redirect").await, "answered HTTP 307 Temporary Redirect");
+    let d = f.ask("redirect").await;
+    assert_failed(&d, "answered HTTP 307 Temporary Redirect");
+    assert!(!d.retry);
     assert_eq!(f.hits("approve"), 0);
 }
 
@@ -407,6 +413,7 @@ async fn connection_refused_is_retried_then_not_an_approval() {
     .unwrap();
     let d = a.decide(&sign_tx("treasury", ONE_ETH)).await;
     assert_failed(&d, "unreachable after 3 attempt(s)");
+    assert!(d.retry, "unreachable: the daemon asks again later");
     assert!(
         d.reason.contains("Connection refused") || d.reason.contains("connect"),
         "{d:?}"
@@ -432,6 +439,7 @@ async fn a_request_signed_by_another_device_is_refused_by_the_webhook() {
         .decide(&sign_tx("treasury", ONE_ETH))
         .await;
     assert_failed(&d, "answered HTTP 401 Unauthorized");
+    assert!(!d.retry, "a refusal is final");
 }
 
 #[tokio::test]
@@ -469,11 +477,11 @@ async fn requests_go_to_the_right_url_with_the_io_finnet_json() {
         tx["receivingAddress"],
         "0x000000000000000000000000000000000000dEaD"
     );
-    assert_eq!(tx["ethTransaction"]["chainId"], 1);
-    assert_eq!(tx["ethTransaction"]["nonce"], 7);
-    assert_eq!(tx["ethTransaction"]["value"], "5");
-    assert_eq!(tx["ethTransaction"]["data"], "0xcafe");
-    assert_eq!(tx["ethTransaction"]["gasLimit"], 21000);
+    assert_eq!(tx["transaction"]["chainId"], 1);
+    assert_eq!(tx["transaction"]["nonce"], 7);
+    assert_eq!(tx["transaction"]["value"], "5");
+    assert_eq!(tx["transaction"]["data"], "0x");
+    assert_eq!(tx["transaction"]["gasLimit"], 21000);
     assert_eq!(tx["signingData"]["contentType"], "eth_tx");
     assert_eq!(tx["signingData"]["derivationPath"], "m/0/1");
     assert_eq!(tx["rawTransaction"], format!("0x{}", hex::encode(eth_tx_raw(5))));

@@ -97,6 +97,12 @@ fn options(url: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<MqttO
         let password = parsed.password().map(decode).unwrap_or_default();
         opts.set_credentials(decode(parsed.username()), password);
     }
+    if !tls
+        && parsed.password().is_some()
+        && !matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+    {
+        tracing::warn!("--mqtt is not TLS and carries a password: it crosses the network in clear; use mqtts:// or wss://");
+    }
     if ca_cert.is_some() && !tls {
         anyhow::bail!("--mqtt-ca-cert is set but --mqtt is not TLS (use mqtts:// or wss://)");
     }

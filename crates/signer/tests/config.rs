@@ -533,7 +533,15 @@ fn warnings_for_risky_settings() {
     for s in [SECRET, MQTT_PW, PASSPHRASE, TOKEN] {
         assert!(!w.concat().contains(s));
     }
-    let env = with(env, "VSIGNER_MQTTEndpoint", "mqtts://broker.example:8883");
+    let w = load_env(with(
+        env.clone(),
+        "VSIGNER_GraphQLService",
+        "http://graphql.example/graphql",
+    ))
+    .unwrap()
+    .warnings();
+    assert!(w[3].starts_with("GraphQLService uses http://"), "{w:?}");
+    let env = with(env, "VSIGNER_MQTTEndpoint", "wss://broker.example:8084/mqtt");
     let env = with(env, "VSIGNER_APIBaseURL", "https://coordinator.example");
     let env = with(env, "VSIGNER_ApprovalMode", "API");
     let env = with(env, "VSIGNER_ExternalTransactionApprovalURL", "https://a/tx");

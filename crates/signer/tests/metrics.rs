@@ -37,12 +37,7 @@ async fn records_and_scrapes() {
         &Decision::answered(ApprovalMode::Api, Vote::Approve, ""),
         Duration::from_millis(40),
     );
-    let failed = Decision {
-        vote: Vote::Reject,
-        reason: "timeout".into(),
-        mode: ApprovalMode::Api,
-        failed: true,
-    };
+    let failed = Decision::unavailable(ApprovalMode::Api, "timeout");
     metrics::approval_latency(&failed, Duration::from_secs(10));
     metrics::approval_retry(&failed);
     metrics::mqtt_reconnect("dev-1");

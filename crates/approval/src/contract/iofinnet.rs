@@ -14,6 +14,7 @@ use alloy::sol_types::SolValue as _;
 
 use super::ContractCall;
 use crate::request::{ApprovalRequest, Operation, SignPayload};
+use crate::transfer::Transfer;
 
 /// The structs of io.finnet's `Approval.sol`.
 #[allow(missing_docs, non_snake_case)]
@@ -104,6 +105,9 @@ pub mod abi {
 /// The status of an operation being voted on.
 const VOTING: &str = "VOTING";
 
+/// `AmountOriginal` of a transaction whose effect vsigner does not decode.
+pub const UNKNOWN: &str = "unknown";
+
 /// Where a transaction request comes from (`Metadata.Source`).
 const SOURCE: &str = "vsigner";
 
@@ -158,6 +162,7 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
             ..
         } => {
             let t = tx.transaction();
+            let transfer = Transfer::of(tx);
             let max_fees = U256::from(t.max_fee_per_gas) * U256::from(t.gas_limit);
             let s = abi::SigningTransactionRequestSC {
                 Typename: r.typename().into(),
@@ -166,13 +171,14 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
                 UpdatedAt: String::new(),
                 ExpiresAt: r.expires_at.clone(),
                 CreatedByUserId: String::new(),
-                AmountOriginal: r.amount_original(),
+                // Unknown is not a number: a rule that parses it refuses, none reads "0".
+                AmountOriginal: r.amount_original().unwrap_or_else(|| UNKNOWN.to_owned()),
                 AmountUsd: String::new(),
-                ReceivingAddress: tx.to().map(|a| a.to_checksum(None)).unwrap_or_default(),
+                ReceivingAddress: transfer.recipient().unwrap_or_default(),
                 SendingAddressId: String::new(),
                 VaultId: v.id.clone(),
                 VaultName: v.name.clone(),
-                AssetId: String::new(),
+                AssetId: transfer.token().unwrap_or_default(),
                 OrganisationId: r.organisation_id.clone(),
                 RawTransaction: format!("0x{}", hex::encode(tx.raw())),
                 Status: VOTING.into(),

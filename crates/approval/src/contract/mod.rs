@@ -7,9 +7,13 @@
 //!   a policy contract written for io.finnet's Virtual Signer decides unchanged;
 //! - [`vsigner_v3`]: vsigner's richer structs (`examples/approval-contract/README.md`).
 //!
-//! A layout mismatch must never approve: every encoded request is decoded back under the
-//! configured layout before it is sent (anything else is a refusal), and an answer other
-//! than 0, 1 or 2, a revert or an RPC failure is not an approval.
+//! A layout mismatch must never approve. Every encoded request is decoded back under the
+//! configured layout before it is sent (a guard against an encoding fault in vsigner: it
+//! cannot see which structs the deployed contract was written to). A contract written to
+//! the other layout reverts on `approvedKeygenReshare` and `approvedTx` (a revert, an answer
+//! other than 0, 1 or 2 and an RPC failure are not approvals); only `vsigner-v3` against an
+//! io.finnet-style `approvedSignOp` decodes, one field out of place, which is why `iofinnet`
+//! is the default and `vsigner-v3` is for contracts written to it.
 
 use std::time::Duration;
 
@@ -229,6 +233,11 @@ impl ContractApprover {
             tracing::warn!(operation = %request.operation_id, function = f, %reason, "approval failed");
             Decision::failure(ApprovalMode::SmartContract, reason)
         };
+        // The node was only unavailable: asked again later.
+        let unavailable = |reason: String| {
+            tracing::warn!(operation = %request.operation_id, function = f, %reason, "approval node unavailable");
+            Decision::unavailable(ApprovalMode::SmartContract, reason)
+        };
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 0u32;
         let result = loop {
@@ -243,7 +252,7 @@ impl ContractApprover {
                     continue;
                 }
                 Err(BackendProblem::Unreachable(why)) => {
-                    return fail(format!(
+                    return unavailable(format!(
                         "approval node {} unreachable after {attempt} attempt(s): {why}",
                         crate::config::shown_url(&self.config.rpc_url, false)
                     ))
@@ -258,7 +267,7 @@ impl ContractApprover {
             };
             match tokio::time::timeout(self.timeout, fut).await {
                 Err(_) => {
-                    return fail(format!(
+                    return unavailable(format!(
                         "contract call {f} timed out after {}",
                         fmt_duration(self.timeout)
                     ))
@@ -270,7 +279,7 @@ impl ContractApprover {
                     backoff *= 2;
                 }
                 Ok(Err(e)) if is_connection_error(&e) => {
-                    return fail(format!(
+                    return unavailable(format!(
                         "approval node {} unreachable after {attempt} attempt(s): {}",
                         crate::config::shown_url(&self.config.rpc_url, false),
                         self.describe(&e)

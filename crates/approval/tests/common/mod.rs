@@ -61,7 +61,13 @@ pub fn reshare(name: &str, new_threshold: u32) -> ApprovalRequest {
     )
 }
 
+/// A plain transfer of `value_wei` to 0x…dEaD (no call data).
 pub fn eth_tx_raw(value_wei: u128) -> Vec<u8> {
+    eth_call_raw(value_wei, &[])
+}
+
+/// A transaction to 0x…dEaD with `value_wei` and call data `input`.
+pub fn eth_call_raw(value_wei: u128, input: &[u8]) -> Vec<u8> {
     let tx = TxEip1559 {
         chain_id: 1,
         nonce: 7,
@@ -71,13 +77,27 @@ pub fn eth_tx_raw(value_wei: u128) -> Vec<u8> {
         to: TxKind::Call(address!("0x000000000000000000000000000000000000dEaD")),
         value: U256::from(value_wei),
         access_list: Default::default(),
-        input: Bytes::from_static(&[0xca, 0xfe]),
+        input: Bytes::copy_from_slice(input),
     };
     tx.encoded_for_signing()
 }
 
+/// ERC-20 `transfer(to, amount)` call data.
+pub fn erc20_transfer(to: [u8; 20], amount: u128) -> Vec<u8> {
+    let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
+    data.extend_from_slice(&[0; 12]);
+    data.extend_from_slice(&to);
+    data.extend_from_slice(&U256::from(amount).to_be_bytes::<32>());
+    data
+}
+
 pub fn sign_tx(vault_name: &str, value_wei: u128) -> ApprovalRequest {
-    let tx = EthTransaction::decode(&eth_tx_raw(value_wei)).unwrap();
+    sign_call(vault_name, value_wei, &[])
+}
+
+/// Signing of a transaction with call data.
+pub fn sign_call(vault_name: &str, value_wei: u128, input: &[u8]) -> ApprovalRequest {
+    let tx = EthTransaction::decode(&eth_call_raw(value_wei, input)).unwrap();
     request(
         vault(vault_name, Curve::Secp256k1),
         Operation::Sign {

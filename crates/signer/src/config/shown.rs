@@ -134,6 +134,15 @@ impl SignerConfig {
                     .to_owned(),
             );
         }
+        if let Some(graphql) = &self.graphql_url {
+            if graphql.scheme() == "http" && !loopback(graphql) {
+                out.push(
+                    "GraphQLService uses http:// to a host that is not loopback: the coordinator \
+                     access token crosses the network in clear; use https://"
+                        .to_owned(),
+                );
+            }
+        }
         out
     }
 

@@ -82,6 +82,8 @@ pub const COMPLETION_WAIT: Duration = Duration::from_secs(30 * 60);
 pub const APPROVAL_RETRY_START: Duration = Duration::from_secs(1);
 /// The longest wait between two approval attempts of one operation.
 pub const APPROVAL_RETRY_MAX: Duration = Duration::from_secs(60);
+/// At most this many operations wait for their approver to be asked again.
+pub const APPROVAL_WAITS_MAX: usize = 4096;
 /// Approvals of operations that never became Ready are forgotten after this long.
 pub const APPROVAL_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// How often a running protocol checks that the coordinator has not ended its operation.

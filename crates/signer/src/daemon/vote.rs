@@ -2,17 +2,22 @@
 //! the approver's decision, and the vote. An approval is remembered with the exact request
 //! approved, which [`take_part`](super::take_part) compares with the Ready operation.
 //!
-//! Only an answer votes. When the approver gives none that can be trusted (unreachable,
-//! timed out, HTTP 5xx, an unsigned, badly signed or malformed reply, an RPC failure) the
-//! device casts no vote and asks again with backoff ([`APPROVAL_RETRY_START`] doubling to
-//! [`APPROVAL_RETRY_MAX`]) for as long as the operation awaits votes, i.e. until it expires:
-//! an approver outage delays an operation, it does not reject it. Rejections and
-//! abstentions are final. A device that refuses the operation itself (it is not what the
-//! device holds, or a peer's keys are not its own word) votes reject at once.
+//! An approver outage delays an operation; it does not reject it. When the approver is only
+//! unavailable (unreachable, timed out, HTTP 5xx or 429, an RPC node that cannot be reached:
+//! [`vsigner_approval::Decision::retry`]) the device casts no vote and asks again with
+//! backoff ([`APPROVAL_RETRY_START`] doubling to [`APPROVAL_RETRY_MAX`], with jitter) until the
+//! operation expires, and never after its expiry whatever the coordinator lists. An answer
+//! that cannot be trusted (a bad signature or nonce, a 4xx, a malformed reply, a revert, a
+//! refused node or contract) is a reject vote, as are rejections; abstentions are final too.
+//! A device that refuses the operation itself (it is not what the device holds, or a peer's
+//! keys are not its own word) votes reject at once.
 
 use std::time::{Duration, Instant};
 
-use super::{kind_of, lock, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START};
+use super::{
+    kind_of, lock, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START,
+    APPROVAL_WAITS_MAX,
+};
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
@@ -25,6 +30,14 @@ impl Daemon {
             .get(&key)
             .is_some_and(|w| Instant::now() < w.next)
         {
+            return;
+        }
+        // Past its expiry an operation is not voted on, whatever the coordinator lists (and
+        // its approver is not asked again).
+        let expired =
+            chrono::DateTime::parse_from_rfc3339(&op.expires_at).is_ok_and(|at| at < chrono::Utc::now());
+        if expired {
+            lock(&self.inner.approval_waits).remove(&key);
             return;
         }
         let directory = match self.inner.coordinator.devices().await {
@@ -87,7 +100,7 @@ impl Daemon {
                 let asked = Instant::now();
                 let decision = device.approver.decide(&request).await;
                 metrics::approval_latency(&decision, asked.elapsed());
-                if decision.failed {
+                if decision.retry {
                     let backoff = self.wait_for_approver(key);
                     metrics::approval_retry(&decision);
                     tracing::warn!(
@@ -135,13 +148,23 @@ impl Daemon {
     fn wait_for_approver(&self, key: (String, String)) -> Duration {
         let now = Instant::now();
         let mut waits = lock(&self.inner.approval_waits);
+        // Bounded whatever the coordinator lists: the oldest wait gives way (that operation
+        // is then asked again at its next listing).
+        if waits.len() >= APPROVAL_WAITS_MAX && !waits.contains_key(&key) {
+            if let Some(oldest) = waits.iter().min_by_key(|(_, w)| w.since).map(|(k, _)| k.clone()) {
+                waits.remove(&oldest);
+            }
+        }
         let w = waits.entry(key).or_insert(ApprovalWait {
             since: now,
             next: now,
             backoff: APPROVAL_RETRY_START / 2,
         });
         w.backoff = (w.backoff * 2).min(APPROVAL_RETRY_MAX);
-        w.next = now + w.backoff;
-        w.backoff
+        // Up to a quarter more, so that many devices and operations do not ask at once.
+        let quarter = f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 1024) / 4096.0;
+        let jitter = w.backoff.mul_f64(quarter);
+        w.next = now + w.backoff + jitter;
+        w.backoff + jitter
     }
 }
