@@ -10,17 +10,24 @@
 - the signed EIP-1559 transaction recovers to the vault's address (`eth_account`), is of
   type 2, and its signature is the one reported;
 - ed25519 signatures: verified with `cryptography` under the vault's key;
+- secp256r1 (P-256) signatures: verified with `cryptography` over the SHA-256 of the
+  message, s in the lower half of the group order;
+- bip340 signatures: verified with `coincurve` (libsecp256k1) under the vault's x-only key,
+  or, for a Taproot signature, under the BIP-341 output key the checker computes itself
+  from the vault key (and which must be the one the document reports);
 - every reshare kept the public key (the key after equals the vault's key before), and a
   signature made after the reshare verifies under the same key;
 - a rejected request has no signature in the document.
 
 Exits 0 when every check passes, 1 otherwise (each failure is printed).
-Needs: pip install cryptography eth-account
+Needs: pip install cryptography eth-account coincurve
 """
 
+import hashlib
 import json
 import sys
 
+from coincurve import PublicKeyXOnly
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -31,6 +38,7 @@ from eth_keys import keys
 from hexbytes import HexBytes
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 failures = []
 passed = 0
@@ -65,11 +73,36 @@ def secp256k1_verifies(public_key, digest, signature):
         return False
 
 
+def p256_verifies(public_key, digest, signature):
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_key)
+    try:
+        key.verify(encode_dss_signature(r, s), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def taproot_output_key(internal_key):
+    """BIP-341: x(P + int(hash_TapTweak(x(P)))G), for an output without a script tree."""
+    tag = hashlib.sha256(b"TapTweak").digest()
+    key = PublicKeyXOnly(internal_key)
+    key.tweak_add(hashlib.sha256(tag + tag + internal_key).digest())
+    return key.format()
+
+
+def bip340_verifies(x_only_key, message, signature):
+    try:
+        return PublicKeyXOnly(x_only_key).verify(signature, message)
+    except ValueError:
+        return False
+
+
 def main():
     doc = json.load(sys.stdin)
     vaults = {v["id"]: v for v in doc["vaults"]}
     curves = sorted(v["curve"] for v in vaults.values())
-    check(curves == ["ed25519", "secp256k1"], f"the document has one secp256k1 and one ed25519 vault (has {curves})")
+    check(curves == ["bip340", "ed25519", "secp256k1", "secp256r1"], f"the document has one vault of each scheme (has {curves})")
     for v in vaults.values():
         check(2 <= v["threshold"] <= v["devices"], f"vault {v['id']}: a {v['threshold']}-of-{v['devices']} shape")
         if v["curve"] == "ed25519":
@@ -79,6 +112,14 @@ def main():
             check(len(pk) == 33 and pk[0] in (2, 3), f"vault {v['id']}: a compressed SEC1 key")
             address = keys.PublicKey(uncompressed(b(v["public_key"]))).to_checksum_address()
             check(address.lower() == v["address"].lower(), f"vault {v['id']}: address {v['address']} is the key's ({address})")
+        if v["curve"] == "secp256r1":
+            pk = b(v["public_key"])
+            check(len(pk) == 33 and pk[0] in (2, 3), f"vault {v['id']}: a compressed SEC1 P-256 key")
+        if v["curve"] == "bip340":
+            pk = b(v["public_key"])
+            check(len(pk) == 32, f"vault {v['id']}: a 32-byte x-only key")
+            check(b(v.get("taproot_output_key", "")) == taproot_output_key(pk),
+                  f"vault {v['id']}: the Taproot output key is BIP-341's of the vault key")
 
     # Each signature is by the vault's threshold of devices: the threshold before the reshare,
     # or (a committee with the device that joined) the threshold after it.
@@ -121,7 +162,21 @@ def main():
                 check(True, "")
             except InvalidSignature:
                 failures.append(f"{label}: does not verify (cryptography)")
-    for needed in [("secp256k1", "digest"), ("secp256k1", "eth_tx"), ("ed25519", "message")]:
+        elif s["curve"] == "secp256r1":
+            check(0 < int.from_bytes(signature[32:], "big") <= P256_N // 2, f"{label}: s is low")
+            digest = hashlib.sha256(b(s["message"])).digest()
+            check(p256_verifies(b(v["public_key"]), digest, signature), f"{label}: verifies over SHA-256 (cryptography)")
+        elif s["curve"] == "bip340":
+            key = b(v["public_key"])
+            if "taproot_output_key" in s:
+                key = taproot_output_key(key)
+                check(b(s["taproot_output_key"]) == key, f"{label}: for the vault's Taproot output key")
+                kinds.add(("bip340", "taproot"))
+            check(bip340_verifies(key, b(s["message"]), signature), f"{label}: verifies (coincurve)")
+        else:
+            failures.append(f"{label}: unknown curve {s['curve']}")
+    for needed in [("secp256k1", "digest"), ("secp256k1", "eth_tx"), ("ed25519", "message"),
+                   ("secp256r1", "message"), ("bip340", "message"), ("bip340", "taproot")]:
         check(needed in kinds, f"a {needed[0]} {needed[1]} signature is in the document")
 
     check(len(doc["reshares"]) >= 1, "the document has a reshare")

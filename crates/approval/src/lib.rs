@@ -46,7 +46,7 @@ pub use contract::ContractApprover;
 pub use decision::{Decision, Vote};
 pub use error::{ConfigError, RequestError};
 pub use httpsig::DeviceKey;
-pub use request::{ApprovalRequest, Curve, EthTransaction, Operation, SignPayload, Signer, Vault};
+pub use request::{ApprovalRequest, Curve, EthTransaction, Operation, SignPayload, Signer, Taproot, Vault};
 
 /// The future returned by [`Approver::decide`].
 pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;

@@ -20,21 +20,56 @@ use serde_json::{json, Value};
 use crate::error::RequestError;
 use crate::transfer::Transfer;
 
-/// The curve of a vault.
+/// The signature scheme of a vault, named as the coordinator names it (its `curve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
     /// ECDSA over secp256k1 (CGGMP24).
     Secp256k1,
+    /// ECDSA over NIST P-256 (CGGMP24); messages are hashed with SHA-256.
+    Secp256r1,
     /// EdDSA over ed25519 (FROST).
     Ed25519,
+    /// BIP-340 Schnorr over secp256k1 (FROST), with the BIP-341 Taproot tweak on request.
+    Bip340,
 }
 
 impl Curve {
-    /// The name used in JSON and in the contract ABI: `secp256k1` or `ed25519`.
+    /// Every scheme, in the order the documentation lists them.
+    pub const ALL: [Curve; 4] = [Curve::Secp256k1, Curve::Secp256r1, Curve::Ed25519, Curve::Bip340];
+
+    /// The name used in JSON and in the contract ABI: `secp256k1`, `secp256r1`, `ed25519`
+    /// or `bip340`.
     pub fn as_str(self) -> &'static str {
         match self {
             Curve::Secp256k1 => "secp256k1",
+            Curve::Secp256r1 => "secp256r1",
             Curve::Ed25519 => "ed25519",
+            Curve::Bip340 => "bip340",
+        }
+    }
+
+    /// The scheme named `name` (its [`Curve::as_str`]).
+    pub fn from_name(name: &str) -> Option<Curve> {
+        Curve::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The elliptic curve under the scheme (io.finnet's `curves[].curve`): `secp256k1`,
+    /// `secp256r1` or `ed25519`.
+    pub fn elliptic_curve(self) -> &'static str {
+        match self {
+            Curve::Secp256k1 | Curve::Bip340 => "secp256k1",
+            Curve::Secp256r1 => "secp256r1",
+            Curve::Ed25519 => "ed25519",
+        }
+    }
+
+    /// The signature algorithm (io.finnet's `curves[].algorithm`): `ECDSA`, `EDDSA` or
+    /// `SCHNORR`.
+    pub fn algorithm(self) -> &'static str {
+        match self {
+            Curve::Secp256k1 | Curve::Secp256r1 => "ECDSA",
+            Curve::Ed25519 => "EDDSA",
+            Curve::Bip340 => "SCHNORR",
         }
     }
 }
@@ -264,7 +299,23 @@ pub enum Operation {
         payload: SignPayload,
         /// Optional non-hardened BIP-32 derivation path, e.g. `m/0/1`.
         derivation_path: Option<String>,
+        /// BIP-340 vaults: sign for the Taproot output key instead of the vault key.
+        taproot: Option<Taproot>,
     },
+}
+
+/// A BIP-341 key-path tweak: the signature is for the Taproot output key
+/// `Q = P + H_TapTweak(P ‖ merkle_root)·G` of the vault key `P`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taproot {
+    /// The script tree's Merkle root; `None` for an output with no script path.
+    pub merkle_root: Option<[u8; 32]>,
+}
+
+impl Taproot {
+    fn to_json(self) -> Value {
+        json!({"merkleRoot": self.merkle_root.map(hex::encode)})
+    }
 }
 
 /// An operation to approve, as the daemon knows it from the coordinator.
@@ -396,11 +447,8 @@ impl ApprovalRequest {
                 "vault": {
                     "id": vault.id,
                     "curves": [{
-                        "curve": vault.curve.as_str(),
-                        "algorithm": match vault.curve {
-                            Curve::Secp256k1 => "ECDSA",
-                            Curve::Ed25519 => "EDDSA",
-                        },
+                        "curve": vault.curve.elliptic_curve(),
+                        "algorithm": vault.curve.algorithm(),
                         "publicKey": vault.public_key,
                     }],
                     "curve": vault.curve.as_str(),
@@ -434,6 +482,7 @@ impl ApprovalRequest {
             Operation::Sign {
                 payload,
                 derivation_path,
+                taproot,
             } => {
                 let (data, content_type) = payload.shown_data();
                 let mut e = json!({
@@ -443,6 +492,7 @@ impl ApprovalRequest {
                         "dataHex": hex::encode(payload.data()),
                         "payloadKind": payload.content_type(),
                         "derivationPath": derivation_path,
+                        "taproot": taproot.map(Taproot::to_json),
                     },
                 });
                 if let SignPayload::EthereumTransaction(tx) = payload {

@@ -7,13 +7,15 @@
 //! it is *equal* to the one approved: a coordinator that changed the payload, the path, the
 //! signer set or a threshold after the vote gets no signature.
 //!
-//! The digest a secp256k1 committee signs is computed here from the approved payload
-//! (`digest` as is, keccak256 of an EIP-1559 transaction, the EIP-191 hash of a message);
-//! the coordinator's `signingDigest` is only compared with it, never used.
+//! The digest an ECDSA committee signs is computed here from the approved payload
+//! (`digest` as is, keccak256 of an EIP-1559 transaction, the EIP-191 hash of a message on
+//! secp256k1 and its SHA-256 on P-256); the coordinator's `signingDigest` is only compared
+//! with it, never used.
 
+use sha2::Sha256;
 use sha3::{Digest, Keccak256};
 use vsigner_approval::{
-    ApprovalRequest, Curve, EthTransaction, Operation as Requested, SignPayload, Signer, Vault,
+    ApprovalRequest, Curve, EthTransaction, Operation as Requested, SignPayload, Signer, Taproot, Vault,
 };
 
 use crate::coordinator_api::{Device, Operation, VaultSigner};
@@ -27,13 +29,31 @@ fn invalid(msg: impl Into<String>) -> InvalidOperation {
     InvalidOperation(msg.into())
 }
 
-/// The curve of an operation.
+/// The scheme of an operation's vault.
 pub fn curve(op: &Operation) -> Result<Curve, InvalidOperation> {
-    match op.curve.as_str() {
-        "secp256k1" => Ok(Curve::Secp256k1),
-        "ed25519" => Ok(Curve::Ed25519),
-        other => Err(invalid(format!("unsupported curve {other:?}"))),
+    Curve::from_name(&op.curve).ok_or_else(|| invalid(format!("unsupported curve {:?}", op.curve)))
+}
+
+/// The Taproot tweak a sign operation asks for, if any (bip340 vaults only).
+fn taproot(op: &Operation, curve: Curve) -> Result<Option<Taproot>, InvalidOperation> {
+    let Some(t) = op.sign.as_ref().and_then(|s| s.taproot.as_ref()) else {
+        return Ok(None);
+    };
+    if curve != Curve::Bip340 {
+        return Err(invalid(format!(
+            "a Taproot tweak applies to bip340 vaults only, not {curve}"
+        )));
     }
+    let merkle_root = t
+        .merkle_root
+        .as_deref()
+        .map(|r| {
+            decode_hex("taproot merkleRoot", r)?
+                .try_into()
+                .map_err(|_| invalid("the Taproot Merkle root is not 32 bytes"))
+        })
+        .transpose()?;
+    Ok(Some(Taproot { merkle_root }))
 }
 
 fn signers(set: &[VaultSigner], directory: &[Device]) -> Result<Vec<Signer>, InvalidOperation> {
@@ -133,6 +153,7 @@ pub fn build(op: &Operation, directory: &[Device]) -> Result<ApprovalRequest, In
                 Requested::Sign {
                     payload: sign_payload(op)?,
                     derivation_path: s.derivation_path.clone(),
+                    taproot: taproot(op, curve)?,
                 },
             )
         }
@@ -201,8 +222,9 @@ pub fn check_committee_keys(op: &Operation, directory: &[Device]) -> Result<(), 
     Ok(())
 }
 
-/// What the committee signs: a 32-byte digest (secp256k1, and the `digest` and `eth_tx`
-/// kinds on ed25519) or the message itself (an ed25519 `message`).
+/// What the committee signs: a 32-byte digest (the ECDSA curves, and the `digest` and
+/// `eth_tx` kinds on the Schnorr schemes) or the message itself (a `message` on ed25519 or
+/// bip340).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SigningInput {
     /// Signed as a prehash (ECDSA) or as 32 message bytes (Ed25519).
@@ -242,7 +264,8 @@ pub fn signing_input(op: &Operation, payload: &SignPayload) -> Result<SigningInp
         (_, SignPayload::Digest(d)) => SigningInput::Digest(*d),
         (_, SignPayload::EthereumTransaction(tx)) => SigningInput::Digest(Keccak256::digest(tx.raw()).into()),
         (Curve::Secp256k1, SignPayload::Message(m)) => SigningInput::Digest(eip191_hash(m)),
-        (Curve::Ed25519, SignPayload::Message(m)) => SigningInput::Message(m.clone()),
+        (Curve::Secp256r1, SignPayload::Message(m)) => SigningInput::Digest(Sha256::digest(m).into()),
+        (Curve::Ed25519 | Curve::Bip340, SignPayload::Message(m)) => SigningInput::Message(m.clone()),
     };
     let claimed = op.sign.as_ref().and_then(|s| s.signing_digest.as_deref());
     match (&input, claimed) {

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 use vsigner_signer::coordinator_api::CoordinatorClient;
 
 /// The fields of a vault the operator sees.
-pub(crate) const VAULT: &str = "id name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress createdAt";
+pub(crate) const VAULT: &str = "id name curve threshold signers { deviceId weight index } publicKey chainCode keyGeneration keySetHash status ethereumAddress taprootOutputKey taprootAddress createdAt";
 /// The fields of an operation the operator sees.
 pub(crate) const OPERATION: &str = "id kind state vaultId curve createdAt updatedAt expiresAt approvedWeight requiredWeight \
     votes { deviceId vote at } committee { deviceId name index oldIndex newIndex } \
-    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
+    sign { payloadKind payload signingDigest derivationPath taproot { merkleRoot } chainId keyGeneration presignatureId } \
     reshare { oldThreshold newThreshold newSigners { deviceId index } oldKeyGeneration } \
     presign { keyGeneration consumedBy } \
     result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \

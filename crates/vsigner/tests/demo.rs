@@ -1,6 +1,6 @@
 //! `vsigner demo` and `vsigner bench e2e` as a user runs them (the built binary), and the
 //! demo's JSON checked again outside the project by `scripts/check-demo.py` (Python
-//! `cryptography`, `eth_account`).
+//! `cryptography`, `eth_account`, `coincurve`).
 // Test code may unwrap (clippy.toml allows it only inside #[test] functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,10 +26,11 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Whether Python with `cryptography` and `eth_account` is here (CI installs them).
+/// Whether Python with `cryptography`, `eth_account` and `coincurve` is here (CI installs
+/// them).
 fn python_checker_available() -> bool {
     Command::new("python3")
-        .args(["-c", "import cryptography, eth_account, eth_keys"])
+        .args(["-c", "import cryptography, eth_account, eth_keys, coincurve"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
@@ -77,10 +78,12 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
 
     let vaults = doc["vaults"].as_array().unwrap();
-    assert_eq!(vaults.len(), 2);
+    assert_eq!(vaults.len(), 4);
     let secp = vaults.iter().find(|v| v["curve"] == "secp256k1").unwrap();
     let ed = vaults.iter().find(|v| v["curve"] == "ed25519").unwrap();
-    for v in [secp, ed] {
+    let p256 = vaults.iter().find(|v| v["curve"] == "secp256r1").unwrap();
+    let bip340 = vaults.iter().find(|v| v["curve"] == "bip340").unwrap();
+    for v in [secp, ed, p256, bip340] {
         assert_eq!(
             (v["threshold"].as_u64(), v["devices"].as_u64()),
             (Some(2), Some(3))
@@ -91,7 +94,17 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
         33
     );
     assert_eq!(hex::decode(ed["public_key"].as_str().unwrap()).unwrap().len(), 32);
+    assert_eq!(
+        hex::decode(p256["public_key"].as_str().unwrap()).unwrap().len(),
+        33
+    );
+    assert_eq!(
+        hex::decode(bip340["public_key"].as_str().unwrap()).unwrap().len(),
+        32
+    );
     assert!(secp["address"].as_str().unwrap().starts_with("0x"));
+    assert!(bip340["address"].as_str().unwrap().starts_with("bc1p"));
+    assert_ne!(bip340["taproot_output_key"], bip340["public_key"]);
 
     let signatures = doc["signatures"].as_array().unwrap();
     let kinds: Vec<(&str, &str)> = signatures
@@ -104,9 +117,14 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
             ("secp256k1", "digest"),
             ("secp256k1", "eth_tx"),
             ("ed25519", "message"),
+            ("secp256r1", "message"),
+            ("bip340", "message"),
+            ("bip340", "message"),
             ("secp256k1", "digest")
         ]
     );
+    assert!(signatures[4]["taproot_output_key"].is_null());
+    assert_eq!(signatures[5]["taproot_output_key"], bip340["taproot_output_key"]);
     for s in signatures {
         assert_eq!(s["verified"], true);
         assert!(s["latency_ms"].as_f64().unwrap() > 0.0);
@@ -130,7 +148,7 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     );
     // The signature after the reshare: 3 signers, the new device among them.
     let newcomer = &reshare["joined"][0];
-    let last = signatures[3]["signers"].as_array().unwrap();
+    let last = signatures[6]["signers"].as_array().unwrap();
     assert_eq!(last.len(), 3);
     assert!(last.contains(newcomer));
 
@@ -150,9 +168,9 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     if !python_checker_available() {
         assert!(
             std::env::var_os("VSIGNER_TEST_REQUIRE_PYTHON").is_none(),
-            "VSIGNER_TEST_REQUIRE_PYTHON is set (as .ci/run does) but python3 lacks cryptography or eth_account"
+            "VSIGNER_TEST_REQUIRE_PYTHON is set (as .ci/run does) but python3 lacks cryptography, eth_account or coincurve"
         );
-        eprintln!("skipped the independent check: python3 with cryptography and eth_account is not installed (pip install cryptography eth-account)");
+        eprintln!("skipped the independent check: python3 with cryptography, eth_account and coincurve is not installed (pip install cryptography eth-account coincurve)");
         return;
     }
     let (ok, report) = independent_check(&doc);
@@ -161,9 +179,23 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
 
     // The checker is not a rubber stamp: each tampered document fails it.
     type Tamper = fn(&mut Value);
-    let tampered: [(&str, Tamper); 4] = [
+    let tampered: [(&str, Tamper); 8] = [
         ("ed25519 signature", |d| {
             flip_hex_byte(&mut d["signatures"][2]["signature"])
+        }),
+        ("P-256 signature", |d| {
+            flip_hex_byte(&mut d["signatures"][3]["signature"])
+        }),
+        ("BIP-340 signature", |d| {
+            flip_hex_byte(&mut d["signatures"][4]["signature"])
+        }),
+        ("Taproot signature", |d| {
+            flip_hex_byte(&mut d["signatures"][5]["signature"])
+        }),
+        ("Taproot output key", |d| {
+            // A key the checker must derive itself: another one is refused even when the
+            // signature would verify under it.
+            flip_hex_byte(&mut d["vaults"][3]["taproot_output_key"])
         }),
         ("digest signature", |d| {
             flip_hex_byte(&mut d["signatures"][0]["signature"])

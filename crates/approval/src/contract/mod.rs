@@ -77,7 +77,17 @@ impl ContractCall {
 
 /// Encodes a request for the contract under `layout`, and checks that it decodes back under
 /// the same layout to the same bytes (a struct mismatch must never reach the contract).
+///
+/// A request for a Taproot-tweaked signature is refused: neither layout has a field for the
+/// tweak, and a contract must not approve a signature for a key it was not shown.
 pub fn encode_request(r: &ApprovalRequest, layout: ContractLayout) -> Result<ContractCall, String> {
+    if let crate::Operation::Sign { taproot: Some(_), .. } = &r.operation {
+        return Err(format!(
+            "a Taproot-tweaked signature cannot be shown in the {} contract structs (no field \
+             names the tweak); use a webhook approver for Taproot signatures",
+            layout.as_str()
+        ));
+    }
     let call = match layout {
         ContractLayout::IoFinnet => iofinnet::encode(r),
         ContractLayout::VsignerV3 => vsigner_v3::encode(r),

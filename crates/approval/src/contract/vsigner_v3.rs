@@ -141,6 +141,7 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
         Operation::Sign {
             payload,
             derivation_path,
+            ..
         } => {
             let path = derivation_path.clone().unwrap_or_default();
             match payload {

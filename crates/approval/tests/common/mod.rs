@@ -103,6 +103,7 @@ pub fn sign_call(vault_name: &str, value_wei: u128, input: &[u8]) -> ApprovalReq
         Operation::Sign {
             payload: SignPayload::EthereumTransaction(tx),
             derivation_path: Some("m/0/1".into()),
+            taproot: None,
         },
     )
 }
@@ -113,6 +114,7 @@ pub fn sign_message(vault_name: &str, message: &[u8]) -> ApprovalRequest {
         Operation::Sign {
             payload: SignPayload::Message(message.to_vec()),
             derivation_path: None,
+            taproot: None,
         },
     )
 }
@@ -123,6 +125,7 @@ pub fn sign_digest(vault_name: &str) -> ApprovalRequest {
         Operation::Sign {
             payload: SignPayload::Digest([0xab; 32]),
             derivation_path: None,
+            taproot: None,
         },
     )
 }

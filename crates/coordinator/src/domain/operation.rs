@@ -98,6 +98,9 @@ pub enum OperationDetails {
         payload: SignPayload,
         /// Non-hardened derivation path, `m/…`.
         derivation_path: Option<String>,
+        /// bip340: sign for the vault's Taproot output key.
+        #[serde(default)]
+        taproot: Option<super::sign::TaprootTweak>,
         /// Key generation the committee signs with.
         key_generation: u32,
         /// The presignature (a Completed `Presign` operation of the same committee) the

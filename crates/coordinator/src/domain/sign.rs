@@ -3,6 +3,7 @@
 //! signature against the vault key (at its derivation path) before it is accepted.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::{
     AuditEvent, Curve, DeviceId, Error, ErrorCode, Millis, Operation, OperationDetails, OperationResult,
@@ -18,8 +19,49 @@ pub enum SignPayload {
     Digest(#[serde(with = "hex::serde")] [u8; 32]),
     /// An unsigned EIP-1559 transaction `0x02 ‖ rlp(…)`; digest keccak256(bytes).
     EthTx(#[serde(with = "hex::serde")] Vec<u8>),
-    /// Message bytes: EIP-191 personal-message hash on secp256k1, raw on ed25519.
+    /// Message bytes: EIP-191 personal-message hash on secp256k1, SHA-256 on P-256, signed
+    /// as they are on ed25519 and bip340.
     Message(#[serde(with = "hex::serde")] Vec<u8>),
+}
+
+/// A BIP-341 key-path tweak asked for with a BIP-340 signature: the committee signs for the
+/// vault's Taproot output key `Q = P + int(hash_TapTweak(x(P) ‖ merkle_root))·G`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaprootTweak {
+    /// The script tree's Merkle root (64 lowercase hex), `None` for an output without one.
+    pub merkle_root_hex: Option<String>,
+}
+
+impl TaprootTweak {
+    /// A tweak from client input (`taprootMerkleRoot` hex, if any), for a bip340 vault only.
+    pub fn parse(curve: Curve, taproot: bool, merkle_root: Option<&str>) -> Result<Option<Self>> {
+        if !taproot && merkle_root.is_none() {
+            return Ok(None);
+        }
+        if curve != Curve::Bip340 {
+            return Err(Error::new(
+                ErrorCode::InvalidPayload,
+                format!(
+                    "a Taproot tweak applies to bip340 vaults only, not {}",
+                    curve.as_str()
+                ),
+            ));
+        }
+        let merkle_root_hex = merkle_root
+            .map(|r| crypto::decode_hex_array::<32>("taprootMerkleRoot", r, ErrorCode::InvalidPayload))
+            .transpose()?
+            .map(hex::encode);
+        Ok(Some(TaprootTweak { merkle_root_hex }))
+    }
+
+    /// The Merkle root's bytes.
+    pub fn merkle_root(&self) -> Result<Option<[u8; 32]>> {
+        self.merkle_root_hex
+            .as_deref()
+            .map(|r| crypto::decode_hex_array::<32>("taprootMerkleRoot", r, ErrorCode::InvalidPayload))
+            .transpose()
+    }
 }
 
 impl SignPayload {
@@ -88,19 +130,22 @@ pub fn parse_sign_payload(
     Ok(payload)
 }
 
-/// The 32 bytes the ECDSA committee signs (secp256k1), or `None` for ed25519
-/// `message` payloads (signed as is).
+/// The 32 bytes an ECDSA committee signs, or `None` for a Schnorr scheme's `message`
+/// payload (signed as is): a digest as given; keccak256 of an EIP-1559 transaction; for a
+/// message, its EIP-191 hash on secp256k1 and its SHA-256 on P-256 (the usual prehash of
+/// each curve).
 pub fn signing_digest(curve: Curve, payload: &SignPayload) -> Option<[u8; 32]> {
     match (curve, payload) {
         (_, SignPayload::Digest(d)) => Some(*d),
         (_, SignPayload::EthTx(b)) => Some(crypto::keccak256(b)),
         (Curve::Secp256k1, SignPayload::Message(m)) => Some(crypto::eip191_hash(m)),
-        (Curve::Ed25519, SignPayload::Message(_)) => None,
+        (Curve::Secp256r1, SignPayload::Message(m)) => Some(Sha256::digest(m).into()),
+        (Curve::Ed25519 | Curve::Bip340, SignPayload::Message(_)) => None,
     }
 }
 
-/// The bytes the signature is verified over: the digest on secp256k1 (prehash), the
-/// message itself (or the 32 digest bytes) on ed25519.
+/// The bytes the signature is verified over: the digest on the ECDSA curves (prehash), the
+/// message itself (or the 32 digest bytes) on the Schnorr schemes.
 fn verification_message(curve: Curve, payload: &SignPayload) -> Vec<u8> {
     match signing_digest(curve, payload) {
         Some(d) => d.to_vec(),
@@ -130,6 +175,7 @@ impl Operation {
         let OperationDetails::Sign {
             payload,
             derivation_path,
+            taproot,
             key_generation,
             ..
         } = &self.details
@@ -139,8 +185,12 @@ impl Operation {
                 self.id
             )));
         };
-        let (payload, derivation_path, key_generation) =
-            (payload.clone(), derivation_path.clone(), *key_generation);
+        let (payload, derivation_path, taproot, key_generation) = (
+            payload.clone(),
+            derivation_path.clone(),
+            taproot.clone(),
+            *key_generation,
+        );
         self.check_running_member(device, now)?;
         if vault.key_generation != key_generation {
             return Err(Error::invalid_state(format!(
@@ -152,9 +202,14 @@ impl Operation {
         let recovery = self.curve.recovery_id(recovery_id)?;
         let signature = crypto::decode_hex("signature", signature_hex)?;
         let message = verification_message(self.curve, &payload);
-        let verdict = self
-            .curve
-            .verify(vault, derivation_path.as_deref(), &message, &signature, recovery)?;
+        let verdict = self.curve.verify(
+            vault,
+            derivation_path.as_deref(),
+            taproot.as_ref(),
+            &message,
+            &signature,
+            recovery,
+        )?;
         let mut out = Outcome::default();
         self.mark_started(device, now, &mut out);
         if let Err(why) = verdict {

@@ -32,6 +32,7 @@ fn sign_op(v: &Vault) -> Operation {
             threshold: v.threshold,
             payload: SignPayload::Digest([1; 32]),
             derivation_path: None,
+            taproot: None,
             key_generation: 0,
             presignature: None,
         },
@@ -158,5 +159,8 @@ fn weights_and_thresholds() {
         check_signer_set(&s(1), 2).unwrap_err().code(),
         ErrorCode::InvalidThreshold
     );
-    assert_eq!(Curve::parse("p256").unwrap_err().code(), ErrorCode::UnknownCurve);
+    assert_eq!(
+        Curve::parse("secp384r1").unwrap_err().code(),
+        ErrorCode::UnknownCurve
+    );
 }

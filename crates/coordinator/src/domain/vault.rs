@@ -9,8 +9,12 @@ str_enum!(/// Vault curve.
     Curve, ErrorCode::UnknownCurve, "curve" {
     /// ECDSA over secp256k1 (CGGMP24).
     Secp256k1 => "secp256k1",
+    /// ECDSA over NIST P-256 (CGGMP24); messages are hashed with SHA-256.
+    Secp256r1 => "secp256r1",
     /// EdDSA over Ed25519 (FROST).
     Ed25519 => "ed25519",
+    /// BIP-340 Schnorr over secp256k1 (FROST), with the BIP-341 Taproot tweak on request.
+    Bip340 => "bip340",
 });
 
 str_enum!(/// Vault status.

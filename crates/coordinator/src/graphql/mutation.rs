@@ -42,10 +42,16 @@ pub struct RequestSignatureInput {
     digest: Option<String>,
     /// Unsigned EIP-1559 transaction `0x02 ‖ rlp(…)` (secp256k1).
     eth_tx: Option<String>,
-    /// Message bytes: EIP-191 personal message on secp256k1, raw on ed25519.
+    /// Message bytes: EIP-191 personal message on secp256k1, SHA-256 prehash on
+    /// secp256r1, signed as they are on ed25519 and bip340.
     message: Option<String>,
-    /// Non-hardened path `m/0/1` (secp256k1).
+    /// Non-hardened path `m/0/1` (secp256k1, secp256r1).
     derivation_path: Option<String>,
+    /// bip340: sign for the vault's BIP-341 Taproot output key instead of the vault key.
+    #[graphql(default)]
+    taproot: bool,
+    /// bip340: the Taproot script tree's Merkle root, 32 bytes hex (implies `taproot`).
+    taproot_merkle_root: Option<String>,
 }
 
 /// `requestReshare` input.
@@ -133,6 +139,8 @@ impl OperatorMutation {
             eth_tx: input.eth_tx,
             message: input.message,
             derivation_path: input.derivation_path,
+            taproot: input.taproot,
+            taproot_merkle_root: input.taproot_merkle_root,
         };
         ctx_service(ctx)?
             .request_signature(p, input, idempotency_key.as_deref())

@@ -95,7 +95,8 @@ impl VaultObj {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// `secp256k1` | `ed25519`.
+    /// The vault's scheme: `secp256k1` (ECDSA), `secp256r1` (ECDSA on P-256), `ed25519`
+    /// (EdDSA) or `bip340` (Schnorr on secp256k1).
     async fn curve(&self) -> &str {
         self.0.curve.as_str()
     }
@@ -105,11 +106,12 @@ impl VaultObj {
     async fn signers(&self) -> Vec<VaultSigner> {
         signers(&self.0.signers)
     }
-    /// Hex: SEC1 compressed (secp256k1) or 32 bytes (ed25519); null until Active.
+    /// Hex: SEC1 compressed (secp256k1, secp256r1), 32 bytes (ed25519) or the 32-byte
+    /// x-only key (bip340); null until Active.
     async fn public_key(&self) -> Option<String> {
         self.0.public_key.as_ref().map(hex::encode)
     }
-    /// Hex, 32 bytes, secp256k1 only.
+    /// Hex, 32 bytes, for BIP-32 child keys (secp256k1, secp256r1).
     async fn chain_code(&self) -> Option<String> {
         self.0.chain_code.map(hex::encode)
     }
@@ -133,8 +135,43 @@ impl VaultObj {
             _ => None,
         }
     }
+    /// bip340: the BIP-341 Taproot output key of the vault key with no script tree
+    /// (x-only, hex), what a `taproot` signature verifies under.
+    async fn taproot_output_key(&self) -> Option<String> {
+        self.output_key().map(hex::encode)
+    }
+    /// bip340: the Taproot (witness v1, bech32m) address of `taprootOutputKey` on
+    /// `network`: `mainnet` (bc1p…), `testnet` (tb1p…, also signet) or `regtest` (bcrt1p…).
+    async fn taproot_address(
+        &self,
+        #[graphql(default_with = "\"mainnet\".to_owned()")] network: String,
+    ) -> async_graphql::Result<Option<String>> {
+        let network = match network.as_str() {
+            "mainnet" => crate::crypto::TaprootNetwork::Mainnet,
+            "testnet" => crate::crypto::TaprootNetwork::Testnet,
+            "regtest" => crate::crypto::TaprootNetwork::Regtest,
+            other => {
+                return Err(
+                    format!("unknown network {other:?}; expected one of: mainnet testnet regtest").into(),
+                )
+            }
+        };
+        Ok(self
+            .output_key()
+            .and_then(|q| crate::crypto::taproot_address(&q, network).ok()))
+    }
     async fn created_at(&self) -> String {
         time(self.0.created_at)
+    }
+}
+
+impl VaultObj {
+    /// bip340: the Taproot output key with no script tree.
+    fn output_key(&self) -> Option<[u8; 32]> {
+        match (self.0.curve, &self.0.public_key) {
+            (Curve::Bip340, Some(pk)) => crate::crypto::taproot_output_key(pk, None).ok(),
+            _ => None,
+        }
     }
 }
 
@@ -186,11 +223,14 @@ pub struct SignDetails {
     /// Payload bytes, hex.
     pub(crate) payload: String,
     /// The 32-byte digest the ECDSA committee signs (hex): `digest` as given,
-    /// keccak256(ethTx), or the EIP-191 personal-message hash of `message` on
-    /// secp256k1. Null for ed25519 `message` (signed as is).
+    /// keccak256(ethTx), or the hash of `message` (EIP-191 on secp256k1, SHA-256 on
+    /// secp256r1). Null for a `message` on ed25519 or bip340 (signed as is).
     pub(crate) signing_digest: Option<String>,
     /// Non-hardened BIP-32 path `m/…`, or null for the root key.
     pub(crate) derivation_path: Option<String>,
+    /// bip340: the signature is for the vault's Taproot output key (null: for the vault
+    /// key itself).
+    pub(crate) taproot: Option<TaprootObj>,
     /// Chain id of an eth_tx.
     pub(crate) chain_id: Option<String>,
     /// Key generation the committee signs with.
@@ -198,6 +238,14 @@ pub struct SignDetails {
     /// The presignature (a Completed `Presign` operation of this committee) the committee
     /// uses for a one-round signature; null for the full protocol.
     pub(crate) presignature_id: Option<ID>,
+}
+
+/// A BIP-341 key-path tweak.
+#[derive(SimpleObject)]
+pub struct TaprootObj {
+    /// The script tree's Merkle root (hex), null for an output without one (the output
+    /// key is then the vault's `taprootOutputKey`).
+    pub(crate) merkle_root: Option<String>,
 }
 
 /// Presign details.

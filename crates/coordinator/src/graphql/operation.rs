@@ -159,6 +159,7 @@ impl OperationObj {
             OperationDetails::Sign {
                 payload,
                 derivation_path,
+                taproot,
                 key_generation,
                 presignature,
                 ..
@@ -167,6 +168,9 @@ impl OperationObj {
                 payload: hex::encode(payload.bytes()),
                 signing_digest: self.0.signing_digest().map(hex::encode),
                 derivation_path: derivation_path.clone(),
+                taproot: taproot.as_ref().map(|t| TaprootObj {
+                    merkle_root: t.merkle_root_hex.clone(),
+                }),
                 chain_id: self.0.eth_chain_id().map(|c| c.to_string()),
                 key_generation: i32::try_from(*key_generation).unwrap_or(i32::MAX),
                 presignature_id: presignature.as_ref().map(|p| ID(p.to_string())),

@@ -23,6 +23,10 @@ pub struct RequestSignature {
     pub message: Option<String>,
     /// `m/0/1`.
     pub derivation_path: Option<String>,
+    /// bip340: sign for the vault's Taproot output key.
+    pub taproot: bool,
+    /// bip340: the Taproot script tree's Merkle root, hex (implies `taproot`).
+    pub taproot_merkle_root: Option<String>,
 }
 
 impl Service {
@@ -55,12 +59,16 @@ impl Service {
             input.eth_tx.as_deref(),
             input.message.as_deref(),
         )?;
+        let taproot = TaprootTweak::parse(vault.curve, input.taproot, input.taproot_merkle_root.as_deref())?;
         let derivation_path = match input.derivation_path.as_deref() {
             None => None,
-            Some(_) if vault.curve == Curve::Ed25519 => {
+            Some(_) if !vault.curve.is_ecdsa() => {
                 return Err(Error::new(
                     ErrorCode::InvalidDerivationPath,
-                    "HD derivation is not supported for ed25519 vaults yet",
+                    format!(
+                        "HD derivation is not supported for {} vaults yet",
+                        vault.curve.as_str()
+                    ),
                 ))
             }
             Some(path) => {
@@ -79,6 +87,7 @@ impl Service {
             threshold: vault.threshold,
             payload,
             derivation_path,
+            taproot,
             key_generation: vault.key_generation,
             presignature: None,
         };

@@ -15,7 +15,7 @@ const OPERATION_FIELDS: &str = "id organisationId kind state vaultId curve nonce
     submittedDeviceIds \
     keygen { threshold signers { deviceId weight index } } \
     reshare { oldThreshold oldSigners { deviceId weight index } newThreshold newSigners { deviceId weight index } oldKeyGeneration newKeyGeneration } \
-    sign { payloadKind payload signingDigest derivationPath chainId keyGeneration presignatureId } \
+    sign { payloadKind payload signingDigest derivationPath taproot { merkleRoot } chainId keyGeneration presignatureId } \
     presign { keyGeneration consumedBy discardedBy } \
     result { publicKey chainCode keyGeneration keySetHash signature recoveryId submittedBy rawTransaction txHash broadcastError } \
     failure { reason culpritDeviceIds reportedBy } rejectionReason startedBy";

@@ -139,12 +139,23 @@ pub struct SignDetails {
     pub signing_digest: Option<String>,
     /// BIP-32 path.
     pub derivation_path: Option<String>,
+    /// bip340: sign for the vault's Taproot output key.
+    #[serde(default)]
+    pub taproot: Option<TaprootDetails>,
     /// Chain id of an eth_tx.
     pub chain_id: Option<String>,
     /// Key generation to sign with.
     pub key_generation: u64,
     /// The presignature (a Presign operation's id) the committee uses, if any.
     pub presignature_id: Option<String>,
+}
+
+/// A BIP-341 key-path tweak asked for with a bip340 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaprootDetails {
+    /// The script tree's Merkle root (hex), if any.
+    pub merkle_root: Option<String>,
 }
 
 /// Presign details.

@@ -6,8 +6,8 @@ use std::marker::PhantomData;
 
 use generic_ec::Point;
 use rand_core::OsRng;
-use vsigner_approval::Curve;
-use vsigner_tss::ecdsa::{self, Message, Secp256k1};
+use vsigner_tss::ecdsa::{self, EcdsaCurve, Message};
+use vsigner_tss::ecdsa::{AlwaysHasAffineX, HdWallet, NonZero, Slip10};
 use vsigner_tss::hd::DerivationPath;
 use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::ProtocolTag;
@@ -21,15 +21,17 @@ use crate::approval_request::SigningInput;
 use crate::coordinator_api::Operation;
 use crate::metrics::Protocol;
 
-/// Threshold ECDSA on the curve `E`.
+/// Threshold ECDSA on the curve `E` (secp256k1 or P-256). The share records of both curves
+/// have the same layout; the engine's core-share encoding names its curve, so a record of
+/// one curve is never read as the other.
 pub struct Ecdsa<E>(PhantomData<E>);
 
 const RECORD_MAGIC: &[u8; 4] = b"VSKE";
 
 /// An ECDSA key-share record: `"VSKE" ‖ u32 length ‖ core share ‖ aux-info`, each in the
 /// engine's versioned format (multi-exponentiation tables are not stored).
-pub(super) fn record(
-    core: &ecdsa::CoreShare<Secp256k1>,
+pub(super) fn record<E: EcdsaCurve>(
+    core: &ecdsa::CoreShare<E>,
     aux: &ecdsa::AuxInfo,
 ) -> Result<Zeroizing<Vec<u8>>, RunFailure> {
     let bad = |e: vsigner_tss::Error| RunFailure::new(format!("key share does not encode: {e}"));
@@ -62,13 +64,13 @@ pub fn aux_info_of(bytes: &[u8]) -> Option<Result<ecdsa::AuxInfo, RunFailure>> {
 }
 
 /// The core share of a record (enough to deal in a reshare).
-pub(super) fn core_of(bytes: &[u8]) -> Result<ecdsa::CoreShare<Secp256k1>, RunFailure> {
+pub(super) fn core_of<E: EcdsaCurve>(bytes: &[u8]) -> Result<ecdsa::CoreShare<E>, RunFailure> {
     let (core, _) = record_parts(bytes)?;
     ecdsa::CoreShare::from_bytes(core).map_err(|e| RunFailure::new(format!("stored share: {e}")))
 }
 
 /// The complete key share of a record (to sign and presign).
-pub(super) fn share_of(bytes: &[u8]) -> Result<ecdsa::KeyShare<Secp256k1>, RunFailure> {
+pub(super) fn share_of<E: EcdsaCurve>(bytes: &[u8]) -> Result<ecdsa::KeyShare<E>, RunFailure> {
     let (core, aux) = record_parts(bytes)?;
     let bad = |e: vsigner_tss::Error| RunFailure::new(format!("stored share: {e}"));
     let core = ecdsa::CoreShare::from_bytes(core).map_err(bad)?;
@@ -76,7 +78,10 @@ pub(super) fn share_of(bytes: &[u8]) -> Result<ecdsa::KeyShare<Secp256k1>, RunFa
     ecdsa::KeyShare::from_parts(core, aux).map_err(bad)
 }
 
-fn new_share(core: &ecdsa::CoreShare<Secp256k1>, aux: &ecdsa::AuxInfo) -> Result<NewShare, RunFailure> {
+fn new_share<E: EcdsaCurve>(
+    core: &ecdsa::CoreShare<E>,
+    aux: &ecdsa::AuxInfo,
+) -> Result<NewShare, RunFailure> {
     let info = core
         .key_info()
         .map_err(|e| RunFailure::new(format!("key share: {e}")))?;
@@ -88,11 +93,13 @@ fn new_share(core: &ecdsa::CoreShare<Secp256k1>, aux: &ecdsa::AuxInfo) -> Result
     })
 }
 
-impl Scheme for Ecdsa<Secp256k1> {
-    const CURVE: Curve = Curve::Secp256k1;
-
+impl<E: EcdsaCurve> Scheme for Ecdsa<E>
+where
+    Slip10: HdWallet<E>,
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure> {
-        let core = core_of(record)?;
+        let core = core_of::<E>(record)?;
         let info = core
             .key_info()
             .map_err(|e| RunFailure::new(format!("stored share: {e}")))?;
@@ -117,7 +124,7 @@ impl Scheme for Ecdsa<Secp256k1> {
                 members,
                 Some(Protocol::EcdsaKeygen),
                 move |party, eid| async move {
-                    ecdsa::keygen::<Secp256k1, _, _>(party, eid, i, n, threshold, &mut OsRng).await
+                    ecdsa::keygen::<E, _, _>(party, eid, i, n, threshold, &mut OsRng).await
                 },
             )
             .await
@@ -139,18 +146,26 @@ impl Scheme for Ecdsa<Secp256k1> {
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure> {
         let SigningInput::Digest(digest) = what.input else {
-            return Err(RunFailure::new("secp256k1 signs a 32-byte digest"));
+            return Err(RunFailure::new("ECDSA signs a 32-byte digest"));
         };
+        if what.taproot.is_some() {
+            return Err(RunFailure::new("a Taproot tweak applies to bip340 vaults only"));
+        }
         let members = committee.all();
         let presignature_id = op.sign.as_ref().and_then(|s| s.presignature_id.as_deref());
         let sig = if let Some(presignature_id) = presignature_id {
+            if E::KIND != ecdsa::CurveKind::Secp256k1 {
+                return Err(RunFailure::new(
+                    "presignatures are kept for secp256k1 vaults only",
+                ));
+            }
             if what.path.is_some() {
                 return Err(RunFailure::new("a presignature signs at the root key only"));
             }
             run.sign_with_presignature(op, &members, signers, presignature_id, what.payload, digest)
                 .await?
         } else {
-            let share = share_of(record)?;
+            let share = share_of::<E>(record)?;
             let path: Option<DerivationPath> = what
                 .path
                 .map(|p| p.parse())
@@ -183,9 +198,9 @@ impl Scheme for Ecdsa<Secp256k1> {
         params: &ReshareParams<'_>,
         old: Option<&[u8]>,
     ) -> Result<Reshared, RunFailure> {
-        let public_key = Point::<Secp256k1>::from_bytes(params.public_key)
-            .map_err(|_| RunFailure::new("vault public key is not a secp256k1 point"))?;
-        let old_core = old.map(core_of).transpose()?;
+        let public_key = Point::<E>::from_bytes(params.public_key)
+            .map_err(|_| RunFailure::new(format!("vault public key is not a {} point", E::KIND.as_str())))?;
+        let old_core = old.map(core_of::<E>).transpose()?;
         let setup = ReshareSetup {
             roles: params.roles,
             me: params.me,
@@ -246,6 +261,7 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::*;
+    use vsigner_tss::ecdsa::Secp256k1;
 
     fn fixture(path: &str) -> Vec<u8> {
         std::fs::read(
@@ -263,15 +279,15 @@ mod tests {
                 .unwrap();
         let aux = ecdsa::AuxInfo::from_bytes(&fixture("aux-info/n3/party-1.vsgn")).unwrap();
         let record = record(&core, &aux).unwrap();
-        let share = share_of(&record).unwrap();
+        let share = share_of::<Secp256k1>(&record).unwrap();
         assert_eq!(share.index(), 1);
         assert_eq!(share.public_key_bytes(), core.public_key_bytes());
         assert_eq!(
-            core_of(&record).unwrap().public_key_bytes(),
+            core_of::<Secp256k1>(&record).unwrap().public_key_bytes(),
             core.public_key_bytes()
         );
         for cut in [0, 3, 7, 8, 100, record.len() - 1] {
-            assert!(share_of(&record[..cut]).is_err(), "cut at {cut}");
+            assert!(share_of::<Secp256k1>(&record[..cut]).is_err(), "cut at {cut}");
         }
     }
 

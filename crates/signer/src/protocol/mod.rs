@@ -297,12 +297,14 @@ impl RunContext {
             Requested::Sign {
                 payload,
                 derivation_path,
+                taproot,
             } => {
                 let input = approval_request::signing_input(op, payload).map_err(|e| RunFailure::new(e.0))?;
                 let what = sign::Signing {
                     payload,
                     input: &input,
                     path: derivation_path.as_deref(),
+                    taproot: taproot.as_ref(),
                 };
                 scheme::with_scheme!(curve, S => self.sign::<S>(op, &what).await)
             }

@@ -102,7 +102,7 @@ impl RunContext {
         }
         let (committee, signers) = self.signing_committee(op)?;
         let i = committee.me;
-        let share = share_of(&self.load_share(&op.vault_id, details.key_generation).await?)?;
+        let share = share_of::<Secp256k1>(&self.load_share(&op.vault_id, details.key_generation).await?)?;
         let members: Vec<&CommitteeMember> = committee.members.iter().collect();
         let presignature = self
             .session(

@@ -86,9 +86,6 @@ pub struct ReshareParams<'a> {
 /// committee.
 #[allow(async_fn_in_trait)] // used by static dispatch only (`with_scheme!`)
 pub trait Scheme {
-    /// The curve of the vaults it serves.
-    const CURVE: Curve;
-
     /// The public key and key-set hash of a stored share record.
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure>;
 
@@ -130,8 +127,16 @@ macro_rules! with_scheme {
                 type $s = $crate::protocol::ecdsa::Ecdsa<vsigner_tss::ecdsa::Secp256k1>;
                 $body
             }
+            vsigner_approval::Curve::Secp256r1 => {
+                type $s = $crate::protocol::ecdsa::Ecdsa<vsigner_tss::ecdsa::Secp256r1>;
+                $body
+            }
             vsigner_approval::Curve::Ed25519 => {
                 type $s = $crate::protocol::schnorr::Frost<vsigner_tss::schnorr::Ed25519>;
+                $body
+            }
+            vsigner_approval::Curve::Bip340 => {
+                type $s = $crate::protocol::schnorr::Frost<vsigner_tss::schnorr::Bip340>;
                 $body
             }
         }
@@ -152,11 +157,8 @@ pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
 /// The public key (hex) and key-set hash of a stored share record of a vault on `curve`
 /// (the coordinator's name).
 pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
-    let curve = match curve {
-        "secp256k1" => Curve::Secp256k1,
-        "ed25519" => Curve::Ed25519,
-        other => return Err(RunFailure::new(format!("unsupported curve {other:?}"))),
-    };
+    let curve =
+        Curve::from_name(curve).ok_or_else(|| RunFailure::new(format!("unsupported curve {curve:?}")))?;
     let (public_key, key_set_hash) = with_scheme!(curve, S => S::summary(bytes))?;
     Ok((hex::encode(public_key), key_set_hash))
 }

@@ -1,12 +1,13 @@
-//! Threshold Schnorr by FROST ([`vsigner_tss::schnorr`]): keygen, signing of the approved
-//! message, reshare; the share record is the FROST key package in the engine's format.
+//! Threshold Schnorr by FROST ([`vsigner_tss::schnorr`]), EdDSA on ed25519 and BIP-340 on
+//! secp256k1: keygen, signing of the approved message (BIP-340: for the vault key or, when
+//! approved, its Taproot output key), reshare; the share record is the FROST key package
+//! in the engine's format, which names its ciphersuite.
 
 use std::marker::PhantomData;
 
 use rand_core::OsRng;
-use vsigner_approval::Curve;
 use vsigner_tss::reshare::ReshareSetup;
-use vsigner_tss::schnorr::{self, Ed25519};
+use vsigner_tss::schnorr::{self, SchnorrScheme, TaprootTweak};
 use vsigner_tss::ProtocolTag;
 
 use super::scheme::{key_set_hash, NewShare, ReshareParams, Reshared, Scheme, Signature};
@@ -18,12 +19,11 @@ use crate::metrics::Protocol;
 /// FROST with the ciphersuite `C`.
 pub struct Frost<C>(PhantomData<C>);
 
-fn share_of(record: &[u8]) -> Result<schnorr::KeyShare<Ed25519>, RunFailure> {
-    schnorr::KeyShare::<Ed25519>::from_bytes(record)
-        .map_err(|e| RunFailure::new(format!("stored share: {e}")))
+fn share_of<C: SchnorrScheme>(record: &[u8]) -> Result<schnorr::KeyShare<C>, RunFailure> {
+    schnorr::KeyShare::<C>::from_bytes(record).map_err(|e| RunFailure::new(format!("stored share: {e}")))
 }
 
-fn new_share(share: &schnorr::KeyShare<Ed25519>) -> Result<NewShare, RunFailure> {
+fn new_share<C: SchnorrScheme>(share: &schnorr::KeyShare<C>) -> Result<NewShare, RunFailure> {
     let bad = |e: vsigner_tss::Error| RunFailure::new(format!("key share: {e}"));
     let info = share.key_info().map_err(bad)?;
     Ok(NewShare {
@@ -34,12 +34,10 @@ fn new_share(share: &schnorr::KeyShare<Ed25519>) -> Result<NewShare, RunFailure>
     })
 }
 
-impl Scheme for Frost<Ed25519> {
-    const CURVE: Curve = Curve::Ed25519;
-
+impl<C: SchnorrScheme> Scheme for Frost<C> {
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure> {
         let bad = |e: vsigner_tss::Error| RunFailure::new(format!("stored share: {e}"));
-        let share = share_of(record)?;
+        let share = share_of::<C>(record)?;
         let info = share.key_info().map_err(bad)?;
         Ok((share.public_key_bytes().map_err(bad)?, key_set_hash(&info)))
     }
@@ -58,7 +56,7 @@ impl Scheme for Frost<Ed25519> {
                 &committee.all(),
                 Some(Protocol::FrostKeygen),
                 |party, eid| async move {
-                    schnorr::keygen::<Ed25519, _, _>(party, eid, i, n, threshold, &mut OsRng).await
+                    schnorr::keygen::<C, _, _>(party, eid, i, n, threshold, &mut OsRng).await
                 },
             )
             .await?;
@@ -74,9 +72,16 @@ impl Scheme for Frost<Ed25519> {
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure> {
         if what.path.is_some() {
-            return Err(RunFailure::new("derivation paths are not supported on ed25519"));
+            return Err(RunFailure::new(format!(
+                "derivation paths are not supported on {}",
+                C::KIND.as_str()
+            )));
         }
-        let share = share_of(record)?;
+        // The tweak as approved; the engine refuses one for a scheme other than BIP-340.
+        let taproot = what.taproot.map(|t| TaprootTweak {
+            merkle_root: t.merkle_root,
+        });
+        let share = share_of::<C>(record)?;
         let message = what.input.bytes().to_vec();
         let i = committee.me;
         let sig = run
@@ -86,8 +91,8 @@ impl Scheme for Frost<Ed25519> {
                 &committee.all(),
                 Some(Protocol::FrostSign),
                 |party, eid| {
-                    let (share, message) = (&share, &message);
-                    async move { schnorr::sign(party, eid, i, signers, share, message, None, &mut OsRng).await }
+                    let (share, message, taproot) = (&share, &message, taproot.as_ref());
+                    async move { schnorr::sign(party, eid, i, signers, share, message, taproot, &mut OsRng).await }
                 },
             )
             .await?;
@@ -104,9 +109,10 @@ impl Scheme for Frost<Ed25519> {
         params: &ReshareParams<'_>,
         old: Option<&[u8]>,
     ) -> Result<Reshared, RunFailure> {
-        let public_key = generic_ec::Point::<generic_ec::curves::Ed25519>::from_bytes(params.public_key)
-            .map_err(|_| RunFailure::new("vault public key is not an ed25519 point"))?;
-        let old_share = old.map(share_of).transpose()?;
+        let public_key = C::public_key_point(params.public_key).map_err(|e| {
+            RunFailure::new(format!("vault public key is not a {} key: {e}", C::KIND.as_str()))
+        })?;
+        let old_share = old.map(share_of::<C>).transpose()?;
         let setup = ReshareSetup {
             roles: params.roles,
             me: params.me,

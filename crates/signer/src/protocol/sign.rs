@@ -17,6 +17,8 @@ pub struct Signing<'a> {
     pub input: &'a SigningInput,
     /// The approved non-hardened derivation path, if any.
     pub path: Option<&'a str>,
+    /// bip340: the approved Taproot tweak, if the signature is for the output key.
+    pub taproot: Option<&'a vsigner_approval::Taproot>,
 }
 
 impl RunContext {

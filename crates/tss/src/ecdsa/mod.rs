@@ -28,6 +28,11 @@ pub use reshare::{reshare, Reshared};
 pub use share::{AuxInfo, CoreShare, KeyShare};
 pub use signing::{sign, Signature};
 
+/// The bounds [`sign`] puts on its curve (BIP-32/SLIP-10 child keys, `x` of `R`), for
+/// callers generic over [`EcdsaCurve`].
+pub use cggmp24::generic_ec::coords::AlwaysHasAffineX;
+pub use cggmp24::generic_ec::NonZero;
+pub use cggmp24::hd_wallet::{HdWallet, Slip10};
 pub use cggmp24::supported_curves::{Secp256k1, Secp256r1};
 
 use cggmp24::generic_ec::Curve;

@@ -174,6 +174,7 @@ where
     }
     let (key_package, public_key_package) =
         dkg::part3(&secret2, &round1_packages, &round2_packages).map_err(|e| culprits_of(&e, &ids))?;
+    let (key_package, public_key_package) = C::normalize(key_package, public_key_package);
     KeyShare::new(i, n, key_package, public_key_package)
 }
 

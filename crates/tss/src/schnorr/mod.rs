@@ -20,6 +20,7 @@ pub use reshare::reshare;
 pub use share::KeyShare;
 pub use signing::{sign, Signature, TaprootTweak};
 
+use cggmp24::generic_ec::Point;
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::{Ciphersuite, Identifier, VerifyingKey};
 
@@ -69,6 +70,18 @@ pub trait SchnorrScheme: Ciphersuite + Sized + 'static {
     /// The public key in the scheme's usual encoding (ed25519: 32 bytes; BIP-340: 32-byte
     /// x-only key).
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Result<Vec<u8>, Error>;
+
+    /// The group key as a point, from [`SchnorrScheme::public_key_bytes`] (for resharing a
+    /// key known by its usual encoding).
+    fn public_key_point(bytes: &[u8]) -> Result<Point<Self::Curve>, Error>;
+
+    /// Puts a fresh DKG's key material in the scheme's canonical form (BIP-340: the group
+    /// key with an even y, so that its x-only encoding names exactly one point; every
+    /// share is negated with it).
+    fn normalize(
+        key_package: KeyPackage<Self>,
+        public_key_package: PublicKeyPackage<Self>,
+    ) -> (KeyPackage<Self>, PublicKeyPackage<Self>);
 }
 
 impl SchnorrScheme for Ed25519 {
@@ -92,6 +105,17 @@ impl SchnorrScheme for Ed25519 {
     fn public_key_bytes(key: &VerifyingKey<Self>) -> Result<Vec<u8>, Error> {
         key.serialize()
             .map_err(|e| Error::InvalidKeyMaterial(e.to_string()))
+    }
+
+    fn public_key_point(bytes: &[u8]) -> Result<Point<Self::Curve>, Error> {
+        Point::from_bytes(bytes).map_err(|_| Error::InvalidKeyMaterial("not an ed25519 point".into()))
+    }
+
+    fn normalize(
+        key_package: KeyPackage<Self>,
+        public_key_package: PublicKeyPackage<Self>,
+    ) -> (KeyPackage<Self>, PublicKeyPackage<Self>) {
+        (key_package, public_key_package)
     }
 }
 
@@ -119,10 +143,31 @@ impl SchnorrScheme for Bip340 {
         let sec1 = key
             .serialize()
             .map_err(|e| Error::InvalidKeyMaterial(e.to_string()))?;
-        // 33-byte compressed SEC1; BIP-340 keys are the x coordinate (y is even after DKG).
+        // 33-byte compressed SEC1; BIP-340 keys are the x coordinate (y is even after
+        // `normalize`, and a reshare keeps the key).
         sec1.get(1..)
             .map(<[u8]>::to_vec)
             .ok_or_else(|| Error::InvalidKeyMaterial("short verifying key".into()))
+    }
+
+    fn public_key_point(bytes: &[u8]) -> Result<Point<Self::Curve>, Error> {
+        let x: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::InvalidKeyMaterial("a BIP-340 key is 32 bytes".into()))?;
+        let mut sec1 = [0x02; 33];
+        sec1[1..].copy_from_slice(&x);
+        Point::from_bytes(sec1).map_err(|_| Error::InvalidKeyMaterial("not a BIP-340 key".into()))
+    }
+
+    fn normalize(
+        key_package: KeyPackage<Self>,
+        public_key_package: PublicKeyPackage<Self>,
+    ) -> (KeyPackage<Self>, PublicKeyPackage<Self>) {
+        use frost_secp256k1_tr::keys::EvenY;
+        (
+            key_package.into_even_y(None),
+            public_key_package.into_even_y(None),
+        )
     }
 }
 

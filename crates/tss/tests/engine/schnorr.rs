@@ -72,6 +72,13 @@ fn bip340_keygen_and_sign(n: u16, t: u16) {
             .collect::<Vec<_>>(),
     );
     assert_eq!(pk.len(), 32, "x-only key");
+    // The group key has an even y (keygen normalises it), so that its x-only encoding
+    // names it exactly: a reshare that knows the key only by those 32 bytes deals it.
+    for s in &shares {
+        let key = s.key_info().unwrap().public_key.to_bytes(true);
+        assert_eq!(key[0], 0x02, "even y");
+        assert_eq!(&key[1..], &pk[..]);
+    }
     for signers in committees(n, t) {
         let msg = Sha256::digest(format!("sighash {signers:?}")).to_vec();
         let sig = all_equal(&schnorr_sign(&shares, &signers, &msg, None));

@@ -43,8 +43,9 @@ pub(crate) enum VaultCommand {
         /// Vault name.
         #[arg(long)]
         name: String,
-        /// `secp256k1` or `ed25519`.
-        #[arg(long)]
+        /// The scheme: `secp256k1` (ECDSA), `secp256r1` (ECDSA on P-256), `ed25519`
+        /// (EdDSA) or `bip340` (Schnorr on secp256k1, Taproot).
+        #[arg(long, value_parser = ["secp256k1", "secp256r1", "ed25519", "bip340"])]
         curve: String,
         /// Signatures needed.
         #[arg(long)]
@@ -73,15 +74,22 @@ pub(crate) enum VaultCommand {
         /// An unsigned EIP-1559 transaction `0x02…` (hex).
         #[arg(long, group = "payload")]
         eth_tx: Option<String>,
-        /// Message bytes (hex): EIP-191 on secp256k1, raw on ed25519.
+        /// Message bytes (hex): EIP-191 hash on secp256k1, SHA-256 on secp256r1, signed as
+        /// they are on ed25519 and bip340.
         #[arg(long, group = "payload")]
         message: Option<String>,
         /// Message text (UTF-8), as --message.
         #[arg(long, group = "payload")]
         text: Option<String>,
-        /// Non-hardened BIP-32 path, e.g. `m/0/1` (secp256k1).
+        /// Non-hardened BIP-32 path, e.g. `m/0/1` (secp256k1, secp256r1).
         #[arg(long)]
         path: Option<String>,
+        /// bip340: sign for the vault's Taproot output key (its `taprootOutputKey`).
+        #[arg(long)]
+        taproot: bool,
+        /// bip340: the Taproot script tree's Merkle root (hex); implies --taproot.
+        #[arg(long)]
+        taproot_merkle_root: Option<String>,
         /// Wait until the operation ends (and fail unless it completed).
         #[arg(long)]
         wait: bool,
@@ -180,6 +188,12 @@ fn vault_line(v: &Value) -> String {
     }
     if let Some(addr) = v["ethereumAddress"].as_str() {
         line.push_str(&format!("\n  address    {addr}"));
+    }
+    if let Some(q) = v["taprootOutputKey"].as_str() {
+        line.push_str(&format!(
+            "\n  taproot    {q}\n  address    {}",
+            s(&v["taprootAddress"])
+        ));
     }
     line.push_str(&format!("\n  signers    {}", signers.join(", ")));
     line
@@ -290,6 +304,8 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                 message,
                 text,
                 path,
+                taproot,
+                taproot_merkle_root,
                 wait,
             } => {
                 let mut input = json!({"vaultId": id});
@@ -302,6 +318,12 @@ pub(crate) fn vault(conn: Connection, cmd: VaultCommand) -> anyhow::Result<()> {
                 }
                 if let Some(p) = path {
                     input["derivationPath"] = json!(p);
+                }
+                if taproot {
+                    input["taproot"] = json!(true);
+                }
+                if let Some(root) = taproot_merkle_root {
+                    input["taprootMerkleRoot"] = json!(root);
                 }
                 let op = o.request_signature(input).await?;
                 finish(&conn, &o, op, wait).await

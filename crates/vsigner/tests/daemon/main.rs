@@ -12,6 +12,7 @@ mod harness;
 mod hostile;
 mod hostile_broker;
 mod otlp;
+mod schemes;
 mod shares;
 
 use std::process::Command;

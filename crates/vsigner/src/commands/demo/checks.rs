@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rand_core::RngCore;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use super::report::SignatureOut;
 use super::{ms, verify};
@@ -29,7 +30,10 @@ pub(super) struct VaultState {
     pub(super) id: String,
     pub(super) curve: &'static str,
     pub(super) public_key: Vec<u8>,
+    /// The Ethereum address (secp256k1) or the Taproot address (bip340).
     pub(super) address: Option<String>,
+    /// bip340: the Taproot output key, as the coordinator reports it.
+    pub(super) taproot_output_key: Option<Vec<u8>>,
     /// As the coordinator reports it.
     pub(super) threshold: u16,
     pub(super) signers: Vec<String>,
@@ -41,7 +45,13 @@ pub(super) fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<
         curve,
         public_key: hex::decode(text(&vault["publicKey"]))
             .with_context(|| format!("vault {} has no public key", text(&vault["id"])))?,
-        address: vault["ethereumAddress"].as_str().map(str::to_owned),
+        address: vault["ethereumAddress"]
+            .as_str()
+            .or(vault["taprootAddress"].as_str())
+            .map(str::to_owned),
+        taproot_output_key: vault["taprootOutputKey"]
+            .as_str()
+            .and_then(|q| hex::decode(q).ok()),
         threshold: vault["threshold"]
             .as_u64()
             .and_then(|t| u16::try_from(t).ok())
@@ -108,6 +118,7 @@ pub(super) fn check_digest(
         signature: hex::encode(&sig),
         recovery_id: recid,
         signers: committee(op),
+        taproot_output_key: None,
         signer_names: Vec::new(),
         latency_ms: ms(took),
         operation: id,
@@ -115,17 +126,35 @@ pub(super) fn check_digest(
     })
 }
 
-pub(super) fn check_ed25519(
+/// A signature of `message` on ed25519, P-256 (over its SHA-256) or bip340 (with `taproot`,
+/// under the vault's Taproot output key).
+pub(super) fn check_message(
     vault: &VaultState,
     message: &[u8],
+    taproot: bool,
     op: &Value,
     took: Duration,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<SignatureOut> {
-    let (sig, _) = signature_fields(op)?;
+    let (sig, recid) = signature_fields(op)?;
     let id = text(&op["id"]).to_owned();
     let committee_ok = check_committee(vault, op, problems);
-    let verified = match verify::ed25519(&vault.public_key, message, &sig) {
+    let output_key = if taproot {
+        vault.taproot_output_key.clone()
+    } else {
+        None
+    };
+    let checked = match (vault.curve, &output_key) {
+        ("ed25519", _) => verify::ed25519(&vault.public_key, message, &sig),
+        ("secp256r1", _) => {
+            let digest: [u8; 32] = sha2::Sha256::digest(message).into();
+            verify::p256(&vault.public_key, &digest, &sig, recid.unwrap_or(u8::MAX))
+        }
+        ("bip340", None) if !taproot => verify::bip340(&vault.public_key, message, &sig),
+        ("bip340", Some(q)) => verify::bip340(q, message, &sig),
+        (curve, _) => Err(format!("no {curve} message check (or no Taproot output key)")),
+    };
+    let verified = match checked {
         Ok(()) => committee_ok,
         Err(e) => {
             problems.push(format!("{id}: {e}"));
@@ -140,7 +169,8 @@ pub(super) fn check_ed25519(
         raw_transaction: None,
         message: Some(hex::encode(message)),
         signature: hex::encode(&sig),
-        recovery_id: None,
+        recovery_id: recid,
+        taproot_output_key: output_key.map(hex::encode),
         signers: committee(op),
         signer_names: Vec::new(),
         latency_ms: ms(took),

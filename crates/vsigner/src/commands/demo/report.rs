@@ -34,6 +34,9 @@ pub(super) struct VaultOut {
     pub(super) public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) address: Option<String>,
+    /// bip340: the BIP-341 Taproot output key of the vault key (no script tree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) taproot_output_key: Option<String>,
     pub(super) keygen_ms: f64,
 }
 
@@ -51,6 +54,9 @@ pub(super) struct SignatureOut {
     pub(super) signature: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) recovery_id: Option<u8>,
+    /// bip340: the Taproot output key the signature is for (absent: the vault key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) taproot_output_key: Option<String>,
     pub(super) signers: Vec<String>,
     pub(super) signer_names: Vec<String>,
     pub(super) latency_ms: f64,
@@ -124,12 +130,18 @@ pub(super) fn print_summary(report: &Report, n: u16, t: u16) {
         let what = match s.kind {
             "digest" => format!("digest {}", short(s.digest.as_deref().unwrap_or_default())),
             "eth_tx" => format!("tx {}", short(s.raw_transaction.as_deref().unwrap_or_default())),
-            _ => format!(
-                "message {:?}",
-                String::from_utf8_lossy(
-                    &hex::decode(s.message.as_deref().unwrap_or_default()).unwrap_or_default()
-                )
-            ),
+            _ => {
+                let hex_message = s.message.as_deref().unwrap_or_default();
+                let bytes = hex::decode(hex_message).unwrap_or_default();
+                match String::from_utf8(bytes) {
+                    Ok(text) if !text.chars().any(char::is_control) => format!("message {text:?}"),
+                    _ => format!("message 0x{}", short(hex_message)),
+                }
+            }
+        };
+        let what = match &s.taproot_output_key {
+            Some(q) => format!("{what} for Taproot output key {}", short(q)),
+            None => what,
         };
         println!(
             "  {:<9} {what}\n            by {} in {:.1} ms: {}",

@@ -9,12 +9,26 @@ use serde_json::{json, Value};
 use sha3::{Digest as _, Keccak256};
 use vsigner_tss::primes::PrimeSet;
 
-use super::checks::{check_digest, check_ed25519, random_32, signature_fields, vault_state, VaultState};
+use super::checks::{check_digest, check_message, random_32, signature_fields, vault_state, VaultState};
 use super::report::{Outcome, RejectedOut, SignatureOut, VaultOut};
 use super::{ms, verify, DemoArgs, Steps};
 use crate::operator::text;
 use crate::system::approver::REJECT_MARKER;
 use crate::system::{LocalSystem, SignerSettings};
+
+/// The demo's vaults, one of each scheme.
+pub(super) struct Vaults {
+    secp: VaultState,
+    ed: VaultState,
+    p256: VaultState,
+    bip340: VaultState,
+}
+
+impl Vaults {
+    fn all(&self) -> [&VaultState; 4] {
+        [&self.secp, &self.ed, &self.p256, &self.bip340]
+    }
+}
 
 /// The demo as it goes: the system, the step timer, and every check that failed.
 pub(super) struct Demo<'a> {
@@ -35,8 +49,9 @@ pub(super) async fn demo(
     steps: &mut Steps,
 ) -> anyhow::Result<Outcome> {
     let (mut demo, newcomer_sets) = Demo::start(args, sets, public_primes, steps).await?;
-    let (secp, ed, secp_generation, vaults) = demo.vaults().await?;
-    let mut signatures = demo.signatures(&secp, &ed).await?;
+    let (all, secp_generation, vaults) = demo.vaults().await?;
+    let mut signatures = demo.signatures(&all).await?;
+    let Vaults { secp, ed, .. } = all;
     let rejected_op = demo.rejection(&ed).await?;
     let rejected = vec![RejectedOut {
         vault: ed.id.clone(),
@@ -125,26 +140,41 @@ impl<'a> Demo<'a> {
         Ok((demo, newcomer_sets))
     }
 
-    /// A secp256k1 and an ed25519 vault, created concurrently and checked; also returns
-    /// the secp256k1 vault's key generation.
-    async fn vaults(&mut self) -> anyhow::Result<(VaultState, VaultState, Option<u64>, Vec<VaultOut>)> {
+    /// One vault of each scheme, checked: secp256k1, ed25519 and bip340 created
+    /// concurrently, then secp256r1 (it reuses the aux-info the secp256k1 keygen made for
+    /// the same devices). Also returns the secp256k1 vault's key generation.
+    async fn vaults(&mut self) -> anyhow::Result<(Vaults, Option<u64>, Vec<VaultOut>)> {
         let (n, t) = (self.n, self.t);
         let system = &self.system;
-        let ((secp_vault, secp_took), (ed_vault, ed_took)) = self
+        let ((secp_vault, secp_took), (ed_vault, ed_took), (bip_vault, bip_took)) = self
             .steps
             .run(
-                format!("secp256k1 and ed25519 {t}-of-{n} vaults created (distributed key generation; ECDSA aux-info)"),
+                format!(
+                    "secp256k1, ed25519 and bip340 {t}-of-{n} vaults created (distributed key generation; ECDSA aux-info)"
+                ),
                 async {
                     tokio::try_join!(
                         system.create_vault("demo secp256k1", "secp256k1", t),
                         system.create_vault("demo ed25519", "ed25519", t),
+                        system.create_vault("demo bip340", "bip340", t),
                     )
                 },
             )
             .await?;
-        let secp = vault_state(&secp_vault, "secp256k1")?;
-        let ed = vault_state(&ed_vault, "ed25519")?;
-        for v in [&secp, &ed] {
+        let (p256_vault, p256_took) = self
+            .steps
+            .run(
+                format!("secp256r1 (P-256) {t}-of-{n} vault created (the devices reuse their aux-info)"),
+                system.create_vault("demo secp256r1", "secp256r1", t),
+            )
+            .await?;
+        let vaults = Vaults {
+            secp: vault_state(&secp_vault, "secp256k1")?,
+            ed: vault_state(&ed_vault, "ed25519")?,
+            p256: vault_state(&p256_vault, "secp256r1")?,
+            bip340: vault_state(&bip_vault, "bip340")?,
+        };
+        for v in vaults.all() {
             if v.threshold != t || v.signers != self.ids {
                 self.problems.push(format!(
                     "the coordinator holds the {} vault as {}-of-{} with other devices, not the requested {t}-of-{n}",
@@ -154,6 +184,7 @@ impl<'a> Demo<'a> {
                 ));
             }
         }
+        let secp = &vaults.secp;
         match (
             &secp.address,
             k256::ecdsa::VerifyingKey::from_sec1_bytes(&secp.public_key),
@@ -163,6 +194,10 @@ impl<'a> Demo<'a> {
                 .problems
                 .push("the secp256k1 vault's address is not the one of its public key".to_owned()),
         }
+        if vaults.bip340.taproot_output_key.is_none() || vaults.bip340.address.is_none() {
+            self.problems
+                .push("the bip340 vault reports no Taproot output key or address".to_owned());
+        }
         let out = |v: &VaultState, took: Duration| VaultOut {
             id: v.id.clone(),
             curve: v.curve.to_owned(),
@@ -170,15 +205,24 @@ impl<'a> Demo<'a> {
             devices: v.signers.len(),
             public_key: hex::encode(&v.public_key),
             address: v.address.clone(),
+            taproot_output_key: v.taproot_output_key.as_ref().map(hex::encode),
             keygen_ms: ms(took),
         };
-        let vaults = vec![out(&secp, secp_took), out(&ed, ed_took)];
-        Ok((secp, ed, secp_vault["keyGeneration"].as_u64(), vaults))
+        let outs = vec![
+            out(&vaults.secp, secp_took),
+            out(&vaults.ed, ed_took),
+            out(&vaults.p256, p256_took),
+            out(&vaults.bip340, bip_took),
+        ];
+        Ok((vaults, secp_vault["keyGeneration"].as_u64(), outs))
     }
 
-    /// A digest and an EIP-1559 transaction on secp256k1, a message on ed25519.
-    async fn signatures(&mut self, secp: &VaultState, ed: &VaultState) -> anyhow::Result<Vec<SignatureOut>> {
+    /// A digest and an EIP-1559 transaction on secp256k1; a message on ed25519 and on
+    /// P-256; on bip340 a 32-byte message (as a Bitcoin sighash is) for the vault key and one
+    /// for its Taproot output key.
+    async fn signatures(&mut self, vaults: &Vaults) -> anyhow::Result<Vec<SignatureOut>> {
         let (n, t) = (self.n, self.t);
+        let secp = &vaults.secp;
         let mut signatures = Vec::new();
         let digest = random_32();
         let (op, took) = self
@@ -225,18 +269,51 @@ impl<'a> Demo<'a> {
         out.raw_transaction = Some(raw_signed);
         signatures.push(out);
 
-        let message = format!("vsigner demo: signed by a {t}-of-{n} ed25519 vault").into_bytes();
-        let (op, took) = self
-            .steps
-            .run(
+        let sighash = random_32();
+        let messages: [(&VaultState, Vec<u8>, bool, &str); 4] = [
+            (
+                &vaults.ed,
+                format!("vsigner demo: signed by a {t}-of-{n} ed25519 vault").into_bytes(),
+                false,
                 "ed25519: a message signed",
-                self.system.sign(
-                    json!({"vaultId": ed.id, "message": hex::encode(&message)}),
-                    "message signature",
-                ),
-            )
-            .await?;
-        signatures.push(check_ed25519(ed, &message, &op, took, &mut self.problems)?);
+            ),
+            (
+                &vaults.p256,
+                format!("vsigner demo: signed by a {t}-of-{n} P-256 vault").into_bytes(),
+                false,
+                "secp256r1: a message signed (ECDSA over its SHA-256)",
+            ),
+            (
+                &vaults.bip340,
+                random_32().to_vec(),
+                false,
+                "bip340: a 32-byte message signed (BIP-340 Schnorr)",
+            ),
+            (
+                &vaults.bip340,
+                sighash.to_vec(),
+                true,
+                "bip340: a 32-byte message signed for the Taproot output key (BIP-341 key path)",
+            ),
+        ];
+        for (vault, message, taproot, step) in messages {
+            let mut input = json!({"vaultId": vault.id, "message": hex::encode(&message)});
+            if taproot {
+                input["taproot"] = json!(true);
+            }
+            let (op, took) = self
+                .steps
+                .run(step, self.system.sign(input, "message signature"))
+                .await?;
+            signatures.push(check_message(
+                vault,
+                &message,
+                taproot,
+                &op,
+                took,
+                &mut self.problems,
+            )?);
+        }
         Ok(signatures)
     }
 

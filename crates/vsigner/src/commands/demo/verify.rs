@@ -1,7 +1,8 @@
 //! The demo's own checks of what the system produced, with the curve libraries directly
 //! (not the coordinator's or the engine's code): a secp256k1 signature verifies under the
 //! vault key and recovers to it, an Ethereum transaction is the one requested and recovers to
-//! the vault's address, an Ed25519 signature verifies strictly.
+//! the vault's address, an Ed25519 signature verifies strictly, a P-256 signature verifies
+//! and recovers, a BIP-340 signature verifies under the vault key or its Taproot output key.
 //!
 //! `scripts/check-demo.py` checks the same JSON again with Python's `cryptography` and
 //! `eth_account`, outside the Rust code base.
@@ -126,6 +127,46 @@ pub(crate) fn ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Re
         .map_err(|_| "the signature is not 64 bytes".to_owned())?;
     key.verify_strict(message, &sig)
         .map_err(|_| "the signature does not verify under the vault key".to_owned())
+}
+
+/// Checks a P-256 ECDSA signature of `digest` (low-s, as every vsigner ECDSA signature)
+/// under the SEC1 `public_key`, and that `recovery_id` recovers that key.
+pub(crate) fn p256(
+    public_key: &[u8],
+    digest: &[u8; 32],
+    signature: &[u8],
+    recovery_id: u8,
+) -> Result<(), String> {
+    use ecdsa::RecoveryId;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    use p256::ecdsa::{Signature, VerifyingKey};
+    let key = VerifyingKey::from_sec1_bytes(public_key)
+        .map_err(|_| "the vault key is not a P-256 point".to_owned())?;
+    let sig =
+        Signature::from_slice(signature).map_err(|_| "the signature is not r ‖ s of 64 bytes".to_owned())?;
+    if sig.normalize_s().is_some() {
+        return Err("the signature is not low-s".into());
+    }
+    key.verify_prehash(digest, &sig)
+        .map_err(|_| "the signature does not verify under the vault key".to_owned())?;
+    let recid = RecoveryId::from_byte(recovery_id)
+        .ok_or_else(|| format!("recovery id {recovery_id} is not 0 or 1"))?;
+    let recovered = VerifyingKey::recover_from_prehash(digest, &sig, recid)
+        .map_err(|_| "no key recovers from the signature".to_owned())?;
+    if recovered != key {
+        return Err("the recovery id recovers another key".into());
+    }
+    Ok(())
+}
+
+/// Checks a BIP-340 signature of `message` under the 32-byte x-only `public_key`.
+pub(crate) fn bip340(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
+    let key = k256::schnorr::VerifyingKey::from_bytes(public_key)
+        .map_err(|_| "the key is not a BIP-340 x-only key".to_owned())?;
+    let sig = k256::schnorr::Signature::try_from(signature)
+        .map_err(|_| "the signature is not 64 bytes".to_owned())?;
+    key.verify_raw(message, &sig)
+        .map_err(|_| "the signature does not verify under the key".to_owned())
 }
 
 #[cfg(test)]

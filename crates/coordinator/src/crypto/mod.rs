@@ -1,12 +1,24 @@
 //! Pure cryptographic checks used by the domain: key and payload parsing, signing
 //! digests, HD derivation, signature verification, Ethereum transaction assembly.
 //! No I/O.
+//!
+//! Vault keys of every scheme (their forms, child keys, Taproot output keys and addresses)
+//! are in [`keys`]; the verification of a signature a device reports, per scheme, in
+//! [`signatures`]. Everything here uses reviewed crates (`k256`, `p256`, `ed25519-dalek`,
+//! `hd-wallet`, `bech32`); nothing is a primitive of its own.
+
+mod keys;
+mod signatures;
+
+pub use keys::{
+    check_bip340_public_key, check_ed25519_public_key, derive_child, normalize_sec1_public_key,
+    taproot_address, taproot_output_key, TaprootNetwork,
+};
+pub use signatures::{verify_bip340, verify_ecdsa, verify_ed25519};
 
 use alloy_consensus::transaction::{RlpEcdsaEncodableTx, SignableTransaction};
 use alloy_consensus::TxEip1559;
 use alloy_primitives::U256;
-use generic_ec::{curves::Secp256k1, Point};
-use hd_wallet::{HdWallet, NonHardenedIndex, Slip10};
 use sha3::{Digest as _, Keccak256};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -70,27 +82,6 @@ pub fn check_x25519_identity_key(bytes: &[u8; 32]) -> Result<()> {
     Ok(())
 }
 
-/// A secp256k1 public key in SEC1 compressed form (33 bytes); accepts compressed or
-/// uncompressed input and checks that it is on the curve.
-pub fn normalize_secp256k1_public_key(bytes: &[u8]) -> Result<Vec<u8>> {
-    let point = Point::<Secp256k1>::from_bytes(bytes)
-        .map_err(|_| Error::invalid_input("publicKey is not a valid secp256k1 point (SEC1 hex)"))?;
-    if point.is_zero() {
-        return Err(Error::invalid_input("publicKey is the identity point"));
-    }
-    Ok(point.to_bytes(true).to_vec())
-}
-
-/// Checks an Ed25519 vault public key (32 bytes, valid point).
-pub fn check_ed25519_public_key(bytes: &[u8]) -> Result<Vec<u8>> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| Error::invalid_input("publicKey must be 32 bytes for ed25519"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&arr)
-        .map_err(|_| Error::invalid_input("publicKey is not a valid Ed25519 point"))?;
-    Ok(arr.to_vec())
-}
-
 /// Parses a non-hardened BIP-32 path `m/0/1` (also `m`), returning the indexes.
 pub fn parse_derivation_path(path: &str) -> Result<Vec<u32>> {
     let err = |why: &str| {
@@ -127,25 +118,6 @@ pub fn parse_derivation_path(path: &str) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Derives the non-hardened child public key (SEC1 compressed) of a secp256k1 key
-/// with BIP-32/SLIP-10 public derivation (`hd-wallet`, the same crate and version the
-/// signing engine uses through `cggmp24`).
-pub fn derive_secp256k1_child(public_key: &[u8], chain_code: &[u8; 32], path: &[u32]) -> Result<Vec<u8>> {
-    let point = Point::<Secp256k1>::from_bytes(public_key)
-        .map_err(|_| Error::internal("derive", "stored vault key is not a secp256k1 point"))?;
-    let parent = hd_wallet::ExtendedPublicKey::<Secp256k1> {
-        public_key: point,
-        chain_code: *chain_code,
-    };
-    let indexes = path
-        .iter()
-        .map(|i| NonHardenedIndex::try_from(*i))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| Error::new(ErrorCode::InvalidDerivationPath, "derivation index is hardened"))?;
-    let child = <Slip10 as HdWallet<Secp256k1>>::derive_child_public_key_with_path(&parent, indexes);
-    Ok(child.public_key.to_bytes(true).to_vec())
-}
-
 /// The EIP-191 personal-message hash:
 /// `keccak256("\x19Ethereum Signed Message:\n" ‖ decimal(len(message)) ‖ message)`.
 pub fn eip191_hash(message: &[u8]) -> [u8; 32] {
@@ -173,54 +145,6 @@ pub fn decode_unsigned_eip1559(bytes: &[u8]) -> Result<TxEip1559> {
         return Err(bad("is not in canonical encoding"));
     }
     Ok(tx)
-}
-
-/// Verifies a secp256k1 ECDSA signature `r ‖ s` (64 bytes, low-s) with recovery id over
-/// a 32-byte prehash under the SEC1 `public_key`. Returns a reason on failure.
-pub fn verify_secp256k1(
-    public_key: &[u8],
-    digest: &[u8; 32],
-    signature: &[u8],
-    recovery_id: u8,
-) -> std::result::Result<(), String> {
-    use k256::ecdsa::signature::hazmat::PrehashVerifier;
-    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
-    let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| "vault key is not valid".to_owned())?;
-    let sig = Signature::from_slice(signature).map_err(|_| "signature must be r‖s, 64 bytes".to_owned())?;
-    if sig.normalize_s().is_some() {
-        return Err("signature is not low-s normalised".to_owned());
-    }
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| "signature does not verify under the key".to_owned())?;
-    let rid = RecoveryId::from_byte(recovery_id).ok_or_else(|| "recoveryId must be 0 or 1".to_owned())?;
-    if rid.is_x_reduced() {
-        return Err("recoveryId must be 0 or 1".to_owned());
-    }
-    let recovered = VerifyingKey::recover_from_prehash(digest, &sig, rid)
-        .map_err(|_| "recoveryId does not recover a key".to_owned())?;
-    if recovered != key {
-        return Err("recoveryId does not recover the signing key".to_owned());
-    }
-    Ok(())
-}
-
-/// Verifies an Ed25519 signature (64 bytes, strict) over `message`.
-pub fn verify_ed25519(
-    public_key: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> std::result::Result<(), String> {
-    let pk: [u8; 32] = public_key
-        .try_into()
-        .map_err(|_| "vault key is not 32 bytes".to_owned())?;
-    let key =
-        ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| "vault key is not valid".to_owned())?;
-    let sig: [u8; 64] = signature
-        .try_into()
-        .map_err(|_| "signature must be 64 bytes".to_owned())?;
-    let sig = ed25519_dalek::Signature::from_bytes(&sig);
-    key.verify_strict(message, &sig)
-        .map_err(|_| "signature does not verify under the key".to_owned())
 }
 
 /// Assembles the signed raw EIP-1559 transaction `0x02 ‖ rlp([…, y_parity, r, s])`.
@@ -311,21 +235,5 @@ mod tests {
             hex::encode(eip191_hash(b"hello")),
             "50b2c43fd39106bafbba0da34fc430e1f91e3c96ea2acee2bc34119f92b37750"
         );
-    }
-
-    #[test]
-    fn secp256k1_sign_verify_and_derive() {
-        use k256::ecdsa::SigningKey;
-        let sk = SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
-        let pk = sk.verifying_key().to_encoded_point(true).as_bytes().to_vec();
-        let digest = [9u8; 32];
-        let (sig, rid) = sk.sign_prehash_recoverable(&digest).unwrap();
-        assert!(sig.normalize_s().is_none(), "k256 signs low-s");
-        let rid = rid.to_byte();
-        verify_secp256k1(&pk, &digest, &sig.to_bytes(), rid).unwrap();
-        assert!(verify_secp256k1(&pk, &[8u8; 32], &sig.to_bytes(), rid).is_err());
-        let child = derive_secp256k1_child(&pk, &[1u8; 32], &[0, 1]).unwrap();
-        assert_ne!(child, pk);
-        assert_eq!(derive_secp256k1_child(&pk, &[1u8; 32], &[]).unwrap(), pk);
     }
 }
