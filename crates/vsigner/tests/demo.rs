@@ -290,7 +290,9 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
         [
             "ecdsa_sign_e2e",
             "ecdsa_sign_with_presignature_e2e",
-            "eddsa_sign_e2e"
+            "ecdsa_p256_sign_e2e",
+            "eddsa_sign_e2e",
+            "bip340_taproot_sign_e2e"
         ]
     );
     for r in rows {

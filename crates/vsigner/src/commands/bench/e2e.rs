@@ -17,12 +17,12 @@ use rand_core::OsRng;
 use serde::Serialize;
 use serde_json::json;
 use sha3::{Digest as _, Keccak256};
-use vsigner_tss::ecdsa::{AuxInfoOptions, KeyShare, Secp256k1};
+use vsigner_tss::ecdsa::{AuxInfoOptions, KeyShare, Secp256k1, Secp256r1};
 use vsigner_tss::primes::PrimeSet;
 use vsigner_tss::simulation::local;
 use vsigner_tss::ProtocolTag;
 
-use super::{ecdsa_signing, eid, frost_signing, Measurement};
+use super::{bip340_signing, ecdsa_signing, eid, frost_signing, p256_signing, Measurement};
 use crate::operator::text;
 use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
 use crate::system::{LocalSystem, SignerSettings};
@@ -147,10 +147,14 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         || OsRng,
     )?;
     let cores = local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, 0), n, t, || OsRng)?;
-    let shares: Vec<KeyShare<Secp256k1>> = local::ecdsa_key_shares(cores, aux)?;
+    let shares: Vec<KeyShare<Secp256k1>> = local::ecdsa_key_shares(cores, aux.clone())?;
+    let cores = local::ecdsa_keygen::<Secp256r1, _>(eid(ProtocolTag::EcdsaKeygen, n, 1), n, t, || OsRng)?;
+    let p256_shares: Vec<KeyShare<Secp256r1>> = local::ecdsa_key_shares(cores, aux)?;
     let runs = args.runs.min(10);
     let mut protocols = ecdsa_signing(&shares, t, runs)?;
+    protocols.push(p256_signing(&p256_shares, t, runs)?);
     protocols.push(frost_signing(n, t, runs)?);
+    protocols.push(bip340_signing(n, t, runs)?);
     let median_of = |op: &str| {
         protocols
             .iter()
@@ -227,12 +231,16 @@ async fn through_the_system(
     }
     let ids: Vec<String> = system.signers.iter().map(|s| s.device_id.clone()).collect();
     system.approver.abstain_on_signatures(&ids[usize::from(t)..]);
-    say(format!("creating a secp256k1 and an ed25519 {t}-of-{n} vault …"));
-    let ((secp, _), (ed, _)) = tokio::try_join!(
+    say(format!("creating a {t}-of-{n} vault of each scheme …"));
+    let ((secp, _), (ed, _), (bip, _)) = tokio::try_join!(
         system.create_vault("bench secp256k1", "secp256k1", t),
         system.create_vault("bench ed25519", "ed25519", t),
+        system.create_vault("bench bip340", "bip340", t),
     )?;
+    // After the secp256k1 keygen: the same devices reuse its aux-info.
+    let (p256, _) = system.create_vault("bench secp256r1", "secp256r1", t).await?;
     let (secp, ed) = (text(&secp["id"]).to_owned(), text(&ed["id"]).to_owned());
+    let (p256, bip) = (text(&p256["id"]).to_owned(), text(&bip["id"]).to_owned());
     full_presignature_pool(&system, &secp).await?;
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -251,6 +259,18 @@ async fn through_the_system(
         }
         full.push(ms(took));
     }
+    let mut p256_full = Vec::new();
+    say(format!("{runs} P-256 ECDSA signatures …"));
+    for r in 0..runs {
+        let digest = Keccak256::digest(format!("bench {r}").as_bytes());
+        let (_, took) = system
+            .sign(
+                json!({"vaultId": p256, "digest": hex::encode(digest)}),
+                "P-256 signature",
+            )
+            .await?;
+        p256_full.push(ms(took));
+    }
     let mut eddsa = Vec::new();
     say(format!("{runs} EdDSA signatures …"));
     for r in 0..runs {
@@ -261,6 +281,18 @@ async fn through_the_system(
             )
             .await?;
         eddsa.push(ms(took));
+    }
+    let mut taproot = Vec::new();
+    say(format!("{runs} BIP-340 Taproot signatures …"));
+    for r in 0..runs {
+        let sighash = Keccak256::digest(format!("bench {r}").as_bytes());
+        let (_, took) = system
+            .sign(
+                json!({"vaultId": bip, "digest": hex::encode(sighash), "taproot": true}),
+                "BIP-340 signature",
+            )
+            .await?;
+        taproot.push(ms(took));
     }
     let mut presigned = Vec::new();
     say(format!(
@@ -283,7 +315,9 @@ async fn through_the_system(
     Ok(vec![
         ("ecdsa_sign_e2e", "ecdsa_sign_full", full),
         ("ecdsa_sign_with_presignature_e2e", "ecdsa_sign_online", presigned),
+        ("ecdsa_p256_sign_e2e", "ecdsa_p256_sign_full", p256_full),
         ("eddsa_sign_e2e", "frost_ed25519_sign", eddsa),
+        ("bip340_taproot_sign_e2e", "frost_bip340_sign", taproot),
     ])
 }
 

@@ -15,9 +15,9 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use rand_core::OsRng;
 use serde::Serialize;
-use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1};
+use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1, Secp256r1};
 use vsigner_tss::reshare::Role;
-use vsigner_tss::schnorr::Ed25519;
+use vsigner_tss::schnorr::{Bip340, Ed25519, TaprootTweak};
 use vsigner_tss::simulation::{bare, local};
 use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
 
@@ -304,6 +304,56 @@ fn ecdsa_signing(shares: &[KeyShare<Secp256k1>], t: u16, runs: usize) -> anyhow:
     )?;
     results.push(m);
     Ok(results)
+}
+
+/// Full ECDSA signing on P-256 by the first `t` of `shares` (engine only: the bare
+/// comparison is secp256k1's).
+fn p256_signing(shares: &[KeyShare<Secp256r1>], t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    let n = u16::try_from(shares.len())?;
+    let signers: Vec<u16> = (0..t).collect();
+    compare(
+        "ecdsa_p256_sign_full",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            local::ecdsa_sign(
+                eid(ProtocolTag::EcdsaSign, t, r),
+                shares,
+                &signers,
+                &Message::Digest([7u8; 32]),
+                None,
+                || OsRng,
+            )?;
+            Ok(())
+        },
+        None,
+    )
+}
+
+/// FROST BIP-340 signing by `t` of `n`, for the Taproot output key (engine only).
+fn bip340_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    let signers: Vec<u16> = (0..t).collect();
+    let frost = local::schnorr_keygen::<Bip340, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
+    let taproot = TaprootTweak { merkle_root: None };
+    compare(
+        "frost_bip340_sign",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            local::schnorr_sign(
+                eid(ProtocolTag::SchnorrSign, t, r),
+                &frost,
+                &signers,
+                &[0x5a; 32],
+                Some(&taproot),
+                || OsRng,
+            )?;
+            Ok(())
+        },
+        None,
+    )
 }
 
 /// FROST Ed25519 signing by `t` of `n` (engine and bare libraries).
