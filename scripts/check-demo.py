@@ -9,7 +9,9 @@
 - the vault's Ethereum address is the Keccak-256 address of its key (`eth_keys`);
 - the signed EIP-1559 transaction recovers to the vault's address (`eth_account`), is of
   type 2, and its signature is the one reported;
-- ed25519 signatures: verified with `cryptography` under the vault's key;
+- ed25519 signatures: verified with `cryptography` under the vault's key, or under the
+  child key the checker derives itself (the Edwards derivation of `hd-wallet`, with
+  libsodium's point arithmetic through PyNaCl);
 - secp256r1 (P-256) signatures: verified with `cryptography` over the SHA-256 of the
   message, s in the lower half of the group order;
 - bip340 signatures: verified with `coincurve` (libsecp256k1) under the vault's x-only key,
@@ -20,12 +22,15 @@
 - a rejected request has no signature in the document.
 
 Exits 0 when every check passes, 1 otherwise (each failure is printed).
-Needs: pip install cryptography eth-account coincurve
+Needs: pip install cryptography eth-account coincurve pynacl
 """
 
 import hashlib
+import hmac
 import json
 import sys
+
+import nacl.bindings as sodium
 
 from coincurve import PublicKeyXOnly
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +44,7 @@ from hexbytes import HexBytes
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
 
 failures = []
 passed = 0
@@ -89,6 +95,19 @@ def taproot_output_key(internal_key):
     key = PublicKeyXOnly(internal_key)
     key.tweak_add(hashlib.sha256(tag + tag + internal_key).digest())
     return key.format()
+
+
+def ed25519_child(public_key, chain_code, path):
+    """hd-wallet's Edwards derivation: I = HMAC-SHA512(chain code, key || 0x00 || index (BE));
+    child = key + (I_L as a big-endian integer mod l)·G; the next chain code is I_R."""
+    key = public_key
+    for part in path.removeprefix("m/").split("/"):
+        index = int(part)
+        i = hmac.new(chain_code, key + b"\x00" + index.to_bytes(4, "big"), hashlib.sha512).digest()
+        shift = (int.from_bytes(i[:32], "big") % ED25519_L).to_bytes(32, "little")
+        key = sodium.crypto_core_ed25519_add(key, sodium.crypto_scalarmult_ed25519_base_noclamp(shift))
+        chain_code = i[32:]
+    return key
 
 
 def bip340_verifies(x_only_key, message, signature):
@@ -156,7 +175,11 @@ def main():
             else:
                 failures.append(f"{label}: unknown kind")
         elif s["curve"] == "ed25519":
-            key = ed25519.Ed25519PublicKey.from_public_bytes(b(v["public_key"]))
+            key = b(v["public_key"])
+            if "derivation_path" in s:
+                key = ed25519_child(key, b(v.get("chain_code", "")), s["derivation_path"])
+                kinds.add(("ed25519", "child"))
+            key = ed25519.Ed25519PublicKey.from_public_bytes(key)
             try:
                 key.verify(signature, b(s["message"]))
                 check(True, "")
@@ -176,7 +199,7 @@ def main():
         else:
             failures.append(f"{label}: unknown curve {s['curve']}")
     for needed in [("secp256k1", "digest"), ("secp256k1", "eth_tx"), ("ed25519", "message"),
-                   ("secp256r1", "message"), ("bip340", "message"), ("bip340", "taproot")]:
+                   ("ed25519", "child"), ("secp256r1", "message"), ("bip340", "message"), ("bip340", "taproot")]:
         check(needed in kinds, f"a {needed[0]} {needed[1]} signature is in the document")
 
     check(len(doc["reshares"]) >= 1, "the document has a reshare")

@@ -250,7 +250,8 @@ async fn ed25519_keygen_sign_and_forged_signature(db: Db) {
     let (operator, signer) = c.org(&init).await;
     let sk = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let pk = hex::encode(sk.verifying_key().to_bytes());
-    let (vault_id, devices) = active_vault(&operator, &signer, "ed25519", 2, 3, &pk, None).await;
+    let cc = hex::encode(rand::random::<[u8; 32]>());
+    let (vault_id, devices) = active_vault(&operator, &signer, "ed25519", 2, 3, &pk, Some(&cc)).await;
     let msg = b"an ed25519 message";
     let s = operator
         .ok(
@@ -312,14 +313,41 @@ async fn ed25519_keygen_sign_and_forged_signature(db: Db) {
             .await,
         "INVALID_STATE"
     );
-    // The digest over ed25519 is signed as the 32 bytes; eth_tx and derivation refused.
-    let code = operator
-        .err(
+    // A child key (Edwards derivation): the vault key's signature is not the child's.
+    let s = operator
+        .ok(
             REQUEST_SIG,
             json!({"i": {"vaultId": vault_id, "digest": hex::encode([1u8; 32]), "derivationPath": "m/1"}}),
         )
         .await;
-    assert_eq!(code, "INVALID_DERIVATION_PATH");
+    let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(s["requestSignature"]["sign"]["derivationPath"], "m/1");
+    vote(&signer, &op, &devices[0], "approve").await;
+    vote(&signer, &op, &devices[1], "approve").await;
+    let root_signature = hex::encode(sk.sign(&[1u8; 32]).to_bytes());
+    assert_eq!(
+        signer
+            .err(SUBMIT_SIG, json!({"o": op, "d": devices[0], "s": root_signature}))
+            .await,
+        "SIGNATURE_INVALID"
+    );
+    // A keygen result without a chain code is refused: an ed25519 vault has child keys.
+    let mut more = Vec::new();
+    for i in 0..2 {
+        more.push(register_device(&signer, &format!("late-{i}")).await);
+    }
+    let keygen = create_vault(&operator, "ed25519", 2, &more).await;
+    let keygen = keygen["id"].as_str().unwrap();
+    for d in &more {
+        vote(&signer, keygen, d, "approve").await;
+    }
+    let code = signer
+        .err(
+            SUBMIT_KEYGEN,
+            json!({"o": keygen, "d": more[0], "pk": pk, "cc": null, "h": KSH}),
+        )
+        .await;
+    assert_eq!(code, "INVALID_INPUT");
     c.running.shutdown().await.unwrap();
 }
 

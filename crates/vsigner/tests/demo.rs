@@ -1,6 +1,6 @@
 //! `vsigner demo` and `vsigner bench e2e` as a user runs them (the built binary), and the
 //! demo's JSON checked again outside the project by `scripts/check-demo.py` (Python
-//! `cryptography`, `eth_account`, `coincurve`).
+//! `cryptography`, `eth_account`, `coincurve`, PyNaCl).
 // Test code may unwrap (clippy.toml allows it only inside #[test] functions).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,7 +30,10 @@ fn repo_root() -> PathBuf {
 /// them).
 fn python_checker_available() -> bool {
     Command::new("python3")
-        .args(["-c", "import cryptography, eth_account, eth_keys, coincurve"])
+        .args([
+            "-c",
+            "import cryptography, eth_account, eth_keys, coincurve, nacl",
+        ])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
@@ -117,14 +120,17 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
             ("secp256k1", "digest"),
             ("secp256k1", "eth_tx"),
             ("ed25519", "message"),
+            ("ed25519", "message"),
             ("secp256r1", "message"),
             ("bip340", "message"),
             ("bip340", "message"),
             ("secp256k1", "digest")
         ]
     );
-    assert!(signatures[4]["taproot_output_key"].is_null());
-    assert_eq!(signatures[5]["taproot_output_key"], bip340["taproot_output_key"]);
+    assert_eq!(signatures[3]["derivation_path"], "m/44/501");
+    assert_eq!(hex::decode(ed["chain_code"].as_str().unwrap()).unwrap().len(), 32);
+    assert!(signatures[5]["taproot_output_key"].is_null());
+    assert_eq!(signatures[6]["taproot_output_key"], bip340["taproot_output_key"]);
     for s in signatures {
         assert_eq!(s["verified"], true);
         assert!(s["latency_ms"].as_f64().unwrap() > 0.0);
@@ -148,7 +154,7 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     );
     // The signature after the reshare: 3 signers, the new device among them.
     let newcomer = &reshare["joined"][0];
-    let last = signatures[6]["signers"].as_array().unwrap();
+    let last = signatures[7]["signers"].as_array().unwrap();
     assert_eq!(last.len(), 3);
     assert!(last.contains(newcomer));
 
@@ -168,9 +174,9 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     if !python_checker_available() {
         assert!(
             std::env::var_os("VSIGNER_TEST_REQUIRE_PYTHON").is_none(),
-            "VSIGNER_TEST_REQUIRE_PYTHON is set (as .ci/run does) but python3 lacks cryptography, eth_account or coincurve"
+            "VSIGNER_TEST_REQUIRE_PYTHON is set (as .ci/run does) but python3 lacks cryptography, eth_account, coincurve or pynacl"
         );
-        eprintln!("skipped the independent check: python3 with cryptography, eth_account and coincurve is not installed (pip install cryptography eth-account coincurve)");
+        eprintln!("skipped the independent check: python3 with cryptography, eth_account and coincurve is not installed (pip install cryptography eth-account coincurve pynacl)");
         return;
     }
     let (ok, report) = independent_check(&doc);
@@ -179,18 +185,24 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
 
     // The checker is not a rubber stamp: each tampered document fails it.
     type Tamper = fn(&mut Value);
-    let tampered: [(&str, Tamper); 8] = [
+    let tampered: [(&str, Tamper); 10] = [
         ("ed25519 signature", |d| {
             flip_hex_byte(&mut d["signatures"][2]["signature"])
         }),
-        ("P-256 signature", |d| {
+        ("ed25519 child-key signature", |d| {
             flip_hex_byte(&mut d["signatures"][3]["signature"])
         }),
-        ("BIP-340 signature", |d| {
+        ("ed25519 chain code", |d| {
+            flip_hex_byte(&mut d["vaults"][1]["chain_code"])
+        }),
+        ("P-256 signature", |d| {
             flip_hex_byte(&mut d["signatures"][4]["signature"])
         }),
-        ("Taproot signature", |d| {
+        ("BIP-340 signature", |d| {
             flip_hex_byte(&mut d["signatures"][5]["signature"])
+        }),
+        ("Taproot signature", |d| {
+            flip_hex_byte(&mut d["signatures"][6]["signature"])
         }),
         ("Taproot output key", |d| {
             // A key the checker must derive itself: another one is refused even when the

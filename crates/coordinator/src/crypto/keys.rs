@@ -4,13 +4,14 @@
 //! - secp256k1 and P-256 (ECDSA): SEC1 compressed points; children by BIP-32/SLIP-10
 //!   public derivation (`hd-wallet`'s `Slip10`, the crate and version the signing engine
 //!   uses through `cggmp24`).
-//! - ed25519: the 32-byte RFC 8032 encoding; no child keys yet.
+//! - ed25519: the 32-byte RFC 8032 encoding; children by `hd-wallet`'s `Edwards`
+//!   derivation (the shift the devices add to their shares, see `docs/schemes.md`).
 //! - bip340: the 32-byte x-only key (its point has an even y); the Taproot output key of
 //!   BIP-341's key path, `Q = P + int(hash_TapTweak(x(P) ‖ merkle_root))·G`, and its
 //!   bech32m address (witness version 1). No child keys.
 
 use generic_ec::{curves, Point};
-use hd_wallet::{HdWallet, NonHardenedIndex, Slip10};
+use hd_wallet::{Edwards, HdWallet, NonHardenedIndex, Slip10};
 use k256::elliptic_curve::ff::PrimeField;
 use k256::elliptic_curve::point::AffineCoordinates;
 use k256::elliptic_curve::Group;
@@ -86,18 +87,13 @@ pub fn derive_child(curve: Curve, public_key: &[u8], chain_code: &[u8; 32], path
         Curve::Secp256r1 => derive::<curves::Secp256r1, Slip10>(public_key, chain_code, indexes)?
             .to_bytes(true)
             .to_vec(),
-        Curve::Ed25519 | Curve::Bip340 => {
+        Curve::Ed25519 => derive::<curves::Ed25519, Edwards>(public_key, chain_code, indexes)?
+            .to_bytes(true)
+            .to_vec(),
+        Curve::Bip340 => {
             return Err(Error::new(
                 ErrorCode::InvalidDerivationPath,
-                format!(
-                    "{} vaults have no child keys yet (sign for the vault key{})",
-                    curve.as_str(),
-                    if curve == Curve::Bip340 {
-                        " or its Taproot output key"
-                    } else {
-                        ""
-                    }
-                ),
+                "bip340 vaults have no child keys (sign for the vault key or its Taproot output key)",
             ))
         }
     })
@@ -184,17 +180,25 @@ mod tests {
             .to_point()
             .to_bytes(true)
             .to_vec();
-        for (curve, key) in [(Curve::Secp256k1, k1), (Curve::Secp256r1, r1)] {
+        let ed = Point::<curves::Ed25519>::generator()
+            .to_point()
+            .to_bytes(true)
+            .to_vec();
+        for (curve, key) in [
+            (Curve::Secp256k1, k1),
+            (Curve::Secp256r1, r1),
+            (Curve::Ed25519, ed),
+        ] {
             let child = derive_child(curve, &key, &cc, &[0, 1]).unwrap();
             assert_ne!(child, key, "{curve:?}");
             assert_eq!(child.len(), key.len(), "{curve:?}");
             assert_eq!(derive_child(curve, &key, &cc, &[]).unwrap(), key, "{curve:?}");
         }
-        for curve in [Curve::Ed25519, Curve::Bip340] {
-            assert_eq!(
-                derive_child(curve, &[2; 32], &cc, &[0]).unwrap_err().code(),
-                ErrorCode::InvalidDerivationPath
-            );
-        }
+        assert_eq!(
+            derive_child(Curve::Bip340, &[2; 32], &cc, &[0])
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidDerivationPath
+        );
     }
 }

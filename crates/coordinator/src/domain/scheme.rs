@@ -25,10 +25,16 @@ impl Curve {
         }
     }
 
+    /// Whether the scheme's vaults have non-hardened child keys (a chain code): the ECDSA
+    /// curves (BIP-32/SLIP-10) and ed25519 (`hd-wallet`'s Edwards derivation).
+    pub fn has_child_keys(self) -> bool {
+        self != Curve::Bip340
+    }
+
     /// The chain code a keygen result must carry (hex, normalised): required for the
-    /// ECDSA curves (BIP-32 derivation), refused for the others.
+    /// schemes with child keys, refused for bip340.
     pub fn chain_code(self, reported: Option<&str>) -> Result<Option<String>> {
-        match (self.is_ecdsa(), reported) {
+        match (self.has_child_keys(), reported) {
             (true, Some(cc)) => Ok(Some(hex::encode(crypto::decode_hex_array::<32>(
                 "chainCode",
                 cc,

@@ -62,12 +62,18 @@ impl Service {
         let taproot = TaprootTweak::parse(vault.curve, input.taproot, input.taproot_merkle_root.as_deref())?;
         let derivation_path = match input.derivation_path.as_deref() {
             None => None,
-            Some(_) if !vault.curve.is_ecdsa() => {
+            Some(_) if !vault.curve.has_child_keys() => {
+                return Err(Error::new(
+                    ErrorCode::InvalidDerivationPath,
+                    format!("{} vaults have no child keys", vault.curve.as_str()),
+                ))
+            }
+            Some(_) if vault.chain_code.is_none() => {
                 return Err(Error::new(
                     ErrorCode::InvalidDerivationPath,
                     format!(
-                        "HD derivation is not supported for {} vaults yet",
-                        vault.curve.as_str()
+                        "vault {} has no chain code (it was created before its scheme had child keys); it signs at its root key only",
+                        vault.id
                     ),
                 ))
             }

@@ -1,11 +1,13 @@
 //! Threshold Schnorr by FROST ([`vsigner_tss::schnorr`]), EdDSA on ed25519 and BIP-340 on
-//! secp256k1: keygen, signing of the approved message (BIP-340: for the vault key or, when
-//! approved, its Taproot output key), reshare; the share record is the FROST key package
-//! in the engine's format, which names its ciphersuite.
+//! secp256k1: keygen, signing of the approved message (ed25519: at the vault key or an
+//! approved child key; BIP-340: for the vault key or, when approved, its Taproot output
+//! key), reshare; the share record is the FROST key package and chain code in the engine's
+//! format, which names its ciphersuite.
 
 use std::marker::PhantomData;
 
 use rand_core::OsRng;
+use vsigner_tss::hd::DerivationPath;
 use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::schnorr::{self, SchnorrScheme, TaprootTweak};
 use vsigner_tss::ProtocolTag;
@@ -29,7 +31,7 @@ fn new_share<C: SchnorrScheme>(share: &schnorr::KeyShare<C>) -> Result<NewShare,
     Ok(NewShare {
         record: share.to_bytes().map_err(bad)?,
         public_key: share.public_key_bytes().map_err(bad)?,
-        chain_code: None,
+        chain_code: share.chain_code().map(|c| c.to_vec()),
         key_set_hash: key_set_hash(&info),
     })
 }
@@ -71,17 +73,23 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         record: &[u8],
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure> {
-        if what.path.is_some() {
-            return Err(RunFailure::new(format!(
-                "derivation paths are not supported on {}",
-                C::KIND.as_str()
-            )));
-        }
         // The tweak as approved; the engine refuses one for a scheme other than BIP-340.
         let taproot = what.taproot.map(|t| TaprootTweak {
             merkle_root: t.merkle_root,
         });
         let share = share_of::<C>(record)?;
+        // A child key: every member shifts its share by the same public amount.
+        let share = match what.path {
+            Some(path) => {
+                let path: DerivationPath = path
+                    .parse()
+                    .map_err(|e: vsigner_tss::Error| RunFailure::new(format!("derivation path: {e}")))?;
+                share
+                    .derive(&path)
+                    .map_err(|e| RunFailure::new(format!("child key {path}: {e}")))?
+            }
+            None => share,
+        };
         let message = what.input.bytes().to_vec();
         let i = committee.me;
         let sig = run

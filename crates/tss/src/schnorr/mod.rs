@@ -20,10 +20,11 @@ pub use reshare::reshare;
 pub use share::KeyShare;
 pub use signing::{sign, Signature, TaprootTweak};
 
-use cggmp24::generic_ec::Point;
+use cggmp24::generic_ec::{Point, Scalar};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::{Ciphersuite, Identifier, VerifyingKey};
 
+use crate::hd::DerivationPath;
 use crate::{Error, PartyIndex};
 
 /// EdDSA on ed25519 (RFC 8032 signatures).
@@ -75,6 +76,17 @@ pub trait SchnorrScheme: Ciphersuite + Sized + 'static {
     /// key known by its usual encoding).
     fn public_key_point(bytes: &[u8]) -> Result<Point<Self::Curve>, Error>;
 
+    /// Whether the scheme's keys have non-hardened child keys (a chain code made at keygen).
+    const CHILD_KEYS: bool;
+
+    /// The additive shift of the non-hardened child at `path` of `public_key` with
+    /// `chain_code`: the child key is `public_key + shift·G`.
+    fn child_shift(
+        public_key: &Point<Self::Curve>,
+        chain_code: &[u8; 32],
+        path: &DerivationPath,
+    ) -> Result<Scalar<Self::Curve>, Error>;
+
     /// Puts a fresh DKG's key material in the scheme's canonical form (BIP-340: the group
     /// key with an even y, so that its x-only encoding names exactly one point; every
     /// share is negated with it).
@@ -86,6 +98,30 @@ pub trait SchnorrScheme: Ciphersuite + Sized + 'static {
 
 impl SchnorrScheme for Ed25519 {
     const KIND: SchemeKind = SchemeKind::Ed25519;
+    const CHILD_KEYS: bool = true;
+
+    /// `hd-wallet`'s `Edwards` derivation, step by step along the path (the derivation
+    /// `cggmp21`'s authors ship for EdDSA; see `docs/schemes.md` for which wallets agree).
+    fn child_shift(
+        public_key: &Point<Self::Curve>,
+        chain_code: &[u8; 32],
+        path: &DerivationPath,
+    ) -> Result<Scalar<Self::Curve>, Error> {
+        use hd_wallet::DeriveShift;
+        let mut parent = hd_wallet::ExtendedPublicKey {
+            public_key: *public_key,
+            chain_code: *chain_code,
+        };
+        let mut shift = Scalar::zero();
+        for index in path.indices() {
+            let index = hd_wallet::NonHardenedIndex::try_from(*index)
+                .map_err(|_| Error::invalid_args(format!("derivation index {index} is hardened")))?;
+            let step = hd_wallet::Edwards::derive_public_shift(&parent, index);
+            shift += step.shift;
+            parent = step.child_public_key;
+        }
+        Ok(shift)
+    }
     type Curve = cggmp24::generic_ec::curves::Ed25519;
     const SCALARS_LITTLE_ENDIAN: bool = true;
 
@@ -121,6 +157,17 @@ impl SchnorrScheme for Ed25519 {
 
 impl SchnorrScheme for Bip340 {
     const KIND: SchemeKind = SchemeKind::Bip340;
+    const CHILD_KEYS: bool = false;
+
+    fn child_shift(
+        _: &Point<Self::Curve>,
+        _: &[u8; 32],
+        _: &DerivationPath,
+    ) -> Result<Scalar<Self::Curve>, Error> {
+        Err(Error::invalid_args(
+            "BIP-340 keys have no child keys (sign for the key or its Taproot output key)",
+        ))
+    }
     type Curve = cggmp24::generic_ec::curves::Secp256k1;
     const SCALARS_LITTLE_ENDIAN: bool = false;
 

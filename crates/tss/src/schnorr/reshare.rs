@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cggmp24::generic_ec::{Point, Scalar, SecretScalar};
+use cggmp24::generic_ec::{NonZero, Point, Scalar, SecretScalar};
 use frost_core::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost_core::VerifyingKey;
 use rand_core::{CryptoRng, RngCore};
@@ -11,6 +11,7 @@ use round_based::Mpc;
 
 use super::{identifier, KeyShare, SchnorrScheme};
 use crate::ecdsa::Reshared;
+use crate::hd::DerivationPath;
 use crate::reshare::{self, DealerShare, KeyInfo, ReshareSetup};
 use crate::{Error, ExecutionId, WireMessage};
 
@@ -59,7 +60,7 @@ impl<C: SchnorrScheme> KeyShare<C> {
             threshold: self.threshold(),
             preimages,
             public_shares,
-            chain_code: None,
+            chain_code: self.chain_code,
         })
     }
 
@@ -100,7 +101,40 @@ impl<C: SchnorrScheme> KeyShare<C> {
             info.public_shares.len() as u16,
             key_package,
             public_key_package,
+            info.chain_code,
         )
+    }
+
+    /// This device's share of the non-hardened child key at `path` (the root: the key
+    /// itself): every share, public share and the group key are shifted by the same
+    /// `hd-wallet` shift (ed25519: its `Edwards` derivation), so any threshold of child
+    /// shares signs for the child key. The child share has no chain code of its own.
+    pub fn derive(&self, path: &DerivationPath) -> Result<Self, Error> {
+        if path.is_root() {
+            return Ok(self.clone());
+        }
+        let chain_code = self.chain_code.ok_or_else(|| {
+            Error::invalid_args(
+                "this key has no chain code (it was made before child keys); it signs at its root only",
+            )
+        })?;
+        let info = self.key_info()?;
+        let shift = C::child_shift(&info.public_key, &chain_code, path)?;
+        let shift_point = Point::generator() * shift;
+        let child = KeyInfo {
+            public_key: info.public_key + shift_point,
+            public_shares: info.public_shares.iter().map(|p| *p + shift_point).collect(),
+            chain_code: None,
+            ..info
+        };
+        let dealer = self.dealer_share()?;
+        let mut secret = *AsRef::<Scalar<C::Curve>>::as_ref(&dealer.secret) + shift;
+        let share = reshare::NewShare {
+            index: self.index(),
+            secret: NonZero::from_secret_scalar(SecretScalar::new(&mut secret))
+                .ok_or_else(|| Error::Protocol("the child share is zero".into()))?,
+        };
+        Self::from_reshare(&child, share)
     }
 }
 

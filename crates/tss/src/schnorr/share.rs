@@ -12,7 +12,8 @@ use super::SchnorrScheme;
 use crate::share::{self, Kind};
 use crate::{Error, PartyIndex};
 
-/// A device's share of a Schnorr key: its FROST key package and the group's public keys.
+/// A device's share of a Schnorr key: its FROST key package, the group's public keys, and
+/// the key's chain code for child keys (ed25519; shares made before child keys have none).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct KeyShare<C: SchnorrScheme> {
@@ -20,6 +21,8 @@ pub struct KeyShare<C: SchnorrScheme> {
     n: u16,
     pub(crate) key_package: KeyPackage<C>,
     pub(crate) public_key_package: PublicKeyPackage<C>,
+    #[serde(default)]
+    pub(crate) chain_code: Option<[u8; 32]>,
 }
 
 impl<C: SchnorrScheme> KeyShare<C> {
@@ -28,12 +31,14 @@ impl<C: SchnorrScheme> KeyShare<C> {
         n: u16,
         key_package: KeyPackage<C>,
         public_key_package: PublicKeyPackage<C>,
+        chain_code: Option<[u8; 32]>,
     ) -> Result<Self, Error> {
         let share = KeyShare {
             index,
             n,
             key_package,
             public_key_package,
+            chain_code,
         };
         share.validate()?;
         Ok(share)
@@ -85,6 +90,11 @@ impl<C: SchnorrScheme> KeyShare<C> {
     /// The FROST public key package (group key and every holder's public share).
     pub fn public_key_package(&self) -> &PublicKeyPackage<C> {
         &self.public_key_package
+    }
+
+    /// The chain code of the key's non-hardened child keys, if it has one.
+    pub fn chain_code(&self) -> Option<[u8; 32]> {
+        self.chain_code
     }
 
     /// Serializes in the versioned key-material format.

@@ -148,3 +148,49 @@ fn taproot_tweak_is_refused_for_ed25519() {
         "{result:?}"
     );
 }
+
+/// ed25519 child keys: every holder has the same chain code; a committee's child shares sign
+/// for the child key the public derivation (`hd-wallet`'s `Edwards`) gives from the group
+/// key and chain code; the child of a reshared key is the same.
+#[test]
+fn ed25519_child_keys_sign_for_the_publicly_derived_key() {
+    use hd_wallet::HdWallet;
+    use vsigner_tss::hd::DerivationPath;
+    let shares = schnorr_keygen::<Ed25519>(3, 2);
+    let chain_code = all_equal(&shares.iter().map(|s| s.chain_code()).collect::<Vec<_>>())
+        .expect("an ed25519 key has a chain code");
+    assert_ne!(chain_code, [0u8; 32]);
+    let info = shares[0].key_info().unwrap();
+    let path: DerivationPath = "m/0/7".parse().unwrap();
+    let parent = hd_wallet::ExtendedPublicKey {
+        public_key: info.public_key,
+        chain_code,
+    };
+    let expected = hd_wallet::Edwards::derive_child_public_key_with_path(
+        &parent,
+        [0u32, 7].map(|i| i.try_into().unwrap()),
+    )
+    .public_key
+    .to_bytes(true)
+    .to_vec();
+    let children: Vec<_> = shares.iter().map(|s| s.derive(&path).unwrap()).collect();
+    for c in &children {
+        assert_eq!(c.public_key_bytes().unwrap(), expected);
+    }
+    for signers in committees(3, 2) {
+        let sig = all_equal(&schnorr_sign(&children, &signers, b"child", None));
+        ed25519_verify(&expected, b"child", &sig.0);
+    }
+    // The root path is the key itself; another path another key.
+    let root = shares[0].derive(&"m".parse().unwrap()).unwrap();
+    assert_eq!(
+        root.public_key_bytes().unwrap(),
+        shares[0].public_key_bytes().unwrap()
+    );
+    let other = shares[0].derive(&"m/0/8".parse().unwrap()).unwrap();
+    assert_ne!(other.public_key_bytes().unwrap(), expected);
+    // BIP-340 keys have none.
+    let bip = schnorr_keygen::<Bip340>(3, 2);
+    assert_eq!(bip[0].chain_code(), None);
+    assert!(bip[0].derive(&path).is_err());
+}

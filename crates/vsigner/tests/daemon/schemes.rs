@@ -1,8 +1,9 @@
-//! The schemes beside secp256k1 and ed25519 through the real daemons: a P-256 vault (keygen
-//! with aux-info, a message signed over its SHA-256, a child key, a reshare that raises the
-//! threshold) and a BIP-340 vault (keygen, a message, a Taproot key-path signature asked
-//! through the operator CLI, a reshare). Every signature is verified here with `p256` and
-//! `k256`; the Taproot output key and the P-256 child key are computed by the test itself.
+//! The schemes beside secp256k1 through the real daemons: a P-256 vault (keygen with
+//! aux-info, a message signed over its SHA-256, a child key, a reshare that raises the
+//! threshold), a BIP-340 vault (keygen, a message, a Taproot key-path signature asked through
+//! the operator CLI, a reshare) and ed25519 child keys (before and after a reshare). Every
+//! signature is verified here with `p256`, `k256` and `ed25519-dalek`; the Taproot output key
+//! and the child keys are computed by the test itself (`hd-wallet`).
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -52,20 +53,30 @@ fn taproot_output_key(x_only: &[u8]) -> Vec<u8> {
     q.to_affine().x().to_vec()
 }
 
-/// The SLIP-10 child at `path` of a P-256 key with chain code `cc`.
-fn p256_child(public_key: &[u8], cc: &[u8], path: &[u32]) -> Vec<u8> {
-    use hd_wallet::HdWallet;
-    let parent = hd_wallet::ExtendedPublicKey::<generic_ec::curves::Secp256r1> {
+/// The child at `path` of a key with chain code `cc`, by the derivation `H` (SLIP-10 on
+/// P-256, Edwards on ed25519).
+fn child<E: generic_ec::Curve, H: hd_wallet::HdWallet<E>>(
+    public_key: &[u8],
+    cc: &[u8],
+    path: &[u32],
+) -> Vec<u8> {
+    let parent = hd_wallet::ExtendedPublicKey::<E> {
         public_key: generic_ec::Point::from_bytes(public_key).unwrap(),
         chain_code: cc.try_into().unwrap(),
     };
     let indexes = path
         .iter()
         .map(|i| hd_wallet::NonHardenedIndex::try_from(*i).unwrap());
-    hd_wallet::Slip10::derive_child_public_key_with_path(&parent, indexes)
+    H::derive_child_public_key_with_path(&parent, indexes)
         .public_key
         .to_bytes(true)
         .to_vec()
+}
+
+fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) {
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(public_key.try_into().unwrap()).unwrap();
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_slice(signature).unwrap())
+        .expect("Ed25519 signature verifies under the key");
 }
 
 async fn vault(operator: &Operator, id: &str) -> Value {
@@ -79,7 +90,7 @@ async fn vault(operator: &Operator, id: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
+async fn p256_bip340_and_ed25519_child_keys_keygen_sign_derive_taproot_and_reshare() {
     let root = tempfile::tempdir().unwrap();
     let (_broker, broker_url) = start_broker();
     let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
@@ -114,8 +125,9 @@ async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
         secret: org.operator.1.clone(),
     };
 
-    // Keygen: both vaults together, the P-256 one through the CLI's --curve.
+    // Keygen: the three vaults together, the P-256 one through the CLI's --curve.
     let bip_keygen = operator.create_vault("taproot", "bip340", 2, &abc).await;
+    let ed_keygen = operator.create_vault("solana", "ed25519", 2, &abc).await;
     let created = cli
         .run(&[
             "vault",
@@ -136,6 +148,28 @@ async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
     let bip_op = operator.wait_final(&bip_keygen, KEYGEN).await;
     completed(&bip_op);
     let bip_vault = bip_op.vault_id.clone();
+    let ed_op = operator.wait_final(&ed_keygen, KEYGEN).await;
+    completed(&ed_op);
+    let ed_vault = ed_op.vault_id.clone();
+    let e = vault(&operator, &ed_vault).await;
+    let ed_key = hex::decode(e["publicKey"].as_str().unwrap()).unwrap();
+    let ed_cc = hex::decode(
+        e["chainCode"]
+            .as_str()
+            .expect("an ed25519 vault has a chain code"),
+    )
+    .unwrap();
+    let ed_child = child::<generic_ec::curves::Ed25519, hd_wallet::Edwards>(&ed_key, &ed_cc, &[44, 501]);
+
+    // ed25519: a message at a child key.
+    let message = b"pay from the child address";
+    let op = operator
+        .signed(
+            &ed_vault,
+            json!({"message": hex::encode(message), "derivationPath": "m/44/501"}),
+        )
+        .await;
+    verify_ed25519(&ed_child, message, &signature_of(&op).0);
 
     let p = vault(&operator, &p256_vault).await;
     let p256_key = hex::decode(p["publicKey"].as_str().unwrap()).unwrap();
@@ -164,7 +198,8 @@ async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
         )
         .await;
     let (sig, rid) = signature_of(&op);
-    verify_p256(&p256_child(&p256_key, &cc, &[1, 2]), &digest, &sig, rid.unwrap());
+    let p256_child = child::<generic_ec::curves::Secp256r1, hd_wallet::Slip10>(&p256_key, &cc, &[1, 2]);
+    verify_p256(&p256_child, &digest, &sig, rid.unwrap());
 
     // BIP-340: a message for the vault key; a sighash for the Taproot output key, asked
     // through the CLI's --taproot.
@@ -202,8 +237,10 @@ async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
     // Reshare both to 3-of-3 (new shares of the same keys; P-256 takes new aux-info).
     let p256_reshare = operator.request_reshare(&p256_vault, 3, &abc).await;
     let bip_reshare = operator.request_reshare(&bip_vault, 3, &abc).await;
+    let ed_reshare = operator.request_reshare(&ed_vault, 3, &abc).await;
     completed(&operator.wait_final(&p256_reshare, KEYGEN).await);
     completed(&operator.wait_final(&bip_reshare, KEYGEN).await);
+    completed(&operator.wait_final(&ed_reshare, KEYGEN).await);
     for s in &signers {
         assert_eq!(
             prime_sets(s),
@@ -236,4 +273,13 @@ async fn p256_and_bip340_vaults_keygen_sign_derive_taproot_and_reshare() {
         .await;
     assert_eq!(op.committee.len(), 3);
     verify_bip340(&output_key, &sighash, &signature_of(&op).0);
+    // The reshared ed25519 shares keep the chain code: the same child key.
+    let op = operator
+        .signed(
+            &ed_vault,
+            json!({"message": hex::encode(message), "derivationPath": "m/44/501"}),
+        )
+        .await;
+    assert_eq!(op.committee.len(), 3);
+    verify_ed25519(&ed_child, message, &signature_of(&op).0);
 }

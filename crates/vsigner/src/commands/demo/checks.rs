@@ -34,6 +34,8 @@ pub(super) struct VaultState {
     pub(super) address: Option<String>,
     /// bip340: the Taproot output key, as the coordinator reports it.
     pub(super) taproot_output_key: Option<Vec<u8>>,
+    /// The chain code of its child keys, if it has them.
+    pub(super) chain_code: Option<[u8; 32]>,
     /// As the coordinator reports it.
     pub(super) threshold: u16,
     pub(super) signers: Vec<String>,
@@ -52,6 +54,10 @@ pub(super) fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<
         taproot_output_key: vault["taprootOutputKey"]
             .as_str()
             .and_then(|q| hex::decode(q).ok()),
+        chain_code: vault["chainCode"]
+            .as_str()
+            .and_then(|c| hex::decode(c).ok())
+            .and_then(|c| c.try_into().ok()),
         threshold: vault["threshold"]
             .as_u64()
             .and_then(|t| u16::try_from(t).ok())
@@ -119,6 +125,7 @@ pub(super) fn check_digest(
         recovery_id: recid,
         signers: committee(op),
         taproot_output_key: None,
+        derivation_path: None,
         signer_names: Vec::new(),
         latency_ms: ms(took),
         operation: id,
@@ -126,12 +133,21 @@ pub(super) fn check_digest(
     })
 }
 
-/// A signature of `message` on ed25519, P-256 (over its SHA-256) or bip340 (with `taproot`,
-/// under the vault's Taproot output key).
+/// How a message is signed: by the vault key, a child key (ed25519), or the Taproot output
+/// key (bip340).
+#[derive(Clone, Copy)]
+pub(super) enum SignedBy<'a> {
+    VaultKey,
+    Child(&'a [u32]),
+    Taproot,
+}
+
+/// A signature of `message` on ed25519 (by the vault key or a child key), P-256 (over its
+/// SHA-256) or bip340 (by the vault key or its Taproot output key).
 pub(super) fn check_message(
     vault: &VaultState,
     message: &[u8],
-    taproot: bool,
+    by: SignedBy<'_>,
     op: &Value,
     took: Duration,
     problems: &mut Vec<String>,
@@ -139,20 +155,32 @@ pub(super) fn check_message(
     let (sig, recid) = signature_fields(op)?;
     let id = text(&op["id"]).to_owned();
     let committee_ok = check_committee(vault, op, problems);
+    let taproot = matches!(by, SignedBy::Taproot);
     let output_key = if taproot {
         vault.taproot_output_key.clone()
     } else {
         None
     };
-    let checked = match (vault.curve, &output_key) {
-        ("ed25519", _) => verify::ed25519(&vault.public_key, message, &sig),
-        ("secp256r1", _) => {
+    let path = match by {
+        SignedBy::Child(path) => Some(path),
+        _ => None,
+    };
+    let checked = match (vault.curve, &output_key, path) {
+        ("ed25519", _, Some(path)) => match vault.chain_code {
+            Some(cc) => verify::ed25519_child(&vault.public_key, &cc, path)
+                .and_then(|child| verify::ed25519(&child, message, &sig)),
+            None => Err("the vault reports no chain code".to_owned()),
+        },
+        ("ed25519", _, None) => verify::ed25519(&vault.public_key, message, &sig),
+        ("secp256r1", _, None) => {
             let digest: [u8; 32] = sha2::Sha256::digest(message).into();
             verify::p256(&vault.public_key, &digest, &sig, recid.unwrap_or(u8::MAX))
         }
-        ("bip340", None) if !taproot => verify::bip340(&vault.public_key, message, &sig),
-        ("bip340", Some(q)) => verify::bip340(q, message, &sig),
-        (curve, _) => Err(format!("no {curve} message check (or no Taproot output key)")),
+        ("bip340", None, None) if !taproot => verify::bip340(&vault.public_key, message, &sig),
+        ("bip340", Some(q), None) => verify::bip340(q, message, &sig),
+        (curve, _, _) => Err(format!(
+            "no such {curve} message check (or no Taproot output key)"
+        )),
     };
     let verified = match checked {
         Ok(()) => committee_ok,
@@ -171,6 +199,10 @@ pub(super) fn check_message(
         signature: hex::encode(&sig),
         recovery_id: recid,
         taproot_output_key: output_key.map(hex::encode),
+        derivation_path: path.map(|p| {
+            let parts: Vec<String> = p.iter().map(u32::to_string).collect();
+            format!("m/{}", parts.join("/"))
+        }),
         signers: committee(op),
         signer_names: Vec::new(),
         latency_ms: ms(took),

@@ -34,6 +34,9 @@ pub(super) struct VaultOut {
     pub(super) public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) address: Option<String>,
+    /// The chain code of the vault's child keys (secp256k1, secp256r1, ed25519).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) chain_code: Option<String>,
     /// bip340: the BIP-341 Taproot output key of the vault key (no script tree).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) taproot_output_key: Option<String>,
@@ -54,6 +57,9 @@ pub(super) struct SignatureOut {
     pub(super) signature: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) recovery_id: Option<u8>,
+    /// The child key's path, when the signature is by a child key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) derivation_path: Option<String>,
     /// bip340: the Taproot output key the signature is for (absent: the vault key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) taproot_output_key: Option<String>,
@@ -139,9 +145,10 @@ pub(super) fn print_summary(report: &Report, n: u16, t: u16) {
                 }
             }
         };
-        let what = match &s.taproot_output_key {
-            Some(q) => format!("{what} for Taproot output key {}", short(q)),
-            None => what,
+        let what = match (&s.taproot_output_key, &s.derivation_path) {
+            (Some(q), _) => format!("{what} for Taproot output key {}", short(q)),
+            (None, Some(path)) => format!("{what} at child key {path}"),
+            (None, None) => what,
         };
         println!(
             "  {:<9} {what}\n            by {} in {:.1} ms: {}",

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use sha3::{Digest as _, Keccak256};
 use vsigner_tss::primes::PrimeSet;
 
-use super::checks::{check_digest, check_message, random_32, signature_fields, vault_state, VaultState};
+use super::checks::{
+    check_digest, check_message, random_32, signature_fields, vault_state, SignedBy, VaultState,
+};
 use super::report::{Outcome, RejectedOut, SignatureOut, VaultOut};
 use super::{ms, verify, DemoArgs, Steps};
 use crate::operator::text;
@@ -205,6 +207,7 @@ impl<'a> Demo<'a> {
             devices: v.signers.len(),
             public_key: hex::encode(&v.public_key),
             address: v.address.clone(),
+            chain_code: v.chain_code.map(hex::encode),
             taproot_output_key: v.taproot_output_key.as_ref().map(hex::encode),
             keygen_ms: ms(took),
         };
@@ -217,9 +220,9 @@ impl<'a> Demo<'a> {
         Ok((vaults, secp_vault["keyGeneration"].as_u64(), outs))
     }
 
-    /// A digest and an EIP-1559 transaction on secp256k1; a message on ed25519 and on
-    /// P-256; on bip340 a 32-byte message (as a Bitcoin sighash is) for the vault key and one
-    /// for its Taproot output key.
+    /// A digest and an EIP-1559 transaction on secp256k1; a message on ed25519 (by the
+    /// vault key and by a child key) and on P-256; on bip340 a 32-byte message (as a Bitcoin
+    /// sighash is) for the vault key and one for its Taproot output key.
     async fn signatures(&mut self, vaults: &Vaults) -> anyhow::Result<Vec<SignatureOut>> {
         let (n, t) = (self.n, self.t);
         let secp = &vaults.secp;
@@ -270,49 +273,51 @@ impl<'a> Demo<'a> {
         signatures.push(out);
 
         let sighash = random_32();
-        let messages: [(&VaultState, Vec<u8>, bool, &str); 4] = [
+        let child = [44, 501];
+        let messages: [(&VaultState, Vec<u8>, SignedBy, &str); 5] = [
             (
                 &vaults.ed,
                 format!("vsigner demo: signed by a {t}-of-{n} ed25519 vault").into_bytes(),
-                false,
+                SignedBy::VaultKey,
                 "ed25519: a message signed",
+            ),
+            (
+                &vaults.ed,
+                b"vsigner demo: signed by the ed25519 vault's child key m/44/501".to_vec(),
+                SignedBy::Child(&child),
+                "ed25519: a message signed by the child key m/44/501 (non-hardened, Edwards derivation)",
             ),
             (
                 &vaults.p256,
                 format!("vsigner demo: signed by a {t}-of-{n} P-256 vault").into_bytes(),
-                false,
+                SignedBy::VaultKey,
                 "secp256r1: a message signed (ECDSA over its SHA-256)",
             ),
             (
                 &vaults.bip340,
                 random_32().to_vec(),
-                false,
+                SignedBy::VaultKey,
                 "bip340: a 32-byte message signed (BIP-340 Schnorr)",
             ),
             (
                 &vaults.bip340,
                 sighash.to_vec(),
-                true,
+                SignedBy::Taproot,
                 "bip340: a 32-byte message signed for the Taproot output key (BIP-341 key path)",
             ),
         ];
-        for (vault, message, taproot, step) in messages {
+        for (vault, message, by, step) in messages {
             let mut input = json!({"vaultId": vault.id, "message": hex::encode(&message)});
-            if taproot {
-                input["taproot"] = json!(true);
+            match by {
+                SignedBy::Taproot => input["taproot"] = json!(true),
+                SignedBy::Child(_) => input["derivationPath"] = json!("m/44/501"),
+                SignedBy::VaultKey => {}
             }
             let (op, took) = self
                 .steps
                 .run(step, self.system.sign(input, "message signature"))
                 .await?;
-            signatures.push(check_message(
-                vault,
-                &message,
-                taproot,
-                &op,
-                took,
-                &mut self.problems,
-            )?);
+            signatures.push(check_message(vault, &message, by, &op, took, &mut self.problems)?);
         }
         Ok(signatures)
     }

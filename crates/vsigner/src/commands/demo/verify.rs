@@ -159,6 +159,31 @@ pub(crate) fn p256(
     Ok(())
 }
 
+/// The ed25519 child key at `path` of `public_key` with chain code `chain_code`
+/// (`hd-wallet`'s Edwards derivation).
+pub(crate) fn ed25519_child(
+    public_key: &[u8],
+    chain_code: &[u8; 32],
+    path: &[u32],
+) -> Result<Vec<u8>, String> {
+    use hd_wallet::HdWallet as _;
+    let parent = hd_wallet::ExtendedPublicKey::<generic_ec::curves::Ed25519> {
+        public_key: generic_ec::Point::from_bytes(public_key)
+            .map_err(|_| "the vault key is not an Ed25519 point".to_owned())?,
+        chain_code: *chain_code,
+    };
+    let indexes = path
+        .iter()
+        .map(|i| hd_wallet::NonHardenedIndex::try_from(*i).map_err(|_| format!("index {i} is hardened")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(
+        hd_wallet::Edwards::derive_child_public_key_with_path(&parent, indexes)
+            .public_key
+            .to_bytes(true)
+            .to_vec(),
+    )
+}
+
 /// Checks a BIP-340 signature of `message` under the 32-byte x-only `public_key`.
 pub(crate) fn bip340(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
     let key = k256::schnorr::VerifyingKey::from_bytes(public_key)
