@@ -20,7 +20,7 @@ impl Operation {
     ) -> Result<Self> {
         if !vault.curve.has_presignatures() {
             return Err(Error::invalid_input(
-                "presignatures exist for secp256k1 vaults only",
+                "presignatures exist for ECDSA vaults (secp256k1, secp256r1) only",
             ));
         }
         if committee.len() != usize::from(vault.threshold) {
@@ -116,7 +116,7 @@ impl Operation {
         Ok(out)
     }
 
-    /// Whether this sign operation may use a presignature: secp256k1, a payload the
+    /// Whether this sign operation may use a presignature: an ECDSA vault, a payload the
     /// protocol hashes itself (eth_tx, message), the root key.
     pub fn can_use_presignature(&self) -> bool {
         matches!(

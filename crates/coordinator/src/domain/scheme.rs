@@ -68,10 +68,9 @@ impl Curve {
         }
     }
 
-    /// Whether the scheme has ECDSA presignatures (secp256k1 only for now: a P-256
-    /// presignature pool is not kept).
+    /// Whether the scheme has presignatures (the ECDSA curves).
     pub fn has_presignatures(self) -> bool {
-        self == Curve::Secp256k1
+        self.is_ecdsa()
     }
 
     /// Verifies `signature` over `message` (the prehash on the ECDSA curves, the message on

@@ -149,8 +149,8 @@ impl OperatorMutation {
             .map_err(gql)
     }
 
-    /// Requests `count` (1-100) presignatures of a secp256k1 vault by `committee` (exactly
-    /// the threshold of current signers), Ready at once (operators, or a signer client
+    /// Requests `count` (1-100) presignatures of an ECDSA vault (secp256k1, secp256r1) by
+    /// `committee` (exactly the threshold of current signers), Ready at once (operators, or a signer client
     /// that registered a committee member). A later signature of an `eth_tx` or `message`
     /// at the root key by the same committee uses one in a single online round.
     async fn request_presignatures(

@@ -70,7 +70,7 @@ impl Daemon {
 
     /// Keeps `PresignaturePoolTarget` presignatures stocked (available or being made) for
     /// the default committee (the first `threshold` signers by index) of every Active
-    /// secp256k1 vault whose signer of index 0 is this device: one keeper per vault, so
+    /// ECDSA vault whose signer of index 0 is this device: one keeper per vault, so
     /// members do not request the same stock twice.
     pub(super) async fn maintain_presignatures(&self, device: &DeviceRuntime) {
         let target = self.inner.config.presignature_pool_target as usize;
@@ -84,7 +84,7 @@ impl Daemon {
         for vault in vaults {
             let mut signers = vault.signers.clone();
             signers.sort_by_key(|s| s.index);
-            if vault.curve != "secp256k1"
+            if !matches!(vault.curve.as_str(), "secp256k1" | "secp256r1")
                 || vault.status != "Active"
                 || signers.first().map(|s| s.device_id.as_str()) != Some(device.id.as_str())
             {

@@ -154,15 +154,10 @@ where
         let members = committee.all();
         let presignature_id = op.sign.as_ref().and_then(|s| s.presignature_id.as_deref());
         let sig = if let Some(presignature_id) = presignature_id {
-            if E::KIND != ecdsa::CurveKind::Secp256k1 {
-                return Err(RunFailure::new(
-                    "presignatures are kept for secp256k1 vaults only",
-                ));
-            }
             if what.path.is_some() {
                 return Err(RunFailure::new("a presignature signs at the root key only"));
             }
-            run.sign_with_presignature(op, &members, signers, presignature_id, what.payload, digest)
+            run.sign_with_presignature::<E>(op, &members, signers, presignature_id, what.payload, digest)
                 .await?
         } else {
             let share = share_of::<E>(record)?;

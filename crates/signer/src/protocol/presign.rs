@@ -1,4 +1,4 @@
-//! ECDSA presignatures: a committee makes one in the background (nothing is signed, so
+//! ECDSA presignatures (secp256k1 and P-256): a committee makes one in the background (nothing is signed, so
 //! nothing is approved), each member keeps its part **in process memory only**
 //! ([`Presignatures`]), and one later signature of an approved message takes it out and
 //! signs in one round.
@@ -13,9 +13,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use generic_ec::Point;
 use rand_core::OsRng;
 use vsigner_approval::SignPayload;
-use vsigner_tss::ecdsa::{self, HashAlgorithm, Preimage, Secp256k1};
+use vsigner_tss::ecdsa::{
+    self, AlwaysHasAffineX, CurveKind, EcdsaCurve, HashAlgorithm, NonZero, Preimage, Secp256k1, Secp256r1,
+};
 use vsigner_tss::ProtocolTag;
 use zeroize::Zeroizing;
 
@@ -88,12 +91,25 @@ impl Presignatures {
 impl RunContext {
     /// Generates a presignature with the committee and keeps it for one signature.
     pub(super) async fn presign(&self, op: &Operation) -> Result<Submission, RunFailure> {
+        match op.curve.as_str() {
+            "secp256k1" => self.presign_on::<Secp256k1>(op).await,
+            "secp256r1" => self.presign_on::<Secp256r1>(op).await,
+            other => Err(RunFailure::new(format!(
+                "presignatures are for ECDSA vaults, not {other}"
+            ))),
+        }
+    }
+
+    async fn presign_on<E: EcdsaCurve>(&self, op: &Operation) -> Result<Submission, RunFailure>
+    where
+        NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    {
         let details = op
             .presign
             .as_ref()
             .ok_or_else(|| RunFailure::new("presign without details"))?;
-        if op.curve != "secp256k1" || op.vault.status != "Active" {
-            return Err(RunFailure::new("presignatures are for Active secp256k1 vaults"));
+        if op.vault.status != "Active" {
+            return Err(RunFailure::new("presignatures are for Active vaults"));
         }
         if details.key_generation != op.vault.key_generation {
             return Err(RunFailure::new(
@@ -102,7 +118,7 @@ impl RunContext {
         }
         let (committee, signers) = self.signing_committee(op)?;
         let i = committee.me;
-        let share = share_of::<Secp256k1>(&self.load_share(&op.vault_id, details.key_generation).await?)?;
+        let share = share_of::<E>(&self.load_share(&op.vault_id, details.key_generation).await?)?;
         let members: Vec<&CommitteeMember> = committee.members.iter().collect();
         let presignature = self
             .session(
@@ -127,7 +143,7 @@ impl RunContext {
     /// The one-round signature with presignature `presignature_id`: it is taken out of
     /// this process's memory before its partial signature leaves the device; one this
     /// process does not hold (used, made before a restart, or never made) is refused.
-    pub(super) async fn sign_with_presignature(
+    pub(super) async fn sign_with_presignature<E: EcdsaCurve>(
         &self,
         op: &Operation,
         members: &[&CommitteeMember],
@@ -135,20 +151,35 @@ impl RunContext {
         presignature_id: &str,
         payload: &SignPayload,
         digest: &[u8; 32],
-    ) -> Result<ecdsa::Signature, RunFailure> {
+    ) -> Result<ecdsa::Signature, RunFailure>
+    where
+        NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    {
+        // The message as the curve's signatures hash it (the same hash the approved digest
+        // was computed with, checked below).
         let preimage =
-            match payload {
-                SignPayload::EthereumTransaction(tx) => Preimage {
+            match (E::KIND, payload) {
+                (CurveKind::Secp256k1, SignPayload::EthereumTransaction(tx)) => Preimage {
                     hash: HashAlgorithm::Keccak256,
                     data: tx.raw().to_vec(),
                 },
-                SignPayload::Message(m) => Preimage {
+                (CurveKind::Secp256k1, SignPayload::Message(m)) => Preimage {
                     hash: HashAlgorithm::Keccak256,
                     data: approval_request::eip191_prefixed(m),
                 },
-                SignPayload::Digest(_) => return Err(RunFailure::new(
+                (CurveKind::P256, SignPayload::Message(m)) => Preimage {
+                    hash: HashAlgorithm::Sha256,
+                    data: m.clone(),
+                },
+                (_, SignPayload::Digest(_)) => return Err(RunFailure::new(
                     "a presignature cannot sign a raw digest (CGGMP24 signs only messages it hashes itself)",
                 )),
+                (kind, _) => {
+                    return Err(RunFailure::new(format!(
+                        "no presigned signature of this payload on {}",
+                        kind.as_str()
+                    )))
+                }
             };
         if &preimage.digest() != digest {
             return Err(RunFailure::new(
@@ -164,7 +195,7 @@ impl RunContext {
                     self.me()
                 ))
             })?;
-        let presignature = ecdsa::Presignature::<Secp256k1>::from_bytes(&bytes)
+        let presignature = ecdsa::Presignature::<E>::from_bytes(&bytes)
             .map_err(|e| RunFailure::new(format!("stored presignature: {e}")))?;
         if presignature.public().signers != signers {
             return Err(RunFailure::new("the presignature belongs to another committee"));

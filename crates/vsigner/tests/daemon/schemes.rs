@@ -1,6 +1,6 @@
 //! The schemes beside secp256k1 through the real daemons: a P-256 vault (keygen with
-//! aux-info, a message signed over its SHA-256, a child key, a reshare that raises the
-//! threshold), a BIP-340 vault (keygen, a message, a Taproot key-path signature asked through
+//! aux-info, a message signed over its SHA-256 with a presignature, a child key, a reshare
+//! that raises the threshold), a BIP-340 vault (keygen, a message, a Taproot key-path signature asked through
 //! the operator CLI, a reshare) and ed25519 child keys (before and after a reshare). Every
 //! signature is verified here with `p256`, `k256` and `ed25519-dalek`; the Taproot output key
 //! and the child keys are computed by the test itself (`hd-wallet`).
@@ -114,6 +114,8 @@ async fn p256_bip340_and_ed25519_child_keys_keygen_sign_derive_taproot_and_resha
             s
         })
         .collect();
+    // Device a, signer 0 of the vaults, keeps one presignature ready per ECDSA vault.
+    signers[0].tweak(|cfg| cfg["PresignaturePoolTarget"] = json!(1));
     for s in &mut signers {
         s.start();
     }
@@ -183,11 +185,31 @@ async fn p256_bip340_and_ed25519_child_keys_keygen_sign_derive_taproot_and_resha
     assert!(b["taprootAddress"].as_str().unwrap().starts_with("bcrt1p"), "{b}");
     assert!(b["chainCode"].is_null());
 
-    // P-256: a message (signed over its SHA-256) and a digest at a child key.
+    // P-256: a message (signed over its SHA-256, in one round with the presignature the
+    // keeper stocked) and a digest at a child key (the full protocol).
+    let start = std::time::Instant::now();
+    while !operator
+        .client
+        .operations_of(&p256_vault, "Presign")
+        .await
+        .unwrap()
+        .iter()
+        .any(|o| o.state == "Completed")
+    {
+        assert!(start.elapsed() < KEYGEN, "no P-256 presignature was made");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // With device c stopped, the committee is a and b: the presignature's.
+    signers[2].proc().kill();
     let message = b"open the door";
     let op = operator
         .signed(&p256_vault, json!({"message": hex::encode(message)}))
         .await;
+    signers[2].start();
+    assert!(
+        op.sign.as_ref().unwrap().presignature_id.is_some(),
+        "the P-256 message used the presignature"
+    );
     let (sig, rid) = signature_of(&op);
     verify_p256(&p256_key, &Sha256::digest(message).into(), &sig, rid.unwrap());
     let digest = [0x5au8; 32];
