@@ -22,7 +22,7 @@ use vsigner_tss::primes::PrimeSet;
 use vsigner_tss::simulation::local;
 use vsigner_tss::ProtocolTag;
 
-use super::{bip340_signing, ecdsa_signing, eid, frost_signing, p256_signing, Measurement};
+use super::{bip340_signing, ecdsa_signing, ed25519_signing, eid, p256_signing, Measurement};
 use crate::operator::text;
 use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
 use crate::system::{LocalSystem, SignerSettings};
@@ -153,7 +153,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     let runs = args.runs.min(10);
     let mut protocols = ecdsa_signing(&shares, t, runs)?;
     protocols.push(p256_signing(&p256_shares, t, runs)?);
-    protocols.push(frost_signing(n, t, runs)?);
+    protocols.push(ed25519_signing(n, t, runs)?);
     protocols.push(bip340_signing(n, t, runs)?);
     let median_of = |op: &str| {
         protocols

@@ -17,7 +17,7 @@ use rand_core::OsRng;
 use serde::Serialize;
 use vsigner_tss::ecdsa::{AuxInfoOptions, HashAlgorithm, KeyShare, Message, Preimage, Secp256k1, Secp256r1};
 use vsigner_tss::reshare::Role;
-use vsigner_tss::schnorr::{Bip340, Ed25519, TaprootTweak};
+use vsigner_tss::schnorr::{Bip340, Ed25519, SchnorrScheme, TaprootTweak};
 use vsigner_tss::simulation::{bare, local};
 use vsigner_tss::{ExecutionContext, ExecutionId, ProtocolTag};
 
@@ -331,13 +331,20 @@ fn p256_signing(shares: &[KeyShare<Secp256r1>], t: u16, runs: usize) -> anyhow::
     )
 }
 
-/// FROST BIP-340 signing by `t` of `n`, for the Taproot output key (engine only).
-fn bip340_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+/// FROST signing by `t` of `n` with the ciphersuite `C` (BIP-340: for the Taproot output
+/// key), engine and bare libraries (the bare run signs for the untweaked key).
+fn frost_signing<C: SchnorrScheme>(
+    operation: &'static str,
+    n: u16,
+    t: u16,
+    runs: usize,
+    taproot: Option<&TaprootTweak>,
+) -> anyhow::Result<Measurement> {
     let signers: Vec<u16> = (0..t).collect();
-    let frost = local::schnorr_keygen::<Bip340, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
-    let taproot = TaprootTweak { merkle_root: None };
+    let frost = local::schnorr_keygen::<C, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
+    let message = [0x5a; 32];
     compare(
-        "frost_bip340_sign",
+        operation,
         (t, n),
         runs,
         true,
@@ -346,46 +353,30 @@ fn bip340_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
                 eid(ProtocolTag::SchnorrSign, t, r),
                 &frost,
                 &signers,
-                &[0x5a; 32],
-                Some(&taproot),
+                &message,
+                taproot,
                 || OsRng,
             )?;
             Ok(())
         },
-        None,
+        Some(&mut |_| Ok(bare::schnorr_sign(&frost, &signers, &message, &mut OsRng)?)),
     )
 }
 
-/// FROST Ed25519 signing by `t` of `n` (engine and bare libraries).
-fn frost_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
-    let signers: Vec<u16> = (0..t).collect();
-    let frost = local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, 0), n, t, || OsRng)?;
-    let m = compare(
-        "frost_ed25519_sign",
-        (t, n),
+/// FROST Ed25519 signing by `t` of `n`.
+fn ed25519_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    frost_signing::<Ed25519>("frost_ed25519_sign", n, t, runs, None)
+}
+
+/// FROST BIP-340 signing by `t` of `n`, for the Taproot output key.
+fn bip340_signing(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    frost_signing::<Bip340>(
+        "frost_bip340_sign",
+        n,
+        t,
         runs,
-        true,
-        |r| {
-            local::schnorr_sign(
-                eid(ProtocolTag::SchnorrSign, t, r),
-                &frost,
-                &signers,
-                b"bench message",
-                None,
-                || OsRng,
-            )?;
-            Ok(())
-        },
-        Some(&mut |_| {
-            Ok(bare::schnorr_sign(
-                &frost,
-                &signers,
-                b"bench message",
-                &mut OsRng,
-            )?)
-        }),
-    )?;
-    Ok(m)
+        Some(&TaprootTweak { merkle_root: None }),
+    )
 }
 
 fn protocols(
@@ -508,7 +499,7 @@ fn protocols(
         progress(&m);
         results.push(m);
 
-        let m = frost_signing(n, t, runs)?;
+        let m = ed25519_signing(n, t, runs)?;
         progress(&m);
         results.push(m);
     }

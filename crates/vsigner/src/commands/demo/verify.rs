@@ -54,27 +54,48 @@ fn parse_signature(signature: &[u8], recovery_id: u8) -> Result<(Signature, Reco
     Ok((sig, recid))
 }
 
-/// Checks a secp256k1 signature of `digest` under the SEC1 `public_key`, and that
+/// Defines `$name`: checks an ECDSA signature of `digest` on the curve of the RustCrypto crate
+/// `$crate_` under the SEC1 `public_key` (low-s, as every vsigner ECDSA signature), and that
 /// `recovery_id` recovers that key.
-pub(crate) fn secp256k1(
-    public_key: &[u8],
-    digest: &[u8; 32],
-    signature: &[u8],
-    recovery_id: u8,
-) -> Result<(), String> {
-    use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-    let key = VerifyingKey::from_sec1_bytes(public_key)
-        .map_err(|_| "the vault key is not a secp256k1 point".to_owned())?;
-    let (sig, recid) = parse_signature(signature, recovery_id)?;
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| "the signature does not verify under the vault key".to_owned())?;
-    let recovered = VerifyingKey::recover_from_prehash(digest, &sig, recid)
-        .map_err(|_| "no key recovers from the signature".to_owned())?;
-    if recovered != key {
-        return Err("the recovery id recovers another key".into());
-    }
-    Ok(())
+macro_rules! ecdsa_check {
+    ($(#[$doc:meta])* $name:ident, $crate_:ident, $curve:literal) => {
+        $(#[$doc])*
+        pub(crate) fn $name(public_key: &[u8], digest: &[u8; 32], signature: &[u8], recovery_id: u8) -> Result<(), String> {
+            use $crate_::ecdsa::signature::hazmat::PrehashVerifier as _;
+            use $crate_::ecdsa::{Signature, VerifyingKey};
+            let key = VerifyingKey::from_sec1_bytes(public_key)
+                .map_err(|_| concat!("the vault key is not a ", $curve, " point").to_owned())?;
+            let sig = Signature::from_slice(signature)
+                .map_err(|_| "the signature is not r ‖ s of 64 bytes".to_owned())?;
+            if sig.normalize_s().is_some() {
+                return Err("the signature is not low-s".into());
+            }
+            key.verify_prehash(digest, &sig)
+                .map_err(|_| "the signature does not verify under the vault key".to_owned())?;
+            let recid = ecdsa::RecoveryId::from_byte(recovery_id)
+                .ok_or_else(|| format!("recovery id {recovery_id} is not 0 or 1"))?;
+            let recovered = VerifyingKey::recover_from_prehash(digest, &sig, recid)
+                .map_err(|_| "no key recovers from the signature".to_owned())?;
+            if recovered != key {
+                return Err("the recovery id recovers another key".into());
+            }
+            Ok(())
+        }
+    };
 }
+
+ecdsa_check!(
+    /// A secp256k1 signature (see [`ecdsa_check`]).
+    secp256k1,
+    k256,
+    "secp256k1"
+);
+ecdsa_check!(
+    /// A P-256 signature (see [`ecdsa_check`]).
+    p256,
+    p256,
+    "P-256"
+);
 
 /// Checks that `raw_signed` (the coordinator's signed transaction) is `requested` with the
 /// signature `signature`/`recovery_id`, and that its sender is `address`.
@@ -127,36 +148,6 @@ pub(crate) fn ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Re
         .map_err(|_| "the signature is not 64 bytes".to_owned())?;
     key.verify_strict(message, &sig)
         .map_err(|_| "the signature does not verify under the vault key".to_owned())
-}
-
-/// Checks a P-256 ECDSA signature of `digest` (low-s, as every vsigner ECDSA signature)
-/// under the SEC1 `public_key`, and that `recovery_id` recovers that key.
-pub(crate) fn p256(
-    public_key: &[u8],
-    digest: &[u8; 32],
-    signature: &[u8],
-    recovery_id: u8,
-) -> Result<(), String> {
-    use ecdsa::RecoveryId;
-    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-    use p256::ecdsa::{Signature, VerifyingKey};
-    let key = VerifyingKey::from_sec1_bytes(public_key)
-        .map_err(|_| "the vault key is not a P-256 point".to_owned())?;
-    let sig =
-        Signature::from_slice(signature).map_err(|_| "the signature is not r ‖ s of 64 bytes".to_owned())?;
-    if sig.normalize_s().is_some() {
-        return Err("the signature is not low-s".into());
-    }
-    key.verify_prehash(digest, &sig)
-        .map_err(|_| "the signature does not verify under the vault key".to_owned())?;
-    let recid = RecoveryId::from_byte(recovery_id)
-        .ok_or_else(|| format!("recovery id {recovery_id} is not 0 or 1"))?;
-    let recovered = VerifyingKey::recover_from_prehash(digest, &sig, recid)
-        .map_err(|_| "no key recovers from the signature".to_owned())?;
-    if recovered != key {
-        return Err("the recovery id recovers another key".into());
-    }
-    Ok(())
 }
 
 /// The ed25519 child key at `path` of `public_key` with chain code `chain_code`
