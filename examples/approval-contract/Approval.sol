@@ -38,7 +38,7 @@ contract Approval {
         string expiresAt; // RFC 3339
         string vaultId;
         string vaultName;
-        string curve; // "secp256k1" | "ed25519"
+        string curve; // "secp256k1" | "secp256r1" | "ed25519" | "bip340"
         string vaultPublicKey; // hex; "" for a vault creation
         uint256 keyGeneration; // the generation replaced (reshare); 0 for a creation
         uint256 oldThreshold; // 0 for a vault creation

@@ -247,15 +247,24 @@ fn iofinnet_contract_arguments_decode_as_the_published_structs() {
         format!("0x{}", hex::encode(eth_tx_raw(3 * ONE_ETH)))
     );
     assert_eq!(t.Metadata.ContractData, "0x");
+    // The sending key's path, in io.finnet's field for the sending address.
+    assert_eq!(t.SendingAddressId, "m/0/1");
 
     let ContractCall::SignOp(b) = call(sign_message("ops", b"do fail the test")) else {
         panic!()
     };
     let s = io::NodeOpSignRequestSC::abi_decode(&b).unwrap();
+    // The message is an ed25519 vault's: signed as it is, which the content type says, so
+    // that a policy written for secp256k1's hashed messages does not approve it unaware.
     assert_eq!(
         (s.Data.as_str(), s.ContentType.as_str()),
-        ("do fail the test", "text/plain")
+        ("do fail the test", "text/plain; scheme=ed25519")
     );
+    let ContractCall::SignOp(b) = call(sign_digest("ops")) else {
+        panic!()
+    };
+    let d = io::NodeOpSignRequestSC::abi_decode(&b).unwrap();
+    assert_eq!((d.ContentType.as_str(), d.Data.len()), ("digest", 64));
     assert_eq!((s.VaultName.as_str(), s.ChainId), ("ops", U256::ZERO));
     assert_eq!(s.Typename, "OperationSign");
 

@@ -107,6 +107,12 @@ pub fn sign_payload(op: &Operation) -> Result<SignPayload, InvalidOperation> {
                 .try_into()
                 .map_err(|_| invalid("a digest payload must be 32 bytes"))?,
         ),
+        "eth_tx" if curve(op)? != Curve::Secp256k1 => {
+            return Err(invalid(format!(
+                "an Ethereum transaction is signed by secp256k1 vaults only, not {}",
+                op.curve
+            )))
+        }
         "eth_tx" => SignPayload::EthereumTransaction(
             EthTransaction::decode(&bytes).map_err(|e| invalid(format!("eth_tx payload: {e}")))?,
         ),
@@ -262,7 +268,14 @@ pub fn signing_input(op: &Operation, payload: &SignPayload) -> Result<SigningInp
     let curve = curve(op)?;
     let input = match (curve, payload) {
         (_, SignPayload::Digest(d)) => SigningInput::Digest(*d),
-        (_, SignPayload::EthereumTransaction(tx)) => SigningInput::Digest(Keccak256::digest(tx.raw()).into()),
+        (Curve::Secp256k1, SignPayload::EthereumTransaction(tx)) => {
+            SigningInput::Digest(Keccak256::digest(tx.raw()).into())
+        }
+        (curve, SignPayload::EthereumTransaction(_)) => {
+            return Err(invalid(format!(
+                "an Ethereum transaction is signed by secp256k1 vaults only, not {curve}"
+            )))
+        }
         (Curve::Secp256k1, SignPayload::Message(m)) => SigningInput::Digest(eip191_hash(m)),
         (Curve::Secp256r1, SignPayload::Message(m)) => SigningInput::Digest(Sha256::digest(m).into()),
         (Curve::Ed25519 | Curve::Bip340, SignPayload::Message(m)) => SigningInput::Message(m.clone()),
@@ -378,6 +391,33 @@ mod tests {
         assert!(sign_payload(&sign_op("secp256k1", "digest", &[1; 31], None)).is_err());
         assert!(sign_payload(&sign_op("secp256k1", "eth_tx", &[2, 1], None)).is_err());
         assert!(sign_payload(&sign_op("secp256k1", "blob", &[1], None)).is_err());
+        // P-256 messages are signed over their SHA-256; bip340 messages as they are.
+        let op = sign_op(
+            "secp256r1",
+            "message",
+            message,
+            Some(Sha256::digest(message).into()),
+        );
+        assert_eq!(
+            signing_input(&op, &sign_payload(&op).unwrap()).unwrap(),
+            SigningInput::Digest(Sha256::digest(message).into())
+        );
+        let op = sign_op("bip340", "message", message, None);
+        assert_eq!(
+            signing_input(&op, &sign_payload(&op).unwrap()).unwrap(),
+            SigningInput::Message(message.to_vec())
+        );
+        // An Ethereum transaction is for secp256k1 only: a coordinator that asks another
+        // scheme to sign one gets no request for the approver and no signature.
+        let tx = hex::decode(
+            "02e80180843b9aca00850df847580082520894000000000000000000000000000000000000dead8080c0",
+        )
+        .unwrap();
+        assert!(sign_payload(&sign_op("secp256k1", "eth_tx", &tx, None)).is_ok());
+        for curve in ["secp256r1", "ed25519", "bip340"] {
+            let err = sign_payload(&sign_op(curve, "eth_tx", &tx, None)).unwrap_err();
+            assert!(err.0.contains("secp256k1 vaults only"), "{curve}: {err}");
+        }
     }
 
     #[test]

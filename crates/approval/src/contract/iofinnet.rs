@@ -13,7 +13,7 @@ use alloy::primitives::U256;
 use alloy::sol_types::SolValue as _;
 
 use super::ContractCall;
-use crate::request::{ApprovalRequest, Operation, SignPayload};
+use crate::request::{ApprovalRequest, Curve, Operation, SignPayload};
 use crate::transfer::Transfer;
 
 /// The structs of io.finnet's `Approval.sol`.
@@ -159,6 +159,7 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
         }
         Operation::Sign {
             payload: SignPayload::EthereumTransaction(tx),
+            derivation_path,
             ..
         } => {
             let t = tx.transaction();
@@ -175,7 +176,8 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
                 AmountOriginal: r.amount_original().unwrap_or_else(|| UNKNOWN.to_owned()),
                 AmountUsd: String::new(),
                 ReceivingAddress: transfer.recipient().unwrap_or_default(),
-                SendingAddressId: String::new(),
+                // The sending key: its BIP-32 path, empty for the vault key itself.
+                SendingAddressId: derivation_path.clone().unwrap_or_default(),
                 VaultId: v.id.clone(),
                 VaultName: v.name.clone(),
                 AssetId: transfer.token().unwrap_or_default(),
@@ -194,8 +196,13 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
             };
             ContractCall::Tx(s.abi_encode().into())
         }
-        Operation::Sign { payload, .. } => {
+        Operation::Sign {
+            payload,
+            derivation_path,
+            ..
+        } => {
             let (data, content_type) = payload.shown_data();
+            let content_type = sign_op_content_type(content_type, v.curve, derivation_path.as_deref());
             let s = abi::NodeOpSignRequestSC {
                 Typename: r.typename().into(),
                 Id: r.operation_id.clone(),
@@ -204,11 +211,28 @@ pub fn encode(r: &ApprovalRequest) -> ContractCall {
                 VaultId: v.id.clone(),
                 VaultName: v.name.clone(),
                 Data: data,
-                ContentType: content_type.into(),
+                ContentType: content_type,
                 // A message or digest is not bound to a chain.
                 ChainId: U256::ZERO,
             };
             ContractCall::SignOp(s.abi_encode().into())
         }
     }
+}
+
+/// `NodeOpSignRequestSC.ContentType`: the payload's content type, with MIME parameters for
+/// what io.finnet's struct has no field for: `scheme=<curve>` unless the vault is secp256k1
+/// (a Schnorr or EdDSA scheme signs the message bytes themselves, which may be a Bitcoin
+/// sighash or a Solana transaction), and `path=<path>` for a child key. A policy that
+/// compares the content type exactly (`text/plain`) therefore never approves either
+/// without knowing it.
+fn sign_op_content_type(content_type: &str, curve: Curve, derivation_path: Option<&str>) -> String {
+    let mut out = content_type.to_owned();
+    if curve != Curve::Secp256k1 {
+        out.push_str(&format!("; scheme={}", curve.as_str()));
+    }
+    if let Some(path) = derivation_path {
+        out.push_str(&format!("; path={path}"));
+    }
+    out
 }

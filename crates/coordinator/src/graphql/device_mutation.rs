@@ -98,10 +98,11 @@ impl DeviceMutation {
             .map_err(gql)
     }
 
-    /// Keygen result of one committee member (chain code required for secp256k1).
-    /// `keySetHash` (hex, 32 bytes): SHA-256 over the concatenation, in share-index
-    /// order, of every party's public key share in compressed encoding (secp256k1:
-    /// 33-byte SEC1 compressed; ed25519: 32 bytes); all members must agree on it.
+    /// Keygen result of one committee member (chain code required for secp256k1,
+    /// secp256r1 and ed25519). `keySetHash` (hex, 32 bytes): SHA-256 over the
+    /// concatenation, in share-index order, of every party's public key share in compressed
+    /// encoding (secp256k1, secp256r1, bip340: 33-byte SEC1 compressed; ed25519: 32 bytes);
+    /// all members must agree on it.
     ///
     /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this
     /// action (`vsigner-records`' `Statement`); an action without it is refused.

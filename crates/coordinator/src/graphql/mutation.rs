@@ -27,7 +27,7 @@ fn signer_inputs(list: Vec<SignerInput>) -> Vec<service::SignerInput> {
 #[derive(InputObject)]
 pub struct CreateVaultInput {
     name: String,
-    /// `secp256k1` | `ed25519`.
+    /// The scheme: `secp256k1`, `secp256r1`, `ed25519` or `bip340`.
     curve: String,
     threshold: i32,
     /// Ordered: position = share index.
@@ -45,7 +45,7 @@ pub struct RequestSignatureInput {
     /// Message bytes: EIP-191 personal message on secp256k1, SHA-256 prehash on
     /// secp256r1, signed as they are on ed25519 and bip340.
     message: Option<String>,
-    /// Non-hardened path `m/0/1` (secp256k1, secp256r1).
+    /// Non-hardened path `m/0/1` of a child key (secp256k1, secp256r1, ed25519).
     derivation_path: Option<String>,
     /// bip340: sign for the vault's BIP-341 Taproot output key instead of the vault key.
     #[graphql(default)]

@@ -111,7 +111,8 @@ impl VaultObj {
     async fn public_key(&self) -> Option<String> {
         self.0.public_key.as_ref().map(hex::encode)
     }
-    /// Hex, 32 bytes, for BIP-32 child keys (secp256k1, secp256r1).
+    /// Hex, 32 bytes, for non-hardened child keys (secp256k1, secp256r1, ed25519; null for
+    /// bip340 and for an ed25519 vault made before ed25519 had child keys).
     async fn chain_code(&self) -> Option<String> {
         self.0.chain_code.map(hex::encode)
     }
@@ -119,8 +120,9 @@ impl VaultObj {
         i32::try_from(self.0.key_generation).unwrap_or(i32::MAX)
     }
     /// Hex, 32 bytes: SHA-256 over the concatenation, in share-index order, of every
-    /// party's public key share in compressed encoding (secp256k1: 33-byte SEC1
-    /// compressed; ed25519: 32 bytes) of the current key generation; null until Active.
+    /// party's public key share in compressed encoding (secp256k1, secp256r1, bip340:
+    /// 33-byte SEC1 compressed; ed25519: 32 bytes) of the current key generation; null
+    /// until Active.
     async fn key_set_hash(&self) -> Option<String> {
         self.0.key_set_hash.map(hex::encode)
     }

@@ -41,6 +41,7 @@ pub mod sign;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use vsigner_approval::{ApprovalRequest, Operation as Requested};
 use vsigner_keystore::{Keystore, RecordId};
 use vsigner_transport::{DeviceId, DeviceIdentity, DevicePublicKeys, Link, SessionSpec};
@@ -200,26 +201,55 @@ fn peers(members: &[&CommitteeMember]) -> Result<Vec<(DeviceId, DevicePublicKeys
         .collect()
 }
 
-/// The terms of a run that every participant must agree on beyond the committee: a
-/// reshare's old and new key generations, thresholds and set sizes; the key generation a
-/// keygen writes or a signature or presignature uses. Bound into the execution id, so that
-/// devices told different terms (a coordinator labelling one reshare generation 2 for some
-/// and 3 for others) cannot complete a run together (docs/reshare.md, "Commit").
+/// The terms of a run that every participant must agree on beyond the committee: the
+/// vault's scheme; a reshare's old and new key generations, thresholds and set sizes; the
+/// key generation a keygen writes or a signature or presignature uses; and for a signature
+/// what it signs (payload kind and bytes, derivation path, Taproot tweak). Bound into the
+/// execution id, so that devices told different terms (a coordinator labelling one reshare
+/// generation 2 for some and 3 for others, or showing a Taproot tweak or a path to some
+/// members only) cannot run together: the run never starts, and nobody honest is blamed
+/// for the mismatch (docs/reshare.md, "Commit").
 fn run_terms(op: &Operation) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, v: u64) {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+        put(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
     let mut out = Vec::new();
-    let mut put = |v: u64| out.extend_from_slice(&v.to_be_bytes());
+    put_bytes(&mut out, op.curve.as_bytes());
     match (op.kind.as_str(), &op.reshare, &op.sign, &op.presign) {
         ("Reshare", Some(r), _, _) => {
-            put(r.old_key_generation);
-            put(r.new_generation());
-            put(u64::from(r.old_threshold));
-            put(u64::from(r.new_threshold));
-            put(r.old_signers.len() as u64);
-            put(r.new_signers.len() as u64);
+            for v in [
+                r.old_key_generation,
+                r.new_generation(),
+                u64::from(r.old_threshold),
+                u64::from(r.new_threshold),
+                r.old_signers.len() as u64,
+                r.new_signers.len() as u64,
+            ] {
+                put(&mut out, v);
+            }
         }
-        ("Sign", _, Some(s), _) => put(s.key_generation),
-        ("Presign", _, _, Some(p)) => put(p.key_generation),
-        _ => put(op.vault.key_generation),
+        ("Sign", _, Some(s), _) => {
+            put(&mut out, s.key_generation);
+            put_bytes(&mut out, s.payload_kind.as_bytes());
+            put_bytes(
+                &mut out,
+                &Sha256::digest(s.payload.to_ascii_lowercase().as_bytes()),
+            );
+            put_bytes(&mut out, s.derivation_path.as_deref().unwrap_or("").as_bytes());
+            match &s.taproot {
+                None => put(&mut out, 0),
+                Some(t) => {
+                    put(&mut out, 1);
+                    put_bytes(&mut out, t.merkle_root.as_deref().unwrap_or("").as_bytes());
+                }
+            }
+        }
+        ("Presign", _, _, Some(p)) => put(&mut out, p.key_generation),
+        _ => put(&mut out, op.vault.key_generation),
     }
     out
 }
@@ -423,6 +453,36 @@ mod tests {
             execution_id(ProtocolTag::Reshare, &reshare, &["x", "y"]).unwrap(),
             "the new generation is part of the run"
         );
+        // Told another scheme, payload, path or Taproot tweak than the others, a device
+        // derives another id: split views never run together.
+        let mut sign = op.clone();
+        sign.sign = Some(
+            serde_json::from_value(serde_json::json!({
+                "payloadKind": "message", "payload": "0102", "signingDigest": null,
+                "derivationPath": null, "taproot": null, "chainId": null, "keyGeneration": 0, "presignatureId": null
+            }))
+            .unwrap(),
+        );
+        let base = execution_id(ProtocolTag::SchnorrSign, &sign, &["x", "y"]).unwrap();
+        let variants: [fn(&mut Operation); 5] = [
+            |o| o.curve = "ed25519".into(),
+            |o| o.sign.as_mut().unwrap().payload = "0103".into(),
+            |o| o.sign.as_mut().unwrap().payload_kind = "digest".into(),
+            |o| o.sign.as_mut().unwrap().derivation_path = Some("m/1".into()),
+            |o| {
+                o.sign.as_mut().unwrap().taproot =
+                    Some(crate::coordinator_api::TaprootDetails { merkle_root: None })
+            },
+        ];
+        for (k, change) in variants.iter().enumerate() {
+            let mut other = sign.clone();
+            change(&mut other);
+            assert_ne!(
+                base,
+                execution_id(ProtocolTag::SchnorrSign, &other, &["x", "y"]).unwrap(),
+                "variant {k}"
+            );
+        }
         let mut short = op.clone();
         short.nonce = "ab".repeat(8);
         assert!(execution_id(ProtocolTag::EcdsaSign, &short, &["x", "y"]).is_err());

@@ -128,7 +128,9 @@ impl<C: SchnorrScheme> KeyShare<C> {
             ..info
         };
         let dealer = self.dealer_share()?;
-        let mut secret = *AsRef::<Scalar<C::Curve>>::as_ref(&dealer.secret) + shift;
+        // Added in place: no temporary copy of the share outlives `SecretScalar::new`.
+        let mut secret = shift;
+        secret += AsRef::<Scalar<C::Curve>>::as_ref(&dealer.secret);
         let share = reshare::NewShare {
             index: self.index(),
             secret: NonZero::from_secret_scalar(SecretScalar::new(&mut secret))

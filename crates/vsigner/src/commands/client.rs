@@ -81,7 +81,7 @@ pub(crate) enum VaultCommand {
         /// Message text (UTF-8), as --message.
         #[arg(long, group = "payload")]
         text: Option<String>,
-        /// Non-hardened BIP-32 path, e.g. `m/0/1` (secp256k1, secp256r1).
+        /// Non-hardened path of a child key, e.g. `m/0/1` (secp256k1, secp256r1, ed25519).
         #[arg(long)]
         path: Option<String>,
         /// bip340: sign for the vault's Taproot output key (its `taprootOutputKey`).
