@@ -135,7 +135,8 @@ fn ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Runs `vsigner coordinator …`: `init`, or serve until Ctrl-C.
+/// Runs `vsigner coordinator …`: `init`, or serve until SIGTERM or SIGINT (Ctrl-C), then
+/// shut down gracefully (exit status 0).
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     match args.command {
         Some(CoordinatorCommand::Init(init_args)) => {
@@ -153,12 +154,29 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
             eprintln!("coordinator listening on http://{}/graphql", running.addr());
             tokio::select! {
                 r = running.wait() => r,
-                r = tokio::signal::ctrl_c() => {
-                    r?;
+                signal = stop_signal() => {
+                    tracing::info!(signal = signal?, "shutting down");
                     running.shutdown().await
                 }
             }
         }
+    }
+}
+
+/// Waits for SIGTERM (a service manager's stop) or SIGINT (Ctrl-C); returns its name.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(Into::into),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
     }
 }
 

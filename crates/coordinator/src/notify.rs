@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
 use crate::domain::{DeviceId, OperationId, OperationState};
 
@@ -30,10 +30,32 @@ impl Notifier {
         let opts = options(url, ca_cert)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         tokio::spawn(async move {
+            // An outage is said once when it starts and once when it ends; the retries in
+            // between are debug lines.
+            let mut down = false;
             loop {
-                if let Err(e) = eventloop.poll().await {
-                    tracing::warn!(error = %e, "MQTT connection error; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if down {
+                            tracing::info!("MQTT broker reachable again; notifications resume");
+                        } else {
+                            tracing::info!("connected to the MQTT broker");
+                        }
+                        down = false;
+                    }
+                    Ok(_) => {}
+                    Err(e) if down => {
+                        tracing::debug!(error = %e, "MQTT broker still unreachable; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            "MQTT connection error: devices are not notified (they still poll); retrying every second"
+                        );
+                        down = true;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         });

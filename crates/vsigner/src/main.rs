@@ -109,9 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Broker(args) => commands::broker::run(args),
-        Command::Coordinator(args) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(vsigner_coordinator::run(args))),
+        Command::Coordinator(args) => commands::coordinator::run(args),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };

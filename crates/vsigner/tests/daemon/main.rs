@@ -8,6 +8,7 @@
 
 mod attacks;
 mod compat;
+mod coordinator;
 mod harness;
 mod hostile;
 mod hostile_broker;
