@@ -310,11 +310,17 @@ pub enum Operation {
 pub struct Taproot {
     /// The script tree's Merkle root; `None` for an output with no script path.
     pub merkle_root: Option<[u8; 32]>,
+    /// The output key `Q` (x-only) the signature is for, as the device computed it from
+    /// the vault key: a policy can match it against the addresses it knows.
+    pub output_key: Option<[u8; 32]>,
 }
 
 impl Taproot {
     fn to_json(self) -> Value {
-        json!({"merkleRoot": self.merkle_root.map(hex::encode)})
+        json!({
+            "merkleRoot": self.merkle_root.map(hex::encode),
+            "outputKey": self.output_key.map(hex::encode),
+        })
     }
 }
 

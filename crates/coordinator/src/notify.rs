@@ -4,6 +4,8 @@
 //! `{"operationId":"…","state":"AwaitingApproval"|"Ready"}`. The content is only a hint:
 //! devices always re-read the operation through GraphQL.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -19,6 +21,8 @@ pub fn notify_topic(device: &DeviceId) -> String {
 #[derive(Clone)]
 pub struct Notifier {
     client: AsyncClient,
+    /// Whether the broker accepted the connection and it has not failed since.
+    connected: Arc<AtomicBool>,
 }
 
 impl Notifier {
@@ -29,6 +33,8 @@ impl Notifier {
     pub fn connect(url: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let opts = options(url, ca_cert)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let connected = Arc::new(AtomicBool::new(false));
+        let up = connected.clone();
         tokio::spawn(async move {
             // An outage is said once when it starts and once when it ends; the retries in
             // between are debug lines.
@@ -36,6 +42,7 @@ impl Notifier {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        up.store(true, Ordering::Relaxed);
                         if down {
                             tracing::info!("MQTT broker reachable again; notifications resume");
                         } else {
@@ -45,10 +52,12 @@ impl Notifier {
                     }
                     Ok(_) => {}
                     Err(e) if down => {
+                        up.store(false, Ordering::Relaxed);
                         tracing::debug!(error = %e, "MQTT broker still unreachable; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     Err(e) => {
+                        up.store(false, Ordering::Relaxed);
                         tracing::warn!(
                             error = %e,
                             "MQTT connection error: devices are not notified (they still poll); retrying every second"
@@ -59,7 +68,12 @@ impl Notifier {
                 }
             }
         });
-        Ok(Self { client })
+        Ok(Self { client, connected })
+    }
+
+    /// Whether the broker is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Publishes a hint to each device (best effort; failures are logged). Never

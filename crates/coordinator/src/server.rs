@@ -1,4 +1,4 @@
-//! HTTP server (axum): `POST /graphql`, `POST /oauth/token`, `GET /healthz`.
+//! HTTP server (axum): `POST /graphql`, `POST /oauth/token`, `GET /healthz`, `GET /readyz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +28,23 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/graphql", post(graphql))
         .route("/oauth/token", post(token))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .with_state(App { service, schema })
+}
+
+/// `GET /readyz`: 200 `ready` when the database answers and the broker (if configured) is
+/// connected; 503 with the reasons, one per line, otherwise.
+async fn readyz(State(app): State<App>) -> Response {
+    let problems = app.service.not_ready().await;
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", problems.join("\n")),
+        )
+            .into_response()
+    }
 }
 
 async fn graphql(

@@ -53,7 +53,24 @@ fn taproot(op: &Operation, curve: Curve) -> Result<Option<Taproot>, InvalidOpera
                 .map_err(|_| invalid("the Taproot Merkle root is not 32 bytes"))
         })
         .transpose()?;
-    Ok(Some(Taproot { merkle_root }))
+    // The output key from the vault key as the coordinator gives it; the run checks that
+    // key against the device's own share before anything is signed.
+    let output_key = match op.vault.public_key.as_deref() {
+        Some(key) => {
+            let key = decode_hex("vault publicKey", key)?;
+            let tweak = vsigner_tss::schnorr::TaprootTweak { merkle_root };
+            Some(
+                tweak
+                    .output_key(&key)
+                    .map_err(|e| invalid(format!("Taproot output key: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Some(Taproot {
+        merkle_root,
+        output_key,
+    }))
 }
 
 fn signers(set: &[VaultSigner], directory: &[Device]) -> Result<Vec<Signer>, InvalidOperation> {
@@ -406,6 +423,17 @@ mod tests {
         assert_eq!(
             signing_input(&op, &sign_payload(&op).unwrap()).unwrap(),
             SigningInput::Message(message.to_vec())
+        );
+        // A Taproot signature: the approver is shown the output key (BIP-86's first
+        // vector: internal key cc8a…c115, output key a608…684c).
+        let mut op = sign_op("bip340", "digest", &[7; 32], Some([7; 32]));
+        op.vault.public_key = Some("cc8a4bc64d897bddc5fbc2f670f7a8ba0b386779106cf1223c6fc5d7cd6fc115".into());
+        op.sign.as_mut().unwrap().taproot =
+            Some(crate::coordinator_api::TaprootDetails { merkle_root: None });
+        let shown = taproot(&op, Curve::Bip340).unwrap().unwrap();
+        assert_eq!(
+            hex::encode(shown.output_key.unwrap()),
+            "a60869f0dbcf1dc659c9cecbaf8050135ea9e8cdc487053f1dc6880949dc684c"
         );
         // An Ethereum transaction is for secp256k1 only: a coordinator that asks another
         // scheme to sign one gets no request for the approver and no signature.

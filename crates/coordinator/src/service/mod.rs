@@ -148,6 +148,19 @@ impl Service {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// What keeps the coordinator from serving, if anything: the database not answering,
+    /// the broker (when configured) not connected. Empty when ready.
+    pub async fn not_ready(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.store.ping().await {
+            out.push("the database does not answer");
+        }
+        if self.notifier.as_ref().is_some_and(|n| !n.is_connected()) {
+            out.push("the MQTT broker is not connected (devices are not notified; they still poll)");
+        }
+        out
+    }
 }
 
 impl Service {

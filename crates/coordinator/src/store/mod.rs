@@ -100,6 +100,11 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// Whether the database answers (`SELECT 1`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -27,6 +27,37 @@ pub struct TaprootTweak {
     pub merkle_root: Option<[u8; 32]>,
 }
 
+impl TaprootTweak {
+    /// BIP-341's output key `x(P + int(hash_TapTweak(x(P) ‖ merkle_root))·G)` of the x-only
+    /// key `internal_key` (the key the tweaked signature verifies under).
+    pub fn output_key(&self, internal_key: &[u8]) -> Result<[u8; 32], Error> {
+        use cggmp24::generic_ec::{curves::Secp256k1, Point, Scalar};
+        use sha2::{Digest, Sha256};
+        let x: [u8; 32] = internal_key
+            .try_into()
+            .map_err(|_| Error::invalid_args("a BIP-340 key is 32 bytes"))?;
+        let mut sec1 = [0x02; 33];
+        sec1[1..].copy_from_slice(&x);
+        let p = Point::<Secp256k1>::from_bytes(sec1).map_err(|_| Error::invalid_args("not a BIP-340 key"))?;
+        let tag = Sha256::digest(b"TapTweak");
+        let mut h = Sha256::new();
+        h.update(tag);
+        h.update(tag);
+        h.update(x);
+        if let Some(root) = &self.merkle_root {
+            h.update(root);
+        }
+        let t = Scalar::<Secp256k1>::from_be_bytes(h.finalize())
+            .map_err(|_| Error::invalid_args("the Taproot tweak is not below the group order"))?;
+        let q = p + Point::generator() * t;
+        let bytes = q.to_bytes(true);
+        bytes
+            .get(1..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::invalid_args("the Taproot output key is the identity"))
+    }
+}
+
 /// A Schnorr signature: 64 bytes (`R ‖ s`; BIP-340: x-only `R`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature(pub Vec<u8>);
