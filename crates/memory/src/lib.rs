@@ -166,7 +166,7 @@ fn lock_memory() -> Result<(), String> {
         format!("memory not locked ({})", std::io::Error::last_os_error())
     };
     Err(format!(
-        "{outcome}: RLIMIT_MEMLOCK is {} bytes; run with `ulimit -l unlimited` to lock all memory",
+        "{outcome}: RLIMIT_MEMLOCK is {} bytes; raise it to lock all memory (a shell: `ulimit -l unlimited`; systemd: `LimitMEMLOCK=infinity`; Docker/Podman: `--ulimit memlock=-1:-1`; Kubernetes: the container runtime's memlock limit)",
         limit.rlim_cur
     ))
 }

@@ -193,8 +193,14 @@ impl Operation {
         for voter in self.voters.iter().filter(|v| v.new_index.is_some()) {
             if let Some(v) = vote_of(&voter.device_id) {
                 if v.choice != VoteChoice::Approve {
+                    // A keygen's members are all new; a reshare's new set is named so.
+                    let who = if matches!(self.details, OperationDetails::Keygen { .. }) {
+                        "member"
+                    } else {
+                        "new-set member"
+                    };
                     return Quorum::Impossible(format!(
-                        "new member {} voted {}; every new member must approve",
+                        "{who} {} voted {}; every {who} must approve",
                         voter.device_id,
                         v.choice.as_str()
                     ));
