@@ -285,14 +285,8 @@ pub fn signing_input(op: &Operation, payload: &SignPayload) -> Result<SigningInp
     let curve = curve(op)?;
     let input = match (curve, payload) {
         (_, SignPayload::Digest(d)) => SigningInput::Digest(*d),
-        (Curve::Secp256k1, SignPayload::EthereumTransaction(tx)) => {
-            SigningInput::Digest(Keccak256::digest(tx.raw()).into())
-        }
-        (curve, SignPayload::EthereumTransaction(_)) => {
-            return Err(invalid(format!(
-                "an Ethereum transaction is signed by secp256k1 vaults only, not {curve}"
-            )))
-        }
+        // Only secp256k1 gets here: `sign_payload` refuses a transaction for any other vault.
+        (_, SignPayload::EthereumTransaction(tx)) => SigningInput::Digest(Keccak256::digest(tx.raw()).into()),
         (Curve::Secp256k1, SignPayload::Message(m)) => SigningInput::Digest(eip191_hash(m)),
         (Curve::Secp256r1, SignPayload::Message(m)) => SigningInput::Digest(Sha256::digest(m).into()),
         (Curve::Ed25519 | Curve::Bip340, SignPayload::Message(m)) => SigningInput::Message(m.clone()),
