@@ -32,13 +32,17 @@ fn seal_open(c: &mut Criterion) {
         me: &b,
         execution_id: &eid,
         participants: &participants,
+        my_parties: &[1],
         max_envelope: envelope::DEFAULT_MAX_ENVELOPE,
     };
     let mut group = c.benchmark_group("envelope seal+open");
     for (kind, size) in [("broadcast", 1024usize), ("p2p", 1024), ("p2p", 256 * 1024)] {
         let payload = vec![0x33u8; size];
         let recipient = if kind == "p2p" {
-            Recipient::Device(b.device_id().clone())
+            Recipient::Party {
+                device: b.device_id().clone(),
+                index: 1,
+            }
         } else {
             Recipient::Broadcast
         };
@@ -47,6 +51,7 @@ fn seal_open(c: &mut Criterion) {
             round: 1,
             seq: 0,
             sender: a.device_id().clone(),
+            sender_party: 0,
             recipient,
         };
         group.throughput(Throughput::Bytes(size as u64));
@@ -194,6 +199,7 @@ fn flood_round_trip(c: &mut Criterion) {
                     round: 0,
                     seq: i,
                     sender: from.device_id().clone(),
+                    sender_party: 1,
                     recipient: Recipient::Broadcast,
                 };
                 envelope::seal(from, &header, b"flood", None, &mut OsRng).unwrap()

@@ -1,14 +1,20 @@
 //! Envelopes: the signed, and for point-to-point messages encrypted, unit the broker carries.
 //!
-//! # Format (version 1, integers big endian)
+//! # Format (version 2, integers big endian)
 //! ```text
-//! "VSEN" | version=1 | kind (0 broadcast, 1 p2p) | execution id (32) | round (u16) | seq (u32)
+//! "VSEN" | version=2 | kind (0 broadcast, 1 p2p) | execution id (32) | round (u16) | seq (u32)
+//!        | sender party (u16) | recipient party (u16, 0xFFFF for broadcast)
 //!        | sender len (u8) | sender id | recipient len (u8, 0 for broadcast) | recipient id
 //!        | [p2p only: HPKE encapsulated key (32)]
 //!        | body len (u32) | body | Ed25519 signature (64)
 //! ```
+//! - **Parties**: a run's participants are parties, in party order; a device of weight `w`
+//!   runs `w` of them, so one device may appear at several indices. The header names the
+//!   sending party and, for p2p, the receiving one; the receiver checks that the sending
+//!   party is the signing device's ([`accept`]). A device sends to its own other parties
+//!   through the broker like to anyone else (a p2p body encrypted to its own key).
 //! - The **signature** is the sender's Ed25519 signature (strict verification) over
-//!   `"vsigner/envelope/v1\0" ‖ every byte before the signature`: the broker cannot alter,
+//!   `"vsigner/envelope/v2\0" ‖ every byte before the signature`: the broker cannot alter,
 //!   re-address, re-number or re-attribute an envelope without breaking it.
 //! - A **p2p body** is HPKE (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 //!   ChaCha20-Poly1305) ciphertext to the recipient's registered X25519 key, with the header
@@ -16,8 +22,9 @@
 //!   fresh encapsulated key per envelope.
 //! - A **broadcast body** is the protocol's public message in clear (commitments, public
 //!   shares): it is signed once and the same bytes go to every participant's inbox.
-//! - `seq` numbers a sender's envelopes within one run: a re-delivery (MQTT QoS 1 may deliver
-//!   twice, and the broker may replay) repeats a `(sender, seq)` already seen and is dropped.
+//! - `seq` numbers a sending party's envelopes within one run: a re-delivery (MQTT QoS 1 may
+//!   deliver twice, and the broker may replay) repeats a `(sender party, seq)` already seen
+//!   and is dropped.
 //!
 //! Decoding never panics and checks the size limit before anything else.
 
@@ -32,9 +39,10 @@ use crate::identity::{DeviceId, DeviceIdentity, DevicePublicKeys, Kem};
 
 const MAGIC: &[u8; 4] = b"VSEN";
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u8 = 1;
-const SIGNATURE_DOMAIN: &[u8] = b"vsigner/envelope/v1\0";
-const HPKE_INFO: &[u8] = b"vsigner/envelope/v1/p2p";
+pub const ENVELOPE_VERSION: u8 = 2;
+const SIGNATURE_DOMAIN: &[u8] = b"vsigner/envelope/v2\0";
+const HPKE_INFO: &[u8] = b"vsigner/envelope/v2/p2p";
+const BROADCAST_PARTY: u16 = u16::MAX;
 const ENCAPPED_LEN: usize = 32;
 const SIGNATURE_LEN: usize = 64;
 
@@ -45,10 +53,15 @@ pub const DEFAULT_MAX_ENVELOPE: usize = 8 * 1024 * 1024;
 /// Who an envelope is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
-    /// Every other participant (the same signed bytes go to each inbox).
+    /// Every other party (the same signed bytes go to each of their devices' inboxes).
     Broadcast,
-    /// One participant; the body is encrypted to its key.
-    Device(DeviceId),
+    /// One party, run by `device`; the body is encrypted to the device's key.
+    Party {
+        /// The device that runs the party.
+        device: DeviceId,
+        /// The party's index in the run.
+        index: u16,
+    },
 }
 
 /// The authenticated header of an envelope.
@@ -58,11 +71,13 @@ pub struct EnvelopeHeader {
     pub execution_id: ExecutionId,
     /// The protocol round.
     pub round: u16,
-    /// The sender's envelope counter within this run.
+    /// The sending party's envelope counter within this run.
     pub seq: u32,
     /// The sending device.
     pub sender: DeviceId,
-    /// Broadcast or one device.
+    /// The sending party's index in the run (one of the sending device's).
+    pub sender_party: u16,
+    /// Broadcast or one party.
     pub recipient: Recipient,
 }
 
@@ -85,18 +100,30 @@ pub fn seal<R: RngCore + CryptoRng>(
     out.push(ENVELOPE_VERSION);
     out.push(match header.recipient {
         Recipient::Broadcast => 0,
-        Recipient::Device(_) => 1,
+        Recipient::Party { .. } => 1,
     });
     out.extend_from_slice(header.execution_id.as_bytes());
     out.extend_from_slice(&header.round.to_be_bytes());
     out.extend_from_slice(&header.seq.to_be_bytes());
+    let recipient_party = match &header.recipient {
+        Recipient::Broadcast => BROADCAST_PARTY,
+        Recipient::Party { index, .. } => *index,
+    };
+    if header.sender_party == BROADCAST_PARTY || recipient_party == header.sender_party {
+        return Err(TransportError::InvalidSession(format!(
+            "party {} cannot send to party {recipient_party}",
+            header.sender_party
+        )));
+    }
+    out.extend_from_slice(&header.sender_party.to_be_bytes());
+    out.extend_from_slice(&recipient_party.to_be_bytes());
     push_id(&mut out, Some(&header.sender));
     match &header.recipient {
         Recipient::Broadcast => {
             push_id(&mut out, None);
             push_body(&mut out, payload)?;
         }
-        Recipient::Device(to) => {
+        Recipient::Party { device: to, .. } => {
             push_id(&mut out, Some(to));
             let keys = recipient_keys.ok_or_else(|| {
                 TransportError::InvalidSession("a p2p envelope needs the recipient's public keys".into())
@@ -216,20 +243,27 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<ParsedEnvelope<'_>, Rejection
     let execution_id = ExecutionId::from_bytes(r.array::<32>("execution id")?);
     let round = u16::from_be_bytes(r.array::<2>("round")?);
     let seq = u32::from_be_bytes(r.array::<4>("sequence number")?);
+    let sender_party = u16::from_be_bytes(r.array::<2>("sender party")?);
+    let recipient_party = u16::from_be_bytes(r.array::<2>("recipient party")?);
     let sender = r
         .id("sender")?
         .ok_or_else(|| Rejection::Malformed("no sender".into()))?;
     let recipient = r.id("recipient")?;
     let aad_len = r.pos;
-    let (recipient, encapped) = match (kind, recipient) {
-        (0, None) => (Recipient::Broadcast, None),
-        (1, Some(to)) => (
-            Recipient::Device(to),
+    let (recipient, encapped) = match (kind, recipient, recipient_party) {
+        (0, None, BROADCAST_PARTY) => (Recipient::Broadcast, None),
+        (1, Some(to), index) if index != BROADCAST_PARTY => (
+            Recipient::Party { device: to, index },
             Some(r.take(ENCAPPED_LEN, "encapsulated key")?),
         ),
-        (0 | 1, _) => return Err(Rejection::Malformed("kind and recipient disagree".into())),
-        (other, _) => return Err(Rejection::Malformed(format!("unknown kind {other}"))),
+        (0 | 1, _, _) => return Err(Rejection::Malformed("kind and recipient disagree".into())),
+        (other, _, _) => return Err(Rejection::Malformed(format!("unknown kind {other}"))),
     };
+    if sender_party == BROADCAST_PARTY || sender_party == recipient_party {
+        return Err(Rejection::Malformed(format!(
+            "party {sender_party} cannot send to party {recipient_party}"
+        )));
+    }
     let body_len = u32::from_be_bytes(r.array::<4>("body length")?);
     let body = r.take(body_len as usize, "body")?;
     let signed_len = r.pos;
@@ -243,6 +277,7 @@ pub fn parse(bytes: &[u8], limit: usize) -> Result<ParsedEnvelope<'_>, Rejection
             round,
             seq,
             sender,
+            sender_party,
             recipient,
         },
         aad_len,
@@ -269,7 +304,7 @@ impl ParsedEnvelope<'_> {
     pub fn payload(&self, me: &DeviceIdentity) -> Result<Zeroizing<Vec<u8>>, Rejection> {
         match (&self.header.recipient, self.encapped) {
             (Recipient::Broadcast, _) => Ok(Zeroizing::new(self.body.to_vec())),
-            (Recipient::Device(to), Some(encapped)) => {
+            (Recipient::Party { device: to, .. }, Some(encapped)) => {
                 if to != me.device_id() {
                     return Err(Rejection::WrongRecipient {
                         claimed_sender: self.header.sender.clone(),
@@ -293,7 +328,7 @@ impl ParsedEnvelope<'_> {
                 .map(Zeroizing::new)
                 .map_err(|_| undecryptable())
             }
-            (Recipient::Device(_), None) => Err(Rejection::Malformed("p2p envelope without key".into())),
+            (Recipient::Party { .. }, None) => Err(Rejection::Malformed("p2p envelope without key".into())),
         }
     }
 }
@@ -303,7 +338,7 @@ impl ParsedEnvelope<'_> {
 pub struct OpenedEnvelope {
     /// The authenticated header.
     pub header: EnvelopeHeader,
-    /// The sender's index among the participants.
+    /// The sending party's index (`header.sender_party`, checked to be the sender's).
     pub sender_index: u16,
     /// The protocol payload (zeroized on drop).
     pub payload: Zeroizing<Vec<u8>>,
@@ -315,14 +350,18 @@ pub struct Expectation<'a> {
     pub me: &'a DeviceIdentity,
     /// The run.
     pub execution_id: &'a ExecutionId,
-    /// The run's participants in party order, with their registered keys.
+    /// The run's parties in party order: the device that runs each, with its registered
+    /// keys (a device of weight `w` appears `w` times).
     pub participants: &'a [(DeviceId, DevicePublicKeys)],
+    /// The parties the receiving device runs in this run.
+    pub my_parties: &'a [u16],
     /// Size limit.
     pub max_envelope: usize,
 }
 
-/// Decodes and checks one envelope for a run, in order: size, structure, participant,
-/// signature, execution id, recipient, decryption. Never panics.
+/// Decodes and checks one envelope for a run, in order: size, structure, participant (the
+/// sending party is the signing device's), signature, execution id, recipient (a party this
+/// device runs, other than the sender), decryption. Never panics.
 pub fn open(bytes: &[u8], expect: &Expectation<'_>) -> Result<OpenedEnvelope, Rejection> {
     accept(parse(bytes, expect.max_envelope)?, expect)
 }
@@ -331,31 +370,44 @@ pub fn open(bytes: &[u8], expect: &Expectation<'_>) -> Result<OpenedEnvelope, Re
 /// decryption.
 pub fn accept(parsed: ParsedEnvelope<'_>, expect: &Expectation<'_>) -> Result<OpenedEnvelope, Rejection> {
     let sender = &parsed.header.sender;
-    let (index, (_, keys)) = expect
-        .participants
-        .iter()
-        .enumerate()
-        .find(|(_, (id, _))| id == sender)
-        .ok_or_else(|| Rejection::NotAParticipant {
-            claimed_sender: sender.clone(),
-        })?;
+    let index = parsed.header.sender_party;
+    let keys = match expect.participants.get(usize::from(index)) {
+        Some((id, keys)) if id == sender => keys,
+        _ => {
+            return Err(Rejection::NotAParticipant {
+                claimed_sender: sender.clone(),
+            })
+        }
+    };
     parsed.verify(&keys.signing)?;
     if &parsed.header.execution_id != expect.execution_id {
         return Err(Rejection::WrongExecution {
             claimed_sender: sender.clone(),
         });
     }
-    if sender == expect.me.device_id() {
-        // Our own signature on an envelope we did not expect back: a broker echo.
+    let me = expect.me.device_id();
+    let for_me = match &parsed.header.recipient {
+        // Every party of this device but the sender: none is a broker echo of our own.
+        Recipient::Broadcast => expect.my_parties.iter().any(|p| *p != index),
+        Recipient::Party { device, index: to } => {
+            device == me
+                && expect.my_parties.contains(to)
+                && expect.participants.get(usize::from(*to)).map(|(d, _)| d) == Some(me)
+        }
+    };
+    if !for_me {
         return Err(Rejection::WrongRecipient {
             claimed_sender: sender.clone(),
-            recipient: sender.clone(),
+            recipient: match &parsed.header.recipient {
+                Recipient::Party { device, .. } => device.clone(),
+                Recipient::Broadcast => me.clone(),
+            },
         });
     }
     let payload = parsed.payload(expect.me)?;
     Ok(OpenedEnvelope {
         header: parsed.header,
-        sender_index: index as u16,
+        sender_index: index,
         payload,
     })
 }
@@ -378,7 +430,11 @@ mod tests {
             round: 2,
             seq: 7,
             sender: a.device_id().clone(),
-            recipient: Recipient::Device(b.device_id().clone()),
+            sender_party: 0,
+            recipient: Recipient::Party {
+                device: b.device_id().clone(),
+                index: 1,
+            },
         };
         let bytes = seal(&a, &header, b"secret share", Some(b.public_keys()), &mut OsRng).unwrap();
         let participants = vec![
@@ -389,6 +445,7 @@ mod tests {
             me: &b,
             execution_id: &eid,
             participants: &participants,
+            my_parties: &[1],
             max_envelope: 1 << 20,
         };
         let opened = open(&bytes, &expect).unwrap();

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::error::{Rejection, TransportError};
 use crate::identity::{DeviceId, DeviceIdentity, DevicePublicKeys};
 use crate::inbox::{lock, Inbox, InboxLimits, InboxStats};
-use crate::session::{Session, SessionSpec, ENVELOPE_QOS};
+use crate::session::{RunGuard, Session, SessionSpec, ENVELOPE_QOS};
 use crate::topics::Topics;
 
 /// How to reach the broker.
@@ -333,42 +333,71 @@ impl Link {
         self.inner.identity.device_id()
     }
 
-    /// Opens a protocol run on this device. Envelopes that arrived for it before are
-    /// processed now.
+    /// Opens a protocol run in which this device runs exactly one party. Envelopes that
+    /// arrived for it before are processed now.
     pub fn open_session(&self, spec: SessionSpec) -> Result<Session, TransportError> {
-        let me = self.device_id();
-        let mut seen = std::collections::HashSet::new();
-        if !spec.participants.iter().all(|(d, _)| seen.insert(d)) {
-            return Err(TransportError::InvalidSession(
-                "a device appears twice among the participants".into(),
-            ));
+        let mut sessions = self.open_sessions(spec)?;
+        match (sessions.pop(), sessions.is_empty()) {
+            (Some(session), true) => Ok(session),
+            _ => Err(TransportError::InvalidSession(format!(
+                "{} runs several parties of this run; open them with open_sessions",
+                self.device_id()
+            ))),
         }
-        let index = spec
+    }
+
+    /// Opens a protocol run: one [`Session`] for each party this device runs in it, in party
+    /// order (a device of weight `w` appears `w` times among the participants). Every party
+    /// must be run to the end together: the run stays open here until all of them are
+    /// dropped. Envelopes that arrived for it before are processed now.
+    pub fn open_sessions(&self, spec: SessionSpec) -> Result<Vec<Session>, TransportError> {
+        let me = self.device_id();
+        for (i, (d, keys)) in spec.participants.iter().enumerate() {
+            if spec.participants[..i].iter().any(|(o, k)| o == d && k != keys) {
+                return Err(TransportError::InvalidSession(format!(
+                    "device {d} appears with two different keys among the participants"
+                )));
+            }
+        }
+        let mine: Vec<u16> = spec
             .participants
             .iter()
-            .position(|(d, _)| d == me)
-            .ok_or_else(|| {
-                TransportError::InvalidSession(format!("{me} is not a participant of this run"))
-            })?;
-        if &spec.participants[index].1 != self.inner.identity.public_keys() {
+            .enumerate()
+            .filter(|(_, (d, _))| d == me)
+            .map(|(i, _)| u16::try_from(i))
+            .collect::<Result<_, _>>()
+            .map_err(|_| TransportError::InvalidSession("too many participants".into()))?;
+        let Some(first) = mine.first() else {
+            return Err(TransportError::InvalidSession(format!(
+                "{me} is not a participant of this run"
+            )));
+        };
+        if u16::try_from(spec.participants.len()).map_or(true, |n| n == u16::MAX) {
+            return Err(TransportError::InvalidSession("too many participants".into()));
+        }
+        if &spec.participants[usize::from(*first)].1 != self.inner.identity.public_keys() {
             return Err(TransportError::InvalidSession(format!(
                 "the keys registered for {me} are not this device's keys"
             )));
         }
-        let index = u16::try_from(index)
-            .map_err(|_| TransportError::InvalidSession("too many participants".into()))?;
         let participants: Arc<[_]> = spec.participants.clone().into();
         lock(&self.inner.inbox).learn(spec.participants.iter().cloned());
-        let (rx, record) =
-            lock(&self.inner.inbox).open(spec.execution_id, participants.clone(), Instant::now())?;
-        Ok(Session::new(
-            self.inner.clone(),
-            spec,
-            index,
-            participants,
-            rx,
-            record,
-        ))
+        let (receivers, record) =
+            lock(&self.inner.inbox).open(spec.execution_id, participants.clone(), &mine, Instant::now())?;
+        let guard = RunGuard::new(self.inner.clone(), spec.execution_id);
+        Ok(receivers
+            .into_iter()
+            .map(|(index, rx)| {
+                Session::new(
+                    guard.clone(),
+                    &spec,
+                    index,
+                    participants.clone(),
+                    rx,
+                    record.clone(),
+                )
+            })
+            .collect())
     }
 
     /// Lets envelopes signed by `peers` be buffered when they arrive before their run opens

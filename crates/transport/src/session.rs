@@ -1,10 +1,11 @@
 //! A protocol run over the transport, as a `round_based` party.
 //!
-//! [`crate::Link::open_session`] registers the run with the device's inbox and returns a
-//! [`Session`]; [`Session::into_party`] turns it into the `MpcParty<WireMessage, _>` that
-//! every protocol of `vsigner-tss` runs on, unchanged. Outgoing messages are sealed into
-//! envelopes (broadcast: signed once, the same bytes to each participant's inbox; p2p:
-//! encrypted to the recipient) and published with QoS 1. Incoming messages arrive checked
+//! [`crate::Link::open_sessions`] registers the run with the device's inbox and returns a
+//! [`Session`] for each party the device runs in it (one, or `w` for a device of weight
+//! `w`); [`Session::into_party`] turns it into the `MpcParty<WireMessage, _>` that every
+//! protocol of `vsigner-tss` runs on, unchanged. Outgoing messages are sealed into envelopes
+//! (broadcast: signed once, the same bytes to the inbox of each device that runs another
+//! party; p2p: encrypted to the recipient's device) and published with QoS 1. Incoming messages arrive checked
 //! by the inbox. If nothing arrives for `idle_timeout` the incoming stream fails, so a run
 //! whose peer or broker is gone ends with [`TransportError::Timeout`] instead of hanging.
 
@@ -33,7 +34,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct SessionSpec {
     /// The run's execution id (see `vsigner_tss::ExecutionId::derive`).
     pub execution_id: ExecutionId,
-    /// Participants in party-index order, with the public keys the coordinator registered.
+    /// The device of each party, in party-index order, with the public keys the
+    /// coordinator registered. A device of weight `w` runs `w` parties and appears `w` times.
     pub participants: Vec<(DeviceId, DevicePublicKeys)>,
     /// How long to wait for the next message before failing the run. Must exceed the
     /// longest computation between two rounds (aux-info rounds take tens of seconds).
@@ -64,9 +66,10 @@ impl SessionReport {
     }
 }
 
-/// Closes the run in the inbox when the session (or its incoming half) is dropped, so that
-/// later envelopes for it are recognised as late or replayed.
-struct RunGuard {
+/// Closes the run in the inbox when every session of this device's parties in it (or its
+/// incoming half) is dropped, so that later envelopes for it are recognised as late or
+/// replayed.
+pub(crate) struct RunGuard {
     link: Arc<LinkInner>,
     eid: ExecutionId,
 }
@@ -77,9 +80,15 @@ impl Drop for RunGuard {
     }
 }
 
-/// An open run on one device.
+impl RunGuard {
+    pub(crate) fn new(link: Arc<LinkInner>, eid: ExecutionId) -> Arc<Self> {
+        Arc::new(RunGuard { link, eid })
+    }
+}
+
+/// One party of a run on this device.
 pub struct Session {
-    guard: RunGuard,
+    guard: Arc<RunGuard>,
     link: Arc<LinkInner>,
     eid: ExecutionId,
     me: u16,
@@ -104,19 +113,16 @@ pub type SessionParty = MpcParty<WireMessage, (SessionIncoming, SessionOutgoing)
 
 impl Session {
     pub(crate) fn new(
-        link: Arc<LinkInner>,
-        spec: SessionSpec,
+        guard: Arc<RunGuard>,
+        spec: &SessionSpec,
         me: u16,
         participants: Arc<[(DeviceId, DevicePublicKeys)]>,
         rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
         record: RunRecord,
     ) -> Self {
         Session {
-            guard: RunGuard {
-                link: link.clone(),
-                eid: spec.execution_id,
-            },
-            link,
+            link: guard.link.clone(),
+            guard,
             eid: spec.execution_id,
             me,
             participants,
@@ -126,7 +132,7 @@ impl Session {
         }
     }
 
-    /// This device's party index in the run.
+    /// This session's party index in the run.
     pub fn party_index(&self) -> u16 {
         self.me
     }
@@ -167,7 +173,7 @@ impl Session {
 
 /// Incoming half of a session: checked messages, or an error when the run must stop.
 pub struct SessionIncoming {
-    _guard: RunGuard,
+    _guard: Arc<RunGuard>,
     rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
     idle_timeout: Duration,
     /// Started at the first poll (so that building the party needs no runtime).
@@ -246,6 +252,7 @@ impl SessionOutgoing {
                     round,
                     seq,
                     sender: me,
+                    sender_party: self.me,
                     recipient: Recipient::Broadcast,
                 };
                 let bytes = envelope::seal(
@@ -256,9 +263,13 @@ impl SessionOutgoing {
                     &mut rand_core::OsRng,
                 )?;
                 let bytes = bytes::Bytes::from(bytes);
+                // Once to each device that runs another party (this one too, when it runs
+                // several): its inbox hands the envelope to each of its parties.
+                let mut sent: Vec<&DeviceId> = Vec::new();
                 for (i, (device, _)) in self.participants.iter().enumerate() {
-                    if i != usize::from(self.me) {
+                    if i != usize::from(self.me) && !sent.contains(&device) {
                         self.link.publish(device, bytes.clone())?;
+                        sent.push(device);
                     }
                 }
             }
@@ -276,7 +287,11 @@ impl SessionOutgoing {
                     round,
                     seq,
                     sender: me,
-                    recipient: Recipient::Device(device.clone()),
+                    sender_party: self.me,
+                    recipient: Recipient::Party {
+                        device: device.clone(),
+                        index: j,
+                    },
                 };
                 let bytes = envelope::seal(
                     &self.link.identity,

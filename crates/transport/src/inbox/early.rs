@@ -13,6 +13,7 @@ impl Inbox {
         &mut self,
         eid: ExecutionId,
         sender: DeviceId,
+        sender_party: u16,
         seq: u32,
         bytes: Vec<u8>,
         now: Instant,
@@ -46,6 +47,7 @@ impl Inbox {
         self.early.push_back(Buffered {
             execution_id: eid,
             sender,
+            sender_party,
             seq,
             bytes,
             at: now,

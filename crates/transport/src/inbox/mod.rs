@@ -3,8 +3,10 @@
 //! One MQTT inbox topic per device carries the traffic of every run the device takes part
 //! in. For each envelope the inbox decides, by its execution id:
 //! - a run open on this device → full checks ([`crate::envelope::accept`]); accepted ones are
-//!   de-duplicated by `(sender, seq)` and handed to the run; faults proven to be the signer's
-//!   abort the run with the device named; anything else is dropped and reported;
+//!   de-duplicated by `(sending party, seq)` and handed to the party they are for (a
+//!   broadcast to each of this device's parties but the sender: a device of weight `w` runs
+//!   `w` parties of one run); faults proven to be the signer's abort the run with the device
+//!   named; anything else is dropped and reported;
 //! - a run that already ended here → dropped and reported as late or replayed;
 //! - an unknown run → buffered, because peers may start a run, and send their first round,
 //!   before this device has opened it; opening the run drains its buffer through the same
@@ -104,19 +106,41 @@ impl RunRecord {
 
 struct ActiveRun {
     participants: Arc<[(DeviceId, DevicePublicKeys)]>,
-    /// `(sender, seq)` of every envelope delivered: a repeat is a re-delivery or a replay.
+    /// This device's parties in the run, each with the channel to its session.
+    local: Vec<(u16, mpsc::UnboundedSender<Delivery>)>,
+    /// The indices of `local`.
+    my_parties: Vec<u16>,
+    /// `(sending party, seq)` of every envelope delivered: a repeat is a re-delivery or a
+    /// replay.
     seen: HashSet<(u16, u32)>,
-    /// `(sender, round)` of every envelope delivered: a second one is equivocation.
-    rounds: HashSet<(u16, u16)>,
+    /// `(sending party, round, receiving party)` of every envelope delivered (a broadcast's
+    /// receiving party is [`BROADCAST`]): a second one is equivocation.
+    rounds: HashSet<(u16, u16, u16)>,
     next_id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
     record: RunRecord,
 }
+
+/// The receiving party of a broadcast in [`ActiveRun::rounds`].
+const BROADCAST: u16 = u16::MAX;
+
+impl ActiveRun {
+    /// Hands a fault to every party of this device in the run.
+    fn fail(&self, error: impl Fn() -> TransportError) {
+        for (_, tx) in &self.local {
+            // A closed receiver means that party's run is ending; nothing to do.
+            let _ = tx.send(Delivery::Fault(error()));
+        }
+    }
+}
+
+/// The channels of one device's parties in a run, in party order.
+pub(crate) type PartyReceivers = Vec<(u16, mpsc::UnboundedReceiver<Delivery>)>;
 
 /// An envelope of a run not open yet, whose signature verified under its sender's key.
 struct Buffered {
     execution_id: ExecutionId,
     sender: DeviceId,
+    sender_party: u16,
     seq: u32,
     bytes: Vec<u8>,
     at: Instant,
@@ -225,7 +249,7 @@ impl Inbox {
         if let Err(rejection) = parsed.verify(&keys.signing) {
             return self.reject_orphan(rejection);
         }
-        if let Recipient::Device(to) = &parsed.header.recipient {
+        if let Recipient::Party { device: to, .. } = &parsed.header.recipient {
             if to != self.me.device_id() {
                 return self.reject_orphan(Rejection::WrongRecipient {
                     claimed_sender: sender,
@@ -233,16 +257,14 @@ impl Inbox {
                 });
             }
         }
-        let seq = parsed.header.seq;
-        if self
-            .early
-            .iter()
-            .any(|b| b.execution_id == eid && b.sender == sender && b.seq == seq)
-        {
+        let (seq, sender_party) = (parsed.header.seq, parsed.header.sender_party);
+        if self.early.iter().any(|b| {
+            b.execution_id == eid && b.sender == sender && b.sender_party == sender_party && b.seq == seq
+        }) {
             self.stats.duplicates += 1;
             return;
         }
-        self.buffer(eid, sender, seq, bytes.to_vec(), now);
+        self.buffer(eid, sender, sender_party, seq, bytes.to_vec(), now);
     }
 
     fn deliver(&mut self, eid: ExecutionId, parsed: envelope::ParsedEnvelope<'_>) {
@@ -250,19 +272,22 @@ impl Inbox {
         let Some(run) = self.active.get_mut(&eid) else {
             return;
         };
-        // A repeat of an authenticated (sender, seq) is dropped before any cryptography: the
+        // A repeat of an authenticated (sender party, seq) is dropped before any cryptography: the
         // set only holds envelopes that verified, so nothing forged can shadow a real one.
         let header = &parsed.header;
-        if let Some(index) = run.participants.iter().position(|(d, _)| d == &header.sender) {
-            if run.seen.contains(&(index as u16, header.seq)) {
-                self.stats.duplicates += 1;
-                return;
-            }
+        let sender_is_party = run
+            .participants
+            .get(usize::from(header.sender_party))
+            .is_some_and(|(d, _)| d == &header.sender);
+        if sender_is_party && run.seen.contains(&(header.sender_party, header.seq)) {
+            self.stats.duplicates += 1;
+            return;
         }
         let expect = Expectation {
             me: &self.me,
             execution_id: &eid,
             participants: &run.participants,
+            my_parties: &run.my_parties,
             max_envelope: self.limits.max_envelope,
         };
         let checked = envelope::accept(parsed, &expect).and_then(|opened| {
@@ -273,7 +298,7 @@ impl Inbox {
                     round: opened.header.round,
                 });
             }
-            if run.rounds.contains(&(opened.sender_index, opened.header.round)) {
+            if run.rounds.contains(&round_key(&opened)) {
                 return Err(Rejection::Equivocation {
                     claimed_sender: sender.clone(),
                     round: opened.header.round,
@@ -284,25 +309,34 @@ impl Inbox {
         match checked {
             Ok(opened) => {
                 run.seen.insert((opened.sender_index, opened.header.seq));
-                run.rounds.insert((opened.sender_index, opened.header.round));
-                let msg_type = match opened.header.recipient {
-                    Recipient::Broadcast => MessageType::Broadcast,
-                    Recipient::Device(_) => MessageType::P2P,
+                run.rounds.insert(round_key(&opened));
+                let (msg_type, to) = match opened.header.recipient {
+                    Recipient::Broadcast => (MessageType::Broadcast, None),
+                    Recipient::Party { index, .. } => (MessageType::P2P, Some(index)),
                 };
-                let incoming = Incoming {
-                    id: run.next_id,
-                    sender: opened.sender_index,
-                    msg_type,
-                    msg: WireMessage {
-                        execution_id: eid,
-                        round: opened.header.round,
-                        payload: opened.payload.to_vec(),
-                    },
-                };
-                run.next_id += 1;
                 self.stats.delivered += 1;
-                // A closed receiver means the run is ending; nothing to do.
-                let _ = run.tx.send(Delivery::Message(incoming));
+                for (party, tx) in &run.local {
+                    let wanted = match to {
+                        Some(to) => *party == to,
+                        None => *party != opened.sender_index,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    let incoming = Incoming {
+                        id: run.next_id,
+                        sender: opened.sender_index,
+                        msg_type,
+                        msg: WireMessage {
+                            execution_id: eid,
+                            round: opened.header.round,
+                            payload: opened.payload.to_vec(),
+                        },
+                    };
+                    run.next_id += 1;
+                    // A closed receiver means that party's run is ending; nothing to do.
+                    let _ = tx.send(Delivery::Message(incoming));
+                }
             }
             Err(rejection) if rejection.is_attributable() => {
                 self.stats.rejected += 1;
@@ -310,10 +344,10 @@ impl Inbox {
                 run.record.reject(&eid, rejection.clone(), keep);
                 if let Some(device) = device {
                     lock(&run.record.culprit).get_or_insert(device.clone());
-                    let _ = run.tx.send(Delivery::Fault(TransportError::Misbehaviour {
-                        device,
-                        rejection,
-                    }));
+                    run.fail(|| TransportError::Misbehaviour {
+                        device: device.clone(),
+                        rejection: rejection.clone(),
+                    });
                 }
             }
             Err(rejection) => {
@@ -323,27 +357,36 @@ impl Inbox {
         }
     }
 
-    /// Opens a run: from now on its envelopes are checked and delivered. Envelopes buffered
-    /// for it are processed first, in arrival order.
+    /// Opens a run of this device's parties `my_parties`: from now on its envelopes are
+    /// checked and delivered, each to the party it is for. Envelopes buffered for it are
+    /// processed first, in arrival order.
     pub(crate) fn open(
         &mut self,
         eid: ExecutionId,
         participants: Arc<[(DeviceId, DevicePublicKeys)]>,
+        my_parties: &[u16],
         now: Instant,
-    ) -> Result<(mpsc::UnboundedReceiver<Delivery>, RunRecord), TransportError> {
+    ) -> Result<(PartyReceivers, RunRecord), TransportError> {
         if self.active.contains_key(&eid) || self.finished.contains(&eid) {
             return Err(TransportError::ExecutionInUse);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (local, receivers): (Vec<_>, Vec<_>) = my_parties
+            .iter()
+            .map(|p| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                ((*p, tx), (*p, rx))
+            })
+            .unzip();
         let record = RunRecord::default();
         self.active.insert(
             eid,
             ActiveRun {
                 participants,
+                local,
+                my_parties: my_parties.to_vec(),
                 seen: HashSet::new(),
                 rounds: HashSet::new(),
                 next_id: 0,
-                tx,
                 record: record.clone(),
             },
         );
@@ -358,7 +401,7 @@ impl Inbox {
                 self.deliver(eid, parsed);
             }
         }
-        Ok((rx, record))
+        Ok((receivers, record))
     }
 
     /// Ends a run: later envelopes for it are reported as late or replayed.
@@ -379,7 +422,7 @@ impl Inbox {
     /// session and with it messages in flight).
     pub(crate) fn fail_all(&mut self, error: impl Fn() -> TransportError) {
         for run in self.active.values() {
-            let _ = run.tx.send(Delivery::Fault(error()));
+            run.fail(&error);
         }
     }
 
@@ -387,6 +430,16 @@ impl Inbox {
     pub(crate) fn open_runs(&self) -> usize {
         self.active.len()
     }
+}
+
+/// What one message per round means: one broadcast per sending party, or one p2p message
+/// per sending and receiving party.
+fn round_key(opened: &envelope::OpenedEnvelope) -> (u16, u16, u16) {
+    let to = match opened.header.recipient {
+        Recipient::Broadcast => BROADCAST,
+        Recipient::Party { index, .. } => index,
+    };
+    (opened.sender_index, opened.header.round, to)
 }
 
 #[cfg(test)]
@@ -422,9 +475,30 @@ mod tests {
             round,
             seq,
             sender: from.device_id().clone(),
+            sender_party: party_of(from),
             recipient: Recipient::Broadcast,
         };
         seal(from, &header, body, None, &mut OsRng).unwrap()
+    }
+
+    /// The world's devices run parties 0, 1, 2 by name.
+    fn party_of(d: &DeviceIdentity) -> u16 {
+        match d.device_id().as_str() {
+            "in-a" => 0,
+            "in-b" => 1,
+            _ => 2,
+        }
+    }
+
+    /// Opens a run in which A runs party 0, with A's one receiver.
+    fn open(
+        inbox: &mut Inbox,
+        n: u8,
+        participants: Arc<[(DeviceId, DevicePublicKeys)]>,
+        now: Instant,
+    ) -> Result<(mpsc::UnboundedReceiver<Delivery>, RunRecord), TransportError> {
+        let (mut receivers, record) = inbox.open(eid(n), participants, &[0], now)?;
+        Ok((receivers.remove(0).1, record))
     }
 
     fn eid(n: u8) -> ExecutionId {
@@ -475,7 +549,7 @@ mod tests {
             inbox.early.iter().map(|b| b.bytes.len()).sum::<usize>()
         );
         // Opening a run drains exactly its own envelopes.
-        let (mut rx, _) = inbox.open(eid(12), w.participants.clone(), now).unwrap();
+        let (mut rx, _) = open(&mut inbox, 12, w.participants.clone(), now).unwrap();
         assert!(matches!(rx.try_recv(), Ok(Delivery::Message(_))));
         assert_eq!(inbox.stats().buffered, 1);
         assert_eq!(inbox.early.len(), 1);
@@ -490,14 +564,14 @@ mod tests {
         };
         let mut inbox = inbox(&w, limits);
         let now = Instant::now();
-        let _run = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let _run = open(&mut inbox, 1, w.participants.clone(), now).unwrap();
         assert!(matches!(
-            inbox.open(eid(1), w.participants.clone(), now),
+            open(&mut inbox, 1, w.participants.clone(), now),
             Err(TransportError::ExecutionInUse)
         ));
         inbox.close(&eid(1));
         assert!(matches!(
-            inbox.open(eid(1), w.participants.clone(), now),
+            open(&mut inbox, 1, w.participants.clone(), now),
             Err(TransportError::ExecutionInUse)
         ));
         inbox.route(&envelope(&w.devices[1], 1, 0, 0, b"x"), now);
@@ -506,7 +580,7 @@ mod tests {
             Some(Rejection::FinishedExecution { .. })
         ));
         // Only `finished_memory` ended runs are remembered.
-        let _run = inbox.open(eid(2), w.participants.clone(), now).unwrap();
+        let _run = open(&mut inbox, 2, w.participants.clone(), now).unwrap();
         inbox.close(&eid(2));
         inbox.route(&envelope(&w.devices[1], 1, 0, 1, b"x"), now);
         assert_eq!(inbox.stats().buffered, 1);
@@ -517,7 +591,7 @@ mod tests {
         let w = world();
         let mut inbox = inbox(&w, InboxLimits::default());
         let now = Instant::now();
-        let (mut rx, record) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let (mut rx, record) = open(&mut inbox, 1, w.participants.clone(), now).unwrap();
         let first = envelope(&w.devices[1], 1, 0, 0, b"commitment");
         inbox.route(&first, now);
         inbox.route(&first, now);
@@ -546,6 +620,83 @@ mod tests {
     }
 
     #[test]
+    fn a_device_running_two_parties_gets_each_its_own_messages() {
+        let w = world();
+        let mut inbox = inbox(&w, InboxLimits::default());
+        let now = Instant::now();
+        // Parties [A, A, B]: A runs parties 0 and 1.
+        let (a, b) = (&w.devices[0], &w.devices[1]);
+        let participants: Arc<[(DeviceId, DevicePublicKeys)]> = [a, a, b]
+            .iter()
+            .map(|d| (d.device_id().clone(), d.public_keys().clone()))
+            .collect::<Vec<_>>()
+            .into();
+        let (mut receivers, record) = inbox.open(eid(1), participants, &[0, 1], now).unwrap();
+        let (mut rx1, mut rx0) = (receivers.pop().unwrap().1, receivers.pop().unwrap().1);
+        let seal_as = |from: &DeviceIdentity, party: u16, seq: u32, to: Option<(&DeviceIdentity, u16)>| {
+            let header = EnvelopeHeader {
+                execution_id: eid(1),
+                round: 0,
+                seq,
+                sender: from.device_id().clone(),
+                sender_party: party,
+                recipient: match to {
+                    Some((d, index)) => Recipient::Party {
+                        device: d.device_id().clone(),
+                        index,
+                    },
+                    None => Recipient::Broadcast,
+                },
+            };
+            seal(from, &header, b"m", to.map(|(d, _)| d.public_keys()), &mut OsRng).unwrap()
+        };
+        // B's broadcast reaches both of A's parties; its p2p message to party 1 only party 1.
+        inbox.route(&seal_as(b, 2, 0, None), now);
+        inbox.route(&seal_as(b, 2, 1, Some((a, 1))), now);
+        assert!(
+            matches!(rx0.try_recv(), Ok(Delivery::Message(m)) if m.sender == 2 && m.msg_type == MessageType::Broadcast)
+        );
+        assert!(rx0.try_recv().is_err());
+        assert!(
+            matches!(rx1.try_recv(), Ok(Delivery::Message(m)) if m.sender == 2 && m.msg_type == MessageType::Broadcast)
+        );
+        assert!(
+            matches!(rx1.try_recv(), Ok(Delivery::Message(m)) if m.sender == 2 && m.msg_type == MessageType::P2P)
+        );
+        // A's party 0 broadcasts (its own envelope back from the broker): party 1 gets it,
+        // party 0 does not.
+        inbox.route(&seal_as(a, 0, 0, None), now);
+        assert!(matches!(rx1.try_recv(), Ok(Delivery::Message(m)) if m.sender == 0));
+        assert!(rx0.try_recv().is_err());
+        // B cannot speak for A's parties, nor send to a party A does not run.
+        inbox.route(&seal_as(b, 0, 5, None), now);
+        inbox.route(&seal_as(b, 2, 6, Some((a, 5))), now);
+        assert!(rx0.try_recv().is_err() && rx1.try_recv().is_err());
+        let refused = lock(&record.rejections).clone();
+        assert!(
+            matches!(refused[0], Rejection::NotAParticipant { .. }),
+            "{refused:?}"
+        );
+        assert!(
+            matches!(refused[1], Rejection::WrongRecipient { .. }),
+            "{refused:?}"
+        );
+        // A p2p message per receiving party is not equivocation; a second broadcast is.
+        inbox.route(&seal_as(b, 2, 7, Some((a, 0))), now);
+        assert!(matches!(rx0.try_recv(), Ok(Delivery::Message(m)) if m.msg_type == MessageType::P2P));
+        inbox.route(&seal_as(b, 2, 8, None), now);
+        for rx in [&mut rx0, &mut rx1] {
+            assert!(matches!(
+                rx.try_recv(),
+                Ok(Delivery::Fault(TransportError::Misbehaviour {
+                    rejection: Rejection::Equivocation { .. },
+                    ..
+                }))
+            ));
+        }
+    }
+
+    #[test]
     fn rejections_kept_per_run_are_bounded() {
         let w = world();
         let limits = InboxLimits {
@@ -554,7 +705,7 @@ mod tests {
         };
         let mut inbox = inbox(&w, limits);
         let now = Instant::now();
-        let (_rx, record) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let (_rx, record) = open(&mut inbox, 1, w.participants.clone(), now).unwrap();
         let forger = DeviceIdentity::generate(w.devices[1].device_id().clone(), &mut OsRng);
         for seq in 0..10 {
             inbox.route(&envelope(&forger, 1, 0, seq, b"x"), now);
@@ -592,7 +743,11 @@ mod tests {
                 round: 0,
                 seq: 0,
                 sender: w.devices[1].device_id().clone(),
-                recipient: Recipient::Device(w.devices[2].device_id().clone()),
+                sender_party: 1,
+                recipient: Recipient::Party {
+                    device: w.devices[2].device_id().clone(),
+                    index: 2,
+                },
             },
             b"for C",
             Some(w.devices[2].public_keys()),
@@ -616,7 +771,7 @@ mod tests {
             inbox.route(&envelope(&w.devices[2], 10 + i as u8, 0, i, b"C"), now);
         }
         assert_eq!(inbox.stats().buffered, 5, "B's one and C's last four");
-        let (mut rx, _) = inbox.open(eid(1), w.participants.clone(), now).unwrap();
+        let (mut rx, _) = open(&mut inbox, 1, w.participants.clone(), now).unwrap();
         assert!(
             matches!(rx.try_recv(), Ok(Delivery::Message(m)) if m.sender == 1 && m.msg.payload == b"B's first message")
         );

@@ -44,11 +44,25 @@ fn header(
         round,
         seq,
         sender: from.device_id().clone(),
+        sender_party: party_of(from),
         recipient: match to {
-            Some(d) => Recipient::Device(d.device_id().clone()),
+            Some(d) => Recipient::Party {
+                device: d.device_id().clone(),
+                index: party_of(d),
+            },
             None => Recipient::Broadcast,
         },
     }
+}
+
+/// The party a test device runs: the number its name ends with (`…-<i>`), 0 otherwise.
+fn party_of(d: &DeviceIdentity) -> u16 {
+    d.device_id()
+        .as_str()
+        .rsplit('-')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn frost_keygen(links: &[&Link], devs: &[Arc<DeviceIdentity>], eid: ExecutionId) -> Vec<SessionReport> {
@@ -334,6 +348,7 @@ fn envelopes_for_another_execution_or_recipient_are_refused() {
         me: a,
         execution_id: &eid,
         participants: &participants,
+        my_parties: &[0],
         max_envelope: 1 << 20,
     };
     let other = ExecutionId::from_bytes([2; 32]);
@@ -371,7 +386,7 @@ proptest! {
         let devs = fixed_devices();
         let participants: Vec<_> = devs.iter().map(|d| (d.device_id().clone(), d.public_keys().clone())).collect();
         let eid = ExecutionId::from_bytes([1; 32]);
-        let expect = Expectation { me: &devs[0], execution_id: &eid, participants: &participants, max_envelope: 1 << 16 };
+        let expect = Expectation { me: &devs[0], execution_id: &eid, participants: &participants, my_parties: &[0], max_envelope: 1 << 16 };
         prop_assert!(envelope::open(&random, &expect).is_err());
         let mut valid = envelope::seal(&devs[1], &header(eid, 1, 3, &devs[1], Some(&devs[0])), b"payload",
             Some(devs[0].public_keys()), &mut OsRng).unwrap();

@@ -165,3 +165,86 @@ async fn frost_over_mosquitto() {
     let Some(url) = common::mosquitto() else { return };
     frost_keygen_sign(&url).await;
 }
+
+/// A device of weight 2 runs two parties of one run: devices A, B, C hold parties
+/// [A, A, B, C]; FROST keygen with threshold 3, then a signature by parties {0, 1, 3}
+/// (A's two and C's), A's parties talking to each other through the broker like to anyone.
+async fn frost_with_a_weighted_device(url: &str) {
+    let devs = devices(3, "weighted");
+    let links = connect(url, &devs).await;
+    // Party p is run by device `owner[p]`.
+    let owner = [0usize, 0, 1, 2];
+    let parties: Vec<Arc<DeviceIdentity>> = owner.iter().map(|&d| devs[d].clone()).collect();
+    let eid = common::eid(ProtocolTag::SchnorrKeygen, &parties);
+    let sessions: Vec<_> = links
+        .iter()
+        .flat_map(|link| link.open_sessions(spec(eid, &parties, IDLE)).unwrap())
+        .collect();
+    assert_eq!(
+        sessions.iter().map(|s| s.party_index()).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "A opened two sessions, B and C one each"
+    );
+    let shares = join_all(sessions.into_iter().map(|s| {
+        let i = s.party_index();
+        let party = s.into_party();
+        async move { schnorr::keygen::<Ed25519, _, _>(party, eid, i, 4, 3, &mut OsRng).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    let public_key: [u8; 32] = shares[0].public_key_bytes().unwrap().try_into().unwrap();
+    assert!(shares.iter().all(|s| s.public_key_bytes().unwrap() == public_key));
+
+    let signers = [0u16, 1, 3];
+    let members = committee(&parties, &signers);
+    let eid = common::eid(ProtocolTag::SchnorrSign, &members);
+    let message = b"weighted committee";
+    let mut runs = Vec::new();
+    for link in [&links[0], &links[2]] {
+        runs.extend(link.open_sessions(spec(eid, &members, IDLE)).unwrap());
+    }
+    assert!(
+        links[1].open_sessions(spec(eid, &members, IDLE)).is_err(),
+        "B runs no party of the signature"
+    );
+    let sigs = join_all(runs.into_iter().map(|s| {
+        let j = s.party_index();
+        let share = &shares[usize::from(signers[usize::from(j)])];
+        let party = s.into_party();
+        async move { schnorr::sign(party, eid, j, &signers, share, message, None, &mut OsRng).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    assert_eq!(sigs.len(), 3);
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public_key).unwrap();
+    for sig in sigs {
+        let sig = ed25519_dalek::Signature::from_slice(&sig.0).unwrap();
+        vk.verify_strict(message, &sig)
+            .expect("Ed25519 signature verifies");
+    }
+    for link in &links {
+        let stats = link.stats();
+        assert_eq!(stats.inbox.rejected, 0, "{:?}", link.rejections());
+    }
+    let fresh = common::eid(ProtocolTag::SchnorrSign, &members);
+    let refused = links[0].open_session(spec(fresh, &members, IDLE)).unwrap_err();
+    assert!(
+        refused.to_string().contains("open_sessions"),
+        "a device running two parties cannot open just one: {refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_device_over_the_embedded_broker() {
+    frost_with_a_weighted_device(&common::embedded_broker()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_device_over_mosquitto() {
+    let Some(url) = common::mosquitto() else { return };
+    frost_with_a_weighted_device(&url).await;
+}

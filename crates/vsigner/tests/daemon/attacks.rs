@@ -208,11 +208,13 @@ async fn a_coordinator_that_swaps_a_new_devices_encryption_key_gets_no_sub_share
             continue;
         };
         let eid = parsed.header.execution_id;
-        let p2p = matches!(parsed.header.recipient, Recipient::Device(_));
+        let p2p = matches!(parsed.header.recipient, Recipient::Party { .. });
         let expect = Expectation {
             me: &impostor,
             execution_id: &eid,
             participants: &participants,
+            // Every party: only the encryption can stop the impostor.
+            my_parties: &[0, 1, 2],
             max_envelope: envelope::DEFAULT_MAX_ENVELOPE,
         };
         if p2p && envelope::accept(parsed, &expect).is_ok() {
