@@ -59,7 +59,7 @@ impl Operation {
         ) {
             return Ok(out);
         }
-        if self.key_results.len() == self.committee.len() {
+        if self.key_results.len() == self.committee_devices().len() {
             let first = self.key_results.first().cloned();
             if let Some(first) = first {
                 let chain_code = match &first.chain_code {

@@ -134,6 +134,15 @@ impl OperationDetails {
         }
     }
 
+    /// The set that receives shares: a keygen's signers, a reshare's new set; none else.
+    pub(super) fn new_signers(&self) -> &[Signer] {
+        match self {
+            Self::Keygen { signers, .. } => signers,
+            Self::Reshare { new_signers, .. } => new_signers,
+            Self::Sign { .. } | Self::Presign { .. } => &[],
+        }
+    }
+
     /// Old-set approving weight needed, if any.
     pub(super) fn old_threshold(&self) -> Option<u16> {
         match self {
@@ -219,7 +228,8 @@ pub struct Operation {
     /// Votes in arrival order (stored separately, one row per device).
     #[serde(skip)]
     pub votes: Vec<Vote>,
-    /// Committee, ordered (empty before Ready).
+    /// Committee: its parties in party order (empty before Ready); a device of weight
+    /// above 1 may run several.
     pub committee: Vec<CommitteeMember>,
     /// Keygen/reshare submissions so far.
     pub key_results: Vec<KeyResult>,
@@ -354,7 +364,7 @@ impl Operation {
         self.voters.iter().find(|v| &v.device_id == device)
     }
 
-    /// The committee entry of a device.
+    /// The first party a device runs in the committee.
     pub fn committee_member(&self, device: &DeviceId) -> Option<&CommitteeMember> {
         self.committee.iter().find(|m| &m.device_id == device)
     }

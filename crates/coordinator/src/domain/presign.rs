@@ -9,8 +9,9 @@ use super::{
 use crate::crypto;
 
 impl Operation {
-    /// A presignature operation for `committee` (device ids of current signers, exactly the
-    /// threshold), Ready at once: a presignature signs nothing, so nobody votes on it.
+    /// A presignature operation for `committee` (device ids of current signers, each with
+    /// all its shares, whose weights add up to the threshold), Ready at once: a presignature
+    /// signs nothing, so nobody votes on it.
     pub fn new_presign(
         vault: &Vault,
         committee: &[DeviceId],
@@ -23,30 +24,33 @@ impl Operation {
                 "presignatures exist for ECDSA vaults (secp256k1, secp256r1) only",
             ));
         }
-        if committee.len() != usize::from(vault.threshold) {
-            return Err(Error::invalid_input(format!(
-                "a presignature committee has exactly the threshold ({}) of signers, got {}",
-                vault.threshold,
-                committee.len()
-            )));
-        }
-        let mut members: Vec<CommitteeMember> = Vec::with_capacity(committee.len());
-        for d in committee {
-            let index = vault
+        let shares = super::share_indices(&vault.signers);
+        let mut members: Vec<CommitteeMember> = Vec::new();
+        for (k, d) in committee.iter().enumerate() {
+            let position = vault
                 .signers
                 .iter()
                 .position(|s| &s.device_id == d)
                 .ok_or_else(|| {
                     Error::invalid_input(format!("device {d} is not a signer of vault {}", vault.id))
                 })?;
-            if members.iter().any(|m| &m.device_id == d) {
+            if committee[..k].contains(d) {
                 return Err(Error::invalid_input(format!("device {d} appears twice")));
             }
-            members.push(CommitteeMember {
-                device_id: d.clone(),
-                old_index: u16::try_from(index).ok(),
-                new_index: None,
-            });
+            for index in shares[position].clone() {
+                members.push(CommitteeMember {
+                    device_id: d.clone(),
+                    old_index: Some(index),
+                    new_index: None,
+                });
+            }
+        }
+        if members.len() != usize::from(vault.threshold) {
+            return Err(Error::invalid_input(format!(
+                "a presignature committee's weights add up to exactly the threshold ({}), got {}",
+                vault.threshold,
+                members.len()
+            )));
         }
         members.sort_by_key(|m| m.old_index);
         let details = OperationDetails::Presign {
@@ -101,7 +105,7 @@ impl Operation {
         if self.fail_on_disagreement("presign", "a different presignature", now, &mut out) {
             return Ok(out);
         }
-        if self.key_results.len() == self.committee.len() {
+        if self.key_results.len() == self.committee_devices().len() {
             self.result = Some(OperationResult {
                 key_set_hash: Some(hex::encode(fingerprint)),
                 ..OperationResult::default()
@@ -131,7 +135,7 @@ impl Operation {
     }
 
     /// Whether this Completed presign operation can serve a sign operation `sign` (same
-    /// vault, key generation and committee, neither consumed nor discarded).
+    /// vault, key generation and committee parties, neither consumed nor discarded).
     pub fn presignature_serves(&self, sign: &Operation) -> bool {
         let OperationDetails::Presign {
             key_generation,
@@ -142,7 +146,8 @@ impl Operation {
             return false;
         };
         let ids = |c: &[CommitteeMember]| {
-            let mut v: Vec<DeviceId> = c.iter().map(|m| m.device_id.clone()).collect();
+            let mut v: Vec<(DeviceId, Option<u16>)> =
+                c.iter().map(|m| (m.device_id.clone(), m.old_index)).collect();
             v.sort();
             v
         };

@@ -33,8 +33,12 @@ impl Operation {
         };
         let (new_signers, new_threshold, old_key_generation) =
             (new_signers.clone(), *new_threshold, *old_key_generation);
-        let member = self.check_running_member(device, now)?;
-        if member.new_index.is_none() {
+        self.check_running_member(device, now)?;
+        if !self
+            .committee
+            .iter()
+            .any(|m| &m.device_id == device && m.new_index.is_some())
+        {
             return Err(Error::new(
                 ErrorCode::NotInCommittee,
                 format!(
@@ -88,7 +92,13 @@ impl Operation {
         ) {
             return Ok(out);
         }
-        let new_members = self.committee.iter().filter(|m| m.new_index.is_some()).count();
+        let mut new_members: Vec<&DeviceId> = Vec::new();
+        for m in self.committee.iter().filter(|m| m.new_index.is_some()) {
+            if !new_members.contains(&&m.device_id) {
+                new_members.push(&m.device_id);
+            }
+        }
+        let new_members = new_members.len();
         if self.key_results.len() == new_members {
             let key_generation = self
                 .new_key_generation()

@@ -32,11 +32,31 @@ str_enum!(/// Vault status.
 pub struct Signer {
     /// Device.
     pub device_id: DeviceId,
-    /// Voting weight (1 only, for now).
+    /// Voting weight, and the number of shares of the vault the device holds (its
+    /// "signing power"): a device of weight `w` runs `w` parties of every protocol.
     pub weight: u32,
 }
 
-/// Checks a signer set and threshold: non-empty, no duplicates, weights 1, 1 ≤ t ≤ total weight.
+/// The most shares a vault has (the sum of its signers' weights): every share is a party of
+/// every keygen and reshare, and the transport numbers parties with `u16`.
+pub const MAX_SHARES: u32 = 255;
+
+/// The share indices of each signer, in signer-set order: signer `k` holds `weight`
+/// consecutive indices after those of the signers before it (with weights 1, its position).
+pub fn share_indices(signers: &[Signer]) -> Vec<std::ops::Range<u16>> {
+    let mut next = 0u16;
+    signers
+        .iter()
+        .map(|s| {
+            let start = next;
+            next = next.saturating_add(u16::try_from(s.weight).unwrap_or(u16::MAX));
+            start..next
+        })
+        .collect()
+}
+
+/// Checks a signer set and threshold: non-empty, no duplicates, weights of at least 1 and
+/// at most [`MAX_SHARES`] shares in all, 1 ≤ t ≤ total weight.
 pub fn check_signer_set(signers: &[Signer], threshold: i64) -> Result<u16> {
     if signers.is_empty() {
         return Err(Error::new(ErrorCode::InvalidThreshold, "the signer set is empty"));
@@ -45,11 +65,11 @@ pub fn check_signer_set(signers: &[Signer], threshold: i64) -> Result<u16> {
         return Err(Error::invalid_input("at most 255 signers"));
     }
     for (i, s) in signers.iter().enumerate() {
-        if s.weight != 1 {
+        if s.weight == 0 || s.weight > MAX_SHARES {
             return Err(Error::new(
                 ErrorCode::UnsupportedWeight,
                 format!(
-                    "device {} has weight {}; only weight 1 is supported (a heavier device would have to hold several shares)",
+                    "device {} has weight {}; a weight is a number of shares, from 1 to {MAX_SHARES}",
                     s.device_id, s.weight
                 ),
             ));
@@ -62,6 +82,12 @@ pub fn check_signer_set(signers: &[Signer], threshold: i64) -> Result<u16> {
         }
     }
     let total: i64 = signers.iter().map(|s| i64::from(s.weight)).sum();
+    if total > i64::from(MAX_SHARES) {
+        return Err(Error::new(
+            ErrorCode::UnsupportedWeight,
+            format!("the signers' weights add up to {total} shares; at most {MAX_SHARES}"),
+        ));
+    }
     if threshold < 1 || threshold > total {
         return Err(Error::new(
             ErrorCode::InvalidThreshold,
@@ -84,7 +110,7 @@ pub struct Vault {
     pub curve: Curve,
     /// Signing threshold (approving weight needed).
     pub threshold: u16,
-    /// Signer set, in share-index order (index = position).
+    /// Signer set, in share-index order (see [`share_indices`]).
     pub signers: Vec<Signer>,
     /// Public key: SEC1 compressed (secp256k1) or 32 bytes (ed25519), once Active.
     pub public_key: Option<Vec<u8>>,
@@ -100,16 +126,6 @@ pub struct Vault {
     pub status: VaultStatus,
     /// Creation time.
     pub created_at: Millis,
-}
-
-impl Vault {
-    /// Index of a device in the signer set.
-    pub fn signer_index(&self, device: &DeviceId) -> Option<u16> {
-        self.signers
-            .iter()
-            .position(|s| &s.device_id == device)
-            .and_then(|i| u16::try_from(i).ok())
-    }
 }
 
 /// Checks vault input and builds a Pending vault.

@@ -1,5 +1,9 @@
 //! Votes and quorum: who may vote on an operation, how approving weight is counted, when
-//! quorum is reached or impossible, and which devices form the committee.
+//! quorum is reached or impossible, and which parties form the committee.
+//!
+//! A device of weight `w` holds `w` shares ([`super::share_indices`]) and runs one party
+//! per share it uses: a committee is a list of parties, and a device may appear in it
+//! several times.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +27,11 @@ str_enum!(/// A device's vote.
 pub struct Voter {
     /// Device.
     pub device_id: DeviceId,
-    /// Weight.
+    /// Weight (in a reshare, a member of the old set votes with its old weight).
     pub weight: u32,
-    /// Index in the current (old) signer set: holders of the key (sign, reshare).
+    /// Position in the current (old) signer set: holders of the key (sign, reshare).
     pub old_index: Option<u16>,
-    /// Index in the new signer set: receivers of the key (keygen, reshare).
+    /// Position in the new signer set: receivers of the key (keygen, reshare).
     pub new_index: Option<u16>,
 }
 
@@ -46,14 +50,15 @@ pub struct Vote {
     pub at: Millis,
 }
 
-/// A committee member and its role(s).
+/// A party of a committee: the device that runs it and its role(s). A device of weight `w`
+/// may run several parties of one operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitteeMember {
     /// Device.
     pub device_id: DeviceId,
-    /// Index in the old signer set if it deals/signs with its old share.
+    /// The old share (its index) this party signs or deals with, if any.
     pub old_index: Option<u16>,
-    /// Index in the new signer set if it receives a new share.
+    /// The new share (its index) this party receives, if any.
     pub new_index: Option<u16>,
 }
 
@@ -253,31 +258,93 @@ impl Operation {
         if !all_new_approved {
             return Quorum::Pending;
         }
-        let mut committee: Vec<CommitteeMember> = Vec::new();
-        for v in self.voters.iter().filter(|v| v.new_index.is_some()) {
-            let old_index = old_committee
-                .iter()
-                .find(|o| o.device_id == v.device_id)
-                .and_then(|o| o.old_index);
-            committee.push(CommitteeMember {
-                device_id: v.device_id.clone(),
-                old_index,
-                new_index: v.new_index,
-            });
+        Quorum::Reached(self.parties(&old_committee))
+    }
+
+    /// The committee's parties once quorum is reached. Old shares: the earliest approvers'
+    /// (`old_committee`, in vote order), each giving as many of its shares as are still
+    /// needed, exactly the old threshold in all. New shares: every share of the new set. A
+    /// device's old and new shares are paired into parties in index order. Party order:
+    /// parties with a new share by new index, then the others by old index.
+    fn parties(&self, old_committee: &[&Voter]) -> Vec<CommitteeMember> {
+        let old_set = self.signer_set(|v| v.old_index);
+        let old_ranges = super::share_indices(&old_set);
+        let needed = usize::from(self.details.old_threshold().unwrap_or(0));
+        let mut old_shares: Vec<(DeviceId, u16)> = Vec::new();
+        for voter in old_committee {
+            let Some(range) = voter.old_index.and_then(|i| old_ranges.get(usize::from(i))) else {
+                continue;
+            };
+            for index in range.clone() {
+                if old_shares.len() < needed {
+                    old_shares.push((voter.device_id.clone(), index));
+                }
+            }
         }
-        let mut old_only: Vec<CommitteeMember> = old_committee
+        let new_set = self.details.new_signers();
+        let new_shares: Vec<(DeviceId, u16)> = new_set
             .iter()
-            .filter(|o| o.new_index.is_none())
-            .map(|o| CommitteeMember {
-                device_id: o.device_id.clone(),
-                old_index: o.old_index,
-                new_index: None,
+            .zip(super::share_indices(new_set))
+            .flat_map(|(s, range)| range.map(move |i| (s.device_id.clone(), i)))
+            .collect();
+        let mut committee: Vec<CommitteeMember> = Vec::new();
+        let mut devices: Vec<&DeviceId> = Vec::new();
+        for (d, _) in old_shares.iter().chain(&new_shares) {
+            if !devices.contains(&d) {
+                devices.push(d);
+            }
+        }
+        for device in devices {
+            let of = |shares: &[(DeviceId, u16)]| -> Vec<u16> {
+                shares
+                    .iter()
+                    .filter(|(d, _)| d == device)
+                    .map(|(_, i)| *i)
+                    .collect()
+            };
+            let (old, new) = (of(&old_shares), of(&new_shares));
+            for k in 0..old.len().max(new.len()) {
+                committee.push(CommitteeMember {
+                    device_id: device.clone(),
+                    old_index: old.get(k).copied(),
+                    new_index: new.get(k).copied(),
+                });
+            }
+        }
+        committee.sort_by_key(|m| (m.new_index.is_none(), m.new_index, m.old_index));
+        committee
+    }
+
+    /// The old (`role = old_index`) or new signer set as the voters list it, in set order.
+    fn signer_set(&self, role: impl Fn(&Voter) -> Option<u16>) -> Vec<Signer> {
+        let mut set: Vec<(u16, Signer)> = self
+            .voters
+            .iter()
+            .filter_map(|v| {
+                role(v).map(|i| {
+                    (
+                        i,
+                        Signer {
+                            device_id: v.device_id.clone(),
+                            weight: v.weight,
+                        },
+                    )
+                })
             })
             .collect();
-        committee.sort_by_key(|m| m.new_index);
-        old_only.sort_by_key(|m| m.old_index);
-        committee.extend(old_only);
-        Quorum::Reached(committee)
+        set.sort_by_key(|(i, _)| *i);
+        set.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// The devices of the committee, each once, in party order of their first party.
+    pub fn committee_devices(&self) -> Vec<DeviceId> {
+        let mut devices: Vec<DeviceId> = Vec::new();
+        for m in &self.committee {
+            if !devices.contains(&m.device_id) {
+                devices.push(m.device_id.clone());
+            }
+        }
+        devices
     }
 }
 

@@ -66,7 +66,8 @@ impl DeviceObj {
 pub struct VaultSigner {
     pub(crate) device_id: ID,
     pub(crate) weight: i32,
-    /// Position in the set (the share index).
+    /// Position in the set. The device holds `weight` share indices, after those of the
+    /// signers before it (with weights 1, the share index is the position).
     pub(crate) index: i32,
 }
 
@@ -199,7 +200,8 @@ pub struct VoteObj {
     pub(crate) at: String,
 }
 
-/// A committee member, with what a device needs to address it.
+/// A party of a committee, with what a device needs to address the device that runs it
+/// (a device of weight `w` may run several parties of one operation).
 #[derive(SimpleObject)]
 pub struct CommitteeMember {
     pub(crate) device_id: ID,
@@ -211,9 +213,9 @@ pub struct CommitteeMember {
     pub(crate) record: Option<String>,
     /// Share index for sign (old index) and keygen (new index); null for reshare.
     pub(crate) index: Option<i32>,
-    /// Reshare/sign: index in the old signer set if it takes part with its old share.
+    /// Reshare/sign: the index of the old share this party uses, if any.
     pub(crate) old_index: Option<i32>,
-    /// Reshare/keygen: index in the new signer set if it receives a share.
+    /// Reshare/keygen: the index of the new share this party receives, if any.
     pub(crate) new_index: Option<i32>,
 }
 

@@ -84,8 +84,10 @@ impl OperationObj {
             })
             .collect()
     }
-    /// The committee (empty before Ready). Ordered: sign by share index; keygen by
-    /// index; reshare: new members by new index, then old-only members by old index.
+    /// The committee's parties (empty before Ready), in party order: sign by share
+    /// index; keygen by index; reshare: parties with a new share by new index, then the
+    /// others by old index. A device of weight `w` runs up to `w` parties and is listed
+    /// once for each.
     async fn committee(&self, ctx: &Context<'_>) -> GqlResult<Vec<CommitteeMember>> {
         let p = ctx_principal(ctx)?;
         let svc = ctx_service(ctx)?;

@@ -140,7 +140,7 @@ impl Service {
     pub(super) async fn notify_after(&self, op: &Operation, before: OperationState) {
         if op.state == OperationState::Ready && before != OperationState::Ready {
             if let Some(n) = &self.notifier {
-                let members: Vec<DeviceId> = op.committee.iter().map(|m| m.device_id.clone()).collect();
+                let members = op.committee_devices();
                 n.notify(&members, &op.id, OperationState::Ready);
             }
         }
