@@ -19,7 +19,9 @@
   from the vault key (and which must be the one the document reports);
 - every reshare kept the public key (the key after equals the vault's key before), and a
   signature made after the reshare verifies under the same key;
-- a rejected request has no signature in the document.
+- a rejected request has no signature in the document;
+- a vault of weighted devices is in the document, and no signature uses more shares of a
+  device than its weight.
 
 Exits 0 when every check passes, 1 otherwise (each failure is printed).
 Needs: pip install cryptography eth-account coincurve pynacl
@@ -120,10 +122,14 @@ def bip340_verifies(x_only_key, message, signature):
 def main():
     doc = json.load(sys.stdin)
     vaults = {v["id"]: v for v in doc["vaults"]}
-    curves = sorted(v["curve"] for v in vaults.values())
-    check(curves == ["bip340", "ed25519", "secp256k1", "secp256r1"], f"the document has one vault of each scheme (has {curves})")
+    curves = sorted({v["curve"] for v in vaults.values()})
+    check(curves == ["bip340", "ed25519", "secp256k1", "secp256r1"], f"the document has a vault of each scheme (has {curves})")
+    check(any(max(v["weights"]) > 1 for v in vaults.values()), "the document has a vault of weighted devices")
     for v in vaults.values():
-        check(2 <= v["threshold"] <= v["devices"], f"vault {v['id']}: a {v['threshold']}-of-{v['devices']} shape")
+        shares = sum(v["weights"])
+        check(len(v["weights"]) == v["devices"] and min(v["weights"]) >= 1,
+              f"vault {v['id']}: a weight of at least 1 for each of its {v['devices']} devices")
+        check(2 <= v["threshold"] <= shares, f"vault {v['id']}: a {v['threshold']}-of-{shares}-shares shape")
         if v["curve"] == "ed25519":
             check(len(b(v["public_key"])) == 32, f"vault {v['id']}: a 32-byte ed25519 key")
         if v["curve"] == "secp256k1":
@@ -150,8 +156,11 @@ def main():
         check(s["curve"] == v["curve"], f"{label}: the vault's curve")
         r = reshared.get(v["id"])
         thresholds = {v["threshold"]} | ({r["to"]["threshold"]} if r else set())
-        check(len(s["signers"]) in thresholds and len(set(s["signers"])) == len(s["signers"]),
-              f"{label}: signed by {len(s['signers'])} distinct devices, a threshold of the vault ({sorted(thresholds)})")
+        # One entry per share used: a device of weight w may appear up to w times.
+        weight = dict(zip(v["signers"], v["weights"]))
+        over = [d for d in set(s["signers"]) if d in weight and s["signers"].count(d) > weight[d]]
+        check(len(s["signers"]) in thresholds and not over,
+              f"{label}: signed with {len(s['signers'])} shares, a threshold of the vault ({sorted(thresholds)}), no device beyond its weight")
         signature = b(s["signature"])
         check(len(signature) == 64, f"{label}: 64 bytes")
         kinds.add((s["curve"], s["kind"]))

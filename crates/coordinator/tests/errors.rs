@@ -36,11 +36,14 @@ async fn bad_input_codes(db: Db) {
         operator.err(q, vault("p256", 1, json!(signers))).await,
         "UNKNOWN_CURVE"
     );
-    let heavy = json!([{"deviceId": devices[0], "weight": 2}, {"deviceId": devices[1]}]);
-    assert_eq!(
-        operator.err(q, vault("secp256k1", 1, heavy)).await,
-        "UNSUPPORTED_WEIGHT"
-    );
+    // A weight is a number of shares: at least 1, at most 255 shares in all.
+    for weights in [[0, 1], [200, 100]] {
+        let heavy = json!([{"deviceId": devices[0], "weight": weights[0]}, {"deviceId": devices[1], "weight": weights[1]}]);
+        assert_eq!(
+            operator.err(q, vault("secp256k1", 1, heavy)).await,
+            "UNSUPPORTED_WEIGHT"
+        );
+    }
     let dup = json!([{"deviceId": devices[0]}, {"deviceId": devices[0]}]);
     assert_eq!(operator.err(q, vault("secp256k1", 1, dup)).await, "INVALID_INPUT");
     assert_eq!(

@@ -35,10 +35,16 @@ pub async fn check_keystore(keystore: &Keystore, pool: &PublicTestPrimes) -> Res
             RecordKind::AuxInfo => {
                 AuxInfo::from_bytes(&bytes).is_ok_and(|aux| aux.uses_public_test_primes(pool))
             }
-            _ => matches!(
-                crate::protocol::ecdsa::aux_info_of(&bytes),
-                Some(Ok(aux)) if aux.uses_public_test_primes(pool)
-            ),
+            // A key-share record: each of the device's shares in it.
+            _ => crate::protocol::share_set::decode(&bytes)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|part| {
+                    matches!(
+                        crate::protocol::ecdsa::aux_info_of(part),
+                        Some(Ok(aux)) if aux.uses_public_test_primes(pool)
+                    )
+                }),
         };
         if public {
             return Err(format!(

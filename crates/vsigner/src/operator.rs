@@ -163,6 +163,18 @@ impl Operator {
     }
 }
 
+/// `device` or `device:weight` (the number of shares the device holds; 1 when not given).
 fn signer_inputs(ids: &[String]) -> Vec<Value> {
-    ids.iter().map(|d| json!({"deviceId": d.trim()})).collect()
+    ids.iter()
+        .map(|d| {
+            let d = d.trim();
+            match d
+                .rsplit_once(':')
+                .and_then(|(id, w)| Some((id, w.parse::<u32>().ok()?)))
+            {
+                Some((id, weight)) => json!({"deviceId": id, "weight": weight}),
+                None => json!({"deviceId": d}),
+            }
+        })
+        .collect()
 }

@@ -81,11 +81,21 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
 
     let vaults = doc["vaults"].as_array().unwrap();
-    assert_eq!(vaults.len(), 4);
+    assert_eq!(vaults.len(), 5);
+    // The fifth: ed25519 of weighted devices, the first holding two of four shares, 3 sign.
+    let weighted = &vaults[4];
+    assert_eq!(
+        (weighted["curve"].as_str(), weighted["threshold"].as_u64()),
+        (Some("ed25519"), Some(3))
+    );
+    assert_eq!(weighted["weights"], serde_json::json!([2, 1, 1]));
     let secp = vaults.iter().find(|v| v["curve"] == "secp256k1").unwrap();
-    let ed = vaults.iter().find(|v| v["curve"] == "ed25519").unwrap();
     let p256 = vaults.iter().find(|v| v["curve"] == "secp256r1").unwrap();
     let bip340 = vaults.iter().find(|v| v["curve"] == "bip340").unwrap();
+    let ed = vaults
+        .iter()
+        .find(|v| v["curve"] == "ed25519" && v["weights"] == serde_json::json!([1, 1, 1]))
+        .unwrap();
     for v in [secp, ed, p256, bip340] {
         assert_eq!(
             (v["threshold"].as_u64(), v["devices"].as_u64()),
@@ -124,9 +134,17 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
             ("secp256r1", "message"),
             ("bip340", "message"),
             ("bip340", "message"),
+            ("ed25519", "message"),
             ("secp256k1", "digest")
         ]
     );
+    // Every committee of the weighted vault has its first device (the others hold 2 of the
+    // 3 shares needed), which may use both its shares.
+    let by_weighted = &signatures[7];
+    assert_eq!(by_weighted["vault"], weighted["id"]);
+    let parties = by_weighted["signers"].as_array().unwrap();
+    assert_eq!(parties.len(), 3);
+    assert!(parties.contains(&weighted["signers"][0]));
     assert_eq!(signatures[3]["derivation_path"], "m/44/501");
     assert_eq!(hex::decode(ed["chain_code"].as_str().unwrap()).unwrap().len(), 32);
     assert!(signatures[5]["taproot_output_key"].is_null());
@@ -154,7 +172,7 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     );
     // The signature after the reshare: 3 signers, the new device among them.
     let newcomer = &reshare["joined"][0];
-    let last = signatures[7]["signers"].as_array().unwrap();
+    let last = signatures[8]["signers"].as_array().unwrap();
     assert_eq!(last.len(), 3);
     assert!(last.contains(newcomer));
 
@@ -185,7 +203,7 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
 
     // The checker is not a rubber stamp: each tampered document fails it.
     type Tamper = fn(&mut Value);
-    let tampered: [(&str, Tamper); 10] = [
+    let tampered: [(&str, Tamper); 13] = [
         ("ed25519 signature", |d| {
             flip_hex_byte(&mut d["signatures"][2]["signature"])
         }),
@@ -221,6 +239,17 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
         }),
         ("reshared key", |d| {
             flip_hex_byte(&mut d["reshares"][0]["public_key"])
+        }),
+        ("weighted committee's signature", |d| {
+            flip_hex_byte(&mut d["signatures"][7]["signature"])
+        }),
+        ("weight-1 device listed for two shares", |d| {
+            let second = d["vaults"][4]["signers"][1].clone();
+            d["signatures"][7]["signers"] =
+                serde_json::json!([second.clone(), second, d["vaults"][4]["signers"][0]]);
+        }),
+        ("vault of weighted devices", |d| {
+            d["vaults"][4]["weights"] = serde_json::json!([1, 1, 1]);
         }),
     ];
     for (what, tamper) in tampered {

@@ -33,13 +33,11 @@ pub(super) fn signers_from_input(input: &[SignerInput]) -> Result<Vec<Signer>> {
     input
         .iter()
         .map(|s| {
-            // The domain counts weights as shares (a device of weight w runs w parties);
-            // the signer daemons do not run several parties of one operation yet.
-            let weight = u32::try_from(s.weight).ok().filter(|w| *w == 1).ok_or_else(|| {
+            let weight = u32::try_from(s.weight).map_err(|_| {
                 Error::new(
                     ErrorCode::UnsupportedWeight,
                     format!(
-                        "device {} has weight {}; only weight 1 is supported for now",
+                        "device {} has weight {}; a weight is a number of shares, at least 1",
                         s.device_id, s.weight
                     ),
                 )

@@ -32,9 +32,10 @@ pub struct Device {
 pub struct VaultSigner {
     /// Device.
     pub device_id: String,
-    /// Weight (1).
+    /// Weight: the number of shares the device holds.
     pub weight: u32,
-    /// Share index.
+    /// Position in the set (the device's shares follow those of the signers before it:
+    /// [`crate::protocol::share_set::share_indices`]).
     pub index: u16,
 }
 
@@ -83,11 +84,11 @@ pub struct CommitteeMember {
     /// The device's own signed record of its keys (hex), once published.
     #[serde(default)]
     pub record: Option<String>,
-    /// Sign/keygen index.
+    /// Sign/keygen share index.
     pub index: Option<u16>,
-    /// Old index (sign, reshare).
+    /// The old share this party uses (sign, reshare).
     pub old_index: Option<u16>,
-    /// New index (keygen, reshare).
+    /// The new share this party receives (keygen, reshare).
     pub new_index: Option<u16>,
 }
 

@@ -90,11 +90,20 @@ impl Daemon {
             {
                 continue;
             }
-            let mut committee: Vec<String> = signers
-                .iter()
-                .take(usize::from(vault.threshold))
-                .map(|s| s.device_id.clone())
-                .collect();
+            // The first signers whose weights add up to the threshold, each with all its
+            // shares (none, when no such prefix exists).
+            let mut committee: Vec<String> = Vec::new();
+            let mut weight = 0u32;
+            for s in &signers {
+                if weight >= u32::from(vault.threshold) {
+                    break;
+                }
+                weight += s.weight;
+                committee.push(s.device_id.clone());
+            }
+            if weight != u32::from(vault.threshold) {
+                continue;
+            }
             committee.sort();
             let ops = match self.inner.coordinator.operations_of(&vault.id, "Presign").await {
                 Ok(o) => o,
@@ -108,6 +117,7 @@ impl Daemon {
             for op in &ops {
                 let mut members: Vec<String> = op.committee.iter().map(|m| m.device_id.clone()).collect();
                 members.sort();
+                members.dedup();
                 let Some(p) = &op.presign else { continue };
                 if members != committee || p.key_generation != vault.key_generation {
                     continue;

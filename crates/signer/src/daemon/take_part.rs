@@ -45,7 +45,8 @@ impl Daemon {
             && op
                 .committee
                 .iter()
-                .any(|m| m.device_id == device.id && m.new_index.is_none());
+                .filter(|m| m.device_id == device.id)
+                .all(|m| m.new_index.is_none());
         if run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
             // Started by an earlier process (its protocol state is gone), or listed again
             // by a lying coordinator: never a second run, and the approver is not asked

@@ -111,8 +111,8 @@ where
         op: &Operation,
         committee: &Committee,
         threshold: u16,
-    ) -> Result<NewShare, RunFailure> {
-        let (i, n) = (committee.me, committee.members.len() as u16);
+    ) -> Result<Vec<NewShare>, RunFailure> {
+        let n = committee.members.len() as u16;
         let members = committee.all();
         let members = &members;
         // Agree on aux-info first: a device set that has it already needs no primes;
@@ -123,18 +123,22 @@ where
                 op,
                 members,
                 Some(Protocol::EcdsaKeygen),
-                move |party, eid| async move {
+                move |party, eid, i| async move {
                     ecdsa::keygen::<E, _, _>(party, eid, i, n, threshold, &mut OsRng).await
                 },
             )
             .await
             .map(Some)
         };
-        let (core, aux) = run
-            .with_aux_info(op, members, i, AuxReuse::SameSet, keygen)
+        // The keygen's parties are the aux-info set's: both come in this device's party order.
+        let (cores, auxes) = run
+            .with_aux_info(op, members, AuxReuse::SameSet, keygen)
             .await?
             .ok_or_else(|| RunFailure::new("keygen produced no share"))?;
-        new_share(&core, &aux)
+        if cores.len() != auxes.len() {
+            return Err(RunFailure::new("keygen and aux-info parties differ"));
+        }
+        cores.iter().zip(&auxes).map(|(c, a)| new_share(c, a)).collect()
     }
 
     async fn sign(
@@ -142,7 +146,7 @@ where
         op: &Operation,
         committee: &Committee,
         signers: &[u16],
-        record: &[u8],
+        records: &[&[u8]],
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure> {
         let SigningInput::Digest(digest) = what.input else {
@@ -157,29 +161,40 @@ where
             if what.path.is_some() {
                 return Err(RunFailure::new("a presignature signs at the root key only"));
             }
-            run.sign_with_presignature::<E>(op, &members, signers, presignature_id, what.payload, digest)
+            run.sign_with_presignature::<E>(op, committee, signers, presignature_id, what.payload, digest)
                 .await?
         } else {
-            let share = share_of::<E>(record)?;
+            let mut shares = std::collections::BTreeMap::new();
+            for (p, record) in committee.mine.iter().zip(records) {
+                shares.insert(*p, share_of::<E>(record)?);
+            }
             let path: Option<DerivationPath> = what
                 .path
                 .map(|p| p.parse())
                 .transpose()
                 .map_err(|e: vsigner_tss::Error| RunFailure::new(format!("derivation path: {e}")))?;
             let message = Message::Digest(*digest);
-            let i = committee.me;
             run.session(
                 ProtocolTag::EcdsaSign,
                 op,
                 &members,
                 Some(Protocol::EcdsaSign),
-                |party, eid| {
-                    let (share, message, path) = (&share, &message, path.as_ref());
-                    async move { ecdsa::sign(party, eid, i, signers, share, message, path, &mut OsRng).await }
+                |party, eid, i| {
+                    let (shares, message, path) = (&shares, &message, path.as_ref());
+                    async move {
+                        let share = shares.get(&i).ok_or(vsigner_tss::Error::InvalidArguments(
+                            "no share for this party".into(),
+                        ))?;
+                        ecdsa::sign(party, eid, i, signers, share, message, path, &mut OsRng).await
+                    }
                 },
             )
             .await?
         };
+        let sig = sig
+            .into_iter()
+            .next()
+            .ok_or_else(|| RunFailure::new("the signing run gave no signature"))?;
         Ok(Signature {
             bytes: sig.to_bytes().to_vec(),
             recovery_id: Some(sig.recovery_id),
@@ -191,21 +206,25 @@ where
         op: &Operation,
         committee: &Committee,
         params: &ReshareParams<'_>,
-        old: Option<&[u8]>,
-    ) -> Result<Reshared, RunFailure> {
+        old: &[Option<&[u8]>],
+    ) -> Result<Vec<Reshared>, RunFailure> {
         let public_key = Point::<E>::from_bytes(params.public_key)
             .map_err(|_| RunFailure::new(format!("vault public key is not a {} point", E::KIND.as_str())))?;
-        let old_core = old.map(core_of::<E>).transpose()?;
-        let setup = ReshareSetup {
-            roles: params.roles,
-            me: params.me,
-            old_n: params.old_n,
-            old_threshold: params.old_threshold,
-            new_threshold: params.new_threshold,
-            public_key,
-        };
+        // Each of this device's parties: its setup and the old share it deals with.
+        let mut parties = std::collections::BTreeMap::new();
+        for (p, record) in committee.mine.iter().zip(old) {
+            let setup = ReshareSetup {
+                roles: params.roles,
+                me: *p,
+                old_n: params.old_n,
+                old_threshold: params.old_threshold,
+                new_threshold: params.new_threshold,
+                public_key,
+            };
+            parties.insert(*p, (setup, record.map(core_of::<E>).transpose()?));
+        }
         let members = committee.all();
-        let (members, setup, old_core) = (&members, &setup, old_core.as_ref());
+        let (members, parties) = (&members, &parties);
         let reshare = move || async move {
             let reshared = run
                 .session(
@@ -213,40 +232,66 @@ where
                     op,
                     members,
                     Some(Protocol::EcdsaReshare),
-                    move |party, eid| async move {
-                        ecdsa::reshare(party, eid, setup, old_core, &mut OsRng).await
+                    move |party, eid, i| async move {
+                        let (setup, old_core) = parties.get(&i).ok_or(
+                            vsigner_tss::Error::InvalidArguments("no setup for this party".into()),
+                        )?;
+                        ecdsa::reshare(party, eid, setup, old_core.as_ref(), &mut OsRng).await
                     },
                 )
                 .await?;
             Ok(Some(reshared))
         };
-        // New members take primes for the new set's aux-info first (a device without
-        // primes must not start); old-only members go straight to the reshare. A reshare
-        // never reuses aux-info: a refresh onto the same set must also replace the Paillier
-        // keys, or a leaked one plus t-1 colluders would still yield the key afterwards.
-        let Some(new_index) = params.new_index else {
+        // A device that receives shares takes primes for the new set's aux-info first (a
+        // device without primes must not start); one that only deals goes straight to the
+        // reshare. A reshare never reuses aux-info: a refresh onto the same set must also
+        // replace the Paillier keys, or a leaked one plus t-1 colluders would still yield
+        // the key afterwards.
+        let receives = committee
+            .mine
+            .iter()
+            .any(|p| committee.member(*p).new_index.is_some());
+        let (reshared, auxes) = if receives {
+            run.with_aux_info(op, params.new_set, AuxReuse::Never, reshare)
+                .await?
+                .ok_or_else(|| RunFailure::new("the reshare returned nothing"))?
+        } else {
             let reshared = reshare()
                 .await?
                 .ok_or_else(|| RunFailure::new("the reshare returned nothing"))?;
-            return Ok(Reshared {
-                share: None,
-                key_set_hash: key_set_hash(&reshared.key_info),
-                acknowledged: reshared.acknowledged,
-            });
+            (reshared, Vec::new())
         };
-        let (reshared, aux) = run
-            .with_aux_info(op, params.new_set, new_index, AuxReuse::Never, reshare)
-            .await?
-            .ok_or_else(|| RunFailure::new("the reshare returned nothing"))?;
-        let core = reshared
-            .share
-            .as_ref()
-            .ok_or_else(|| RunFailure::new("the reshare gave no new share to a new holder"))?;
-        Ok(Reshared {
-            share: Some(new_share(core, &aux)?),
-            key_set_hash: key_set_hash(&reshared.key_info),
-            acknowledged: reshared.acknowledged,
-        })
+        // The aux-info of each new share this device receives, by new index (its parties of
+        // the new set, whose position is the new index).
+        let aux_of: std::collections::BTreeMap<u16, &ecdsa::AuxInfo> = params
+            .new_set
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.device_id == run.me())
+            .map(|(k, _)| k as u16)
+            .zip(&auxes)
+            .collect();
+        reshared
+            .iter()
+            .zip(&committee.mine)
+            .map(|(r, p)| {
+                let share = match (&r.share, committee.member(*p).new_index) {
+                    (Some(core), Some(k)) => {
+                        let aux = aux_of
+                            .get(&k)
+                            .ok_or_else(|| RunFailure::new("a new share has no aux-info"))?;
+                        Some(new_share(core, aux)?)
+                    }
+                    (None, None) => None,
+                    _ => return Err(RunFailure::new("a party's new share does not match its role")),
+                };
+                Ok(Reshared {
+                    share,
+                    key_set_hash: key_set_hash(&r.key_info),
+                    acknowledged: r.acknowledged.clone(),
+                })
+            })
+            .collect()
     }
 }
 

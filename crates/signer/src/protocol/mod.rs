@@ -11,10 +11,12 @@
 //!   (keygen, sign, reshare, its share records), and the table from a vault's curve to
 //!   its implementation: [`ecdsa`] (CGGMP24, with [`aux_info`]) and [`schnorr`] (FROST).
 //!
-//! # Party order and execution ids
-//! The coordinator orders the committee (sign: by share index; keygen: by index; reshare:
-//! new members by new index, then old-only members by old index); position `p` in that list
-//! is party `p` of the run. Every run's [`ExecutionId`] hashes its protocol tag, the
+//! # Parties, party order and execution ids
+//! A committee is a list of parties: a device of weight `w` holds `w` shares
+//! ([`share_set::share_indices`]) and runs one party per share it uses, all in this
+//! process ([`RunContext::session`]). The coordinator orders the parties (sign: by share
+//! index; keygen: by index; reshare: parties with a new share by new index, then the others
+//! by old index); position `p` in that list is party `p` of the run. Every run's [`ExecutionId`] hashes its protocol tag, the
 //! operation id, the vault id, the ordered committee device ids, the coordinator's fresh
 //! nonce and the run's terms (key generations, thresholds and set sizes), so every member
 //! derives the same id, no message of another run is accepted, and members told different
@@ -24,7 +26,8 @@
 //!
 //! # Storage
 //! Share records are `(device, vault, key generation)`; each scheme has its own record
-//! format ([`scheme::Scheme::summary`] reads it back). A share is written once the whole run
+//! format ([`scheme::Scheme::summary`] reads it back), and a device's several shares of one
+//! generation are one record ([`share_set`]). A share is written once the whole run
 //! (including aux-info) succeeded, before the result is submitted; it is confirmed (and the
 //! previous generation destroyed) only after the coordinator completes the operation.
 
@@ -36,6 +39,7 @@ pub mod presign;
 pub mod reshare;
 pub mod scheme;
 pub mod schnorr;
+pub mod share_set;
 pub mod sign;
 
 use std::sync::Arc;
@@ -151,30 +155,36 @@ pub struct RunContext {
     pub presignatures: Arc<presign::Presignatures>,
 }
 
-/// The committee of a run, in party order.
+/// The committee of a run: its parties in party order.
 pub struct Committee {
-    /// The members, position = party index.
+    /// The parties, position = party index (a device of weight above 1 may run several).
     pub members: Vec<CommitteeMember>,
-    /// This device's party index.
-    pub me: u16,
+    /// The parties this device runs, ascending.
+    pub mine: Vec<u16>,
 }
 
 impl Committee {
-    /// The committee of `op` as the coordinator ordered it; `me` must be in it once.
+    /// The committee of `op` as the coordinator ordered it; `me` must run a party in it.
     pub fn new(op: &Operation, me: &str) -> Result<Self, RunFailure> {
         let members = op.committee.clone();
-        let position = members
-            .iter()
-            .position(|m| m.device_id == me)
-            .ok_or_else(|| RunFailure::new("this device is not in the committee"))?;
-        let mut seen = std::collections::BTreeSet::new();
-        if !members.iter().all(|m| seen.insert(m.device_id.as_str())) {
-            return Err(RunFailure::new("a device appears twice in the committee"));
+        if members.len() >= usize::from(u16::MAX) {
+            return Err(RunFailure::new("the committee is too large"));
         }
-        Ok(Committee {
-            members,
-            me: position as u16,
-        })
+        let mine: Vec<u16> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.device_id == me)
+            .map(|(p, _)| p as u16)
+            .collect();
+        if mine.is_empty() {
+            return Err(RunFailure::new("this device is not in the committee"));
+        }
+        Ok(Committee { members, mine })
+    }
+
+    /// The party `p`.
+    pub fn member(&self, p: u16) -> &CommitteeMember {
+        &self.members[usize::from(p)]
     }
 
     /// The device ids in party order.
@@ -342,7 +352,8 @@ impl RunContext {
         }
     }
 
-    /// The share record of `vault` at `generation`.
+    /// The share record of `vault` at `generation` (all of this device's shares:
+    /// [`share_set::decode`]).
     async fn load_share(&self, vault: &str, generation: u64) -> Result<Zeroizing<Vec<u8>>, RunFailure> {
         let id =
             RecordId::key_share(self.me(), vault, generation).map_err(|e| RunFailure::new(e.to_string()))?;
@@ -369,7 +380,10 @@ impl RunContext {
             .map_err(|e| RunFailure::new(format!("cannot store the new share: {e}")))
     }
 
-    /// Opens the transport session of one protocol and runs `protocol` on it, timing it.
+    /// Opens the transport session of one protocol among the parties `members` and runs
+    /// `protocol(party, execution id, party index)` for each party this device runs in it,
+    /// together, timing it. The results come in party order; the first failure ends every
+    /// party of this device.
     pub async fn session<T, F, Fut>(
         &self,
         tag: ProtocolTag,
@@ -377,9 +391,9 @@ impl RunContext {
         members: &[&CommitteeMember],
         protocol_metric: Option<Protocol>,
         protocol: F,
-    ) -> Result<T, RunFailure>
+    ) -> Result<Vec<T>, RunFailure>
     where
-        F: FnOnce(vsigner_transport::SessionParty, ExecutionId) -> Fut,
+        F: Fn(vsigner_transport::SessionParty, ExecutionId, u16) -> Fut,
         Fut: std::future::Future<Output = Result<T, vsigner_tss::Error>>,
     {
         let ids: Vec<&str> = members.iter().map(|m| m.device_id.as_str()).collect();
@@ -389,14 +403,21 @@ impl RunContext {
             participants: peers(members)?,
             idle_timeout: self.idle_timeout,
         };
-        let session = self
+        let sessions = self
             .link
-            .open_session(spec)
+            .open_sessions(spec)
             .map_err(|e| RunFailure::new(format!("cannot open the {} session: {e}", tag.as_str())))?;
-        let report = session.report();
+        let report = sessions
+            .first()
+            .map(|s| s.report())
+            .ok_or_else(|| RunFailure::new("this device runs no party of the session"))?;
         let started = Instant::now();
-        let span = tracing::info_span!("protocol", protocol = tag.as_str(), execution_id = %eid, parties = ids.len());
-        let result = tracing::Instrument::instrument(protocol(session.into_party(), eid), span).await;
+        let span = tracing::info_span!("protocol", protocol = tag.as_str(), execution_id = %eid, parties = ids.len(), mine = sessions.len());
+        let runs = sessions.into_iter().map(|s| {
+            let p = s.party_index();
+            protocol(s.into_party(), eid, p)
+        });
+        let result = tracing::Instrument::instrument(futures::future::try_join_all(runs), span).await;
         if let Some(m) = protocol_metric {
             metrics::protocol_duration(m, started.elapsed());
         }

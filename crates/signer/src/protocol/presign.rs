@@ -22,7 +22,7 @@ use vsigner_tss::ecdsa::{
 use vsigner_tss::ProtocolTag;
 use zeroize::Zeroizing;
 
-use super::{ecdsa::share_of, RunContext, RunFailure, Submission};
+use super::{ecdsa::share_of, share_set, Committee, RunContext, RunFailure, Submission};
 use crate::approval_request;
 use crate::coordinator_api::{CommitteeMember, Operation};
 use crate::metrics::Protocol;
@@ -117,26 +117,53 @@ impl RunContext {
             ));
         }
         let (committee, signers) = self.signing_committee(op)?;
-        let i = committee.me;
-        let share = share_of::<E>(&self.load_share(&op.vault_id, details.key_generation).await?)?;
+        let record = self.load_share(&op.vault_id, details.key_generation).await?;
+        let mut shares = std::collections::BTreeMap::new();
+        for (p, part) in committee
+            .mine
+            .iter()
+            .zip(self.my_shares(op, &committee, &signers, &record)?)
+        {
+            shares.insert(*p, share_of::<E>(part)?);
+        }
         let members: Vec<&CommitteeMember> = committee.members.iter().collect();
-        let presignature = self
+        let presignatures = self
             .session(
                 ProtocolTag::EcdsaPresign,
                 op,
                 &members,
                 Some(Protocol::EcdsaPresign),
-                |party, eid| {
-                    let (share, signers) = (&share, &signers);
-                    async move { ecdsa::presign(party, eid, i, signers, share, &mut OsRng).await }
+                |party, eid, i| {
+                    let (shares, signers) = (&shares, &signers);
+                    async move {
+                        let share = shares.get(&i).ok_or(vsigner_tss::Error::InvalidArguments(
+                            "no share for this party".into(),
+                        ))?;
+                        ecdsa::presign(party, eid, i, signers, share, &mut OsRng).await
+                    }
                 },
             )
             .await?;
-        let fingerprint = hex::encode(presignature.public().fingerprint());
-        let bytes = presignature
-            .to_bytes()
+        let first = presignatures
+            .first()
+            .ok_or_else(|| RunFailure::new("the presign run gave no presignature"))?;
+        let fingerprint = hex::encode(first.public().fingerprint());
+        if presignatures
+            .iter()
+            .any(|p| hex::encode(p.public().fingerprint()) != fingerprint)
+        {
+            return Err(RunFailure::new(
+                "this device's parties ended with different presignatures",
+            ));
+        }
+        // One part per party of this device, in party order, kept as one entry.
+        let parts = presignatures
+            .iter()
+            .map(|p| p.to_bytes())
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RunFailure::new(format!("presignature: {e}")))?;
-        self.presignatures.keep(self.me(), &op.vault_id, &op.id, bytes);
+        self.presignatures
+            .keep(self.me(), &op.vault_id, &op.id, share_set::encode(&parts)?);
         Ok(Submission::Presign { fingerprint })
     }
 
@@ -146,12 +173,12 @@ impl RunContext {
     pub(super) async fn sign_with_presignature<E: EcdsaCurve>(
         &self,
         op: &Operation,
-        members: &[&CommitteeMember],
+        committee: &Committee,
         signers: &[u16],
         presignature_id: &str,
         payload: &SignPayload,
         digest: &[u8; 32],
-    ) -> Result<ecdsa::Signature, RunFailure>
+    ) -> Result<Vec<ecdsa::Signature>, RunFailure>
     where
         NonZero<Point<E>>: AlwaysHasAffineX<E>,
     {
@@ -195,25 +222,45 @@ impl RunContext {
                     self.me()
                 ))
             })?;
-        let presignature = ecdsa::Presignature::<E>::from_bytes(&bytes)
-            .map_err(|e| RunFailure::new(format!("stored presignature: {e}")))?;
-        if presignature.public().signers != signers {
+        let parts = share_set::decode(&bytes)?;
+        if parts.len() != committee.mine.len() {
             return Err(RunFailure::new("the presignature belongs to another committee"));
         }
         let vault_key = op.vault.public_key.as_deref().unwrap_or_default();
-        if hex::encode(presignature.public().public_key.to_bytes(true)) != vault_key {
-            return Err(RunFailure::new(
-                "the presignature is for another key (an older key generation?)",
-            ));
+        let mut held = std::collections::BTreeMap::new();
+        for (p, part) in committee.mine.iter().zip(parts) {
+            let presignature = ecdsa::Presignature::<E>::from_bytes(part)
+                .map_err(|e| RunFailure::new(format!("stored presignature: {e}")))?;
+            if presignature.public().signers != signers || presignature.public().index != *p {
+                return Err(RunFailure::new("the presignature belongs to another committee"));
+            }
+            if hex::encode(presignature.public().public_key.to_bytes(true)) != vault_key {
+                return Err(RunFailure::new(
+                    "the presignature is for another key (an older key generation?)",
+                ));
+            }
+            held.insert(*p, presignature);
         }
+        let held = Mutex::new(held);
+        let members: Vec<&CommitteeMember> = committee.members.iter().collect();
         self.session(
             ProtocolTag::EcdsaSign,
             op,
-            members,
+            &members,
             Some(Protocol::EcdsaSign),
-            |party, eid| {
+            |party, eid, i| {
                 let preimage = &preimage;
-                async move { ecdsa::sign_with_presignature(party, eid, presignature, preimage).await }
+                // Each part is taken once, by its own party.
+                let presignature = held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&i);
+                async move {
+                    let presignature = presignature.ok_or(vsigner_tss::Error::InvalidArguments(
+                        "no presignature for this party".into(),
+                    ))?;
+                    ecdsa::sign_with_presignature(party, eid, presignature, preimage).await
+                }
             },
         )
         .await

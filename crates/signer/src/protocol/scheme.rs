@@ -39,10 +39,10 @@ impl std::fmt::Debug for NewShare {
     }
 }
 
-/// How a reshare ended for one participant.
+/// How a reshare ended for one party.
 #[derive(Debug)]
 pub struct Reshared {
-    /// Its new share, if it is in the new set.
+    /// Its new share, if it receives one.
     pub share: Option<NewShare>,
     /// [`key_set_hash`] of the new sharing (known to every participant: it names what the
     /// new holders' receipts must state).
@@ -62,11 +62,9 @@ pub struct Signature {
 /// The parameters of a reshare that every scheme gets, already checked against the
 /// approved signer sets.
 pub struct ReshareParams<'a> {
-    /// Each committee member's role, in party order.
+    /// Each party's role, in party order.
     pub roles: &'a [Role],
-    /// This device's party index.
-    pub me: u16,
-    /// Size of the old signer set.
+    /// Number of old shares.
     pub old_n: u16,
     /// Threshold of the old shares.
     pub old_threshold: u16,
@@ -74,49 +72,48 @@ pub struct ReshareParams<'a> {
     pub new_threshold: u16,
     /// The vault key (it does not change), as the coordinator wrote it.
     pub public_key: &'a [u8],
-    /// The new holders in new-index order (for schemes that set up the new set, such as
-    /// ECDSA's aux-info).
+    /// The parties that receive a share, in new-index order (for schemes that set up the
+    /// new set, such as ECDSA's aux-info).
     pub new_set: &'a [&'a CommitteeMember],
-    /// This device's index in the new set, if it receives a share.
-    pub new_index: Option<u16>,
 }
 
-/// One signature scheme: its protocols, run for this device over the transport, and its
-/// share records. Every method is given the operation (for execution ids) and the checked
-/// committee.
+/// One signature scheme: its protocols, run for this device's parties over the transport,
+/// and its share records. Every method is given the operation (for execution ids) and the
+/// checked committee; what is per party comes and goes in `committee.mine` order.
 #[allow(async_fn_in_trait)] // used by static dispatch only (`with_scheme!`)
 pub trait Scheme {
     /// The public key and key-set hash of a stored share record.
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure>;
 
-    /// Generates a `threshold`-of-n key with `committee` (party `p` is signer `p`).
+    /// Generates a `threshold`-of-n key with `committee` (party `p` is share `p`): a new
+    /// share for each of this device's parties.
     async fn keygen(
         run: &RunContext,
         op: &Operation,
         committee: &Committee,
         threshold: u16,
-    ) -> Result<NewShare, RunFailure>;
+    ) -> Result<Vec<NewShare>, RunFailure>;
 
-    /// Signs `what` with the committee's shares; `signers` are the members' share indices
-    /// in party order.
+    /// Signs `what` with the committee's shares; `signers` are the parties' share indices
+    /// in party order, `records` this device's parties' share records.
     async fn sign(
         run: &RunContext,
         op: &Operation,
         committee: &Committee,
         signers: &[u16],
-        record: &[u8],
+        records: &[&[u8]],
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure>;
 
-    /// Reshares the key to the new set: `old` is this device's share record if it holds
-    /// one; the new share if it receives one.
+    /// Reshares the key to the new set: `old` holds, for each of this device's parties, the
+    /// share record it deals with, if any; each party's new share, if it receives one.
     async fn reshare(
         run: &RunContext,
         op: &Operation,
         committee: &Committee,
         params: &ReshareParams<'_>,
-        old: Option<&[u8]>,
-    ) -> Result<Reshared, RunFailure>;
+        old: &[Option<&[u8]>],
+    ) -> Result<Vec<Reshared>, RunFailure>;
 }
 
 /// Runs `$body` with `$s` standing for the [`Scheme`] of `$curve`: the table of schemes.
@@ -155,10 +152,23 @@ pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
 }
 
 /// The public key (hex) and key-set hash of a stored share record of a vault on `curve`
-/// (the coordinator's name).
+/// (the coordinator's name); every share of a device's record must agree on them.
 pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
     let curve =
         Curve::from_name(curve).ok_or_else(|| RunFailure::new(format!("unsupported curve {curve:?}")))?;
-    let (public_key, key_set_hash) = with_scheme!(curve, S => S::summary(bytes))?;
+    let mut summary: Option<(Vec<u8>, String)> = None;
+    for part in super::share_set::decode(bytes)? {
+        let this = with_scheme!(curve, S => S::summary(part))?;
+        match &summary {
+            Some(first) if *first != this => {
+                return Err(RunFailure::new(
+                    "the stored shares of this device are of different keys",
+                ))
+            }
+            Some(_) => {}
+            None => summary = Some(this),
+        }
+    }
+    let (public_key, key_set_hash) = summary.ok_or_else(|| RunFailure::new("no stored share"))?;
     Ok((hex::encode(public_key), key_set_hash))
 }

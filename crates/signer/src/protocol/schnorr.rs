@@ -49,20 +49,20 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         op: &Operation,
         committee: &Committee,
         threshold: u16,
-    ) -> Result<NewShare, RunFailure> {
-        let (i, n) = (committee.me, committee.members.len() as u16);
-        let share = run
+    ) -> Result<Vec<NewShare>, RunFailure> {
+        let n = committee.members.len() as u16;
+        let shares = run
             .session(
                 ProtocolTag::SchnorrKeygen,
                 op,
                 &committee.all(),
                 Some(Protocol::FrostKeygen),
-                |party, eid| async move {
+                |party, eid, i| async move {
                     schnorr::keygen::<C, _, _>(party, eid, i, n, threshold, &mut OsRng).await
                 },
             )
             .await?;
-        new_share(&share)
+        shares.iter().map(new_share).collect()
     }
 
     async fn sign(
@@ -70,40 +70,52 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         op: &Operation,
         committee: &Committee,
         signers: &[u16],
-        record: &[u8],
+        records: &[&[u8]],
         what: &Signing<'_>,
     ) -> Result<Signature, RunFailure> {
         // The tweak as approved; the engine refuses one for a scheme other than BIP-340.
         let taproot = what.taproot.map(|t| TaprootTweak {
             merkle_root: t.merkle_root,
         });
-        let share = share_of::<C>(record)?;
-        // A child key: every member shifts its share by the same public amount.
-        let share = match what.path {
-            Some(path) => {
-                let path: DerivationPath = path
-                    .parse()
-                    .map_err(|e: vsigner_tss::Error| RunFailure::new(format!("derivation path: {e}")))?;
-                share
-                    .derive(&path)
-                    .map_err(|e| RunFailure::new(format!("child key {path}: {e}")))?
-            }
-            None => share,
-        };
+        let path: Option<DerivationPath> = what
+            .path
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e: vsigner_tss::Error| RunFailure::new(format!("derivation path: {e}")))?;
+        // Each of this device's parties' shares, by party index; at a child key, every
+        // party shifts its share by the same public amount.
+        let mut shares = std::collections::BTreeMap::new();
+        for (p, record) in committee.mine.iter().zip(records) {
+            let share = share_of::<C>(record)?;
+            let share = match &path {
+                Some(path) => share
+                    .derive(path)
+                    .map_err(|e| RunFailure::new(format!("child key {path}: {e}")))?,
+                None => share,
+            };
+            shares.insert(*p, share);
+        }
         let message = what.input.bytes().to_vec();
-        let i = committee.me;
-        let sig = run
+        let sigs = run
             .session(
                 ProtocolTag::SchnorrSign,
                 op,
                 &committee.all(),
                 Some(Protocol::FrostSign),
-                |party, eid| {
-                    let (share, message, taproot) = (&share, &message, taproot.as_ref());
-                    async move { schnorr::sign(party, eid, i, signers, share, message, taproot, &mut OsRng).await }
+                |party, eid, i| {
+                    let (shares, message, taproot) = (&shares, &message, taproot.as_ref());
+                    async move {
+                        let share = shares.get(&i).ok_or(vsigner_tss::Error::InvalidArguments(
+                            "no share for this party".into(),
+                        ))?;
+                        schnorr::sign(party, eid, i, signers, share, message, taproot, &mut OsRng).await
+                    }
                 },
             )
             .await?;
+        let sig = sigs
+            .first()
+            .ok_or_else(|| RunFailure::new("the signing run gave no signature"))?;
         Ok(Signature {
             bytes: sig.0.to_vec(),
             recovery_id: None,
@@ -115,36 +127,50 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         op: &Operation,
         committee: &Committee,
         params: &ReshareParams<'_>,
-        old: Option<&[u8]>,
-    ) -> Result<Reshared, RunFailure> {
+        old: &[Option<&[u8]>],
+    ) -> Result<Vec<Reshared>, RunFailure> {
         let public_key = C::public_key_point(params.public_key).map_err(|e| {
             RunFailure::new(format!("vault public key is not a {} key: {e}", C::KIND.as_str()))
         })?;
-        let old_share = old.map(share_of::<C>).transpose()?;
-        let setup = ReshareSetup {
-            roles: params.roles,
-            me: params.me,
-            old_n: params.old_n,
-            old_threshold: params.old_threshold,
-            new_threshold: params.new_threshold,
-            public_key,
-        };
+        // Each of this device's parties: its setup and the old share it deals with.
+        let mut parties = std::collections::BTreeMap::new();
+        for (p, record) in committee.mine.iter().zip(old) {
+            let setup = ReshareSetup {
+                roles: params.roles,
+                me: *p,
+                old_n: params.old_n,
+                old_threshold: params.old_threshold,
+                new_threshold: params.new_threshold,
+                public_key,
+            };
+            parties.insert(*p, (setup, record.map(share_of::<C>).transpose()?));
+        }
         let reshared = run
             .session(
                 ProtocolTag::Reshare,
                 op,
                 &committee.all(),
                 Some(Protocol::FrostReshare),
-                |party, eid| {
-                    let (setup, old_share) = (&setup, old_share.as_ref());
-                    async move { schnorr::reshare(party, eid, setup, old_share, &mut OsRng).await }
+                |party, eid, i| {
+                    let parties = &parties;
+                    async move {
+                        let (setup, old_share) = parties.get(&i).ok_or(
+                            vsigner_tss::Error::InvalidArguments("no setup for this party".into()),
+                        )?;
+                        schnorr::reshare(party, eid, setup, old_share.as_ref(), &mut OsRng).await
+                    }
                 },
             )
             .await?;
-        Ok(Reshared {
-            share: reshared.share.as_ref().map(new_share).transpose()?,
-            key_set_hash: key_set_hash(&reshared.key_info),
-            acknowledged: reshared.acknowledged,
-        })
+        reshared
+            .iter()
+            .map(|r| {
+                Ok(Reshared {
+                    share: r.share.as_ref().map(new_share).transpose()?,
+                    key_set_hash: key_set_hash(&r.key_info),
+                    acknowledged: r.acknowledged.clone(),
+                })
+            })
+            .collect()
     }
 }

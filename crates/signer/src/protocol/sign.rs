@@ -1,11 +1,11 @@
-//! Signing, for every scheme: the committee must be the vault's threshold of its signers,
-//! each at its own share index; the scheme signs what was approved (computed locally from
-//! the approved payload, never taken from the coordinator).
+//! Signing, for every scheme: the committee must be exactly the vault's threshold of its
+//! shares, each party at a share of the device that runs it; the scheme signs what was
+//! approved (computed locally from the approved payload, never taken from the coordinator).
 
 use vsigner_approval::SignPayload;
 
 use super::scheme::Scheme;
-use super::{Committee, RunContext, RunFailure, Submission};
+use super::{share_set, Committee, RunContext, RunFailure, Submission};
 use crate::approval_request::SigningInput;
 use crate::coordinator_api::Operation;
 
@@ -22,7 +22,7 @@ pub struct Signing<'a> {
 }
 
 impl RunContext {
-    /// Signs with the vault's share of the operation's key generation.
+    /// Signs with the vault's shares of the operation's key generation.
     pub(super) async fn sign<S: Scheme>(
         &self,
         op: &Operation,
@@ -34,15 +34,17 @@ impl RunContext {
             .ok_or_else(|| RunFailure::new("sign without details"))?;
         let (committee, signers) = self.signing_committee(op)?;
         let record = self.load_share(&op.vault_id, details.key_generation).await?;
-        let signature = S::sign(self, op, &committee, &signers, &record, what).await?;
+        let records = self.my_shares(op, &committee, &signers, &record)?;
+        let signature = S::sign(self, op, &committee, &signers, &records, what).await?;
         Ok(Submission::Signature {
             signature: hex::encode(&signature.bytes),
             recovery_id: signature.recovery_id,
         })
     }
 
-    /// A signing committee in party order with each member's share index, checked against
-    /// the vault's signer set.
+    /// A signing committee in party order with each party's share index, checked against
+    /// the vault's signer set: exactly the threshold of shares, each held by the device
+    /// that runs the party, none twice.
     pub(super) fn signing_committee(&self, op: &Operation) -> Result<(Committee, Vec<u16>), RunFailure> {
         let committee = Committee::new(op, self.me())?;
         let signers: Vec<u16> = committee
@@ -51,20 +53,61 @@ impl RunContext {
             .map(|m| m.index.or(m.old_index))
             .collect::<Option<_>>()
             .ok_or_else(|| RunFailure::new("a signing committee member has no share index"))?;
+        let owners = share_set::share_owners(&op.vault.signers)?;
         for (m, s) in committee.members.iter().zip(&signers) {
-            let listed = op.vault.signers.iter().find(|v| v.device_id == m.device_id);
-            if listed.map(|v| v.index) != Some(*s) {
+            if owners.get(usize::from(*s)) != Some(&m.device_id.as_str()) {
                 return Err(RunFailure::new(format!(
-                    "committee member {} is not signer {s} of the vault",
+                    "committee member {} does not hold share {s} of the vault",
                     m.device_id
                 )));
             }
         }
+        let mut distinct = signers.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != signers.len() {
+            return Err(RunFailure::new("a share appears twice in the committee"));
+        }
         if signers.len() != usize::from(op.vault.threshold) {
             return Err(RunFailure::new(
-                "the committee is not the vault's threshold of signers",
+                "the committee is not the vault's threshold of shares",
             ));
         }
         Ok((committee, signers))
+    }
+
+    /// The share records of this device's parties (in `committee.mine` order) out of its
+    /// stored record of the vault.
+    pub(super) fn my_shares<'r>(
+        &self,
+        op: &Operation,
+        committee: &Committee,
+        signers: &[u16],
+        record: &'r [u8],
+    ) -> Result<Vec<&'r [u8]>, RunFailure> {
+        let parts = share_set::decode(record)?;
+        let indices = share_set::share_indices(&op.vault.signers)?;
+        let (_, range) = indices
+            .iter()
+            .find(|(d, _)| *d == self.me())
+            .ok_or_else(|| RunFailure::new("this device is not a signer of the vault"))?;
+        if parts.len() != range.len() {
+            return Err(RunFailure::new(format!(
+                "this device holds {} shares of the vault; its weight is {}",
+                parts.len(),
+                range.len()
+            )));
+        }
+        committee
+            .mine
+            .iter()
+            .map(|p| {
+                let s = signers[usize::from(*p)];
+                parts
+                    .get(usize::from(s.wrapping_sub(range.start)))
+                    .copied()
+                    .ok_or_else(|| RunFailure::new(format!("this device does not hold share {s}")))
+            })
+            .collect()
     }
 }

@@ -50,7 +50,8 @@ pub(crate) enum VaultCommand {
         /// Signatures needed.
         #[arg(long)]
         threshold: u16,
-        /// Device ids, comma-separated, in share-index order.
+        /// Device ids, comma-separated, in share-index order; `id:w` gives a device weight
+        /// `w` (it holds `w` shares; the threshold counts shares).
         #[arg(long, value_delimiter = ',', required = true)]
         signers: Vec<String>,
         /// Wait until the operation ends (and fail unless it completed).
@@ -101,7 +102,8 @@ pub(crate) enum VaultCommand {
         /// New threshold.
         #[arg(long)]
         threshold: u16,
-        /// New device ids, comma-separated, in share-index order.
+        /// New device ids, comma-separated, in share-index order; `id:w` gives a device
+        /// weight `w`.
         #[arg(long, value_delimiter = ',', required = true)]
         signers: Vec<String>,
         /// Wait until the operation ends (and fail unless it completed).
@@ -169,9 +171,20 @@ fn print(c: &Connection, value: &Value, human: impl FnOnce(&Value) -> String) ->
 }
 
 fn vault_line(v: &Value) -> String {
-    let signers: Vec<&str> = v["signers"]
+    let signers: Vec<String> = v["signers"]
         .as_array()
-        .map(|a| a.iter().map(|x| s(&x["deviceId"])).collect())
+        .map(|a| {
+            a.iter()
+                .map(|x| match x["weight"].as_u64() {
+                    Some(w) if w > 1 => format!("{} (weight {w})", s(&x["deviceId"])),
+                    _ => s(&x["deviceId"]).to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let shares: u64 = v["signers"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x["weight"].as_u64().unwrap_or(1)).sum())
         .unwrap_or_default();
     let mut line = format!(
         "{}  {}  {}  {}-of-{}  {}  generation {}",
@@ -179,7 +192,7 @@ fn vault_line(v: &Value) -> String {
         s(&v["name"]),
         s(&v["curve"]),
         v["threshold"],
-        signers.len(),
+        shares,
         s(&v["status"]),
         v["keyGeneration"]
     );

@@ -312,8 +312,28 @@ impl LocalSystem {
         curve: &str,
         threshold: u16,
     ) -> anyhow::Result<(Value, Duration)> {
+        self.create_weighted_vault(name, curve, threshold, &[]).await
+    }
+
+    /// A vault of every signer's device, the first ones with the weights `weights` (the
+    /// number of shares each holds; 1 for the rest), the threshold counted in shares.
+    pub(crate) async fn create_weighted_vault(
+        &self,
+        name: &str,
+        curve: &str,
+        threshold: u16,
+        weights: &[u32],
+    ) -> anyhow::Result<(Value, Duration)> {
         let start = Instant::now();
-        let ids: Vec<String> = self.signers.iter().map(|s| s.device_id.clone()).collect();
+        let ids: Vec<String> = self
+            .signers
+            .iter()
+            .enumerate()
+            .map(|(k, s)| match weights.get(k) {
+                Some(w) => format!("{}:{w}", s.device_id),
+                None => s.device_id.clone(),
+            })
+            .collect();
         let op = self.operator.create_vault(name, curve, threshold, &ids).await?;
         let op = self
             .completed(

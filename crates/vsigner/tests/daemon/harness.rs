@@ -436,7 +436,23 @@ impl Operator {
         threshold: u16,
         signers: &[String],
     ) -> String {
-        let signers: Vec<Value> = signers.iter().map(|d| json!({"deviceId": d})).collect();
+        let weighted: Vec<(String, u32)> = signers.iter().map(|d| (d.clone(), 1)).collect();
+        self.create_weighted_vault(name, curve, threshold, &weighted)
+            .await
+    }
+
+    /// A vault of devices with weights (the number of shares each holds).
+    pub(crate) async fn create_weighted_vault(
+        &self,
+        name: &str,
+        curve: &str,
+        threshold: u16,
+        signers: &[(String, u32)],
+    ) -> String {
+        let signers: Vec<Value> = signers
+            .iter()
+            .map(|(d, w)| json!({"deviceId": d, "weight": w}))
+            .collect();
         let data = self
             .gql(
                 "mutation($i: CreateVaultInput!) { createVault(input: $i) { id } }",
@@ -459,7 +475,21 @@ impl Operator {
     }
 
     pub(crate) async fn request_reshare(&self, vault: &str, threshold: u16, signers: &[String]) -> String {
-        let signers: Vec<Value> = signers.iter().map(|d| json!({"deviceId": d})).collect();
+        let weighted: Vec<(String, u32)> = signers.iter().map(|d| (d.clone(), 1)).collect();
+        self.request_weighted_reshare(vault, threshold, &weighted).await
+    }
+
+    /// A reshare to devices with (new) weights.
+    pub(crate) async fn request_weighted_reshare(
+        &self,
+        vault: &str,
+        threshold: u16,
+        signers: &[(String, u32)],
+    ) -> String {
+        let signers: Vec<Value> = signers
+            .iter()
+            .map(|(d, w)| json!({"deviceId": d, "weight": w}))
+            .collect();
         let data = self
             .gql(
                 "mutation($i: RequestReshareInput!) { requestReshare(input: $i) { id } }",

@@ -15,6 +15,7 @@ mod hostile_broker;
 mod otlp;
 mod schemes;
 mod shares;
+mod weights;
 
 use std::process::Command;
 use std::time::Duration;

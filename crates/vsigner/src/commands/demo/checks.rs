@@ -39,6 +39,8 @@ pub(super) struct VaultState {
     /// As the coordinator reports it.
     pub(super) threshold: u16,
     pub(super) signers: Vec<String>,
+    /// Each signer's weight (the shares it holds), in signer order.
+    pub(super) weights: Vec<u32>,
 }
 
 pub(super) fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<VaultState> {
@@ -66,6 +68,19 @@ pub(super) fn vault_state(vault: &Value, curve: &'static str) -> anyhow::Result<
             .as_array()
             .map(|s| s.iter().map(|d| text(&d["deviceId"]).to_owned()).collect())
             .unwrap_or_default(),
+        weights: vault["signers"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|d| {
+                        d["weight"]
+                            .as_u64()
+                            .and_then(|w| u32::try_from(w).ok())
+                            .unwrap_or(1)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -78,11 +93,16 @@ pub(super) fn signature_fields(op: &Value) -> anyhow::Result<(Vec<u8>, Option<u8
     Ok((sig, recid))
 }
 
-/// The committee of a signature: exactly the vault's threshold of its own signers.
+/// The committee of a signature: exactly the vault's threshold of shares, each party run by
+/// a signer of the vault, none more often than its weight.
 pub(super) fn check_committee(vault: &VaultState, op: &Value, problems: &mut Vec<String>) -> bool {
     let members = committee(op);
-    let ok =
-        members.len() == usize::from(vault.threshold) && members.iter().all(|m| vault.signers.contains(m));
+    let within_weight = vault.signers.iter().zip(&vault.weights).all(|(d, w)| {
+        members.iter().filter(|m| *m == d).count() <= usize::try_from(*w).unwrap_or(usize::MAX)
+    });
+    let ok = members.len() == usize::from(vault.threshold)
+        && members.iter().all(|m| vault.signers.contains(m))
+        && within_weight;
     if !ok {
         problems.push(format!(
             "{}: signed by {members:?}, not {} of the vault's signers",

@@ -29,8 +29,13 @@ pub(super) struct Outcome {
 pub(super) struct VaultOut {
     pub(super) id: String,
     pub(super) curve: String,
+    /// Shares needed (a device of weight `w` holds `w`).
     pub(super) threshold: u16,
     pub(super) devices: usize,
+    /// The devices, in share-index order.
+    pub(super) signers: Vec<String>,
+    /// Each device's weight, in share-index order.
+    pub(super) weights: Vec<u32>,
     pub(super) public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) address: Option<String>,
@@ -63,6 +68,8 @@ pub(super) struct SignatureOut {
     /// bip340: the Taproot output key the signature is for (absent: the vault key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) taproot_output_key: Option<String>,
+    /// The committee's parties: the device of each share used (a device of weight `w`
+    /// may appear up to `w` times).
     pub(super) signers: Vec<String>,
     pub(super) signer_names: Vec<String>,
     pub(super) latency_ms: f64,
@@ -116,11 +123,20 @@ pub(super) fn print_summary(report: &Report, n: u16, t: u16) {
     println!();
     println!("Vaults");
     for v in &report.outcome.vaults {
+        let shares: u32 = v.weights.iter().sum();
+        let shape = if v.weights.iter().any(|w| *w > 1) {
+            format!(
+                "{}-of-{} shares, weights {}",
+                v.threshold,
+                shares,
+                v.weights.iter().map(u32::to_string).collect::<Vec<_>>().join("/")
+            )
+        } else {
+            format!("{}-of-{}", v.threshold, v.devices)
+        };
         println!(
-            "  {:<9} {}-of-{}  {}  key {}{}  (created in {:.1} s)",
+            "  {:<9} {shape}  {}  key {}{}  (created in {:.1} s)",
             v.curve,
-            v.threshold,
-            v.devices,
             v.id,
             short(&v.public_key),
             v.address

@@ -1,5 +1,5 @@
 //! What the demo does, step by step, on a [`LocalSystem`]: start it, create the vaults,
-//! sign, show a rejection, reshare to a new device and sign with it ([`super::reshare`]),
+//! sign, create a vault of weighted devices and sign with it, show a rejection, reshare to a new device and sign with it ([`super::reshare`]),
 //! then compare the webhook's own record with the coordinator's.
 
 use std::time::Duration;
@@ -51,8 +51,11 @@ pub(super) async fn demo(
     steps: &mut Steps,
 ) -> anyhow::Result<Outcome> {
     let (mut demo, newcomer_sets) = Demo::start(args, sets, public_primes, steps).await?;
-    let (all, secp_generation, vaults) = demo.vaults().await?;
+    let (all, secp_generation, mut vaults) = demo.vaults().await?;
     let mut signatures = demo.signatures(&all).await?;
+    let (weighted_vault, weighted_signature) = demo.weighted().await?;
+    vaults.push(weighted_vault);
+    signatures.push(weighted_signature);
     let Vaults { secp, ed, .. } = all;
     let rejected_op = demo.rejection(&ed).await?;
     let rejected = vec![RejectedOut {
@@ -200,17 +203,7 @@ impl<'a> Demo<'a> {
             self.problems
                 .push("the bip340 vault reports no Taproot output key or address".to_owned());
         }
-        let out = |v: &VaultState, took: Duration| VaultOut {
-            id: v.id.clone(),
-            curve: v.curve.to_owned(),
-            threshold: v.threshold,
-            devices: v.signers.len(),
-            public_key: hex::encode(&v.public_key),
-            address: v.address.clone(),
-            chain_code: v.chain_code.map(hex::encode),
-            taproot_output_key: v.taproot_output_key.as_ref().map(hex::encode),
-            keygen_ms: ms(took),
-        };
+        let out = vault_out;
         let outs = vec![
             out(&vaults.secp, secp_took),
             out(&vaults.ed, ed_took),
@@ -322,6 +315,52 @@ impl<'a> Demo<'a> {
         Ok(signatures)
     }
 
+    /// A vault of weighted devices: the first holds two shares (it runs two parties of
+    /// every protocol), the threshold is one share more than the others', so every
+    /// committee has the first device; a message signed and checked.
+    async fn weighted(&mut self) -> anyhow::Result<(VaultOut, SignatureOut)> {
+        let (n, t) = (self.n, self.t);
+        let (shares, threshold) = (n + 1, t + 1);
+        let first = self.system.device_name(&self.ids[0]).to_owned();
+        let (vault, took) = self
+            .steps
+            .run(
+                format!("ed25519 vault of weighted devices created: {first} holds 2 of {shares} shares, {threshold} sign"),
+                self.system
+                    .create_weighted_vault("demo weighted", "ed25519", threshold, &[2]),
+            )
+            .await?;
+        let vault = vault_state(&vault, "ed25519")?;
+        if vault.weights.first() != Some(&2) || vault.threshold != threshold {
+            self.problems.push(format!(
+                "the coordinator holds the weighted vault with weights {:?} and threshold {}, not the requested",
+                vault.weights, vault.threshold
+            ));
+        }
+        let message =
+            format!("vsigner demo: signed by {threshold} of {shares} shares, two of them one device's")
+                .into_bytes();
+        let (op, signed_took) = self
+            .steps
+            .run(
+                "ed25519 (weighted): a message signed by a committee in which one device runs two parties",
+                self.system.sign(
+                    json!({"vaultId": vault.id, "message": hex::encode(&message)}),
+                    "message signature",
+                ),
+            )
+            .await?;
+        let out = check_message(
+            &vault,
+            &message,
+            SignedBy::VaultKey,
+            &op,
+            signed_took,
+            &mut self.problems,
+        )?;
+        Ok((vault_out(&vault, took), out))
+    }
+
     /// A request the approver rejects ends Rejected, unsigned.
     async fn rejection(&mut self, ed: &VaultState) -> anyhow::Result<Value> {
         let refused = format!("{REJECT_MARKER}: a request the approval webhook refuses").into_bytes();
@@ -381,5 +420,21 @@ impl<'a> Demo<'a> {
                     .push(format!("device {} answered {} on {after_id}", d.device, d.status));
             }
         }
+    }
+}
+
+fn vault_out(v: &VaultState, took: Duration) -> VaultOut {
+    VaultOut {
+        id: v.id.clone(),
+        curve: v.curve.to_owned(),
+        threshold: v.threshold,
+        devices: v.signers.len(),
+        signers: v.signers.clone(),
+        weights: v.weights.clone(),
+        public_key: hex::encode(&v.public_key),
+        address: v.address.clone(),
+        chain_code: v.chain_code.map(hex::encode),
+        taproot_output_key: v.taproot_output_key.as_ref().map(hex::encode),
+        keygen_ms: ms(took),
     }
 }
