@@ -18,7 +18,7 @@
 //!   re-address, re-number or re-attribute an envelope without breaking it.
 //! - A **p2p body** is HPKE (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 //!   ChaCha20-Poly1305) ciphertext to the recipient's registered X25519 key, with the header
-//!   up to the recipient id as associated data and `"vsigner/envelope/v1/p2p"` as info. A
+//!   up to the recipient id as associated data and `"vsigner/envelope/v2/p2p"` as info. A
 //!   fresh encapsulated key per envelope.
 //! - A **broadcast body** is the protocol's public message in clear (commitments, public
 //!   shares): it is signed once and the same bytes go to every participant's inbox.

@@ -167,8 +167,13 @@ impl Committee {
     /// The committee of `op` as the coordinator ordered it; `me` must run a party in it.
     pub fn new(op: &Operation, me: &str) -> Result<Self, RunFailure> {
         let members = op.committee.clone();
-        if members.len() >= usize::from(u16::MAX) {
-            return Err(RunFailure::new("the committee is too large"));
+        // A reshare's parties: at most every old and every new share.
+        if members.len() > 2 * usize::from(share_set::MAX_SHARES) {
+            return Err(RunFailure::new(format!(
+                "the committee has {} parties; a vault has at most {} shares",
+                members.len(),
+                share_set::MAX_SHARES
+            )));
         }
         let mine: Vec<u16> = members
             .iter()
@@ -213,8 +218,11 @@ fn peers(members: &[&CommitteeMember]) -> Result<Vec<(DeviceId, DevicePublicKeys
 
 /// The terms of a run that every participant must agree on beyond the committee: the
 /// vault's scheme; a reshare's old and new key generations, thresholds and set sizes; the
-/// key generation a keygen writes or a signature or presignature uses; and for a signature
-/// what it signs (payload kind and bytes, derivation path, Taproot tweak). Bound into the
+/// key generation a keygen writes or a signature or presignature uses; for a signature
+/// what it signs (payload kind and bytes, derivation path, Taproot tweak); and the share
+/// each party uses and receives (with weighted devices, which of its shares a device's
+/// party stands for is the coordinator's choice: devices told different shares, and so
+/// computing different Lagrange coefficients, must not run together). Bound into the
 /// execution id, so that devices told different terms (a coordinator labelling one reshare
 /// generation 2 for some and 3 for others, or showing a Taproot tweak or a path to some
 /// members only) cannot run together: the run never starts, and nobody honest is blamed
@@ -260,6 +268,31 @@ fn run_terms(op: &Operation) -> Vec<u8> {
         }
         ("Presign", _, _, Some(p)) => put(&mut out, p.key_generation),
         _ => put(&mut out, op.vault.key_generation),
+    }
+    // The signer sets with their weights (which number the shares) and thresholds.
+    let sets: Vec<(&[crate::coordinator_api::VaultSigner], u16)> = match (&op.keygen, &op.reshare) {
+        (Some(k), _) => vec![(&k.signers, k.threshold)],
+        (_, Some(r)) => vec![
+            (&r.old_signers, r.old_threshold),
+            (&r.new_signers, r.new_threshold),
+        ],
+        _ => vec![(&op.vault.signers, op.vault.threshold)],
+    };
+    for (set, threshold) in sets {
+        put(&mut out, u64::from(threshold));
+        put(&mut out, set.len() as u64);
+        for s in set {
+            put_bytes(&mut out, s.device_id.as_bytes());
+            put(&mut out, u64::from(s.weight));
+            put(&mut out, u64::from(s.index));
+        }
+    }
+    // Every index of every party, as each protocol reads it.
+    put(&mut out, op.committee.len() as u64);
+    for m in &op.committee {
+        for index in [m.index, m.old_index, m.new_index] {
+            put(&mut out, index.map_or(u64::MAX, u64::from));
+        }
     }
     out
 }
@@ -504,6 +537,22 @@ mod tests {
                 "variant {k}"
             );
         }
+        // Told that a party stands for another share than the others were, a device derives
+        // another id.
+        let member = |old_index: u16| -> crate::coordinator_api::CommitteeMember {
+            serde_json::from_value(serde_json::json!({
+                "deviceId": "x", "name": "x", "identitySigningKey": "aa", "identityEncryptionKey": "bb",
+                "index": old_index, "oldIndex": old_index, "newIndex": null}))
+            .unwrap()
+        };
+        let (mut share_0, mut share_1) = (sign.clone(), sign.clone());
+        share_0.committee = vec![member(0)];
+        share_1.committee = vec![member(1)];
+        assert_ne!(
+            execution_id(ProtocolTag::SchnorrSign, &share_0, &["x"]).unwrap(),
+            execution_id(ProtocolTag::SchnorrSign, &share_1, &["x"]).unwrap(),
+            "the share each party uses is part of the run"
+        );
         let mut short = op.clone();
         short.nonce = "ab".repeat(8);
         assert!(execution_id(ProtocolTag::EcdsaSign, &short, &["x", "y"]).is_err());

@@ -67,6 +67,17 @@ fn roles(committee: &Committee, details: &ReshareDetails) -> Result<Vec<Role>, R
             "the run's new shares {given:?} are not the approved new set's {expected:?}"
         )));
     }
+    // One party order for everyone: receivers by new index, then dealers only by old index.
+    let order: Vec<(bool, Option<u16>, Option<u16>)> = committee
+        .members
+        .iter()
+        .map(|m| (m.new_index.is_none(), m.new_index, m.old_index))
+        .collect();
+    if order.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(RunFailure::new(
+            "the reshare's parties are not in order (receivers by new index, then dealers by old index)",
+        ));
+    }
     let old_owners = share_set::share_owners(&details.old_signers)?;
     let mut dealt = std::collections::BTreeSet::new();
     let mut roles = Vec::with_capacity(committee.members.len());

@@ -15,6 +15,10 @@ use crate::coordinator_api::VaultSigner;
 
 const MAGIC: &[u8; 4] = b"VSSS";
 
+/// The most shares a vault has (as the coordinator allows): a device refuses a larger set,
+/// whatever the coordinator says, before it takes prime sets or opens a session.
+pub const MAX_SHARES: u16 = 255;
+
 /// Encodes the share records of one device (in share-index order) as one record.
 pub fn encode(parts: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>, RunFailure> {
     match parts {
@@ -79,8 +83,8 @@ pub fn share_indices(signers: &[VaultSigner]) -> Result<Vec<(&str, Range<u16>)>,
             .ok_or_else(|| RunFailure::new(format!("signer {} has weight {}", s.device_id, s.weight)))?;
         let end = next
             .checked_add(weight)
-            .filter(|e| *e < u16::MAX)
-            .ok_or_else(|| RunFailure::new("the signer set has too many shares"))?;
+            .filter(|e| *e <= MAX_SHARES)
+            .ok_or_else(|| RunFailure::new(format!("the signer set has more than {MAX_SHARES} shares")))?;
         out.push((s.device_id.as_str(), next..end));
         next = end;
     }
@@ -132,5 +136,10 @@ mod tests {
         assert_eq!(share_owners(&set).unwrap(), vec!["a", "a", "b", "c"]);
         assert!(share_indices(&[s("a", 0, 0)]).is_err());
         assert!(share_indices(&[s("a", 1, 1)]).is_err());
+        assert!(
+            share_indices(&[s("a", 200, 0), s("b", 56, 1)]).is_err(),
+            "256 shares"
+        );
+        assert!(share_indices(&[s("a", 200, 0), s("b", 55, 1)]).is_ok());
     }
 }

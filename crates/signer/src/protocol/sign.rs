@@ -50,9 +50,14 @@ impl RunContext {
         let signers: Vec<u16> = committee
             .members
             .iter()
-            .map(|m| m.index.or(m.old_index))
+            .map(|m| match (m.index, m.old_index) {
+                (Some(i), Some(o)) if i != o => None,
+                (i, o) => i.or(o),
+            })
             .collect::<Option<_>>()
-            .ok_or_else(|| RunFailure::new("a signing committee member has no share index"))?;
+            .ok_or_else(|| {
+                RunFailure::new("a signing committee member has no share index, or two that differ")
+            })?;
         let owners = share_set::share_owners(&op.vault.signers)?;
         for (m, s) in committee.members.iter().zip(&signers) {
             if owners.get(usize::from(*s)) != Some(&m.device_id.as_str()) {
@@ -62,11 +67,11 @@ impl RunContext {
                 )));
             }
         }
-        let mut distinct = signers.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if distinct.len() != signers.len() {
-            return Err(RunFailure::new("a share appears twice in the committee"));
+        // Parties in share order, none twice: one order for everyone.
+        if signers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(RunFailure::new(
+                "the committee's shares are not in ascending order, or one appears twice",
+            ));
         }
         if signers.len() != usize::from(op.vault.threshold) {
             return Err(RunFailure::new(
