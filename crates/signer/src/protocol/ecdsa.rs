@@ -9,7 +9,6 @@ use rand_core::OsRng;
 use vsigner_tss::ecdsa::{self, EcdsaCurve, Message};
 use vsigner_tss::ecdsa::{AlwaysHasAffineX, HdWallet, NonZero, Slip10};
 use vsigner_tss::hd::DerivationPath;
-use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::ProtocolTag;
 use zeroize::Zeroizing;
 
@@ -210,19 +209,7 @@ where
     ) -> Result<Vec<Reshared>, RunFailure> {
         let public_key = Point::<E>::from_bytes(params.public_key)
             .map_err(|_| RunFailure::new(format!("vault public key is not a {} point", E::KIND.as_str())))?;
-        // Each of this device's parties: its setup and the old share it deals with.
-        let mut parties = std::collections::BTreeMap::new();
-        for (p, record) in committee.mine.iter().zip(old) {
-            let setup = ReshareSetup {
-                roles: params.roles,
-                me: *p,
-                old_n: params.old_n,
-                old_threshold: params.old_threshold,
-                new_threshold: params.new_threshold,
-                public_key,
-            };
-            parties.insert(*p, (setup, record.map(core_of::<E>).transpose()?));
-        }
+        let parties = params.parties(committee, public_key, old, core_of::<E>)?;
         let members = committee.all();
         let (members, parties) = (&members, &parties);
         let reshare = move || async move {

@@ -64,7 +64,7 @@ fn roles(committee: &Committee, details: &ReshareDetails) -> Result<Vec<Role>, R
         .collect();
     if given != expected {
         return Err(RunFailure::new(format!(
-            "the run's new shares {given:?} are not the approved new set's {expected:?}"
+            "the run's new set of shares {given:?} is not the approved one {expected:?}"
         )));
     }
     // One party order for everyone: receivers by new index, then dealers only by old index.

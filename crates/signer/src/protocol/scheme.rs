@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 use vsigner_approval::Curve;
-use vsigner_tss::reshare::{Acknowledged, KeyInfo, Role};
+use vsigner_tss::reshare::{Acknowledged, KeyInfo, ReshareSetup, Role};
 use zeroize::Zeroizing;
 
 use super::sign::Signing;
@@ -75,6 +75,36 @@ pub struct ReshareParams<'a> {
     /// The parties that receive a share, in new-index order (for schemes that set up the
     /// new set, such as ECDSA's aux-info).
     pub new_set: &'a [&'a CommitteeMember],
+}
+
+/// This device's parties of a reshare by party index: each one's setup and the old share
+/// it deals with, if any.
+pub type ResharingParties<'a, E, S> = std::collections::BTreeMap<u16, (ReshareSetup<'a, E>, Option<S>)>;
+
+impl<'a> ReshareParams<'a> {
+    /// Each of this device's parties (`committee.mine`, with `old` its old share records):
+    /// its setup and the old share it deals with, decoded by `read`.
+    pub fn parties<E: generic_ec::Curve, S>(
+        &self,
+        committee: &Committee,
+        public_key: generic_ec::Point<E>,
+        old: &[Option<&[u8]>],
+        read: impl Fn(&[u8]) -> Result<S, RunFailure>,
+    ) -> Result<ResharingParties<'a, E, S>, RunFailure> {
+        let mut parties = std::collections::BTreeMap::new();
+        for (p, record) in committee.mine.iter().zip(old) {
+            let setup = ReshareSetup {
+                roles: self.roles,
+                me: *p,
+                old_n: self.old_n,
+                old_threshold: self.old_threshold,
+                new_threshold: self.new_threshold,
+                public_key,
+            };
+            parties.insert(*p, (setup, record.map(&read).transpose()?));
+        }
+        Ok(parties)
+    }
 }
 
 /// One signature scheme: its protocols, run for this device's parties over the transport,

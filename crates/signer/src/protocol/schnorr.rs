@@ -8,7 +8,6 @@ use std::marker::PhantomData;
 
 use rand_core::OsRng;
 use vsigner_tss::hd::DerivationPath;
-use vsigner_tss::reshare::ReshareSetup;
 use vsigner_tss::schnorr::{self, SchnorrScheme, TaprootTweak};
 use vsigner_tss::ProtocolTag;
 
@@ -132,19 +131,7 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         let public_key = C::public_key_point(params.public_key).map_err(|e| {
             RunFailure::new(format!("vault public key is not a {} key: {e}", C::KIND.as_str()))
         })?;
-        // Each of this device's parties: its setup and the old share it deals with.
-        let mut parties = std::collections::BTreeMap::new();
-        for (p, record) in committee.mine.iter().zip(old) {
-            let setup = ReshareSetup {
-                roles: params.roles,
-                me: *p,
-                old_n: params.old_n,
-                old_threshold: params.old_threshold,
-                new_threshold: params.new_threshold,
-                public_key,
-            };
-            parties.insert(*p, (setup, record.map(share_of::<C>).transpose()?));
-        }
+        let parties = params.parties(committee, public_key, old, share_of::<C>)?;
         let reshared = run
             .session(
                 ProtocolTag::Reshare,

@@ -511,6 +511,25 @@ impl Operator {
         op
     }
 
+    /// Waits until `vault` has a Completed presignature (the signers' pool keeper made one).
+    pub(crate) async fn wait_presignature(&self, vault: &str, within: Duration) {
+        let start = Instant::now();
+        while !self
+            .client
+            .operations_of(vault, "Presign")
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.state == "Completed")
+        {
+            assert!(
+                start.elapsed() < within,
+                "no presignature of vault {vault} was made"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits for a final state.
     pub(crate) async fn wait_final(&self, id: &str, within: Duration) -> Operation {
         let start = Instant::now();

@@ -187,18 +187,7 @@ async fn p256_bip340_and_ed25519_child_keys_keygen_sign_derive_taproot_and_resha
 
     // P-256: a message (signed over its SHA-256, in one round with the presignature the
     // keeper stocked) and a digest at a child key (the full protocol).
-    let start = std::time::Instant::now();
-    while !operator
-        .client
-        .operations_of(&p256_vault, "Presign")
-        .await
-        .unwrap()
-        .iter()
-        .any(|o| o.state == "Completed")
-    {
-        assert!(start.elapsed() < KEYGEN, "no P-256 presignature was made");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    operator.wait_presignature(&p256_vault, KEYGEN).await;
     // With device c stopped, the committee is a and b: the presignature's.
     signers[2].proc().kill();
     let message = b"open the door";

@@ -85,18 +85,7 @@ async fn a_device_of_weight_two_signs_with_two_shares_and_a_reshare_moves_the_we
     );
 
     // With c stopped, a and b are the committee: a's two shares and b's one.
-    let start = std::time::Instant::now();
-    while !operator
-        .client
-        .operations_of(&secp_vault, "Presign")
-        .await
-        .unwrap()
-        .iter()
-        .any(|o| o.state == "Completed")
-    {
-        assert!(start.elapsed() < KEYGEN, "no presignature was made");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    operator.wait_presignature(&secp_vault, KEYGEN).await;
     signers[2].proc().kill();
     let message = b"weighted: a and b";
     let op = operator
