@@ -178,3 +178,26 @@ fn signer_inputs(ids: &[String]) -> Vec<Value> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signers_take_an_optional_weight() {
+        let given: Vec<String> = ["dev_a:2", " dev_b ", "dev_c:1"].map(str::to_owned).to_vec();
+        assert_eq!(
+            signer_inputs(&given),
+            vec![
+                json!({"deviceId": "dev_a", "weight": 2}),
+                json!({"deviceId": "dev_b"}),
+                json!({"deviceId": "dev_c", "weight": 1}),
+            ]
+        );
+        // Not a number: the whole text is the device id (the coordinator names it unknown).
+        assert_eq!(
+            signer_inputs(&["dev_a:x".to_owned()]),
+            vec![json!({"deviceId": "dev_a:x"})]
+        );
+    }
+}
