@@ -307,6 +307,40 @@ impl Signer {
     }
 
     /// Changes the configuration file (takes effect at the next start).
+    /// Signers `s1`, `s2`, … in `root`, one device each (`devices[k]` in `s{k+1}`), each with
+    /// the prime sets `primes[k]` = (skip, count) of the committed test pool imported; not
+    /// started.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn one_device_each(
+        root: &Path,
+        org: &Org,
+        coordinator_url: &str,
+        broker_url: &str,
+        webhook: &Webhook,
+        devices: &[&str],
+        primes: &[(usize, usize)],
+    ) -> Vec<Signer> {
+        devices
+            .iter()
+            .zip(primes)
+            .enumerate()
+            .map(|(k, (name, (skip, count)))| {
+                let s = Signer::configure(
+                    &format!("s{}", k + 1),
+                    root,
+                    org,
+                    coordinator_url,
+                    broker_url,
+                    webhook,
+                    &[name],
+                    None,
+                );
+                s.import_primes(*skip, *count);
+                s
+            })
+            .collect()
+    }
+
     pub(crate) fn tweak(&self, tweak: impl FnOnce(&mut Value)) {
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
         tweak(&mut cfg);

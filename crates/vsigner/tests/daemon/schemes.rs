@@ -96,24 +96,15 @@ async fn p256_bip340_and_ed25519_child_keys_keygen_sign_derive_taproot_and_resha
     let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
     let webhook = start_webhook();
     // Each device takes part in two ECDSA aux-info runs (the P-256 keygen and its reshare).
-    let mut signers: Vec<Signer> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            let s = Signer::configure(
-                &format!("s{}", k + 1),
-                root.path(),
-                &org,
-                &coordinator_url,
-                &broker_url,
-                &webhook,
-                &[name],
-                None,
-            );
-            s.import_primes(2 * k, 2);
-            s
-        })
-        .collect();
+    let mut signers = Signer::one_device_each(
+        root.path(),
+        &org,
+        &coordinator_url,
+        &broker_url,
+        &webhook,
+        &["a", "b", "c"],
+        &[(0, 2), (2, 2), (4, 2)],
+    );
     // Device a, signer 0 of the vaults, keeps one presignature ready per ECDSA vault.
     signers[0].tweak(|cfg| cfg["PresignaturePoolTarget"] = json!(1));
     for s in &mut signers {

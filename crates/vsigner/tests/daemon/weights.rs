@@ -26,25 +26,15 @@ async fn a_device_of_weight_two_signs_with_two_shares_and_a_reshare_moves_the_we
     let webhook = start_webhook();
     // One prime set per ECDSA party: a runs 2 then 1, b 1 then 2, c 1 and 1.
     let primes = [(0, 3), (3, 3), (6, 2)];
-    let mut signers: Vec<Signer> = ["a", "b", "c"]
-        .iter()
-        .zip(primes)
-        .enumerate()
-        .map(|(k, (name, (skip, count)))| {
-            let s = Signer::configure(
-                &format!("s{}", k + 1),
-                root.path(),
-                &org,
-                &coordinator_url,
-                &broker_url,
-                &webhook,
-                &[name],
-                None,
-            );
-            s.import_primes(skip, count);
-            s
-        })
-        .collect();
+    let mut signers = Signer::one_device_each(
+        root.path(),
+        &org,
+        &coordinator_url,
+        &broker_url,
+        &webhook,
+        &["a", "b", "c"],
+        &primes,
+    );
     // Device a, first of the vault, keeps one presignature ready: by a and b, whose
     // weights add up to the threshold.
     signers[0].tweak(|cfg| cfg["PresignaturePoolTarget"] = json!(1));
