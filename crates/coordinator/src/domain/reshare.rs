@@ -92,13 +92,7 @@ impl Operation {
         ) {
             return Ok(out);
         }
-        let mut new_members: Vec<&DeviceId> = Vec::new();
-        for m in self.committee.iter().filter(|m| m.new_index.is_some()) {
-            if !new_members.contains(&&m.device_id) {
-                new_members.push(&m.device_id);
-            }
-        }
-        let new_members = new_members.len();
+        let new_members = self.devices_of(|m| m.new_index.is_some()).len();
         if self.key_results.len() == new_members {
             let key_generation = self
                 .new_key_generation()

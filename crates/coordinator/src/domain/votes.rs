@@ -338,8 +338,13 @@ impl Operation {
 
     /// The devices of the committee, each once, in party order of their first party.
     pub fn committee_devices(&self) -> Vec<DeviceId> {
+        self.devices_of(|_| true)
+    }
+
+    /// The devices of the committee's parties that `keep`, each once, in party order.
+    pub(super) fn devices_of(&self, keep: impl Fn(&CommitteeMember) -> bool) -> Vec<DeviceId> {
         let mut devices: Vec<DeviceId> = Vec::new();
-        for m in &self.committee {
+        for m in self.committee.iter().filter(|m| keep(m)) {
             if !devices.contains(&m.device_id) {
                 devices.push(m.device_id.clone());
             }
