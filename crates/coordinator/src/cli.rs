@@ -64,6 +64,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "VSIGNER_COORDINATOR_LISTEN")]
     pub listen: SocketAddr,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); without them the
+    /// coordinator speaks plain HTTP, which it warns about off loopback.
+    #[arg(long, env = "VSIGNER_COORDINATOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VSIGNER_COORDINATOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://…`.
     #[arg(
         long,
@@ -85,6 +92,10 @@ pub struct ServeArgs {
     /// Access token lifetime in seconds.
     #[arg(long, default_value_t = 900)]
     pub token_ttl_secs: u64,
+    /// How long an API client's previous secret stays accepted after a rotation, in
+    /// seconds, unless the rotation gives its own overlap.
+    #[arg(long, default_value_t = 3600)]
+    pub client_secret_overlap_secs: u64,
     /// Keygen expiry in seconds.
     #[arg(long, default_value_t = 600)]
     pub keygen_expiry_secs: u64,
@@ -97,21 +108,51 @@ pub struct ServeArgs {
     /// Expiry sweep period in seconds.
     #[arg(long, default_value_t = 10)]
     pub sweep_interval_secs: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (a separate listener, so that the
+    /// API's port need not expose them); none by default.
+    #[arg(long, env = "VSIGNER_COORDINATOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "VSIGNER_COORDINATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// OTLP/HTTP collector for spans, the full URL (`…/v1/traces`); none by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<url::Url>,
+    /// OTLP/HTTP collector for logs, the full URL (`…/v1/logs`); none by default.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")]
+    pub otlp_logs_endpoint: Option<url::Url>,
+}
+
+/// The coordinator's log format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 impl Default for ServeArgs {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
             database: "sqlite://coordinator.db?mode=rwc".to_owned(),
             mqtt: None,
             mqtt_ca_cert: None,
             evm_rpc: Vec::new(),
             token_ttl_secs: 900,
+            client_secret_overlap_secs: 3600,
             keygen_expiry_secs: 600,
             reshare_expiry_secs: 600,
             sign_expiry_secs: 86_400,
             sweep_interval_secs: 10,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            otlp_traces_endpoint: None,
+            otlp_logs_endpoint: None,
         }
     }
 }
@@ -150,8 +191,13 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
+            let scheme = if args.serve.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let mut running = start(args.serve, Clock::default()).await?;
-            eprintln!("coordinator listening on http://{}/graphql", running.addr());
+            eprintln!("coordinator listening on {scheme}://{}/graphql", running.addr());
             tokio::select! {
                 r = running.wait() => r,
                 signal = stop_signal() => {
@@ -200,6 +246,11 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<InitOutput> {
 
 /// Opens the database, connects MQTT, binds `args.listen` and starts serving.
 pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoordinator> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(vsigner_https::ServerTls::from_pem_files(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
+    };
     let store = Store::connect(&args.database).await?;
     let notifier = args
         .mqtt
@@ -214,6 +265,7 @@ pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoord
             sign_ms: ms(args.sign_expiry_secs),
         },
         token_ttl_ms: ms(args.token_ttl_secs),
+        client_secret_overlap_ms: ms(args.client_secret_overlap_secs),
         ..Settings::default()
     };
     let service = Arc::new(Service::new(store, clock, settings, notifier, broadcaster));
@@ -224,5 +276,6 @@ pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoord
         service,
         listener,
         Duration::from_secs(args.sweep_interval_secs.max(1)),
+        tls,
     )?)
 }

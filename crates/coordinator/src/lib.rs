@@ -16,6 +16,8 @@
 //! - [`crypto`] — key/payload parsing, signing digests, HD derivation, signature checks.
 //! - [`store`] — persistence (sqlx, migrations, row locks + versions), one file per entity.
 //! - [`auth`] — client secrets (Argon2id) and access tokens.
+//! - [`metrics`] — Prometheus metrics (operations, quorum and result latency, votes,
+//!   notifications, database transactions, token refusals).
 //! - [`notify`] — MQTT hints on `vsigner/v1/devices/{deviceId}/notify`.
 //! - [`broadcast`] — `eth_sendRawTransaction`.
 //! - [`error`] — error codes.
@@ -29,12 +31,15 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod service;
 pub mod store;
 
-pub use cli::{init, run, start, CoordinatorArgs, CoordinatorCommand, EvmRpc, InitArgs, ServeArgs};
+pub use cli::{
+    init, run, start, CoordinatorArgs, CoordinatorCommand, EvmRpc, InitArgs, LogFormat, ServeArgs,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use server::RunningCoordinator;
 pub use service::{Clock, InitOutput};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
 use crate::domain::{DeviceId, OperationId, OperationState};
+use crate::metrics;
 
 /// The notify topic of a device.
 pub fn notify_topic(device: &DeviceId) -> String {
@@ -43,6 +44,7 @@ impl Notifier {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         up.store(true, Ordering::Relaxed);
+                        metrics::broker_connected(true);
                         if down {
                             tracing::info!("MQTT broker reachable again; notifications resume");
                         } else {
@@ -58,6 +60,7 @@ impl Notifier {
                     }
                     Err(e) => {
                         up.store(false, Ordering::Relaxed);
+                        metrics::broker_connected(false);
                         tracing::warn!(
                             error = %e,
                             "MQTT connection error: devices are not notified (they still poll); retrying every second"
@@ -86,6 +89,7 @@ impl Notifier {
                 .client
                 .try_publish(notify_topic(d), QoS::AtLeastOnce, false, payload.clone())
             {
+                metrics::notify_failed();
                 tracing::warn!(device = %d, error = %e, "MQTT notify dropped");
             }
         }

@@ -11,8 +11,10 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use crate::graphql::{build_schema, AuthState, CoordinatorSchema};
+use crate::metrics::{self, TokenRefusal};
 use crate::service::Service;
 
 #[derive(Clone)]
@@ -52,6 +54,14 @@ async fn graphql(
     headers: HeaderMap,
     Json(req): Json<async_graphql::Request>,
 ) -> Response {
+    let span = tracing::info_span!(
+        "graphql",
+        operation = req.operation_name.as_deref().unwrap_or("-")
+    );
+    graphql_request(app, headers, req).instrument(span).await
+}
+
+async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Request) -> Response {
     let auth = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         Some(v) => match v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             Some(token) => AuthState(app.service.authenticate(token.trim()).await),
@@ -94,6 +104,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn token(State(app): State<App>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
     if form.grant_type.as_deref() != Some("client_credentials") {
+        metrics::token_refused(TokenRefusal::UnsupportedGrantType);
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -111,11 +122,12 @@ async fn token(State(app): State<App>, headers: HeaderMap, Form(form): Form<Toke
         (Some(pair), _, _) => pair,
         (None, Some(id), Some(secret)) => (id, secret),
         _ => {
+            metrics::token_refused(TokenRefusal::InvalidClient);
             return oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "give client_id and client_secret (form or HTTP Basic)",
-            )
+            );
         }
     };
     match app.service.issue_token(&id, &secret).await {
@@ -124,9 +136,11 @@ async fn token(State(app): State<App>, headers: HeaderMap, Form(form): Form<Toke
             ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
         Err(e) if e.code() == crate::ErrorCode::Unauthenticated => {
+            metrics::token_refused(TokenRefusal::InvalidClient);
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e.message())
         }
         Err(e) if e.code() == crate::ErrorCode::TooManyRequests => {
+            metrics::token_refused(TokenRefusal::TooManyRequests);
             let mut resp = oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "temporarily_unavailable",
@@ -150,22 +164,26 @@ pub struct RunningCoordinator {
 }
 
 impl RunningCoordinator {
-    /// Serves `service` on `listener`, sweeping expired operations every `sweep_every`.
+    /// Serves `service` on `listener` (over TLS when `tls` is given), sweeping expired
+    /// operations every `sweep_every`.
     pub fn spawn(
         service: Arc<Service>,
         listener: tokio::net::TcpListener,
         sweep_every: Duration,
+        tls: Option<vsigner_https::ServerTls>,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
+        vsigner_https::warn_if_plain(
+            addr,
+            tls.as_ref(),
+            "the coordinator",
+            "give --tls-cert and --tls-key",
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(service.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let server = tokio::spawn(vsigner_https::serve(listener, app, tls, async move {
+            let _ = rx.await;
+        }));
         let svc = service.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(sweep_every);

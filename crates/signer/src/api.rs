@@ -57,9 +57,16 @@ pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 /// Where Gramine exposes its attestation interface inside an SGX enclave.
 pub const SGX_ATTESTATION_DIR: &str = "/dev/attestation";
 
-/// Whether this process runs inside a Gramine SGX enclave.
+/// Whether this process runs inside a Gramine SGX enclave: Gramine's
+/// `/dev/attestation/attestation_type` says `dcap` or `epid`. Under `gramine-direct` (no
+/// enclave) it says `none`; outside Gramine it does not exist.
 pub fn running_within_sgx() -> bool {
-    std::path::Path::new(SGX_ATTESTATION_DIR).exists()
+    running_within_sgx_at(std::path::Path::new(SGX_ATTESTATION_DIR))
+}
+
+/// [`running_within_sgx`] with Gramine's attestation directory at `dir`.
+pub fn running_within_sgx_at(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("attestation_type")).is_ok_and(|t| matches!(t.trim(), "dcap" | "epid"))
 }
 
 /// A virtual device of this instance.
@@ -173,7 +180,8 @@ impl IntoResponse for ApiError {
 
 struct ApiState {
     org_id: String,
-    token_digest: Zeroizing<[u8; 32]>,
+    /// SHA-256 of each accepted token.
+    token_digests: Vec<Zeroizing<[u8; 32]>>,
     version_base: serde_json::Value,
     registrar: Arc<dyn DeviceRegistrar>,
     readiness: Arc<dyn Readiness>,
@@ -222,7 +230,11 @@ pub fn router(
     });
     let state = Arc::new(ApiState {
         org_id: config.org_id.clone(),
-        token_digest: digest(config.signer_api_token.as_bytes()),
+        token_digests: config
+            .signer_api_tokens
+            .iter()
+            .map(|t| digest(t.as_bytes()))
+            .collect(),
         version_base,
         registrar,
         readiness,
@@ -240,15 +252,23 @@ pub fn router(
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` (over HTTPS when `tls` is given) until `shutdown`
+/// completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<vsigner_https::ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    if let Ok(addr) = listener.local_addr() {
+        vsigner_https::warn_if_plain(
+            addr,
+            tls.as_ref(),
+            "the signer API",
+            "set TLSCertFile and TLSKeyFile",
+        );
+    }
+    vsigner_https::serve(listener, router, tls, shutdown).await
 }
 
 async fn authenticate(
@@ -269,9 +289,14 @@ async fn authenticate(
             "an Authorization: Bearer token is required",
         ));
     };
-    let ok: bool = digest(presented.as_bytes())
-        .as_slice()
-        .ct_eq(state.token_digest.as_slice())
+    // Compared with every accepted token, in constant time, without stopping at a match.
+    let presented = digest(presented.as_bytes());
+    let ok: bool = state
+        .token_digests
+        .iter()
+        .fold(subtle::Choice::from(0), |found, d| {
+            found | presented.as_slice().ct_eq(d.as_slice())
+        })
         .into();
     if !ok {
         tracing::warn!(path = %request.uri().path(), "API request with a wrong bearer token");

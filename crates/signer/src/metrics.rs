@@ -204,13 +204,20 @@ pub fn devices(count: usize) {
 #[error("cannot install the metrics recorder: {0}")]
 pub struct MetricsError(String);
 
-fn builder() -> Result<PrometheusBuilder, MetricsError> {
-    let e = |e: metrics_exporter_prometheus::BuildError| MetricsError(e.to_string());
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(PROTOCOL_DURATION_SECONDS.into()), PROTOCOL_BUCKETS)
-        .map_err(e)?
-        .set_buckets_for_metric(Matcher::Full(APPROVAL_LATENCY_SECONDS.into()), APPROVAL_BUCKETS)
-        .map_err(e)
+/// The daemon's histograms and their buckets.
+const HISTOGRAM_BUCKETS: &[(&str, &[f64])] = &[
+    (PROTOCOL_DURATION_SECONDS, PROTOCOL_BUCKETS),
+    (APPROVAL_LATENCY_SECONDS, APPROVAL_BUCKETS),
+];
+
+fn builder(histograms: &[(&str, &[f64])]) -> Result<PrometheusBuilder, MetricsError> {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in histograms {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+            .map_err(|e| MetricsError(e.to_string()))?;
+    }
+    Ok(builder)
 }
 
 /// Describes every metric (HELP lines) on the current recorder.
@@ -242,18 +249,25 @@ pub fn describe() {
 /// Installs the Prometheus recorder as the process-wide recorder (once per process) and
 /// describes the metrics. Serve the returned handle with [`serve`].
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
-    let handle = builder()?
-        .install_recorder()
-        .map_err(|e| MetricsError(e.to_string()))?;
+    let handle = install_exporter(HISTOGRAM_BUCKETS)?;
     describe();
     Ok(handle)
+}
+
+/// Installs a Prometheus recorder as the process-wide recorder (once per process) that
+/// renders `histograms` with their buckets (other histograms render as summaries); for a
+/// service with metrics of its own (`vsigner coordinator`). Serve the handle with [`serve`].
+pub fn install_exporter(histograms: &[(&str, &[f64])]) -> Result<PrometheusHandle, MetricsError> {
+    builder(histograms)?
+        .install_recorder()
+        .map_err(|e| MetricsError(e.to_string()))
 }
 
 /// A recorder that is not installed, and its handle, for tests and embedding
 /// (`metrics::with_local_recorder`).
 pub fn recorder() -> Result<(metrics_exporter_prometheus::PrometheusRecorder, PrometheusHandle), MetricsError>
 {
-    let recorder = builder()?.build_recorder();
+    let recorder = builder(HISTOGRAM_BUCKETS)?.build_recorder();
     let handle = recorder.handle();
     Ok((recorder, handle))
 }

@@ -82,7 +82,13 @@ async fn serve(config: SignerConfig) -> Result<(), RunError> {
         devices = ?daemon.device_list().await.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         "vsigner running"
     );
-    let api_task = tokio::spawn(api::serve(api_listener, router, stop.clone().cancelled_owned()));
+    let tls = config.api_tls.as_ref().map(|t| t.server.clone());
+    let api_task = tokio::spawn(api::serve(
+        api_listener,
+        router,
+        tls,
+        stop.clone().cancelled_owned(),
+    ));
     let metrics_task = tokio::spawn(metrics::serve(
         metrics_listener,
         handle,

@@ -331,7 +331,16 @@ where
 /// configured exporters. Keep the guard and call [`TelemetryGuard::shutdown`] (or
 /// [`TelemetryGuard::shutdown_async`]) before exiting so that the last spans are sent.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let (dispatch, guard) = build(config, std::io::stdout)?;
+    init_on(config, std::io::stdout)
+}
+
+/// [`init`] with the logs written to `writer` (`std::io::stderr` for `vsigner coordinator`,
+/// whose stdout is reserved for what a command prints).
+pub fn init_on<W>(config: &TelemetryConfig, writer: W) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let (dispatch, guard) = build(config, writer)?;
     if let Some(p) = &guard.tracer_provider {
         opentelemetry::global::set_tracer_provider(p.clone());
     }
@@ -355,7 +364,5 @@ pub fn init_stderr(default_filter: &str) -> Result<TelemetryGuard, TelemetryErro
                 .unwrap_or_else(|| default_filter.to_owned()),
         ),
     };
-    let (dispatch, guard) = build(&config, std::io::stderr)?;
-    dispatch.try_init().map_err(|_| TelemetryError::AlreadySet)?;
-    Ok(guard)
+    init_on(&config, std::io::stderr)
 }

@@ -103,7 +103,7 @@ async fn start() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, router, async move {
+    tokio::spawn(api::serve(listener, router, None, async move {
         let _ = stopped.await;
     }));
     Server {
@@ -461,4 +461,19 @@ async fn openapi_lists_exactly_the_served_routes() {
 fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+#[test]
+fn running_within_sgx_is_true_only_when_gramine_says_the_enclave_is_attested() {
+    use vsigner_signer::api::running_within_sgx_at;
+    let dir = tempfile::tempdir().unwrap();
+    // Outside Gramine: no attestation directory.
+    assert!(!running_within_sgx_at(&dir.path().join("attestation")));
+    // gramine-direct: the directory exists, the type is `none`.
+    std::fs::write(dir.path().join("attestation_type"), "none").unwrap();
+    assert!(!running_within_sgx_at(dir.path()));
+    for kind in ["dcap", "epid\n"] {
+        std::fs::write(dir.path().join("attestation_type"), kind).unwrap();
+        assert!(running_within_sgx_at(dir.path()), "{kind}");
+    }
 }

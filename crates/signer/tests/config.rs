@@ -86,7 +86,40 @@ fn minimal_env_config_has_defaults() {
     assert_eq!(c.storage_bucket_url, "vsigner-data");
     assert!(c.initial_devices.is_empty());
     assert!(matches!(&c.keystore_sealing, KeystoreSealing::Passphrase(p) if p.as_str() == PASSPHRASE));
-    assert_eq!(c.signer_api_token.as_str(), TOKEN);
+    assert_eq!(c.signer_api_tokens.len(), 1);
+    assert_eq!(c.signer_api_tokens[0].as_str(), TOKEN);
+}
+
+#[test]
+fn signer_api_token_takes_several_tokens_so_that_they_can_overlap() {
+    let new = "a-new-token-of-the-api-000000";
+    // Comma-separated in the environment, a list in a file.
+    let c = load_env(with(
+        base_env(),
+        "VSIGNER_SignerAPIToken",
+        &format!("{TOKEN}, {new}"),
+    ))
+    .unwrap();
+    let tokens: Vec<&str> = c.signer_api_tokens.iter().map(|t| t.as_str()).collect();
+    assert_eq!(tokens, [TOKEN, new]);
+    let (_dir, path) = file(
+        "vsigner.json",
+        &serde_json::json!({ "SignerAPIToken": [TOKEN, new] }).to_string(),
+    );
+    let c = SignerConfig::load(
+        Some(&path),
+        without(base_env(), "VSIGNER_SignerAPIToken").into_iter(),
+    )
+    .unwrap();
+    assert_eq!(c.signer_api_tokens.len(), 2);
+    // A short one is refused without quoting any token.
+    let e = err(with(
+        base_env(),
+        "VSIGNER_SignerAPIToken",
+        &format!("{TOKEN},short"),
+    ));
+    assert!(e.contains("SignerAPIToken") && e.contains("token 2 of 2"), "{e}");
+    assert!(!e.contains("short"), "{e}");
 }
 
 #[test]

@@ -60,6 +60,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::client::DeviceCommand,
     },
+    /// API clients of the organisation (operator client of the coordinator): create, list,
+    /// rotate a secret, revoke.
+    Client {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::api_clients::ClientCommand,
+    },
     /// The audit log, checked without trusting the coordinator: every device action must
     /// carry its device's signature (`export`, `verify [--from FILE]`).
     Audit {
@@ -79,7 +87,7 @@ enum Command {
     Broker(commands::broker::BrokerArgs),
     /// Run the coordinator (GraphQL backend of organisations, devices, vaults, operations),
     /// or `coordinator init` to create an organisation and its API clients.
-    Coordinator(vsigner_coordinator::CoordinatorArgs),
+    Coordinator(Box<vsigner_coordinator::CoordinatorArgs>),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -104,12 +112,13 @@ fn main() -> std::process::ExitCode {
         Command::Vault { connection, command } => commands::client::vault(connection, command),
         Command::Op { connection, command } => commands::client::op(connection, command),
         Command::Device { connection, command } => commands::client::device(connection, command),
+        Command::Client { connection, command } => commands::api_clients::run(connection, command),
         Command::Audit { connection, command } => commands::audit::run(connection, command),
         Command::Run { config } => vsigner_signer::run::run(config.as_deref()).map_err(anyhow::Error::from),
         Command::Primes(cmd) => commands::primes::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Broker(args) => commands::broker::run(args),
-        Command::Coordinator(args) => commands::coordinator::run(args),
+        Command::Coordinator(args) => commands::coordinator::run(*args),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };

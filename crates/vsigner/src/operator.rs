@@ -1,6 +1,7 @@
 //! The operator's side of the coordinator's GraphQL API, shared by the command-line client
-//! (`vsigner vault|op|device`), the demo and `bench e2e`: create vaults, request signatures
-//! and reshares, read vaults, operations and devices, wait for an operation to end.
+//! (`vsigner vault|op|device|client`), the demo and `bench e2e`: create vaults, request
+//! signatures and reshares, read vaults, operations and devices, wait for an operation to
+//! end, and manage API clients.
 //!
 //! Objects are kept as JSON (the coordinator's field names), which is what `--json` prints.
 
@@ -22,6 +23,9 @@ pub(crate) const OPERATION: &str = "id kind state vaultId curve createdAt update
     failure { reason culpritDeviceIds reportedBy } rejectionReason";
 /// The fields of a device the operator sees.
 pub(crate) const DEVICE: &str = "id name kind identitySigningKey identityEncryptionKey status createdAt";
+
+/// The fields of an API client the operator sees (never a secret).
+pub(crate) const API_CLIENT: &str = "clientId role createdAt rotatedAt previousSecretValidUntil revokedAt";
 
 /// States after which an operation never changes.
 pub(crate) const FINAL_STATES: [&str; 4] = ["Completed", "Failed", "Rejected", "Expired"];
@@ -125,6 +129,50 @@ impl Operator {
             &format!("query($f: OperationFilter) {{ operations(filter: $f) {{ {OPERATION} }} }}"),
             json!({"f": {"vaultId": vault, "kind": kind, "limit": 1000}}),
             "operations",
+        )
+        .await
+    }
+
+    /// The organisation's API clients.
+    pub(crate) async fn api_clients(&self) -> anyhow::Result<Value> {
+        self.field(
+            &format!("{{ apiClients {{ {API_CLIENT} }} }}"),
+            json!({}),
+            "apiClients",
+        )
+        .await
+    }
+
+    /// `createApiClient`: the new client's id, role and secret.
+    pub(crate) async fn create_api_client(&self, role: &str) -> anyhow::Result<Value> {
+        self.field(
+            "mutation($r: String!) { createApiClient(role: $r) { clientId role clientSecret } }",
+            json!({"r": role}),
+            "createApiClient",
+        )
+        .await
+    }
+
+    /// `rotateApiClientSecret`: the client's id, role and new secret.
+    pub(crate) async fn rotate_api_client_secret(
+        &self,
+        id: &str,
+        overlap_secs: Option<u32>,
+    ) -> anyhow::Result<Value> {
+        self.field(
+            "mutation($id: ID!, $o: Int) { rotateApiClientSecret(clientId: $id, overlapSeconds: $o) { clientId role clientSecret } }",
+            json!({"id": id, "o": overlap_secs}),
+            "rotateApiClientSecret",
+        )
+        .await
+    }
+
+    /// `revokeApiClient`: the revoked client.
+    pub(crate) async fn revoke_api_client(&self, id: &str) -> anyhow::Result<Value> {
+        self.field(
+            &format!("mutation($id: ID!) {{ revokeApiClient(clientId: $id) {{ {API_CLIENT} }} }}"),
+            json!({"id": id}),
+            "revokeApiClient",
         )
         .await
     }

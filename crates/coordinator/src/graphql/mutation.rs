@@ -104,6 +104,38 @@ impl OperatorMutation {
         })
     }
 
+    /// Gives an API client a new secret, shown only in this response (operators, or the
+    /// client itself). The previous secret stays accepted for `overlapSeconds` (0 to 30
+    /// days; default: the coordinator's `--client-secret-overlap-secs`), then is refused.
+    async fn rotate_api_client_secret(
+        &self,
+        ctx: &Context<'_>,
+        client_id: ID,
+        overlap_seconds: Option<i32>,
+    ) -> GqlResult<ApiClientCredentials> {
+        let p = ctx_principal(ctx)?;
+        let (client, secret, _) = ctx_service(ctx)?
+            .rotate_api_client_secret(p, &client_id, overlap_seconds.map(i64::from))
+            .await
+            .map_err(gql)?;
+        Ok(ApiClientCredentials {
+            client_id: ID(client.id.to_string()),
+            role: client.role.as_str().to_owned(),
+            client_secret: Some(secret.expose().to_owned()),
+        })
+    }
+
+    /// Revokes an API client (operators): its secrets and access tokens are refused from
+    /// now on. The organisation's last operator client cannot be revoked.
+    async fn revoke_api_client(&self, ctx: &Context<'_>, client_id: ID) -> GqlResult<ApiClientObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .revoke_api_client(p, &client_id)
+            .await
+            .map(ApiClientObj::from)
+            .map_err(gql)
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,

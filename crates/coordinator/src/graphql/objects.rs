@@ -12,6 +12,35 @@ pub struct Me {
     pub(crate) role: String,
 }
 
+/// An API client of the organisation (never its secret).
+#[derive(SimpleObject)]
+#[graphql(name = "ApiClient")]
+pub struct ApiClientObj {
+    pub(crate) client_id: ID,
+    /// `operator` | `signer`.
+    pub(crate) role: String,
+    pub(crate) created_at: String,
+    /// Last secret rotation.
+    pub(crate) rotated_at: Option<String>,
+    /// Until when the previous secret is still accepted (after a rotation).
+    pub(crate) previous_secret_valid_until: Option<String>,
+    /// Set once revoked: its secrets and tokens are refused.
+    pub(crate) revoked_at: Option<String>,
+}
+
+impl From<domain::ClientCredentials> for ApiClientObj {
+    fn from(c: domain::ClientCredentials) -> Self {
+        Self {
+            client_id: ID(c.client.id.to_string()),
+            role: c.client.role.as_str().to_owned(),
+            created_at: time(c.created_at),
+            rotated_at: c.rotated_at.map(time),
+            previous_secret_valid_until: c.previous.map(|(_, until)| time(until)),
+            revoked_at: c.revoked_at.map(time),
+        }
+    }
+}
+
 /// A device.
 pub struct DeviceObj(pub(crate) Device);
 

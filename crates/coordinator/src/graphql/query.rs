@@ -28,6 +28,17 @@ impl QueryRoot {
             role: p.role.as_str().to_owned(),
         })
     }
+    /// The organisation's API clients, revoked ones included (operators).
+    async fn api_clients(&self, ctx: &Context<'_>) -> GqlResult<Vec<ApiClientObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .api_clients(p)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(ApiClientObj::from)
+            .collect())
+    }
     async fn devices(&self, ctx: &Context<'_>) -> GqlResult<Vec<DeviceObj>> {
         let p = ctx_principal(ctx)?;
         Ok(ctx_service(ctx)?

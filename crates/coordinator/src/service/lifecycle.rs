@@ -10,6 +10,7 @@ use vsigner_records::{Statement, StatementKind};
 use super::Service;
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
+use crate::metrics;
 
 impl Service {
     pub(super) async fn create_operation(
@@ -22,6 +23,7 @@ impl Service {
         op: Operation,
     ) -> Result<Operation> {
         let now = op.created_at;
+        let timer = metrics::TransactionTimer::start("create");
         let mut tx = self.store.begin().await?;
         // What the kind requires of the vault at this moment, checked under its lock.
         match &op.details {
@@ -59,6 +61,8 @@ impl Service {
             .audit(&mut tx, &p.org_id, "operation", op.id.as_str(), now, &[ev])
             .await?;
         tx.commit().await?;
+        timer.committed();
+        metrics::operation_created(op.kind());
         if let Some(n) = &self.notifier {
             let voters: Vec<DeviceId> = op.voters.iter().map(|v| v.device_id.clone()).collect();
             n.notify(&voters, &op.id, OperationState::AwaitingApproval);
@@ -66,7 +70,9 @@ impl Service {
         Ok(op)
     }
 
-    /// Applies `outcome` of a transition to storage inside `c`'s transaction.
+    /// Applies `outcome` of a transition to storage inside `c`'s transaction. Returns the
+    /// other operations of the vault it failed (a completed reshare makes them stale), for
+    /// [`Self::committed`] once the transaction commits.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn persist(
         &self,
@@ -76,7 +82,8 @@ impl Service {
         vault: Option<(&mut Vault, i64)>,
         out: &Outcome,
         now: Millis,
-    ) -> Result<()> {
+    ) -> Result<Vec<Operation>> {
+        let mut stale = Vec::new();
         self.store
             .update_operation(c, op, version, out.new_vote.as_ref())
             .await?;
@@ -131,10 +138,29 @@ impl Service {
                 .audit(c, &op.org_id, "vault", vault.id.as_str(), now, &[event])
                 .await?;
             if matches!(update, VaultUpdate::Reshared { .. }) {
-                self.fail_stale_operations(c, vault, &op.id, now).await?;
+                stale = self.fail_stale_operations(c, vault, &op.id, now).await?;
             }
         }
-        Ok(())
+        Ok(stale)
+    }
+
+    /// What a committed transition of `op` from `before` tells the metrics: its state change,
+    /// the vote it took, the operations it made stale.
+    pub(super) fn committed(
+        &self,
+        op: &Operation,
+        before: OperationState,
+        out: &Outcome,
+        stale: &[Operation],
+        now: Millis,
+    ) {
+        metrics::operation_changed(op, before, now);
+        if let Some(v) = &out.new_vote {
+            metrics::vote(v.choice);
+        }
+        for s in stale {
+            metrics::operation_changed(s, OperationState::InProgress, now);
+        }
     }
 
     pub(super) async fn notify_after(&self, op: &Operation, before: OperationState) {
@@ -150,6 +176,7 @@ impl Service {
     /// carry the device's signature over `what` (its kind and content as received): a
     /// client may act only as the devices whose keys sign for it, and the signed statement
     /// goes to the audit log with the transition.
+    #[tracing::instrument(name = "act", skip_all, fields(operation = op_id, device = device_id))]
     pub(super) async fn act<F>(
         &self,
         p: &Principal,
@@ -162,6 +189,7 @@ impl Service {
         F: FnOnce(&mut Operation, &Vault, &DeviceId, Millis) -> Result<Outcome>,
     {
         let now = self.clock.now();
+        let timer = metrics::TransactionTimer::start("act");
         let mut tx = self.store.begin().await?;
         let device = self.acting_device(&mut tx, p, device_id).await?;
         let statement = what.check(p, op_id, &device)?;
@@ -183,9 +211,12 @@ impl Service {
             .ok_or_else(|| Error::not_found("operation", op_id))?;
         let before = op.state;
         if let Some(out) = op.expire_if_due(now) {
-            self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
+            let stale = self
+                .persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
                 .await?;
             tx.commit().await?;
+            timer.committed();
+            self.committed(&op, before, &out, &stale, now);
             return Err(Error::new(
                 ErrorCode::Expired,
                 format!("operation {op_id} has expired"),
@@ -204,9 +235,12 @@ impl Service {
         if op.state == OperationState::Ready && before != OperationState::Ready && op.can_use_presignature() {
             self.assign_presignature(&mut tx, &mut op, now).await?;
         }
-        self.persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
+        let stale = self
+            .persist(&mut tx, &op, version, Some((&mut vault, vversion)), &out, now)
             .await?;
         tx.commit().await?;
+        timer.committed();
+        self.committed(&op, before, &out, &stale, now);
         self.notify_after(&op, before).await;
         match out.refusal {
             Some(e) => Err(e),

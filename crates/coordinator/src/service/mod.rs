@@ -83,6 +83,9 @@ pub struct Settings {
     /// How long a token request waits for a verification slot before
     /// `TOO_MANY_REQUESTS` (HTTP 429).
     pub verification_wait_ms: u64,
+    /// How long a rotated API client's previous secret stays accepted, unless the rotation
+    /// says otherwise.
+    pub client_secret_overlap_ms: Millis,
 }
 
 impl Default for Settings {
@@ -92,6 +95,7 @@ impl Default for Settings {
             token_ttl_ms: 15 * 60 * 1000,
             max_concurrent_verifications: 4,
             verification_wait_ms: 5000,
+            client_secret_overlap_ms: 3600 * 1000,
         }
     }
 }

@@ -1,9 +1,15 @@
 //! Organisations, their API clients (OAuth2 client credentials) and access tokens.
 
+use zeroize::Zeroizing;
+
 use super::{request_hash, Service};
 use crate::auth::{self, Secret};
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
+use crate::metrics::{self, ClientChange};
+
+/// The longest overlap of an old secret after a rotation: 30 days.
+pub const MAX_OVERLAP_SECS: i64 = 30 * 24 * 3600;
 
 /// A created organisation and its two API clients; the secrets are shown once.
 #[derive(Debug, Clone)]
@@ -141,14 +147,113 @@ impl Service {
             .audit(&mut tx, &p.org_id, "organisation", p.org_id.as_str(), now, &[ev])
             .await?;
         tx.commit().await?;
+        metrics::api_client_changed(ClientChange::Created);
         Ok((client, Some(secret)))
     }
 
     async fn api_client(&self, p: &Principal, id: &str) -> Result<ApiClient> {
+        Ok(self.client_credentials(p, id).await?.client)
+    }
+
+    async fn client_credentials(&self, p: &Principal, id: &str) -> Result<ClientCredentials> {
         match self.store.client(id).await? {
-            Some((client, _)) if client.org_id == p.org_id => Ok(client),
+            Some(c) if c.client.org_id == p.org_id => Ok(c),
             _ => Err(Error::not_found("API client", id)),
         }
+    }
+
+    /// The organisation's API clients, revoked ones included (operators).
+    pub async fn api_clients(&self, p: &Principal) -> Result<Vec<ClientCredentials>> {
+        Self::require_operator(p)?;
+        self.store.clients(&p.org_id).await
+    }
+
+    /// Gives an API client a new secret, returned once (operators, or the client itself).
+    /// The old secret stays accepted for `overlap_secs` (default: the configured overlap)
+    /// so that whatever uses it can move to the new one; tokens already issued live out
+    /// their lifetime.
+    pub async fn rotate_api_client_secret(
+        &self,
+        p: &Principal,
+        id: &str,
+        overlap_secs: Option<i64>,
+    ) -> Result<(ApiClient, Secret, Millis)> {
+        if p.role != Role::Operator && p.client_id.as_str() != id {
+            return Err(super::forbidden(
+                "a signer API client may rotate only its own secret",
+            ));
+        }
+        let overlap_ms = match overlap_secs {
+            None => self.settings.client_secret_overlap_ms,
+            Some(s) if (0..=MAX_OVERLAP_SECS).contains(&s) => s * 1000,
+            Some(_) => {
+                return Err(Error::invalid_input(format!(
+                    "overlapSeconds must be between 0 and {MAX_OVERLAP_SECS} (30 days)"
+                )))
+            }
+        };
+        let found = self.client_credentials(p, id).await?;
+        if found.revoked_at.is_some() {
+            return Err(Error::invalid_state(format!("API client {id} is revoked")));
+        }
+        let secret = auth::new_client_secret();
+        let s = secret.clone();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_secret(&s))
+            .await
+            .map_err(|e| Error::internal("argon2", e))??;
+        let now = self.clock.now();
+        let until = now + overlap_ms;
+        let mut tx = self.store.begin().await?;
+        self.store.rotate_client(&mut tx, id, &hash, until, now).await?;
+        let ev = AuditEvent {
+            event: "api_client_rotated".to_owned(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"clientId": id, "previousSecretValidUntil": until}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "organisation", p.org_id.as_str(), now, &[ev])
+            .await?;
+        tx.commit().await?;
+        metrics::api_client_changed(ClientChange::Rotated);
+        Ok((found.client, secret, until))
+    }
+
+    /// Revokes an API client (operators): its secrets and tokens are refused from now on.
+    /// The organisation's last operator client cannot be revoked (nobody could manage it).
+    pub async fn revoke_api_client(&self, p: &Principal, id: &str) -> Result<ClientCredentials> {
+        Self::require_operator(p)?;
+        let found = self.client_credentials(p, id).await?;
+        if found.revoked_at.is_some() {
+            return Ok(found);
+        }
+        if found.client.role == Role::Operator {
+            let operators = self
+                .store
+                .clients(&p.org_id)
+                .await?
+                .into_iter()
+                .filter(|c| c.client.role == Role::Operator && c.revoked_at.is_none())
+                .count();
+            if operators <= 1 {
+                return Err(Error::invalid_state(
+                    "this is the organisation's last operator client: create another before revoking it",
+                ));
+            }
+        }
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        self.store.revoke_client(&mut tx, id, now).await?;
+        let ev = AuditEvent {
+            event: "api_client_revoked".to_owned(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"clientId": id}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "organisation", p.org_id.as_str(), now, &[ev])
+            .await?;
+        tx.commit().await?;
+        metrics::api_client_changed(ClientChange::Revoked);
+        self.client_credentials(p, id).await
     }
 
     /// OAuth2 client credentials → (access token, lifetime in seconds).
@@ -168,21 +273,24 @@ impl Service {
         })?
         .map_err(|e| Error::internal("semaphore", e))?;
         let found = self.store.client(client_id).await?;
-        // Unknown ids are verified against a fixed hash: same cost and timing, so a
-        // token request does not reveal which client ids exist.
-        let (client, hash) = match found {
-            Some((client, hash)) => (Some(client), hash),
-            None => (None, auth::dummy_hash().to_owned()),
+        let now = self.clock.now();
+        // Unknown and revoked clients are verified against a fixed hash: same cost and
+        // timing, so a token request does not reveal which client ids exist.
+        let (client, hashes) = match &found {
+            Some(c) if c.revoked_at.is_none() => (
+                Some(c.client.clone()),
+                c.accepted_hashes(now).into_iter().map(str::to_owned).collect(),
+            ),
+            _ => (None, vec![auth::dummy_hash().to_owned()]),
         };
-        let secret = client_secret.to_owned();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_secret(&secret, &hash))
+        let secret = Zeroizing::new(client_secret.to_owned());
+        let ok = tokio::task::spawn_blocking(move || hashes.iter().any(|h| auth::verify_secret(&secret, h)))
             .await
             .map_err(|e| Error::internal("argon2", e))?;
         let Some(client) = client.filter(|_| ok) else {
             return Err(bad());
         };
         let token = auth::new_token();
-        let now = self.clock.now();
         self.store
             .insert_token(
                 &auth::token_hash(token.expose()),

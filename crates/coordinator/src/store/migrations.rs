@@ -32,6 +32,11 @@ const SQLITE: &[Listed] = &[
         "device records",
         include_str!("../../migrations/sqlite/0004_device_records.sql"),
     ),
+    (
+        5,
+        "api client rotation",
+        include_str!("../../migrations/sqlite/0005_api_client_rotation.sql"),
+    ),
 ];
 
 const POSTGRES: &[Listed] = &[
@@ -50,6 +55,11 @@ const POSTGRES: &[Listed] = &[
         4,
         "device records",
         include_str!("../../migrations/postgres/0004_device_records.sql"),
+    ),
+    (
+        5,
+        "api client rotation",
+        include_str!("../../migrations/postgres/0005_api_client_rotation.sql"),
     ),
 ];
 

@@ -6,6 +6,17 @@ use super::Store;
 use crate::domain::*;
 use crate::error::Result;
 
+/// `SELECT` of every credentials column of `api_clients`, then `$tail`.
+macro_rules! select_clients {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, org_id, role, secret_hash, previous_secret_hash, previous_valid_until, ",
+            "created_at, rotated_at, revoked_at FROM api_clients ",
+            $tail
+        )
+    };
+}
+
 impl Store {
     /// Inserts an organisation.
     pub async fn insert_org(&self, c: &mut AnyConnection, org: &Organisation, now: Millis) -> Result<()> {
@@ -39,23 +50,59 @@ impl Store {
         Ok(())
     }
 
-    /// An API client and its secret hash.
-    pub async fn client(&self, client_id: &str) -> Result<Option<(ApiClient, String)>> {
-        let row = sqlx::query("SELECT id, org_id, role, secret_hash FROM api_clients WHERE id = $1")
+    /// An API client's stored credentials.
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientCredentials>> {
+        let row = sqlx::query(select_clients!("WHERE id = $1"))
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok((
-                ApiClient {
-                    id: ClientId::from_string(r.try_get::<String, _>("id")?),
-                    org_id: OrgId::from_string(r.try_get::<String, _>("org_id")?),
-                    role: Role::parse(&r.try_get::<String, _>("role")?)?,
-                },
-                r.try_get::<String, _>("secret_hash")?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(client_row).transpose()
+    }
+
+    /// Every API client of an organisation, oldest first.
+    pub async fn clients(&self, org: &OrgId) -> Result<Vec<ClientCredentials>> {
+        let rows = sqlx::query(select_clients!("WHERE org_id = $1 ORDER BY created_at, id"))
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_row).collect()
+    }
+
+    /// Gives a client a new secret hash; the current one stays accepted until
+    /// `previous_until`.
+    pub async fn rotate_client(
+        &self,
+        c: &mut AnyConnection,
+        client_id: &str,
+        new_hash: &str,
+        previous_until: Millis,
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_clients SET previous_secret_hash = secret_hash, previous_valid_until = $1, \
+             secret_hash = $2, rotated_at = $3 WHERE id = $4 AND revoked_at IS NULL",
+        )
+        .bind(previous_until)
+        .bind(new_hash)
+        .bind(now)
+        .bind(client_id)
+        .execute(c)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes a client: its secrets are refused and its access tokens deleted.
+    pub async fn revoke_client(&self, c: &mut AnyConnection, client_id: &str, now: Millis) -> Result<()> {
+        sqlx::query("UPDATE api_clients SET revoked_at = $1, previous_secret_hash = NULL WHERE id = $2")
+            .bind(now)
+            .bind(client_id)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM access_tokens WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
     }
 
     /// Stores an access token (its hash).
@@ -101,4 +148,26 @@ impl Store {
         })
         .transpose()
     }
+}
+
+fn client_row(r: &sqlx::any::AnyRow) -> Result<ClientCredentials> {
+    let previous = match (
+        r.try_get::<Option<String>, _>("previous_secret_hash")?,
+        r.try_get::<Option<i64>, _>("previous_valid_until")?,
+    ) {
+        (Some(hash), Some(until)) => Some((hash, until)),
+        _ => None,
+    };
+    Ok(ClientCredentials {
+        client: ApiClient {
+            id: ClientId::from_string(r.try_get::<String, _>("id")?),
+            org_id: OrgId::from_string(r.try_get::<String, _>("org_id")?),
+            role: Role::parse(&r.try_get::<String, _>("role")?)?,
+        },
+        secret_hash: r.try_get::<String, _>("secret_hash")?,
+        previous,
+        created_at: r.try_get::<i64, _>("created_at")?,
+        rotated_at: r.try_get::<Option<i64>, _>("rotated_at")?,
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?,
+    })
 }

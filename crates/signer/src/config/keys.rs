@@ -17,6 +17,14 @@ pub const AUTH_CLIENT_ID: &str = "AuthClientId";
 pub const AUTH_CLIENT_SECRET: &str = "AuthClientSecret";
 /// Coordinator base URL.
 pub const API_BASE_URL: &str = "APIBaseURL";
+/// CA certificate of the coordinator's HTTPS (`APIBaseURL`, `GraphQLService`): PEM text or
+/// a path to a PEM file; when set, only this CA is trusted for the coordinator.
+pub const API_CA_CERT: &str = "APICACert";
+/// PEM certificate chain the HTTP API (`Port`) is served with, over HTTPS (with
+/// `TLSKeyFile`).
+pub const TLS_CERT_FILE: &str = "TLSCertFile";
+/// PEM private key of `TLSCertFile`.
+pub const TLS_KEY_FILE: &str = "TLSKeyFile";
 /// MQTT broker URL.
 pub const MQTT_ENDPOINT: &str = "MQTTEndpoint";
 /// CA certificate of the broker: PEM text or a path to a PEM file.
@@ -79,6 +87,9 @@ pub const ALL: &[&str] = &[
     AUTH_CLIENT_SECRET,
     API_BASE_URL,
     GRAPHQL_SERVICE,
+    API_CA_CERT,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
     MQTT_ENDPOINT,
     MQTT_CA_CERT,
     MQTT_USERNAME,

@@ -54,6 +54,8 @@ pub const DEFAULT_PRESIGNATURE_POOL_TARGET: u32 = 0;
 pub const DEFAULT_STORAGE_BUCKET_URL: &str = "vsigner-data";
 /// Most devices one instance may create at first start.
 pub const MAX_INITIAL_DEVICES: usize = 64;
+/// Most tokens `SignerAPIToken` may list.
+pub const MAX_API_TOKENS: usize = 8;
 /// Shortest accepted `SignerAPIToken`.
 pub const MIN_API_TOKEN_LEN: usize = 16;
 /// Shortest accepted `KeystorePassphrase`.
@@ -146,7 +148,7 @@ impl fmt::Debug for KeystoreSealing {
     }
 }
 
-/// Where `MQTTCACert` came from.
+/// Where a CA certificate (`MQTTCACert`, `APICACert`) came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaCertSource {
     /// PEM text in the value itself.
@@ -155,7 +157,27 @@ pub enum CaCertSource {
     File(PathBuf),
 }
 
-/// The broker CA certificate (`MQTTCACert`), read and checked at load time.
+/// The HTTP API's TLS: the files and the configuration made from them.
+#[derive(Clone)]
+pub struct ApiTls {
+    /// `TLSCertFile`.
+    pub cert_file: PathBuf,
+    /// `TLSKeyFile`.
+    pub key_file: PathBuf,
+    /// The server configuration.
+    pub server: vsigner_https::ServerTls,
+}
+
+impl fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A CA certificate (`MQTTCACert`, `APICACert`), read and checked at load time.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CaCert {
     /// PEM bytes.
@@ -203,6 +225,10 @@ pub struct SignerConfig {
     pub mqtt_endpoint: Url,
     /// `MQTTCACert`.
     pub mqtt_ca_cert: Option<CaCert>,
+    /// `APICACert`: the only CA trusted for the coordinator, when set.
+    pub api_ca_cert: Option<CaCert>,
+    /// `TLSCertFile` and `TLSKeyFile`: the HTTP API over HTTPS.
+    pub api_tls: Option<ApiTls>,
     /// `MQTTUsername` (or the user of `MQTTEndpoint`).
     pub mqtt_username: Option<String>,
     /// `MQTTPassword` (or the password of `MQTTEndpoint`).
@@ -225,8 +251,9 @@ pub struct SignerConfig {
     pub storage_bucket_url: String,
     /// `KeystoreSealing` with `KeystorePassphrase` / `KeystoreKeyFile`.
     pub keystore_sealing: KeystoreSealing,
-    /// `SignerAPIToken`: the bearer token of the HTTP API.
-    pub signer_api_token: Zeroizing<String>,
+    /// `SignerAPIToken`: the bearer tokens the HTTP API accepts (one, or several while a
+    /// new one replaces an old one).
+    pub signer_api_tokens: Vec<Zeroizing<String>>,
     /// `PollIntervalSeconds`.
     pub poll_interval: Duration,
     /// `MaxConcurrentOperations`.
@@ -315,7 +342,9 @@ impl SignerConfig {
             username: mqtt_username,
             password: mqtt_password,
         } = r.mqtt()?;
-        let mqtt_ca_cert = r.ca_cert()?;
+        let mqtt_ca_cert = r.ca_cert(keys::MQTT_CA_CERT)?;
+        let api_ca_cert = r.ca_cert(keys::API_CA_CERT)?;
+        let api_tls = r.api_tls()?;
         let initial_devices = r.initial_devices()?;
         let approval = r.approval()?;
         let trusted_device_keys = r.trusted_device_keys()?;
@@ -347,15 +376,14 @@ impl SignerConfig {
             .transpose()?;
         let storage_bucket_url = r.storage()?;
         let keystore_sealing = r.sealing()?;
-        let signer_api_token =
-            r.secret(keys::SIGNER_API_TOKEN, MIN_API_TOKEN_LEN)?
-                .ok_or_else(|| {
-                    ConfigError::key_error(
+        let signer_api_tokens = r.api_tokens(keys::SIGNER_API_TOKEN, MIN_API_TOKEN_LEN)?;
+        if signer_api_tokens.is_empty() {
+            return Err(ConfigError::key_error(
                 keys::SIGNER_API_TOKEN,
                 None,
                 format!("must be set (the HTTP API bearer token, at least {MIN_API_TOKEN_LEN} characters)"),
-            )
-                })?;
+            ));
+        }
         let poll_interval = r.poll_interval()?;
         let max_concurrent_operations = r.whole(
             keys::MAX_CONCURRENT_OPERATIONS,
@@ -390,6 +418,8 @@ impl SignerConfig {
             binding_network_name,
             mqtt_endpoint,
             mqtt_ca_cert,
+            api_ca_cert,
+            api_tls,
             mqtt_username,
             mqtt_password,
             initial_devices,
@@ -400,7 +430,7 @@ impl SignerConfig {
             otlp_logs_endpoint,
             storage_bucket_url,
             keystore_sealing,
-            signer_api_token,
+            signer_api_tokens,
             poll_interval,
             max_concurrent_operations,
             prime_pool_target,

@@ -42,8 +42,8 @@ impl Reader {
         })
     }
 
-    pub(super) fn ca_cert(&self) -> Result<Option<CaCert>, ConfigError> {
-        let key = keys::MQTT_CA_CERT;
+    /// A CA certificate under `key` (`MQTTCACert`, `APICACert`): PEM text or a PEM file.
+    pub(super) fn ca_cert(&self, key: &'static str) -> Result<Option<CaCert>, ConfigError> {
         let Some(s) = self.string(key)? else {
             return Ok(None);
         };
@@ -66,6 +66,32 @@ impl Reader {
             return Err(self.err(key, "expected a PEM certificate (-----BEGIN CERTIFICATE-----)"));
         }
         Ok(Some(CaCert { pem, source }))
+    }
+
+    /// `TLSCertFile` and `TLSKeyFile`: both or neither; read and checked now.
+    pub(super) fn api_tls(&self) -> Result<Option<ApiTls>, ConfigError> {
+        let cert = self.string(keys::TLS_CERT_FILE)?.map(PathBuf::from);
+        let key = self.string(keys::TLS_KEY_FILE)?.map(PathBuf::from);
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert_file), Some(key_file)) => {
+                let server = vsigner_https::ServerTls::from_pem_files(&cert_file, &key_file)
+                    .map_err(|e| self.err(keys::TLS_CERT_FILE, e.to_string()))?;
+                Ok(Some(ApiTls {
+                    cert_file,
+                    key_file,
+                    server,
+                }))
+            }
+            (Some(_), None) => Err(self.err(
+                keys::TLS_KEY_FILE,
+                format!("must be set with {}", keys::TLS_CERT_FILE),
+            )),
+            (None, Some(_)) => Err(self.err(
+                keys::TLS_CERT_FILE,
+                format!("must be set with {}", keys::TLS_KEY_FILE),
+            )),
+        }
     }
 
     pub(super) fn initial_devices(&self) -> Result<Vec<String>, ConfigError> {
@@ -131,6 +157,60 @@ impl Reader {
             }
         }
         Ok(names)
+    }
+
+    /// `SignerAPIToken`: one token, several separated by commas, or a list (a new token
+    /// and the one it replaces, while clients move over). Each at least `min_len`
+    /// characters; the values never appear in an error.
+    pub(super) fn api_tokens(
+        &self,
+        key: &'static str,
+        min_len: usize,
+    ) -> Result<Vec<Zeroizing<String>>, ConfigError> {
+        let invalid = |problem: String| self.err(key, format!("is set but invalid: {problem}"));
+        let tokens: Vec<Zeroizing<String>> = match self.map.get(key) {
+            None => Vec::new(),
+            Some((Raw::Str(s), _)) => s
+                .split(',')
+                .map(|t| Zeroizing::new(t.trim().to_owned()))
+                .filter(|t| !t.is_empty())
+                .collect(),
+            Some((Raw::List(items), _)) => items
+                .iter()
+                .map(|i| match i {
+                    Raw::Str(s) => Ok(Zeroizing::new(s.trim().to_owned())),
+                    other => Err(invalid(format!(
+                        "expected tokens (strings), got {} in the list",
+                        other.type_name()
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            Some((other, _)) => {
+                return Err(invalid(format!(
+                    "expected a token or a list of tokens, got {}",
+                    other.type_name()
+                )))
+            }
+        };
+        if tokens.len() > MAX_API_TOKENS {
+            return Err(invalid(format!("at most {MAX_API_TOKENS} tokens")));
+        }
+        let which = |i: usize| match tokens.len() {
+            1 => String::new(),
+            n => format!("token {} of {n}: ", i + 1),
+        };
+        for (i, t) in tokens.iter().enumerate() {
+            if t.chars().count() < min_len {
+                return Err(invalid(format!(
+                    "{}expected at least {min_len} characters",
+                    which(i)
+                )));
+            }
+            if t.chars().any(char::is_control) {
+                return Err(invalid(format!("{}contains control characters", which(i))));
+            }
+        }
+        Ok(tokens)
     }
 
     pub(super) fn approval(&self) -> Result<ApprovalConfig, ConfigError> {

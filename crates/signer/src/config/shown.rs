@@ -25,6 +25,8 @@ impl fmt::Debug for SignerConfig {
             .field("api_base_url", &shown_url(&self.api_base_url))
             .field("mqtt_endpoint", &shown_url(&self.mqtt_endpoint))
             .field("mqtt_ca_cert", &self.mqtt_ca_cert)
+            .field("api_ca_cert", &self.api_ca_cert)
+            .field("api_tls", &self.api_tls)
             .field("mqtt_username", &self.mqtt_username)
             .field("mqtt_password", &redacted(&self.mqtt_password))
             .field("initial_devices", &self.initial_devices)
@@ -44,7 +46,10 @@ impl fmt::Debug for SignerConfig {
             )
             .field("storage_bucket_url", &shown_storage(&self.storage_bucket_url))
             .field("keystore_sealing", &self.keystore_sealing)
-            .field("signer_api_token", &"<redacted>")
+            .field(
+                "signer_api_tokens",
+                &format!("<{} redacted>", self.signer_api_tokens.len()),
+            )
             .field("poll_interval", &self.poll_interval)
             .field("max_concurrent_operations", &self.max_concurrent_operations)
             .field("prime_pool_target", &self.prime_pool_target)
@@ -53,6 +58,21 @@ impl fmt::Debug for SignerConfig {
             .field("allow_public_test_primes", &self.allow_public_test_primes)
             .field("log_format", &self.log_format)
             .finish()
+    }
+}
+
+/// Where a CA certificate came from: `inline`, its file, or null.
+fn shown_ca(ca: Option<&CaCert>) -> serde_json::Value {
+    match ca {
+        None => serde_json::json!(null),
+        Some(CaCert {
+            source: CaCertSource::Inline,
+            ..
+        }) => serde_json::json!("inline"),
+        Some(CaCert {
+            source: CaCertSource::File(p),
+            ..
+        }) => serde_json::json!(p.display().to_string()),
     }
 }
 
@@ -223,11 +243,10 @@ impl SignerConfig {
             "Environment": self.environment,
             "BindingNetworkName": self.binding_network_name,
             "MQTTEndpoint": shown_url(&self.mqtt_endpoint),
-            "MQTTCACert": match &self.mqtt_ca_cert {
-                None => json!(null),
-                Some(CaCert { source: CaCertSource::Inline, .. }) => json!("inline"),
-                Some(CaCert { source: CaCertSource::File(p), .. }) => json!(p.display().to_string()),
-            },
+            "MQTTCACert": shown_ca(self.mqtt_ca_cert.as_ref()),
+            "APICACert": shown_ca(self.api_ca_cert.as_ref()),
+            "TLSCertFile": self.api_tls.as_ref().map(|t| t.cert_file.display().to_string()),
+            "TLSKeyFile": self.api_tls.as_ref().map(|t| t.key_file.display().to_string()),
             "MQTTUsername": self.mqtt_username,
             "MQTTPassword": set(self.mqtt_password.is_some()),
             "InitialDevices": self.initial_devices,

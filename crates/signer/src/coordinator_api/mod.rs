@@ -95,8 +95,28 @@ impl std::fmt::Debug for CoordinatorClient {
 }
 
 impl CoordinatorClient {
-    /// A client of the coordinator at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client of the coordinator at `base` (e.g. `http://127.0.0.1:8080`) that trusts the
+    /// platform's CA roots for HTTPS.
     pub fn new(base: &Url, client_id: &str, client_secret: Zeroizing<String>) -> Result<Self, ApiError> {
+        Self::trusting(base, client_id, client_secret, &[])
+    }
+
+    /// [`Self::new`], trusting only `ca` for HTTPS when it is not empty (a private CA's
+    /// certificates, from [`vsigner_https::ca_certificates`] or the `APICACert` PEM). Warns
+    /// when `base` is plain HTTP off loopback: the client secret and tokens would cross the
+    /// network in clear.
+    pub fn trusting(
+        base: &Url,
+        client_id: &str,
+        client_secret: Zeroizing<String>,
+        ca: &[reqwest::Certificate],
+    ) -> Result<Self, ApiError> {
+        if base.scheme() == "http" && !is_loopback(base) {
+            tracing::warn!(
+                coordinator = %crate::config::shown_url(base),
+                "the coordinator is reached over plain HTTP off loopback: the client secret and tokens cross the network in clear; use https://"
+            );
+        }
         let join = |path: &str| {
             let mut u = base.clone();
             let prefix = u.path().trim_end_matches('/').to_owned();
@@ -106,9 +126,13 @@ impl CoordinatorClient {
         };
         // TLS is rustls with ring (the workspace's one provider); one installed earlier stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if !ca.is_empty() {
+            builder = builder.tls_certs_only(ca.iter().cloned());
+        }
+        let http = builder
             .build()
             .map_err(|e| ApiError::Unreachable(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -240,5 +264,15 @@ impl CoordinatorClient {
         serde_json::from_value(data[field].take()).map_err(|e| {
             ApiError::Unreachable(format!("unexpected `{field}` in the coordinator's reply: {e}"))
         })
+    }
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }

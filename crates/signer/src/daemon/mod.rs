@@ -285,10 +285,20 @@ impl Daemon {
             Some(Arc::new(pool))
         };
         presignatures::forget_stored(&keystore).await;
-        let coordinator = CoordinatorClient::new(
+        let coordinator_ca = match &config.api_ca_cert {
+            Some(ca) => reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
+                StartError::Coordinator(ApiError::Unreachable(format!(
+                    "{}: not a PEM certificate bundle: {e}",
+                    crate::config::keys::API_CA_CERT
+                )))
+            })?,
+            None => Vec::new(),
+        };
+        let coordinator = CoordinatorClient::trusting(
             &config.api_base_url,
             &config.auth_client_id,
             config.auth_client_secret.clone(),
+            &coordinator_ca,
         )
         .map_err(StartError::Coordinator)?
         .graphql_at(config.graphql_url.clone());

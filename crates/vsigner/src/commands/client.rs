@@ -31,6 +31,10 @@ pub(crate) struct Connection {
     /// API client secret (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "VSIGNER_CLIENT_SECRET", hide_env_values = true, global = true)]
     client_secret: Option<String>,
+    /// PEM file of the CA that signed the coordinator's certificate (`https://`); when
+    /// given, only it is trusted. Without it the platform's roots are.
+    #[arg(long, env = "VSIGNER_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print one JSON document instead of a summary.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -144,14 +148,25 @@ pub(crate) fn operator(c: &Connection) -> anyhow::Result<Operator> {
         .client_secret
         .clone()
         .context("give the API client secret with VSIGNER_CLIENT_SECRET (or --client-secret)")?;
-    let url = c
+    let url: url::Url = c
         .coordinator
         .parse()
         .with_context(|| format!("--coordinator {:?} is not a URL", c.coordinator))?;
-    Ok(Operator::new(CoordinatorClient::new(
+    if url.scheme() == "http" && !vsigner_signer::coordinator_api::is_loopback(&url) {
+        eprintln!(
+            "warning: {} is plain HTTP off loopback: the client secret and tokens cross the network in clear; use https://",
+            c.coordinator
+        );
+    }
+    let ca = match &c.ca_cert {
+        Some(path) => vsigner_https::ca_certificates(path).context("--ca-cert")?,
+        None => Vec::new(),
+    };
+    Ok(Operator::new(CoordinatorClient::trusting(
         &url,
         id,
         Zeroizing::new(secret),
+        &ca,
     )?))
 }
 
@@ -161,7 +176,11 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn print(c: &Connection, value: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+pub(crate) fn print(
+    c: &Connection,
+    value: &Value,
+    human: impl FnOnce(&Value) -> String,
+) -> anyhow::Result<()> {
     if c.json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {

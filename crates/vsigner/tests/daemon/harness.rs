@@ -615,11 +615,17 @@ pub(crate) struct Cli {
 impl Cli {
     /// Runs a command and returns its JSON output; panics with stderr if it fails.
     pub(crate) async fn run(&self, args: &[&str]) -> Value {
+        self.run_with(args, &[]).await
+    }
+
+    /// [`Self::run`] with more environment variables.
+    pub(crate) async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .args(["--json", "--coordinator", &self.url])
             .env("VSIGNER_CLIENT_ID", &self.id)
-            .env("VSIGNER_CLIENT_SECRET", &self.secret);
+            .env("VSIGNER_CLIENT_SECRET", &self.secret)
+            .envs(env.iter().copied());
         let shown = format!("vsigner {}", args.join(" "));
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
@@ -633,5 +639,36 @@ impl Cli {
         );
         serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("{shown}: not one JSON document ({e}): {stdout}"))
+    }
+}
+
+/// A private CA and a server certificate it signed for `localhost` and 127.0.0.1, as PEM
+/// files in `dir`: what an operator's internal CA hands out.
+pub(crate) struct Pki {
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+pub(crate) fn pki(dir: &Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Pki {
+        ca: write("ca.pem", ca_cert.pem()),
+        cert: write("server.pem", cert.pem()),
+        key: write("server.key", key.serialize_pem()),
     }
 }

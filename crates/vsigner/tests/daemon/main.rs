@@ -15,6 +15,7 @@ mod hostile_broker;
 mod otlp;
 mod schemes;
 mod shares;
+mod tls;
 mod weights;
 
 use std::process::Command;
@@ -107,9 +108,20 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     let root = tempfile::tempdir().unwrap();
     let (otlp_addr, spans) = otlp::receiver().await;
 
-    // Broker and coordinator.
+    // Broker and coordinator, the coordinator with metrics and its spans to the receiver.
     let (_broker, broker_url) = start_broker();
-    let (mut coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
+    let coordinator_metrics = format!("127.0.0.1:{}", free_port());
+    let coordinator_traces = format!("http://{otlp_addr}/v1/traces");
+    let (mut coordinator, coordinator_url, org) = start_coordinator(
+        root.path(),
+        &broker_url,
+        &[
+            "--metrics-listen",
+            &coordinator_metrics,
+            "--otlp-traces-endpoint",
+            &coordinator_traces,
+        ],
+    );
     let webhook = start_webhook();
 
     // Three daemons: the first runs two devices (a, d), the others one each. Each gets two
@@ -435,6 +447,66 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         assert!(metrics.contains(needle), "/metrics lacks {needle}:\n{metrics}");
     }
 
+    // The coordinator's metrics: what the operations above did, as it saw them. A token
+    // request with a wrong secret is refused and counted.
+    let refused = http_client()
+        .post(format!("{coordinator_url}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", org.operator.0.as_str()),
+            ("client_secret", "not-the-secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let metrics = http_client()
+        .get(format!("http://{coordinator_metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("/metrics lacks {series}:\n{metrics}"))
+    };
+    assert_eq!(
+        value("vsigner_coordinator_operations_created_total{kind=\"Keygen\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("vsigner_coordinator_operations_ended_total{kind=\"Keygen\",state=\"Completed\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("vsigner_coordinator_operations_ended_total{kind=\"Reshare\",state=\"Completed\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("vsigner_coordinator_operations_ended_total{kind=\"Sign\",state=\"Rejected\"}"),
+        1.0
+    );
+    assert!(value("vsigner_coordinator_operations_ended_total{kind=\"Sign\",state=\"Completed\"}") >= 5.0);
+    assert!(value("vsigner_coordinator_votes_total{choice=\"approve\"}") >= 10.0);
+    assert!(value("vsigner_coordinator_votes_total{choice=\"reject\"}") >= 2.0);
+    assert_eq!(
+        value("vsigner_coordinator_time_to_result_seconds_count{kind=\"Keygen\"}"),
+        3.0
+    );
+    assert!(value("vsigner_coordinator_time_to_quorum_seconds_count{kind=\"Sign\"}") >= 5.0);
+    assert!(value("vsigner_coordinator_db_transaction_seconds_count{what=\"act\"}") >= 20.0);
+    assert_eq!(value("vsigner_coordinator_broker_connected"), 1.0);
+    assert!(value("vsigner_coordinator_token_refusals_total{reason=\"invalid_client\"}") >= 1.0);
+    // Histograms, not summaries: buckets are rendered.
+    assert!(
+        metrics.contains("vsigner_coordinator_time_to_result_seconds_bucket{kind=\"Sign\",le=\"0.5\"}"),
+        "{metrics}"
+    );
+
     // The audit log holds every device action with its device's signature: `vsigner audit
     // verify` checks it with the devices' keys alone, online and from an export, and an
     // export whose statement was changed after the fact fails.
@@ -488,8 +560,11 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         let status = s.proc().terminate(Duration::from_secs(60));
         assert!(status.success(), "{} exited with {status}", s.name);
     }
+    let status = coordinator.terminate(Duration::from_secs(30));
+    assert!(status.success(), "the coordinator exited with {status}");
     let names = otlp::span_names(&spans);
-    for expected in ["operation", "protocol", "round", "vote"] {
+    // The daemon's spans and the coordinator's (a GraphQL request, a device's action).
+    for expected in ["operation", "protocol", "round", "vote", "graphql", "act"] {
         assert!(
             names.iter().any(|n| n == expected),
             "no {expected:?} span among {names:?}"
