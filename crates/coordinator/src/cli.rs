@@ -247,7 +247,10 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<InitOutput> {
 /// Opens the database, connects MQTT, binds `args.listen` and starts serving.
 pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoordinator> {
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(vsigner_https::ServerTls::from_pem_files(cert, key)?),
+        (Some(cert), Some(key)) => Some(
+            vsigner_https::ServerTls::from_pem_files(cert, key)
+                .map_err(|e| anyhow::anyhow!("--tls-cert / --tls-key: {e}"))?,
+        ),
         (None, None) => None,
         _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
     };
