@@ -175,6 +175,36 @@ impl Keystore {
     ) -> Result<Self, KeystoreError> {
         let mut data_key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(data_key.as_mut());
+        let header = Self::sealed_header(&data_key, provider)?;
+        let json = serde_json::to_vec_pretty(&header).map_err(|e| KeystoreError::storage(url, e))?;
+        backend.put(HEADER_PATH, json, WriteMode::Create).await?;
+        Ok(Keystore {
+            backend,
+            taking: tokio::sync::Mutex::new(()),
+            location: url.to_owned(),
+            data_key,
+            provider: provider.name().into(),
+        })
+    }
+
+    /// Seals the data key under `provider` instead (a new passphrase or key file, or another
+    /// kind of sealing), with fresh parameters (salt). The records are not rewritten: they
+    /// stay encrypted under the same data key. The header is replaced in one atomic write
+    /// (a temporary file renamed over it, synced; an object store's atomic put), so a crash
+    /// leaves either the old sealing or the new one, never a keystore that nothing opens.
+    /// A process that has the keystore open keeps working; it needs the new secret at its
+    /// next start.
+    pub async fn rekey(&mut self, provider: &dyn SealingProvider) -> Result<(), KeystoreError> {
+        let header = Self::sealed_header(&self.data_key, provider)?;
+        let json =
+            serde_json::to_vec_pretty(&header).map_err(|e| KeystoreError::storage(&self.location, e))?;
+        self.backend.put(HEADER_PATH, json, WriteMode::Overwrite).await?;
+        self.provider = provider.name().into();
+        Ok(())
+    }
+
+    /// The header that seals `data_key` under `provider` (fresh parameters and nonce).
+    fn sealed_header(data_key: &[u8; 32], provider: &dyn SealingProvider) -> Result<Header, KeystoreError> {
         let (kek, params) = provider.key_encryption_key(None)?;
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
@@ -190,22 +220,18 @@ impl Keystore {
                 provider: "keystore",
                 reason: "cannot wrap the data key".into(),
             })?;
-        let header = Header {
+        Ok(Header {
             format: HEADER_FORMAT.into(),
             version: HEADER_VERSION,
             provider: provider.name().into(),
             provider_params: params,
             wrapped_data_key: hex::encode([nonce.as_slice(), &ct].concat()),
-        };
-        let json = serde_json::to_vec_pretty(&header).map_err(|e| KeystoreError::storage(url, e))?;
-        backend.put(HEADER_PATH, json, WriteMode::Create).await?;
-        Ok(Keystore {
-            backend,
-            taking: tokio::sync::Mutex::new(()),
-            location: url.to_owned(),
-            data_key,
-            provider: provider.name().into(),
         })
+    }
+
+    /// The name of the provider that seals this keystore (`passphrase`, `key-file`, `sgx`).
+    pub fn provider(&self) -> &str {
+        &self.provider
     }
 
     /// Where the keystore lives.

@@ -18,8 +18,12 @@ use vsigner_keystore::{Keystore, Passphrase, RecordId};
 const CHILD_ENV: &str = "VSIGNER_KEYSTORE_CRASH_CHILD";
 
 fn pass() -> Passphrase {
+    pass_of("crash")
+}
+
+fn pass_of(passphrase: &str) -> Passphrase {
     Passphrase::with_params(
-        "crash",
+        passphrase,
         Argon2Params {
             m_cost: 256,
             t_cost: 1,
@@ -50,9 +54,10 @@ fn crash_child() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ks = Keystore::open(dir, &pass()).await.unwrap();
+        let mut ks = Keystore::open(dir, &pass()).await.unwrap();
         crash_after(step);
         match kind {
+            "rekey" => ks.rekey(&pass_of(value)).await.unwrap(),
             "share" => ks
                 .put(&RecordId::key_share("dev", "v", 1).unwrap(), value.as_bytes())
                 .await
@@ -154,5 +159,44 @@ async fn replaced_record_is_old_or_new_after_a_crash_at_any_step() {
                 vec![RecordId::key_share("dev", "v", 1).unwrap()]
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_rekey_leaves_the_old_sealing_or_the_new_after_a_crash_at_any_step() {
+    for step in 1..=4u8 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().to_str().unwrap();
+        Keystore::open(url, &pass())
+            .await
+            .unwrap()
+            .put(&RecordId::key_share("dev", "v", 1).unwrap(), b"the share")
+            .await
+            .unwrap();
+        crash(dir.path(), "rekey", step, "the new passphrase");
+        let old = Keystore::open_existing(url, &pass()).await;
+        let new = Keystore::open_existing(url, &pass_of("the new passphrase")).await;
+        // Exactly one sealing opens it: the old until the new header is published.
+        let ks = match step {
+            1 | 2 => {
+                assert!(
+                    new.is_err(),
+                    "step {step}: the new sealing before it is published"
+                );
+                old.unwrap()
+            }
+            _ => {
+                assert!(
+                    old.is_err(),
+                    "step {step}: the old sealing after the new is published"
+                );
+                new.unwrap()
+            }
+        };
+        let share = ks
+            .get(&RecordId::key_share("dev", "v", 1).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(share.unwrap().as_slice(), b"the share", "step {step}");
     }
 }

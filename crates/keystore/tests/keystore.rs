@@ -489,3 +489,43 @@ async fn a_relative_directory_that_does_not_exist_is_created() {
     result.unwrap();
     assert!(created);
 }
+
+#[tokio::test]
+async fn a_rekey_seals_the_same_data_key_anew_without_rewriting_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap();
+    let mut ks = Keystore::open(url, &pass("first passphrase")).await.unwrap();
+    let id = RecordId::key_share("dev", "v", 1).unwrap();
+    ks.put(&id, b"share").await.unwrap();
+    let record = std::fs::read(dir.path().join(id.path())).unwrap();
+
+    // A new passphrase: the old one no longer opens it, the new one does.
+    ks.rekey(&pass("second passphrase")).await.unwrap();
+    let err = Keystore::open_existing(url, &pass("first passphrase"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KeystoreError::WrongKey { .. }), "{err}");
+    let reopened = Keystore::open_existing(url, &pass("second passphrase"))
+        .await
+        .unwrap();
+    assert_eq!(reopened.get(&id).await.unwrap().unwrap().as_slice(), b"share");
+    // The same process keeps using its open keystore.
+    assert_eq!(ks.get(&id).await.unwrap().unwrap().as_slice(), b"share");
+
+    // Another kind of sealing: a key file.
+    let key = dir.path().join("key");
+    ks.rekey(&KeyFile::create(&key).unwrap()).await.unwrap();
+    assert_eq!(ks.provider(), "key-file");
+    let err = Keystore::open_existing(url, &pass("second passphrase"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("sealed by the key-file provider"),
+        "{err}"
+    );
+    let reopened = Keystore::open_existing(url, &KeyFile::new(&key)).await.unwrap();
+    assert_eq!(reopened.get(&id).await.unwrap().unwrap().as_slice(), b"share");
+
+    // No record was rewritten.
+    assert_eq!(std::fs::read(dir.path().join(id.path())).unwrap(), record);
+}

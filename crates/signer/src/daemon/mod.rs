@@ -207,19 +207,25 @@ pub async fn open_keystore(config: &SignerConfig) -> Result<Keystore, StartError
         location: location.clone(),
         source,
     };
-    let provider: Box<dyn SealingProvider> = match &config.keystore_sealing {
-        KeystoreSealing::Passphrase(p) => Box::new(Passphrase::new(p.as_str())),
-        KeystoreSealing::KeyFile(path) if path.exists() => Box::new(KeyFile::new(path)),
-        KeystoreSealing::KeyFile(path) => Box::new(KeyFile::create(path).map_err(err)?),
-        KeystoreSealing::Sgx => Box::new(SgxSealing::detect().ok_or_else(|| {
-            err(KeystoreError::Lifecycle(
-                "KeystoreSealing is sgx but this process does not run inside a Gramine SGX enclave".into(),
-            ))
-        })?),
-    };
+    let provider = sealing_provider(&config.keystore_sealing).map_err(err)?;
     Keystore::open(&config.storage_bucket_url, provider.as_ref())
         .await
         .map_err(err)
+}
+
+/// The sealing provider of a `KeystoreSealing` setting (a key file that does not exist yet
+/// is created).
+pub fn sealing_provider(sealing: &KeystoreSealing) -> Result<Box<dyn SealingProvider>, KeystoreError> {
+    Ok(match sealing {
+        KeystoreSealing::Passphrase(p) => Box::new(Passphrase::new(p.as_str())),
+        KeystoreSealing::KeyFile(path) if path.exists() => Box::new(KeyFile::new(path)),
+        KeystoreSealing::KeyFile(path) => Box::new(KeyFile::create(path)?),
+        KeystoreSealing::Sgx => Box::new(SgxSealing::detect().ok_or_else(|| {
+            KeystoreError::Lifecycle(
+                "KeystoreSealing is sgx but this process does not run inside a Gramine SGX enclave".into(),
+            )
+        })?),
+    })
 }
 
 fn kind_of(op: &Operation) -> OperationKind {

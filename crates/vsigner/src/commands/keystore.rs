@@ -1,7 +1,17 @@
 //! `vsigner keystore inspect`: what a keystore holds, without unlocking it.
+//! `vsigner keystore rekey`: a new passphrase or key file for a signer's keystore, without
+//! rewriting its records.
 
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde::Serialize;
+use vsigner_signer::config::{KeystoreSealing, MIN_PASSPHRASE_LEN};
+use zeroize::Zeroizing;
+
+/// Where `keystore rekey` reads the new passphrase when it is not prompted for.
+pub(crate) const NEW_PASSPHRASE_ENV: &str = "VSIGNER_NEW_KEYSTORE_PASSPHRASE";
 
 #[derive(Subcommand)]
 pub(crate) enum KeystoreCommand {
@@ -15,6 +25,24 @@ pub(crate) enum KeystoreCommand {
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
+    },
+    /// Seal a signer's keystore under a new passphrase or key file. Opens it with the
+    /// sealing its configuration names (proving the current secret), then replaces only the
+    /// wrapping of its data key, atomically: the records are not rewritten, and a crash leaves
+    /// the old sealing or the new one. Update the configuration (`KeystorePassphrase` or
+    /// `KeystoreKeyFile`, `KeystoreSealing`) before the signer's next start; a running signer
+    /// keeps working.
+    Rekey {
+        /// The signer's configuration file (its keystore and current sealing).
+        #[arg(long, env = "VSIGNER_CONFIG_FILE")]
+        config: PathBuf,
+        /// The new sealing: `passphrase` (read from VSIGNER_NEW_KEYSTORE_PASSPHRASE, or
+        /// asked twice on the terminal; never a command-line argument) or `keyfile`.
+        #[arg(long, value_parser = ["passphrase", "keyfile"])]
+        to: String,
+        /// With `--to keyfile`: the new key file (created with 32 random bytes if missing).
+        #[arg(long, required_if_eq("to", "keyfile"))]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -30,6 +58,7 @@ struct Row {
 
 pub(crate) fn run(cmd: KeystoreCommand) -> anyhow::Result<()> {
     match cmd {
+        KeystoreCommand::Rekey { config, to, key_file } => rekey(&config, &to, key_file),
         KeystoreCommand::Inspect { storage, json } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -81,4 +110,80 @@ pub(crate) fn run(cmd: KeystoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn rekey(config: &std::path::Path, to: &str, key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = vsigner_signer::SignerConfig::load(Some(config), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let new = match (to, key_file) {
+        ("passphrase", None) => KeystoreSealing::Passphrase(new_passphrase()?),
+        ("passphrase", Some(_)) => bail!("--key-file goes with --to keyfile"),
+        (_, Some(path)) => KeystoreSealing::KeyFile(path),
+        (_, None) => bail!("--to keyfile needs --key-file PATH"),
+    };
+    let same = match (&config.keystore_sealing, &new) {
+        (KeystoreSealing::Passphrase(a), KeystoreSealing::Passphrase(b)) => a.as_str() == b.as_str(),
+        (KeystoreSealing::KeyFile(a), KeystoreSealing::KeyFile(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        bail!("the new sealing is the one the configuration already names: nothing to do");
+    }
+    let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let current = vsigner_signer::daemon::sealing_provider(&config.keystore_sealing)?;
+        let mut keystore =
+            vsigner_keystore::Keystore::open_existing(&config.storage_bucket_url, current.as_ref())
+                .await
+                .with_context(|| {
+                    format!("cannot open the keystore {location} with its configured sealing")
+                })?;
+        let provider = vsigner_signer::daemon::sealing_provider(&new)?;
+        keystore
+            .rekey(provider.as_ref())
+            .await
+            .with_context(|| format!("cannot rekey the keystore {location}"))?;
+        anyhow::Ok(())
+    })?;
+    println!(
+        "the keystore {location} is now sealed by the {} provider; its records are unchanged",
+        new.as_str()
+    );
+    match new {
+        KeystoreSealing::Passphrase(_) => println!(
+            "set KeystoreSealing = \"passphrase\" and the new KeystorePassphrase (VSIGNER_KeystorePassphrase) before the signer's next start"
+        ),
+        KeystoreSealing::KeyFile(path) => println!(
+            "set KeystoreSealing = \"keyfile\" and KeystoreKeyFile = {:?} (and remove KeystorePassphrase) before the signer's next start; keep a copy of the key file",
+            path.display().to_string()
+        ),
+        KeystoreSealing::Sgx => {}
+    }
+    Ok(())
+}
+
+/// The new passphrase: from [`NEW_PASSPHRASE_ENV`], or asked twice on the terminal.
+fn new_passphrase() -> anyhow::Result<Zeroizing<String>> {
+    let passphrase = match std::env::var(NEW_PASSPHRASE_ENV) {
+        Ok(p) => Zeroizing::new(p),
+        Err(_) => {
+            let first = Zeroizing::new(
+                rpassword::prompt_password("new keystore passphrase: ").with_context(|| {
+                    format!("cannot read a passphrase from the terminal; set {NEW_PASSPHRASE_ENV}")
+                })?,
+            );
+            let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+            if first.as_str() != again.as_str() {
+                bail!("the two passphrases differ");
+            }
+            first
+        }
+    };
+    if passphrase.chars().count() < MIN_PASSPHRASE_LEN {
+        bail!("the new passphrase must have at least {MIN_PASSPHRASE_LEN} characters");
+    }
+    Ok(passphrase)
 }
