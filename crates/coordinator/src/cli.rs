@@ -93,8 +93,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 900)]
     pub token_ttl_secs: u64,
     /// How long an API client's previous secret stays accepted after a rotation, in
-    /// seconds, unless the rotation gives its own overlap.
-    #[arg(long, default_value_t = 3600)]
+    /// seconds (at most 30 days), unless the rotation gives its own overlap.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
     pub client_secret_overlap_secs: u64,
     /// Keygen expiry in seconds.
     #[arg(long, default_value_t = 600)]

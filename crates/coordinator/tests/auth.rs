@@ -136,3 +136,116 @@ async fn a_device_can_act_only_with_its_own_signature() {
     assert_eq!(statements[0]["content"], json!(["approve"]));
     assert_eq!(statements[0]["signature"].as_str().map(str::len), Some(128));
 }
+
+const CREATE: &str = "mutation { createApiClient(role: \"operator\") { clientId clientSecret } }";
+const REVOKE: &str = "mutation($id: ID!) { revokeApiClient(clientId: $id) { clientId revokedAt } }";
+const ROTATE: &str =
+    "mutation($id: ID!) { rotateApiClientSecret(clientId: $id, overlapSeconds: 0) { clientSecret } }";
+
+/// A revoked client's tokens are refused, including one stored after the revocation deleted
+/// its tokens (a token request whose secret was still being verified when the revocation
+/// committed: the store no longer stores it, and a token found anyway is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_clients_tokens_are_refused_even_one_stored_after_the_revocation() {
+    let db = Db::sqlite();
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, _) = c.org(&init).await;
+    let made = operator.ok(CREATE, json!({})).await["createApiClient"].clone();
+    let id = made["clientId"].as_str().unwrap().to_owned();
+    let token = c.token(&id, made["clientSecret"].as_str().unwrap()).await;
+    let me = "{ me { clientId } }";
+    assert_eq!(
+        c.client(&token).ok(me, json!({})).await["me"]["clientId"],
+        json!(id)
+    );
+    operator.ok(REVOKE, json!({"id": id})).await;
+    assert_eq!(c.client(&token).err(me, json!({})).await, "UNAUTHENTICATED");
+
+    // The late token of the race: the store refuses to keep it…
+    let store = c.running.service().store();
+    let client = vsigner_coordinator::domain::ApiClient {
+        id: vsigner_coordinator::domain::ClientId::from_string(id.clone()),
+        org_id: vsigner_coordinator::domain::OrgId::from_string(init.org_id.to_string()),
+        role: vsigner_coordinator::domain::Role::Operator,
+    };
+    let now = c.clock.now();
+    let late = vsigner_coordinator::auth::token_hash("a-late-token");
+    assert!(!store
+        .insert_token(&late, &client, now + 60_000, now)
+        .await
+        .unwrap());
+    // …and one written behind its back is refused anyway.
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO access_tokens (token_hash, client_id, org_id, role, expires_at) VALUES ($1, $2, $3, 'operator', $4)")
+        .bind(&late)
+        .bind(&id)
+        .bind(init.org_id.as_str())
+        .bind(now + 60_000)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        c.client("a-late-token").err(me, json!({})).await,
+        "UNAUTHENTICATED"
+    );
+    c.running.shutdown().await.unwrap();
+}
+
+/// Only operators manage API clients: a signer client cannot list, rotate (not even its own
+/// secret: a stolen access token must not buy a permanent secret) or revoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_client_cannot_list_rotate_or_revoke_api_clients() {
+    let db = Db::sqlite();
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (_, signer) = c.org(&init).await;
+    let own = json!({"id": init.signer_client_id.as_str()});
+    assert_eq!(signer.err(ROTATE, own.clone()).await, "FORBIDDEN");
+    assert_eq!(signer.err(REVOKE, own).await, "FORBIDDEN");
+    assert_eq!(
+        signer.err("{ apiClients { clientId } }", json!({})).await,
+        "FORBIDDEN"
+    );
+    c.running.shutdown().await.unwrap();
+}
+
+/// Two operator clients revoking each other at the same moment: one revocation wins, the
+/// other is refused; the organisation keeps an operator client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_revoking_each_other_at_once_leave_one() {
+    for db in [Some(Db::sqlite()), Db::postgres().await].into_iter().flatten() {
+        let init = init_org(&db, "acme").await;
+        let c = Coord::start(&db).await;
+        let (first, _) = c.org(&init).await;
+        let made = first.ok(CREATE, json!({})).await["createApiClient"].clone();
+        let second_id = made["clientId"].as_str().unwrap().to_owned();
+        let second = c.client(&c.token(&second_id, made["clientSecret"].as_str().unwrap()).await);
+        let first_id = init.operator_client_id.as_str().to_owned();
+        let (a, b) = tokio::join!(
+            first.raw(REVOKE, json!({"id": second_id})),
+            second.raw(REVOKE, json!({"id": first_id})),
+        );
+        let revoked = [&a, &b].iter().filter(|r| r["errors"].is_null()).count();
+        assert_eq!(revoked, 1, "{a}\n{b}");
+        // The loser is refused as the last operator, or, when it authenticated after the
+        // winner's revocation, as revoked.
+        let refused = if a["errors"].is_null() { &b } else { &a };
+        let why = refused.to_string();
+        assert!(
+            why.contains("last operator client") || why.contains("UNAUTHENTICATED"),
+            "{why}"
+        );
+        let winner = if a["errors"].is_null() { &first } else { &second };
+        let clients = winner.ok("{ apiClients { role revokedAt } }", json!({})).await;
+        let active = clients["apiClients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["role"] == "operator" && x["revokedAt"].is_null())
+            .count();
+        assert_eq!(active, 1, "{clients}");
+        c.running.shutdown().await.unwrap();
+    }
+}

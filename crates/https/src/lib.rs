@@ -6,8 +6,9 @@
 //! - [`ServerTls::from_pem_files`]: a certificate chain and its private key from PEM files
 //!   (what `openssl`, `certbot` or an internal CA write), with errors that name the file.
 //! - [`serve`]: an axum router on a listener, over TLS (rustls, ring; HTTP/1.1) when given a
-//!   [`ServerTls`], else plain HTTP; both stop gracefully on the shutdown future: no new
-//!   connection is accepted, requests in flight finish (for at most [`GRACE`]).
+//!   [`ServerTls`], else plain HTTP, with bounds on connections and on slow clients; both
+//!   stop gracefully on the shutdown future: no new connection is accepted, requests in
+//!   flight finish (for at most [`GRACE`], then they are cut).
 //! - [`warn_if_plain`]: the warning a plain-HTTP listener off loopback deserves.
 //! - [`ca_certificates`]: a CA bundle from a PEM file, for `reqwest` clients that trust
 //!   only it (`ClientBuilder::tls_certs_only`).
@@ -20,19 +21,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may run on after shutdown is asked.
 pub const GRACE: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers, or, on a kept-alive connection,
+/// to start its next request.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the listener's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// A TLS file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -145,22 +153,66 @@ pub fn warn_if_plain(addr: SocketAddr, tls: Option<&ServerTls>, what: &str, fix:
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` completes,
-/// then lets requests in flight finish for at most [`GRACE`].
+/// then lets requests in flight finish for at most [`GRACE`] and cuts the rest.
+///
+/// Bounded against slow or idle clients: at most [`MAX_CONNECTIONS`] connections at once
+/// (more wait in the listener's backlog), a TLS handshake within [`HANDSHAKE_TIMEOUT`], each
+/// request's headers (and, on a kept-alive connection, the next request) within
+/// [`HEADER_READ_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let acceptor = TlsAcceptor::from(tls.config);
+    serve_with(listener, router, tls, Limits::default(), shutdown).await
+}
+
+/// The bounds [`serve`] keeps connections within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time for a request's headers, or for the next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Time requests in flight may run on after shutdown is asked.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            grace: GRACE,
+        }
+    }
+}
+
+/// [`serve`] within other `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<ServerTls>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let acceptor = tls.map(|tls| TlsAcceptor::from(tls.config));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -173,34 +225,52 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        while connections.try_join_next().is_some() {}
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+        connections.spawn(async move {
+            let _permit = permit;
+            let headers = limits.header_read_timeout;
+            let Some(acceptor) = acceptor else {
+                return serve_connection(TokioIo::new(tcp), service, watcher, peer, headers).await;
             };
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(TokioIo::new(stream), service, watcher, peer, headers).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(GRACE) => {
-            tracing::warn!("requests still in flight after the grace period were cut");
+        () = tokio::time::sleep(limits.grace) => {
+            tracing::warn!("requests still in flight after the grace period are cut");
         }
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// One HTTP/1.1 connection, watched for graceful shutdown.
+async fn serve_connection<S>(
+    io: TokioIo<S>,
+    service: TowerToHyperService<Router>,
+    watcher: Watcher,
+    peer: SocketAddr,
+    header_read_timeout: Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
 }

@@ -153,3 +153,53 @@ fn bad_files_are_refused_naming_the_file() {
     let e = ca_certificates(&pki.key).unwrap_err();
     assert!(e.to_string().contains("server.key"), "{e}");
 }
+
+/// A slow or idle client cannot hold the server: headers not sent within the limit close the
+/// connection, and connections beyond the limit wait until one closes.
+#[tokio::test]
+async fn slow_clients_are_cut_and_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = vsigner_https::Limits {
+        max_connections: 1,
+        header_read_timeout: Duration::from_millis(300),
+        ..vsigner_https::Limits::default()
+    };
+    tokio::spawn(vsigner_https::serve_with(
+        listener,
+        router(),
+        None,
+        limits,
+        std::future::pending(),
+    ));
+
+    // A client that sends half a request and waits holds the only slot…
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = client(None)
+            .get(format!("http://{addr}/hello"))
+            .send()
+            .await
+            .unwrap();
+        (r.text().await.unwrap(), started.elapsed())
+    });
+    // …until the server closes it for not finishing its headers in time.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the server must close a connection whose headers never come"
+    );
+    let (body, waited) = waiting.await.unwrap();
+    assert_eq!(body, "hello");
+    assert!(
+        waited >= Duration::from_millis(150),
+        "the second connection waited for the slot: {waited:?}"
+    );
+}

@@ -168,21 +168,18 @@ impl Service {
         self.store.clients(&p.org_id).await
     }
 
-    /// Gives an API client a new secret, returned once (operators, or the client itself).
-    /// The old secret stays accepted for `overlap_secs` (default: the configured overlap)
-    /// so that whatever uses it can move to the new one; tokens already issued live out
-    /// their lifetime.
+    /// Gives an API client a new secret, returned once (operators only: a client cannot
+    /// rotate itself, or a stolen access token would buy a permanent secret). The old secret
+    /// stays accepted for `overlap_secs` (default: the configured overlap) so that whatever
+    /// uses it can move to the new one; tokens already issued live out their lifetime. For a
+    /// leaked secret, revoke the client instead.
     pub async fn rotate_api_client_secret(
         &self,
         p: &Principal,
         id: &str,
         overlap_secs: Option<i64>,
     ) -> Result<(ApiClient, Secret, Millis)> {
-        if p.role != Role::Operator && p.client_id.as_str() != id {
-            return Err(super::forbidden(
-                "a signer API client may rotate only its own secret",
-            ));
-        }
+        Self::require_operator(p)?;
         let overlap_ms = match overlap_secs {
             None => self.settings.client_secret_overlap_ms,
             Some(s) if (0..=MAX_OVERLAP_SECS).contains(&s) => s * 1000,
@@ -202,9 +199,12 @@ impl Service {
             .await
             .map_err(|e| Error::internal("argon2", e))??;
         let now = self.clock.now();
-        let until = now + overlap_ms;
+        let until = now.saturating_add(overlap_ms);
         let mut tx = self.store.begin().await?;
-        self.store.rotate_client(&mut tx, id, &hash, until, now).await?;
+        if !self.store.rotate_client(&mut tx, id, &hash, until, now).await? {
+            tx.rollback().await?;
+            return Err(Error::invalid_state(format!("API client {id} is revoked")));
+        }
         let ev = AuditEvent {
             event: "api_client_rotated".to_owned(),
             actor: Some(p.client_id.to_string()),
@@ -226,22 +226,18 @@ impl Service {
         if found.revoked_at.is_some() {
             return Ok(found);
         }
-        if found.client.role == Role::Operator {
-            let operators = self
-                .store
-                .clients(&p.org_id)
-                .await?
-                .into_iter()
-                .filter(|c| c.client.role == Role::Operator && c.revoked_at.is_none())
-                .count();
-            if operators <= 1 {
-                return Err(Error::invalid_state(
-                    "this is the organisation's last operator client: create another before revoking it",
-                ));
-            }
-        }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        // Counted under the organisation's lock: two revocations at once cannot both see
+        // another operator left.
+        self.store.lock_org(&mut tx, &p.org_id).await?;
+        if found.client.role == Role::Operator && self.store.active_operators(&mut tx, &p.org_id).await? <= 1
+        {
+            tx.rollback().await?;
+            return Err(Error::invalid_state(
+                "this is the organisation's last operator client: create another before revoking it",
+            ));
+        }
         self.store.revoke_client(&mut tx, id, now).await?;
         let ev = AuditEvent {
             event: "api_client_revoked".to_owned(),
@@ -274,24 +270,35 @@ impl Service {
         .map_err(|e| Error::internal("semaphore", e))?;
         let found = self.store.client(client_id).await?;
         let now = self.clock.now();
-        // Unknown and revoked clients are verified against a fixed hash: same cost and
-        // timing, so a token request does not reveal which client ids exist.
-        let (client, hashes) = match &found {
+        // Every request verifies exactly two hashes (the current secret's and the previous
+        // one's, or a fixed dummy hash in their place), without stopping at a match: the same
+        // cost and timing whether the client exists, is revoked or is mid-rotation.
+        let (client, mut hashes) = match &found {
             Some(c) if c.revoked_at.is_none() => (
                 Some(c.client.clone()),
-                c.accepted_hashes(now).into_iter().map(str::to_owned).collect(),
+                c.accepted_hashes(now)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
             ),
-            _ => (None, vec![auth::dummy_hash().to_owned()]),
+            _ => (None, Vec::new()),
         };
+        hashes.resize(2, auth::dummy_hash().to_owned());
         let secret = Zeroizing::new(client_secret.to_owned());
-        let ok = tokio::task::spawn_blocking(move || hashes.iter().any(|h| auth::verify_secret(&secret, h)))
-            .await
-            .map_err(|e| Error::internal("argon2", e))?;
+        let ok = tokio::task::spawn_blocking(move || {
+            hashes
+                .iter()
+                .fold(false, |ok, h| auth::verify_secret(&secret, h) | ok)
+        })
+        .await
+        .map_err(|e| Error::internal("argon2", e))?;
         let Some(client) = client.filter(|_| ok) else {
             return Err(bad());
         };
         let token = auth::new_token();
-        self.store
+        // A revocation that committed while the secret was being verified wins.
+        let stored = self
+            .store
             .insert_token(
                 &auth::token_hash(token.expose()),
                 &client,
@@ -299,6 +306,9 @@ impl Service {
                 now,
             )
             .await?;
+        if !stored {
+            return Err(bad());
+        }
         Ok((token, self.settings.token_ttl_ms / 1000))
     }
 

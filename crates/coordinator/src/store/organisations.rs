@@ -69,7 +69,7 @@ impl Store {
     }
 
     /// Gives a client a new secret hash; the current one stays accepted until
-    /// `previous_until`.
+    /// `previous_until`. Whether it did (not for a revoked client).
     pub async fn rotate_client(
         &self,
         c: &mut AnyConnection,
@@ -77,8 +77,8 @@ impl Store {
         new_hash: &str,
         previous_until: Millis,
         now: Millis,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE api_clients SET previous_secret_hash = secret_hash, previous_valid_until = $1, \
              secret_hash = $2, rotated_at = $3 WHERE id = $4 AND revoked_at IS NULL",
         )
@@ -88,7 +88,28 @@ impl Store {
         .bind(client_id)
         .execute(c)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Locks an organisation's row until the transaction ends (both databases): decisions
+    /// about its clients as a whole (its last operator) are taken one at a time.
+    pub async fn lock_org(&self, c: &mut AnyConnection, org: &OrgId) -> Result<()> {
+        sqlx::query("UPDATE organisations SET name = name WHERE id = $1")
+            .bind(org.as_str())
+            .execute(c)
+            .await?;
         Ok(())
+    }
+
+    /// The organisation's operator clients that are not revoked (inside a transaction).
+    pub async fn active_operators(&self, c: &mut AnyConnection, org: &OrgId) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_clients WHERE org_id = $1 AND role = 'operator' AND revoked_at IS NULL",
+        )
+        .bind(org.as_str())
+        .fetch_one(c)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")?)
     }
 
     /// Revokes a client: its secrets are refused and its access tokens deleted.
@@ -105,35 +126,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores an access token (its hash).
+    /// Stores an access token (its hash) unless the client has been revoked meanwhile (a
+    /// revocation that commits while the secret is being verified wins): whether it was
+    /// stored.
     pub async fn insert_token(
         &self,
         token_hash: &str,
         client: &ApiClient,
         expires_at: Millis,
         now: Millis,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM access_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO access_tokens (token_hash, client_id, org_id, role, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_hash)
-            .bind(client.id.as_str())
-            .bind(client.org_id.as_str())
-            .bind(client.role.as_str())
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        let stored = sqlx::query(
+            "INSERT INTO access_tokens (token_hash, client_id, org_id, role, expires_at) \
+             SELECT $1, id, org_id, role, $2 FROM api_clients WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(expires_at)
+        .bind(client.id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(stored == 1)
     }
 
     /// The principal of an unexpired token hash.
     pub async fn token(&self, token_hash: &str, now: Millis) -> Result<Option<Principal>> {
+        // A token of a revoked client is refused even if it was stored after the revocation
+        // deleted the client's tokens.
         let row = sqlx::query(
-            "SELECT client_id, org_id, role FROM access_tokens WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT t.client_id, t.org_id, t.role FROM access_tokens t JOIN api_clients c ON c.id = t.client_id \
+             WHERE t.token_hash = $1 AND t.expires_at > $2 AND c.revoked_at IS NULL",
         )
         .bind(token_hash)
         .bind(now)
