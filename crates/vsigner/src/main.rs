@@ -76,6 +76,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
+    /// Rebuild a vault's key offline from its devices' disaster-recovery (`.dr`) files and the
+    /// operator's ML-KEM-768 private key; `recover keygen` makes that key pair.
+    Recover(commands::recover::RecoverArgs),
     /// Generate safe primes for ECDSA aux-info (slow: ~35 s of one core per prime).
     #[command(subcommand)]
     Primes(commands::primes::PrimesCommand),
@@ -120,6 +123,7 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => commands::broker::run(args),
         Command::Coordinator(args) => commands::coordinator::run(*args),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
+        Command::Recover(args) => commands::recover::run(args),
         Command::Dev(cmd) => commands::dev::run(cmd),
     };
     match result {

@@ -10,3 +10,4 @@ pub(crate) mod demo;
 pub(crate) mod dev;
 pub(crate) mod keystore;
 pub(crate) mod primes;
+pub(crate) mod recover;

@@ -1,0 +1,267 @@
+//! `vsigner recover`: rebuilds a vault's key offline from the `.dr` files of a threshold of
+//! its devices and the operator's ML-KEM-768 private key, and prints what a wallet needs.
+//! `vsigner recover keygen`: makes such a key pair (OpenSSL ≥ 3.5 makes the same).
+//! No network: nothing here talks to the coordinator or a broker.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use vsigner_recovery::{reconstruct, wallet, Curve, DrFile, DrPrivateKey, Share, Shares};
+use zeroize::Zeroizing;
+
+/// Where the Ethereum keystore's passphrase is read when it is not prompted for.
+const KEYSTORE_PASSPHRASE_ENV: &str = "VSIGNER_RECOVERED_KEYSTORE_PASSPHRASE";
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct RecoverArgs {
+    /// `keygen`; without a subcommand, recover from FILES.
+    #[command(subcommand)]
+    command: Option<RecoverCommand>,
+    /// The operator's ML-KEM-768 private key (PEM PKCS#8).
+    #[arg(long, required = false)]
+    private_key: Option<PathBuf>,
+    /// The `.dr` files of one vault and generation, from at least the threshold of shares.
+    files: Vec<PathBuf>,
+    /// secp256k1: also write an encrypted Ethereum keystore (v3) to this file; its
+    /// passphrase from VSIGNER_RECOVERED_KEYSTORE_PASSPHRASE or asked twice on the terminal.
+    #[arg(long)]
+    ethereum_keystore: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum RecoverCommand {
+    /// Make an ML-KEM-768 key pair for disaster recovery: the public key that `.dr` files are
+    /// encrypted to, the private key (mode 0600) for the safe.
+    Keygen {
+        /// Where to write the private key (PEM PKCS#8); refused if it exists.
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Where to write the public key (PEM SubjectPublicKeyInfo).
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+}
+
+pub(crate) fn run(args: RecoverArgs) -> anyhow::Result<()> {
+    if let Some(RecoverCommand::Keygen {
+        private_key,
+        public_key,
+    }) = args.command
+    {
+        return keygen(&private_key, &public_key);
+    }
+    let key_path = args
+        .private_key
+        .as_deref()
+        .context("give the operator's private key with --private-key FILE")?;
+    if args.files.is_empty() {
+        bail!("give the .dr files of the vault's devices");
+    }
+    let pem = Zeroizing::new(
+        std::fs::read_to_string(key_path).with_context(|| format!("cannot read {}", key_path.display()))?,
+    );
+    let key = DrPrivateKey::from_pem(&pem).with_context(|| key_path.display().to_string())?;
+    let recovered = recover(&key, &args.files)?;
+    let out = describe(&recovered, args.ethereum_keystore.as_deref())?;
+    eprintln!("warning: the output below holds the vault's private key; keep it offline");
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (k, v) in out.as_object().into_iter().flatten() {
+            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            println!("{k:<20} {v}");
+        }
+    }
+    Ok(())
+}
+
+struct Recovered {
+    file: DrFile,
+    curve: Curve,
+    threshold: u32,
+    shares_used: usize,
+    key: vsigner_recovery::VaultKey,
+}
+
+fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
+    let mut first: Option<(PathBuf, DrFile)> = None;
+    let mut threshold = None;
+    let mut public_key = None;
+    let mut shares: Vec<Share> = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
+        let file = DrFile::parse(&bytes).with_context(|| name.clone())?;
+        let curve = Curve::from_envelope(&file.algo, &file.curve).with_context(|| name.clone())?;
+        if let Some((first_path, f)) = &first {
+            let other = first_path.display();
+            if f.vault_id != file.vault_id {
+                bail!(
+                    "{name} is of vault {}, {other} of vault {}: give the files of one vault",
+                    file.vault_id,
+                    f.vault_id
+                );
+            }
+            if f.request_id != file.request_id {
+                bail!(
+                    "{name} holds the shares made by {}, {other} those made by {}: give the files of one generation",
+                    file.request_id,
+                    f.request_id
+                );
+            }
+            if (f.algo.as_str(), f.curve.as_str()) != (file.algo.as_str(), file.curve.as_str()) {
+                bail!(
+                    "{name} is a {} {} file, {other} a {} {} one",
+                    file.algo,
+                    file.curve,
+                    f.algo,
+                    f.curve
+                );
+            }
+        }
+        let plaintext = file.open(key).with_context(|| name.clone())?;
+        let parsed = Shares::parse(&plaintext, curve).with_context(|| name.clone())?;
+        if parsed.vault_id != file.vault_id {
+            bail!(
+                "{name}: its shares are of vault {}, its envelope says {}",
+                parsed.vault_id,
+                file.vault_id
+            );
+        }
+        match threshold {
+            None => threshold = Some(parsed.threshold),
+            Some(t) if t == parsed.threshold => {}
+            Some(t) => bail!(
+                "{name} says {} shares sign, the other files {t}",
+                parsed.threshold
+            ),
+        }
+        match &public_key {
+            None => public_key = Some(parsed.public_key),
+            Some(pk) if *pk == parsed.public_key => {}
+            Some(_) => bail!("{name} names another public key than the other files"),
+        }
+        for share in parsed.shares {
+            if !shares.iter().any(|s| s.id == share.id) {
+                shares.push(share);
+            }
+        }
+        first.get_or_insert((path.clone(), file));
+    }
+    let (Some((_, file)), Some(threshold), Some(public_key)) = (first, threshold, public_key) else {
+        bail!("no file");
+    };
+    let curve = Curve::from_envelope(&file.algo, &file.curve)?;
+    let shares_used = shares.len().min(threshold as usize);
+    let key = reconstruct(curve, threshold, &shares, &public_key)?;
+    Ok(Recovered {
+        file,
+        curve,
+        threshold,
+        shares_used,
+        key,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json::Value> {
+    let mut out = json!({
+        "vaultId": r.file.vault_id,
+        "generation": r.file.request_id,
+        "scheme": format!("{} {}", r.curve.algo(), r.curve.envelope_name()),
+        "threshold": r.threshold,
+        "sharesUsed": r.shares_used,
+        "publicKey": hex(&r.key.public_key),
+    });
+    let o = out.as_object_mut().context("an object")?;
+    match r.curve {
+        Curve::Secp256k1 => {
+            o.insert(
+                "ethereumAddress".into(),
+                wallet::ethereum_address(&r.key.public_key)?.into(),
+            );
+            o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
+            o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
+            if let Some(path) = keystore {
+                let passphrase = keystore_passphrase()?;
+                let doc = wallet::ethereum_keystore(&r.key, &passphrase, wallet::KEYSTORE_SCRYPT_LOG_N)?;
+                write_new(path, doc.to_string().as_bytes())?;
+                o.insert("ethereumKeystore".into(), path.display().to_string().into());
+            }
+        }
+        Curve::Secp256r1 => {
+            o.insert("pkcs8".into(), wallet::p256_pkcs8_pem(&r.key)?.as_str().into());
+        }
+        Curve::Ed25519 => {
+            o.insert(
+                "secretScalarLE".into(),
+                hex(wallet::ed25519_scalar_le(&r.key).as_ref()).into(),
+            );
+            o.insert(
+                "note".into(),
+                "a threshold EdDSA key has no seed: import the scalar where a wallet takes an expanded key (scalar and a nonce prefix of your choice); seed-only wallets cannot take it".into(),
+            );
+        }
+        Curve::Bip340 => {
+            o.insert("xOnlyPublicKey".into(), hex(&r.key.public_key[1..]).into());
+            o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
+            o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
+        }
+    }
+    if keystore.is_some() && r.curve != Curve::Secp256k1 {
+        bail!("--ethereum-keystore is for secp256k1 vaults");
+    }
+    Ok(out)
+}
+
+fn keystore_passphrase() -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var(KEYSTORE_PASSPHRASE_ENV) {
+        return Ok(Zeroizing::new(p));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("passphrase of the Ethereum keystore: ").with_context(|| {
+            format!("cannot read a passphrase from the terminal; set {KEYSTORE_PASSPHRASE_ENV}")
+        })?,
+    );
+    let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+    if first.as_str() != again.as_str() {
+        bail!("the two passphrases differ");
+    }
+    Ok(first)
+}
+
+/// Writes a new file (refusing to replace one), readable by its owner only.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist)", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn keygen(private_key: &Path, public_key: &Path) -> anyhow::Result<()> {
+    let key = DrPrivateKey::generate();
+    write_new(private_key, key.to_pem()?.as_bytes())?;
+    write_new(public_key, key.public_key().to_pem()?.as_bytes())?;
+    println!(
+        "wrote the private key to {} (keep it offline) and the public key to {} (the key .dr files are encrypted to)",
+        private_key.display(),
+        public_key.display()
+    );
+    Ok(())
+}
