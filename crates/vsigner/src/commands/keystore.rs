@@ -167,21 +167,7 @@ fn rekey(config: &std::path::Path, to: &str, key_file: Option<PathBuf>) -> anyho
 
 /// The new passphrase: from [`NEW_PASSPHRASE_ENV`], or asked twice on the terminal.
 fn new_passphrase() -> anyhow::Result<Zeroizing<String>> {
-    let passphrase = match std::env::var(NEW_PASSPHRASE_ENV) {
-        Ok(p) => Zeroizing::new(p),
-        Err(_) => {
-            let first = Zeroizing::new(
-                rpassword::prompt_password("new keystore passphrase: ").with_context(|| {
-                    format!("cannot read a passphrase from the terminal; set {NEW_PASSPHRASE_ENV}")
-                })?,
-            );
-            let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
-            if first.as_str() != again.as_str() {
-                bail!("the two passphrases differ");
-            }
-            first
-        }
-    };
+    let passphrase = super::passphrase::new_passphrase(NEW_PASSPHRASE_ENV, "new keystore passphrase: ")?;
     if passphrase.chars().count() < MIN_PASSPHRASE_LEN {
         bail!("the new passphrase must have at least {MIN_PASSPHRASE_LEN} characters");
     }

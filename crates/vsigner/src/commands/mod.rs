@@ -9,5 +9,6 @@ pub(crate) mod coordinator;
 pub(crate) mod demo;
 pub(crate) mod dev;
 pub(crate) mod keystore;
+pub(crate) mod passphrase;
 pub(crate) mod primes;
 pub(crate) mod recover;

@@ -192,7 +192,10 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
             o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
             o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
             if let Some(path) = keystore {
-                let passphrase = keystore_passphrase()?;
+                let passphrase = super::passphrase::new_passphrase(
+                    KEYSTORE_PASSPHRASE_ENV,
+                    "passphrase of the Ethereum keystore: ",
+                )?;
                 let doc = wallet::ethereum_keystore(&r.key, &passphrase, wallet::KEYSTORE_SCRYPT_LOG_N)?;
                 write_new(path, doc.to_string().as_bytes())?;
                 o.insert("ethereumKeystore".into(), path.display().to_string().into());
@@ -221,22 +224,6 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
         bail!("--ethereum-keystore is for secp256k1 vaults");
     }
     Ok(out)
-}
-
-fn keystore_passphrase() -> anyhow::Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var(KEYSTORE_PASSPHRASE_ENV) {
-        return Ok(Zeroizing::new(p));
-    }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("passphrase of the Ethereum keystore: ").with_context(|| {
-            format!("cannot read a passphrase from the terminal; set {KEYSTORE_PASSPHRASE_ENV}")
-        })?,
-    );
-    let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
-    if first.as_str() != again.as_str() {
-        bail!("the two passphrases differ");
-    }
-    Ok(first)
 }
 
 /// Writes a new file (refusing to replace one), readable by its owner only.

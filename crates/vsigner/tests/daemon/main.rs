@@ -431,14 +431,7 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         .await
         .unwrap();
     assert_eq!(readyz.status(), 200);
-    let metrics = http
-        .get(format!("http://127.0.0.1:{}/metrics", signers[0].prometheus_port))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&format!("127.0.0.1:{}", signers[0].prometheus_port)).await;
     for needle in [
         "vsigner_operations_total{kind=\"keygen\",outcome=\"succeeded\"}",
         "vsigner_protocol_duration_seconds",
@@ -461,14 +454,7 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
-    let metrics = http_client()
-        .get(format!("http://{coordinator_metrics}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&coordinator_metrics).await;
     let value = |series: &str| -> f64 {
         metrics
             .lines()
@@ -676,6 +662,18 @@ fn unreachable_coordinator_or_bad_credentials_fail_with_a_clear_error() {
 }
 
 /// An HTTP client (TLS by rustls with ring, the workspace's one provider).
+/// `GET http://ADDR/metrics`: the Prometheus text.
+async fn scrape(addr: &str) -> String {
+    http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
