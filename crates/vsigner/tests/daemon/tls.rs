@@ -145,6 +145,11 @@ async fn the_walkthrough_runs_over_tls_and_api_clients_rotate_and_revoke() {
         .await;
     assert_eq!(created["state"], "Completed", "{created}");
     let vault = created["vaultId"].as_str().unwrap().to_owned();
+    let listed = cli.run_with(&["vault", "list"], &trust).await;
+    assert!(
+        listed.as_array().unwrap().iter().any(|v| v["id"] == json!(vault)),
+        "{listed}"
+    );
     let public_key = created["result"]["publicKey"].as_str().unwrap().to_owned();
     let signed = tokio::time::timeout(
         KEYGEN,
