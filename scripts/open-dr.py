@@ -22,22 +22,36 @@ NONCE = 12
 OID_ML_KEM_768 = bytes.fromhex("0609608648016503040402")  # 2.16.840.1.101.3.4.4.2
 
 
+def tlv(b: bytes, i: int):
+    """One DER element at b[i]: (tag, content, index after it)."""
+    tag, length = b[i], b[i + 1]
+    i += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(b[i : i + n], "big")
+        i += n
+    return tag, b[i : i + length], i + length
+
+
 def seed_of(pem: str) -> bytes:
     der = base64.b64decode("".join(l for l in pem.splitlines() if l and not l.startswith("-----")))
-    if OID_ML_KEM_768 not in der:
+    tag, info, _ = tlv(der, 0)  # PrivateKeyInfo ::= SEQUENCE
+    assert tag == 0x30, "not a PKCS#8 PrivateKeyInfo"
+    _, _version, i = tlv(info, 0)
+    tag, algorithm, i = tlv(info, i)
+    if OID_ML_KEM_768 not in algorithm:
         sys.exit("not an ML-KEM-768 PKCS#8 private key")
-    # privateKey is the OCTET STRING after the AlgorithmIdentifier; its content is one of
-    # [0] seed (0x80 0x40 …) or SEQUENCE { OCTET STRING seed (0x04 0x40 …), expanded }.
-    for marker in (b"\x80\x40", b"\x30\x82"):
-        at = der.find(marker, der.find(OID_ML_KEM_768))
-        if at < 0:
-            continue
-        if marker == b"\x80\x40":
-            return der[at + 2 : at + 66]
-        inner = der[at + 4 :]
-        if inner[:2] == b"\x04\x40":
-            return inner[2:66]
-    sys.exit("the private key holds no seed")
+    tag, private_key, _ = tlv(info, i)  # privateKey OCTET STRING
+    assert tag == 0x04, "no privateKey"
+    # ML-KEM-PrivateKey ::= CHOICE { seed [0], expandedKey OCTET STRING, both SEQUENCE { seed, expandedKey } }
+    tag, value, _ = tlv(private_key, 0)
+    if tag == 0x80:
+        return value
+    if tag == 0x30:
+        inner_tag, seed, _ = tlv(value, 0)
+        assert inner_tag == 0x04, "malformed seed-and-expanded key"
+        return seed
+    sys.exit("an expanded-only ML-KEM key: this script needs the seed")
 
 
 def main() -> None:

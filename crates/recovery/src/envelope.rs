@@ -79,6 +79,7 @@ impl DrFile {
         let mut m = Zeroizing::new([0u8; 32]);
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, m.as_mut());
         let (kem_ct, shared) = key.0.encapsulate_deterministic(&(*m).into());
+        let shared = Zeroizing::new(<[u8; 32]>::from(shared));
         let mut nonce = [0u8; NONCE_LEN];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let cipher = Aes256Gcm::new_from_slice(shared.as_slice())
@@ -147,7 +148,7 @@ impl DrFile {
         let kem_ct: ml_kem::Ciphertext<MlKem768> = kem_ct
             .try_into()
             .map_err(|_| RecoveryError::Format("the ML-KEM ciphertext is malformed".into()))?;
-        let shared = key.0.decapsulate(&kem_ct);
+        let shared = Zeroizing::new(<[u8; 32]>::from(key.0.decapsulate(&kem_ct)));
         let cipher = Aes256Gcm::new_from_slice(shared.as_slice())
             .map_err(|_| RecoveryError::Crypto("the ML-KEM shared secret is not an AES-256 key".into()))?;
         cipher

@@ -101,7 +101,7 @@ impl DrPrivateKey {
         let key = match bytes.first() {
             Some(0x80) => {
                 let seed =
-                    pkcs8::der::asn1::ContextSpecific::<pkcs8::der::asn1::OctetString>::decode_implicit(
+                    pkcs8::der::asn1::ContextSpecific::<&pkcs8::der::asn1::OctetStringRef>::decode_implicit(
                         &mut reader,
                         TagNumber(0),
                     )
@@ -111,14 +111,14 @@ impl DrPrivateKey {
             }
             Some(0x04) => {
                 let expanded =
-                    pkcs8::der::asn1::OctetString::decode(&mut reader).map_err(|e| e.to_string())?;
+                    <&pkcs8::der::asn1::OctetStringRef>::decode(&mut reader).map_err(|e| e.to_string())?;
                 Self::from_expanded_bytes(expanded.as_bytes())?
             }
             Some(0x30) => {
                 let (seed, expanded) = reader
                     .sequence(|r| {
-                        let seed = pkcs8::der::asn1::OctetString::decode(r)?;
-                        let expanded = pkcs8::der::asn1::OctetString::decode(r)?;
+                        let seed = <&pkcs8::der::asn1::OctetStringRef>::decode(r)?;
+                        let expanded = <&pkcs8::der::asn1::OctetStringRef>::decode(r)?;
                         Ok((seed, expanded))
                     })
                     .map_err(|e: pkcs8::der::Error| e.to_string())?;

@@ -21,6 +21,9 @@ use zeroize::Zeroizing;
 
 use crate::{Curve, RecoveryError};
 
+/// The most shares a vault can have (a reading limit: the files are not authenticated).
+pub const MAX_SHARES: u32 = 1024;
+
 /// A 32-byte big-endian integer that is a secret (a share).
 pub type SecretBytes = Zeroizing<[u8; 32]>;
 
@@ -68,7 +71,6 @@ pub struct Shares {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPlain<'a> {
     #[serde(rename = "Data", borrow)]
     data: Vec<RawEntry<'a>>,
@@ -79,7 +81,6 @@ struct RawPlain<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEntry<'a> {
     #[serde(rename = "Xi", borrow)]
     xi: &'a RawValue,
@@ -92,7 +93,6 @@ struct RawEntry<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPoint<'a> {
     #[serde(rename = "Curve")]
     curve: String,
@@ -156,6 +156,11 @@ impl Shares {
             RecoveryError::Format(format!("the decrypted shares are not the expected JSON: {e}"))
         })?;
         let degree = small("Threshold", raw.threshold)?;
+        if degree >= MAX_SHARES {
+            return Err(RecoveryError::Format(format!(
+                "Threshold {degree} is not below the {MAX_SHARES} shares a vault can have"
+            )));
+        }
         if raw.data.is_empty() {
             return Err(RecoveryError::Format(
                 "the file holds no share (Data is empty)".into(),

@@ -42,6 +42,9 @@ pub fn reconstruct(
     shares: &[Share],
     public_key: &([u8; 32], [u8; 32]),
 ) -> Result<VaultKey, RecoveryError> {
+    if threshold == 0 {
+        return Err(RecoveryError::Format("a threshold of 0 shares".into()));
+    }
     let have = shares.len();
     let need = threshold as usize;
     if have < need {
@@ -58,7 +61,16 @@ pub fn reconstruct(
     match curve {
         Curve::Secp256k1 | Curve::Bip340 => interpolate::<Secp256k1>(curve, used, &sec1(public_key)),
         Curve::Secp256r1 => interpolate::<Secp256r1>(curve, used, &sec1(public_key)),
-        Curve::Ed25519 => interpolate::<Ed25519>(curve, used, &edwards_compressed(public_key)),
+        Curve::Ed25519 => {
+            // Only y and the sign of x make the encoding: the rest of x must agree too.
+            let compressed = edwards_compressed(public_key);
+            if edwards_xy(&compressed).as_ref() != Some(public_key) {
+                return Err(RecoveryError::Format(
+                    "the public key's coordinates are not a point of ed25519".into(),
+                ));
+            }
+            interpolate::<Ed25519>(curve, used, &compressed)
+        }
     }
 }
 
@@ -86,6 +98,11 @@ fn interpolate<E: EcCurve>(
     let expected = Point::<E>::from_bytes(public_key).map_err(|_| {
         RecoveryError::Format("the public key in the files is not a point of the curve".into())
     })?;
+    if expected.is_zero() {
+        return Err(RecoveryError::Format(
+            "the public key in the files is the identity point".into(),
+        ));
+    }
     let xs: Vec<Scalar<E>> = shares
         .iter()
         .map(|s| Scalar::from_be_bytes_mod_order(s.id))
@@ -166,6 +183,9 @@ fn edwards_xy(compressed: &[u8]) -> Option<([u8; 32], [u8; 32])> {
     let sign = y_le.get(31)? >> 7;
     y_le[31] &= 0x7f;
     let y = BigUint::from_bytes_le(&y_le);
+    if y >= p {
+        return None;
+    }
     // d = -121665 / 121666
     let inv = |v: &BigUint| v.modpow(&(&p - BigUint::from(2u8)), &p);
     let d = (&p - BigUint::from(121_665u32)) * inv(&BigUint::from(121_666u32)) % &p;

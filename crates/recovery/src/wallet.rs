@@ -4,7 +4,7 @@
 //! |---|---|
 //! | ECDSA secp256k1 | the Ethereum address (EIP-55), an encrypted Ethereum keystore (v3: scrypt, AES-128-CTR, Keccak-256 MAC; the passphrase is the caller's), the Bitcoin WIF (compressed, mainnet) |
 //! | ECDSA P-256 | a PKCS#8 PEM private key |
-//! | EdDSA ed25519 | the secret scalar (32 bytes little-endian, as in RFC 8032's expanded key) and the public key; a threshold EdDSA key has no seed, so wallets that import only seeds cannot take it |
+//! | EdDSA ed25519 | an RFC 8032 expanded key: the secret scalar (32 bytes little-endian) and a fresh secret nonce prefix; a threshold EdDSA key has no seed, so wallets that import only seeds cannot take it, and tools that clamp an imported scalar get another key |
 //! | BIP-340 | the x-only public key, the secret key (32 bytes big-endian) and its WIF |
 //!
 //! The keystore's scrypt parameters are geth's standard ones (n = 2^18, r = 8, p = 1).
@@ -111,9 +111,15 @@ pub fn p256_pkcs8_pem(key: &VaultKey) -> Result<Zeroizing<String>, RecoveryError
         .map_err(|e| RecoveryError::Crypto(format!("PKCS#8: {e}")))
 }
 
-/// The ed25519 secret scalar, little-endian (RFC 8032's encoding of scalars).
-pub fn ed25519_scalar_le(key: &VaultKey) -> Zeroizing<[u8; 32]> {
-    let mut le = Zeroizing::new(*key.secret);
-    le.reverse();
-    le
+/// An RFC 8032 expanded ed25519 key for the vault key: the secret scalar (32 bytes,
+/// little-endian) followed by a fresh random 32-byte nonce prefix. A threshold key never had a
+/// seed, so this is the only form it can take. The prefix must stay secret (a known prefix
+/// reveals the key from one signature), and the importing tool must take the scalar as it is:
+/// one that clamps it (as a seed's hash is clamped) gets another key.
+pub fn ed25519_expanded_key(key: &VaultKey) -> Zeroizing<[u8; 64]> {
+    let mut out = Zeroizing::new([0u8; 64]);
+    out[..32].copy_from_slice(key.secret.as_ref());
+    out[..32].reverse();
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut out[32..]);
+    out
 }

@@ -32,46 +32,18 @@ fn keys_read_back_in_every_pem_form() {
     assert_eq!(DrPrivateKey::from_pem(&pem).unwrap().public_key(), public);
     assert_eq!(DrPublicKey::from_pem(&public.to_pem().unwrap()).unwrap(), public);
 
-    // OpenSSL's default form: SEQUENCE { seed, expandedKey }, built here by hand from the
-    // seed form's bytes and the expanded key.
-    use pkcs8::der::{Decode, Encode};
-    let der = pkcs8::SecretDocument::from_pem(&pem).unwrap().1;
-    let info = pkcs8::PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
-    let seed_form = info.private_key.as_bytes();
-    assert_eq!(&seed_form[..2], &[0x80, 64]);
-    let seed = &seed_form[2..];
-    #[allow(deprecated)]
-    let expanded = ml_kem::ExpandedKeyEncoding::to_expanded_bytes(&ml_kem::DecapsulationKey::<
-        ml_kem::MlKem768,
-    >::from_seed(seed.try_into().unwrap()))
-    .to_vec();
-    let both = |expanded: &[u8]| {
-        let inner = (
-            pkcs8::der::asn1::OctetStringRef::new(seed).unwrap(),
-            pkcs8::der::asn1::OctetStringRef::new(expanded).unwrap(),
-        );
-        let body = [inner.0.to_der().unwrap(), inner.1.to_der().unwrap()].concat();
-        let mut seq = vec![0x30];
-        seq.extend_from_slice(
-            &pkcs8::der::Length::try_from(body.len())
-                .unwrap()
-                .to_der()
-                .unwrap(),
-        );
-        seq.extend_from_slice(&body);
-        let pki = pkcs8::PrivateKeyInfoRef::new(
-            info.algorithm,
-            pkcs8::der::asn1::OctetStringRef::new(&seq).unwrap(),
-        );
-        pem_of(&pki.to_der().unwrap())
-    };
+    // OpenSSL's default form: SEQUENCE { seed, expandedKey }.
     assert_eq!(
-        DrPrivateKey::from_pem(&both(&expanded)).unwrap().public_key(),
+        DrPrivateKey::from_pem(&both_form(&pem, None))
+            .unwrap()
+            .public_key(),
         public
     );
-    let mut changed = expanded.clone();
+    let mut changed = expanded_of(&pem);
     changed[100] ^= 1;
-    let e = DrPrivateKey::from_pem(&both(&changed)).unwrap_err().to_string();
+    let e = DrPrivateKey::from_pem(&both_form(&pem, Some(changed)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not the one its seed derives"), "{e}");
 
     // Not a key: one sentence, no key material.
@@ -81,6 +53,61 @@ fn keys_read_back_in_every_pem_form() {
     let e = DrPublicKey::from_pem(&pem).unwrap_err();
     assert!(e.to_string().starts_with("not an ML-KEM-768 public key"), "{e}");
     assert_eq!(format!("{key:?}"), "DrPrivateKey(<redacted>)");
+}
+
+/// The seed of a seed-form PEM.
+fn seed_of(pem: &str) -> Vec<u8> {
+    use pkcs8::der::Decode;
+    let der = pkcs8::SecretDocument::from_pem(pem).unwrap().1;
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
+    let seed_form = info.private_key.as_bytes();
+    assert_eq!(&seed_form[..2], &[0x80, 64]);
+    seed_form[2..].to_vec()
+}
+
+/// The expanded key of a seed-form PEM.
+fn expanded_of(pem: &str) -> Vec<u8> {
+    let seed = seed_of(pem);
+    #[allow(deprecated)]
+    let expanded =
+        ml_kem::ExpandedKeyEncoding::to_expanded_bytes(
+            &ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_seed(seed.as_slice().try_into().unwrap()),
+        );
+    expanded.to_vec()
+}
+
+/// The same key in OpenSSL's default form, SEQUENCE { seed, expandedKey }, built by hand
+/// (with another expanded key when given).
+fn both_form(pem: &str, expanded: Option<Vec<u8>>) -> String {
+    use pkcs8::der::{Decode, Encode};
+    let seed = seed_of(pem);
+    let expanded = expanded.unwrap_or_else(|| expanded_of(pem));
+    let body = [
+        pkcs8::der::asn1::OctetStringRef::new(&seed)
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        pkcs8::der::asn1::OctetStringRef::new(&expanded)
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    ]
+    .concat();
+    let mut seq = vec![0x30];
+    seq.extend_from_slice(
+        &pkcs8::der::Length::try_from(body.len())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    );
+    seq.extend_from_slice(&body);
+    let der = pkcs8::SecretDocument::from_pem(pem).unwrap().1;
+    let info = pkcs8::PrivateKeyInfoRef::from_der(der.as_bytes()).unwrap();
+    let pki = pkcs8::PrivateKeyInfoRef::new(
+        info.algorithm,
+        pkcs8::der::asn1::OctetStringRef::new(&seq).unwrap(),
+    );
+    pem_of(&pki.to_der().unwrap())
 }
 
 fn pem_of(der: &[u8]) -> String {
@@ -279,13 +306,21 @@ fn an_independent_implementation_opens_the_file_and_reads_the_shares() {
     std::fs::write(&key_path, key.to_pem().unwrap().as_bytes()).unwrap();
     std::fs::write(&file_path, file.to_json()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/open-dr.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&key_path)
-        .arg(&file_path)
-        .output()
-        .unwrap();
+    // The key in OpenSSL's default form opens it too.
+    let both_path = dir.path().join("dr-both.key");
+    std::fs::write(&both_path, both_form(&key.to_pem().unwrap(), None)).unwrap();
+    let run = |key: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(key)
+            .arg(&file_path)
+            .output()
+            .unwrap()
+    };
+    let (out, both) = (run(&key_path), run(&both_path));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
+    assert_eq!(out.stdout, both.stdout);
     let opened: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(opened["envelope"]["kemSuite"], "ML-KEM-768+AES-256-GCM");
     assert_eq!(opened["envelope"]["vaultId"], "vlt_1");
@@ -401,4 +436,36 @@ fn an_ethereum_keystore_decrypts_with_an_independent_wallet_library() {
         String::from_utf8(out.stdout).unwrap().trim(),
         "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
     );
+}
+
+/// Files are not authenticated: whatever they say must still make sense.
+#[test]
+fn forged_thresholds_and_coordinates_are_refused() {
+    let (_, shares) = deal::<Ed25519>(2, 3);
+    let public = Point::<Ed25519>::generator() * Scalar::<Ed25519>::random(&mut rand_core::OsRng);
+    let (x, y) = affine_coordinates(Curve::Ed25519, &public.to_bytes(true)).unwrap();
+    // Another x of the same parity.
+    let mut other_x = x;
+    other_x[0] ^= 0x40;
+    let e = reconstruct(Curve::Ed25519, 2, &shares[..2], &(other_x, y)).unwrap_err();
+    assert!(e.to_string().contains("not a point of ed25519"), "{e}");
+    let e = reconstruct(Curve::Ed25519, 0, &[], &(x, y)).unwrap_err();
+    assert!(e.to_string().contains("threshold of 0"), "{e}");
+    // The identity point as the public key.
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let e = reconstruct(Curve::Ed25519, 1, &shares[..1], &([0u8; 32], one)).unwrap_err();
+    assert!(e.to_string().contains("identity"), "{e}");
+    // A Threshold that would overflow.
+    let plain = Shares {
+        vault_id: "v".into(),
+        curve: Curve::Ed25519,
+        threshold: 2,
+        public_key: (x, y),
+        shares: shares[..1].to_vec(),
+    };
+    let json = String::from_utf8(plain.to_json().unwrap().to_vec()).unwrap();
+    let forged = json.replace("\"Threshold\":1}", "\"Threshold\":4294967295}");
+    let e = Shares::parse(forged.as_bytes(), Curve::Ed25519).unwrap_err();
+    assert!(e.to_string().contains("not below"), "{e}");
 }

@@ -118,6 +118,51 @@ fn a_recovery_drill_rebuilds_the_vault_key_from_any_two_files() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("holds the vault's private key"));
     }
 
+    // Against the operator's records: the right address passes, another key is refused.
+    let files01 = [p(&files[0]), p(&files[1])];
+    let with = |extra: &[&str]| {
+        let mut args = vec!["recover", "--json", "--private-key", private.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(files01.iter().map(String::as_str));
+        vsigner(&args)
+    };
+    let address = format!("0x{expected_address}");
+    assert!(with(&["--expect-public-key", &address]).status.success());
+    let out = with(&["--expect-public-key", "02aa"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the expected"));
+    // With an encrypted keystore, the key is written there only, not printed.
+    let keystore = dir.path().join("keystore.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vsigner"))
+        .args([
+            "recover",
+            "--json",
+            "--private-key",
+            private.to_str().unwrap(),
+            "--ethereum-keystore",
+        ])
+        .arg(&keystore)
+        .args(&files01)
+        .env("VSIGNER_RECOVERED_KEYSTORE_PASSPHRASE", "a drill passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !printed.contains(&hex::encode(secret.to_be_bytes())) && !printed.contains("bitcoinWif"),
+        "{printed}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&keystore).unwrap()).unwrap();
+    assert_eq!(doc["address"], expected_address);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&keystore).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
     let refused = |args: &[&str]| -> String {
         let out = vsigner(args);
         assert!(!out.status.success());
@@ -145,7 +190,7 @@ fn a_recovery_drill_rebuilds_the_vault_key_from_any_two_files() {
         &p(&foreign[1]),
     ]);
     assert!(
-        e.contains("of vault vlt_other") && e.contains("give the files of one vault"),
+        e.contains("of vault \"vlt_other\"") && e.contains("give the files of one vault"),
         "{e}"
     );
     let truncated = dir.path().join("truncated.dr");

@@ -98,18 +98,28 @@ impl Mosquitto {
     /// Starts it and waits until each of `ports` accepts connections.
     pub(crate) fn start(dir: &Path, config: &str, ports: &[u16]) -> Mosquitto {
         std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
-        let child = Command::new("mosquitto")
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(dir.join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // A loaded machine may take a while; a broker that exited could not bind a port
+        // (another process took it between `free_port` and now): say so instead of letting
+        // the first connection fail later.
         for port in ports {
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok() {
-                    break;
+            let start = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "mosquitto exited ({status}) before listening on {port}: the port was probably taken"
+                    );
                 }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "mosquitto did not listen on {port} within 20 s"
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde::Serialize;
-use vsigner_signer::config::{KeystoreSealing, MIN_PASSPHRASE_LEN};
+use vsigner_signer::config::KeystoreSealing;
 use zeroize::Zeroizing;
 
 /// Where `keystore rekey` reads the new passphrase when it is not prompted for.
@@ -167,9 +167,5 @@ fn rekey(config: &std::path::Path, to: &str, key_file: Option<PathBuf>) -> anyho
 
 /// The new passphrase: from [`NEW_PASSPHRASE_ENV`], or asked twice on the terminal.
 fn new_passphrase() -> anyhow::Result<Zeroizing<String>> {
-    let passphrase = super::passphrase::new_passphrase(NEW_PASSPHRASE_ENV, "new keystore passphrase: ")?;
-    if passphrase.chars().count() < MIN_PASSPHRASE_LEN {
-        bail!("the new passphrase must have at least {MIN_PASSPHRASE_LEN} characters");
-    }
-    Ok(passphrase)
+    super::passphrase::new_passphrase(NEW_PASSPHRASE_ENV, "new keystore passphrase: ")
 }

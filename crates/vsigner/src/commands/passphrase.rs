@@ -5,10 +5,24 @@
 use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
-/// The passphrase in `env`, or one typed twice after `prompt`.
+/// Shortest accepted new passphrase.
+pub(crate) const MIN_LEN: usize = vsigner_signer::config::MIN_PASSPHRASE_LEN;
+
+/// The passphrase in `env`, or one typed twice after `prompt`; at least [`MIN_LEN`]
+/// characters.
 pub(crate) fn new_passphrase(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var(env) {
-        return Ok(Zeroizing::new(p));
+    let passphrase = typed_or_from(env, prompt)?;
+    if passphrase.chars().count() < MIN_LEN {
+        bail!("the new passphrase must have at least {MIN_LEN} characters");
+    }
+    Ok(passphrase)
+}
+
+fn typed_or_from(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    match std::env::var(env) {
+        Ok(p) => return Ok(Zeroizing::new(p)),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{env} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => {}
     }
     let first = Zeroizing::new(
         rpassword::prompt_password(prompt)

@@ -29,6 +29,11 @@ pub(crate) struct RecoverArgs {
     /// passphrase from VSIGNER_RECOVERED_KEYSTORE_PASSPHRASE or asked twice on the terminal.
     #[arg(long)]
     ethereum_keystore: Option<PathBuf>,
+    /// The vault's public key as your records have it (hex, compressed), or for secp256k1
+    /// its Ethereum address: recovery fails unless the files rebuild that key. The files are
+    /// not signed (anyone with the public DR key can write one), so check against records.
+    #[arg(long)]
+    expect_public_key: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     json: bool,
@@ -68,8 +73,29 @@ pub(crate) fn run(args: RecoverArgs) -> anyhow::Result<()> {
     );
     let key = DrPrivateKey::from_pem(&pem).with_context(|| key_path.display().to_string())?;
     let recovered = recover(&key, &args.files)?;
+    if args.ethereum_keystore.is_some() && recovered.curve != Curve::Secp256k1 {
+        bail!("--ethereum-keystore is for secp256k1 vaults");
+    }
+    let public_hex = hex(&recovered.key.public_key);
+    match &args.expect_public_key {
+        Some(expected) => {
+            let expected = expected.trim().to_ascii_lowercase();
+            let address = (recovered.curve == Curve::Secp256k1)
+                .then(|| wallet::ethereum_address(&recovered.key.public_key))
+                .transpose()?
+                .map(|a| a.to_ascii_lowercase());
+            if expected != public_hex && Some(&expected) != address.as_ref() {
+                bail!("the files rebuild the public key {public_hex}, not the expected {expected:?}: they are not this vault's");
+            }
+        }
+        None => eprintln!(
+            "note: the .dr files are not signed; compare the public key {public_hex} with your records (or give --expect-public-key)"
+        ),
+    }
     let out = describe(&recovered, args.ethereum_keystore.as_deref())?;
-    eprintln!("warning: the output below holds the vault's private key; keep it offline");
+    if args.ethereum_keystore.is_none() {
+        eprintln!("warning: the output below holds the vault's private key; keep it offline");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -103,21 +129,21 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
             let other = first_path.display();
             if f.vault_id != file.vault_id {
                 bail!(
-                    "{name} is of vault {}, {other} of vault {}: give the files of one vault",
+                    "{name} is of vault {:?}, {other} of vault {:?}: give the files of one vault",
                     file.vault_id,
                     f.vault_id
                 );
             }
             if f.request_id != file.request_id {
                 bail!(
-                    "{name} holds the shares made by {}, {other} those made by {}: give the files of one generation",
+                    "{name} holds the shares made by {:?}, {other} those made by {:?}: give the files of one generation",
                     file.request_id,
                     f.request_id
                 );
             }
             if (f.algo.as_str(), f.curve.as_str()) != (file.algo.as_str(), file.curve.as_str()) {
                 bail!(
-                    "{name} is a {} {} file, {other} a {} {} one",
+                    "{name} is a {:?} {:?} file, {other} a {:?} {:?} one",
                     file.algo,
                     file.curve,
                     f.algo,
@@ -129,7 +155,7 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
         let parsed = Shares::parse(&plaintext, curve).with_context(|| name.clone())?;
         if parsed.vault_id != file.vault_id {
             bail!(
-                "{name}: its shares are of vault {}, its envelope says {}",
+                "{name}: its shares are of vault {:?}, its envelope says {:?}",
                 parsed.vault_id,
                 file.vault_id
             );
@@ -148,8 +174,12 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
             Some(_) => bail!("{name} names another public key than the other files"),
         }
         for share in parsed.shares {
-            if !shares.iter().any(|s| s.id == share.id) {
-                shares.push(share);
+            match shares.iter().find(|s| s.id == share.id) {
+                None => shares.push(share),
+                Some(known) if *known.value == *share.value => {}
+                Some(_) => bail!(
+                    "{name} holds another value for a share another file holds: one of them was changed"
+                ),
             }
         }
         first.get_or_insert((path.clone(), file));
@@ -189,9 +219,8 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
                 "ethereumAddress".into(),
                 wallet::ethereum_address(&r.key.public_key)?.into(),
             );
-            o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
-            o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
             if let Some(path) = keystore {
+                // The key goes only into the encrypted keystore, not to the output too.
                 let passphrase = super::passphrase::new_passphrase(
                     KEYSTORE_PASSPHRASE_ENV,
                     "passphrase of the Ethereum keystore: ",
@@ -199,6 +228,9 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
                 let doc = wallet::ethereum_keystore(&r.key, &passphrase, wallet::KEYSTORE_SCRYPT_LOG_N)?;
                 write_new(path, doc.to_string().as_bytes())?;
                 o.insert("ethereumKeystore".into(), path.display().to_string().into());
+            } else {
+                o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
+                o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
             }
         }
         Curve::Secp256r1 => {
@@ -206,12 +238,12 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
         }
         Curve::Ed25519 => {
             o.insert(
-                "secretScalarLE".into(),
-                hex(wallet::ed25519_scalar_le(&r.key).as_ref()).into(),
+                "expandedSecretKey".into(),
+                hex(wallet::ed25519_expanded_key(&r.key).as_ref()).into(),
             );
             o.insert(
                 "note".into(),
-                "a threshold EdDSA key has no seed: import the scalar where a wallet takes an expanded key (scalar and a nonce prefix of your choice); seed-only wallets cannot take it".into(),
+                "a threshold EdDSA key has no seed: this is an RFC 8032 expanded key (the secret scalar, little-endian, then a fresh random nonce prefix that must stay secret); import it only into a tool that takes an expanded key without clamping the scalar (ed25519-dalek: hazmat::ExpandedSecretKey built from its two halves); seed-only wallets cannot take it".into(),
             );
         }
         Curve::Bip340 => {
@@ -219,9 +251,6 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
             o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
             o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
         }
-    }
-    if keystore.is_some() && r.curve != Curve::Secp256k1 {
-        bail!("--ethereum-keystore is for secp256k1 vaults");
     }
     Ok(out)
 }
@@ -242,6 +271,11 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn keygen(private_key: &Path, public_key: &Path) -> anyhow::Result<()> {
+    for path in [private_key, public_key] {
+        if path.exists() {
+            bail!("{} exists: keygen never replaces a key", path.display());
+        }
+    }
     let key = DrPrivateKey::generate();
     write_new(private_key, key.to_pem()?.as_bytes())?;
     write_new(public_key, key.public_key().to_pem()?.as_bytes())?;
