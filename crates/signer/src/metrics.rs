@@ -308,9 +308,9 @@ pub async fn serve(
             }
         })
     };
-    let result = axum::serve(listener, router(handle))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Plain HTTP (scrapers rarely speak TLS to a metrics port), with the connection bounds
+    // of every vsigner listener.
+    let result = vsigner_https::serve(listener, router(handle), None, shutdown).await;
     upkeep.abort();
     result
 }

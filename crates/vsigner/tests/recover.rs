@@ -163,6 +163,61 @@ fn a_recovery_drill_rebuilds_the_vault_key_from_any_two_files() {
         );
     }
 
+    // A planted file (same vault, generation and public key, a share of nothing) listed
+    // first among three: the recovery leaves it out, names it, and still succeeds.
+    let planted = {
+        let vault_public = Point::<Secp256k1>::generator() * secret;
+        let mut id = [0u8; 32];
+        id[31] = 9;
+        let value = zeroize::Zeroizing::new(
+            Scalar::<Secp256k1>::random(&mut rand_core::OsRng)
+                .to_be_bytes()
+                .as_bytes()
+                .try_into()
+                .unwrap(),
+        );
+        let plain = Shares {
+            vault_id: "vlt_drill".into(),
+            curve: Curve::Secp256k1,
+            threshold: 2,
+            public_key: affine_coordinates(Curve::Secp256k1, &vault_public.to_bytes(true)).unwrap(),
+            shares: vec![Share { id, value }],
+        };
+        let header = DrHeader {
+            vault_id: "vlt_drill".into(),
+            request_id: "op_keygen".into(),
+            previous_request_id: None,
+            algo: "ECDSA".into(),
+            curve: "secp256k1".into(),
+        };
+        let path = dir.path().join("planted.dr");
+        std::fs::write(
+            &path,
+            DrFile::seal(&public, header, &plain.to_json().unwrap())
+                .unwrap()
+                .to_json(),
+        )
+        .unwrap();
+        path
+    };
+    let out = vsigner(&[
+        "recover",
+        "--json",
+        "--private-key",
+        &p(&private),
+        &p(&planted),
+        &p(&files[0]),
+        &p(&files[1]),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["privateKey"], hex::encode(secret.to_be_bytes()));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("left out") && said.contains("planted.dr") && !said.contains("device-1"),
+        "{said}"
+    );
+
     let refused = |args: &[&str]| -> String {
         let out = vsigner(args);
         assert!(!out.status.success());

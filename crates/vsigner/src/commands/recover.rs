@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use vsigner_recovery::{reconstruct, wallet, Curve, DrFile, DrPrivateKey, Share, Shares};
+use vsigner_recovery::{reconstruct, wallet, Curve, DrFile, DrPrivateKey, RecoveryError, Share, Shares};
 use zeroize::Zeroizing;
 
 /// Where the Ethereum keystore's passphrase is read when it is not prompted for.
@@ -120,6 +120,8 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
     let mut threshold = None;
     let mut public_key = None;
     let mut shares: Vec<Share> = Vec::new();
+    // The file each share came from (the first that held it).
+    let mut owners: Vec<String> = Vec::new();
     for path in paths {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
@@ -175,7 +177,10 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
         }
         for share in parsed.shares {
             match shares.iter().find(|s| s.id == share.id) {
-                None => shares.push(share),
+                None => {
+                    shares.push(share);
+                    owners.push(name.clone());
+                }
                 Some(known) if *known.value == *share.value => {}
                 Some(_) => bail!(
                     "{name} holds another value for a share another file holds: one of them was changed"
@@ -189,7 +194,22 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
     };
     let curve = Curve::from_envelope(&file.algo, &file.curve)?;
     let shares_used = shares.len().min(threshold as usize);
-    let key = reconstruct(curve, threshold, &shares, &public_key)?;
+    let key = match reconstruct(curve, threshold, &shares, &public_key) {
+        Err(RecoveryError::Mismatch) if shares.len() > shares_used => {
+            // More shares than needed: a bad or foreign file among them need not stop the
+            // recovery. Try the other subsets and name what had to be left out.
+            let (key, left_out) = first_fitting_subset(curve, threshold, &shares, &public_key)
+                .ok_or(RecoveryError::Mismatch)?;
+            let files: std::collections::BTreeSet<&str> =
+                left_out.iter().map(|&i| owners[i].as_str()).collect();
+            eprintln!(
+                "warning: left out shares that do not fit the vault's public key, from: {}",
+                files.into_iter().collect::<Vec<_>>().join(", ")
+            );
+            key
+        }
+        other => other?,
+    };
     Ok(Recovered {
         file,
         curve,
@@ -197,6 +217,36 @@ fn recover(key: &DrPrivateKey, paths: &[PathBuf]) -> anyhow::Result<Recovered> {
         shares_used,
         key,
     })
+}
+
+/// Subsets of shares tried at the most when some do not fit.
+const MAX_SUBSETS: usize = 10_000;
+
+/// The key of the first `threshold`-subset of `shares` that rebuilds `public_key`, and the
+/// indices of the shares outside it (which include the ones that do not fit).
+fn first_fitting_subset(
+    curve: Curve,
+    threshold: u32,
+    shares: &[Share],
+    public_key: &([u8; 32], [u8; 32]),
+) -> Option<(vsigner_recovery::VaultKey, Vec<usize>)> {
+    let t = threshold as usize;
+    let mut pick: Vec<usize> = (0..t).collect();
+    for _ in 0..MAX_SUBSETS {
+        let subset: Vec<Share> = pick.iter().map(|&i| shares[i].clone()).collect();
+        if let Ok(key) = reconstruct(curve, threshold, &subset, public_key) {
+            let left_out = (0..shares.len()).filter(|i| !pick.contains(i)).collect();
+            return Some((key, left_out));
+        }
+        // The next combination in lexicographic order.
+        let n = shares.len();
+        let i = (0..t).rev().find(|&i| pick[i] < n - t + i)?;
+        pick[i] += 1;
+        for j in i + 1..t {
+            pick[j] = pick[j - 1] + 1;
+        }
+    }
+    None
 }
 
 fn hex(b: &[u8]) -> String {
