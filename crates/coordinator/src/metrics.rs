@@ -159,10 +159,16 @@ pub(crate) fn operation_changed(op: &Operation, before: OperationState, now: Mil
         histogram!(TIME_TO_QUORUM_SECONDS, "kind" => kind).record(seconds_since(op.created_at, now));
     }
     if op.state.is_final() {
-        counter!(OPERATIONS_ENDED_TOTAL, "kind" => kind, "state" => op.state.as_str()).increment(1);
-        if op.state == OperationState::Completed {
-            histogram!(TIME_TO_RESULT_SECONDS, "kind" => kind).record(seconds_since(op.created_at, now));
-        }
+        operation_ended(op, now);
+    }
+}
+
+/// An operation reached its final state at `now` (committed).
+pub(crate) fn operation_ended(op: &Operation, now: Millis) {
+    let kind = op.kind().as_str();
+    counter!(OPERATIONS_ENDED_TOTAL, "kind" => kind, "state" => op.state.as_str()).increment(1);
+    if op.state == OperationState::Completed {
+        histogram!(TIME_TO_RESULT_SECONDS, "kind" => kind).record(seconds_since(op.created_at, now));
     }
 }
 

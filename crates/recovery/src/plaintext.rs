@@ -46,7 +46,7 @@ impl std::fmt::Debug for Share {
 }
 
 fn hex_trimmed(b: &[u8]) -> String {
-    let s: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let s = hex::encode(b);
     let t = s.trim_start_matches('0');
     if t.is_empty() {
         "0".to_owned()

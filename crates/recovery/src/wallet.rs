@@ -26,7 +26,7 @@ pub fn ethereum_address(public_key: &[u8]) -> Result<String, RecoveryError> {
         .map_err(|_| RecoveryError::Format("not a secp256k1 public key".into()))?;
     let uncompressed = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&point, false);
     let hash = Keccak256::digest(&uncompressed.as_bytes()[1..]);
-    let hex_address: String = hash[12..].iter().map(|b| format!("{b:02x}")).collect();
+    let hex_address = hex::encode(&hash[12..]);
     let checksum = Keccak256::digest(hex_address.as_bytes());
     let mut out = String::from("0x");
     for (i, c) in hex_address.chars().enumerate() {
@@ -71,18 +71,17 @@ pub fn ethereum_keystore(
     let mut mac_input = Zeroizing::new(derived[16..32].to_vec());
     mac_input.extend_from_slice(&ciphertext);
     let mac = Keccak256::digest(mac_input.as_slice());
-    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
     let mut id = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
     let uuid = format!(
         "{}-{}-{}-{}-{}",
-        hex(&id[0..4]),
-        hex(&id[4..6]),
-        hex(&id[6..8]),
-        hex(&id[8..10]),
-        hex(&id[10..16])
+        hex::encode(&id[0..4]),
+        hex::encode(&id[4..6]),
+        hex::encode(&id[6..8]),
+        hex::encode(&id[8..10]),
+        hex::encode(&id[10..16])
     );
     Ok(serde_json::json!({
         "version": 3,
@@ -90,11 +89,11 @@ pub fn ethereum_keystore(
         "address": address.trim_start_matches("0x").to_ascii_lowercase(),
         "crypto": {
             "cipher": "aes-128-ctr",
-            "cipherparams": {"iv": hex(&iv)},
-            "ciphertext": hex(&ciphertext),
+            "cipherparams": {"iv": hex::encode(iv)},
+            "ciphertext": hex::encode(&ciphertext),
             "kdf": "scrypt",
-            "kdfparams": {"dklen": 32, "n": 1u64 << log_n, "r": 8, "p": 1, "salt": hex(&salt)},
-            "mac": hex(&mac),
+            "kdfparams": {"dklen": 32, "n": 1u64 << log_n, "r": 8, "p": 1, "salt": hex::encode(salt)},
+            "mac": hex::encode(mac),
         }
     }))
 }

@@ -159,7 +159,7 @@ impl Service {
             metrics::vote(v.choice);
         }
         for s in stale {
-            metrics::operation_changed(s, OperationState::InProgress, now);
+            metrics::operation_ended(s, now);
         }
     }
 

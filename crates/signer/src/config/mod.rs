@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 pub use error::{ConfigError, Origin};
 use raw::RawMap;
-pub use shown::{shown_storage, shown_url};
+pub use shown::{is_loopback, shown_storage, shown_url};
 use values::{MqttParts, Reader};
 
 /// Default `Port`.

@@ -76,6 +76,22 @@ fn shown_ca(ca: Option<&CaCert>) -> serde_json::Value {
     }
 }
 
+/// Whether `url`'s host is this machine: `localhost` or a loopback address (also for
+/// non-special schemes such as `mqtt://`, which keep IP addresses as opaque host names).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// A URL for logs and summaries: scheme, host, port and path; never user info, query or
 /// fragment (they often carry an access key).
 pub fn shown_url(url: &Url) -> String {
@@ -117,21 +133,9 @@ impl SignerConfig {
                     .to_owned(),
             );
         }
-        let loopback = |u: &Url| match u.host() {
-            // Non-special schemes (mqtt://) keep IP addresses as opaque host names.
-            Some(url::Host::Domain(d)) => {
-                d == "localhost"
-                    || d.trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
         if matches!(self.mqtt_endpoint.scheme(), "mqtt" | "tcp" | "ws")
             && self.mqtt_password.is_some()
-            && !loopback(&self.mqtt_endpoint)
+            && !is_loopback(&self.mqtt_endpoint)
         {
             out.push(
                 "MQTTEndpoint is not TLS (mqtt://, tcp:// or ws://) and MQTTPassword is set: the \
@@ -147,7 +151,7 @@ impl SignerConfig {
                 ));
             }
         }
-        if self.api_base_url.scheme() == "http" && !loopback(&self.api_base_url) {
+        if self.api_base_url.scheme() == "http" && !is_loopback(&self.api_base_url) {
             out.push(
                 "APIBaseURL uses http:// to a host that is not loopback: the coordinator \
                  credentials cross the network in clear; use https://"
@@ -155,7 +159,7 @@ impl SignerConfig {
             );
         }
         if let Some(graphql) = &self.graphql_url {
-            if graphql.scheme() == "http" && !loopback(graphql) {
+            if graphql.scheme() == "http" && !is_loopback(graphql) {
                 out.push(
                     "GraphQLService uses http:// to a host that is not loopback: the coordinator \
                      access token crosses the network in clear; use https://"

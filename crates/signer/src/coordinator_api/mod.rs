@@ -102,21 +102,15 @@ impl CoordinatorClient {
     }
 
     /// [`Self::new`], trusting only `ca` for HTTPS when it is not empty (a private CA's
-    /// certificates, from [`vsigner_https::ca_certificates`] or the `APICACert` PEM). Warns
-    /// when `base` is plain HTTP off loopback: the client secret and tokens would cross the
-    /// network in clear.
+    /// certificates, from [`vsigner_https::ca_certificates`] or the `APICACert` PEM). Plain
+    /// HTTP off loopback is warned about by the caller (the daemon's configuration warnings,
+    /// the CLI).
     pub fn trusting(
         base: &Url,
         client_id: &str,
         client_secret: Zeroizing<String>,
         ca: &[reqwest::Certificate],
     ) -> Result<Self, ApiError> {
-        if base.scheme() == "http" && !is_loopback(base) {
-            tracing::warn!(
-                coordinator = %crate::config::shown_url(base),
-                "the coordinator is reached over plain HTTP off loopback: the client secret and tokens cross the network in clear; use https://"
-            );
-        }
         let join = |path: &str| {
             let mut u = base.clone();
             let prefix = u.path().trim_end_matches('/').to_owned();
@@ -264,15 +258,5 @@ impl CoordinatorClient {
         serde_json::from_value(data[field].take()).map_err(|e| {
             ApiError::Unreachable(format!("unexpected `{field}` in the coordinator's reply: {e}"))
         })
-    }
-}
-
-/// Whether `url`'s host is a loopback address or `localhost`.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }

@@ -152,7 +152,7 @@ pub(crate) fn operator(c: &Connection) -> anyhow::Result<Operator> {
         .coordinator
         .parse()
         .with_context(|| format!("--coordinator {:?} is not a URL", c.coordinator))?;
-    if url.scheme() == "http" && !vsigner_signer::coordinator_api::is_loopback(&url) {
+    if url.scheme() == "http" && !vsigner_signer::config::is_loopback(&url) {
         eprintln!(
             "warning: {} is plain HTTP off loopback: the client secret and tokens cross the network in clear; use https://",
             c.coordinator

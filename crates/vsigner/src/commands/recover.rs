@@ -76,7 +76,7 @@ pub(crate) fn run(args: RecoverArgs) -> anyhow::Result<()> {
     if args.ethereum_keystore.is_some() && recovered.curve != Curve::Secp256k1 {
         bail!("--ethereum-keystore is for secp256k1 vaults");
     }
-    let public_hex = hex(&recovered.key.public_key);
+    let public_hex = hex::encode(&recovered.key.public_key);
     match &args.expect_public_key {
         Some(expected) => {
             let expected = expected.trim().to_ascii_lowercase();
@@ -249,10 +249,6 @@ fn first_fitting_subset(
     None
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json::Value> {
     let mut out = json!({
         "vaultId": r.file.vault_id,
@@ -260,7 +256,7 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
         "scheme": format!("{} {}", r.curve.algo(), r.curve.envelope_name()),
         "threshold": r.threshold,
         "sharesUsed": r.shares_used,
-        "publicKey": hex(&r.key.public_key),
+        "publicKey": hex::encode(&r.key.public_key),
     });
     let o = out.as_object_mut().context("an object")?;
     match r.curve {
@@ -279,7 +275,7 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
                 write_new(path, doc.to_string().as_bytes())?;
                 o.insert("ethereumKeystore".into(), path.display().to_string().into());
             } else {
-                o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
+                o.insert("privateKey".into(), hex::encode(r.key.secret.as_ref()).into());
                 o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
             }
         }
@@ -289,7 +285,7 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
         Curve::Ed25519 => {
             o.insert(
                 "expandedSecretKey".into(),
-                hex(wallet::ed25519_expanded_key(&r.key).as_ref()).into(),
+                hex::encode(wallet::ed25519_expanded_key(&r.key).as_ref()).into(),
             );
             o.insert(
                 "note".into(),
@@ -297,8 +293,11 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
             );
         }
         Curve::Bip340 => {
-            o.insert("xOnlyPublicKey".into(), hex(&r.key.public_key[1..]).into());
-            o.insert("privateKey".into(), hex(r.key.secret.as_ref()).into());
+            o.insert(
+                "xOnlyPublicKey".into(),
+                hex::encode(&r.key.public_key[1..]).into(),
+            );
+            o.insert("privateKey".into(), hex::encode(r.key.secret.as_ref()).into());
             o.insert("bitcoinWif".into(), wallet::wif(&r.key.secret).as_str().into());
         }
     }
