@@ -21,6 +21,7 @@
 //! secret.
 
 pub mod backend;
+pub mod backup;
 pub mod error;
 pub mod generations;
 pub mod record;

@@ -66,6 +66,16 @@ impl DrPublicKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.to_bytes().to_vec()
     }
+
+    /// A fresh shared secret for the holder of the private key: the 1088-byte ciphertext to
+    /// send and the 32-byte secret (for other uses than `.dr` files, such as keystore
+    /// backups to a recipient).
+    pub fn encapsulate(&self) -> (Vec<u8>, Zeroizing<[u8; 32]>) {
+        let mut m = Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, m.as_mut());
+        let (ct, shared) = self.0.encapsulate_deterministic(&(*m).into());
+        (ct.as_slice().to_vec(), Zeroizing::new(<[u8; 32]>::from(shared)))
+    }
 }
 
 impl DrPrivateKey {
@@ -164,7 +174,21 @@ impl DrPrivateKey {
             .map_err(|e| bad_key("cannot encode the private key", e))
     }
 
-    /// Its public key.
+    /// The shared secret of a ciphertext made by [`DrPublicKey::encapsulate`] (another key
+    /// gives another secret, by ML-KEM's implicit rejection: what it protects must be
+    /// authenticated).
+    pub fn decapsulate(&self, ciphertext: &[u8]) -> Result<Zeroizing<[u8; 32]>, RecoveryError> {
+        use ml_kem::Decapsulate as _;
+        let ct: ml_kem::Ciphertext<MlKem768> = ciphertext.try_into().map_err(|_| {
+            RecoveryError::Format(format!(
+                "an ML-KEM-768 ciphertext has 1088 bytes, not {}",
+                ciphertext.len()
+            ))
+        })?;
+        Ok(Zeroizing::new(<[u8; 32]>::from(self.0.decapsulate(&ct))))
+    }
+
+    /// The public key of this private key.
     pub fn public_key(&self) -> DrPublicKey {
         DrPublicKey(self.0.encapsulation_key().clone())
     }

@@ -234,7 +234,10 @@ impl Shares {
         } else {
             "ECDSAPub"
         };
-        let mut out = Zeroizing::new(Vec::new());
+        // Sized once: a growing buffer would leave copies of the secret digits behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            128 + self.vault_id.len() + self.shares.len() * (2 * 80 + point.len() + 48),
+        ));
         out.extend_from_slice(b"{\"Data\":[");
         for (i, share) in self.shares.iter().enumerate() {
             if i > 0 {

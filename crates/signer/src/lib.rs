@@ -30,6 +30,7 @@ pub mod config;
 pub mod coordinator_api;
 pub mod daemon;
 pub mod devices;
+pub mod disaster_recovery;
 pub mod metrics;
 pub mod peers;
 pub mod prime_stock;

@@ -745,3 +745,71 @@ fn an_iofinnet_configuration_file_is_accepted() {
     let c = load_env(base_env()).unwrap();
     assert_eq!(c.summary()["GraphQLService"], "http://127.0.0.1:8000/graphql");
 }
+
+#[test]
+fn a_disaster_recovery_key_is_read_at_start_and_a_bad_one_refused() {
+    let private = vsigner_recovery::DrPrivateKey::generate();
+    let public_pem = private.public_key().to_pem().unwrap();
+    // Unset: no files.
+    assert!(load_env(base_env()).unwrap().disaster_recovery.is_none());
+    // Inline PEM, default directory; shown by its fingerprint only.
+    let c = load_env(with(base_env(), "VSIGNER_DisasterRecoveryPublicKey", &public_pem)).unwrap();
+    let dr = c.disaster_recovery.as_ref().unwrap();
+    assert_eq!(dr.dir, PathBuf::from("vsigner-disaster-recovery"));
+    assert_eq!(dr.public_key, private.public_key());
+    let shown = c.summary().to_string();
+    assert!(
+        shown.contains(&dr.fingerprint()) && !shown.contains("BEGIN"),
+        "{shown}"
+    );
+    // A file path, and a directory.
+    let (_d, path) = file("dr.pub", &public_pem);
+    let env = with(
+        with(
+            base_env(),
+            "VSIGNER_DisasterRecoveryPublicKey",
+            path.to_str().unwrap(),
+        ),
+        "VSIGNER_DisasterRecoveryDir",
+        "/srv/dr",
+    );
+    let c = load_env(env).unwrap();
+    assert_eq!(c.disaster_recovery.unwrap().dir, PathBuf::from("/srv/dr"));
+
+    // Refused, naming the key: a missing file, something else than an ML-KEM key, the
+    // private key (without quoting it), and a directory without a key.
+    let e = err(with(
+        base_env(),
+        "VSIGNER_DisasterRecoveryPublicKey",
+        "/nonexistent/dr.pub",
+    ));
+    assert!(
+        e.contains("DisasterRecoveryPublicKey") && e.contains("No such file"),
+        "{e}"
+    );
+    assert!(!e.contains("/nonexistent/dr.pub"), "the value is not quoted: {e}");
+    let (_d2, cert) = file("x.pem", "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n");
+    let e = err(with(
+        base_env(),
+        "VSIGNER_DisasterRecoveryPublicKey",
+        cert.to_str().unwrap(),
+    ));
+    assert!(
+        e.contains("DisasterRecoveryPublicKey") && e.contains("ML-KEM-768"),
+        "{e}"
+    );
+    let private_pem = private.to_pem().unwrap();
+    let e = err(with(
+        base_env(),
+        "VSIGNER_DisasterRecoveryPublicKey",
+        &private_pem,
+    ));
+    assert!(e.contains("holds a private key"), "{e}");
+    let body: String = private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!e.contains(&body[..40]), "the private key is not quoted: {e}");
+    let e = err(with(base_env(), "VSIGNER_DisasterRecoveryDir", "/srv/dr"));
+    assert!(
+        e.contains("DisasterRecoveryDir") && e.contains("DisasterRecoveryPublicKey is not"),
+        "{e}"
+    );
+}

@@ -78,6 +78,12 @@ pub const ALLOW_PUBLIC_TEST_PRIMES: &str = "AllowPublicTestPrimes";
 /// file listing them; unset, peers are trusted on first sight (pinned).
 pub const TRUSTED_DEVICE_KEYS: &str = "TrustedDeviceKeys";
 
+/// The operator's ML-KEM-768 disaster-recovery public key (PEM, or a path to a PEM file):
+/// when set, every device writes a `.dr` file for each share generation it confirms.
+pub const DISASTER_RECOVERY_PUBLIC_KEY: &str = "DisasterRecoveryPublicKey";
+/// The directory the `.dr` files go to (one subdirectory per device).
+pub const DISASTER_RECOVERY_DIR: &str = "DisasterRecoveryDir";
+
 /// Every key, in the order of the documentation.
 pub const ALL: &[&str] = &[
     PORT,
@@ -118,6 +124,8 @@ pub const ALL: &[&str] = &[
     KEYSTORE_PASSPHRASE,
     KEYSTORE_KEY_FILE,
     KEYSTORE_SEALING,
+    DISASTER_RECOVERY_PUBLIC_KEY,
+    DISASTER_RECOVERY_DIR,
     SIGNER_API_TOKEN,
     POLL_INTERVAL_SECONDS,
     MAX_CONCURRENT_OPERATIONS,

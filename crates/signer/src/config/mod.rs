@@ -195,6 +195,30 @@ impl fmt::Debug for CaCert {
     }
 }
 
+/// `DisasterRecoveryPublicKey` and `DisasterRecoveryDir`: where `.dr` files go and the key
+/// they are encrypted to.
+#[derive(Debug, Clone)]
+pub struct DisasterRecoveryConfig {
+    /// The operator's ML-KEM-768 public key.
+    pub public_key: vsigner_recovery::DrPublicKey,
+    /// Inline or the file it was read from.
+    pub source: CaCertSource,
+    /// The directory of the files.
+    pub dir: PathBuf,
+}
+
+impl DisasterRecoveryConfig {
+    /// The public key's fingerprint: SHA-256 of the encapsulation key, hex (what an
+    /// operator compares with the key in the safe).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(self.public_key.to_bytes()))
+    }
+}
+
+/// Default `DisasterRecoveryDir`, relative to the working directory.
+pub const DEFAULT_DISASTER_RECOVERY_DIR: &str = "vsigner-disaster-recovery";
+
 /// The validated signer configuration.
 ///
 /// # Security
@@ -251,6 +275,8 @@ pub struct SignerConfig {
     pub storage_bucket_url: String,
     /// `KeystoreSealing` with `KeystorePassphrase` / `KeystoreKeyFile`.
     pub keystore_sealing: KeystoreSealing,
+    /// `DisasterRecoveryPublicKey` and `DisasterRecoveryDir`, when set.
+    pub disaster_recovery: Option<DisasterRecoveryConfig>,
     /// `SignerAPIToken`: the bearer tokens the HTTP API accepts (one, or several while a
     /// new one replaces an old one).
     pub signer_api_tokens: Vec<Zeroizing<String>>,
@@ -376,6 +402,7 @@ impl SignerConfig {
             .transpose()?;
         let storage_bucket_url = r.storage()?;
         let keystore_sealing = r.sealing()?;
+        let disaster_recovery = r.disaster_recovery()?;
         let signer_api_tokens = r.api_tokens(keys::SIGNER_API_TOKEN, MIN_API_TOKEN_LEN)?;
         if signer_api_tokens.is_empty() {
             return Err(ConfigError::key_error(
@@ -430,6 +457,7 @@ impl SignerConfig {
             otlp_logs_endpoint,
             storage_bucket_url,
             keystore_sealing,
+            disaster_recovery,
             signer_api_tokens,
             poll_interval,
             max_concurrent_operations,

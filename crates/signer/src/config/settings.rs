@@ -68,6 +68,49 @@ impl Reader {
         Ok(Some(CaCert { pem, source }))
     }
 
+    /// `DisasterRecoveryPublicKey` (PEM text or a PEM file) and `DisasterRecoveryDir`: the
+    /// key is read and checked now; the directory without the key is refused.
+    pub(super) fn disaster_recovery(&self) -> Result<Option<DisasterRecoveryConfig>, ConfigError> {
+        let key = keys::DISASTER_RECOVERY_PUBLIC_KEY;
+        let dir = self.string(keys::DISASTER_RECOVERY_DIR)?;
+        let Some(s) = self.string(key)? else {
+            return match dir {
+                Some(_) => Err(self.err(
+                    keys::DISASTER_RECOVERY_DIR,
+                    "is set but DisasterRecoveryPublicKey is not: set the key the .dr files are encrypted to, or unset the directory",
+                )),
+                None => Ok(None),
+            };
+        };
+        let (pem, source) = if s.contains("-----BEGIN") {
+            (Zeroizing::new(s), CaCertSource::Inline)
+        } else {
+            let path = PathBuf::from(&s);
+            // The value is not quoted: it could be a private key pasted without its armour.
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                self.err(
+                    key,
+                    format!("expected PEM text or the path of a readable PEM file; it is neither (as a path: {e})"),
+                )
+            })?;
+            (Zeroizing::new(pem), CaCertSource::File(path))
+        };
+        if pem.contains("PRIVATE KEY") {
+            // Said without quoting the value: it is a secret that must not be here.
+            return Err(self.err(
+                key,
+                "holds a private key: give the public key (`vsigner recover keygen` writes both; `openssl pkey -pubout` derives it) and keep the private key offline",
+            ));
+        }
+        let public_key =
+            vsigner_recovery::DrPublicKey::from_pem(&pem).map_err(|e| self.err(key, e.to_string()))?;
+        Ok(Some(DisasterRecoveryConfig {
+            public_key,
+            source,
+            dir: PathBuf::from(dir.as_deref().unwrap_or(DEFAULT_DISASTER_RECOVERY_DIR)),
+        }))
+    }
+
     /// `TLSCertFile` and `TLSKeyFile`: both or neither; read and checked now.
     pub(super) fn api_tls(&self) -> Result<Option<ApiTls>, ConfigError> {
         let cert = self.string(keys::TLS_CERT_FILE)?.map(PathBuf::from);

@@ -47,6 +47,10 @@ impl fmt::Debug for SignerConfig {
             .field("storage_bucket_url", &shown_storage(&self.storage_bucket_url))
             .field("keystore_sealing", &self.keystore_sealing)
             .field(
+                "disaster_recovery",
+                &self.disaster_recovery.as_ref().map(|d| &d.dir),
+            )
+            .field(
                 "signer_api_tokens",
                 &format!("<{} redacted>", self.signer_api_tokens.len()),
             )
@@ -264,6 +268,8 @@ impl SignerConfig {
                 KeystoreSealing::KeyFile(p) => json!(p.display().to_string()),
                 _ => json!(null),
             },
+            "DisasterRecoveryPublicKey": self.disaster_recovery.as_ref().map(|d| format!("ML-KEM-768, SHA-256 {}", d.fingerprint())),
+            "DisasterRecoveryDir": self.disaster_recovery.as_ref().map(|d| d.dir.display().to_string()),
             "SignerAPIToken": set(true),
             "PollIntervalSeconds": self.poll_interval.as_secs_f64(),
             "MaxConcurrentOperations": self.max_concurrent_operations,

@@ -48,7 +48,7 @@ impl Daemon {
             match self.inner.coordinator.operation(&op.id).await {
                 Ok(now) if now.is_final() => {
                     if now.state == "Completed" {
-                        self.confirm_keygen(&device.id, &op.vault_id).await;
+                        self.confirm_keygen(&device.id, &op.vault_id, Some(&op.id)).await;
                     } else {
                         tracing::warn!(state = %now.state, "the keygen did not complete; its share stays unconfirmed and unused");
                     }
@@ -183,6 +183,17 @@ impl Daemon {
         if !missing.is_empty() {
             return Err(NotYet::Missing(missing));
         }
+        // The file of the generation this commit replaces goes first, under the lock of
+        // the files: a crash in between leaves no file (written again later), never one of
+        // a destroyed generation; if it cannot be removed, nothing is committed.
+        let files = self.inner.recovery_files.lock().await;
+        self.remove_recovery_files_locked(&device.id, vault)
+            .await
+            .map_err(|why| {
+                problem(format!(
+                    "the disaster-recovery file of the generation before stays: {why}"
+                ))
+            })?;
         let curve = pending.curve.clone();
         let public_key_of = move |record: &[u8]| {
             crate::protocol::share_summary(&curve, record)
@@ -196,6 +207,7 @@ impl Daemon {
             ks.confirm_departure(&device.id, vault, generation, pending.public_key.as_bytes())
                 .await
         };
+        drop(files);
         match result {
             Ok(destroyed) => {
                 let forgotten = self.inner.presignatures.forget_vault(&device.id, vault);
@@ -208,9 +220,17 @@ impl Daemon {
                     presignatures_forgotten = forgotten,
                     "reshare committed: every new holder's receipt is in"
                 );
+                if pending.holds_share {
+                    self.write_recovery_file(&device.id, vault, Some(&pending.operation_id))
+                        .await;
+                }
                 Ok(())
             }
-            Err(e) => Err(problem(format!("cannot commit generation {generation}: {e}"))),
+            Err(e) => {
+                // The generation before stays confirmed: its file comes back.
+                self.write_recovery_file(&device.id, vault, None).await;
+                Err(problem(format!("cannot commit generation {generation}: {e}")))
+            }
         }
     }
 
@@ -218,7 +238,9 @@ impl Daemon {
     /// with the share's public key and key-set hash. Only a device that has confirmed
     /// nothing of the vault and holds exactly that one generation confirms: nothing older
     /// exists, so nothing is destroyed.
-    pub(super) async fn confirm_keygen(&self, device: &str, vault_id: &str) {
+    /// `request` is the keygen, when the caller knows it (a label of the disaster-recovery
+    /// file).
+    pub(super) async fn confirm_keygen(&self, device: &str, vault_id: &str, request: Option<&str>) {
         let ks = &self.inner.keystore;
         let vault = match self.inner.coordinator.vault(vault_id).await {
             Ok(v) => v,
@@ -252,12 +274,15 @@ impl Daemon {
             .confirm_generation(device, vault_id, vault.key_generation, &public_key_of)
             .await
         {
-            Ok(_) => tracing::info!(
-                device,
-                vault = vault_id,
-                generation = vault.key_generation,
-                "key share confirmed"
-            ),
+            Ok(_) => {
+                tracing::info!(
+                    device,
+                    vault = vault_id,
+                    generation = vault.key_generation,
+                    "key share confirmed"
+                );
+                self.write_recovery_file(device, vault_id, request).await;
+            }
             Err(e) => tracing::error!(device, vault = vault_id, error = %e, "cannot confirm the key share"),
         }
     }
@@ -302,7 +327,7 @@ impl Daemon {
             .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
             .collect();
         for (device, vault) in unconfirmed {
-            self.confirm_keygen(&device, &vault).await;
+            self.confirm_keygen(&device, &vault, None).await;
         }
         for device in &devices {
             self.commit_pending(device).await;

@@ -59,6 +59,7 @@ use crate::prime_stock::PrimeStock;
 mod confirm;
 mod device_loop;
 mod presignatures;
+mod recovery_files;
 mod registration;
 mod run_marks;
 mod submit;
@@ -170,6 +171,11 @@ struct Inner {
     presignatures: Arc<crate::protocol::presign::Presignatures>,
     /// The public test primes to refuse (`None` with `AllowPublicTestPrimes`).
     public_test_primes: Option<Arc<vsigner_tss::primes::PublicTestPrimes>>,
+    /// Where `.dr` files go, when `DisasterRecoveryPublicKey` is set.
+    disaster_recovery: Option<crate::disaster_recovery::DisasterRecovery>,
+    /// Held across every change of a `.dr` file and every commit of a reshare (see
+    /// `recovery_files`).
+    recovery_files: tokio::sync::Mutex<()>,
 }
 
 /// The running daemon. Cheap to clone.
@@ -264,6 +270,12 @@ impl Daemon {
     /// Opens the keystore, checks the coordinator credentials, starts the prime stock, loads
     /// (or creates, from `InitialDevices`) the devices and starts their loops.
     pub async fn start(config: SignerConfig) -> Result<Daemon, StartError> {
+        let disaster_recovery = config
+            .disaster_recovery
+            .as_ref()
+            .map(crate::disaster_recovery::DisasterRecovery::open)
+            .transpose()
+            .map_err(StartError::Other)?;
         let keystore = Arc::new(open_keystore(&config).await?);
         let cleaned = keystore
             .clean_leftovers()
@@ -352,6 +364,8 @@ impl Daemon {
             },
             presignatures: Arc::default(),
             public_test_primes,
+            disaster_recovery,
+            recovery_files: tokio::sync::Mutex::new(()),
         });
         let daemon = Daemon { inner };
         tracing::info!(
@@ -406,6 +420,10 @@ impl Daemon {
         }
         daemon.discard_presignatures_at_start().await;
         daemon.reconcile_shares().await;
+        let devices: Vec<String> = daemon.inner.devices.read().await.keys().cloned().collect();
+        daemon
+            .reconcile_recovery_files(&devices.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
         Ok(daemon)
     }
 

@@ -13,7 +13,7 @@ use vsigner_tss::ProtocolTag;
 use zeroize::Zeroizing;
 
 use super::aux_info::AuxReuse;
-use super::scheme::{key_set_hash, NewShare, ReshareParams, Reshared, Scheme, Signature};
+use super::scheme::{key_set_hash, ExportedShare, NewShare, ReshareParams, Reshared, Scheme, Signature};
 use super::sign::Signing;
 use super::{Committee, RunContext, RunFailure};
 use crate::approval_request::SigningInput;
@@ -103,6 +103,13 @@ where
             .key_info()
             .map_err(|e| RunFailure::new(format!("stored share: {e}")))?;
         Ok((core.public_key_bytes(), key_set_hash(&info)))
+    }
+
+    fn export(record: &[u8]) -> Result<ExportedShare, RunFailure> {
+        let share = core_of::<E>(record)?
+            .dealer_share()
+            .map_err(|e| RunFailure::new(format!("stored share: {e}")))?;
+        ExportedShare::of(&share)
     }
 
     async fn keygen(

@@ -59,7 +59,7 @@ use crate::coordinator_api::{CommitteeMember, Operation};
 use crate::metrics::{self, Protocol};
 use crate::prime_stock::PrimeStock;
 
-pub use scheme::{key_set_hash, share_summary};
+pub use scheme::{key_set_hash, share_exports, share_summary, ExportedShare};
 
 /// What a device hands to the coordinator after a successful run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 use vsigner_approval::Curve;
-use vsigner_tss::reshare::{Acknowledged, KeyInfo, ReshareSetup, Role};
+use vsigner_tss::reshare::{Acknowledged, DealerShare, KeyInfo, ReshareSetup, Role};
 use zeroize::Zeroizing;
 
 use super::sign::Signing;
@@ -107,6 +107,58 @@ impl<'a> ReshareParams<'a> {
     }
 }
 
+/// One share as a disaster-recovery file carries it (see `vsigner_recovery`): secret.
+pub struct ExportedShare {
+    /// The share's evaluation point (tss-lib's `ShareID`), big-endian.
+    pub evaluation_point: [u8; 32],
+    /// The share `x_i` (tss-lib's `Xi`), big-endian.
+    pub secret: Zeroizing<[u8; 32]>,
+    /// The vault's public key, compressed (SEC1; RFC 8032 for ed25519).
+    pub public_key: Vec<u8>,
+    /// Shares a signature needs.
+    pub threshold: u16,
+}
+
+impl std::fmt::Debug for ExportedShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportedShare")
+            .field("evaluation_point", &hex::encode(self.evaluation_point))
+            .field("secret", &"<redacted>")
+            .field("public_key", &hex::encode(&self.public_key))
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+impl ExportedShare {
+    /// A holder's share as its scheme's resharing reads it.
+    pub fn of<E: generic_ec::Curve>(share: &DealerShare<E>) -> Result<Self, RunFailure> {
+        let point = share
+            .key_info
+            .preimages
+            .get(usize::from(share.index))
+            .ok_or_else(|| RunFailure::new("the stored share has no evaluation point"))?;
+        let be32 = |bytes: &[u8]| -> Result<[u8; 32], RunFailure> {
+            let mut out = [0u8; 32];
+            let start = out
+                .len()
+                .checked_sub(bytes.len())
+                .ok_or_else(|| RunFailure::new("a scalar longer than 32 bytes"))?;
+            out[start..].copy_from_slice(bytes);
+            Ok(out)
+        };
+        let mut encoded = share.secret.as_ref().to_be_bytes();
+        let secret = be32(encoded.as_bytes()).map(Zeroizing::new);
+        zeroize::Zeroize::zeroize(encoded.as_mut());
+        Ok(Self {
+            evaluation_point: be32(point.to_be_bytes().as_bytes())?,
+            secret: secret?,
+            public_key: share.key_info.public_key.to_bytes(true).as_bytes().to_vec(),
+            threshold: share.key_info.threshold,
+        })
+    }
+}
+
 /// One signature scheme: its protocols, run for this device's parties over the transport,
 /// and its share records. Every method is given the operation (for execution ids) and the
 /// checked committee; what is per party comes and goes in `committee.mine` order.
@@ -114,6 +166,9 @@ impl<'a> ReshareParams<'a> {
 pub trait Scheme {
     /// The public key and key-set hash of a stored share record.
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure>;
+
+    /// The share of a stored share record, for a disaster-recovery file.
+    fn export(record: &[u8]) -> Result<ExportedShare, RunFailure>;
 
     /// Generates a `threshold`-of-n key with `committee` (party `p` is share `p`): a new
     /// share for each of this device's parties.
@@ -201,4 +256,15 @@ pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunF
     }
     let (public_key, key_set_hash) = summary.ok_or_else(|| RunFailure::new("no stored share"))?;
     Ok((hex::encode(public_key), key_set_hash))
+}
+
+/// The shares of a stored share record of a vault on `curve` (the coordinator's name), in
+/// share-index order (several for a weighted device), for a disaster-recovery file.
+pub fn share_exports(curve: &str, bytes: &[u8]) -> Result<Vec<ExportedShare>, RunFailure> {
+    let curve =
+        Curve::from_name(curve).ok_or_else(|| RunFailure::new(format!("unsupported curve {curve:?}")))?;
+    super::share_set::decode(bytes)?
+        .into_iter()
+        .map(|part| with_scheme!(curve, S => S::export(part)))
+        .collect()
 }

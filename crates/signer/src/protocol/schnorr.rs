@@ -11,7 +11,7 @@ use vsigner_tss::hd::DerivationPath;
 use vsigner_tss::schnorr::{self, SchnorrScheme, TaprootTweak};
 use vsigner_tss::ProtocolTag;
 
-use super::scheme::{key_set_hash, NewShare, ReshareParams, Reshared, Scheme, Signature};
+use super::scheme::{key_set_hash, ExportedShare, NewShare, ReshareParams, Reshared, Scheme, Signature};
 use super::sign::Signing;
 use super::{Committee, RunContext, RunFailure};
 use crate::coordinator_api::Operation;
@@ -41,6 +41,13 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
         let share = share_of::<C>(record)?;
         let info = share.key_info().map_err(bad)?;
         Ok((share.public_key_bytes().map_err(bad)?, key_set_hash(&info)))
+    }
+
+    fn export(record: &[u8]) -> Result<ExportedShare, RunFailure> {
+        let share = share_of::<C>(record)?
+            .dealer_share()
+            .map_err(|e| RunFailure::new(format!("stored share: {e}")))?;
+        ExportedShare::of(&share)
     }
 
     async fn keygen(

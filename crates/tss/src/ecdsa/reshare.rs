@@ -39,7 +39,10 @@ impl<E: EcdsaCurve> CoreShare<E> {
         })
     }
 
-    fn dealer_share(&self) -> Result<DealerShare<E>, Error> {
+    /// This holder's share `x_i` with the sharing's public information: a dealer's input to
+    /// a reshare, and what a disaster-recovery export writes (the evaluation point is
+    /// `key_info.preimages[index]`). Secret: the caller zeroizes it (it does, on drop).
+    pub fn dealer_share(&self) -> Result<DealerShare<E>, Error> {
         Ok(DealerShare {
             key_info: self.key_info()?,
             index: self.index(),

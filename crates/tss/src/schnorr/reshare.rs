@@ -64,7 +64,10 @@ impl<C: SchnorrScheme> KeyShare<C> {
         })
     }
 
-    fn dealer_share(&self) -> Result<DealerShare<C::Curve>, Error> {
+    /// This holder's share `x_i` with the sharing's public information: a dealer's input to
+    /// a reshare, and what a disaster-recovery export writes (the evaluation point is
+    /// `key_info.preimages[index]`). Secret: the caller zeroizes it (it does, on drop).
+    pub fn dealer_share(&self) -> Result<DealerShare<C::Curve>, Error> {
         let bytes = zeroize::Zeroizing::new(self.key_package.signing_share().serialize());
         let mut x = scalar_from_frost::<C>(&bytes)?;
         Ok(DealerShare {

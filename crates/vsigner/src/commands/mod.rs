@@ -11,4 +11,5 @@ pub(crate) mod dev;
 pub(crate) mod keystore;
 pub(crate) mod passphrase;
 pub(crate) mod primes;
+pub(crate) mod recipient;
 pub(crate) mod recover;

@@ -18,6 +18,18 @@ pub(crate) fn new_passphrase(env: &str, prompt: &str) -> anyhow::Result<Zeroizin
     Ok(passphrase)
 }
 
+/// An existing passphrase: from `env`, or typed once after `prompt`.
+pub(crate) fn passphrase(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    match std::env::var(env) {
+        Ok(p) => Ok(Zeroizing::new(p)),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{env} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => Ok(Zeroizing::new(
+            rpassword::prompt_password(prompt)
+                .with_context(|| format!("cannot read a passphrase from the terminal; set {env}"))?,
+        )),
+    }
+}
+
 fn typed_or_from(env: &str, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     match std::env::var(env) {
         Ok(p) => return Ok(Zeroizing::new(p)),

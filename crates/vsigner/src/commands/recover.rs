@@ -305,7 +305,7 @@ fn describe(r: &Recovered, keystore: Option<&Path>) -> anyhow::Result<serde_json
 }
 
 /// Writes a new file (refusing to replace one), readable by its owner only.
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

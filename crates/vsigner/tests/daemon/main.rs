@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod hostile_broker;
 mod otlp;
+mod recovery;
 mod rekey;
 mod schemes;
 mod shares;

@@ -3,7 +3,8 @@
 //! (keygen with four parties' aux-info, a signature by {a, b} from a presignature, a full
 //! signature by {a, c}) and an ed25519 vault (keygen, a signature by {a, b}); then a reshare
 //! of both that moves the weight to b (a 1, b 2, c 1) and a signature by {b, c} with the
-//! same keys. Every signature is verified here with `k256` and `ed25519-dalek`.
+//! same keys. Every signature is verified here with `k256` and `ed25519-dalek`. Device a's
+//! disaster-recovery file holds its two shares: with b's it rebuilds the key.
 
 use serde_json::json;
 
@@ -38,7 +39,17 @@ async fn a_device_of_weight_two_signs_with_two_shares_and_a_reshare_moves_the_we
     // Device a, first of the vault, keeps one presignature ready: by a and b, whose
     // weights add up to the threshold.
     signers[0].tweak(|cfg| cfg["PresignaturePoolTarget"] = json!(1));
+    // Disaster-recovery files: a's holds its two shares.
+    let dr_key = vsigner_recovery::DrPrivateKey::generate();
+    let dr_private = root.path().join("dr.key");
+    std::fs::write(&dr_private, dr_key.to_pem().unwrap().as_bytes()).unwrap();
+    let dr_public = dr_key.public_key().to_pem().unwrap();
     for s in &mut signers {
+        let dir = s.dir.join("dr");
+        s.tweak(|cfg| {
+            cfg["DisasterRecoveryPublicKey"] = json!(dr_public);
+            cfg["DisasterRecoveryDir"] = json!(dir.to_str().unwrap());
+        });
         s.start();
     }
     let operator = Operator::new(&coordinator_url, &org);
@@ -72,6 +83,45 @@ async fn a_device_of_weight_two_signs_with_two_shares_and_a_reshare_moves_the_we
         prime_sets(&signers[0]),
         1,
         "a used a prime set for each of its two parties"
+    );
+    // a's file and b's rebuild the key (3 shares); a's alone holds 2 of the 3 needed.
+    let dr_file = |k: usize| {
+        signers[k]
+            .dir
+            .join("dr")
+            .join(&abc[k])
+            .join(format!("{ed_vault}.eddsa.ed25519.dr"))
+    };
+    let start = std::time::Instant::now();
+    while !(dr_file(0).exists() && dr_file(1).exists()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no .dr files"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let recover = |files: &[std::path::PathBuf]| {
+        std::process::Command::new(bin())
+            .args(["recover", "--json", "--private-key"])
+            .arg(&dr_private)
+            .args(["--expect-public-key", &ed_key])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let out = recover(&[dr_file(0), dr_file(1)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["threshold"].as_u64(), doc["sharesUsed"].as_u64()),
+        (Some(3), Some(3)),
+        "{doc}"
+    );
+    let out = recover(&[dr_file(0)]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 shares of the 3 needed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     // With c stopped, a and b are the committee: a's two shares and b's one.

@@ -1,0 +1,213 @@
+//! The daemon's side of disaster recovery: which generation's `.dr` file a device keeps, and
+//! when it is written or removed (see [`crate::disaster_recovery`] for the file itself).
+//!
+//! A device's file always holds its *confirmed* generation:
+//! - written after a keygen is confirmed or a reshare committed;
+//! - removed before a commit replaces the generation (the commit does not happen if the
+//!   removal fails), and for good when the device leaves the signer set;
+//! - written again, at start and every [`COMMIT_CHECK_EVERY`](super::confirm) polls, for
+//!   every confirmed generation that has none (a key configured later, a crash between a
+//!   commit and its file, a failed write).
+//!
+//! Every change of a file and every commit happen under one lock, and a write checks the
+//! confirmed generation again under it: a write that waited (for the coordinator's labels)
+//! while a commit replaced the generation does not put the old generation back. Everything
+//! that decides what a file holds is local (the keystore); the coordinator gives only the
+//! request ids written in the clear fields.
+
+use vsigner_keystore::{RecordId, RecordKind};
+
+use super::Daemon;
+use crate::disaster_recovery::{curve_of_record, every_curve, RequestIds};
+
+/// The confirmed generation of `vault` for `device` and its share record, if it holds one.
+type Confirmed = Option<(u64, Option<zeroize::Zeroizing<Vec<u8>>>)>;
+
+impl Daemon {
+    async fn confirmed_share(&self, device: &str, vault: &str) -> Result<Confirmed, String> {
+        let ks = &self.inner.keystore;
+        let Some(generation) = ks
+            .confirmed_generation(device, vault)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let id = RecordId::key_share(device, vault, generation).map_err(|e| e.to_string())?;
+        let record = ks.get(&id).await.map_err(|e| e.to_string())?;
+        Ok(Some((generation, record)))
+    }
+
+    /// Brings `device`'s `.dr` file of `vault` in line with its confirmed generation:
+    /// written if it holds a share of it, removed if it left the signer set. `request` is the
+    /// operation that made the generation, when the caller knows it. Failures are logged and
+    /// retried by [`Daemon::reconcile_recovery_files`].
+    pub(super) async fn write_recovery_file(&self, device: &str, vault: &str, request: Option<&str>) {
+        if self.inner.disaster_recovery.is_none() {
+            return;
+        }
+        let generation = match self.confirmed_share(device, vault).await {
+            Ok(Some((g, _))) => g,
+            Ok(None) => return,
+            Err(why) => {
+                tracing::error!(device, vault, reason = %why, "cannot read the confirmed share for the disaster-recovery file");
+                return;
+            }
+        };
+        // Labels first (the coordinator may be slow); what the file holds is read under
+        // the lock.
+        let ids = self.request_ids(vault, generation, request).await;
+        let _files = self.inner.recovery_files.lock().await;
+        self.write_recovery_file_locked(device, vault, generation, ids)
+            .await;
+    }
+
+    /// [`Daemon::write_recovery_file`] with the lock held; `expected` is the generation the
+    /// labels `ids` are for: the file is written only if it is still the confirmed one.
+    async fn write_recovery_file_locked(&self, device: &str, vault: &str, expected: u64, ids: RequestIds) {
+        let Some(dr) = self.inner.disaster_recovery.clone() else {
+            return;
+        };
+        let (generation, record) = match self.confirmed_share(device, vault).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(why) => {
+                tracing::error!(device, vault, reason = %why, "cannot read the confirmed share for the disaster-recovery file");
+                return;
+            }
+        };
+        let Some(record) = record else {
+            // Left the signer set: no share, so no file.
+            let _ = self.remove_recovery_files_locked(device, vault).await;
+            return;
+        };
+        if generation != expected {
+            // A commit replaced the generation meanwhile: its own write labels it.
+            return;
+        }
+        let Some(curve) = curve_of_record(&record) else {
+            tracing::error!(
+                device,
+                vault,
+                generation,
+                "the stored share is of no known scheme; no disaster-recovery file"
+            );
+            return;
+        };
+        let (d, v) = (device.to_owned(), vault.to_owned());
+        let written = tokio::task::spawn_blocking(move || dr.write(&d, &v, curve, &ids, &record))
+            .await
+            .unwrap_or_else(|e| Err(format!("the writing task failed: {e}")));
+        match written {
+            Ok(path) => {
+                tracing::info!(device, vault, generation, path = %path.display(), "disaster-recovery file written")
+            }
+            Err(why) => tracing::error!(device, vault, generation, reason = %why,
+                "cannot write the disaster-recovery file (retried later)"),
+        }
+    }
+
+    /// Removes `device`'s `.dr` file of `vault` before a commit replaces its generation;
+    /// the caller holds [`Inner::recovery_files`](super::Inner) and does not commit if this
+    /// fails.
+    pub(super) async fn remove_recovery_files_locked(&self, device: &str, vault: &str) -> Result<(), String> {
+        let Some(dr) = self.inner.disaster_recovery.clone() else {
+            return Ok(());
+        };
+        let (d, v) = (device.to_owned(), vault.to_owned());
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut any = false;
+            for curve in every_curve() {
+                any |= dr.remove(&d, &v, curve)?;
+            }
+            Ok::<bool, String>(any)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the removing task failed: {e}")));
+        match removed {
+            Ok(true) => {
+                tracing::info!(device, vault, "disaster-recovery file removed");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(why) => {
+                tracing::error!(device, vault, reason = %why, "cannot remove the disaster-recovery file");
+                Err(why)
+            }
+        }
+    }
+
+    /// Every confirmed generation of `devices` has its file, and a device that left a
+    /// vault has none: at start, and every few polls (a write that failed is retried).
+    pub(super) async fn reconcile_recovery_files(&self, devices: &[&str]) {
+        let Some(dr) = self.inner.disaster_recovery.clone() else {
+            return;
+        };
+        let Ok(records) = self.inner.keystore.list().await else {
+            return;
+        };
+        let confirmed: Vec<(String, String)> = records
+            .into_iter()
+            .filter(|r| r.id.kind() == RecordKind::ShareConfirmation && devices.contains(&r.id.device()))
+            .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
+            .collect();
+        for (device, vault) in confirmed {
+            let share = match self.confirmed_share(&device, &vault).await {
+                Ok(Some((_, share))) => share,
+                Ok(None) => continue,
+                Err(why) => {
+                    tracing::warn!(device, vault, reason = %why, "cannot check the disaster-recovery file");
+                    continue;
+                }
+            };
+            let Some(share) = share else {
+                // Left the signer set: a departure committed just before a crash (or a
+                // failed removal) leaves a file behind.
+                let _files = self.inner.recovery_files.lock().await;
+                let _ = self.remove_recovery_files_locked(&device, &vault).await;
+                continue;
+            };
+            let Some(curve) = curve_of_record(&share) else {
+                continue;
+            };
+            if !dr.exists(&device, &vault, curve).unwrap_or(true) {
+                self.write_recovery_file(&device, &vault, None).await;
+            }
+        }
+    }
+
+    /// The operations that made `generation` of `vault` and the generation before, from the
+    /// coordinator's records: labels in the file's clear fields only (`known` wins).
+    async fn request_ids(&self, vault: &str, generation: u64, known: Option<&str>) -> RequestIds {
+        let completed = |kind: &'static str| async move {
+            self.inner
+                .coordinator
+                .operations_of(vault, kind)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o.state == "Completed")
+                .collect::<Vec<_>>()
+        };
+        let keygens = completed("Keygen").await;
+        let reshares = completed("Reshare").await;
+        let made = |g: u64| {
+            reshares
+                .iter()
+                .find(|o| o.reshare.as_ref().is_some_and(|r| r.new_generation() == g))
+                .or_else(|| keygens.first().filter(|_| g == 0))
+        };
+        let this = made(generation);
+        let previous = this
+            .and_then(|o| o.reshare.as_ref())
+            .and_then(|r| made(r.old_key_generation))
+            .map(|o| o.id.clone());
+        RequestIds {
+            request_id: known
+                .map(str::to_owned)
+                .or_else(|| this.map(|o| o.id.clone()))
+                .unwrap_or_else(|| format!("generation-{generation}")),
+            previous_request_id: previous,
+        }
+    }
+}
