@@ -24,6 +24,7 @@ pub mod backend;
 pub mod backup;
 pub mod error;
 pub mod generations;
+pub mod lock;
 pub mod record;
 pub mod sealing;
 pub mod store;

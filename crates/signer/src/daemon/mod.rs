@@ -176,6 +176,8 @@ struct Inner {
     /// Held across every change of a `.dr` file and every commit of a reshare (see
     /// `recovery_files`).
     recovery_files: tokio::sync::Mutex<()>,
+    /// The keystore's instance lock, held while the daemon runs.
+    _instance_lock: Option<vsigner_keystore::lock::InstanceLock>,
 }
 
 /// The running daemon. Cheap to clone.
@@ -207,6 +209,17 @@ impl Drop for InflightGuard {
 }
 
 /// Opens the keystore with the configured sealing.
+/// Takes the keystore's instance lock (`vsigner_keystore::lock`): refused while another
+/// process (a running signer, a command changing the keystore) holds it.
+pub fn lock_keystore(
+    config: &SignerConfig,
+) -> Result<Option<vsigner_keystore::lock::InstanceLock>, StartError> {
+    vsigner_keystore::lock::lock_instance(&config.storage_bucket_url).map_err(|source| StartError::Keystore {
+        location: crate::config::shown_storage(&config.storage_bucket_url),
+        source,
+    })
+}
+
 pub async fn open_keystore(config: &SignerConfig) -> Result<Keystore, StartError> {
     let location = crate::config::shown_storage(&config.storage_bucket_url);
     let err = |source| StartError::Keystore {
@@ -276,6 +289,7 @@ impl Daemon {
             .map(crate::disaster_recovery::DisasterRecovery::open)
             .transpose()
             .map_err(StartError::Other)?;
+        let instance_lock = lock_keystore(&config)?;
         let keystore = Arc::new(open_keystore(&config).await?);
         let cleaned = keystore
             .clean_leftovers()
@@ -366,6 +380,7 @@ impl Daemon {
             public_test_primes,
             disaster_recovery,
             recovery_files: tokio::sync::Mutex::new(()),
+            _instance_lock: instance_lock,
         });
         let daemon = Daemon { inner };
         tracing::info!(

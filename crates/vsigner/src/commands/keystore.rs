@@ -184,6 +184,7 @@ fn rekey(config: &std::path::Path, to: &str, key_file: Option<PathBuf>) -> anyho
         bail!("the new sealing is the one the configuration already names: nothing to do");
     }
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
+    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -262,6 +263,7 @@ fn export(config: &Path, to: &Path, recipient: Option<&Path>) -> anyhow::Result<
         )),
     };
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
+    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
     let (bytes, summary) = runtime.block_on(async {
         let sealing = vsigner_signer::daemon::sealing_provider(&config.keystore_sealing)?;
         let keystore =
@@ -348,6 +350,7 @@ fn import(
         .with_context(|| from.display().to_string())?;
     let (config, runtime) = configured(config)?;
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
+    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
     let summary = runtime.block_on(async {
         let sealing = vsigner_signer::daemon::sealing_provider(&config.keystore_sealing)?;
         let keystore = vsigner_keystore::Keystore::open(&config.storage_bucket_url, sealing.as_ref())
