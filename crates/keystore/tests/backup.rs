@@ -200,3 +200,65 @@ async fn a_header_cannot_ask_for_unbounded_work_before_it_is_authenticated() {
         .to_string();
     assert!(err.contains("exceed"), "{err}");
 }
+
+#[tokio::test]
+async fn an_import_refuses_duplicates_prime_sets_and_bad_confirmations_and_finishes_only_its_own_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ks = source(&tmp.path().join("old")).await;
+    let (file, _) = ks
+        .export(&pass("backup passphrase"), "2026-12-06T00:00:00Z")
+        .await
+        .unwrap();
+    let records = backup::open(&file, &pass("backup passphrase")).unwrap();
+    let fresh = |name: &str| {
+        let url = tmp.path().join(name).to_str().unwrap().to_owned();
+        async move { Keystore::open(&url, &pass("new one")).await.unwrap() }
+    };
+    let refused = |ks: Keystore, records: backup::Records, what: &'static str| async move {
+        let err = ks.import(&records).await.unwrap_err().to_string();
+        assert!(err.contains(what), "{err}");
+        assert!(ks.list().await.unwrap().is_empty(), "nothing was written");
+    };
+    let mut twice = records.clone();
+    twice.push(records[0].clone());
+    refused(fresh("a").await, twice, "twice").await;
+    let mut primes = records.clone();
+    primes.push((
+        RecordId::prime_set("instance", "ps-1").unwrap(),
+        Zeroizing::new(b"primes".to_vec()),
+    ));
+    refused(fresh("b").await, primes, "used once").await;
+    let short: backup::Records = records
+        .iter()
+        .map(|(id, b)| {
+            let b = if id.kind() == RecordKind::ShareConfirmation {
+                Zeroizing::new(b[..4].to_vec())
+            } else {
+                b.clone()
+            };
+            (id.clone(), b)
+        })
+        .collect();
+    refused(fresh("c").await, short, "malformed").await;
+
+    // An import cut short (some records written, no identity yet) is finished by the same
+    // backup, and refused if a present record differs from it.
+    let partial = fresh("d").await;
+    for (id, bytes) in records
+        .iter()
+        .filter(|(id, _)| id.kind() != RecordKind::DeviceIdentity)
+        .take(2)
+    {
+        partial.put(id, bytes).await.unwrap();
+    }
+    partial.import(&records).await.unwrap();
+    assert_eq!(partial.list().await.unwrap().len(), records.len());
+    let differs = fresh("e").await;
+    let (id, _) = records
+        .iter()
+        .find(|(id, _)| id.kind() == RecordKind::OperationRun)
+        .unwrap();
+    differs.put(id, b"another run mark").await.unwrap();
+    let err = differs.import(&records).await.unwrap_err().to_string();
+    assert!(err.contains("new keystore only"), "{err}");
+}

@@ -101,6 +101,7 @@ impl DisasterRecovery {
         }
         #[cfg(not(unix))]
         probe_meta?;
+        sweep_interrupted_writes(&dir);
         Ok(Self {
             public_key: config.public_key.clone(),
             dir,
@@ -218,6 +219,29 @@ fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// Removes the temporary files of writes a crash interrupted (`.<name>.<random>.tmp` in a
+/// device's directory): encrypted shares of no use that would be copied with the rest.
+fn sweep_interrupted_writes(dir: &Path) {
+    let Ok(devices) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for device in devices.flatten() {
+        if !device.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(device.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(file.path());
+            }
+        }
+    }
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -302,8 +326,17 @@ mod tests {
         let err = DisasterRecovery::open(&config).unwrap_err();
         assert!(err.contains("other users can write it (mode 777)"), "{err}");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A crash's temporary file is swept at open; the probe does not stay.
+        std::fs::create_dir(dir.join("dev")).unwrap();
+        std::fs::write(dir.join("dev/.v.eddsa.ed25519.dr.0123.tmp"), b"x").unwrap();
+        std::fs::write(dir.join("dev/v.eddsa.ed25519.dr"), b"kept").unwrap();
         DisasterRecovery::open(&config).unwrap();
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the probe is gone");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "the probe is gone");
+        assert_eq!(
+            std::fs::read_dir(dir.join("dev")).unwrap().count(),
+            1,
+            "the temporary file is gone"
+        );
     }
 
     #[test]

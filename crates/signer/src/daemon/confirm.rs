@@ -187,6 +187,15 @@ impl Daemon {
         // the files: a crash in between leaves no file (written again later), never one of
         // a destroyed generation; if it cannot be removed, nothing is committed.
         let files = self.inner.recovery_files.lock().await;
+        if ks
+            .get(&id)
+            .await
+            .map_err(|e| problem(format!("keystore: {e}")))?
+            .is_none()
+        {
+            // Another check committed it while this one read the receipts.
+            return Ok(());
+        }
         self.remove_recovery_files_locked(&device.id, vault)
             .await
             .map_err(|why| {

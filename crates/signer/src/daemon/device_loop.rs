@@ -29,7 +29,7 @@ impl Daemon {
             }
             if rounds > 0 && rounds.is_multiple_of(COMMIT_CHECK_EVERY) {
                 self.commit_pending(&device).await;
-                self.reconcile_recovery_files(&[device.id.as_str()]).await;
+                self.reconcile_recovery_files(&[device.id.as_str()], false).await;
             }
             rounds += 1;
             let stats = device.link.stats();

@@ -208,18 +208,21 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Opens the keystore with the configured sealing.
-/// Takes the keystore's instance lock (`vsigner_keystore::lock`): refused while another
-/// process (a running signer, a command changing the keystore) holds it.
+/// Takes the keystore's instance lock (`vsigner_keystore::lock`), creating the directory if
+/// `create`: refused while another process (a running signer, an export or import) holds it.
 pub fn lock_keystore(
     config: &SignerConfig,
+    create: bool,
 ) -> Result<Option<vsigner_keystore::lock::InstanceLock>, StartError> {
-    vsigner_keystore::lock::lock_instance(&config.storage_bucket_url).map_err(|source| StartError::Keystore {
-        location: crate::config::shown_storage(&config.storage_bucket_url),
-        source,
+    vsigner_keystore::lock::lock_instance(&config.storage_bucket_url, create).map_err(|source| {
+        StartError::Keystore {
+            location: crate::config::shown_storage(&config.storage_bucket_url),
+            source,
+        }
     })
 }
 
+/// Opens the keystore with the configured sealing.
 pub async fn open_keystore(config: &SignerConfig) -> Result<Keystore, StartError> {
     let location = crate::config::shown_storage(&config.storage_bucket_url);
     let err = |source| StartError::Keystore {
@@ -289,7 +292,7 @@ impl Daemon {
             .map(crate::disaster_recovery::DisasterRecovery::open)
             .transpose()
             .map_err(StartError::Other)?;
-        let instance_lock = lock_keystore(&config)?;
+        let instance_lock = lock_keystore(&config, true)?;
         let keystore = Arc::new(open_keystore(&config).await?);
         let cleaned = keystore
             .clean_leftovers()
@@ -437,7 +440,7 @@ impl Daemon {
         daemon.reconcile_shares().await;
         let devices: Vec<String> = daemon.inner.devices.read().await.keys().cloned().collect();
         daemon
-            .reconcile_recovery_files(&devices.iter().map(String::as_str).collect::<Vec<_>>())
+            .reconcile_recovery_files(&devices.iter().map(String::as_str).collect::<Vec<_>>(), true)
             .await;
         Ok(daemon)
     }

@@ -5,9 +5,13 @@
 //! - written after a keygen is confirmed or a reshare committed;
 //! - removed before a commit replaces the generation (the commit does not happen if the
 //!   removal fails), and for good when the device leaves the signer set;
-//! - written again, at start and every [`COMMIT_CHECK_EVERY`](super::confirm) polls, for
-//!   every confirmed generation that has none (a key configured later, a crash between a
-//!   commit and its file, a failed write).
+//! - written again at start for every confirmed generation (the key or directory may have
+//!   changed, a crash may have come between a commit and its file), and every
+//!   [`COMMIT_CHECK_EVERY`](super::confirm) polls for those that have none (a failed write).
+//!
+//! A confirmed generation without its share record (the device left, or the record is
+//! lost) never removes a file: a departure removes it before its commit, and a lost share's
+//! file is what is left of it.
 //!
 //! Every change of a file and every commit happen under one lock, and a write checks the
 //! confirmed generation again under it: a write that waited (for the coordinator's labels)
@@ -38,8 +42,8 @@ impl Daemon {
         Ok(Some((generation, record)))
     }
 
-    /// Brings `device`'s `.dr` file of `vault` in line with its confirmed generation:
-    /// written if it holds a share of it, removed if it left the signer set. `request` is the
+    /// Writes `device`'s `.dr` file of `vault` from its confirmed generation, if it holds a
+    /// share of it (nothing otherwise). `request` is the
     /// operation that made the generation, when the caller knows it. Failures are logged and
     /// retried by [`Daemon::reconcile_recovery_files`].
     pub(super) async fn write_recovery_file(&self, device: &str, vault: &str, request: Option<&str>) {
@@ -77,8 +81,8 @@ impl Daemon {
             }
         };
         let Some(record) = record else {
-            // Left the signer set: no share, so no file.
-            let _ = self.remove_recovery_files_locked(device, vault).await;
+            // Left the signer set (its file went before the commit), or the share is lost:
+            // then the file is what is left of it, and it stays.
             return;
         };
         if generation != expected {
@@ -137,9 +141,11 @@ impl Daemon {
         }
     }
 
-    /// Every confirmed generation of `devices` has its file, and a device that left a
-    /// vault has none: at start, and every few polls (a write that failed is retried).
-    pub(super) async fn reconcile_recovery_files(&self, devices: &[&str]) {
+    /// Every confirmed generation of `devices` has its file: at start with `rewrite` (every
+    /// file written again: the key or the directory may have changed, or a file may hold a
+    /// generation from a time the files were off), and every few polls for the missing ones
+    /// (a write that failed is retried).
+    pub(super) async fn reconcile_recovery_files(&self, devices: &[&str], rewrite: bool) {
         let Some(dr) = self.inner.disaster_recovery.clone() else {
             return;
         };
@@ -153,24 +159,18 @@ impl Daemon {
             .collect();
         for (device, vault) in confirmed {
             let share = match self.confirmed_share(&device, &vault).await {
-                Ok(Some((_, share))) => share,
-                Ok(None) => continue,
+                Ok(Some((_, Some(share)))) => share,
+                // Left the signer set, or nothing confirmed.
+                Ok(_) => continue,
                 Err(why) => {
                     tracing::warn!(device, vault, reason = %why, "cannot check the disaster-recovery file");
                     continue;
                 }
             };
-            let Some(share) = share else {
-                // Left the signer set: a departure committed just before a crash (or a
-                // failed removal) leaves a file behind.
-                let _files = self.inner.recovery_files.lock().await;
-                let _ = self.remove_recovery_files_locked(&device, &vault).await;
-                continue;
-            };
             let Some(curve) = curve_of_record(&share) else {
                 continue;
             };
-            if !dr.exists(&device, &vault, curve).unwrap_or(true) {
+            if rewrite || !dr.exists(&device, &vault, curve).unwrap_or(true) {
                 self.write_recovery_file(&device, &vault, None).await;
             }
         }

@@ -184,7 +184,6 @@ fn rekey(config: &std::path::Path, to: &str, key_file: Option<PathBuf>) -> anyho
         bail!("the new sealing is the one the configuration already names: nothing to do");
     }
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
-    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -263,7 +262,7 @@ fn export(config: &Path, to: &Path, recipient: Option<&Path>) -> anyhow::Result<
         )),
     };
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
-    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
+    let _lock = vsigner_signer::daemon::lock_keystore(&config, false)?;
     let (bytes, summary) = runtime.block_on(async {
         let sealing = vsigner_signer::daemon::sealing_provider(&config.keystore_sealing)?;
         let keystore =
@@ -306,6 +305,15 @@ fn import(
         Zeroizing::new(std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?);
     use sha2::Digest as _;
     let digest = hex::encode(sha2::Sha256::digest(&bytes[..]));
+    let sealed_by =
+        vsigner_keystore::backup::provider_of(&bytes).with_context(|| from.display().to_string())?;
+    if sealed_by == super::recipient::NAME && expect_sha256.is_none() {
+        // Anyone can encrypt a backup to a public key: only the digest says it is yours.
+        bail!(
+            "{} is encrypted to a public key, which anyone can do: give the sha256 that export printed with --expect-sha256 (this file's is {digest})",
+            from.display()
+        );
+    }
     match expect_sha256 {
         Some(expected) if !expected.trim().eq_ignore_ascii_case(&digest) => bail!(
             "{} has sha256 {digest}: it is not the backup whose sha256 export printed ({})",
@@ -317,8 +325,6 @@ fn import(
             "note: a backup is not signed; compare its sha256 {digest} with the one export printed (or give --expect-sha256)"
         ),
     }
-    let sealed_by =
-        vsigner_keystore::backup::provider_of(&bytes).with_context(|| from.display().to_string())?;
     let provider: Box<dyn SealingProvider> = match (sealed_by.as_str(), private_key) {
         (super::recipient::NAME, Some(path)) => {
             let pem = Zeroizing::new(
@@ -342,7 +348,7 @@ fn import(
             from.display()
         ),
         (other, _) => bail!(
-            "{} is sealed by the {other} provider, which import does not open",
+            "{} is sealed by the {other:?} provider, which import does not open",
             from.display()
         ),
     };
@@ -350,7 +356,7 @@ fn import(
         .with_context(|| from.display().to_string())?;
     let (config, runtime) = configured(config)?;
     let location = vsigner_signer::config::shown_storage(&config.storage_bucket_url);
-    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
+    let _lock = vsigner_signer::daemon::lock_keystore(&config, true)?;
     let summary = runtime.block_on(async {
         let sealing = vsigner_signer::daemon::sealing_provider(&config.keystore_sealing)?;
         let keystore = vsigner_keystore::Keystore::open(&config.storage_bucket_url, sealing.as_ref())

@@ -93,7 +93,6 @@ fn import(
         );
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let _lock = vsigner_signer::daemon::lock_keystore(&config)?;
     runtime.block_on(async {
         let keystore = vsigner_signer::daemon::open_keystore(&config).await?;
         let stock = vsigner_signer::prime_stock::PrimeStock::open(std::sync::Arc::new(keystore)).await?;

@@ -314,13 +314,24 @@ async fn every_scheme_recovers_from_the_devices_dr_files_and_the_key_signs() {
     let err = recover(&private, &[kept_old_a, ed_files[1].clone()], None).unwrap_err();
     assert!(one_sentence(&err).contains("one generation"), "{err}");
 
-    // A restart with the files gone writes them again from the keystore (a key configured
-    // later, or a crash between a commit and its file).
+    // A restart writes every file again from the keystore: a deleted one comes back (a
+    // crash between a commit and its file), the others are sealed anew (a new key, or a file
+    // from a time the files were off, would be replaced).
     std::fs::remove_file(&vaults[1].2[0]).unwrap();
+    let before = std::fs::read(&vaults[0].2[0]).unwrap();
     signers[0].proc().kill();
     signers[0].start();
     wait_files(&vaults[1].2[..1], &keygens[1]).await;
     recover(&private, &vaults[1].2[..2], None).unwrap();
+    let start = Instant::now();
+    while std::fs::read(&vaults[0].2[0]).unwrap() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not rewritten at start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    recover(&private, &[vaults[0].2[0].clone(), vaults[0].2[2].clone()], None).unwrap();
 
     // Device c moves: its signer stops, its keystore is exported to the operator's ML-KEM
     // key and restored into a new keystore under a key file; the moved signer signs with b
@@ -402,7 +413,12 @@ async fn every_scheme_recovers_from_the_devices_dr_files_and_the_key_signs() {
             "--from",
             backup.to_str().unwrap(),
         ])
-        .args(["--private-key", other_private.to_str().unwrap()])
+        .args([
+            "--private-key",
+            other_private.to_str().unwrap(),
+            "--expect-sha256",
+            &digest,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -427,7 +443,23 @@ async fn every_scheme_recovers_from_the_devices_dr_files_and_the_key_signs() {
             .output()
             .unwrap()
     };
-    // The digest the exporting side printed is checked (the file is not signed).
+    // The digest the exporting side printed is required and checked (anyone can encrypt a
+    // backup to a public key).
+    let out = Command::new(bin())
+        .args([
+            "keystore",
+            "import",
+            "--config",
+            &config,
+            "--from",
+            backup.to_str().unwrap(),
+        ])
+        .args(["--private-key", transfer_private.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--expect-sha256"), "{err}");
     let out = import(&"0".repeat(64));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
