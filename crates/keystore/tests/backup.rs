@@ -63,14 +63,20 @@ async fn source(dir: &std::path::Path) -> Keystore {
     ks
 }
 
-#[tokio::test]
-async fn a_backup_moves_the_records_to_a_keystore_under_another_sealing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ks = source(&tmp.path().join("old")).await;
+/// The source keystore (under `tmp/old`) and its backup under "backup passphrase".
+async fn exported(tmp: &std::path::Path) -> (Keystore, Zeroizing<Vec<u8>>, backup::BackupSummary) {
+    let ks = source(&tmp.join("old")).await;
     let (file, summary) = ks
         .export(&pass("backup passphrase"), "2026-12-06T00:00:00Z")
         .await
         .unwrap();
+    (ks, file, summary)
+}
+
+#[tokio::test]
+async fn a_backup_moves_the_records_to_a_keystore_under_another_sealing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ks, file, summary) = exported(tmp.path()).await;
     assert_eq!((summary.devices, summary.key_shares), (1, 2), "{summary:?}");
     assert_eq!(backup::provider_of(&file).unwrap(), "passphrase");
     let text = String::from_utf8_lossy(&file);
@@ -135,11 +141,7 @@ async fn a_backup_moves_the_records_to_a_keystore_under_another_sealing() {
 #[tokio::test]
 async fn a_wrong_key_a_changed_or_cut_file_and_forbidden_records_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let ks = source(&tmp.path().join("old")).await;
-    let (file, _) = ks
-        .export(&pass("backup passphrase"), "2026-12-06T00:00:00Z")
-        .await
-        .unwrap();
+    let (_ks, file, _) = exported(tmp.path()).await;
     let one_line = |e: vsigner_keystore::KeystoreError| {
         let s = e.to_string();
         assert_eq!(s.lines().count(), 1, "{s}");
@@ -182,11 +184,7 @@ async fn a_wrong_key_a_changed_or_cut_file_and_forbidden_records_are_refused() {
 #[tokio::test]
 async fn a_header_cannot_ask_for_unbounded_work_before_it_is_authenticated() {
     let tmp = tempfile::tempdir().unwrap();
-    let ks = source(&tmp.path().join("old")).await;
-    let (file, _) = ks
-        .export(&pass("backup passphrase"), "2026-12-06T00:00:00Z")
-        .await
-        .unwrap();
+    let (_ks, file, _) = exported(tmp.path()).await;
     let text = String::from_utf8_lossy(&file).into_owned();
     let header_end = backup::MAGIC.len() + text[backup::MAGIC.len()..].find('\n').unwrap();
     let header = &text[backup::MAGIC.len()..header_end];
@@ -204,11 +202,7 @@ async fn a_header_cannot_ask_for_unbounded_work_before_it_is_authenticated() {
 #[tokio::test]
 async fn an_import_refuses_duplicates_prime_sets_and_bad_confirmations_and_finishes_only_its_own_backup() {
     let tmp = tempfile::tempdir().unwrap();
-    let ks = source(&tmp.path().join("old")).await;
-    let (file, _) = ks
-        .export(&pass("backup passphrase"), "2026-12-06T00:00:00Z")
-        .await
-        .unwrap();
+    let (_ks, file, _) = exported(tmp.path()).await;
     let records = backup::open(&file, &pass("backup passphrase")).unwrap();
     let fresh = |name: &str| {
         let url = tmp.path().join(name).to_str().unwrap().to_owned();

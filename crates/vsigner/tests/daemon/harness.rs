@@ -428,6 +428,16 @@ impl Operator {
             .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
+    /// `fields` of the vault `id`, as GraphQL gives them.
+    pub(crate) async fn vault(&self, id: &str, fields: &str) -> Value {
+        self.gql(
+            &format!("query($id: ID!) {{ vault(id: $id) {{ {fields} }} }}"),
+            json!({"id": id}),
+        )
+        .await["vault"]
+            .clone()
+    }
+
     pub(crate) async fn device_ids(&self) -> Vec<(String, String)> {
         self.client
             .devices()

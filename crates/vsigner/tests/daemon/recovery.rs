@@ -113,12 +113,8 @@ print(Account.recover_transaction(raw))
 
 async fn vault(operator: &Operator, id: &str) -> Value {
     operator
-        .gql(
-            "query($id: ID!) { vault(id: $id) { curve publicKey ethereumAddress keyGeneration } }",
-            json!({"id": id}),
-        )
-        .await["vault"]
-        .clone()
+        .vault(id, "curve publicKey ethereumAddress keyGeneration")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,34 +333,10 @@ async fn every_scheme_recovers_from_the_devices_dr_files_and_the_key_signs() {
     // key and restored into a new keystore under a key file; the moved signer signs with b
     // while a is down (so the committee needs c).
     let backup = root.path().join("c.backup");
-    // Not while the signer runs: the keystore is in use.
-    let out = Command::new(bin())
-        .args([
-            "keystore",
-            "export",
-            "--config",
-            signers[2].config.to_str().unwrap(),
-        ])
-        .args([
-            "--to",
-            backup.to_str().unwrap(),
-            "--recipient",
-            transfer_public.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && !backup.exists());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in use by another process"), "{err}");
-    signers[2].proc().kill();
+    let c_config = signers[2].config.clone();
     let export_to = |recipient: &Path| {
         Command::new(bin())
-            .args([
-                "keystore",
-                "export",
-                "--config",
-                signers[2].config.to_str().unwrap(),
-            ])
+            .args(["keystore", "export", "--config", c_config.to_str().unwrap()])
             .args([
                 "--to",
                 backup.to_str().unwrap(),
@@ -374,6 +346,12 @@ async fn every_scheme_recovers_from_the_devices_dr_files_and_the_key_signs() {
             .output()
             .unwrap()
     };
+    // Not while the signer runs: the keystore is in use.
+    let out = export_to(&transfer_public);
+    assert!(!out.status.success() && !backup.exists());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    signers[2].proc().kill();
     // Not to the DR key: its private key must not come near a signer.
     let out = export_to(&public);
     assert!(!out.status.success() && !backup.exists());

@@ -81,12 +81,11 @@ fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) {
 
 async fn vault(operator: &Operator, id: &str) -> Value {
     operator
-        .gql(
-            "query($id: ID!) { vault(id: $id) { curve publicKey chainCode keyGeneration taprootOutputKey taprootAddress(network: \"regtest\") } }",
-            json!({"id": id}),
+        .vault(
+            id,
+            "curve publicKey chainCode keyGeneration taprootOutputKey taprootAddress(network: \"regtest\")",
         )
-        .await["vault"]
-        .clone()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
