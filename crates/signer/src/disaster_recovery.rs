@@ -339,6 +339,28 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_of_another_user_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("theirs");
+        std::fs::create_dir(&dir).unwrap();
+        // Only root can give a directory away; elsewhere there is nothing to check.
+        if std::process::Command::new("chown")
+            .args(["65534", dir.to_str().unwrap()])
+            .status()
+            .map_or(true, |s| !s.success())
+            || std::fs::metadata(&dir).unwrap().uid() != 65534
+        {
+            eprintln!("skipped: cannot give a directory to another user here (not root)");
+            return;
+        }
+        let (config, _) = config(&dir);
+        let err = DisasterRecovery::open(&config).unwrap_err();
+        assert!(err.contains("belongs to another user"), "{err}");
+    }
+
     #[test]
     fn an_unwritable_directory_is_refused_naming_it() {
         let tmp = tempfile::tempdir().unwrap();

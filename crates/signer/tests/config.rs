@@ -807,6 +807,16 @@ fn a_disaster_recovery_key_is_read_at_start_and_a_bad_one_refused() {
     assert!(e.contains("holds a private key"), "{e}");
     let body: String = private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     assert!(!e.contains(&body[..40]), "the private key is not quoted: {e}");
+    let (_d3, private_file) = file("dr.key", &private_pem);
+    let e = err(with(
+        base_env(),
+        "VSIGNER_DisasterRecoveryPublicKey",
+        private_file.to_str().unwrap(),
+    ));
+    assert!(
+        e.contains("holds a private key") && !e.contains(&body[..40]),
+        "{e}"
+    );
     let e = err(with(base_env(), "VSIGNER_DisasterRecoveryDir", "/srv/dr"));
     assert!(
         e.contains("DisasterRecoveryDir") && e.contains("DisasterRecoveryPublicKey is not"),
