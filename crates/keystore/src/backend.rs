@@ -145,11 +145,12 @@ impl LocalDir {
         let file_name = target.file_name().and_then(|n| n.to_str()).unwrap_or("record");
         let temp = dir.join(format!(".{file_name}{TEMP_MARK}{:016x}", OsRng.next_u64()));
         {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            // Owner-only, as the directories.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&temp).map_err(io)?;
             f.write_all(bytes).map_err(io)?;
             reached(WriteStep::TempWritten);
             f.sync_all().map_err(io)?;
@@ -236,7 +237,10 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
             create_dirs_durably(root, parent)?;
         }
     }
-    match std::fs::create_dir(dir) {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),

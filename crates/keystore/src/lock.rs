@@ -1,8 +1,8 @@
-//! One process per keystore: a signer and the commands that change or copy its keystore
-//! (`keystore export`, `import`, `rekey`, `primes import`) take its instance lock, so that
-//! a backup is never taken from a keystore a running signer is changing, and two signers
-//! never run the same devices from one keystore. (`keystore rekey` and `primes import` do
-//! not need it: one replaces the header atomically, the other adds write-once records.)
+//! One process per keystore: a signer and the commands that copy or fill its keystore
+//! (`keystore export`, `import`) take its instance lock, so that a backup is never taken
+//! from a keystore a running signer is changing, and two signers never run the same devices
+//! from one keystore. (`keystore rekey` and `primes import` do not need it: one replaces the
+//! header atomically, the other adds write-once records.)
 //!
 //! For a local directory the lock is an exclusive advisory lock (`flock`) on
 //! `<dir>/instance.lock`, which the operating system releases when the process ends, even

@@ -76,10 +76,7 @@ pub struct DrHeader {
 impl DrFile {
     /// Encrypts `plaintext` to `key`.
     pub fn seal(key: &DrPublicKey, header: DrHeader, plaintext: &[u8]) -> Result<Self, RecoveryError> {
-        let mut m = Zeroizing::new([0u8; 32]);
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, m.as_mut());
-        let (kem_ct, shared) = key.0.encapsulate_deterministic(&(*m).into());
-        let shared = Zeroizing::new(<[u8; 32]>::from(shared));
+        let (kem_ct, shared) = key.encapsulate();
         let mut nonce = [0u8; NONCE_LEN];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let cipher = Aes256Gcm::new_from_slice(shared.as_slice())

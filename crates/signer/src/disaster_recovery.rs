@@ -10,16 +10,19 @@
 //!   never holds a generation older than the confirmed one. A device that leaves a vault's
 //!   signer set removes its file with its share. At start, every confirmed generation
 //!   without a file gets one (a key configured later, a crash between commit and write).
-//! - **How.** A temporary file in the same directory, synced, renamed over the old one, the
-//!   directory synced: a reader sees the old file or the new one, never half of one.
+//! - **How.** Through the keystore's durable local writer (`vsigner_keystore::backend::LocalDir`):
+//!   a temporary file in the same directory, synced, renamed over the old one, the directory
+//!   synced; files 0600, directories 0700. A reader sees the old file or the new one.
 //!
 //! The coordinator names the request ids in the clear fields; they are labels only. What
 //! the file holds comes from the keystore.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use vsigner_recovery::{affine_coordinates, Curve, DrFile, DrHeader, DrPublicKey, Share, Shares};
+
+use vsigner_keystore::backend::{Backend as _, LocalDir, WriteMode};
+use vsigner_keystore::RecordId;
 
 use crate::config::DisasterRecoveryConfig;
 
@@ -37,6 +40,8 @@ pub struct RequestIds {
 pub struct DisasterRecovery {
     public_key: DrPublicKey,
     dir: PathBuf,
+    /// The directory, written as the keystore writes its local records.
+    files: LocalDir,
 }
 
 /// The recovery format's name of a vault curve (the coordinator's name).
@@ -47,21 +52,6 @@ pub fn recovery_curve(curve: &str) -> Result<Curve, String> {
         Some(vsigner_approval::Curve::Ed25519) => Ok(Curve::Ed25519),
         Some(vsigner_approval::Curve::Bip340) => Ok(Curve::Bip340),
         None => Err(format!("unsupported curve {curve:?}")),
-    }
-}
-
-/// A file name part from the coordinator or the keystore: what the keystore accepts as an id
-/// (no path separators, no leading dot).
-fn checked<'a>(what: &str, s: &'a str) -> Result<&'a str, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
-        Ok(s)
-    } else {
-        Err(format!("{what} {s:?} cannot name a file"))
     }
 }
 
@@ -101,25 +91,37 @@ impl DisasterRecovery {
         }
         #[cfg(not(unix))]
         probe_meta?;
-        sweep_interrupted_writes(&dir);
         Ok(Self {
             public_key: config.public_key.clone(),
+            files: LocalDir::new(&dir),
             dir,
         })
     }
 
+    /// Removes the temporary files of writes a crash interrupted: encrypted shares of no use
+    /// that would be copied with the rest.
+    pub async fn sweep_interrupted_writes(&self) -> Result<usize, String> {
+        self.files.remove_leftovers().await.map_err(|e| e.to_string())
+    }
+
+    /// The file of `device`'s shares of `vault` (on `curve`, the coordinator's name),
+    /// relative to the directory. The ids name files as they name keystore records (no
+    /// separator, no leading dot), checked by the keystore's rule.
+    fn relative(&self, device: &str, vault: &str, curve: &str) -> Result<String, String> {
+        let curve = recovery_curve(curve)?;
+        RecordId::key_share(device, vault, 0).map_err(|e| format!("cannot name a file: {e}"))?;
+        Ok(format!("{device}/{}", curve.file_name(vault)))
+    }
+
     /// The file of `device`'s shares of `vault` (on `curve`, the coordinator's name).
     pub fn path(&self, device: &str, vault: &str, curve: &str) -> Result<PathBuf, String> {
-        let curve = recovery_curve(curve)?;
-        Ok(self
-            .dir
-            .join(checked("device id", device)?)
-            .join(curve.file_name(checked("vault id", vault)?)))
+        Ok(self.dir.join(self.relative(device, vault, curve)?))
     }
 
     /// Writes the file of `device`'s shares of `vault` from the share record `record` (the
-    /// confirmed generation), replacing the one before. Returns its path.
-    pub fn write(
+    /// confirmed generation), replacing the one before, all or nothing (the keystore's
+    /// durable write: temporary file, fsync, rename, directory fsync). Returns its path.
+    pub async fn write(
         &self,
         device: &str,
         vault: &str,
@@ -127,7 +129,7 @@ impl DisasterRecovery {
         ids: &RequestIds,
         record: &[u8],
     ) -> Result<PathBuf, String> {
-        let path = self.path(device, vault, curve_name)?;
+        let relative = self.relative(device, vault, curve_name)?;
         let curve = recovery_curve(curve_name)?;
         let exports = crate::protocol::share_exports(curve_name, record).map_err(|e| e.reason)?;
         let first = exports.first().ok_or("no stored share")?;
@@ -163,25 +165,21 @@ impl DisasterRecovery {
             &plaintext,
         )
         .map_err(|e| e.to_string())?;
-        let dir = path.parent().ok_or("the file has no directory")?;
-        create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        write_atomically(&path, &file.to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+        self.files
+            .put(&relative, file.to_json(), WriteMode::Overwrite)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.dir.join(relative))
     }
 
     /// Removes the file of `device`'s shares of `vault`, if there is one; whether there was.
-    pub fn remove(&self, device: &str, vault: &str, curve: &str) -> Result<bool, String> {
-        let path = self.path(device, vault, curve)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                if let Some(dir) = path.parent() {
-                    sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    pub async fn remove(&self, device: &str, vault: &str, curve: &str) -> Result<bool, String> {
+        let relative = self.relative(device, vault, curve)?;
+        if !self.dir.join(&relative).exists() {
+            return Ok(false);
         }
+        self.files.delete(&relative).await.map_err(|e| e.to_string())?;
+        Ok(true)
     }
 
     /// Whether the file of `device`'s shares of `vault` exists.
@@ -193,7 +191,7 @@ impl DisasterRecovery {
 /// The scheme (the coordinator's curve name) of a stored share record: each scheme's records
 /// carry their own tag, so exactly one reads it. Local: no one else says which it is.
 pub fn curve_of_record(record: &[u8]) -> Option<&'static str> {
-    ["secp256k1", "secp256r1", "ed25519", "bip340"]
+    every_curve()
         .into_iter()
         .find(|curve| crate::protocol::share_exports(curve, record).is_ok())
 }
@@ -219,66 +217,12 @@ fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-/// Removes the temporary files of writes a crash interrupted (`.<name>.<random>.tmp` in a
-/// device's directory): encrypted shares of no use that would be copied with the rest.
-fn sweep_interrupted_writes(dir: &Path) {
-    let Ok(devices) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for device in devices.flatten() {
-        if !device.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(device.path()) else {
-            continue;
-        };
-        for file in files.flatten() {
-            let name = file.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(file.path());
-            }
-        }
-    }
-}
-
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// `bytes` at `path`, all or nothing: a synced temporary file renamed over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("no file name"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", random_suffix()));
-    let result = (|| {
-        let mut f = new_file(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -291,7 +235,6 @@ mod tests {
         (
             DisasterRecoveryConfig {
                 public_key: private.public_key(),
-                source: crate::config::CaCertSource::Inline,
                 dir: dir.to_owned(),
             },
             private,
@@ -326,11 +269,16 @@ mod tests {
         let err = DisasterRecovery::open(&config).unwrap_err();
         assert!(err.contains("other users can write it (mode 777)"), "{err}");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        // A crash's temporary file is swept at open; the probe does not stay.
+        // A crash's temporary file is swept; the probe does not stay.
         std::fs::create_dir(dir.join("dev")).unwrap();
-        std::fs::write(dir.join("dev/.v.eddsa.ed25519.dr.0123.tmp"), b"x").unwrap();
+        std::fs::write(dir.join("dev/.v.eddsa.ed25519.dr.tmp-0123"), b"x").unwrap();
         std::fs::write(dir.join("dev/v.eddsa.ed25519.dr"), b"kept").unwrap();
-        DisasterRecovery::open(&config).unwrap();
+        let dr = DisasterRecovery::open(&config).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(dr.sweep_interrupted_writes())
+            .unwrap();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "the probe is gone");
         assert_eq!(
             std::fs::read_dir(dir.join("dev")).unwrap().count(),

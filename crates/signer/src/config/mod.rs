@@ -201,8 +201,6 @@ impl fmt::Debug for CaCert {
 pub struct DisasterRecoveryConfig {
     /// The operator's ML-KEM-768 public key.
     pub public_key: vsigner_recovery::DrPublicKey,
-    /// Inline or the file it was read from.
-    pub source: CaCertSource,
     /// The directory of the files.
     pub dir: PathBuf,
 }

@@ -82,8 +82,8 @@ impl Reader {
                 None => Ok(None),
             };
         };
-        let (pem, source) = if s.contains("-----BEGIN") {
-            (Zeroizing::new(s), CaCertSource::Inline)
+        let pem = if s.contains("-----BEGIN") {
+            Zeroizing::new(s)
         } else {
             let path = PathBuf::from(&s);
             // The value is not quoted: it could be a private key pasted without its armour.
@@ -93,7 +93,7 @@ impl Reader {
                     format!("expected PEM text or the path of a readable PEM file; it is neither (as a path: {e})"),
                 )
             })?;
-            (Zeroizing::new(pem), CaCertSource::File(path))
+            Zeroizing::new(pem)
         };
         if pem.contains("PRIVATE KEY") {
             // Said without quoting the value: it is a secret that must not be here.
@@ -106,7 +106,6 @@ impl Reader {
             vsigner_recovery::DrPublicKey::from_pem(&pem).map_err(|e| self.err(key, e.to_string()))?;
         Ok(Some(DisasterRecoveryConfig {
             public_key,
-            source,
             dir: PathBuf::from(dir.as_deref().unwrap_or(DEFAULT_DISASTER_RECOVERY_DIR)),
         }))
     }

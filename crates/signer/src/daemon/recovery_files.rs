@@ -50,14 +50,25 @@ impl Daemon {
         if self.inner.disaster_recovery.is_none() {
             return;
         }
-        let generation = match self.confirmed_share(device, vault).await {
-            Ok(Some((g, _))) => g,
+        let generation = match self.inner.keystore.confirmed_generation(device, vault).await {
+            Ok(Some(g)) => g,
             Ok(None) => return,
             Err(why) => {
                 tracing::error!(device, vault, reason = %why, "cannot read the confirmed share for the disaster-recovery file");
                 return;
             }
         };
+        // A device that left holds no share of the generation: no file, and no question to
+        // the coordinator (a listing, nothing decrypted).
+        if !self
+            .inner
+            .keystore
+            .share_generations(device, vault)
+            .await
+            .is_ok_and(|held| held.contains(&generation))
+        {
+            return;
+        }
         // Labels first (the coordinator may be slow); what the file holds is read under
         // the lock.
         let ids = self.request_ids(vault, generation, request).await;
@@ -98,11 +109,7 @@ impl Daemon {
             );
             return;
         };
-        let (d, v) = (device.to_owned(), vault.to_owned());
-        let written = tokio::task::spawn_blocking(move || dr.write(&d, &v, curve, &ids, &record))
-            .await
-            .unwrap_or_else(|e| Err(format!("the writing task failed: {e}")));
-        match written {
+        match dr.write(device, vault, curve, &ids, &record).await {
             Ok(path) => {
                 tracing::info!(device, vault, generation, path = %path.display(), "disaster-recovery file written")
             }
@@ -118,27 +125,20 @@ impl Daemon {
         let Some(dr) = self.inner.disaster_recovery.clone() else {
             return Ok(());
         };
-        let (d, v) = (device.to_owned(), vault.to_owned());
-        let removed = tokio::task::spawn_blocking(move || {
-            let mut any = false;
-            for curve in every_curve() {
-                any |= dr.remove(&d, &v, curve)?;
-            }
-            Ok::<bool, String>(any)
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the removing task failed: {e}")));
-        match removed {
-            Ok(true) => {
-                tracing::info!(device, vault, "disaster-recovery file removed");
-                Ok(())
-            }
-            Ok(false) => Ok(()),
-            Err(why) => {
-                tracing::error!(device, vault, reason = %why, "cannot remove the disaster-recovery file");
-                Err(why)
+        let mut removed = false;
+        for curve in every_curve() {
+            match dr.remove(device, vault, curve).await {
+                Ok(this) => removed |= this,
+                Err(why) => {
+                    tracing::error!(device, vault, reason = %why, "cannot remove the disaster-recovery file");
+                    return Err(why);
+                }
             }
         }
+        if removed {
+            tracing::info!(device, vault, "disaster-recovery file removed");
+        }
+        Ok(())
     }
 
     /// Every confirmed generation of `devices` has its file: at start with `rewrite` (every
@@ -149,6 +149,16 @@ impl Daemon {
         let Some(dr) = self.inner.disaster_recovery.clone() else {
             return;
         };
+        if rewrite {
+            match dr.sweep_interrupted_writes().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    files = n,
+                    "removed the temporary disaster-recovery files of interrupted writes"
+                ),
+                Err(why) => tracing::warn!(reason = %why, "cannot sweep the disaster-recovery directory"),
+            }
+        }
         let Ok(records) = self.inner.keystore.list().await else {
             return;
         };
@@ -158,19 +168,12 @@ impl Daemon {
             .filter_map(|r| Some((r.id.device().to_owned(), r.id.vault()?.to_owned())))
             .collect();
         for (device, vault) in confirmed {
-            let share = match self.confirmed_share(&device, &vault).await {
-                Ok(Some((_, Some(share)))) => share,
-                // Left the signer set, or nothing confirmed.
-                Ok(_) => continue,
-                Err(why) => {
-                    tracing::warn!(device, vault, reason = %why, "cannot check the disaster-recovery file");
-                    continue;
-                }
-            };
-            let Some(curve) = curve_of_record(&share) else {
-                continue;
-            };
-            if rewrite || !dr.exists(&device, &vault, curve).unwrap_or(true) {
+            // Whether a file exists is a look at the four names it can have; the write reads
+            // the share (and writes nothing for a device that left).
+            let present = every_curve()
+                .into_iter()
+                .any(|curve| dr.exists(&device, &vault, curve).unwrap_or(true));
+            if rewrite || !present {
                 self.write_recovery_file(&device, &vault, None).await;
             }
         }
@@ -189,25 +192,45 @@ impl Daemon {
                 .filter(|o| o.state == "Completed")
                 .collect::<Vec<_>>()
         };
-        let keygens = completed("Keygen").await;
-        let reshares = completed("Reshare").await;
-        let made = |g: u64| {
-            reshares
-                .iter()
-                .find(|o| o.reshare.as_ref().is_some_and(|r| r.new_generation() == g))
-                .or_else(|| keygens.first().filter(|_| g == 0))
+        let keygen = || async { completed("Keygen").await.first().map(|o| o.id.clone()) };
+        let (this, previous) = if generation == 0 {
+            // A keygen: no generation before it, and no query when the caller knows it.
+            let this = match known {
+                Some(_) => None,
+                None => keygen().await,
+            };
+            (this, None)
+        } else {
+            let reshares = completed("Reshare").await;
+            let made = |g: u64| {
+                reshares
+                    .iter()
+                    .find(|o| o.reshare.as_ref().is_some_and(|r| r.new_generation() == g))
+            };
+            let this = made(generation);
+            let previous = match this
+                .and_then(|o| o.reshare.as_ref())
+                .map(|r| r.old_key_generation)
+            {
+                Some(0) => keygen().await,
+                Some(g) => made(g).map(|o| o.id.clone()),
+                None => None,
+            };
+            (this.map(|o| o.id.clone()), previous)
         };
-        let this = made(generation);
-        let previous = this
-            .and_then(|o| o.reshare.as_ref())
-            .and_then(|r| made(r.old_key_generation))
-            .map(|o| o.id.clone());
+        // Labels only, but written into the file: the coordinator's are held to the rule of
+        // ids (at most 128 characters of A-Z a-z 0-9 . _ -), or left out.
+        let label = |id: &str| {
+            RecordId::operation_run("label", id)
+                .is_ok()
+                .then(|| id.to_owned())
+        };
         RequestIds {
             request_id: known
-                .map(str::to_owned)
-                .or_else(|| this.map(|o| o.id.clone()))
+                .or(this.as_deref())
+                .and_then(label)
                 .unwrap_or_else(|| format!("generation-{generation}")),
-            previous_request_id: previous,
+            previous_request_id: previous.as_deref().and_then(label),
         }
     }
 }
