@@ -34,6 +34,11 @@ impl Notifier {
     pub fn connect(url: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let opts = options(url, ca_cert)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        // Notifications are small and go out a few at a time (one per device): with Nagle's
+        // algorithm each after the first waits for a delayed ACK (~40 ms).
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let connected = Arc::new(AtomicBool::new(false));
         let up = connected.clone();
         tokio::spawn(async move {

@@ -348,6 +348,30 @@ where
     Ok(guard)
 }
 
+/// [`init_stderr`] plus `observer`, a layer that sees every span and event its own filter
+/// lets through whatever the log filter keeps (the log filter applies to the logs only).
+/// `vsigner bench e2e --trace` times each stage of an operation this way.
+pub fn init_stderr_observed(
+    default_filter: &str,
+    observer: Box<dyn Layer<Registry> + Send + Sync>,
+) -> Result<(), TelemetryError> {
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| default_filter.to_owned());
+    let logs = EnvFilter::try_new(&directives).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    Registry::default()
+        .with(observer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter(logs),
+        )
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadySet)
+}
+
 /// Sets up text logs on stderr only, filtered by `RUST_LOG` or else `default_filter`, for
 /// commands whose stdout is their output (`vsigner demo`, `vsigner bench e2e`). No spans are
 /// exported.

@@ -211,6 +211,11 @@ impl CoordinatorClient {
 
     /// Runs a GraphQL document and returns its `data`.
     pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
+        let span = tracing::info_span!("coordinator_call", call = call_name(query));
+        tracing::Instrument::instrument(self.execute_once(query, variables), span).await
+    }
+
+    async fn execute_once(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
         let body = json!({"query": query, "variables": variables});
         let mut renewed = false;
         loop {
@@ -259,4 +264,14 @@ impl CoordinatorClient {
             ApiError::Unreachable(format!("unexpected `{field}` in the coordinator's reply: {e}"))
         })
     }
+}
+
+/// The first field a GraphQL document asks for (`vote` of `mutation($o: ID!) { vote(…) {…} }`),
+/// which names a call in traces.
+fn call_name(query: &str) -> &str {
+    let rest = query.split_once('{').map_or(query, |(_, r)| r).trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    &rest[..end]
 }

@@ -1,6 +1,10 @@
 //! The loop of one device: poll the coordinator (and wake on its MQTT notifications),
 //! claim each operation once, and hand it to [`vote`](super::vote) or
 //! [`take_part`](super::take_part) on a task of its own.
+//!
+//! A notification names the state its operation reached, so a device woken by one lists
+//! only that kind of operation (awaiting its vote, or ready); every `PollIntervalSeconds` it
+//! lists both whatever the notifications said, so a lost or forged hint only delays work.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +24,16 @@ impl Daemon {
     ) {
         let mut reconnects = 0;
         let mut rounds: u64 = 0;
+        let mut lists = Lists::BOTH;
+        let mut last_full = Instant::now();
         loop {
-            self.poll_device(&device).await;
+            if last_full.elapsed() >= self.inner.config.poll_interval {
+                lists = Lists::BOTH;
+            }
+            if lists == Lists::BOTH {
+                last_full = Instant::now();
+            }
+            self.poll_device(&device, lists).await;
             if self.inner.config.presignature_pool_target > 0
                 && rounds.is_multiple_of(PRESIGNATURE_CHECK_EVERY)
             {
@@ -39,20 +51,50 @@ impl Daemon {
             reconnects = stats.reconnects;
             let notified = async {
                 match notifications.as_mut() {
-                    Some(rx) => {
-                        if rx.recv().await.is_none() {
-                            notifications = None;
+                    Some(rx) => match rx.recv().await {
+                        Some(hint) => {
+                            // Notifications that came meanwhile are served by the same listing.
+                            let mut lists = Lists::of_notification(&hint);
+                            while let Ok(more) = rx.try_recv() {
+                                lists = lists.and(Lists::of_notification(&more));
+                            }
+                            lists
                         }
-                    }
+                        None => {
+                            notifications = None;
+                            Lists::BOTH
+                        }
+                    },
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let next_full = self
+                .inner
+                .config
+                .poll_interval
+                .saturating_sub(last_full.elapsed());
+            lists = tokio::select! {
                 () = self.inner.stop.cancelled() => break,
-                () = tokio::time::sleep(self.inner.config.poll_interval) => {}
-                () = device.wake.notified() => {}
-                () = notified => {}
-            }
+                () = tokio::time::sleep(next_full) => Lists::BOTH,
+                () = device.wake.notified() => Lists::BOTH,
+                hinted = notified => hinted,
+            };
+        }
+    }
+
+    /// Claims `op` for `device` and takes part in it on a task of its own (nothing if it is
+    /// claimed already).
+    pub(super) fn spawn_take_part(&self, device: &Arc<DeviceRuntime>, op: crate::coordinator_api::Operation) {
+        if let Some(guard) = self.claim(&device.id, &op.id) {
+            let (daemon, device) = (self.clone(), device.clone());
+            let span = tracing::info_span!("operation", device = %device.id, operation_id = %op.id, kind = %op.kind, vault_id = %op.vault_id);
+            self.inner.tasks.spawn(
+                async move {
+                    let _guard = guard;
+                    daemon.take_part(&device, op).await;
+                }
+                .instrument(span),
+            );
         }
     }
 
@@ -78,7 +120,16 @@ impl Daemon {
         })
     }
 
-    pub(super) async fn poll_device(&self, device: &Arc<DeviceRuntime>) {
+    pub(super) async fn poll_device(&self, device: &Arc<DeviceRuntime>, lists: Lists) {
+        if lists.awaiting_vote {
+            self.poll_awaiting_vote(device).await;
+        }
+        if lists.ready {
+            self.poll_ready(device).await;
+        }
+    }
+
+    async fn poll_awaiting_vote(&self, device: &Arc<DeviceRuntime>) {
         let awaiting = self.inner.coordinator.operations_awaiting_vote(&device.id).await;
         self.coordinator_result(&awaiting);
         match awaiting {
@@ -101,6 +152,9 @@ impl Daemon {
                 tracing::warn!(device = %device.id, error = %e, "cannot list operations awaiting a vote")
             }
         }
+    }
+
+    async fn poll_ready(&self, device: &Arc<DeviceRuntime>) {
         let ready = self.inner.coordinator.operations_ready(&device.id).await;
         self.coordinator_result(&ready);
         match ready {
@@ -109,20 +163,10 @@ impl Daemon {
                 lock(&self.inner.work)
                     .finished
                     .retain(|(d, o)| d != &device.id || ops.iter().any(|op| &op.id == o));
-                lock(&self.inner.approved).retain(|_, (at, _)| at.elapsed() < APPROVAL_MEMORY);
+                lock(&self.inner.approved).retain(|_, a| a.at.elapsed() < APPROVAL_MEMORY);
                 lock(&self.inner.approval_waits).retain(|_, w| w.since.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
-                    if let Some(guard) = self.claim(&device.id, &op.id) {
-                        let (daemon, device) = (self.clone(), device.clone());
-                        let span = tracing::info_span!("operation", device = %device.id, operation_id = %op.id, kind = %op.kind, vault_id = %op.vault_id);
-                        self.inner.tasks.spawn(
-                            async move {
-                                let _guard = guard;
-                                daemon.take_part(&device, op).await;
-                            }
-                            .instrument(span),
-                        );
-                    }
+                    self.spawn_take_part(device, op);
                 }
             }
             Err(e) => tracing::warn!(device = %device.id, error = %e, "cannot list ready operations"),
@@ -133,5 +177,77 @@ impl Daemon {
         lock(&self.inner.work)
             .finished
             .insert((device.to_owned(), op.to_owned()));
+    }
+}
+
+/// Which lists of operations a device asks the coordinator for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Lists {
+    awaiting_vote: bool,
+    ready: bool,
+}
+
+impl Lists {
+    const BOTH: Lists = Lists {
+        awaiting_vote: true,
+        ready: true,
+    };
+
+    /// What a notification (`{"operationId":…,"state":…}`) asks to list: its state's list,
+    /// or both for anything else.
+    fn of_notification(payload: &[u8]) -> Lists {
+        #[derive(serde::Deserialize)]
+        struct Hint {
+            state: String,
+        }
+        match serde_json::from_slice::<Hint>(payload).map(|h| h.state) {
+            Ok(state) if state == "AwaitingApproval" => Lists {
+                awaiting_vote: true,
+                ready: false,
+            },
+            Ok(state) if state == "Ready" => Lists {
+                awaiting_vote: false,
+                ready: true,
+            },
+            _ => Lists::BOTH,
+        }
+    }
+
+    fn and(self, other: Lists) -> Lists {
+        Lists {
+            awaiting_vote: self.awaiting_vote || other.awaiting_vote,
+            ready: self.ready || other.ready,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lists;
+
+    #[test]
+    fn a_notification_lists_only_its_state() {
+        let of = |s: &str| Lists::of_notification(s.as_bytes());
+        assert_eq!(
+            of(r#"{"operationId":"op_1","state":"Ready"}"#),
+            Lists {
+                awaiting_vote: false,
+                ready: true
+            }
+        );
+        assert_eq!(
+            of(r#"{"operationId":"op_1","state":"AwaitingApproval"}"#),
+            Lists {
+                awaiting_vote: true,
+                ready: false
+            }
+        );
+        for other in [r#"{"state":"Completed"}"#, "not json", ""] {
+            assert_eq!(of(other), Lists::BOTH, "{other}");
+        }
+        assert_eq!(
+            of(r#"{"state":"Ready"}"#).and(of(r#"{"state":"AwaitingApproval"}"#)),
+            Lists::BOTH
+        );
     }
 }

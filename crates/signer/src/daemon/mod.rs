@@ -129,6 +129,15 @@ struct DeviceRuntime {
 
 type Key = (String, String); // (device id, operation id)
 
+/// An approval given: the exact request approved, and the organisation's devices as the
+/// vote read them (the Ready operation is checked against the same directory, which saves
+/// a coordinator call on the way to the run).
+struct Approval {
+    at: Instant,
+    request: ApprovalRequest,
+    directory: Arc<[crate::coordinator_api::Device]>,
+}
+
 /// An approval to ask again: no vote was cast.
 struct ApprovalWait {
     since: Instant,
@@ -157,7 +166,7 @@ struct Inner {
     operation_permits: Mutex<HashMap<String, std::sync::Weak<OwnedSemaphorePermit>>>,
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
-    approved: Mutex<HashMap<Key, (Instant, ApprovalRequest)>>,
+    approved: Mutex<HashMap<Key, Approval>>,
     /// Operations whose approver gave no trustworthy answer: when to ask again.
     approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,

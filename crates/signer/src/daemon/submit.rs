@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
+
 use super::{kind_of, Daemon, DeviceRuntime, COMPLETION_WAIT};
 use crate::coordinator_api::{ApiError, Operation};
 use crate::metrics::{self, Outcome};
@@ -17,7 +19,10 @@ impl Daemon {
         let mut pause = Duration::from_millis(500);
         let deadline = Instant::now() + COMPLETION_WAIT;
         loop {
-            let result = self.submit_once(device, op, &submission).await;
+            let result = self
+                .submit_once(device, op, &submission)
+                .instrument(tracing::info_span!("submit"))
+                .await;
             match result {
                 // Network trouble: the result is stored, so retry until the coordinator
                 // takes it or ends the operation.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument as _;
 use vsigner_approval::ApprovalRequest;
 
 use super::{kind_of, lock, run_marks, Daemon, DeviceRuntime, PRIME_WAIT, RUN_WATCH_INTERVAL};
@@ -81,12 +82,19 @@ impl Daemon {
             self.report_failure(device, &op, &failure).await;
             return;
         }
-        let directory = match self.inner.coordinator.devices().await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
-                return;
-            }
+        // The directory the vote read, if this process voted; else the coordinator's now.
+        let remembered = lock(&self.inner.approved)
+            .get(&(device.id.clone(), op.id.clone()))
+            .map(|a| a.directory.clone());
+        let directory = match remembered {
+            Some(d) => d,
+            None => match self.inner.coordinator.devices().await {
+                Ok(d) => d.into(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
+                    return;
+                }
+            },
         };
         let request = match self.checked_request(device, &op, &directory).await {
             Ok(request) => request,
@@ -115,6 +123,7 @@ impl Daemon {
             .inner
             .coordinator
             .start_operation(&op.id, &self.acting(device))
+            .instrument(tracing::info_span!("start"))
             .await
         {
             tracing::warn!(error = %e, "startOperation refused; not running");
@@ -125,7 +134,10 @@ impl Daemon {
         }
         self.finish(&device.id, &op.id);
         // Durably marked before the first protocol message: never run twice.
-        if let Err(reason) = run_marks::mark(&self.inner.keystore, &device.id, &op).await {
+        if let Err(reason) = run_marks::mark(&self.inner.keystore, &device.id, &op)
+            .instrument(tracing::info_span!("run_mark"))
+            .await
+        {
             let failure = RunFailure {
                 reason,
                 culprits: Vec::new(),
@@ -257,7 +269,7 @@ impl Daemon {
         let request =
             approval_request::build(op, directory).map_err(|e| format!("malformed operation: {e}"))?;
         let key = (device.id.clone(), op.id.clone());
-        let approved = lock(&self.inner.approved).remove(&key).map(|(_, r)| r);
+        let approved = lock(&self.inner.approved).remove(&key).map(|a| a.request);
         match approved {
             Some(a) if a == request => Ok(Some(request)),
             Some(_) => Err(format!(

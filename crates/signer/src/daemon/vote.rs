@@ -12,10 +12,13 @@
 //! A device that refuses the operation itself (it is not what the device holds, or a peer's
 //! keys are not its own word) votes reject at once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
+
 use super::{
-    kind_of, lock, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START,
+    kind_of, lock, Approval, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START,
     APPROVAL_WAITS_MAX,
 };
 use crate::approval_request;
@@ -24,7 +27,7 @@ use crate::metrics::{self, Outcome};
 use crate::peers::Listed;
 
 impl Daemon {
-    pub(super) async fn vote(&self, device: &DeviceRuntime, op: Operation) {
+    pub(super) async fn vote(&self, device: &Arc<DeviceRuntime>, op: Operation) {
         let key = (device.id.clone(), op.id.clone());
         if lock(&self.inner.approval_waits)
             .get(&key)
@@ -40,8 +43,8 @@ impl Daemon {
             lock(&self.inner.approval_waits).remove(&key);
             return;
         }
-        let directory = match self.inner.coordinator.devices().await {
-            Ok(d) => d,
+        let directory: Arc<[crate::coordinator_api::Device]> = match self.inner.coordinator.devices().await {
+            Ok(d) => d.into(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the organisation's devices; the vote waits for the next poll");
                 return;
@@ -98,7 +101,11 @@ impl Daemon {
         let (vote, reason) = match built {
             Ok(request) => {
                 let asked = Instant::now();
-                let decision = device.approver.decide(&request).await;
+                let decision = device
+                    .approver
+                    .decide(&request)
+                    .instrument(tracing::info_span!("approval"))
+                    .await;
                 metrics::approval_latency(&decision, asked.elapsed());
                 if decision.retry {
                     let backoff = self.wait_for_approver(key);
@@ -112,8 +119,14 @@ impl Daemon {
                 }
                 lock(&self.inner.approval_waits).remove(&key);
                 if decision.is_approval() {
-                    lock(&self.inner.approved)
-                        .insert((device.id.clone(), op.id.clone()), (Instant::now(), request));
+                    lock(&self.inner.approved).insert(
+                        (device.id.clone(), op.id.clone()),
+                        Approval {
+                            at: Instant::now(),
+                            request,
+                            directory: directory.clone(),
+                        },
+                    );
                 }
                 (decision.vote, decision.reason)
             }
@@ -126,12 +139,18 @@ impl Daemon {
             .inner
             .coordinator
             .vote(&op.id, &self.acting(device), vote.as_str())
+            .instrument(tracing::info_span!("record_vote"))
             .await
         {
-            Ok(_) => {
+            Ok(now) => {
                 tracing::info!(vote = vote.as_str(), reason = %reason, "voted");
                 if vote != vsigner_approval::Vote::Approve {
                     metrics::operation_finished(kind_of(&op), Outcome::Rejected);
+                }
+                // This vote made the quorum and the device is in the committee: take part
+                // now rather than after the notification and the next listing.
+                if now.state == "Ready" && now.committee.iter().any(|m| m.device_id == device.id) {
+                    self.spawn_take_part(device, now);
                 }
             }
             Err(e) if e.code() == Some("ALREADY_VOTED") => {}

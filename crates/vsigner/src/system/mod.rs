@@ -28,6 +28,14 @@ use zeroize::Zeroizing;
 use crate::operator::{text, Operator};
 use approver::Approver;
 
+/// When a signature request was sent, answered by the coordinator, and seen completed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignTiming {
+    pub(crate) sent: Instant,
+    pub(crate) answered: Instant,
+    pub(crate) seen: Instant,
+}
+
 /// A virtual device of the system and the daemon that runs it.
 pub(crate) struct VirtualSigner {
     pub(crate) name: String,
@@ -296,12 +304,21 @@ impl LocalSystem {
     /// polling every 5 ms: the completed operation and the latency from the request to the
     /// coordinator's verified result.
     pub(crate) async fn sign(&self, input: Value, what: &str) -> anyhow::Result<(Value, Duration)> {
-        let start = Instant::now();
+        let (op, timing) = self.sign_timed(input, what).await?;
+        Ok((op, timing.seen - timing.sent))
+    }
+
+    /// [`LocalSystem::sign`] with the moments the request was sent, answered and seen
+    /// completed.
+    pub(crate) async fn sign_timed(&self, input: Value, what: &str) -> anyhow::Result<(Value, SignTiming)> {
+        let sent = Instant::now();
         let op = self.operator.request_signature(input).await?;
+        let answered = Instant::now();
         let op = self
             .completed(&op, what, Duration::from_secs(180), Duration::from_millis(5))
             .await?;
-        Ok((op, start.elapsed()))
+        let seen = Instant::now();
+        Ok((op, SignTiming { sent, answered, seen }))
     }
 
     /// Creates a vault on every device so far and waits for its keygen: the vault and the

@@ -10,18 +10,22 @@
 //! first signer) is for that committee. Each presignature request is made when the pool is
 //! full again, so that no background presigning runs while a signature is measured.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand_core::OsRng;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use sha3::{Digest as _, Keccak256};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::Layer as _;
 use vsigner_tss::ecdsa::{AuxInfoOptions, KeyShare, Secp256k1, Secp256r1};
 use vsigner_tss::primes::PrimeSet;
 use vsigner_tss::simulation::local;
 use vsigner_tss::ProtocolTag;
 
+use super::stages::{self, StageRecorder, StageReport, Stages};
 use super::{bip340_signing, ecdsa_signing, ed25519_signing, eid, p256_signing, Measurement};
 use crate::operator::text;
 use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
@@ -50,6 +54,17 @@ pub(crate) struct E2eArgs {
     /// sets are generated).
     #[arg(long)]
     primes: Option<std::path::PathBuf>,
+    /// Also time each stage of every signature (notification, approval, vote, quorum,
+    /// start, each protocol round, submission) from the daemons' spans.
+    #[arg(long)]
+    trace: bool,
+    /// Also measure throughput: keep this many EdDSA signature requests in flight against
+    /// one vault and report sustained signatures per second.
+    #[arg(long, value_name = "IN_FLIGHT")]
+    throughput: Option<usize>,
+    /// Requests of the throughput measurement.
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
 }
 
 /// Presignatures the vault's keeper holds ready.
@@ -75,6 +90,18 @@ struct Latency {
     ratio: f64,
 }
 
+/// Sustained signing of one kind with many requests in flight.
+#[derive(Serialize)]
+struct Throughput {
+    operation: &'static str,
+    requests: usize,
+    in_flight: usize,
+    /// Completed signatures per second of wall time, first request to last result.
+    signatures_per_second: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+}
+
 #[derive(Serialize)]
 struct Report {
     cores: usize,
@@ -83,10 +110,16 @@ struct Report {
     primes: PrimesUsed,
     end_to_end: Vec<Latency>,
     protocols: Vec<Measurement>,
+    /// With `--throughput`: sustained signatures per second.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    throughput: Vec<Throughput>,
+    /// With `--trace`: the p50/p95 of each stage, per kind of signature.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stages: Vec<StageReport>,
 }
 
 /// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -94,7 +127,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn round(ms: f64) -> f64 {
+pub(super) fn round(ms: f64) -> f64 {
     (ms * 10.0).round() / 10.0
 }
 
@@ -103,11 +136,30 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if args.throughput == Some(0) || args.requests == 0 {
+        bail!("--throughput and --requests must be at least 1");
+    }
     if !(2..=10).contains(&n) || !(2..=n).contains(&t) {
         bail!("--devices must be 2 to 10 and --threshold 2 to --devices (got {t}-of-{n})");
     }
     crate::harden();
-    let _logs = vsigner_signer::telemetry::init_stderr(crate::commands::demo::QUIET_LOGS)?;
+    let recorder = args.trace.then(StageRecorder::default);
+    let _logs = match &recorder {
+        Some(recorder) => {
+            // Only the daemons' spans: the recorder needs no events and no dependency's spans.
+            let observer = recorder.clone().with_filter(filter_fn(|m| {
+                m.is_span() && m.target().starts_with("vsigner") && *m.level() <= tracing::Level::INFO
+            }));
+            vsigner_signer::telemetry::init_stderr_observed(
+                crate::commands::demo::QUIET_LOGS,
+                Box::new(observer),
+            )?;
+            None
+        }
+        None => Some(vsigner_signer::telemetry::init_stderr(
+            crate::commands::demo::QUIET_LOGS,
+        )?),
+    };
     let source = args
         .primes
         .clone()
@@ -131,9 +183,11 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         primes.public,
         broker,
         args.json,
+        recorder,
+        args.throughput.map(|in_flight| (in_flight, args.requests)),
     ));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let samples = samples?;
+    let (samples, throughput) = samples?;
 
     if !args.json {
         eprintln!("measuring the bare protocols (all parties on one thread) …");
@@ -163,7 +217,18 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
             .context("missing protocol measurement")
     };
     let mut end_to_end = Vec::new();
-    for (operation, protocol, mut ms) in samples {
+    let mut stages = Vec::new();
+    for Kind {
+        operation,
+        protocol,
+        mut ms,
+        traced,
+        calls,
+    } in samples
+    {
+        if args.trace {
+            stages.push(StageReport::new(operation, &traced, &calls));
+        }
         ms.sort_by(f64::total_cmp);
         let base = median_of(protocol)?;
         let p50 = percentile(&ms, 50.0);
@@ -194,17 +259,80 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         primes,
         end_to_end,
         protocols,
+        throughput,
+        stages,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
+        for t in &report.throughput {
+            println!(
+                "\nthroughput {}: {:.1} signatures/s ({} requests, {} in flight; p50 {:.1} ms, p95 {:.1} ms)",
+                t.operation, t.signatures_per_second, t.requests, t.in_flight, t.p50_ms, t.p95_ms
+            );
+        }
+        stages::print_table(&report.stages);
     }
     Ok(())
 }
 
-type Samples = Vec<(&'static str, &'static str, Vec<f64>)>;
+/// The measurements of one kind of signature.
+struct Kind {
+    operation: &'static str,
+    /// The `bench protocols` operation it is compared with.
+    protocol: &'static str,
+    ms: Vec<f64>,
+    /// With `--trace`: the stages of each signature.
+    traced: Vec<Stages>,
+    /// With `--trace`: the devices' coordinator calls meanwhile, by call.
+    calls: HashMap<String, Vec<Duration>>,
+}
 
+impl Kind {
+    fn new(operation: &'static str, protocol: &'static str) -> Kind {
+        Kind {
+            operation,
+            protocol,
+            ms: Vec::new(),
+            traced: Vec::new(),
+            calls: HashMap::new(),
+        }
+    }
+
+    /// Requests one signature and records its latency (and stages): the completed operation.
+    async fn measure(
+        &mut self,
+        system: &LocalSystem,
+        recorder: Option<&StageRecorder>,
+        input: Value,
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        if let Some(r) = recorder {
+            // Spans of other work (keygens, presignatures) are not measured.
+            r.clear();
+        }
+        let (op, timing) = system.sign_timed(input, what).await?;
+        self.ms.push((timing.seen - timing.sent).as_secs_f64() * 1e3);
+        if let Some(r) = recorder {
+            // The devices close their spans just after the submission; give them a moment.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for (call, d) in r.take_calls() {
+                self.calls.entry(call).or_default().extend(d);
+            }
+            match Stages::of(r, text(&op["id"]), timing.sent, timing.answered, timing.seen) {
+                Some(stages) => self.traced.push(stages),
+                None => eprintln!(
+                    "note: {what} {}: incomplete spans, not in the stage table",
+                    text(&op["id"])
+                ),
+            }
+        }
+        Ok(op)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn through_the_system(
     n: u16,
     t: u16,
@@ -213,12 +341,15 @@ async fn through_the_system(
     public_primes: bool,
     broker: Option<String>,
     quiet: bool,
-) -> anyhow::Result<Samples> {
+    recorder: Option<StageRecorder>,
+    throughput: Option<(usize, usize)>,
+) -> anyhow::Result<(Vec<Kind>, Vec<Throughput>)> {
     let say = |s: String| {
         if !quiet {
             eprintln!("{s}");
         }
     };
+    let recorder = recorder.as_ref();
     let mut system = LocalSystem::start(SignerSettings {
         broker,
         presignature_pool_target: PRESIGNATURE_POOL,
@@ -243,82 +374,114 @@ async fn through_the_system(
     let (p256, bip) = (text(&p256["id"]).to_owned(), text(&bip["id"]).to_owned());
     full_presignature_pool(&system, &secp).await?;
 
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let mut full = Vec::new();
+    let mut full = Kind::new("ecdsa_sign_e2e", "ecdsa_sign_full");
     say(format!("{runs} ECDSA signatures without presignature …"));
     for r in 0..runs {
         let digest = Keccak256::digest(format!("bench {r}").as_bytes());
-        let (op, took) = system
-            .sign(
-                json!({"vaultId": secp, "digest": hex::encode(digest)}),
-                "ECDSA signature",
-            )
-            .await?;
+        let input = json!({"vaultId": secp, "digest": hex::encode(digest)});
+        let op = full.measure(&system, recorder, input, "ECDSA signature").await?;
         if !op["sign"]["presignatureId"].is_null() {
             bail!("a digest signature used a presignature");
         }
-        full.push(ms(took));
     }
-    let mut p256_full = Vec::new();
+    let mut p256_full = Kind::new("ecdsa_p256_sign_e2e", "ecdsa_p256_sign_full");
     say(format!("{runs} P-256 ECDSA signatures …"));
     for r in 0..runs {
         let digest = Keccak256::digest(format!("bench {r}").as_bytes());
-        let (_, took) = system
-            .sign(
-                json!({"vaultId": p256, "digest": hex::encode(digest)}),
-                "P-256 signature",
-            )
+        let input = json!({"vaultId": p256, "digest": hex::encode(digest)});
+        p256_full
+            .measure(&system, recorder, input, "P-256 signature")
             .await?;
-        p256_full.push(ms(took));
     }
-    let mut eddsa = Vec::new();
+    let mut eddsa = Kind::new("eddsa_sign_e2e", "frost_ed25519_sign");
     say(format!("{runs} EdDSA signatures …"));
     for r in 0..runs {
-        let (_, took) = system
-            .sign(
-                json!({"vaultId": ed, "message": hex::encode(format!("bench {r}"))}),
-                "EdDSA signature",
-            )
-            .await?;
-        eddsa.push(ms(took));
+        let input = json!({"vaultId": ed, "message": hex::encode(format!("bench {r}"))});
+        eddsa.measure(&system, recorder, input, "EdDSA signature").await?;
     }
-    let mut taproot = Vec::new();
+    let mut taproot = Kind::new("bip340_taproot_sign_e2e", "frost_bip340_sign");
     say(format!("{runs} BIP-340 Taproot signatures …"));
     for r in 0..runs {
         let sighash = Keccak256::digest(format!("bench {r}").as_bytes());
-        let (_, took) = system
-            .sign(
-                json!({"vaultId": bip, "digest": hex::encode(sighash), "taproot": true}),
-                "BIP-340 signature",
-            )
+        let input = json!({"vaultId": bip, "digest": hex::encode(sighash), "taproot": true});
+        taproot
+            .measure(&system, recorder, input, "BIP-340 signature")
             .await?;
-        taproot.push(ms(took));
     }
-    let mut presigned = Vec::new();
+    let mut presigned = Kind::new("ecdsa_sign_with_presignature_e2e", "ecdsa_sign_online");
     say(format!(
         "{runs} ECDSA signatures with a presignature (each when the pool is full) …"
     ));
     for r in 0..runs {
         full_presignature_pool(&system, &secp).await?;
-        let (op, took) = system
-            .sign(
-                json!({"vaultId": secp, "message": hex::encode(format!("bench {r}"))}),
-                "ECDSA signature",
-            )
+        let input = json!({"vaultId": secp, "message": hex::encode(format!("bench {r}"))});
+        let op = presigned
+            .measure(&system, recorder, input, "ECDSA signature")
             .await?;
         if op["sign"]["presignatureId"].is_null() {
             bail!("a message signature with a full presignature pool did not use a presignature");
         }
-        presigned.push(ms(took));
+    }
+    let mut sustained = Vec::new();
+    if let Some((in_flight, requests)) = throughput {
+        if let Some(r) = recorder {
+            r.clear();
+        }
+        say(format!("{requests} EdDSA signatures, {in_flight} in flight …"));
+        sustained.push(
+            sustain(
+                &system,
+                "eddsa_sign",
+                in_flight,
+                requests,
+                |r| json!({"vaultId": ed, "message": hex::encode(format!("throughput {r}"))}),
+            )
+            .await?,
+        );
     }
     system.shutdown().await;
-    Ok(vec![
-        ("ecdsa_sign_e2e", "ecdsa_sign_full", full),
-        ("ecdsa_sign_with_presignature_e2e", "ecdsa_sign_online", presigned),
-        ("ecdsa_p256_sign_e2e", "ecdsa_p256_sign_full", p256_full),
-        ("eddsa_sign_e2e", "frost_ed25519_sign", eddsa),
-        ("bip340_taproot_sign_e2e", "frost_bip340_sign", taproot),
-    ])
+    Ok((vec![full, presigned, p256_full, eddsa, taproot], sustained))
+}
+
+/// Signs `requests` times with `in_flight` requests outstanding at any moment.
+async fn sustain(
+    system: &LocalSystem,
+    operation: &'static str,
+    in_flight: usize,
+    requests: usize,
+    input: impl Fn(usize) -> Value,
+) -> anyhow::Result<Throughput> {
+    use futures::StreamExt as _;
+    // Each request polls its operation; many in flight poll less often each, so that the
+    // polling does not take the coordinator's time from the work measured.
+    let poll = Duration::from_millis(5).max(Duration::from_millis(in_flight as u64));
+    let start = Instant::now();
+    let mut latencies: Vec<f64> = futures::stream::iter((0..requests).map(|r| {
+        let input = input(r);
+        async move {
+            let sent = Instant::now();
+            let op = system.operator.request_signature(input).await?;
+            system
+                .completed(&op, operation, Duration::from_secs(600), poll)
+                .await?;
+            anyhow::Ok(sent.elapsed().as_secs_f64() * 1e3)
+        }
+    }))
+    .buffer_unordered(in_flight)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<_>>()?;
+    let wall = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Throughput {
+        operation,
+        requests,
+        in_flight,
+        signatures_per_second: round(requests as f64 / wall),
+        p50_ms: round(percentile(&latencies, 50.0)),
+        p95_ms: round(percentile(&latencies, 95.0)),
+    })
 }
 
 /// Waits until the vault's keeper holds [`PRESIGNATURE_POOL`] presignatures and none is being

@@ -8,6 +8,7 @@
 //! sum of every party's CPU time, without network latency.
 
 mod e2e;
+mod stages;
 
 use std::time::Instant;
 
