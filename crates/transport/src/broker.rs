@@ -129,16 +129,12 @@ pub(crate) mod nodelay {
     /// Sets `TCP_NODELAY` on this process's listening TCP socket bound to `listen`.
     #[cfg(target_os = "linux")]
     pub(crate) fn set_on_listener(listen: SocketAddr) -> std::io::Result<()> {
-        for fd in own_sockets()? {
-            let listening = rustix::net::sockopt::socket_acceptconn(&fd).unwrap_or(false);
-            if listening && local_addr(&fd) == Some(listen) {
-                rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
-                return Ok(());
-            }
-        }
-        Err(std::io::Error::other(format!(
-            "no listening socket on {listen} in this process"
-        )))
+        let listener = find_own_socket(|fd| {
+            rustix::net::sockopt::socket_acceptconn(fd).unwrap_or(false) && local_addr(fd) == Some(listen)
+        })?
+        .ok_or_else(|| std::io::Error::other(format!("no listening socket on {listen} in this process")))?;
+        rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
+        Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -148,27 +144,38 @@ pub(crate) mod nodelay {
         ))
     }
 
-    /// Duplicates of this process's socket descriptors.
+    /// A duplicate of the first of this process's sockets that `matches`.
+    ///
+    /// The descriptor numbers are read before anything is duplicated (so duplicates are never
+    /// listed themselves), only sockets are duplicated (closing a duplicate of a file would
+    /// drop the process's `fcntl` locks on it), and each duplicate is closed unless it
+    /// matches.
     #[cfg(target_os = "linux")]
-    pub(crate) fn own_sockets() -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+    pub(crate) fn find_own_socket(
+        matches: impl Fn(&std::os::fd::OwnedFd) -> bool,
+    ) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
         use rustix::process::{getpid, pidfd_getfd, pidfd_open, PidfdFlags, PidfdGetfdFlags};
-        let me = pidfd_open(getpid(), PidfdFlags::empty())?;
-        let mut sockets = Vec::new();
-        for entry in std::fs::read_dir("/proc/self/fd")? {
-            let Some(number) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            // Closed since the listing, or not a socket: skipped.
-            let Ok(fd) = pidfd_getfd(&me, number, PidfdGetfdFlags::empty()) else {
-                continue;
-            };
-            if rustix::fs::fstat(&fd).is_ok_and(|st| {
-                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
-            }) {
-                sockets.push(fd);
+        let sockets: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let number = entry.file_name().to_str()?.parse::<i32>().ok()?;
+                let target = std::fs::read_link(entry.path()).ok()?;
+                target.to_str()?.starts_with("socket:").then_some(number)
+            })
+            .collect();
+        let me = pidfd_open(getpid(), PidfdFlags::empty())
+            .map_err(|e| std::io::Error::other(format!("pidfd_open of this process: {e}")))?;
+        for number in sockets {
+            match pidfd_getfd(&me, number, PidfdGetfdFlags::empty()) {
+                Ok(fd) if matches(&fd) => return Ok(Some(fd)),
+                Ok(_) => {}
+                // Closed since the listing.
+                Err(rustix::io::Errno::BADF) => {}
+                // Refused (a seccomp profile, an old kernel): say so.
+                Err(e) => return Err(std::io::Error::other(format!("pidfd_getfd: {e}"))),
             }
         }
-        Ok(sockets)
+        Ok(None)
     }
 
     /// The IP address a socket is bound to.
@@ -200,9 +207,10 @@ mod tests {
         let client_addr = client.local_addr().unwrap();
         let started = Instant::now();
         let accepted = loop {
-            let found = nodelay::own_sockets().unwrap().into_iter().find(|fd| {
+            let found = nodelay::find_own_socket(|fd| {
                 nodelay::local_addr(fd) == Some(listen) && nodelay::peer_addr(fd) == Some(client_addr)
-            });
+            })
+            .unwrap();
             if let Some(fd) = found {
                 break fd;
             }

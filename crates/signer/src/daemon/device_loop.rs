@@ -30,9 +30,6 @@ impl Daemon {
             if last_full.elapsed() >= self.inner.config.poll_interval {
                 lists = Lists::BOTH;
             }
-            if lists == Lists::BOTH {
-                last_full = Instant::now();
-            }
             self.poll_device(&device, lists).await;
             if self.inner.config.presignature_pool_target > 0
                 && rounds.is_multiple_of(PRESIGNATURE_CHECK_EVERY)
@@ -44,6 +41,10 @@ impl Daemon {
                 self.reconcile_recovery_files(&[device.id.as_str()], false).await;
             }
             rounds += 1;
+            // The next full listing is a poll interval after this one's work ended.
+            if lists == Lists::BOTH {
+                last_full = Instant::now();
+            }
             let stats = device.link.stats();
             for _ in reconnects..stats.reconnects {
                 metrics::mqtt_reconnect(&device.id);
@@ -84,7 +85,7 @@ impl Daemon {
 
     /// Claims `op` for `device` and takes part in it on a task of its own (nothing if it is
     /// claimed already).
-    pub(super) fn spawn_take_part(&self, device: &Arc<DeviceRuntime>, op: crate::coordinator_api::Operation) {
+    fn spawn_take_part(&self, device: &Arc<DeviceRuntime>, op: crate::coordinator_api::Operation) {
         if let Some(guard) = self.claim(&device.id, &op.id) {
             let (daemon, device) = (self.clone(), device.clone());
             let span = tracing::info_span!("operation", device = %device.id, operation_id = %op.id, kind = %op.kind, vault_id = %op.vault_id);

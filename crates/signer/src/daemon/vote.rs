@@ -148,9 +148,15 @@ impl Daemon {
                     metrics::operation_finished(kind_of(&op), Outcome::Rejected);
                 }
                 // This vote made the quorum and the device is in the committee: take part
-                // now rather than after the notification and the next listing.
-                if now.state == "Ready" && now.committee.iter().any(|m| m.device_id == device.id) {
-                    self.spawn_take_part(device, now);
+                // now (under this task's claim of the operation, with the same checks as an
+                // operation listed ready) rather than after the notification and a listing.
+                let same = now.id == op.id
+                    && now.organisation_id == op.organisation_id
+                    && now.vault_id == op.vault_id
+                    && now.kind == op.kind;
+                if same && now.state == "Ready" && now.committee.iter().any(|m| m.device_id == device.id) {
+                    let span = tracing::info_span!("operation", device = %device.id, operation_id = %now.id, kind = %now.kind, vault_id = %now.vault_id);
+                    self.take_part(device, now).instrument(span).await;
                 }
             }
             Err(e) if e.code() == Some("ALREADY_VOTED") => {}
