@@ -320,7 +320,18 @@ fn demo_refuses_bad_arguments_in_one_sentence() {
 #[test]
 fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
     // More runs than the pool holds: the pool must be refilled between signatures.
-    let out = vsigner(&["bench", "e2e", "--json", "--runs", "3"]);
+    let out = vsigner(&[
+        "bench",
+        "e2e",
+        "--json",
+        "--runs",
+        "3",
+        "--trace",
+        "--throughput",
+        "4",
+        "--requests",
+        "8",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench e2e failed:\n{stderr}");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
@@ -356,4 +367,75 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
             "{protocol} is not among the protocol measurements"
         );
     }
+
+    // --trace: every stage of every kind, from the daemons' spans.
+    let stages = doc["stages"].as_array().expect("--trace gives stage reports");
+    assert_eq!(stages.len(), names.len());
+    for report in stages {
+        let kind = report["operation"].as_str().unwrap();
+        assert_eq!(report["runs"], 3, "{kind}: every signature traced");
+        let rows = report["stages"].as_array().unwrap();
+        let stage = |name: &str| {
+            rows.iter()
+                .find(|r| r["stage"] == name)
+                .unwrap_or_else(|| panic!("{kind}: no stage {name}"))["p50_ms"]
+                .as_f64()
+                .unwrap()
+        };
+        for name in [
+            "request",
+            "notify and list",
+            "vote checks",
+            "approval",
+            "vote",
+            "quorum to ready",
+            "run checks",
+            "start",
+            "run mark",
+            "protocol",
+            "submit",
+            "result seen",
+        ] {
+            assert!(stage(name) >= 0.0, "{kind}: {name}");
+        }
+        // Spans that were really recorded: the approver answers, the protocol runs rounds,
+        // and the stages add up to no more than the end-to-end latency's worst.
+        assert!(stage("approval") > 0.0 && stage("protocol") > 0.0, "{report}");
+        assert!(
+            rows.iter()
+                .any(|r| r["stage"].as_str().unwrap().starts_with("  protocol round")),
+            "{kind}: no protocol round"
+        );
+        let e2e = doc["end_to_end"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["operation"] == kind)
+            .unwrap();
+        let sum: f64 = rows
+            .iter()
+            .filter(|r| !r["stage"].as_str().unwrap().starts_with(' '))
+            .map(|r| r["p50_ms"].as_f64().unwrap())
+            .sum();
+        assert!(
+            sum <= e2e["max_ms"].as_f64().unwrap() * 1.5 + 1.0,
+            "{kind}: stages {sum} ms against {e2e}"
+        );
+        // Each of the three devices votes on every signature (the third abstains).
+        let calls = report["coordinator_calls"].as_array().unwrap();
+        let per_signature = |call: &str| {
+            calls
+                .iter()
+                .find(|c| c["call"] == call)
+                .map_or(0.0, |c| c["per_signature"].as_f64().unwrap())
+        };
+        assert!(per_signature("vote") >= 3.0, "{kind}: {calls:?}");
+        assert_eq!(per_signature("requestSignature"), 1.0, "{kind}: {calls:?}");
+    }
+    // --throughput: sustained EdDSA signing.
+    let throughput = doc["throughput"].as_array().expect("--throughput gives a report");
+    assert_eq!(throughput.len(), 1);
+    assert_eq!(throughput[0]["requests"], 8);
+    assert_eq!(throughput[0]["in_flight"], 4);
+    assert!(throughput[0]["signatures_per_second"].as_f64().unwrap() > 0.0);
 }

@@ -167,6 +167,9 @@ struct Inner {
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
     approved: Mutex<HashMap<Key, Approval>>,
+    /// The directory the last vote read: approvals that saw the same one share it, so that
+    /// remembered approvals do not each hold a copy.
+    last_directory: Mutex<Option<Arc<[crate::coordinator_api::Device]>>>,
     /// Operations whose approver gave no trustworthy answer: when to ask again.
     approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,
@@ -277,6 +280,22 @@ impl Daemon {
         }
     }
 
+    /// `directory` as shared with earlier approvals when it is the same.
+    fn shared_directory(
+        &self,
+        directory: Vec<crate::coordinator_api::Device>,
+    ) -> Arc<[crate::coordinator_api::Device]> {
+        let mut last = lock(&self.inner.last_directory);
+        match &*last {
+            Some(same) if **same == *directory => same.clone(),
+            _ => {
+                let fresh: Arc<[crate::coordinator_api::Device]> = directory.into();
+                *last = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
     /// Checks the signed records of the `listed` devices for `device` (pinning new peers),
     /// and lets its link check early envelopes from them before buffering any.
     async fn check_peers(&self, device: &DeviceRuntime, listed: &[Listed<'_>]) -> Result<(), String> {
@@ -377,6 +396,7 @@ impl Daemon {
             creating: tokio::sync::Mutex::new(()),
             work: Mutex::new(Work::default()),
             approved: Mutex::new(HashMap::new()),
+            last_directory: Mutex::new(None),
             approval_waits: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),

@@ -43,8 +43,8 @@ impl Daemon {
             lock(&self.inner.approval_waits).remove(&key);
             return;
         }
-        let directory: Arc<[crate::coordinator_api::Device]> = match self.inner.coordinator.devices().await {
-            Ok(d) => d.into(),
+        let directory = match self.inner.coordinator.devices().await {
+            Ok(d) => self.shared_directory(d),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the organisation's devices; the vote waits for the next poll");
                 return;

@@ -452,9 +452,11 @@ async fn sustain(
     input: impl Fn(usize) -> Value,
 ) -> anyhow::Result<Throughput> {
     use futures::StreamExt as _;
-    // Each request polls its operation; many in flight poll less often each, so that the
-    // polling does not take the coordinator's time from the work measured.
-    let poll = Duration::from_millis(5).max(Duration::from_millis(in_flight as u64));
+    // Each request polls its operation; many in flight poll less often each (at most 250
+    // polls a second in all), so that the polling does not take the coordinator's time from
+    // the work measured. The rate is the requests over the wall time, which a coarser poll
+    // lengthens by at most one interval.
+    let poll = Duration::from_millis(4 * in_flight as u64).max(Duration::from_millis(5));
     let start = Instant::now();
     let mut latencies: Vec<f64> = futures::stream::iter((0..requests).map(|r| {
         let input = input(r);

@@ -399,3 +399,76 @@ pub(crate) fn print_table(reports: &[StageReport]) {
 fn short(operation: &str) -> &str {
     operation.strip_suffix("_e2e").unwrap_or(operation)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spans of one signature by devices `a` and `b` (both in the committee; `b` submits
+    /// first), opened `at` ms after `t0` and lasting `ms`.
+    fn recorder(t0: Instant) -> StageRecorder {
+        let recorder = StageRecorder::default();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut spans = Vec::new();
+        let mut span = |device: &str, name: &'static str, round: Option<u64>, at: u64, len: u64| {
+            spans.push(SpanRecord {
+                device: device.to_owned(),
+                name,
+                round,
+                opened: ms(at),
+                closed: ms(at + len),
+            });
+        };
+        // a votes early, b decides the quorum.
+        for (d, shift) in [("a", 0), ("b", 10)] {
+            span(d, "vote", None, 5 + shift, 20);
+            span(d, "approval", None, 7 + shift, 2);
+            span(d, "record_vote", None, 10 + shift, 3);
+        }
+        for (d, shift) in [("a", 2), ("b", 0)] {
+            span(d, "operation", None, 30 + shift, 50);
+            span(d, "start", None, 32 + shift, 2);
+            span(d, "run_mark", None, 35 + shift, 1);
+            span(d, "protocol", None, 40, 20 + shift);
+            span(d, "round", Some(1), 40, 5);
+            span(d, "round", Some(2), 45, 10 + shift);
+            span(d, "submit", None, 61 + shift, 4);
+        }
+        recorder.spans.lock().unwrap().insert("op".to_owned(), spans);
+        recorder
+    }
+
+    #[test]
+    fn stages_follow_the_slowest_member_then_the_first_submitter() {
+        let t0 = Instant::now();
+        let recorder = recorder(t0);
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let stages = Stages::of(&recorder, "op", t0, ms(2), ms(70)).unwrap();
+        let got: Vec<u64> = stages.stages.iter().map(|d| d.as_millis() as u64).collect();
+        // request 0→2, listed (b's vote opens) →15, checked (b's approval opens) →17,
+        // approved →19, voted (b) →23, ready seen (a's operation opens) →32, start (a) →34,
+        // started →36, marked (a) →38, protocol end (b, first submitter) →60, submitted (b)
+        // →65, seen →70.
+        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 2, 2, 2, 22, 5, 5]);
+        assert_eq!(
+            stages.rounds,
+            vec![(1, Duration::from_millis(5)), (2, Duration::from_millis(10))]
+        );
+        // Taken: a second read has nothing.
+        assert!(Stages::of(&recorder, "op", t0, ms(2), ms(70)).is_none());
+    }
+
+    #[test]
+    fn an_operation_without_a_submission_has_no_stages() {
+        let t0 = Instant::now();
+        let recorder = recorder(t0);
+        recorder
+            .spans
+            .lock()
+            .unwrap()
+            .get_mut("op")
+            .unwrap()
+            .retain(|s| s.name != "submit");
+        assert!(Stages::of(&recorder, "op", t0, t0, t0).is_none());
+    }
+}
