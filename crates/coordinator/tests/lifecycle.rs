@@ -581,6 +581,38 @@ async fn expiry_paths(db: Db) {
     assert_eq!(states[&ops[0]], "Completed");
     assert_eq!(states[&ops[1]], "Expired");
     assert_eq!(states[&ops[2]], "Expired");
+    // Pages of the same list: together they are the whole list, in the same order.
+    let page = |offset: i64| {
+        let (operator, vault_id) = (&operator, &vault_id);
+        async move {
+            let page = operator
+                .ok(
+                    "query($v: ID, $o: Int) { operations(filter: {vaultId: $v, kind: \"Sign\", limit: 2, offset: $o}) { id } }",
+                    json!({"v": vault_id, "o": offset}),
+                )
+                .await;
+            page["operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let whole: Vec<String> = list["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!([page(0).await, page(2).await].concat(), whole);
+    assert_eq!(page(3).await, Vec::<String>::new());
+    assert_eq!(
+        operator
+            .err("query { operations(filter: {offset: -1}) { id } }", json!({}))
+            .await,
+        "INVALID_INPUT"
+    );
     let (sig, rid) = key.sign_prehash(&[1u8; 32]);
     assert_eq!(
         signer

@@ -133,6 +133,30 @@ impl Operator {
         .await
     }
 
+    /// Every operation of a vault of one kind, newest first, read 1000 at a time.
+    pub(crate) async fn all_operations_of(&self, vault: &str, kind: &str) -> anyhow::Result<Vec<Value>> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .field(
+                    &format!("query($f: OperationFilter) {{ operations(filter: $f) {{ {OPERATION} }} }}"),
+                    json!({"f": {"vaultId": vault, "kind": kind, "limit": PAGE, "offset": all.len()}}),
+                    "operations",
+                )
+                .await?;
+            let page = match page {
+                Value::Array(page) => page,
+                other => bail!("the coordinator listed operations as {other}"),
+            };
+            let last = page.len() < PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+    }
+
     /// The organisation's API clients.
     pub(crate) async fn api_clients(&self) -> anyhow::Result<Value> {
         self.field(

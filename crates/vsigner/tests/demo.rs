@@ -344,7 +344,9 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
             "ecdsa_sign_with_presignature_e2e",
             "ecdsa_p256_sign_e2e",
             "eddsa_sign_e2e",
-            "bip340_taproot_sign_e2e"
+            "bip340_taproot_sign_e2e",
+            "ecdsa_keygen_e2e",
+            "eddsa_keygen_e2e"
         ]
     );
     for r in rows {
@@ -369,8 +371,9 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
     }
 
     // --trace: every stage of every kind, from the daemons' spans.
+    // Stages are of signatures; vault creations are timed whole.
     let stages = doc["stages"].as_array().expect("--trace gives stage reports");
-    assert_eq!(stages.len(), names.len());
+    assert_eq!(stages.len(), names.len() - 2);
     for report in stages {
         let kind = report["operation"].as_str().unwrap();
         assert_eq!(report["runs"], 3, "{kind}: every signature traced");
@@ -438,4 +441,89 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
     assert_eq!(throughput[0]["requests"], 8);
     assert_eq!(throughput[0]["in_flight"], 4);
     assert!(throughput[0]["signatures_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_soak_accounts_for_every_request() {
+    // Every 10th request is ECDSA: presignatures are taken, and checked against the records.
+    let out = vsigner(&[
+        "bench",
+        "soak",
+        "--json",
+        "--requests",
+        "30",
+        "--in-flight",
+        "6",
+        "--ecdsa-every",
+        "10",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench soak failed:\n{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let a = &doc["account"];
+    assert_eq!(
+        (a["accepted"].as_u64(), a["signed"].as_u64()),
+        (Some(30), Some(30)),
+        "{a}"
+    );
+    for zero in [
+        "refused",
+        "lost",
+        "duplicated",
+        "presignatures_reused",
+        "unaccounted",
+    ] {
+        assert_eq!(a[zero], 0, "{zero}: {a}");
+    }
+    let used = a["presignatures_used"].as_u64().unwrap();
+    assert!(used >= 1, "no ECDSA request took a presignature: {a}");
+    assert!(
+        a["presignatures_taken_by_devices"].as_u64().unwrap() >= 2 * used,
+        "{a}"
+    );
+    let kinds: Vec<&str> = doc["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["eddsa_sign", "ecdsa_sign_message"]);
+    assert!(doc["signatures_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_scale_creates_signs_and_reshares_every_vault() {
+    // Four devices in two signer instances; Schnorr schemes need no aux-info.
+    let out = vsigner(&[
+        "bench",
+        "scale",
+        "--json",
+        "--vaults",
+        "3",
+        "--devices",
+        "4",
+        "--threshold",
+        "3",
+        "--curves",
+        "ed25519,bip340",
+        "--instances",
+        "2",
+        "--in-flight",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench scale failed:\n{stderr}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let phases = doc["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["phase"].as_str().unwrap()).collect();
+    assert_eq!(names, ["keygen", "sign", "reshare", "sign after reshare"]);
+    for p in phases {
+        assert_eq!(p["operations"], 3, "{p}");
+        assert!(p["p50_ms"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["peak_rss_mib"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    assert!(doc["keystores_kib"].as_f64().unwrap() > 0.0);
+    let out = vsigner(&["bench", "scale", "--devices", "3", "--instances", "4"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--instances must be 1 to --devices"));
 }

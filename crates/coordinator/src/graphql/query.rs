@@ -12,6 +12,8 @@ pub struct OperationFilter {
     kind: Option<String>,
     /// Default 100, at most 1000.
     limit: Option<i32>,
+    /// Operations to skip first (newest first), for reading further pages; default 0.
+    offset: Option<i32>,
 }
 
 /// Queries.
@@ -88,6 +90,7 @@ impl QueryRoot {
             state: f.state,
             kind: f.kind,
             limit: f.limit.map(i64::from),
+            offset: f.offset.map(i64::from),
         };
         Ok(ctx_service(ctx)?
             .operations(p, f)

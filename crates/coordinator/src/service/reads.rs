@@ -17,6 +17,8 @@ pub struct OperationFilter {
     pub kind: Option<String>,
     /// Max rows (default 100, at most 1000).
     pub limit: Option<i64>,
+    /// Rows to skip first, for paging (default 0).
+    pub offset: Option<i64>,
 }
 
 impl Service {
@@ -47,8 +49,19 @@ impl Service {
         };
         let kind = filter.kind.as_deref().map(OperationKind::parse).transpose()?;
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+        let offset = filter.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(Error::invalid_input("offset must not be negative"));
+        }
         self.store
-            .operations(&p.org_id, filter.vault_id.as_deref(), &states, kind, limit)
+            .operations_page(
+                &p.org_id,
+                filter.vault_id.as_deref(),
+                &states,
+                kind,
+                limit,
+                offset,
+            )
             .await
     }
 

@@ -126,6 +126,19 @@ impl Store {
         kind: Option<OperationKind>,
         limit: i64,
     ) -> Result<Vec<Operation>> {
+        self.operations_page(org, vault, states, kind, limit, 0).await
+    }
+
+    /// [`Store::operations`] after skipping the `offset` newest.
+    pub async fn operations_page(
+        &self,
+        org: &OrgId,
+        vault: Option<&str>,
+        states: &[OperationState],
+        kind: Option<OperationKind>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Operation>> {
         let mut sql = "SELECT body, version FROM operations WHERE org_id = $1".to_owned();
         let mut n = 1;
         if vault.is_some() {
@@ -141,7 +154,10 @@ impl Store {
             sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
         }
         n += 1;
-        sql.push_str(&format!(" ORDER BY created_at DESC, id LIMIT ${n}"));
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id LIMIT ${n} OFFSET ${}",
+            n + 1
+        ));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org.as_str());
         if let Some(v) = vault {
             q = q.bind(v);
@@ -150,7 +166,7 @@ impl Store {
             q = q.bind(k.as_str());
         }
         let mut c = self.pool.acquire().await?;
-        let rows = q.bind(limit).fetch_all(&mut *c).await?;
+        let rows = q.bind(limit).bind(offset).fetch_all(&mut *c).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let (mut op, _) = Self::operation_from_row(r)?;

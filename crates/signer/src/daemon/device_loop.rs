@@ -109,7 +109,7 @@ impl Daemon {
         let key = (device.to_owned(), op.to_owned());
         let mut work = lock(&self.inner.work);
         if self.inner.stop.is_cancelled()
-            || work.finished.contains(&key)
+            || work.finished.contains_key(&key)
             || !work.inflight.insert(key.clone())
         {
             return None;
@@ -160,10 +160,10 @@ impl Daemon {
         self.coordinator_result(&ready);
         match ready {
             Ok(ops) => {
-                // Forget what is over: operations no longer listed are final.
-                lock(&self.inner.work)
-                    .finished
-                    .retain(|(d, o)| d != &device.id || ops.iter().any(|op| &op.id == o));
+                // Forget what is over: operations no longer listed are final (once no
+                // listing sent before the work ended can still arrive).
+                let listed: Vec<&str> = ops.iter().map(|op| op.id.as_str()).collect();
+                lock(&self.inner.work).forget_finished(&device.id, &listed, Instant::now());
                 lock(&self.inner.approved).retain(|_, a| a.at.elapsed() < APPROVAL_MEMORY);
                 lock(&self.inner.approval_waits).retain(|_, w| w.since.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
@@ -177,7 +177,7 @@ impl Daemon {
     pub(super) fn finish(&self, device: &str, op: &str) {
         lock(&self.inner.work)
             .finished
-            .insert((device.to_owned(), op.to_owned()));
+            .insert((device.to_owned(), op.to_owned()), Instant::now());
     }
 }
 
@@ -224,7 +224,29 @@ impl Lists {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::{Work, FINISHED_MEMORY};
     use super::Lists;
+
+    #[test]
+    fn a_stale_listing_does_not_forget_finished_work() {
+        let mut work = Work::default();
+        let key = ("dev_a".to_owned(), "op_1".to_owned());
+        let t0 = Instant::now();
+        work.finished.insert(key.clone(), t0);
+        // A listing sent before the work ended, without the operation: still remembered, so
+        // a later stale listing that shows it Ready cannot make the device take part again.
+        work.forget_finished("dev_a", &[], t0 + Duration::from_secs(1));
+        assert!(work.finished.contains_key(&key));
+        // Listed, it is kept however old; another device's listing never touches it.
+        work.forget_finished("dev_a", &["op_1"], t0 + FINISHED_MEMORY * 2);
+        work.forget_finished("dev_b", &[], t0 + FINISHED_MEMORY * 2);
+        assert!(work.finished.contains_key(&key));
+        // Unlisted long after it ended: forgotten.
+        work.forget_finished("dev_a", &[], t0 + FINISHED_MEMORY);
+        assert!(!work.finished.contains_key(&key));
+    }
 
     #[test]
     fn a_notification_lists_only_its_state() {

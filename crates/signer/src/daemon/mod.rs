@@ -145,11 +145,30 @@ struct ApprovalWait {
     backoff: Duration,
 }
 
-/// The (device, operation) pairs being handled now, and those this process is done with.
+/// The (device, operation) pairs being handled now, and those this process is done with
+/// (since when).
 #[derive(Default)]
 struct Work {
     inflight: HashSet<Key>,
-    finished: HashSet<Key>,
+    finished: HashMap<Key, Instant>,
+}
+
+/// How long this process remembers an operation it is done with once no listing shows it:
+/// far longer than a listing can be stale. A listing sent before the work ended may still
+/// show the operation Ready; taking part again would be refused by the run mark and reported
+/// as a failure, which fails an operation the others may still be finishing.
+const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+
+impl Work {
+    /// Forgets what `device` finished, that `listed` (its latest listing of operations to
+    /// run) no longer shows, and that ended at least [`FINISHED_MEMORY`] before `now`.
+    fn forget_finished(&mut self, device: &str, listed: &[&str], now: Instant) {
+        self.finished.retain(|(d, o), at| {
+            d != device
+                || listed.contains(&o.as_str())
+                || now.saturating_duration_since(*at) < FINISHED_MEMORY
+        });
+    }
 }
 
 struct Inner {

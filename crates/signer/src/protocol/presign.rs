@@ -70,7 +70,15 @@ impl Presignatures {
         if held.get(&key)?.vault != vault {
             return None;
         }
-        held.remove(&key).map(|h| h.bytes)
+        let taken = held.remove(&key).map(|h| h.bytes);
+        // The audit trail of nonces: each presignature appears here once per device.
+        tracing::info!(
+            device,
+            vault,
+            presignature = id,
+            "presignature taken; it is gone from this device"
+        );
+        taken
     }
 
     /// Forgets every presignature of `device` for `vault` (its key generation was

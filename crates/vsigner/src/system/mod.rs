@@ -36,19 +36,21 @@ pub(crate) struct SignTiming {
     pub(crate) seen: Instant,
 }
 
-/// A virtual device of the system and the daemon that runs it.
+/// A virtual device of the system (run by one of its daemons).
 pub(crate) struct VirtualSigner {
     pub(crate) name: String,
     pub(crate) device_id: String,
-    daemon: Daemon,
 }
 
-/// Settings of the daemons.
-// No `Debug`: `broker` may carry a password.
+/// Settings of the system's coordinator and daemons.
+// No `Debug`: `broker` and `coordinator_database` may carry a password.
 #[derive(Clone, Default)]
-pub(crate) struct SignerSettings {
+pub(crate) struct SystemSettings {
     /// An MQTT broker to use (`mqtt://host:port`) instead of starting the embedded one.
     pub(crate) broker: Option<String>,
+    /// The coordinator's database (`sqlite://…` or `postgres://…`) instead of a new SQLite
+    /// file in the system's temporary directory. A new organisation is made in it.
+    pub(crate) coordinator_database: Option<String>,
     /// `PresignaturePoolTarget` of every daemon.
     pub(crate) presignature_pool_target: u32,
     /// `PollIntervalSeconds` of every daemon (`None`: the default).
@@ -67,10 +69,11 @@ pub(crate) struct LocalSystem {
     broker_url: String,
     org_id: String,
     signer_client: (String, Zeroizing<String>),
-    settings: SignerSettings,
+    settings: SystemSettings,
     pub(crate) operator: Operator,
     pub(crate) approver: Approver,
     pub(crate) signers: Vec<VirtualSigner>,
+    daemons: Vec<Daemon>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -86,7 +89,7 @@ fn random_hex(bytes: usize) -> Zeroizing<String> {
 impl LocalSystem {
     /// Starts the broker, the coordinator (with an organisation, an operator and a signer API
     /// client) and the approval webhook. No device yet: see [`LocalSystem::add_signer`].
-    pub(crate) async fn start(settings: SignerSettings) -> anyhow::Result<LocalSystem> {
+    pub(crate) async fn start(settings: SystemSettings) -> anyhow::Result<LocalSystem> {
         let dir = tempfile::Builder::new()
             .prefix("vsigner-demo-")
             .tempdir()
@@ -118,10 +121,12 @@ impl LocalSystem {
             }
         };
 
-        let database = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("coordinator.db").display()
-        );
+        let database = settings.coordinator_database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("coordinator.db").display()
+            )
+        });
         let org = vsigner_coordinator::init(&InitArgs {
             database: database.clone(),
             org: "vsigner demo".to_owned(),
@@ -163,6 +168,7 @@ impl LocalSystem {
             operator,
             approver,
             signers: Vec::new(),
+            daemons: Vec::new(),
         })
     }
 
@@ -173,7 +179,7 @@ impl LocalSystem {
 
     /// The configuration of a daemon running the device `name`, as `vsigner run` reads it
     /// (`VSIGNER_<Key>` values).
-    fn signer_config(&self, name: &str, storage: &std::path::Path) -> anyhow::Result<SignerConfig> {
+    fn signer_config(&self, names: &[&str], storage: &std::path::Path) -> anyhow::Result<SignerConfig> {
         // Secrets stay in wiped buffers until the loader takes its copy.
         let values: Vec<(String, Zeroizing<String>)> = [
             ("Port", "0".to_owned()),
@@ -183,7 +189,7 @@ impl LocalSystem {
             ("AuthClientSecret", self.signer_client.1.to_string()),
             ("APIBaseURL", self.coordinator_url.to_string()),
             ("MQTTEndpoint", self.broker_url.clone()),
-            ("InitialDevices", name.to_owned()),
+            ("InitialDevices", names.join(",")),
             ("ApprovalMode", "API".to_owned()),
             ("ExternalTransactionApprovalURL", self.approver.url().to_owned()),
             ("ExternalReshareApprovalURL", self.approver.url().to_owned()),
@@ -214,15 +220,27 @@ impl LocalSystem {
         .map(|(k, v)| (format!("VSIGNER_{k}"), Zeroizing::new(v)))
         .collect();
         SignerConfig::load(None, values.iter().map(|(k, v)| (k.clone(), v.to_string())))
-            .map_err(|e| anyhow::anyhow!("configuration of {name}: {e}"))
+            .map_err(|e| anyhow::anyhow!("configuration of {}: {e}", names.join(", ")))
     }
 
     /// Starts a daemon with one new device `name` in its own keystore, after putting
     /// `primes` in its prime stock; registers the device's key with the approval webhook.
     /// Returns the device id.
     pub(crate) async fn add_signer(&mut self, name: &str, primes: &[PrimeSet]) -> anyhow::Result<String> {
-        let storage: PathBuf = self.dir.path().join(format!("keystore-{name}"));
-        let config = self.signer_config(name, &storage)?;
+        let mut ids = self.add_daemon(&[name], primes).await?;
+        Ok(ids.remove(0))
+    }
+
+    /// Starts one daemon (one `vsigner run`) controlling the new devices `names`, sharing one
+    /// keystore whose prime stock gets `primes` (each device's aux-info takes a set);
+    /// registers the devices' keys with the approval webhook. Returns their ids, in order.
+    pub(crate) async fn add_daemon(
+        &mut self,
+        names: &[&str],
+        primes: &[PrimeSet],
+    ) -> anyhow::Result<Vec<String>> {
+        let storage: PathBuf = self.dir.path().join(format!("keystore-{}", names.join("+")));
+        let config = self.signer_config(names, &storage)?;
         if !primes.is_empty() {
             let keystore = vsigner_signer::daemon::open_keystore(&config).await?;
             let stock = PrimeStock::open(std::sync::Arc::new(keystore)).await?;
@@ -232,35 +250,34 @@ impl LocalSystem {
         }
         let daemon = Daemon::start(config)
             .await
-            .with_context(|| format!("cannot start the signer of {name}"))?;
-        let Some(device_id) = daemon
-            .device_list()
-            .await
-            .into_iter()
-            .find(|d| d.name == name)
-            .map(|d| d.id)
-        else {
-            bail!("the signer of {name} started without its device");
-        };
-        // The webhook authenticates requests with the key the coordinator registered.
+            .with_context(|| format!("cannot start the signer of {}", names.join(", ")))?;
+        let started = daemon.device_list().await;
+        self.daemons.push(daemon);
+        // The webhook authenticates requests with the keys the coordinator registered.
         let devices = self.operator.devices().await?;
-        let key_hex = devices
-            .as_array()
-            .and_then(|all| all.iter().find(|d| d["id"] == device_id.as_str()))
-            .map(|d| text(&d["identitySigningKey"]).to_owned())
-            .with_context(|| format!("the coordinator does not list device {device_id}"))?;
-        let key_bytes: [u8; 32] = hex::decode(&key_hex)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .with_context(|| format!("device {device_id} has a malformed identity key"))?;
-        self.approver
-            .know_device(&device_id, ed25519_dalek::VerifyingKey::from_bytes(&key_bytes)?);
-        self.signers.push(VirtualSigner {
-            name: name.to_owned(),
-            device_id: device_id.clone(),
-            daemon,
-        });
-        Ok(device_id)
+        let mut ids = Vec::new();
+        for name in names {
+            let Some(device_id) = started.iter().find(|d| d.name == *name).map(|d| d.id.clone()) else {
+                bail!("the signer of {name} started without its device");
+            };
+            let key_hex = devices
+                .as_array()
+                .and_then(|all| all.iter().find(|d| d["id"] == device_id.as_str()))
+                .map(|d| text(&d["identitySigningKey"]).to_owned())
+                .with_context(|| format!("the coordinator does not list device {device_id}"))?;
+            let key_bytes: [u8; 32] = hex::decode(&key_hex)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("device {device_id} has a malformed identity key"))?;
+            self.approver
+                .know_device(&device_id, ed25519_dalek::VerifyingKey::from_bytes(&key_bytes)?);
+            self.signers.push(VirtualSigner {
+                name: (*name).to_owned(),
+                device_id: device_id.clone(),
+            });
+            ids.push(device_id);
+        }
+        Ok(ids)
     }
 
     /// The name of a device id (or the id itself when unknown).
@@ -321,8 +338,8 @@ impl LocalSystem {
         Ok((op, SignTiming { sent, answered, seen }))
     }
 
-    /// Creates a vault on every device so far and waits for its keygen: the vault and the
-    /// keygen's duration.
+    /// Creates a vault on every device so far and waits for its keygen (polling every 5 ms):
+    /// the vault and the keygen's duration.
     pub(crate) async fn create_vault(
         &self,
         name: &str,
@@ -357,7 +374,7 @@ impl LocalSystem {
                 &op,
                 &format!("{curve} keygen"),
                 Duration::from_secs(600),
-                Duration::from_millis(20),
+                Duration::from_millis(5),
             )
             .await?;
         let took = start.elapsed();
@@ -366,8 +383,8 @@ impl LocalSystem {
 
     /// Stops the daemons (running protocols get their grace period) and the coordinator.
     pub(crate) async fn shutdown(mut self) {
-        for s in &self.signers {
-            s.daemon.shutdown().await;
+        for d in &self.daemons {
+            d.shutdown().await;
         }
         if let Some(c) = self.coordinator.take() {
             if let Err(e) = tokio::time::timeout(Duration::from_secs(10), c.shutdown()).await {

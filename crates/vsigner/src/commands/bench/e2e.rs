@@ -9,6 +9,10 @@
 //! presignatures are for the same committee, and the presignature pool (kept by the vault's
 //! first signer) is for that committee. Each presignature request is made when the pool is
 //! full again, so that no background presigning runs while a signature is measured.
+//!
+//! Vault creation is timed on the same devices once they hold aux-info (made by the first
+//! ECDSA keygen): from `createVault` to the coordinator's completed keygen. After each new
+//! ECDSA vault its presignature pool is filled before the next one is created.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,7 +33,7 @@ use super::stages::{self, StageRecorder, StageReport, Stages};
 use super::{bip340_signing, ecdsa_signing, ed25519_signing, eid, p256_signing, Measurement};
 use crate::operator::text;
 use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
-use crate::system::{LocalSystem, SignerSettings};
+use crate::system::{LocalSystem, SystemSettings};
 
 /// `vsigner bench e2e` options.
 // No `Debug`: `--broker` may carry a password.
@@ -38,7 +42,7 @@ pub(crate) struct E2eArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
-    /// Signatures measured per kind.
+    /// Signatures measured per kind (and vault creations per scheme, at most 10).
     #[arg(long, default_value_t = 20)]
     runs: usize,
     /// Virtual devices.
@@ -209,6 +213,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     protocols.push(p256_signing(&p256_shares, t, runs)?);
     protocols.push(ed25519_signing(n, t, runs)?);
     protocols.push(bip340_signing(n, t, runs)?);
+    protocols.push(super::ecdsa_keygen_cost(n, t, runs)?);
+    protocols.push(super::ed25519_keygen_cost(n, t, runs)?);
     let median_of = |op: &str| {
         protocols
             .iter()
@@ -226,7 +232,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         calls,
     } in samples
     {
-        if args.trace {
+        // Stages are of signatures (vault creations are timed whole).
+        if args.trace && operation.contains("sign") {
             stages.push(StageReport::new(operation, &traced, &calls));
         }
         ms.sort_by(f64::total_cmp);
@@ -350,11 +357,12 @@ async fn through_the_system(
         }
     };
     let recorder = recorder.as_ref();
-    let mut system = LocalSystem::start(SignerSettings {
+    let mut system = LocalSystem::start(SystemSettings {
         broker,
         presignature_pool_target: PRESIGNATURE_POOL,
         poll_interval_seconds: Some(POLL_SECONDS),
         allow_public_test_primes: public_primes,
+        ..SystemSettings::default()
     })
     .await?;
     for (i, set) in sets.into_iter().enumerate() {
@@ -422,6 +430,26 @@ async fn through_the_system(
             bail!("a message signature with a full presignature pool did not use a presignature");
         }
     }
+    // Vault creation on devices that already hold aux-info (from the first ECDSA keygen).
+    let keygens = runs.min(10);
+    let mut ecdsa_keygen = Kind::new("ecdsa_keygen_e2e", "ecdsa_keygen");
+    say(format!("{keygens} ECDSA (secp256k1) vault creations …"));
+    for r in 0..keygens {
+        let (vault, took) = system
+            .create_vault(&format!("bench keygen secp256k1 {r}"), "secp256k1", t)
+            .await?;
+        ecdsa_keygen.ms.push(took.as_secs_f64() * 1e3);
+        // The new vault's presignatures are made now, not during the next measurement.
+        full_presignature_pool(&system, text(&vault["id"])).await?;
+    }
+    let mut eddsa_keygen = Kind::new("eddsa_keygen_e2e", "frost_ed25519_keygen");
+    say(format!("{keygens} EdDSA vault creations …"));
+    for r in 0..keygens {
+        let (_, took) = system
+            .create_vault(&format!("bench keygen ed25519 {r}"), "ed25519", t)
+            .await?;
+        eddsa_keygen.ms.push(took.as_secs_f64() * 1e3);
+    }
     let mut sustained = Vec::new();
     if let Some((in_flight, requests)) = throughput {
         if let Some(r) = recorder {
@@ -440,7 +468,18 @@ async fn through_the_system(
         );
     }
     system.shutdown().await;
-    Ok((vec![full, presigned, p256_full, eddsa, taproot], sustained))
+    Ok((
+        vec![
+            full,
+            presigned,
+            p256_full,
+            eddsa,
+            taproot,
+            ecdsa_keygen,
+            eddsa_keygen,
+        ],
+        sustained,
+    ))
 }
 
 /// Signs `requests` times with `in_flight` requests outstanding at any moment.
@@ -489,6 +528,11 @@ async fn sustain(
 /// Waits until the vault's keeper holds [`PRESIGNATURE_POOL`] presignatures and none is being
 /// made.
 async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Result<()> {
+    presignature_pool_of(system, vault, PRESIGNATURE_POOL).await
+}
+
+/// Waits until the vault's keeper holds `pool` presignatures and none is being made.
+pub(super) async fn presignature_pool_of(system: &LocalSystem, vault: &str, pool: u32) -> anyhow::Result<()> {
     let start = Instant::now();
     let generation = system.operator.vault(vault).await?["keyGeneration"].clone();
     loop {
@@ -507,7 +551,7 @@ async fn full_presignature_pool(system: &LocalSystem, vault: &str) -> anyhow::Re
             .iter()
             .filter(|o| o["state"] == "Ready" || o["state"] == "InProgress")
             .count();
-        if available >= PRESIGNATURE_POOL as usize && busy == 0 {
+        if available >= pool as usize && busy == 0 {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(180) {

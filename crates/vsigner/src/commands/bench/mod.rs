@@ -8,6 +8,8 @@
 //! sum of every party's CPU time, without network latency.
 
 mod e2e;
+mod scale;
+mod soak;
 mod stages;
 
 use std::time::Instant;
@@ -43,6 +45,13 @@ pub(crate) enum BenchCommand {
     /// End-to-end latency (p50/p95) of signature requests through the whole system in one
     /// process (ECDSA with and without presignatures, EdDSA), next to the bare protocol cost.
     E2e(e2e::E2eArgs),
+    /// Many signature requests (10,000 by default) through the whole system, optionally on a
+    /// PostgreSQL coordinator; then every request is accounted for from the coordinator's
+    /// records and the devices' logs (none lost, duplicated, or a presignature reused).
+    Soak(soak::SoakArgs),
+    /// Many vaults, or a large committee, in one signer instance: key generation, signing and
+    /// resharing of every vault, with times and memory.
+    Scale(scale::ScaleArgs),
     /// Keystore put/get throughput for a typical ECDSA key share (~1 KB) on a local
     /// directory (durable writes: fsync of file and directory).
     Keystore {
@@ -68,7 +77,21 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => protocols(json, runs, aux_runs, primes),
         BenchCommand::Keystore { json, records, dir } => keystore(json, records, dir),
         BenchCommand::E2e(args) => e2e::run(args),
+        BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Scale(args) => scale::run(args),
     }
+}
+
+/// Peak resident memory of this process, MiB (`VmHWM`; NaN where `/proc` does not say).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
 }
 
 fn keystore(json: bool, records: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
@@ -222,6 +245,47 @@ fn compare(
         bare_median_ms,
         overhead_percent: bare_median_ms.map(|b| (median_ms - b) / b * 100.0),
     })
+}
+
+/// Median ECDSA (secp256k1) key generation of `t`-of-`n` (engine and bare libraries).
+fn ecdsa_keygen_cost(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    compare(
+        "ecdsa_keygen",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            Ok(
+                local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)
+                    .map(|_| ())?,
+            )
+        },
+        Some(&mut |r| {
+            Ok(bare::ecdsa_keygen::<Secp256k1, _>(
+                eid(ProtocolTag::EcdsaKeygen, n, r),
+                n,
+                t,
+                || OsRng,
+            )?)
+        }),
+    )
+}
+
+/// Median FROST Ed25519 key generation of `t`-of-`n` (engine and bare libraries).
+fn ed25519_keygen_cost(n: u16, t: u16, runs: usize) -> anyhow::Result<Measurement> {
+    compare(
+        "frost_ed25519_keygen",
+        (t, n),
+        runs,
+        true,
+        |r| {
+            Ok(
+                local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || OsRng)
+                    .map(|_| ())?,
+            )
+        },
+        Some(&mut |_| Ok(bare::schnorr_keygen::<Ed25519, _>(n, t, &mut OsRng)?)),
+    )
 }
 
 /// Full signing, presigning and signing with a presignature by the first `t` holders of
@@ -452,26 +516,7 @@ fn protocols(
             }
         };
 
-        let m = compare(
-            "ecdsa_keygen",
-            (t, n),
-            runs,
-            true,
-            |r| {
-                Ok(
-                    local::ecdsa_keygen::<Secp256k1, _>(eid(ProtocolTag::EcdsaKeygen, n, r), n, t, || OsRng)
-                        .map(|_| ())?,
-                )
-            },
-            Some(&mut |r| {
-                Ok(bare::ecdsa_keygen::<Secp256k1, _>(
-                    eid(ProtocolTag::EcdsaKeygen, n, r),
-                    n,
-                    t,
-                    || OsRng,
-                )?)
-            }),
-        )?;
+        let m = ecdsa_keygen_cost(n, t, runs)?;
         progress(&m);
         results.push(m);
 
@@ -482,21 +527,7 @@ fn protocols(
             results.push(m);
         }
 
-        let m = compare(
-            "frost_ed25519_keygen",
-            (t, n),
-            runs,
-            true,
-            |r| {
-                Ok(
-                    local::schnorr_keygen::<Ed25519, _>(eid(ProtocolTag::SchnorrKeygen, n, r), n, t, || {
-                        OsRng
-                    })
-                    .map(|_| ())?,
-                )
-            },
-            Some(&mut |_| Ok(bare::schnorr_keygen::<Ed25519, _>(n, t, &mut OsRng)?)),
-        )?;
+        let m = ed25519_keygen_cost(n, t, runs)?;
         progress(&m);
         results.push(m);
 

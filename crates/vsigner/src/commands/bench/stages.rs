@@ -25,6 +25,10 @@
 //! when the *last* committee member passed it; the protocol's end and the submission are the
 //! first submitter's (its submission completes the operation). Every device's milestones are
 //! in this order, so the stages are never negative.
+//!
+//! For `vsigner bench soak` it also counts, from the same spans and the devices'
+//! `presignature` events, how often each device ran each operation and took each
+//! presignature.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::span::{Attributes, Id};
-use tracing::Subscriber;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -78,6 +82,7 @@ struct Fields {
     operation: Option<String>,
     device: Option<String>,
     round: Option<u64>,
+    presignature: Option<String>,
 }
 
 impl tracing::field::Visit for Fields {
@@ -86,6 +91,7 @@ impl tracing::field::Visit for Fields {
             "operation_id" => self.operation = Some(value.to_owned()),
             "device" => self.device = Some(value.to_owned()),
             "call" => self.call = Some(value.to_owned()),
+            "presignature" => self.presignature = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -96,7 +102,7 @@ impl tracing::field::Visit for Fields {
     }
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         match field.name() {
-            "operation_id" | "device" => self.record_str(field, &format!("{value:?}")),
+            "operation_id" | "device" | "presignature" => self.record_str(field, &format!("{value:?}")),
             "round" => {
                 if let Ok(r) = format!("{value:?}").parse() {
                     self.round = Some(r);
@@ -113,6 +119,9 @@ pub(crate) struct StageRecorder {
     spans: Arc<Mutex<HashMap<String, Vec<SpanRecord>>>>,
     /// How long each coordinator call took (`coordinator_call` spans), by call.
     calls: Arc<Mutex<HashMap<String, Vec<Duration>>>>,
+    /// How often each device took each presignature (its `presignature` events), by
+    /// (device, presignature).
+    taken: Arc<Mutex<HashMap<(String, String), u32>>>,
 }
 
 impl StageRecorder {
@@ -130,10 +139,25 @@ impl StageRecorder {
         std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Takes how many times each device ran `operation`'s protocol (its `protocol` spans).
+    pub(crate) fn runs_by_device(&self, operation: &str) -> HashMap<String, usize> {
+        let mut runs = HashMap::new();
+        for s in self.take(operation).iter().filter(|s| s.name == "protocol") {
+            *runs.entry(s.device.clone()).or_default() += 1;
+        }
+        runs
+    }
+
+    /// Takes how many times each device took each presignature, by (device, presignature).
+    pub(crate) fn presignatures_taken(&self) -> HashMap<(String, String), u32> {
+        std::mem::take(&mut *self.taken.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Forgets everything recorded (operations that are not measured: keygens, presigns).
     pub(crate) fn clear(&self) {
         self.spans.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.taken.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -158,6 +182,22 @@ where
             round: fields.round,
             opened: Instant::now(),
         });
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().fields().field("presignature").is_none() {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (Some(device), Some(presignature)) = (fields.device, fields.presignature) {
+            *self
+                .taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((device, presignature))
+                .or_default() += 1;
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

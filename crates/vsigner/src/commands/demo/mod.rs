@@ -18,7 +18,7 @@ mod checks;
 mod report;
 mod reshare;
 mod script;
-mod verify;
+pub(crate) mod verify;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

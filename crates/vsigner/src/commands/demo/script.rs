@@ -16,7 +16,7 @@ use super::report::{Outcome, RejectedOut, SignatureOut, VaultOut};
 use super::{ms, verify, DemoArgs, Steps};
 use crate::operator::text;
 use crate::system::approver::REJECT_MARKER;
-use crate::system::{LocalSystem, SignerSettings};
+use crate::system::{LocalSystem, SystemSettings};
 
 /// The demo's vaults, one of each scheme.
 pub(super) struct Vaults {
@@ -107,10 +107,10 @@ impl<'a> Demo<'a> {
         let mut system = steps
             .run(
                 "coordinator (temporary SQLite), embedded MQTT broker and approval webhook started",
-                LocalSystem::start(SignerSettings {
+                LocalSystem::start(SystemSettings {
                     broker: args.broker.clone(),
                     allow_public_test_primes: public_primes,
-                    ..SignerSettings::default()
+                    ..SystemSettings::default()
                 }),
             )
             .await?;
