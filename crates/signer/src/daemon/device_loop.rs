@@ -109,7 +109,7 @@ impl Daemon {
         let key = (device.to_owned(), op.to_owned());
         let mut work = lock(&self.inner.work);
         if self.inner.stop.is_cancelled()
-            || work.finished.contains_key(&key)
+            || work.is_finished(device, op)
             || !work.inflight.insert(key.clone())
         {
             return None;
@@ -163,7 +163,7 @@ impl Daemon {
                 // Forget what is over: operations no longer listed are final (once no
                 // listing sent before the work ended can still arrive).
                 let listed: Vec<&str> = ops.iter().map(|op| op.id.as_str()).collect();
-                lock(&self.inner.work).forget_finished(&device.id, &listed, Instant::now());
+                lock(&self.inner.work).seen_listed(&device.id, &listed, Instant::now());
                 lock(&self.inner.approved).retain(|_, a| a.at.elapsed() < APPROVAL_MEMORY);
                 lock(&self.inner.approval_waits).retain(|_, w| w.since.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
@@ -175,9 +175,7 @@ impl Daemon {
     }
 
     pub(super) fn finish(&self, device: &str, op: &str) {
-        lock(&self.inner.work)
-            .finished
-            .insert((device.to_owned(), op.to_owned()), Instant::now());
+        lock(&self.inner.work).finish(device, op, Instant::now());
     }
 }
 
@@ -226,26 +224,42 @@ impl Lists {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::{Work, FINISHED_MEMORY};
+    use super::super::{Work, FINISHED_MAX, FINISHED_MEMORY};
     use super::Lists;
 
     #[test]
     fn a_stale_listing_does_not_forget_finished_work() {
         let mut work = Work::default();
-        let key = ("dev_a".to_owned(), "op_1".to_owned());
         let t0 = Instant::now();
-        work.finished.insert(key.clone(), t0);
-        // A listing sent before the work ended, without the operation: still remembered, so
-        // a later stale listing that shows it Ready cannot make the device take part again.
-        work.forget_finished("dev_a", &[], t0 + Duration::from_secs(1));
-        assert!(work.finished.contains_key(&key));
-        // Listed, it is kept however old; another device's listing never touches it.
-        work.forget_finished("dev_a", &["op_1"], t0 + FINISHED_MEMORY * 2);
-        work.forget_finished("dev_b", &[], t0 + FINISHED_MEMORY * 2);
-        assert!(work.finished.contains_key(&key));
-        // Unlisted long after it ended: forgotten.
-        work.forget_finished("dev_a", &[], t0 + FINISHED_MEMORY);
-        assert!(!work.finished.contains_key(&key));
+        let later = |secs: u64| t0 + Duration::from_secs(secs);
+        work.finish("dev_a", "op_1", t0);
+        // Listings without the operation (sent before the work ended, or after it is final):
+        // still remembered, so a later stale listing that shows it Ready cannot make the
+        // device take part again.
+        work.seen_listed("dev_a", &[], later(11));
+        assert!(work.is_finished("dev_a", "op_1"));
+        assert!(!work.is_finished("dev_b", "op_1"));
+        // Listed, it is remembered from then; another device's listing never touches it.
+        work.seen_listed("dev_a", &["op_1"], later(500));
+        work.seen_listed("dev_b", &[], later(2000));
+        work.seen_listed("dev_a", &[], later(1000));
+        assert!(work.is_finished("dev_a", "op_1"));
+        // Neither listed nor finished for FINISHED_MEMORY: forgotten at the next pruning.
+        work.seen_listed("dev_a", &[], later(500) + FINISHED_MEMORY);
+        assert!(!work.is_finished("dev_a", "op_1"));
+    }
+
+    #[test]
+    fn the_finished_memory_is_bounded() {
+        let mut work = Work::default();
+        let t0 = Instant::now();
+        for k in 0..=FINISHED_MAX {
+            work.finish("dev_a", &format!("op_{k}"), t0 + Duration::from_micros(k as u64));
+        }
+        // The oldest went first.
+        assert!(work.finished["dev_a"].last_seen.len() <= FINISHED_MAX);
+        assert!(!work.is_finished("dev_a", "op_0"));
+        assert!(work.is_finished("dev_a", &format!("op_{FINISHED_MAX}")));
     }
 
     #[test]

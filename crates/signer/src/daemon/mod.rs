@@ -145,29 +145,91 @@ struct ApprovalWait {
     backoff: Duration,
 }
 
-/// The (device, operation) pairs being handled now, and those this process is done with
-/// (since when).
+/// The (device, operation) pairs being handled now, and those this process is done with.
 #[derive(Default)]
 struct Work {
     inflight: HashSet<Key>,
-    finished: HashMap<Key, Instant>,
+    /// By device: the operations it is done with.
+    finished: HashMap<String, Finished>,
 }
 
-/// How long this process remembers an operation it is done with once no listing shows it:
-/// far longer than a listing can be stale. A listing sent before the work ended may still
-/// show the operation Ready; taking part again would be refused by the run mark and reported
-/// as a failure, which fails an operation the others may still be finishing.
+/// How long this process remembers an operation a device is done with after it was last
+/// listed or finished: far longer than a listing can be stale. A listing sent before the work
+/// ended may still show the operation Ready; taking part again would be refused by the run
+/// mark and reported as a failure, which fails an operation the others may still be finishing.
 const FINISHED_MEMORY: Duration = Duration::from_secs(600);
+/// The most operations remembered per device; beyond it the oldest unlisted are forgotten
+/// early (a coordinator listing ever new operations cannot grow the memory without bound).
+const FINISHED_MAX: usize = 100_000;
+/// How often a device's remembered operations are pruned (pruning is a pass over all).
+const FINISHED_PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// The operations one device is done with, and when each was last finished or listed.
+struct Finished {
+    last_seen: HashMap<String, Instant>,
+    pruned: Instant,
+}
 
 impl Work {
-    /// Forgets what `device` finished, that `listed` (its latest listing of operations to
-    /// run) no longer shows, and that ended at least [`FINISHED_MEMORY`] before `now`.
-    fn forget_finished(&mut self, device: &str, listed: &[&str], now: Instant) {
-        self.finished.retain(|(d, o), at| {
-            d != device
-                || listed.contains(&o.as_str())
-                || now.saturating_duration_since(*at) < FINISHED_MEMORY
-        });
+    fn finish(&mut self, device: &str, op: &str, now: Instant) {
+        let finished = self
+            .finished
+            .entry(device.to_owned())
+            .or_insert_with(|| Finished {
+                last_seen: HashMap::new(),
+                pruned: now,
+            });
+        finished.last_seen.insert(op.to_owned(), now);
+        if finished.last_seen.len() > FINISHED_MAX {
+            finished.prune(&HashSet::new(), now);
+        }
+    }
+
+    fn is_finished(&self, device: &str, op: &str) -> bool {
+        self.finished
+            .get(device)
+            .is_some_and(|f| f.last_seen.contains_key(op))
+    }
+
+    /// `listed` is `device`'s latest listing of operations to run: those it finished are
+    /// remembered from now; every [`FINISHED_PRUNE_EVERY`], what was neither listed nor
+    /// finished for [`FINISHED_MEMORY`] is forgotten.
+    fn seen_listed(&mut self, device: &str, listed: &[&str], now: Instant) {
+        let Some(finished) = self.finished.get_mut(device) else {
+            return;
+        };
+        for op in listed {
+            if let Some(at) = finished.last_seen.get_mut(*op) {
+                *at = now;
+            }
+        }
+        if now.saturating_duration_since(finished.pruned) >= FINISHED_PRUNE_EVERY {
+            finished.prune(&listed.iter().copied().collect(), now);
+        }
+    }
+}
+
+impl Finished {
+    /// Forgets what was not seen for [`FINISHED_MEMORY`], then, beyond [`FINISHED_MAX`], the
+    /// oldest of what `listed` does not show (down to nine tenths of the maximum).
+    fn prune(&mut self, listed: &HashSet<&str>, now: Instant) {
+        self.pruned = now;
+        self.last_seen
+            .retain(|_, at| now.saturating_duration_since(*at) < FINISHED_MEMORY);
+        let excess = self.last_seen.len().saturating_sub(FINISHED_MAX);
+        if excess > 0 {
+            let mut oldest: Vec<(Instant, String)> = self
+                .last_seen
+                .iter()
+                .filter(|(op, _)| !listed.contains(op.as_str()))
+                .map(|(op, at)| (*at, op.clone()))
+                .collect();
+            oldest.sort_unstable();
+            // A tenth more, so that a flood does not sort the whole memory on every finish.
+            for (_, op) in oldest.into_iter().take(excess + FINISHED_MAX / 10) {
+                self.last_seen.remove(&op);
+            }
+        }
     }
 }
 
@@ -183,6 +245,8 @@ struct Inner {
     /// committee (one permit per operation, not per device: two local members of one
     /// committee must never wait for each other's permit).
     operation_permits: Mutex<HashMap<String, std::sync::Weak<OwnedSemaphorePermit>>>,
+    /// Runs joined without a permit (`take_part::RunSlot::Joined`).
+    joined_runs: std::sync::atomic::AtomicUsize,
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
     approved: Mutex<HashMap<Key, Approval>>,
@@ -407,6 +471,7 @@ impl Daemon {
         let inner = Arc::new(Inner {
             permits: Arc::new(Semaphore::new(config.max_concurrent_operations.max(1))),
             operation_permits: Mutex::new(HashMap::new()),
+            joined_runs: std::sync::atomic::AtomicUsize::new(0),
             config,
             keystore,
             coordinator,

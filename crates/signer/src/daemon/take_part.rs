@@ -1,8 +1,9 @@
 //! Taking part in a Ready operation: the checks before anything runs (the committee's keys
 //! are the registered and pinned ones; the operation is exactly what the approver
-//! approved), a concurrency permit, `startOperation`, and the protocol run on a blocking
+//! approved), a concurrency permit (or joining a run another member started), `startOperation`, and the protocol run on a blocking
 //! thread, abandoned if the coordinator ends the operation meanwhile.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,47 @@ use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
 use crate::peers::Listed;
 use crate::protocol::{RunContext, RunFailure, Submission};
+
+/// While a run waits for a permit, how often it asks the coordinator whether another
+/// committee member started the operation.
+const JOIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Runs joined beyond `MaxConcurrentOperations`: at most this many times the limit, so that
+/// a coordinator reporting every operation started cannot make the device run without bound.
+const JOINED_PER_PERMIT: usize = 4;
+
+/// What a run holds while it runs. `MaxConcurrentOperations` bounds the operations this
+/// instance starts; an operation another committee member already started is joined without a
+/// permit when none is free. Otherwise two instances could each hold their permits for runs
+/// the other cannot join, and wait for each other until the protocol's idle timeout.
+pub(super) enum RunSlot {
+    /// One of the instance's permits (shared by its devices in the committee), held until the
+    /// run ends.
+    Permit { _held: Arc<OwnedSemaphorePermit> },
+    /// A run joined beyond the limit.
+    Joined { _held: JoinedRun },
+}
+
+/// A place among the runs joined beyond the limit; given back when dropped.
+pub(super) struct JoinedRun(Arc<super::Inner>);
+
+impl JoinedRun {
+    fn new(inner: &Arc<super::Inner>) -> Option<JoinedRun> {
+        let max = inner.config.max_concurrent_operations.max(1) * JOINED_PER_PERMIT;
+        inner
+            .joined_runs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| JoinedRun(inner.clone()))
+    }
+}
+
+impl Drop for JoinedRun {
+    fn drop(&mut self) {
+        self.0.joined_runs.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// How a protocol run ended.
 enum RunEnd {
@@ -108,7 +150,7 @@ impl Daemon {
                 return;
             }
         };
-        let Some(permit) = self.operation_permit(&op.id).await else {
+        let Some(permit) = self.operation_permit(&op).await else {
             return;
         };
         if self.inner.stop.is_cancelled() {
@@ -291,33 +333,60 @@ impl Daemon {
         }
     }
 
-    /// The permit of operation `op`: the one another local committee member holds, or a new
-    /// one. While waiting for a permit it keeps looking for one a local member got meanwhile.
-    /// `None` when the daemon stops.
-    pub(super) async fn operation_permit(&self, op: &str) -> Option<Arc<OwnedSemaphorePermit>> {
+    /// What lets this device run operation `op`: the permit another local committee member
+    /// holds, or a new one; or, once another member started the operation, a place among the
+    /// joined runs (see [`RunSlot`]). While waiting it keeps looking for a permit a local
+    /// member got meanwhile and, every [`JOIN_CHECK_EVERY`], whether the operation was
+    /// started. `None` when the daemon stops.
+    pub(super) async fn operation_permit(&self, op: &Operation) -> Option<RunSlot> {
+        let mut started = op.state == "InProgress";
+        let mut next_check = Instant::now() + JOIN_CHECK_EVERY;
         loop {
             if let Some(p) = lock(&self.inner.operation_permits)
-                .get(op)
+                .get(&op.id)
                 .and_then(std::sync::Weak::upgrade)
             {
-                return Some(p);
+                return Some(RunSlot::Permit { _held: p });
+            }
+            if let Ok(p) = self.inner.permits.clone().try_acquire_owned() {
+                return Some(RunSlot::Permit {
+                    _held: self.share_permit(&op.id, p),
+                });
+            }
+            if started {
+                if let Some(joined) = JoinedRun::new(&self.inner) {
+                    tracing::debug!("no permit free; joining the run another member started");
+                    return Some(RunSlot::Joined { _held: joined });
+                }
             }
             tokio::select! {
                 biased;
                 () = self.inner.stop.cancelled() => return None,
                 p = self.inner.permits.clone().acquire_owned() => {
-                    let p = Arc::new(p.ok()?);
-                    let mut permits = lock(&self.inner.operation_permits);
-                    permits.retain(|_, w| w.strong_count() > 0);
-                    if let Some(existing) = permits.get(op).and_then(std::sync::Weak::upgrade) {
-                        return Some(existing); // ours goes back
-                    }
-                    permits.insert(op.to_owned(), Arc::downgrade(&p));
-                    return Some(p);
+                    return Some(RunSlot::Permit { _held: self.share_permit(&op.id, p.ok()?) });
                 }
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + JOIN_CHECK_EVERY;
+                if let Ok(now) = self.inner.coordinator.operation(&op.id).await {
+                    started = now.state == "InProgress";
+                }
+            }
         }
+    }
+
+    /// Makes `p` operation `op`'s permit, unless a local committee member got one meanwhile
+    /// (then `p` goes back and that one is shared).
+    fn share_permit(&self, op: &str, p: OwnedSemaphorePermit) -> Arc<OwnedSemaphorePermit> {
+        let p = Arc::new(p);
+        let mut permits = lock(&self.inner.operation_permits);
+        permits.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = permits.get(op).and_then(std::sync::Weak::upgrade) {
+            return existing;
+        }
+        permits.insert(op.to_owned(), Arc::downgrade(&p));
+        p
     }
 
     /// Returns the final state once the coordinator reports `op` final (failed by another

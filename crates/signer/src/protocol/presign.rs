@@ -71,6 +71,7 @@ impl Presignatures {
             return None;
         }
         let taken = held.remove(&key).map(|h| h.bytes);
+        drop(held);
         // The audit trail of nonces: each presignature appears here once per device.
         tracing::info!(
             device,

@@ -8,6 +8,7 @@
 
 mod attacks;
 mod compat;
+mod concurrency;
 mod coordinator;
 mod harness;
 mod hostile;

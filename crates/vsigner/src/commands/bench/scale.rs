@@ -6,7 +6,8 @@
 //! (which also makes every device's aux-info), the other key generations, one signature in
 //! every vault, a reshare of every vault to the same devices and threshold (new shares of the
 //! same key), and one more signature in every vault with the new shares. After the reshare
-//! every vault must still have its public key, at a newer key generation. Each phase reports
+//! every vault must still have its public key, at a newer key generation, and every signature
+//! (before and after) verifies here under the key of the vault's creation. Each phase reports
 //! its wall time, per-operation p50/p95 and this process's peak memory so far; the keystores'
 //! size on disk is reported at the end.
 
@@ -18,9 +19,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::e2e::{percentile, round};
+use crate::commands::demo::verify;
 use crate::operator::text;
 use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
 use crate::system::{LocalSystem, SystemSettings};
+use vsigner_tss::primes::PrimeSet;
 
 /// `vsigner bench scale` options.
 // No `Debug`: `--broker` and `--database` may carry a password.
@@ -49,7 +52,7 @@ pub(crate) struct ScaleArgs {
     in_flight: usize,
     /// The coordinator's database, `postgres://…` or `sqlite://…` (default: a new SQLite
     /// file, removed afterwards). A new organisation is made in it.
-    #[arg(long)]
+    #[arg(long, env = "VSIGNER_BENCH_DATABASE")]
     database: Option<String>,
     /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
     #[arg(long)]
@@ -153,7 +156,8 @@ pub(crate) fn run(args: ScaleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `ops` with `in_flight` at a time: the phase's timings.
+/// Runs `op(0..count)` with `in_flight` at a time: the phase's timings and the results, in
+/// order.
 async fn phase<F, Fut>(
     name: &'static str,
     in_flight: usize,
@@ -165,22 +169,23 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Value>>,
 {
     let start = Instant::now();
-    let results: Vec<(f64, Value)> = futures::stream::iter((0..count).map(|k| {
+    let mut results: Vec<(usize, f64, Value)> = futures::stream::iter((0..count).map(|k| {
         let fut = op(k);
         async move {
             let began = Instant::now();
             let v = fut.await?;
-            anyhow::Ok((began.elapsed().as_secs_f64() * 1e3, v))
+            anyhow::Ok((k, began.elapsed().as_secs_f64() * 1e3, v))
         }
     }))
-    .buffered(in_flight)
+    .buffer_unordered(in_flight)
     .collect::<Vec<_>>()
     .await
     .into_iter()
     .collect::<anyhow::Result<_>>()
     .with_context(|| format!("phase {name}"))?;
     let seconds = start.elapsed().as_secs_f64();
-    let mut ms: Vec<f64> = results.iter().map(|(ms, _)| *ms).collect();
+    results.sort_by_key(|(k, _, _)| *k);
+    let mut ms: Vec<f64> = results.iter().map(|(_, ms, _)| *ms).collect();
     ms.sort_by(f64::total_cmp);
     Ok((
         Phase {
@@ -192,7 +197,7 @@ where
             max_ms: round(ms.last().copied().unwrap_or(f64::NAN)),
             peak_rss_mib: super::peak_rss_mib(),
         },
-        results.into_iter().map(|(_, v)| v).collect(),
+        results.into_iter().map(|(_, _, v)| v).collect(),
     ))
 }
 
@@ -212,13 +217,16 @@ async fn scale(
         allow_public_test_primes: primes.public,
     })
     .await?;
-    let names: Vec<String> = (1..=n).map(|i| format!("device-{i}")).collect();
-    let per_instance = usize::from(n).div_ceil(usize::from(args.instances));
-    let mut sets = sets.into_iter();
-    for chunk in names.chunks(per_instance) {
-        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let chunk_sets: Vec<_> = sets.by_ref().take(chunk.len()).collect();
-        system.add_daemon(&chunk, &chunk_sets).await?;
+    // Device k goes to instance k mod K: every instance gets n/K devices, or one more.
+    let instances = usize::from(args.instances);
+    let mut groups: Vec<(Vec<String>, Vec<PrimeSet>)> = vec![(Vec::new(), Vec::new()); instances];
+    for (k, set) in sets.into_iter().enumerate() {
+        groups[k % instances].0.push(format!("device-{}", k + 1));
+        groups[k % instances].1.push(set);
+    }
+    for (names, sets) in &groups {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        system.add_daemon(&names, sets).await?;
     }
     let phases = run_phases(args, &system).await;
     let keystores_kib = dir_bytes(system.dir()) as f64 / 1024.0;
@@ -285,18 +293,23 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
     let sign = |tag: &'static str| {
         let vaults = &vaults;
         move |i: usize| {
-            let vault = text(&vaults[i]["id"]).to_owned();
+            let vault = &vaults[i];
             async move {
-                let input = json!({"vaultId": vault, "message": hex::encode(format!("scale {tag} {i}"))});
+                let message = format!("scale {tag} {i}");
+                let input = json!({"vaultId": text(&vault["id"]), "message": hex::encode(&message)});
                 let op = system.operator.request_signature(input).await?;
-                system
+                let op = system
                     .completed(
                         &op,
                         "signature",
                         Duration::from_secs(600),
                         Duration::from_millis(20),
                     )
-                    .await
+                    .await?;
+                // Checked here too, under the key the vault had at its creation.
+                check_signature(vault, message.as_bytes(), &op)
+                    .map_err(|e| anyhow::anyhow!("vault {}: {e}", text(&vault["id"])))?;
+                Ok(op)
             }
         }
     };
@@ -341,6 +354,27 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
     phases.push(p);
 
     Ok(phases)
+}
+
+/// Checks the signature of completed operation `op` over `message` under `vault`'s public
+/// key, with the curve libraries (a `message` is signed over its EIP-191 hash on secp256k1,
+/// its SHA-256 on P-256, as is on the Schnorr schemes).
+fn check_signature(vault: &Value, message: &[u8], op: &Value) -> Result<(), String> {
+    use sha2::Digest as _;
+    let key = hex::decode(text(&vault["publicKey"])).map_err(|_| "the vault key is not hex".to_owned())?;
+    let sig =
+        hex::decode(text(&op["result"]["signature"])).map_err(|_| "the signature is not hex".to_owned())?;
+    let recovery = op["result"]["recoveryId"]
+        .as_u64()
+        .and_then(|r| u8::try_from(r).ok())
+        .unwrap_or(u8::MAX);
+    match text(&vault["curve"]) {
+        "secp256k1" => verify::secp256k1(&key, &super::soak::eip191(message), &sig, recovery),
+        "secp256r1" => verify::p256(&key, &sha2::Sha256::digest(message).into(), &sig, recovery),
+        "ed25519" => verify::ed25519(&key, message, &sig),
+        "bip340" => verify::bip340(&key, message, &sig),
+        other => Err(format!("no check for scheme {other}")),
+    }
 }
 
 /// Bytes of the files under `dir` (the keystores; the coordinator's SQLite file excepted).

@@ -12,8 +12,8 @@
 //!
 //! Most requests are EdDSA; every `--ecdsa-every`th is an ECDSA message signature, which takes
 //! a presignature when the pool has one (the daemons keep [`PRESIGNATURE_POOL`] per vault)
-//! and runs the full protocol otherwise. The command fails when anything was lost,
-//! duplicated or reused.
+//! and runs the full protocol otherwise. The command fails when a request was refused, lost,
+//! duplicated, or a presignature reused, or when the records and the logs disagree.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,7 +53,7 @@ pub(crate) struct SoakArgs {
     ecdsa_every: usize,
     /// The coordinator's database, `postgres://…` or `sqlite://…` (default: a new SQLite
     /// file, removed afterwards). A new organisation is made in it; its records stay there.
-    #[arg(long)]
+    #[arg(long, env = "VSIGNER_BENCH_DATABASE")]
     database: Option<String>,
     /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
     #[arg(long)]
@@ -167,9 +167,10 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         print_summary(&report);
     }
     let a = &report.account;
-    if a.lost + a.duplicated + a.presignatures_reused + a.unaccounted > 0 {
+    if a.refused + a.lost + a.duplicated + a.presignatures_reused + a.unaccounted > 0 {
         bail!(
-            "the soak found {} lost, {} duplicated, {} reused presignatures, {} unaccounted: {}",
+            "the soak found {} refused, {} lost, {} duplicated, {} reused presignatures, {} unaccounted: {}",
+            a.refused,
             a.lost,
             a.duplicated,
             a.presignatures_reused,
@@ -238,7 +239,8 @@ async fn soak(
         }
     ));
     let start = Instant::now();
-    let (system_ref, done_ref) = (&system, &done);
+    let ledger = RunLedger::default();
+    let (system_ref, done_ref, ledger_ref) = (&system, &done, &ledger);
     let (ed_id, secp_id) = (text(&ed["id"]), text(&secp["id"]));
     let outcomes: Vec<Outcome> = futures::stream::iter(0..args.requests)
         .map(|r| {
@@ -259,6 +261,9 @@ async fn soak(
                         (Some(id), end)
                     }
                 };
+                if let Some(id) = &id {
+                    ledger_ref.ended(id, recorder);
+                }
                 let n = done_ref.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 1000 == 0 {
                     eprintln!(
@@ -281,9 +286,10 @@ async fn soak(
         .await;
     let seconds = start.elapsed().as_secs_f64();
     // The devices close their spans just after their submissions.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(LEDGER_DELAY).await;
+    let runs = ledger.drain(recorder, None);
     say("reading back the coordinator's records …".to_owned());
-    let account = account(&system, &ed, &secp, &outcomes, recorder).await?;
+    let account = account(&system, &ed, &secp, &outcomes, runs, recorder).await?;
     let kinds = [("eddsa_sign", false), ("ecdsa_sign_message", true)]
         .into_iter()
         .filter_map(|(operation, ecdsa)| {
@@ -330,11 +336,61 @@ fn shown(url: Option<&str>, default: &str) -> String {
 }
 
 /// EIP-191's hash of a personal message (what an ECDSA `message` request signs).
-fn eip191(message: &[u8]) -> [u8; 32] {
+pub(super) fn eip191(message: &[u8]) -> [u8; 32] {
     let mut h = Keccak256::new();
     h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()));
     h.update(message);
     h.finalize().into()
+}
+
+/// How long after an operation ended its devices' spans are read (the devices close them just
+/// after their submissions; the operation completes with the first).
+const LEDGER_DELAY: Duration = Duration::from_secs(2);
+
+/// The devices' protocol runs of the ended operations, read from the recorder while the soak
+/// goes on, so that it does not hold every operation's spans at once.
+#[derive(Default)]
+struct RunLedger {
+    ended: std::sync::Mutex<(
+        std::collections::VecDeque<(String, Instant)>,
+        HashMap<String, HashMap<String, usize>>,
+    )>,
+}
+
+impl RunLedger {
+    /// Operation `id` ended now; reads the runs of those that ended [`LEDGER_DELAY`] ago.
+    fn ended(&self, id: &str, recorder: &StageRecorder) {
+        let now = Instant::now();
+        {
+            let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+            ended.0.push_back((id.to_owned(), now));
+        }
+        self.drain(recorder, Some(now));
+    }
+
+    /// Reads the runs of the operations that ended [`LEDGER_DELAY`] before `now` (all with
+    /// `None`); returns everything read so far.
+    fn drain(
+        &self,
+        recorder: &StageRecorder,
+        now: Option<Instant>,
+    ) -> HashMap<String, HashMap<String, usize>> {
+        let mut guard = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        let (pending, runs) = &mut *guard;
+        while let Some((_, at)) = pending.front() {
+            if now.is_some_and(|now| now.saturating_duration_since(*at) < LEDGER_DELAY) {
+                break;
+            }
+            let Some((id, _)) = pending.pop_front() else { break };
+            runs.insert(id.clone(), recorder.runs_by_device(&id));
+        }
+        // The coordinator calls are not needed here.
+        drop(recorder.take_calls());
+        if now.is_none() {
+            return std::mem::take(runs);
+        }
+        HashMap::new()
+    }
 }
 
 /// What the devices' own logs say.
@@ -352,6 +408,7 @@ async fn account(
     ed: &Value,
     secp: &Value,
     outcomes: &[Outcome],
+    runs: HashMap<String, HashMap<String, usize>>,
     recorder: &StageRecorder,
 ) -> anyhow::Result<Account> {
     // The records: every sign operation of both vaults (vaults of this run only).
@@ -368,12 +425,15 @@ async fn account(
         .operator
         .all_operations_of(text(&secp["id"]), "Presign")
         .await?;
+    // Runs recorded after their operation's spans were read (a late second run).
+    let mut runs = runs;
+    for id in outcomes.iter().filter_map(|o| o.id.as_deref()) {
+        for (device, n) in recorder.runs_by_device(id) {
+            *runs.entry(id.to_owned()).or_default().entry(device).or_default() += n;
+        }
+    }
     let logs = DeviceLogs {
-        runs: outcomes
-            .iter()
-            .filter_map(|o| o.id.as_deref())
-            .map(|id| (id.to_owned(), recorder.runs_by_device(id)))
-            .collect(),
+        runs,
         taken: recorder.presignatures_taken(),
     };
     let key =
@@ -424,7 +484,7 @@ fn reckon(
         a.duplicated += n - 1;
         problem(&mut a, format!("message {payload} has {n} operations"));
     }
-    let mut named: HashMap<&str, usize> = HashMap::new();
+    let mut signed_with: Vec<&str> = Vec::new();
     for o in outcomes {
         let Some(id) = o.id.as_deref() else {
             a.refused += 1;
@@ -471,7 +531,7 @@ fn reckon(
         a.signed += 1;
         if let Some(p) = op["sign"]["presignatureId"].as_str() {
             a.presignatures_used += 1;
-            *named.entry(p).or_default() += 1;
+            signed_with.push(p);
         }
         // The devices' logs: each ran the protocol at most once, and a quorum ran it.
         let runs = logs.runs.get(id).cloned().unwrap_or_default();
@@ -487,38 +547,72 @@ fn reckon(
             );
         }
     }
-    for (p, n) in named.iter().filter(|(_, n)| **n > 1) {
-        a.presignatures_reused += n - 1;
-        problem(&mut a, format!("presignature {p} is named by {n} signatures"));
+    // Presignatures: each named by one sign record (whatever its state), recorded as consumed
+    // by it, and taken once by each device of a quorum.
+    let mut named: HashMap<&str, Vec<&str>> = HashMap::new();
+    for op in signs {
+        if let Some(p) = op["sign"]["presignatureId"].as_str() {
+            named.entry(p).or_default().push(text(&op["id"]));
+        }
     }
-    // A presignature consumed by a signature is the one that signature names.
+    for (p, by) in named.iter().filter(|(_, by)| by.len() > 1) {
+        a.presignatures_reused += by.len() - 1;
+        problem(&mut a, format!("presignature {p} is named by {}", by.join(", ")));
+    }
+    let mut consumed: HashMap<&str, &str> = HashMap::new();
     for op in presigns {
+        let id = text(&op["id"]);
         if let Some(by) = op["presign"]["consumedBy"].as_str() {
-            let id = text(&op["id"]);
-            if records.get(by).is_some_and(|s| s["sign"]["presignatureId"] != id) {
-                a.presignatures_reused += 1;
-                problem(
-                    &mut a,
-                    format!("presignature {id} is consumed by {by}, which names another"),
-                );
+            consumed.insert(id, by);
+            match records.get(by) {
+                None => {
+                    a.unaccounted += 1;
+                    problem(
+                        &mut a,
+                        format!("presignature {id} is consumed by {by}, which is not in the records"),
+                    );
+                }
+                Some(s) if s["sign"]["presignatureId"] != id => {
+                    a.presignatures_reused += 1;
+                    problem(
+                        &mut a,
+                        format!("presignature {id} is consumed by {by}, which names another"),
+                    );
+                }
+                Some(_) => {}
             }
         }
     }
+    for (p, by) in &named {
+        if !consumed.get(p).is_some_and(|c| by.contains(c)) {
+            a.unaccounted += 1;
+            problem(
+                &mut a,
+                format!(
+                    "presignature {p} is not recorded as consumed by {}",
+                    by.join(", ")
+                ),
+            );
+        }
+    }
+    let mut takers: HashMap<&str, usize> = HashMap::new();
     for ((device, p), n) in &logs.taken {
         a.presignatures_taken_by_devices += 1;
+        *takers.entry(p.as_str()).or_default() += 1;
         if *n > 1 {
             a.presignatures_reused += 1;
             problem(&mut a, format!("device {device} took presignature {p} {n} times"));
         }
     }
-    // Every presigned signature was made by devices that took their parts.
-    if a.presignatures_taken_by_devices < a.presignatures_used * usize::from(THRESHOLD) {
-        a.unaccounted += 1;
-        let said = format!(
-            "{} presignature parts taken by the devices for {} presigned signatures of {THRESHOLD} parties",
-            a.presignatures_taken_by_devices, a.presignatures_used
-        );
-        problem(&mut a, said);
+    for p in signed_with {
+        let n = takers.get(p).copied().unwrap_or(0);
+        if n < usize::from(THRESHOLD) {
+            a.unaccounted += 1;
+            problem(
+                &mut a,
+                format!("the devices' logs show presignature {p} taken by {n} devices, not {THRESHOLD}"),
+            );
+        }
     }
     a
 }
@@ -674,6 +768,7 @@ mod tests {
         run.logs.taken.clear();
         run.logs.runs.get_mut("op1").unwrap().remove("d2");
         let a = run.account(&[]);
-        assert_eq!(a.unaccounted, 2, "{:?}", a.problems);
+        // Runs of one device only; presignature parts taken by none; not recorded consumed.
+        assert_eq!(a.unaccounted, 3, "{:?}", a.problems);
     }
 }

@@ -1,0 +1,62 @@
+//! Two signer instances with one permit each (`MaxConcurrentOperations = 1`) and many
+//! signatures at once: a device waiting for a permit must never leave the other waiting in a
+//! run it started (each would hold its permit for a run the other cannot join, and both
+//! would stall until the protocol's idle timeout).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::completed;
+use super::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_one_permit_each_never_wait_for_each_other() {
+    let root = tempfile::tempdir().unwrap();
+    let (_broker, broker_url) = start_broker();
+    let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
+    let webhook = start_webhook();
+    let mut signers = Signer::one_device_each(
+        root.path(),
+        &org,
+        &coordinator_url,
+        &broker_url,
+        &webhook,
+        &["a", "b"],
+        &[(0, 1), (1, 1)],
+    );
+    for s in &mut signers {
+        // A stalled run would fail after 20 s instead of 180 s.
+        s.tweak(|cfg| {
+            cfg["MaxConcurrentOperations"] = json!(1);
+            cfg["ProtocolIdleTimeoutSeconds"] = json!(20);
+        });
+        s.start();
+    }
+    let operator = Operator::new(&coordinator_url, &org);
+    let ids = operator.wait_devices(&["a", "b"]).await;
+    let keygen = operator.create_vault("together", "ed25519", 2, &ids).await;
+    let op = operator.wait_final(&keygen, Duration::from_secs(60)).await;
+    completed(&op);
+    // Requests at once: the two devices list, vote on and start them in different orders.
+    let mut requests = Vec::new();
+    for k in 0..12 {
+        let message = hex::encode(format!("at once {k}"));
+        requests.push(
+            operator
+                .request_signature(&op.vault_id, json!({"message": message}))
+                .await,
+        );
+    }
+    for id in &requests {
+        let op = operator.wait_final(id, Duration::from_secs(120)).await;
+        assert_eq!(
+            op.state,
+            "Completed",
+            "signature {id}: {:?}\n{}\n{}",
+            op.failure,
+            signers[0].all_output(),
+            signers[1].all_output()
+        );
+    }
+}
