@@ -196,9 +196,13 @@ impl LocalDir {
             };
             for entry in entries {
                 let entry = entry.map_err(|e| KeystoreError::storage(dir.display().to_string(), e))?;
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| KeystoreError::storage(dir.display().to_string(), e))?;
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    // Gone since the directory was read: another task's temporary file
+                    // (published or abandoned) or a record deleted meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(KeystoreError::storage(entry.path().display().to_string(), e)),
+                };
                 let path = entry.path();
                 if meta.is_dir() {
                     stack.push(path);
@@ -452,6 +456,44 @@ mod tests {
             err.contains("STORAGE_BUCKET_URL") && err.contains("s3://"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_listing_skips_files_that_vanish_meanwhile() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let root = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path());
+        dir.put_blocking("devices/d/share.vsrec", b"x", WriteMode::Overwrite)
+            .unwrap();
+        // Another task's writes come and go (temporary files, deleted records) while the
+        // directory is listed.
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let (stop, d) = (stop.clone(), root.path().join("devices/d"));
+            std::thread::spawn(move || {
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = d.join(format!("run-{}.vsrec", k % 64));
+                    let _ = std::fs::write(&p, b"x");
+                    let _ = std::fs::remove_file(&p);
+                    k += 1;
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut walks = 0;
+        let listed = loop {
+            let listed = dir.walk("devices", false);
+            walks += 1;
+            if listed.is_err() || started.elapsed() > std::time::Duration::from_secs(2) {
+                break listed;
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        let listed = listed.unwrap_or_else(|e| panic!("walk {walks}: {e}"));
+        assert!(listed.iter().any(|(p, _)| p == "devices/d/share.vsrec"));
     }
 
     #[test]

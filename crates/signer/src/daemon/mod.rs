@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vsigner_approval::{AnyApprover, ApprovalRequest};
@@ -167,6 +167,8 @@ const FINISHED_PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// The operations one device is done with, and when each was last finished or listed.
 struct Finished {
     last_seen: HashMap<String, Instant>,
+    /// The operations of the device's latest listing (never forgotten early).
+    listed: HashSet<String>,
     pruned: Instant,
 }
 
@@ -177,11 +179,12 @@ impl Work {
             .entry(device.to_owned())
             .or_insert_with(|| Finished {
                 last_seen: HashMap::new(),
+                listed: HashSet::new(),
                 pruned: now,
             });
         finished.last_seen.insert(op.to_owned(), now);
         if finished.last_seen.len() > FINISHED_MAX {
-            finished.prune(&HashSet::new(), now);
+            finished.prune(now);
         }
     }
 
@@ -198,21 +201,23 @@ impl Work {
         let Some(finished) = self.finished.get_mut(device) else {
             return;
         };
+        finished.listed.clear();
         for op in listed {
             if let Some(at) = finished.last_seen.get_mut(*op) {
                 *at = now;
+                finished.listed.insert((*op).to_owned());
             }
         }
         if now.saturating_duration_since(finished.pruned) >= FINISHED_PRUNE_EVERY {
-            finished.prune(&listed.iter().copied().collect(), now);
+            finished.prune(now);
         }
     }
 }
 
 impl Finished {
     /// Forgets what was not seen for [`FINISHED_MEMORY`], then, beyond [`FINISHED_MAX`], the
-    /// oldest of what `listed` does not show (down to nine tenths of the maximum).
-    fn prune(&mut self, listed: &HashSet<&str>, now: Instant) {
+    /// oldest of what the latest listing does not show (down to nine tenths of the maximum).
+    fn prune(&mut self, now: Instant) {
         self.pruned = now;
         self.last_seen
             .retain(|_, at| now.saturating_duration_since(*at) < FINISHED_MEMORY);
@@ -221,7 +226,7 @@ impl Finished {
             let mut oldest: Vec<(Instant, String)> = self
                 .last_seen
                 .iter()
-                .filter(|(op, _)| !listed.contains(op.as_str()))
+                .filter(|(op, _)| !self.listed.contains(op.as_str()))
                 .map(|(op, at)| (*at, op.clone()))
                 .collect();
             oldest.sort_unstable();
@@ -241,10 +246,10 @@ struct Inner {
     devices: RwLock<BTreeMap<String, Arc<DeviceRuntime>>>,
     creating: tokio::sync::Mutex<()>,
     permits: Arc<Semaphore>,
-    /// The permit of each running operation, shared by this instance's devices in its
-    /// committee (one permit per operation, not per device: two local members of one
-    /// committee must never wait for each other's permit).
-    operation_permits: Mutex<HashMap<String, std::sync::Weak<OwnedSemaphorePermit>>>,
+    /// The slot (permit or joined run) of each running operation, shared by this instance's
+    /// devices in its committee (one per operation, not per device: two local members of one
+    /// committee must never wait for each other's permit, nor take two joined places).
+    operation_permits: Mutex<HashMap<String, std::sync::Weak<take_part::RunSlot>>>,
     /// Runs joined without a permit (`take_part::RunSlot::Joined`).
     joined_runs: std::sync::atomic::AtomicUsize,
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.

@@ -22,18 +22,19 @@ use crate::protocol::{RunContext, RunFailure, Submission};
 /// While a run waits for a permit, how often it asks the coordinator whether another
 /// committee member started the operation.
 const JOIN_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Runs joined beyond `MaxConcurrentOperations`: at most this many times the limit, so that
-/// a coordinator reporting every operation started cannot make the device run without bound.
+/// Operations joined beyond `MaxConcurrentOperations`: at most this many times the limit (so
+/// at most five times the limit run in all), so that a coordinator reporting every operation
+/// started cannot make the instance run without bound.
 const JOINED_PER_PERMIT: usize = 4;
 
-/// What a run holds while it runs. `MaxConcurrentOperations` bounds the operations this
-/// instance starts; an operation another committee member already started is joined without a
-/// permit when none is free. Otherwise two instances could each hold their permits for runs
-/// the other cannot join, and wait for each other until the protocol's idle timeout.
+/// What a run holds while it runs, shared by the instance's devices in its committee.
+/// `MaxConcurrentOperations` bounds the operations this instance starts; an operation another
+/// committee member already started is joined without a permit when none is free. Otherwise
+/// two instances could each hold their permits for runs the other cannot join, and wait for
+/// each other until the protocol's idle timeout.
 pub(super) enum RunSlot {
-    /// One of the instance's permits (shared by its devices in the committee), held until the
-    /// run ends.
-    Permit { _held: Arc<OwnedSemaphorePermit> },
+    /// One of the instance's permits, held until the run ends.
+    Permit { _held: OwnedSemaphorePermit },
     /// A run joined beyond the limit.
     Joined { _held: JoinedRun },
 }
@@ -333,60 +334,74 @@ impl Daemon {
         }
     }
 
-    /// What lets this device run operation `op`: the permit another local committee member
-    /// holds, or a new one; or, once another member started the operation, a place among the
-    /// joined runs (see [`RunSlot`]). While waiting it keeps looking for a permit a local
-    /// member got meanwhile and, every [`JOIN_CHECK_EVERY`], whether the operation was
-    /// started. `None` when the daemon stops.
-    pub(super) async fn operation_permit(&self, op: &Operation) -> Option<RunSlot> {
+    /// What lets this device run operation `op`: the slot another local committee member
+    /// holds, or a permit; or, once another member started the operation, a place among the
+    /// joined runs (see [`RunSlot`]). Local members of one committee share one slot. While
+    /// waiting it keeps looking for a slot a local member got meanwhile and, every
+    /// [`JOIN_CHECK_EVERY`] until it is started, asks whether the operation was started.
+    /// `None` when the daemon stops or the operation ended meanwhile.
+    pub(super) async fn operation_permit(&self, op: &Operation) -> Option<Arc<RunSlot>> {
         let mut started = op.state == "InProgress";
         let mut next_check = Instant::now() + JOIN_CHECK_EVERY;
         loop {
-            if let Some(p) = lock(&self.inner.operation_permits)
-                .get(&op.id)
-                .and_then(std::sync::Weak::upgrade)
-            {
-                return Some(RunSlot::Permit { _held: p });
+            if let Some(slot) = self.local_slot(&op.id) {
+                return Some(slot);
             }
             if let Ok(p) = self.inner.permits.clone().try_acquire_owned() {
-                return Some(RunSlot::Permit {
-                    _held: self.share_permit(&op.id, p),
-                });
+                return Some(self.share_slot(&op.id, RunSlot::Permit { _held: p }));
             }
             if started {
                 if let Some(joined) = JoinedRun::new(&self.inner) {
-                    tracing::debug!("no permit free; joining the run another member started");
-                    return Some(RunSlot::Joined { _held: joined });
+                    tracing::info!(
+                        max_concurrent_operations = self.inner.config.max_concurrent_operations,
+                        "no permit free; joining the run another committee member started"
+                    );
+                    return Some(self.share_slot(&op.id, RunSlot::Joined { _held: joined }));
                 }
             }
             tokio::select! {
                 biased;
                 () = self.inner.stop.cancelled() => return None,
                 p = self.inner.permits.clone().acquire_owned() => {
-                    return Some(RunSlot::Permit { _held: self.share_permit(&op.id, p.ok()?) });
+                    return Some(self.share_slot(&op.id, RunSlot::Permit { _held: p.ok()? }));
                 }
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
-            if Instant::now() >= next_check {
+            if !started && Instant::now() >= next_check {
                 next_check = Instant::now() + JOIN_CHECK_EVERY;
-                if let Ok(now) = self.inner.coordinator.operation(&op.id).await {
+                let now = tokio::select! {
+                    biased;
+                    () = self.inner.stop.cancelled() => return None,
+                    now = self.inner.coordinator.operation(&op.id) => now,
+                };
+                if let Ok(now) = now {
+                    if now.is_final() {
+                        return None;
+                    }
                     started = now.state == "InProgress";
                 }
             }
         }
     }
 
-    /// Makes `p` operation `op`'s permit, unless a local committee member got one meanwhile
-    /// (then `p` goes back and that one is shared).
-    fn share_permit(&self, op: &str, p: OwnedSemaphorePermit) -> Arc<OwnedSemaphorePermit> {
-        let p = Arc::new(p);
-        let mut permits = lock(&self.inner.operation_permits);
-        permits.retain(|_, w| w.strong_count() > 0);
-        if let Some(existing) = permits.get(op).and_then(std::sync::Weak::upgrade) {
+    /// The slot a local committee member holds for `op`, if any.
+    fn local_slot(&self, op: &str) -> Option<Arc<RunSlot>> {
+        lock(&self.inner.operation_permits)
+            .get(op)
+            .and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Makes `slot` operation `op`'s slot, unless a local committee member got one meanwhile
+    /// (then `slot` goes back and that one is shared).
+    fn share_slot(&self, op: &str, slot: RunSlot) -> Arc<RunSlot> {
+        let slot = Arc::new(slot);
+        let mut slots = lock(&self.inner.operation_permits);
+        slots.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = slots.get(op).and_then(std::sync::Weak::upgrade) {
             return existing;
         }
-        permits.insert(op.to_owned(), Arc::downgrade(&p));
-        p
+        slots.insert(op.to_owned(), Arc::downgrade(&slot));
+        slot
     }
 
     /// Returns the final state once the coordinator reports `op` final (failed by another
