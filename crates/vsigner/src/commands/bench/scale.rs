@@ -4,12 +4,13 @@
 //!
 //! Phases, each with `--in-flight` operations at a time: the first ECDSA key generation
 //! (which also makes every device's aux-info), the other key generations, one signature in
-//! every vault, a reshare of every vault to the same devices and threshold (new shares of the
-//! same key), and one more signature in every vault with the new shares. After the reshare
-//! every vault must still have its public key, at a newer key generation, and every signature
-//! (before and after) verifies here under the key of the vault's creation. Each phase reports
-//! its wall time, per-operation p50/p95 and this process's peak memory so far; the keystores'
-//! size on disk is reported at the end.
+//! every vault, a reshare to the same devices and threshold (new shares of the same key) of
+//! every Schnorr vault and of the first `--ecdsa-reshares` ECDSA ones (each takes a fresh prime
+//! set per device), and one more signature in every reshared vault with the new shares.
+//! After the reshare every vault must still have its public key, at a newer key generation,
+//! and every signature (before and after) verifies here under the key of the vault's
+//! creation. Each phase reports its wall time, per-operation p50/p95 and this process's peak
+//! memory so far; the keystores' size on disk is reported at the end.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,11 @@ pub(crate) struct ScaleArgs {
     /// Schemes of the vaults, taken in turn (`secp256k1`, `secp256r1`, `ed25519`, `bip340`).
     #[arg(long, value_delimiter = ',', default_value = "secp256k1,ed25519")]
     curves: Vec<String>,
+    /// ECDSA vaults to reshare (the first ones): each ECDSA reshare makes fresh aux-info and
+    /// takes one new prime set per device (from `--primes`, else the public test pool, else
+    /// generated: minutes each). Every Schnorr vault is reshared.
+    #[arg(long, default_value_t = 3)]
+    ecdsa_reshares: usize,
     /// Signer instances the devices are spread over (1: one `vsigner run` controls them all).
     #[arg(long, default_value_t = 1)]
     instances: u16,
@@ -83,6 +89,8 @@ struct Report {
     threshold: u16,
     devices: u16,
     instances: u16,
+    /// ECDSA vaults reshared (every Schnorr vault is).
+    ecdsa_reshares: usize,
     curves: Vec<String>,
     in_flight: usize,
     primes: PrimesUsed,
@@ -114,7 +122,16 @@ pub(crate) fn run(args: ScaleArgs) -> anyhow::Result<()> {
         .primes
         .clone()
         .map_or(PrimeSource::PublicTestPool, PrimeSource::File);
-    let (sets, primes) = prime_sets(&source, usize::from(n))?;
+    let ecdsa_vaults = (0..args.vaults)
+        .filter(|k| args.curves[k % args.curves.len()].starts_with("secp"))
+        .count();
+    // One set per device for the first ECDSA keygen, one more for each ECDSA reshare.
+    let rounds = if ecdsa_vaults > 0 {
+        1 + args.ecdsa_reshares.min(ecdsa_vaults)
+    } else {
+        1
+    };
+    let (sets, primes) = prime_sets(&source, usize::from(n) * rounds)?;
     if primes.public {
         eprintln!("note: {PUBLIC_PRIMES_WARNING}");
     }
@@ -220,9 +237,12 @@ async fn scale(
     // Device k goes to instance k mod K: every instance gets n/K devices, or one more.
     let instances = usize::from(args.instances);
     let mut groups: Vec<(Vec<String>, Vec<PrimeSet>)> = vec![(Vec::new(), Vec::new()); instances];
-    for (k, set) in sets.into_iter().enumerate() {
+    for k in 0..usize::from(n) {
         groups[k % instances].0.push(format!("device-{}", k + 1));
-        groups[k % instances].1.push(set);
+    }
+    // Set j goes to device j mod n.
+    for (j, set) in sets.into_iter().enumerate() {
+        groups[(j % usize::from(n)) % instances].1.push(set);
     }
     for (names, sets) in &groups {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -237,6 +257,7 @@ async fn scale(
         threshold: t,
         devices: n,
         instances: args.instances,
+        ecdsa_reshares: args.ecdsa_reshares,
         curves: args.curves.clone(),
         in_flight: args.in_flight,
         primes,
@@ -290,10 +311,10 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
     phases.push(p);
     vaults.extend(v);
 
-    let sign = |tag: &'static str| {
-        let vaults = &vaults;
+    let sign = |tag: &'static str, vaults: &[Value]| {
+        let vaults = vaults.to_vec();
         move |i: usize| {
-            let vault = &vaults[i];
+            let vault = vaults[i].clone();
             async move {
                 let message = format!("scale {tag} {i}");
                 let input = json!({"vaultId": text(&vault["id"]), "message": hex::encode(&message)});
@@ -307,19 +328,36 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
                     )
                     .await?;
                 // Checked here too, under the key the vault had at its creation.
-                check_signature(vault, message.as_bytes(), &op)
+                check_signature(&vault, message.as_bytes(), &op)
                     .map_err(|e| anyhow::anyhow!("vault {}: {e}", text(&vault["id"])))?;
                 Ok(op)
             }
         }
     };
     say(format!("{} signatures …", vaults.len()));
-    let (p, _) = phase("sign", args.in_flight, vaults.len(), sign("before")).await?;
+    let (p, _) = phase("sign", args.in_flight, vaults.len(), sign("before", &vaults)).await?;
     phases.push(p);
 
-    say(format!("{} reshares (same devices, {t}-of-{n}) …", vaults.len()));
-    let (p, reshared) = phase("reshare", args.in_flight, vaults.len(), |i| {
-        let (vault, ids) = (text(&vaults[i]["id"]).to_owned(), &ids);
+    // Every Schnorr vault and the first `--ecdsa-reshares` ECDSA ones.
+    let mut ecdsa_left = args.ecdsa_reshares;
+    let to_reshare: Vec<Value> = vaults
+        .iter()
+        .filter(|v| {
+            if !text(&v["curve"]).starts_with("secp") {
+                return true;
+            }
+            let take = ecdsa_left > 0;
+            ecdsa_left = ecdsa_left.saturating_sub(1);
+            take
+        })
+        .cloned()
+        .collect();
+    say(format!(
+        "{} reshares (same devices, {t}-of-{n}) …",
+        to_reshare.len()
+    ));
+    let (p, reshared) = phase("reshare", args.in_flight, to_reshare.len(), |i| {
+        let (vault, ids) = (text(&to_reshare[i]["id"]).to_owned(), &ids);
         async move {
             let op = system.operator.request_reshare(&vault, t, ids).await?;
             system
@@ -335,7 +373,7 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
     })
     .await?;
     phases.push(p);
-    for (before, after) in vaults.iter().zip(&reshared) {
+    for (before, after) in to_reshare.iter().zip(&reshared) {
         if before["publicKey"] != after["publicKey"] {
             bail!(
                 "vault {} changed its public key in a reshare",
@@ -349,8 +387,14 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
             );
         }
     }
-    say(format!("{} signatures with the new shares …", vaults.len()));
-    let (p, _) = phase("sign after reshare", args.in_flight, vaults.len(), sign("after")).await?;
+    say(format!("{} signatures with the new shares …", to_reshare.len()));
+    let (p, _) = phase(
+        "sign after reshare",
+        args.in_flight,
+        to_reshare.len(),
+        sign("after", &to_reshare),
+    )
+    .await?;
     phases.push(p);
 
     Ok(phases)

@@ -351,10 +351,17 @@ const LEDGER_DELAY: Duration = Duration::from_secs(2);
 /// goes on, so that it does not hold every operation's spans at once.
 #[derive(Default)]
 struct RunLedger {
-    ended: std::sync::Mutex<(
-        std::collections::VecDeque<(String, Instant)>,
-        HashMap<String, HashMap<String, usize>>,
-    )>,
+    ended: std::sync::Mutex<LedgerState>,
+}
+
+/// How often each device ran each operation's protocol, by operation.
+type Runs = HashMap<String, HashMap<String, usize>>;
+
+/// The operations whose runs are still to be read (and when they ended), and the runs read.
+#[derive(Default)]
+struct LedgerState {
+    pending: std::collections::VecDeque<(String, Instant)>,
+    runs: Runs,
 }
 
 impl RunLedger {
@@ -363,20 +370,16 @@ impl RunLedger {
         let now = Instant::now();
         {
             let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
-            ended.0.push_back((id.to_owned(), now));
+            ended.pending.push_back((id.to_owned(), now));
         }
         self.drain(recorder, Some(now));
     }
 
     /// Reads the runs of the operations that ended [`LEDGER_DELAY`] before `now` (all with
     /// `None`); returns everything read so far.
-    fn drain(
-        &self,
-        recorder: &StageRecorder,
-        now: Option<Instant>,
-    ) -> HashMap<String, HashMap<String, usize>> {
+    fn drain(&self, recorder: &StageRecorder, now: Option<Instant>) -> Runs {
         let mut guard = self.ended.lock().unwrap_or_else(|p| p.into_inner());
-        let (pending, runs) = &mut *guard;
+        let LedgerState { pending, runs } = &mut *guard;
         while let Some((_, at)) = pending.front() {
             if now.is_some_and(|now| now.saturating_duration_since(*at) < LEDGER_DELAY) {
                 break;
@@ -397,7 +400,7 @@ impl RunLedger {
 #[derive(Default)]
 struct DeviceLogs {
     /// How often each device ran each operation's protocol, by operation.
-    runs: HashMap<String, HashMap<String, usize>>,
+    runs: Runs,
     /// How often each device took each presignature, by (device, presignature).
     taken: HashMap<(String, String), u32>,
 }
@@ -408,7 +411,7 @@ async fn account(
     ed: &Value,
     secp: &Value,
     outcomes: &[Outcome],
-    runs: HashMap<String, HashMap<String, usize>>,
+    runs: Runs,
     recorder: &StageRecorder,
 ) -> anyhow::Result<Account> {
     // The records: every sign operation of both vaults (vaults of this run only).
