@@ -40,26 +40,7 @@ async fn instances_with_one_permit_each_never_wait_for_each_other() {
     let op = operator.wait_final(&keygen, KEYGEN).await;
     completed(&op);
     // Requests at once: the two devices list, vote on and start them in different orders.
-    let mut requests = Vec::new();
-    for k in 0..12 {
-        let message = hex::encode(format!("at once {k}"));
-        requests.push(
-            operator
-                .request_signature(&op.vault_id, json!({"message": message}))
-                .await,
-        );
-    }
-    for id in &requests {
-        let op = operator.wait_final(id, Duration::from_secs(120)).await;
-        assert_eq!(
-            op.state,
-            "Completed",
-            "signature {id}: {:?}\n{}\n{}",
-            op.failure,
-            signers[0].all_output(),
-            signers[1].all_output()
-        );
-    }
+    all_complete(&operator, &op.vault_id, 12, &signers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +79,18 @@ async fn instances_of_five_devices_join_a_run_in_one_place() {
     let keygen = operator.create_vault("all ten", "ed25519", 10, &ids).await;
     let op = operator.wait_final(&keygen, KEYGEN).await;
     completed(&op);
+    all_complete(&operator, &op.vault_id, 8, &signers).await;
+}
+
+/// Requests `count` signatures in `vault` at once; each must complete (or the signers' logs
+/// are shown).
+async fn all_complete(operator: &Operator, vault: &str, count: usize, signers: &[Signer]) {
     let mut requests = Vec::new();
-    for k in 0..8 {
-        let message = hex::encode(format!("ten at once {k}"));
+    for k in 0..count {
+        let message = hex::encode(format!("at once {k}"));
         requests.push(
             operator
-                .request_signature(&op.vault_id, json!({"message": message}))
+                .request_signature(vault, json!({"message": message}))
                 .await,
         );
     }
@@ -112,10 +99,13 @@ async fn instances_of_five_devices_join_a_run_in_one_place() {
         assert_eq!(
             op.state,
             "Completed",
-            "signature {id}: {:?}\n{}\n{}",
+            "signature {id}: {:?}\n{}",
             op.failure,
-            signers[0].all_output(),
-            signers[1].all_output()
+            signers
+                .iter()
+                .map(Signer::all_output)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 }

@@ -279,6 +279,13 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
     let curve_of = |k: usize| args.curves[k % args.curves.len()].as_str();
     let mut phases = Vec::new();
     let mut vaults: Vec<Value> = Vec::new();
+    // Creates vault number k.
+    let create = |k: usize| async move {
+        Ok(system
+            .create_vault(&format!("scale {k}"), curve_of(k), t)
+            .await?
+            .0)
+    };
 
     // The first ECDSA keygen makes every device's aux-info (minutes for large committees).
     let first_ecdsa = (0..args.vaults).find(|k| curve_of(*k).starts_with("secp"));
@@ -286,28 +293,13 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
         say(format!(
             "first ECDSA key generation of {t}-of-{n} (with every device's aux-info) …"
         ));
-        let (p, v) = phase("first ECDSA keygen + aux-info", 1, 1, |_| async move {
-            Ok(system
-                .create_vault(&format!("scale {k}"), curve_of(k), t)
-                .await?
-                .0)
-        })
-        .await?;
+        let (p, v) = phase("first ECDSA keygen + aux-info", 1, 1, |_| create(k)).await?;
         phases.push(p);
         vaults.extend(v);
     }
     let rest: Vec<usize> = (0..args.vaults).filter(|k| Some(*k) != first_ecdsa).collect();
     say(format!("{} key generations …", rest.len()));
-    let (p, v) = phase("keygen", args.in_flight, rest.len(), |i| {
-        let k = rest[i];
-        async move {
-            Ok(system
-                .create_vault(&format!("scale {k}"), curve_of(k), t)
-                .await?
-                .0)
-        }
-    })
-    .await?;
+    let (p, v) = phase("keygen", args.in_flight, rest.len(), |i| create(rest[i])).await?;
     phases.push(p);
     vaults.extend(v);
 
