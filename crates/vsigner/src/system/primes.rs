@@ -49,7 +49,10 @@ pub(crate) fn prime_sets(source: &PrimeSource, needed: usize) -> anyhow::Result<
                 "note: the sets taken from {} stay in it; give that file to no signer that holds real keys",
                 path.display()
             );
-            (sets, path.display().to_string(), false)
+            // A file may hold (copies of) the public test sets: those are public all the same.
+            let public_sets = crate::test_primes::public_test_prime_sets()?;
+            let public = sets.iter().take(needed).any(|s| public_sets.contains(s));
+            (sets, path.display().to_string(), public)
         }
         PrimeSource::PublicTestPool => (
             crate::test_primes::public_test_prime_sets()?,
@@ -99,4 +102,26 @@ fn generate_sets(count: usize) -> anyhow::Result<Vec<PrimeSet>> {
         bail!("prime generation stopped with {} of {count} sets", sets.len());
     }
     Ok(sets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_pool_file_with_public_test_sets_is_public() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("pool.json");
+        let committed =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-data/primes/public-test-pool.json");
+        std::fs::copy(committed, &copy).unwrap();
+        let (sets, used) = prime_sets(&PrimeSource::File(copy), 2).unwrap();
+        assert_eq!(sets.len(), 2);
+        assert!(
+            used.public,
+            "the public test sets, copied to another file, are still public"
+        );
+    }
 }
