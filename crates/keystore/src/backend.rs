@@ -320,8 +320,12 @@ impl Backend for LocalDir {
             let temps = me.walk("", true)?;
             for (p, _) in &temps {
                 let full = me.root.join(p);
-                std::fs::remove_file(&full)
-                    .map_err(|e| KeystoreError::storage(full.display().to_string(), e))?;
+                match std::fs::remove_file(&full) {
+                    Ok(()) => {}
+                    // Gone meanwhile (its write finished or gave up).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(KeystoreError::storage(full.display().to_string(), e)),
+                }
             }
             Ok(temps.len())
         })

@@ -39,6 +39,14 @@ pub(super) enum RunSlot {
     Joined { _held: JoinedRun },
 }
 
+/// Why a run got no slot.
+pub(super) enum NoSlot {
+    /// The daemon stops.
+    Stopping,
+    /// The operation ended (this final state) while the run waited.
+    Ended(String),
+}
+
 /// A place among the runs joined beyond the limit; given back when dropped.
 pub(super) struct JoinedRun(Arc<super::Inner>);
 
@@ -151,8 +159,15 @@ impl Daemon {
                 return;
             }
         };
-        let Some(permit) = self.operation_permit(&op).await else {
-            return;
+        let permit = match self.operation_permit(&op).await {
+            Ok(slot) => slot,
+            Err(NoSlot::Stopping) => return,
+            Err(NoSlot::Ended(state)) => {
+                // A listing sent before the end must not bring it back (nor a second approval).
+                self.finish(&device.id, &op.id);
+                tracing::info!(%state, "the operation ended while waiting for a permit; not running it");
+                return;
+            }
         };
         if self.inner.stop.is_cancelled() {
             return;
@@ -339,16 +354,16 @@ impl Daemon {
     /// joined runs (see [`RunSlot`]). Local members of one committee share one slot. While
     /// waiting it keeps looking for a slot a local member got meanwhile and, every
     /// [`JOIN_CHECK_EVERY`] until it is started, asks whether the operation was started.
-    /// `None` when the daemon stops or the operation ended meanwhile.
-    pub(super) async fn operation_permit(&self, op: &Operation) -> Option<Arc<RunSlot>> {
+    /// Refused when the daemon stops or the operation ended meanwhile.
+    pub(super) async fn operation_permit(&self, op: &Operation) -> Result<Arc<RunSlot>, NoSlot> {
         let mut started = op.state == "InProgress";
         let mut next_check = Instant::now() + JOIN_CHECK_EVERY;
         loop {
             if let Some(slot) = self.local_slot(&op.id) {
-                return Some(slot);
+                return Ok(slot);
             }
             if let Ok(p) = self.inner.permits.clone().try_acquire_owned() {
-                return Some(self.share_slot(&op.id, RunSlot::Permit { _held: p }));
+                return Ok(self.share_slot(&op.id, RunSlot::Permit { _held: p }));
             }
             if started {
                 if let Some(joined) = JoinedRun::new(&self.inner) {
@@ -356,14 +371,15 @@ impl Daemon {
                         max_concurrent_operations = self.inner.config.max_concurrent_operations,
                         "no permit free; joining the run another committee member started"
                     );
-                    return Some(self.share_slot(&op.id, RunSlot::Joined { _held: joined }));
+                    return Ok(self.share_slot(&op.id, RunSlot::Joined { _held: joined }));
                 }
             }
             tokio::select! {
                 biased;
-                () = self.inner.stop.cancelled() => return None,
+                () = self.inner.stop.cancelled() => return Err(NoSlot::Stopping),
                 p = self.inner.permits.clone().acquire_owned() => {
-                    return Some(self.share_slot(&op.id, RunSlot::Permit { _held: p.ok()? }));
+                    let p = p.map_err(|_| NoSlot::Stopping)?;
+                    return Ok(self.share_slot(&op.id, RunSlot::Permit { _held: p }));
                 }
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
@@ -371,12 +387,12 @@ impl Daemon {
                 next_check = Instant::now() + JOIN_CHECK_EVERY;
                 let now = tokio::select! {
                     biased;
-                    () = self.inner.stop.cancelled() => return None,
+                    () = self.inner.stop.cancelled() => return Err(NoSlot::Stopping),
                     now = self.inner.coordinator.operation(&op.id) => now,
                 };
                 if let Ok(now) = now {
                     if now.is_final() {
-                        return None;
+                        return Err(NoSlot::Ended(now.state));
                     }
                     started = now.state == "InProgress";
                 }

@@ -49,9 +49,10 @@ pub(crate) fn prime_sets(source: &PrimeSource, needed: usize) -> anyhow::Result<
                 "note: the sets taken from {} stay in it; give that file to no signer that holds real keys",
                 path.display()
             );
-            // A file may hold (copies of) the public test sets: those are public all the same.
-            let public_sets = crate::test_primes::public_test_prime_sets()?;
-            let public = sets.iter().take(needed).any(|s| public_sets.contains(s));
+            // A file may hold public test primes (copied, reordered): those are public all
+            // the same, by the daemons' own test (any public prime in a set).
+            let public_primes = vsigner_tss::primes::PublicTestPrimes::load()?;
+            let public = sets.iter().take(needed).any(|s| public_primes.contains_set(s));
             (sets, path.display().to_string(), public)
         }
         PrimeSource::PublicTestPool => (

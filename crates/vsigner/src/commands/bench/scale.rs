@@ -257,7 +257,11 @@ async fn scale(
         threshold: t,
         devices: n,
         instances: args.instances,
-        ecdsa_reshares: args.ecdsa_reshares,
+        ecdsa_reshares: args.ecdsa_reshares.min(
+            (0..args.vaults)
+                .filter(|k| args.curves[k % args.curves.len()].starts_with("secp"))
+                .count(),
+        ),
         curves: args.curves.clone(),
         in_flight: args.in_flight,
         primes,
