@@ -82,6 +82,32 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Where a benchmark's whole system runs: the options `bench soak` and `bench scale` share.
+// No `Debug`: `--broker` and `--database` may carry a password.
+#[derive(clap::Args)]
+pub(crate) struct SystemArgs {
+    /// The coordinator's database, `postgres://…` or `sqlite://…` (default: a new SQLite
+    /// file, removed afterwards). A new organisation is made in it; its records stay there.
+    #[arg(long, env = "VSIGNER_BENCH_DATABASE")]
+    database: Option<String>,
+    /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Prime pool file for the devices' aux-info (default: the public test pool; missing
+    /// sets are generated).
+    #[arg(long)]
+    primes: Option<std::path::PathBuf>,
+}
+
+impl SystemArgs {
+    fn prime_source(&self) -> crate::system::primes::PrimeSource {
+        use crate::system::primes::PrimeSource;
+        self.primes
+            .clone()
+            .map_or(PrimeSource::PublicTestPool, PrimeSource::File)
+    }
+}
+
 /// Peak resident memory of this process, MiB (`VmHWM`; NaN where `/proc` does not say).
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

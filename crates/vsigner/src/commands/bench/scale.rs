@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::e2e::{percentile, round};
 use crate::commands::demo::verify;
 use crate::operator::text;
-use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
+use crate::system::primes::{prime_sets, PrimesUsed, PUBLIC_PRIMES_WARNING};
 use crate::system::{LocalSystem, SystemSettings};
 use vsigner_tss::primes::PrimeSet;
 
@@ -56,17 +56,9 @@ pub(crate) struct ScaleArgs {
     /// Operations kept in flight in each phase.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
-    /// The coordinator's database, `postgres://…` or `sqlite://…` (default: a new SQLite
-    /// file, removed afterwards). A new organisation is made in it.
-    #[arg(long, env = "VSIGNER_BENCH_DATABASE")]
-    database: Option<String>,
-    /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
-    #[arg(long)]
-    broker: Option<String>,
-    /// Prime pool file for the devices' aux-info (default: the public test pool; missing
-    /// sets are generated).
-    #[arg(long)]
-    primes: Option<std::path::PathBuf>,
+    /// Where the system runs.
+    #[command(flatten)]
+    system: super::SystemArgs,
 }
 
 /// One phase of the run.
@@ -118,10 +110,7 @@ pub(crate) fn run(args: ScaleArgs) -> anyhow::Result<()> {
     }
     crate::harden();
     let _logs = vsigner_signer::telemetry::init_stderr(crate::commands::demo::QUIET_LOGS)?;
-    let source = args
-        .primes
-        .clone()
-        .map_or(PrimeSource::PublicTestPool, PrimeSource::File);
+    let source = args.system.prime_source();
     let ecdsa_vaults = (0..args.vaults)
         .filter(|k| args.curves[k % args.curves.len()].starts_with("secp"))
         .count();
@@ -226,8 +215,8 @@ async fn scale(
     let (n, t) = (args.devices, args.threshold);
     let started = Instant::now();
     let mut system = LocalSystem::start(SystemSettings {
-        broker: args.broker.clone(),
-        coordinator_database: args.database.clone(),
+        broker: args.system.broker.clone(),
+        coordinator_database: args.system.database.clone(),
         // No background presigning: every phase measures only its own operations.
         presignature_pool_target: 0,
         poll_interval_seconds: Some(0.25),

@@ -31,7 +31,7 @@ use super::e2e::{percentile, presignature_pool_of, round};
 use super::stages::StageRecorder;
 use crate::commands::demo::verify;
 use crate::operator::text;
-use crate::system::primes::{prime_sets, PrimeSource, PrimesUsed, PUBLIC_PRIMES_WARNING};
+use crate::system::primes::{prime_sets, PrimesUsed, PUBLIC_PRIMES_WARNING};
 use crate::system::{LocalSystem, SystemSettings};
 
 /// `vsigner bench soak` options.
@@ -51,16 +51,9 @@ pub(crate) struct SoakArgs {
     /// one is ready; the others are EdDSA. 0: EdDSA only.
     #[arg(long, default_value_t = 50)]
     ecdsa_every: usize,
-    /// The coordinator's database, `postgres://…` or `sqlite://…` (default: a new SQLite
-    /// file, removed afterwards). A new organisation is made in it; its records stay there.
-    #[arg(long, env = "VSIGNER_BENCH_DATABASE")]
-    database: Option<String>,
-    /// An MQTT broker (`mqtt://host:port`, e.g. Mosquitto) instead of the embedded one.
-    #[arg(long)]
-    broker: Option<String>,
-    /// Prime pool file for the devices' aux-info (default: the public test pool).
-    #[arg(long)]
-    primes: Option<std::path::PathBuf>,
+    /// Where the system runs.
+    #[command(flatten)]
+    system: super::SystemArgs,
 }
 
 /// Presignatures each ECDSA vault's keeper holds ready.
@@ -146,10 +139,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
             && (m.is_span() || m.fields().field("presignature").is_some())
     }));
     vsigner_signer::telemetry::init_stderr_observed(crate::commands::demo::QUIET_LOGS, Box::new(observer))?;
-    let source = args
-        .primes
-        .clone()
-        .map_or(PrimeSource::PublicTestPool, PrimeSource::File);
+    let source = args.system.prime_source();
     let (sets, primes) = prime_sets(&source, usize::from(DEVICES))?;
     if primes.public {
         eprintln!("note: {PUBLIC_PRIMES_WARNING}");
@@ -193,8 +183,8 @@ async fn soak(
         }
     };
     let mut system = LocalSystem::start(SystemSettings {
-        broker: args.broker.clone(),
-        coordinator_database: args.database.clone(),
+        broker: args.system.broker.clone(),
+        coordinator_database: args.system.database.clone(),
         presignature_pool_target: PRESIGNATURE_POOL,
         poll_interval_seconds: Some(0.25),
         allow_public_test_primes: primes.public,
@@ -311,8 +301,8 @@ async fn soak(
     system.shutdown().await;
     Ok(Report {
         cores: num_cpus::get(),
-        broker: shown(args.broker.as_deref(), "embedded (rumqttd)"),
-        database: shown(args.database.as_deref(), "SQLite (temporary file)"),
+        broker: shown(args.system.broker.as_deref(), "embedded (rumqttd)"),
+        database: shown(args.system.database.as_deref(), "SQLite (temporary file)"),
         primes,
         requests: args.requests,
         in_flight: args.in_flight,
