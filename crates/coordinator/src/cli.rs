@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// Expiry sweep period in seconds.
     #[arg(long, default_value_t = 10)]
     pub sweep_interval_secs: u64,
+    /// How often a `waitForOperation` request reads its operation again, in milliseconds,
+    /// for changes committed by other coordinator processes sharing the database (this
+    /// process's own commits answer it at once) and for expiry.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub wait_recheck_ms: u64,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (a separate listener, so that the
     /// API's port need not expose them); none by default.
     #[arg(long, env = "VSIGNER_COORDINATOR_METRICS_LISTEN")]
@@ -149,6 +154,7 @@ impl Default for ServeArgs {
             reshare_expiry_secs: 600,
             sign_expiry_secs: 86_400,
             sweep_interval_secs: 10,
+            wait_recheck_ms: 1000,
             metrics_listen: None,
             log_format: LogFormat::Text,
             otlp_traces_endpoint: None,
@@ -269,6 +275,7 @@ pub async fn start(args: ServeArgs, clock: Clock) -> anyhow::Result<RunningCoord
         },
         token_ttl_ms: ms(args.token_ttl_secs),
         client_secret_overlap_ms: ms(args.client_secret_overlap_secs),
+        wait_recheck: Duration::from_millis(args.wait_recheck_ms),
         ..Settings::default()
     };
     let service = Arc::new(Service::new(store, clock, settings, notifier, broadcaster));

@@ -22,7 +22,80 @@ per_backend!(
     eth_tx_with_derivation_path,
     reshare_early_rejection_and_expiry,
     presignatures_are_stocked_per_committee_and_consumed_once,
+    waiting_for_an_operation_answers_when_it_changes,
 );
+
+const WAIT: &str = "query($o: ID!, $s: Int!, $st: String) { waitForOperation(id: $o, seconds: $s, state: $st) { id state } }";
+
+/// `waitForOperation`: an operator waits for a result, or for a change of state, in one
+/// request; the coordinator answers when the operation changes, or with it as it is when the
+/// time is up. It reads the operation again only every minute here, so only the commits
+/// can end the waits before their 10 s are up.
+async fn waiting_for_an_operation_answers_when_it_changes(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start_with(vsigner_coordinator::ServeArgs {
+        wait_recheck_ms: 60_000,
+        ..serve_args(&db)
+    })
+    .await;
+    let (operator, signer) = c.org(&init).await;
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+        register_device(&signer, "c").await,
+    ];
+    let op = create_vault(&operator, "ed25519", 2, &devices).await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    // Nothing happens: the operation as it is when the time is up.
+    let still = operator.ok(WAIT, json!({"o": id, "s": 1})).await;
+    assert_eq!(still["waitForOperation"]["state"], "AwaitingApproval");
+    // Waiting for a change of state: a vote that changes none does not end the wait; the
+    // vote that decides does, and so does the final state for a wait without a state.
+    let votes = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = vote(&signer, &id, &devices[0], "approve").await;
+        assert_eq!(r["state"], "AwaitingApproval");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        vote(&signer, &id, &devices[1], "reject").await
+    };
+    let (changed, final_, decided) = tokio::join!(
+        operator.ok(WAIT, json!({"o": id, "s": 10, "st": "AwaitingApproval"})),
+        operator.ok(WAIT, json!({"o": id, "s": 10})),
+        votes,
+    );
+    assert_eq!(decided["state"], "Rejected");
+    assert_eq!(changed["waitForOperation"]["state"], "Rejected");
+    assert_eq!(final_["waitForOperation"]["state"], "Rejected");
+    // A final operation, or one already in another state, is answered at once.
+    let at_once = operator.ok(WAIT, json!({"o": id, "s": 60, "st": "Ready"})).await;
+    assert_eq!(at_once["waitForOperation"]["state"], "Rejected");
+    // At most 4 waits in one request.
+    let waits = |n: usize| {
+        let fields: Vec<String> = (0..n)
+            .map(|k| format!("w{k}: waitForOperation(id: $o, seconds: 1) {{ id }}"))
+            .collect();
+        format!("query($o: ID!) {{ {} }}", fields.join(" "))
+    };
+    let four = operator.raw(&waits(4), json!({"o": id})).await;
+    assert_eq!(four["data"]["w3"]["id"], json!(id), "{four}");
+    let five = operator.raw(&waits(5), json!({"o": id})).await;
+    assert!(
+        five["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("complex")),
+        "{five}"
+    );
+    for seconds in [0, 61] {
+        assert_eq!(
+            operator.err(WAIT, json!({"o": id, "s": seconds})).await,
+            "INVALID_INPUT"
+        );
+    }
+    assert_eq!(
+        operator.err(WAIT, json!({"o": "op_none", "s": 1})).await,
+        "NOT_FOUND"
+    );
+}
 
 async fn keygen_sign_digest_message_and_derived(db: Db) {
     let init = init_org(&db, "acme").await;

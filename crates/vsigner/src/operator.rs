@@ -206,19 +206,65 @@ impl Operator {
             .await
     }
 
-    /// Polls operation `id` every `poll` until it reaches a final state (returned, whatever
-    /// it is) or `timeout` passes (an error). `on_state` sees each new state.
-    pub(crate) async fn wait_final(
+    /// Operation `id` once it leaves `state` (any state when empty) or is final, or as it
+    /// is after `seconds` (`waitForOperation`: the coordinator answers when the operation
+    /// changes). When the coordinator has too many waiting already, the operation as it is
+    /// a moment later.
+    pub(crate) async fn wait_for_operation(
+        &self,
+        id: &str,
+        state: &str,
+        seconds: u64,
+    ) -> anyhow::Result<Value> {
+        let q = format!(
+            "query($id: ID!, $s: Int!, $st: String) {{ waitForOperation(id: $id, seconds: $s, state: $st) {{ {OPERATION} }} }}"
+        );
+        let vars = json!({"id": id, "s": seconds, "st": (!state.is_empty()).then_some(state)});
+        match self.client.execute(&q, vars).await {
+            Ok(mut data) => Ok(data["waitForOperation"].take()),
+            Err(e) if e.code() == Some("TOO_MANY_REQUESTS") => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                self.operation(id).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until operation `id` reaches a final state (returned, whatever it is) or
+    /// `timeout` passes (an error).
+    pub(crate) async fn wait_final(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let start = Instant::now();
+        loop {
+            // Well within the client's request timeout.
+            let left = timeout.saturating_sub(start.elapsed()).as_secs().clamp(1, 20);
+            let op = self.wait_for_operation(id, "", left).await?;
+            let state = text(&op["state"]);
+            if FINAL_STATES.contains(&state) {
+                return Ok(op);
+            }
+            if start.elapsed() > timeout {
+                bail!("operation {id} is still {state} after {} s", timeout.as_secs());
+            }
+        }
+    }
+
+    /// [`Operator::wait_final`], and `on_state` sees each new state (one request per change
+    /// of state).
+    pub(crate) async fn wait_final_showing(
         &self,
         id: &str,
         timeout: Duration,
-        poll: Duration,
         mut on_state: impl FnMut(&str, Duration),
     ) -> anyhow::Result<Value> {
         let start = Instant::now();
         let mut last = String::new();
         loop {
-            let op = self.operation(id).await?;
+            let op = if last.is_empty() {
+                self.operation(id).await?
+            } else {
+                let left = timeout.saturating_sub(start.elapsed()).as_secs().clamp(1, 20);
+                self.wait_for_operation(id, &last, left).await?
+            };
             let state = text(&op["state"]).to_owned();
             if state != last {
                 on_state(&state, start.elapsed());
@@ -230,7 +276,6 @@ impl Operator {
             if start.elapsed() > timeout {
                 bail!("operation {id} is still {state} after {} s", timeout.as_secs());
             }
-            tokio::time::sleep(poll).await;
         }
     }
 }

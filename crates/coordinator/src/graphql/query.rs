@@ -77,6 +77,35 @@ impl QueryRoot {
             .map(OperationObj)
             .map_err(gql)
     }
+    /// Operation `id` as soon as it is final (Completed, Failed, Rejected, Expired), or no
+    /// longer in `state` when that is given; otherwise as it is after `seconds` (1 to 60).
+    /// An operator waits for a result, or for each change of state, in one request instead
+    /// of polling. At most 4 in one request (its complexity), and 1024 waiting at once in
+    /// all (then `TOO_MANY_REQUESTS`).
+    #[graphql(complexity = "1000 + child_complexity")]
+    async fn wait_for_operation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        seconds: i32,
+        state: Option<String>,
+    ) -> GqlResult<OperationObj> {
+        let p = ctx_principal(ctx)?;
+        let within = u64::try_from(seconds)
+            .ok()
+            .filter(|s| (1..=60).contains(s))
+            .ok_or_else(|| gql(Error::invalid_input("seconds must be 1 to 60")))?;
+        let state = state
+            .as_deref()
+            .map(crate::domain::OperationState::parse)
+            .transpose()
+            .map_err(gql)?;
+        ctx_service(ctx)?
+            .wait_for_operation(p, &id, state, std::time::Duration::from_secs(within))
+            .await
+            .map(OperationObj)
+            .map_err(gql)
+    }
     /// Operations, newest first.
     async fn operations(
         &self,

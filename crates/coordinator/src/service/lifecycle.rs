@@ -158,8 +158,11 @@ impl Service {
         if let Some(v) = &out.new_vote {
             metrics::vote(v.choice);
         }
+        // Any commit on an operation wakes its waiters (they read it again).
+        self.waiters.changed(&op.id);
         for s in stale {
             metrics::operation_ended(s, now);
+            self.waiters.changed(&s.id);
         }
     }
 

@@ -14,6 +14,7 @@
 //! - What each kind adds: [`keygen`] (vault creation), [`sign`] (requests, verified
 //!   signatures, broadcasting), [`reshare`], [`presign`] (presignature stock and use).
 //! - [`reads`]: operation queries, the lists a device polls, the audit log.
+//! - [`waits`]: requests waiting for an operation to change (`waitForOperation`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub mod reads;
 pub mod reshare;
 pub mod sign;
 pub mod vaults;
+pub mod waits;
 
 pub use devices::RegisterDevice;
 pub use organisations::InitOutput;
@@ -86,6 +88,9 @@ pub struct Settings {
     /// How long a rotated API client's previous secret stays accepted, unless the rotation
     /// says otherwise.
     pub client_secret_overlap_ms: Millis,
+    /// How often a `waitForOperation` request reads its operation again without being woken
+    /// (for other processes' commits and for expiry).
+    pub wait_recheck: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -96,6 +101,7 @@ impl Default for Settings {
             max_concurrent_verifications: 4,
             verification_wait_ms: 5000,
             client_secret_overlap_ms: 3600 * 1000,
+            wait_recheck: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct Service {
     notifier: Option<Notifier>,
     broadcaster: Broadcaster,
     verifications: Arc<tokio::sync::Semaphore>,
+    /// The requests waiting for an operation to change ([`Service::wait_for_operation`]).
+    waiters: waits::Waiters,
 }
 
 pub(crate) fn forbidden(msg: impl Into<String>) -> Error {
@@ -140,6 +148,7 @@ impl Service {
             notifier,
             broadcaster,
             verifications,
+            waiters: waits::Waiters::default(),
         }
     }
 

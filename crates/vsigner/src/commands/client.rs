@@ -292,7 +292,7 @@ async fn finish(conn: &Connection, o: &Operator, op: Value, wait: bool) -> anyho
 
 /// Waits for `id` to end, showing each state change on stderr unless `--json`.
 async fn wait_for(conn: &Connection, o: &Operator, id: &str, timeout: Duration) -> anyhow::Result<Value> {
-    o.wait_final(id, timeout, Duration::from_millis(250), |state, elapsed| {
+    o.wait_final_showing(id, timeout, |state, elapsed| {
         if !conn.json {
             eprintln!("{id}: {state} ({:.1} s)", elapsed.as_secs_f64());
         }

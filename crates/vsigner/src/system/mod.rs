@@ -288,19 +288,10 @@ impl LocalSystem {
             .map_or(id, |s| s.name.as_str())
     }
 
-    /// Waits until operation `op` ends (polling every `poll`, which bounds the time
-    /// resolution) and fails with its own account unless it completed.
-    pub(crate) async fn completed(
-        &self,
-        op: &Value,
-        what: &str,
-        timeout: Duration,
-        poll: Duration,
-    ) -> anyhow::Result<Value> {
-        let op = self
-            .operator
-            .wait_final(text(&op["id"]), timeout, poll, |_, _| {})
-            .await?;
+    /// Waits until operation `op` ends (the coordinator answers when it does) and fails with
+    /// its own account unless it completed.
+    pub(crate) async fn completed(&self, op: &Value, what: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let op = self.operator.wait_final(text(&op["id"]), timeout).await?;
         if op["state"] == "Completed" {
             return Ok(op);
         }
@@ -317,8 +308,8 @@ impl LocalSystem {
         bail!(why)
     }
 
-    /// Requests a signature (`input` as `requestSignature` takes it) and waits for it,
-    /// polling every 5 ms: the completed operation and the latency from the request to the
+    /// Requests a signature (`input` as `requestSignature` takes it) and waits for it: the
+    /// completed operation and the latency from the request to the
     /// coordinator's verified result.
     pub(crate) async fn sign(&self, input: Value, what: &str) -> anyhow::Result<(Value, Duration)> {
         let (op, timing) = self.sign_timed(input, what).await?;
@@ -331,15 +322,12 @@ impl LocalSystem {
         let sent = Instant::now();
         let op = self.operator.request_signature(input).await?;
         let answered = Instant::now();
-        let op = self
-            .completed(&op, what, Duration::from_secs(180), Duration::from_millis(5))
-            .await?;
+        let op = self.completed(&op, what, Duration::from_secs(180)).await?;
         let seen = Instant::now();
         Ok((op, SignTiming { sent, answered, seen }))
     }
 
-    /// Creates a vault on every device so far and waits for its keygen (polling every 5 ms):
-    /// the vault and the keygen's duration.
+    /// Creates a vault on every device so far and waits for its keygen: the vault and the keygen's duration.
     pub(crate) async fn create_vault(
         &self,
         name: &str,
@@ -370,12 +358,7 @@ impl LocalSystem {
             .collect();
         let op = self.operator.create_vault(name, curve, threshold, &ids).await?;
         let op = self
-            .completed(
-                &op,
-                &format!("{curve} keygen"),
-                Duration::from_secs(600),
-                Duration::from_millis(5),
-            )
+            .completed(&op, &format!("{curve} keygen"), Duration::from_secs(600))
             .await?;
         let took = start.elapsed();
         Ok((self.operator.vault(text(&op["vaultId"])).await?, took))

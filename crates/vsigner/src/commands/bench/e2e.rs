@@ -63,12 +63,17 @@ pub(crate) struct E2eArgs {
     #[arg(long)]
     trace: bool,
     /// Also measure throughput: keep this many EdDSA signature requests in flight against
-    /// one vault and report sustained signatures per second.
+    /// one vault and report sustained signatures per second; then ECDSA message signatures
+    /// with presignatures made meanwhile, against the presign CPU bound.
     #[arg(long, value_name = "IN_FLIGHT")]
     throughput: Option<usize>,
     /// Requests of the throughput measurement.
     #[arg(long, default_value_t = 300)]
     requests: usize,
+    /// With `--throughput`: ECDSA message signatures of the presigned throughput measurement
+    /// (as many in flight as the presignature pool holds).
+    #[arg(long, default_value_t = 30)]
+    presigned_requests: usize,
 }
 
 /// Presignatures the vault's keeper holds ready.
@@ -104,6 +109,18 @@ struct Throughput {
     signatures_per_second: f64,
     p50_ms: f64,
     p95_ms: f64,
+    /// ECDSA: the signatures that used a presignature (the others ran the full protocol:
+    /// the pool was empty when they came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    with_presignature: Option<usize>,
+    /// ECDSA: what the cores can presign and sign per second, from `bench protocols` in the
+    /// same run: cores × 1000 / (`ecdsa_presign` + `ecdsa_sign_online` median ms, every
+    /// party's CPU time added up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presign_bound_per_second: Option<f64>,
+    /// `signatures_per_second / presign_bound_per_second`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    of_bound: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -140,8 +157,8 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if args.throughput == Some(0) || args.requests == 0 {
-        bail!("--throughput and --requests must be at least 1");
+    if args.throughput == Some(0) || args.requests == 0 || args.presigned_requests == 0 {
+        bail!("--throughput, --requests and --presigned-requests must be at least 1");
     }
     if !(2..=10).contains(&n) || !(2..=n).contains(&t) {
         bail!("--devices must be 2 to 10 and --threshold 2 to --devices (got {t}-of-{n})");
@@ -188,10 +205,11 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
         broker,
         args.json,
         recorder,
-        args.throughput.map(|in_flight| (in_flight, args.requests)),
+        args.throughput
+            .map(|in_flight| (in_flight, args.requests, args.presigned_requests)),
     ));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let (samples, throughput) = samples?;
+    let (samples, mut throughput) = samples?;
 
     if !args.json {
         eprintln!("measuring the bare protocols (all parties on one thread) …");
@@ -222,6 +240,12 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
             .map(|m| m.median_ms)
             .context("missing protocol measurement")
     };
+    let presign_bound =
+        num_cpus::get() as f64 * 1e3 / (median_of("ecdsa_presign")? + median_of("ecdsa_sign_online")?);
+    for t in throughput.iter_mut().filter(|t| t.with_presignature.is_some()) {
+        t.presign_bound_per_second = Some((presign_bound * 100.0).round() / 100.0);
+        t.of_bound = Some((t.signatures_per_second / presign_bound * 100.0).round() / 100.0);
+    }
     let mut end_to_end = Vec::new();
     let mut stages = Vec::new();
     for Kind {
@@ -262,7 +286,7 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
             }),
             None => "embedded (rumqttd)".to_owned(),
         },
-        note: "end to end: from the operator's request to the coordinator's verified result, polled every 5 ms, every party a daemon in this process; protocol: all parties on one thread, no network",
+        note: "end to end: from the operator's request to the coordinator's verified result, seen through waitForOperation, every party a daemon in this process; protocol: all parties on one thread, no network",
         primes,
         end_to_end,
         protocols,
@@ -278,6 +302,16 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
                 "\nthroughput {}: {:.1} signatures/s ({} requests, {} in flight; p50 {:.1} ms, p95 {:.1} ms)",
                 t.operation, t.signatures_per_second, t.requests, t.in_flight, t.p50_ms, t.p95_ms
             );
+            if let (Some(used), Some(bound), Some(of)) =
+                (t.with_presignature, t.presign_bound_per_second, t.of_bound)
+            {
+                println!(
+                    "  {used} of {} with a presignature; presign CPU bound {bound:.2} signatures/s on {} cores: {:.0} % of it",
+                    t.requests,
+                    report.cores,
+                    of * 100.0
+                );
+            }
         }
         stages::print_table(&report.stages);
     }
@@ -349,7 +383,7 @@ async fn through_the_system(
     broker: Option<String>,
     quiet: bool,
     recorder: Option<StageRecorder>,
-    throughput: Option<(usize, usize)>,
+    throughput: Option<(usize, usize, usize)>,
 ) -> anyhow::Result<(Vec<Kind>, Vec<Throughput>)> {
     let say = |s: String| {
         if !quiet {
@@ -431,7 +465,7 @@ async fn through_the_system(
         }
     }
     let mut sustained = Vec::new();
-    if let Some((in_flight, requests)) = throughput {
+    if let Some((in_flight, requests, presigned_requests)) = throughput {
         if let Some(r) = recorder {
             r.clear();
         }
@@ -443,6 +477,23 @@ async fn through_the_system(
                 in_flight,
                 requests,
                 |r| json!({"vaultId": ed, "message": hex::encode(format!("throughput {r}"))}),
+            )
+            .await?,
+        );
+        // ECDSA message signatures as fast as the keeper presigns: as many in flight as the
+        // pool holds, from a full pool; one that finds the pool empty runs the full protocol.
+        full_presignature_pool(&system, &secp).await?;
+        let in_flight = PRESIGNATURE_POOL as usize;
+        say(format!(
+            "{presigned_requests} ECDSA message signatures, {in_flight} in flight, presignatures made meanwhile …"
+        ));
+        sustained.push(
+            sustain(
+                &system,
+                "ecdsa_sign_presigned",
+                in_flight,
+                presigned_requests,
+                |r| json!({"vaultId": secp, "message": hex::encode(format!("presigned throughput {r}"))}),
             )
             .await?,
         );
@@ -492,21 +543,17 @@ async fn sustain(
     input: impl Fn(usize) -> Value,
 ) -> anyhow::Result<Throughput> {
     use futures::StreamExt as _;
-    // Each request polls its operation; many in flight poll less often each (at most 250
-    // polls a second in all), so that the polling does not take the coordinator's time from
-    // the work measured. The rate is the requests over the wall time, which a coarser poll
-    // lengthens by at most one interval.
-    let poll = Duration::from_millis(4 * in_flight as u64).max(Duration::from_millis(5));
+    // Each request waits for its operation with `waitForOperation` (the coordinator answers
+    // when it changes): no polling takes the coordinator's time from the work measured.
     let start = Instant::now();
-    let mut latencies: Vec<f64> = futures::stream::iter((0..requests).map(|r| {
+    let done: Vec<(f64, bool)> = futures::stream::iter((0..requests).map(|r| {
         let input = input(r);
         async move {
             let sent = Instant::now();
             let op = system.operator.request_signature(input).await?;
-            system
-                .completed(&op, operation, Duration::from_secs(600), poll)
-                .await?;
-            anyhow::Ok(sent.elapsed().as_secs_f64() * 1e3)
+            let op = system.completed(&op, operation, Duration::from_secs(600)).await?;
+            let presigned = !op["sign"]["presignatureId"].is_null();
+            anyhow::Ok((sent.elapsed().as_secs_f64() * 1e3, presigned))
         }
     }))
     .buffer_unordered(in_flight)
@@ -515,6 +562,8 @@ async fn sustain(
     .into_iter()
     .collect::<anyhow::Result<_>>()?;
     let wall = start.elapsed().as_secs_f64();
+    let presigned = done.iter().filter(|(_, p)| *p).count();
+    let mut latencies: Vec<f64> = done.into_iter().map(|(ms, _)| ms).collect();
     latencies.sort_by(f64::total_cmp);
     Ok(Throughput {
         operation,
@@ -523,6 +572,10 @@ async fn sustain(
         signatures_per_second: round(requests as f64 / wall),
         p50_ms: round(percentile(&latencies, 50.0)),
         p95_ms: round(percentile(&latencies, 95.0)),
+        // Set for ECDSA; the bound is added once `bench protocols` measured it.
+        with_presignature: operation.starts_with("ecdsa").then_some(presigned),
+        presign_bound_per_second: None,
+        of_bound: None,
     })
 }
 

@@ -305,12 +305,7 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
                 let input = json!({"vaultId": text(&vault["id"]), "message": hex::encode(&message)});
                 let op = system.operator.request_signature(input).await?;
                 let op = system
-                    .completed(
-                        &op,
-                        "signature",
-                        Duration::from_secs(600),
-                        Duration::from_millis(20),
-                    )
+                    .completed(&op, "signature", Duration::from_secs(600))
                     .await?;
                 // Checked here too, under the key the vault had at its creation.
                 check_signature(&vault, message.as_bytes(), &op)
@@ -345,14 +340,7 @@ async fn run_phases(args: &ScaleArgs, system: &LocalSystem) -> anyhow::Result<Ve
         let (vault, ids) = (text(&to_reshare[i]["id"]).to_owned(), &ids);
         async move {
             let op = system.operator.request_reshare(&vault, t, ids).await?;
-            system
-                .completed(
-                    &op,
-                    "reshare",
-                    Duration::from_secs(900),
-                    Duration::from_millis(20),
-                )
-                .await?;
+            system.completed(&op, "reshare", Duration::from_secs(900)).await?;
             system.operator.vault(&vault).await
         }
     })

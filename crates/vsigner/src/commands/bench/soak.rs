@@ -216,7 +216,6 @@ async fn soak(
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut tag);
         hex::encode(tag)
     };
-    let poll = Duration::from_millis(4 * args.in_flight as u64).max(Duration::from_millis(5));
     let done = AtomicUsize::new(0);
     say(format!(
         "{} signature requests, {} in flight{} …",
@@ -246,7 +245,7 @@ async fn soak(
                         let id = text(&op["id"]).to_owned();
                         let end = system_ref
                             .operator
-                            .wait_final(&id, Duration::from_secs(600), poll, |_, _| {})
+                            .wait_final(&id, Duration::from_secs(600))
                             .await;
                         (Some(id), end)
                     }

@@ -46,7 +46,7 @@ impl Demo<'_> {
                     let start = Instant::now();
                     let op = operator.request_reshare(&secp.id, t + 1, &new_set).await?;
                     let op = system
-                        .completed(&op, "reshare", Duration::from_secs(600), Duration::from_millis(20))
+                        .completed(&op, "reshare", Duration::from_secs(600))
                         .await?;
                     Ok((op, start.elapsed()))
                 },

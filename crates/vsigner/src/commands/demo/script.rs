@@ -371,12 +371,7 @@ impl<'a> Demo<'a> {
                     .request_signature(json!({"vaultId": ed.id, "message": hex::encode(&refused)}))
                     .await?;
                 let op = operator
-                    .wait_final(
-                        text(&op["id"]),
-                        Duration::from_secs(120),
-                        Duration::from_millis(20),
-                        |_, _| {},
-                    )
+                    .wait_final(text(&op["id"]), Duration::from_secs(120))
                     .await?;
                 if op["state"] != "Rejected" {
                     bail!(
