@@ -71,6 +71,25 @@ impl CoordinatorClient {
         self.field(&q, json!({"id": id}), "operation").await
     }
 
+    /// Operation `id` as soon as it is final or no longer in `state`, or as it is after
+    /// `seconds` (1 to 60, under [`super::REQUEST_TIMEOUT`]): `waitForOperation`.
+    pub async fn wait_for_operation(
+        &self,
+        id: &str,
+        state: &str,
+        seconds: u64,
+    ) -> Result<Operation, ApiError> {
+        let q = format!(
+            "query($id: ID!, $s: Int!, $st: String) {{ waitForOperation(id: $id, seconds: $s, state: $st) {{ {OPERATION_FIELDS} }} }}"
+        );
+        self.field(
+            &q,
+            json!({"id": id, "s": seconds, "st": state}),
+            "waitForOperation",
+        )
+        .await
+    }
+
     /// Operations this device may still vote on, oldest first.
     pub async fn operations_awaiting_vote(&self, device: &str) -> Result<Vec<Operation>, ApiError> {
         let q = format!("query($d: ID!) {{ operationsAwaitingVote(deviceId: $d) {{ {OPERATION_FIELDS} }} }}");

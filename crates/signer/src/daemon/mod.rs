@@ -58,6 +58,7 @@ use crate::prime_stock::PrimeStock;
 
 mod confirm;
 mod device_loop;
+mod directory;
 mod presignatures;
 mod recovery_files;
 mod registration;
@@ -255,9 +256,11 @@ struct Inner {
     /// What each device is doing: one lock, so that claiming and finishing cannot interleave.
     work: Mutex<Work>,
     approved: Mutex<HashMap<Key, Approval>>,
-    /// The directory the last vote read: approvals that saw the same one share it, so that
-    /// remembered approvals do not each hold a copy.
-    last_directory: Mutex<Option<Arc<[crate::coordinator_api::Device]>>>,
+    /// The organisation's devices as last read (shared by the approvals that read them).
+    directory: Mutex<directory::DirectoryCache>,
+    /// Run marks this process wrote for a `startOperation` that failed for a moment (no
+    /// protocol message went out): the next attempt may start that run. Since when.
+    unstarted_marks: Mutex<HashMap<Key, Instant>>,
     /// Operations whose approver gave no trustworthy answer: when to ask again.
     approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,
@@ -368,22 +371,6 @@ impl Daemon {
         }
     }
 
-    /// `directory` as shared with earlier approvals when it is the same.
-    fn shared_directory(
-        &self,
-        directory: Vec<crate::coordinator_api::Device>,
-    ) -> Arc<[crate::coordinator_api::Device]> {
-        let mut last = lock(&self.inner.last_directory);
-        match &*last {
-            Some(same) if **same == *directory => same.clone(),
-            _ => {
-                let fresh: Arc<[crate::coordinator_api::Device]> = directory.into();
-                *last = Some(fresh.clone());
-                fresh
-            }
-        }
-    }
-
     /// Checks the signed records of the `listed` devices for `device` (pinning new peers),
     /// and lets its link check early envelopes from them before buffering any.
     async fn check_peers(&self, device: &DeviceRuntime, listed: &[Listed<'_>]) -> Result<(), String> {
@@ -485,8 +472,9 @@ impl Daemon {
             creating: tokio::sync::Mutex::new(()),
             work: Mutex::new(Work::default()),
             approved: Mutex::new(HashMap::new()),
-            last_directory: Mutex::new(None),
+            directory: Mutex::new(directory::DirectoryCache::default()),
             approval_waits: Mutex::new(HashMap::new()),
+            unstarted_marks: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),
             stop: CancellationToken::new(),

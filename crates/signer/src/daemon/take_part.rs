@@ -99,7 +99,11 @@ impl Daemon {
                 .iter()
                 .filter(|m| m.device_id == device.id)
                 .all(|m| m.new_index.is_none());
-        if run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
+        let key = (device.id.clone(), op.id.clone());
+        // A mark this process wrote for a start the coordinator did not take stands for no
+        // protocol message: that run may still start (see below).
+        let marked_unstarted = lock(&self.inner.unstarted_marks).contains_key(&key);
+        if !marked_unstarted && run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
             // Started by an earlier process (its protocol state is gone), or listed again
             // by a lying coordinator: never a second run, and the approver is not asked
             // again. The others are told at once instead of waiting for a timeout.
@@ -133,19 +137,24 @@ impl Daemon {
             self.report_failure(device, &op, &failure).await;
             return;
         }
-        // The directory the vote read, if this process voted; else the coordinator's now.
+        // The directory the vote read, if this process voted; else the last one read, while it
+        // is fresh and names every device of the operation; else the coordinator's now.
         let remembered = lock(&self.inner.approved)
             .get(&(device.id.clone(), op.id.clone()))
             .map(|a| a.directory.clone());
         let directory = match remembered {
             Some(d) => d,
-            None => match self.inner.coordinator.devices().await {
-                Ok(d) => d.into(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
-                    return;
+            None => {
+                let mut ids = approval_request::device_ids(&op);
+                ids.extend(op.committee.iter().map(|m| m.device_id.as_str()));
+                match self.directory_for(&ids).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the organisation's devices; retried at the next poll");
+                        return;
+                    }
                 }
-            },
+            }
         };
         let request = match self.checked_request(device, &op, &directory).await {
             Ok(request) => request,
@@ -177,25 +186,51 @@ impl Daemon {
             tracing::warn!(expires_at = %op.expires_at, "the operation is past its expiry; not running it");
             return;
         }
-        if let Err(e) = self
+        // `startOperation` and the durable mark at once (a coordinator round trip and an
+        // fsync): both are done before the first protocol message, in whichever order they
+        // end, so the device still never runs an operation twice.
+        let marked_before = lock(&self.inner.unstarted_marks).remove(&key).is_some();
+        let mark = async {
+            if marked_before {
+                return Ok(());
+            }
+            run_marks::mark(&self.inner.keystore, &device.id, &op)
+                .instrument(tracing::info_span!("run_mark"))
+                .await
+        };
+        let acting = self.acting(device);
+        let start = self
             .inner
             .coordinator
-            .start_operation(&op.id, &self.acting(device))
-            .instrument(tracing::info_span!("start"))
-            .await
-        {
+            .start_operation(&op.id, &acting)
+            .instrument(tracing::info_span!("start"));
+        let (started, marked) = tokio::join!(start, mark);
+        if let Err(e) = started {
             tracing::warn!(error = %e, "startOperation refused; not running");
             if !e.is_transient() {
                 self.finish(&device.id, &op.id);
+            } else {
+                // Asked again at the next listing: the mark is this process's own and no
+                // protocol message went out, so it does not stop that start; and the
+                // approval stays, so the approver is not asked a second time.
+                if marked.is_ok() {
+                    lock(&self.inner.unstarted_marks).insert(key.clone(), Instant::now());
+                }
+                if let Some(request) = request {
+                    lock(&self.inner.approved).insert(
+                        key,
+                        super::Approval {
+                            at: Instant::now(),
+                            request,
+                            directory,
+                        },
+                    );
+                }
             }
             return;
         }
         self.finish(&device.id, &op.id);
-        // Durably marked before the first protocol message: never run twice.
-        if let Err(reason) = run_marks::mark(&self.inner.keystore, &device.id, &op)
-            .instrument(tracing::info_span!("run_mark"))
-            .await
-        {
+        if let Err(reason) = marked {
             let failure = RunFailure {
                 reason,
                 culprits: Vec::new(),

@@ -21,6 +21,10 @@ use super::{
     kind_of, lock, Approval, ApprovalWait, Daemon, DeviceRuntime, APPROVAL_RETRY_MAX, APPROVAL_RETRY_START,
     APPROVAL_WAITS_MAX,
 };
+
+/// After approving, how long a device waits in one request for the others' votes to make
+/// the quorum before it leaves the operation to the notification and the poll.
+const QUORUM_WAIT: Duration = Duration::from_secs(10);
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
@@ -43,8 +47,8 @@ impl Daemon {
             lock(&self.inner.approval_waits).remove(&key);
             return;
         }
-        let directory = match self.inner.coordinator.devices().await {
-            Ok(d) => self.shared_directory(d),
+        let directory = match self.directory_for(&approval_request::device_ids(&op)).await {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the organisation's devices; the vote waits for the next poll");
                 return;
@@ -147,16 +151,36 @@ impl Daemon {
                 if vote != vsigner_approval::Vote::Approve {
                     metrics::operation_finished(kind_of(&op), Outcome::Rejected);
                 }
-                // This vote made the quorum and the device is in the committee: take part
-                // now (under this task's claim of the operation, with the same checks as an
-                // operation listed ready) rather than after the notification and a listing.
-                let same = now.id == op.id
-                    && now.organisation_id == op.organisation_id
-                    && now.vault_id == op.vault_id
-                    && now.kind == op.kind;
-                if same && now.state == "Ready" && now.committee.iter().any(|m| m.device_id == device.id) {
-                    let span = tracing::info_span!("operation", device = %device.id, operation_id = %now.id, kind = %now.kind, vault_id = %now.vault_id);
-                    self.take_part(device, now).instrument(span).await;
+                // This vote made the quorum, or an approval waits for the others' votes to
+                // make it (in one request, briefly): when the operation is Ready with the
+                // device in its committee, take part now (under this task's claim of the
+                // operation, with the same checks as an operation listed ready) rather than
+                // after the notification and a listing, which remain the way in otherwise.
+                let waited = now.state == "AwaitingApproval" && vote == vsigner_approval::Vote::Approve;
+                let now = if waited {
+                    self.quorum_wait(&op.id).await
+                } else {
+                    Some(now)
+                };
+                let same = |now: &Operation| {
+                    now.id == op.id
+                        && now.organisation_id == op.organisation_id
+                        && now.vault_id == op.vault_id
+                        && now.kind == op.kind
+                };
+                match now {
+                    Some(now)
+                        if same(&now)
+                            && matches!(now.state.as_str(), "Ready" | "InProgress")
+                            && now.committee.iter().any(|m| m.device_id == device.id) =>
+                    {
+                        let span = tracing::info_span!("operation", device = %device.id, operation_id = %now.id, kind = %now.kind, vault_id = %now.vault_id);
+                        self.take_part(device, now).instrument(span).await;
+                    }
+                    // The Ready notification may have come while this task held the
+                    // operation (its listing could not claim it): list again now.
+                    _ if waited => device.wake.notify_one(),
+                    _ => {}
                 }
             }
             Err(e) if e.code() == Some("ALREADY_VOTED") => {}
@@ -165,6 +189,29 @@ impl Daemon {
                 tracing::info!(vote = vote.as_str(), reason = %reason, coordinator = %e, "vote not needed: the operation was decided without it");
             }
             Err(e) => tracing::warn!(error = %e, "vote not recorded; retried at the next poll"),
+        }
+    }
+
+    /// Operation `op` once the others' votes decided it, if that happens within
+    /// [`QUORUM_WAIT`]; `None` when it did not, when the coordinator cannot say (a coordinator
+    /// without `waitForOperation` or with too many waiting included) or when the daemon
+    /// stops.
+    async fn quorum_wait(&self, op: &str) -> Option<Operation> {
+        let waited = tokio::select! {
+            () = self.inner.stop.cancelled() => return None,
+            waited = self
+                .inner
+                .coordinator
+                .wait_for_operation(op, "AwaitingApproval", QUORUM_WAIT.as_secs())
+                .instrument(tracing::info_span!("quorum_wait")) => waited,
+        };
+        match waited {
+            Ok(now) if now.state != "AwaitingApproval" => Some(now),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot wait for the quorum; the notification or the next poll brings the operation");
+                None
+            }
         }
     }
 

@@ -579,6 +579,58 @@ async fn an_operation_listed_again_is_not_signed_twice() {
     }
 }
 
+/// A device writes its run mark while `startOperation` is on its way (both before the first
+/// protocol message). When the coordinator fails the start for a moment, the mark is this
+/// process's own and no message went out: the device starts the run at its next attempt
+/// instead of refusing it as run already, and the signature completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_for_a_moment_is_retried_and_signs() {
+    let net = Net::start();
+    let hostile = HostileCoordinator::start(&net.coordinator_url).await;
+    let s1 = net.signer("s1", &["a"], &hostile.url);
+    let s2 = net.signer("s2", &["b"], &hostile.url);
+    let ids = net.operator.wait_devices(&["a", "b"]).await;
+    let keygen = net.operator.create_vault("retried", "ed25519", 2, &ids).await;
+    let (vault, key) = created(&net, &keygen).await;
+    // The first `startOperation` answer of the signature is an internal error (the
+    // coordinator took it; a retry is harmless), as from a coordinator under load.
+    let starts: Arc<Mutex<usize>> = Arc::default();
+    let counted = starts.clone();
+    hostile.lie(move |asked: &Value, answer: &mut Value| {
+        if asked["query"].as_str().is_some_and(|q| q.contains("startOperation")) {
+            let mut n = counted.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                *answer = json!({"data": null, "errors": [{"message": "busy", "extensions": {"code": "INTERNAL"}}]});
+            }
+        }
+    });
+    let op = net
+        .operator
+        .signed(&vault, json!({"message": hex::encode(b"started twice")}))
+        .await;
+    hostile.honest();
+    verify_ed25519(&key, b"started twice", &op);
+    assert!(
+        *starts.lock().unwrap() >= 3,
+        "the refused start was not asked again"
+    );
+    let logs: Vec<String> = [&s1, &s2].iter().map(|s| s.all_output()).collect();
+    assert!(
+        logs.iter().any(|l| l.contains("startOperation refused")),
+        "no device saw the refused start:\n{}",
+        logs.join("\n")
+    );
+    for log in &logs {
+        assert!(!log.contains("already ran"), "{log}");
+        let runs = log
+            .lines()
+            .filter(|l| l.contains("protocol run starting") && l.contains(&op.id))
+            .count();
+        assert_eq!(runs, 1, "each device runs the signature once:\n{log}");
+    }
+}
+
 /// Finding 5: a signer whose keystore holds prime sets from the committed public pool (as
 /// the README walkthrough imports them) refuses to start, naming the setting, unless
 /// `AllowPublicTestPrimes = true`. Before the fix it started and used them.

@@ -15,16 +15,17 @@
 //! | vote | the `vote` mutation (device-signed) |
 //! | quorum to ready | → the device's `operation` span opens (the coordinator sees the quorum, notifies; the device lists ready operations) |
 //! | run checks | → `start` opens (committee keys, the approved request compared) |
-//! | start | the `startOperation` mutation |
-//! | run mark | the durable mark that the device ran the operation (fsync) |
+//! | start | the `startOperation` mutation (the run mark is written meanwhile) |
+//! | run mark | → the durable mark that the device ran the operation is written (fsync), where it outlasts `startOperation` |
 //! | protocol | the protocol over MQTT (its rounds are listed apart) |
 //! | submit | the result mutation, verified by the coordinator |
-//! | result seen | → the operator's poll sees the operation completed |
+//! | result seen | → the operator's `waitForOperation` answers with the operation completed |
 //!
 //! A quorum and a protocol wait for the slowest member, so up to "run mark" a milestone is
 //! when the *last* committee member passed it; the protocol's end and the submission are the
 //! first submitter's (its submission completes the operation). Every device's milestones are
-//! in this order, so the stages are never negative.
+//! in this order (a run mark written before `startOperation` answered counts as none), so the
+//! stages are never negative.
 //!
 //! For `vsigner bench soak` it also counts, from the same spans and the devices'
 //! `presignature` events, how often each device ran each operation and took each
