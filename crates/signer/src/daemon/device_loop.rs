@@ -55,9 +55,9 @@ impl Daemon {
                     Some(rx) => match rx.recv().await {
                         Some(hint) => {
                             // Notifications that came meanwhile are served by the same listing.
-                            let mut lists = Lists::of_notification(&hint);
+                            let mut lists = self.lists_for(&device.id, &hint);
                             while let Ok(more) = rx.try_recv() {
-                                lists = lists.and(Lists::of_notification(&more));
+                                lists = lists.and(self.lists_for(&device.id, &more));
                             }
                             lists
                         }
@@ -119,6 +119,21 @@ impl Daemon {
             inner: self.inner.clone(),
             key,
         })
+    }
+
+    /// What a notification asks `device` to list: nothing for a Ready operation the device
+    /// is at already (the task that voted on it took it to the run, or waits for the quorum
+    /// and lists again if it does not), else [`Lists::of_notification`].
+    fn lists_for(&self, device: &str, payload: &[u8]) -> Lists {
+        let (lists, operation) = Lists::of_notification(payload);
+        let busy = |op: &str| {
+            let work = lock(&self.inner.work);
+            work.inflight.contains(&(device.to_owned(), op.to_owned())) || work.is_finished(device, op)
+        };
+        match operation {
+            Some(op) if lists == Lists::READY && busy(&op) => Lists::NONE,
+            _ => lists,
+        }
     }
 
     pub(super) async fn poll_device(&self, device: &Arc<DeviceRuntime>, lists: Lists) {
@@ -192,24 +207,34 @@ impl Lists {
         awaiting_vote: true,
         ready: true,
     };
+    const READY: Lists = Lists {
+        awaiting_vote: false,
+        ready: true,
+    };
+    const NONE: Lists = Lists {
+        awaiting_vote: false,
+        ready: false,
+    };
 
     /// What a notification (`{"operationId":…,"state":…}`) asks to list: its state's list,
-    /// or both for anything else.
-    fn of_notification(payload: &[u8]) -> Lists {
+    /// or both for anything else; and the operation it names.
+    fn of_notification(payload: &[u8]) -> (Lists, Option<String>) {
         #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
         struct Hint {
             state: String,
+            operation_id: Option<String>,
         }
-        match serde_json::from_slice::<Hint>(payload).map(|h| h.state) {
-            Ok(state) if state == "AwaitingApproval" => Lists {
-                awaiting_vote: true,
-                ready: false,
-            },
-            Ok(state) if state == "Ready" => Lists {
-                awaiting_vote: false,
-                ready: true,
-            },
-            _ => Lists::BOTH,
+        match serde_json::from_slice::<Hint>(payload) {
+            Ok(h) if h.state == "AwaitingApproval" => (
+                Lists {
+                    awaiting_vote: true,
+                    ready: false,
+                },
+                h.operation_id,
+            ),
+            Ok(h) if h.state == "Ready" => (Lists::READY, h.operation_id),
+            _ => (Lists::BOTH, None),
         }
     }
 
@@ -265,7 +290,13 @@ mod tests {
 
     #[test]
     fn a_notification_lists_only_its_state() {
-        let of = |s: &str| Lists::of_notification(s.as_bytes());
+        let of = |s: &str| Lists::of_notification(s.as_bytes()).0;
+        assert_eq!(
+            Lists::of_notification(br#"{"operationId":"op_1","state":"Ready"}"#)
+                .1
+                .as_deref(),
+            Some("op_1")
+        );
         assert_eq!(
             of(r#"{"operationId":"op_1","state":"Ready"}"#),
             Lists {

@@ -292,7 +292,9 @@ impl Stages {
             last("operation", true)?,
             last("start", true)?,
             last("start", false)?,
-            last("run_mark", false)?,
+            // The mark is written while `startOperation` is sent: the run starts once both
+            // are done.
+            last("run_mark", false)?.max(last("start", false)?),
             first(submitter, "protocol")?.closed,
             first(submitter, "submit")?.closed,
             seen,
@@ -497,6 +499,24 @@ mod tests {
         );
         // Taken: a second read has nothing.
         assert!(Stages::of(&recorder, "op", t0, ms(2), ms(70)).is_none());
+    }
+
+    #[test]
+    fn a_run_mark_written_before_the_start_answered_takes_no_time_of_its_own() {
+        let t0 = Instant::now();
+        let recorder = recorder(t0);
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        for s in recorder.spans.lock().unwrap().get_mut("op").unwrap() {
+            if s.name == "run_mark" {
+                // Written while `startOperation` is on its way, done before it answers.
+                s.opened -= Duration::from_millis(3);
+                s.closed -= Duration::from_millis(3);
+            }
+        }
+        let stages = Stages::of(&recorder, "op", t0, ms(2), ms(70)).unwrap();
+        let got: Vec<u64> = stages.stages.iter().map(|d| d.as_millis() as u64).collect();
+        // As above up to started (a) →36; marked →35 counts as started; protocol end →60.
+        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 2, 2, 0, 24, 5, 5]);
     }
 
     #[test]
