@@ -223,7 +223,7 @@ impl Operator {
         match self.client.execute(&q, vars).await {
             Ok(mut data) => Ok(data["waitForOperation"].take()),
             Err(e) if e.code() == Some("TOO_MANY_REQUESTS") => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 self.operation(id).await
             }
             Err(e) => Err(e.into()),

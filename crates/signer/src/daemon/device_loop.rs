@@ -12,7 +12,9 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::confirm::COMMIT_CHECK_EVERY;
-use super::{lock, Daemon, DeviceRuntime, InflightGuard, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY};
+use super::{
+    lock, Daemon, DeviceRuntime, InflightGuard, ReadyHint, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY,
+};
 use crate::coordinator_api::ApiError;
 use crate::metrics;
 
@@ -86,7 +88,7 @@ impl Daemon {
     /// Claims `op` for `device` and takes part in it on a task of its own (nothing if it is
     /// claimed already).
     fn spawn_take_part(&self, device: &Arc<DeviceRuntime>, op: crate::coordinator_api::Operation) {
-        if let Some(guard) = self.claim(&device.id, &op.id) {
+        if let Some(guard) = self.claim(device, &op.id) {
             let (daemon, device) = (self.clone(), device.clone());
             let span = tracing::info_span!("operation", device = %device.id, operation_id = %op.id, kind = %op.kind, vault_id = %op.vault_id);
             self.inner.tasks.spawn(
@@ -105,35 +107,51 @@ impl Daemon {
         }
     }
 
-    pub(super) fn claim(&self, device: &str, op: &str) -> Option<InflightGuard> {
-        let key = (device.to_owned(), op.to_owned());
+    pub(super) fn claim(&self, device: &Arc<DeviceRuntime>, op: &str) -> Option<InflightGuard> {
+        let key = (device.id.clone(), op.to_owned());
         let mut work = lock(&self.inner.work);
         if self.inner.stop.is_cancelled()
-            || work.is_finished(device, op)
-            || !work.inflight.insert(key.clone())
+            || work.is_finished(&device.id, op)
+            || work.inflight.contains_key(&key)
         {
             return None;
         }
+        let hint = Arc::new(ReadyHint::default());
+        work.inflight.insert(key.clone(), hint.clone());
         drop(work);
         Some(InflightGuard {
             inner: self.inner.clone(),
             key,
+            hint,
+            device: device.clone(),
         })
     }
 
+    /// What the task holding `device`'s operation `op` hears of Ready notifications for it.
+    pub(super) fn ready_hint(&self, device: &str, op: &str) -> Option<Arc<ReadyHint>> {
+        lock(&self.inner.work)
+            .inflight
+            .get(&(device.to_owned(), op.to_owned()))
+            .cloned()
+    }
+
     /// What a notification asks `device` to list: nothing for a Ready operation the device
-    /// is at already (the task that voted on it took it to the run, or waits for the quorum
-    /// and lists again if it does not), else [`Lists::of_notification`].
+    /// is done with, or one a task of the device holds (that task hears of it: see
+    /// [`ReadyHint`]); else [`Lists::of_notification`].
     fn lists_for(&self, device: &str, payload: &[u8]) -> Lists {
         let (lists, operation) = Lists::of_notification(payload);
-        let busy = |op: &str| {
-            let work = lock(&self.inner.work);
-            work.inflight.contains(&(device.to_owned(), op.to_owned())) || work.is_finished(device, op)
+        let Some(op) = operation.filter(|_| lists == Lists::READY) else {
+            return lists;
         };
-        match operation {
-            Some(op) if lists == Lists::READY && busy(&op) => Lists::NONE,
-            _ => lists,
+        let work = lock(&self.inner.work);
+        if let Some(hint) = work.inflight.get(&(device.to_owned(), op.clone())) {
+            hint.came();
+            return Lists::NONE;
         }
+        if work.is_finished(device, &op) {
+            return Lists::NONE;
+        }
+        lists
     }
 
     pub(super) async fn poll_device(&self, device: &Arc<DeviceRuntime>, lists: Lists) {
@@ -151,7 +169,7 @@ impl Daemon {
         match awaiting {
             Ok(ops) => {
                 for op in ops {
-                    if let Some(guard) = self.claim(&device.id, &op.id) {
+                    if let Some(guard) = self.claim(device, &op.id) {
                         let (daemon, device) = (self.clone(), device.clone());
                         let span = tracing::info_span!("vote", device = %device.id, operation_id = %op.id, kind = %op.kind);
                         self.inner.tasks.spawn(

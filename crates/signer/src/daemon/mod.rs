@@ -149,7 +149,9 @@ struct ApprovalWait {
 /// The (device, operation) pairs being handled now, and those this process is done with.
 #[derive(Default)]
 struct Work {
-    inflight: HashSet<Key>,
+    /// The operations a task of a device holds, each with the Ready notifications that came
+    /// for it meanwhile.
+    inflight: HashMap<Key, Arc<ReadyHint>>,
     /// By device: the operations it is done with.
     finished: HashMap<String, Finished>,
 }
@@ -299,15 +301,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Removes a (device, operation) from the in-flight set when dropped.
+/// Ready notifications for an operation while a task of the device holds it: the listing they
+/// ask for cannot take it, so the task hears of them instead (a vote task waiting for the
+/// quorum reads the operation at once; any task that ends without finishing the operation
+/// has the device list again).
+#[derive(Default)]
+struct ReadyHint {
+    came: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl ReadyHint {
+    fn came(&self) {
+        self.came.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+/// Removes a (device, operation) from the in-flight set when dropped; if a Ready
+/// notification came meanwhile and the operation is not finished, the device lists again.
 struct InflightGuard {
     inner: Arc<Inner>,
     key: Key,
+    hint: Arc<ReadyHint>,
+    device: Arc<DeviceRuntime>,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        lock(&self.inner.work).inflight.remove(&self.key);
+        let mut work = lock(&self.inner.work);
+        work.inflight.remove(&self.key);
+        let unfinished = !work.is_finished(&self.key.0, &self.key.1);
+        drop(work);
+        if unfinished && self.hint.came.load(Ordering::Acquire) {
+            self.device.wake.notify_one();
+        }
     }
 }
 

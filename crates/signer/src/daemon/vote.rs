@@ -158,7 +158,7 @@ impl Daemon {
                 // after the notification and a listing, which remain the way in otherwise.
                 let waited = now.state == "AwaitingApproval" && vote == vsigner_approval::Vote::Approve;
                 let now = if waited {
-                    self.quorum_wait(&op.id).await
+                    self.quorum_wait(device, &op.id).await
                 } else {
                     Some(now)
                 };
@@ -177,9 +177,8 @@ impl Daemon {
                         let span = tracing::info_span!("operation", device = %device.id, operation_id = %now.id, kind = %now.kind, vault_id = %now.vault_id);
                         self.take_part(device, now).instrument(span).await;
                     }
-                    // The Ready notification may have come while this task held the
-                    // operation (its listing could not claim it): list again now.
-                    _ if waited => device.wake.notify_one(),
+                    // A Ready notification that came while this task held the operation has
+                    // the device list again when the task ends (`InflightGuard`).
                     _ => {}
                 }
             }
@@ -196,7 +195,10 @@ impl Daemon {
     /// [`QUORUM_WAIT`]; `None` when it did not, when the coordinator cannot say (a coordinator
     /// without `waitForOperation` or with too many waiting included) or when the daemon
     /// stops.
-    async fn quorum_wait(&self, op: &str) -> Option<Operation> {
+    /// A Ready notification for it ends the wait at once (another coordinator process may
+    /// have taken the deciding vote).
+    async fn quorum_wait(&self, device: &DeviceRuntime, op: &str) -> Option<Operation> {
+        let hint = self.ready_hint(&device.id, op).unwrap_or_default();
         let waited = tokio::select! {
             () = self.inner.stop.cancelled() => return None,
             waited = self
@@ -204,6 +206,7 @@ impl Daemon {
                 .coordinator
                 .wait_for_operation(op, "AwaitingApproval", QUORUM_WAIT.as_secs())
                 .instrument(tracing::info_span!("quorum_wait")) => waited,
+            () = hint.notify.notified() => self.inner.coordinator.operation(op).await,
         };
         match waited {
             Ok(now) if now.state != "AwaitingApproval" => Some(now),
