@@ -331,6 +331,8 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
         "4",
         "--requests",
         "8",
+        "--presigned-requests",
+        "2",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench e2e failed:\n{stderr}");
@@ -435,12 +437,25 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
         assert!(per_signature("vote") >= 3.0, "{kind}: {calls:?}");
         assert_eq!(per_signature("requestSignature"), 1.0, "{kind}: {calls:?}");
     }
-    // --throughput: sustained EdDSA signing.
+    // --throughput: sustained EdDSA signing, then ECDSA message signatures offered at 80 % of
+    // the presign CPU bound (from the bare protocols of the same run).
     let throughput = doc["throughput"].as_array().expect("--throughput gives a report");
-    assert_eq!(throughput.len(), 1);
-    assert_eq!(throughput[0]["requests"], 8);
-    assert_eq!(throughput[0]["in_flight"], 4);
-    assert!(throughput[0]["signatures_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(throughput.len(), 2);
+    let (eddsa, presigned) = (&throughput[0], &throughput[1]);
+    assert_eq!(eddsa["requests"], 8);
+    assert_eq!(eddsa["in_flight"], 4);
+    assert!(eddsa["signatures_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(presigned["operation"], "ecdsa_sign_presigned");
+    assert_eq!(presigned["requests"], 2);
+    let bound = presigned["presign_bound_per_second"].as_f64().unwrap();
+    let offered = presigned["offered_per_second"].as_f64().unwrap();
+    assert!(
+        (offered - 0.8 * bound).abs() <= 0.01 + bound * 0.01,
+        "{presigned}"
+    );
+    // From a full pool, the first two requests get a presignature.
+    assert_eq!(presigned["with_presignature"], 2, "{presigned}");
+    assert!(presigned["of_bound"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
