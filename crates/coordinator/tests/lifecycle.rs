@@ -29,8 +29,8 @@ const WAIT: &str = "query($o: ID!, $s: Int!, $st: String) { waitForOperation(id:
 
 /// `waitForOperation`: an operator waits for a result, or for a change of state, in one
 /// request; the coordinator answers when the operation changes, or with it as it is when the
-/// time is up. It reads the operation again only every minute here, so only the commits
-/// can end the waits before their 10 s are up.
+/// time is up. It reads the operation again only every minute here, and the waits may last
+/// 60 s: only the commits can end them within the 20 s the test allows.
 async fn waiting_for_an_operation_answers_when_it_changes(db: Db) {
     let init = init_org(&db, "acme").await;
     let c = Coord::start_with(vsigner_coordinator::ServeArgs {
@@ -58,11 +58,15 @@ async fn waiting_for_an_operation_answers_when_it_changes(db: Db) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         vote(&signer, &id, &devices[1], "reject").await
     };
-    let (changed, final_, decided) = tokio::join!(
-        operator.ok(WAIT, json!({"o": id, "s": 10, "st": "AwaitingApproval"})),
-        operator.ok(WAIT, json!({"o": id, "s": 10})),
-        votes,
-    );
+    let (changed, final_, decided) = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(
+            operator.ok(WAIT, json!({"o": id, "s": 60, "st": "AwaitingApproval"})),
+            operator.ok(WAIT, json!({"o": id, "s": 60})),
+            votes,
+        )
+    })
+    .await
+    .expect("the waits must answer when the operation changes, not at their deadline");
     assert_eq!(decided["state"], "Rejected");
     assert_eq!(changed["waitForOperation"]["state"], "Rejected");
     assert_eq!(final_["waitForOperation"]["state"], "Rejected");
