@@ -391,17 +391,28 @@ impl Kind {
         let (op, timing) = system.sign_timed(input, what).await?;
         self.ms.push((timing.seen - timing.sent).as_secs_f64() * 1e3);
         if let Some(r) = recorder {
-            // The devices close their spans just after the submission; give them a moment.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The devices close their spans just after the submission, which the operator may
+            // see first: give them a moment (more on a loaded machine).
+            let waited = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match Stages::of(r, text(&op["id"]), timing.sent, timing.answered, timing.seen) {
+                    Some(stages) => {
+                        self.traced.push(stages);
+                        break;
+                    }
+                    None if waited.elapsed() < Duration::from_secs(2) => {}
+                    None => {
+                        eprintln!(
+                            "note: {what} {}: incomplete spans, not in the stage table",
+                            text(&op["id"])
+                        );
+                        break;
+                    }
+                }
+            }
             for (call, d) in r.take_calls() {
                 self.calls.entry(call).or_default().extend(d);
-            }
-            match Stages::of(r, text(&op["id"]), timing.sent, timing.answered, timing.seen) {
-                Some(stages) => self.traced.push(stages),
-                None => eprintln!(
-                    "note: {what} {}: incomplete spans, not in the stage table",
-                    text(&op["id"])
-                ),
             }
         }
         Ok(op)

@@ -135,6 +135,14 @@ impl StageRecorder {
             .unwrap_or_default()
     }
 
+    /// Puts back spans taken for `operation` (before any recorded since).
+    fn put_back(&self, operation: &str, mut spans: Vec<SpanRecord>) {
+        let mut all = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = all.entry(operation.to_owned()).or_default();
+        spans.append(entry);
+        *entry = spans;
+    }
+
     /// Takes the coordinator calls recorded so far.
     pub(crate) fn take_calls(&self) -> HashMap<String, Vec<Duration>> {
         std::mem::take(&mut *self.calls.lock().unwrap_or_else(|p| p.into_inner()))
@@ -254,6 +262,15 @@ impl Stages {
         seen: Instant,
     ) -> Option<Stages> {
         let spans = recorder.take(operation);
+        let stages = Self::of_spans(&spans, sent, answered, seen);
+        if stages.is_none() {
+            // Not all closed yet: kept for a later look.
+            recorder.put_back(operation, spans);
+        }
+        stages
+    }
+
+    fn of_spans(spans: &[SpanRecord], sent: Instant, answered: Instant, seen: Instant) -> Option<Stages> {
         let first = |device: &str, name: &str| {
             spans
                 .iter()
@@ -282,6 +299,7 @@ impl Stages {
                 .into_iter()
                 .max()
         };
+        let started = last("start", false)?;
         let milestones = [
             sent,
             answered,
@@ -291,10 +309,10 @@ impl Stages {
             last("record_vote", false)?,
             last("operation", true)?,
             last("start", true)?,
-            last("start", false)?,
+            started,
             // The mark is written while `startOperation` is sent: the run starts once both
-            // are done.
-            last("run_mark", false)?.max(last("start", false)?),
+            // are done (a retried start writes none: its mark was written before).
+            last("run_mark", false).map_or(started, |marked| marked.max(started)),
             first(submitter, "protocol")?.closed,
             first(submitter, "submit")?.closed,
             seen,
@@ -520,16 +538,26 @@ mod tests {
     }
 
     #[test]
-    fn an_operation_without_a_submission_has_no_stages() {
+    fn an_operation_without_a_submission_has_no_stages_until_it_comes() {
         let t0 = Instant::now();
         let recorder = recorder(t0);
+        let submits: Vec<SpanRecord> = {
+            let mut spans = recorder.spans.lock().unwrap();
+            let op = spans.get_mut("op").unwrap();
+            let submits = op.iter().filter(|s| s.name == "submit").cloned().collect();
+            op.retain(|s| s.name != "submit");
+            submits
+        };
+        assert!(Stages::of(&recorder, "op", t0, t0, t0).is_none());
+        // The spans stay for a later look, when the submissions have closed.
         recorder
             .spans
             .lock()
             .unwrap()
             .get_mut("op")
             .unwrap()
-            .retain(|s| s.name != "submit");
-        assert!(Stages::of(&recorder, "op", t0, t0, t0).is_none());
+            .extend(submits);
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        assert!(Stages::of(&recorder, "op", t0, ms(2), ms(70)).is_some());
     }
 }
