@@ -194,8 +194,7 @@ impl Daemon {
     /// Operation `op` once the others' votes decided it, if that happens within
     /// [`QUORUM_WAIT`]; `None` when it did not, when the coordinator cannot say (a coordinator
     /// without `waitForOperation` or with too many waiting included) or when the daemon
-    /// stops.
-    /// A Ready notification for it ends the wait at once (another coordinator process may
+    /// stops. A Ready notification for it ends the wait at once (another coordinator process may
     /// have taken the deciding vote).
     async fn quorum_wait(&self, device: &DeviceRuntime, op: &str) -> Option<Operation> {
         let hint = self.ready_hint(&device.id, op).unwrap_or_default();

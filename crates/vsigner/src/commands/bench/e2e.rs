@@ -603,21 +603,13 @@ async fn sustain(
     // Each request waits for its operation with `waitForOperation` (the coordinator answers
     // when it changes): no polling takes the coordinator's time from the work measured.
     let start = Instant::now();
-    let done: Vec<(f64, bool)> = futures::stream::iter((0..requests).map(|r| {
-        let input = input(r);
-        async move {
-            let sent = Instant::now();
-            let op = system.operator.request_signature(input).await?;
-            let op = system.completed(&op, operation, Duration::from_secs(600)).await?;
-            let presigned = !op["sign"]["presignatureId"].is_null();
-            anyhow::Ok((sent.elapsed().as_secs_f64() * 1e3, presigned))
-        }
-    }))
-    .buffer_unordered(in_flight)
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<anyhow::Result<_>>()?;
+    let done: Vec<(f64, bool)> =
+        futures::stream::iter((0..requests).map(|r| signed(system, operation, input(r))))
+            .buffer_unordered(in_flight)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
     Ok(throughput_of(
         operation,
         Some(in_flight),
@@ -642,11 +634,7 @@ async fn paced(
         let at = start + Duration::from_secs_f64(r as f64 / rate);
         async move {
             tokio::time::sleep_until(at.into()).await;
-            let sent = Instant::now();
-            let op = system.operator.request_signature(input).await?;
-            let op = system.completed(&op, operation, Duration::from_secs(600)).await?;
-            let presigned = !op["sign"]["presignatureId"].is_null();
-            anyhow::Ok((sent.elapsed().as_secs_f64() * 1e3, presigned))
+            signed(system, operation, input).await
         }
     });
     let done = futures::future::join_all(sent)
@@ -654,6 +642,16 @@ async fn paced(
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     Ok(throughput_of(operation, None, Some(rate), done, start.elapsed()))
+}
+
+/// Requests one signature and waits for it: its latency in ms, and whether it used a
+/// presignature.
+async fn signed(system: &LocalSystem, operation: &str, input: Value) -> anyhow::Result<(f64, bool)> {
+    let sent = Instant::now();
+    let op = system.operator.request_signature(input).await?;
+    let op = system.completed(&op, operation, Duration::from_secs(600)).await?;
+    let presigned = !op["sign"]["presignatureId"].is_null();
+    Ok((sent.elapsed().as_secs_f64() * 1e3, presigned))
 }
 
 /// The throughput of `done` (each request's latency and whether it used a presignature)
