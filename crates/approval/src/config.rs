@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 
 /// Configuration key names (the io.finnet Virtual Signer's, plus two of vsigner's).
 pub mod keys {
-    /// `AlwaysApprove` | `API` | `SmartContract`.
+    /// `AlwaysApprove` | `API` | `SmartContract` | `Human`.
     pub const APPROVAL_MODE: &str = "ApprovalMode";
     /// Webhook for sign requests (API mode).
     pub const TRANSACTION_URL: &str = "ExternalTransactionApprovalURL";
@@ -40,6 +40,15 @@ pub mod keys {
     /// vsigner: the structs the approval contract decodes: `iofinnet` (default, io.finnet's
     /// published `Approval.sol`) or `vsigner-v3` (vsigner's richer structs).
     pub const CONTRACT_LAYOUT: &str = "ApprovalContractLayout";
+    /// vsigner, Human mode: the JSON file of the passkeys whose holders may answer for the
+    /// device (docs/approvals.md).
+    pub const HUMAN_PASSKEYS_FILE: &str = "HumanApprovalPasskeysFile";
+    /// vsigner, Human mode: how many distinct passkeys must approve (default 1).
+    pub const HUMAN_QUORUM: &str = "HumanApprovalQuorum";
+    /// vsigner, Human mode: the console's origin, e.g. `https://console.example.com`.
+    pub const HUMAN_ORIGIN: &str = "HumanApprovalOrigin";
+    /// vsigner, Human mode: the WebAuthn relying-party id (default: the origin's host).
+    pub const HUMAN_RP_ID: &str = "HumanApprovalRpId";
 }
 
 /// Default time allowed for one attempt to get an answer.
@@ -58,6 +67,8 @@ pub enum ApprovalMode {
     Api,
     /// Ask an EVM contract with a read-only `eth_call`.
     SmartContract,
+    /// Ask people, who answer with passkeys (vsigner's; [`crate::human`]).
+    Human,
 }
 
 impl ApprovalMode {
@@ -67,6 +78,7 @@ impl ApprovalMode {
             ApprovalMode::AlwaysApprove => "AlwaysApprove",
             ApprovalMode::Api => "API",
             ApprovalMode::SmartContract => "SmartContract",
+            ApprovalMode::Human => "Human",
         }
     }
 }
@@ -84,9 +96,10 @@ impl FromStr for ApprovalMode {
             "AlwaysApprove" => Ok(ApprovalMode::AlwaysApprove),
             "API" => Ok(ApprovalMode::Api),
             "SmartContract" => Ok(ApprovalMode::SmartContract),
+            "Human" => Ok(ApprovalMode::Human),
             other => Err(ConfigError::Invalid {
                 key: keys::APPROVAL_MODE,
-                reason: format!("{other:?} is not one of AlwaysApprove, API, SmartContract"),
+                reason: format!("{other:?} is not one of AlwaysApprove, API, SmartContract, Human"),
             }),
         }
     }
@@ -120,6 +133,14 @@ pub struct ApprovalValues {
     pub approval_contract_code_hash: Option<String>,
     /// `ApprovalContractLayout` (`iofinnet` | `vsigner-v3`).
     pub approval_contract_layout: Option<String>,
+    /// `HumanApprovalPasskeysFile`.
+    pub human_approval_passkeys_file: Option<String>,
+    /// `HumanApprovalQuorum`.
+    pub human_approval_quorum: Option<String>,
+    /// `HumanApprovalOrigin`.
+    pub human_approval_origin: Option<String>,
+    /// `HumanApprovalRpId`.
+    pub human_approval_rp_id: Option<String>,
 }
 
 /// Webhook settings (`API` mode). `Debug` hides the URLs' queries (access codes).
@@ -226,6 +247,8 @@ pub enum ModeConfig {
     Api(ApiConfig),
     /// `SmartContract`.
     SmartContract(ContractConfig),
+    /// `Human`.
+    Human(crate::human::HumanConfig),
 }
 
 /// A validated approval configuration.
@@ -456,6 +479,12 @@ impl ApprovalConfig {
                     layout,
                 })
             }
+            ApprovalMode::Human => ModeConfig::Human(crate::human::HumanConfig::from_values(
+                required(&v.human_approval_passkeys_file, keys::HUMAN_PASSKEYS_FILE, mode)?,
+                value(&v.human_approval_quorum),
+                required(&v.human_approval_origin, keys::HUMAN_ORIGIN, mode)?,
+                value(&v.human_approval_rp_id),
+            )?),
         };
         Ok(Self {
             mode,
@@ -470,6 +499,7 @@ impl ApprovalConfig {
             ModeConfig::AlwaysApprove => ApprovalMode::AlwaysApprove,
             ModeConfig::Api(_) => ApprovalMode::Api,
             ModeConfig::SmartContract(_) => ApprovalMode::SmartContract,
+            ModeConfig::Human(_) => ApprovalMode::Human,
         }
     }
 }

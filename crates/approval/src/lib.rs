@@ -1,7 +1,8 @@
 //! External approvals for vsigner: before a device votes on a keygen, reshare or sign
 //! operation, it asks its approver, chosen by `ApprovalMode`:
-//! `AlwaysApprove` (development), `API` (an io.finnet-compatible webhook) or
-//! `SmartContract` (a read-only `eth_call` to an EVM policy contract).
+//! `AlwaysApprove` (development), `API` (an io.finnet-compatible webhook),
+//! `SmartContract` (a read-only `eth_call` to an EVM policy contract) or `Human` (people
+//! answer with passkeys; vsigner's own, [`human`]).
 //!
 //! # Layout
 //! - [`request`]: what is asked ([`ApprovalRequest`]) and its io.finnet-style JSON;
@@ -9,7 +10,8 @@
 //! - [`decision`]: the answer ([`Vote`], [`Decision`]).
 //! - [`config`]: [`ApprovalConfig::from_values`] validates the configuration keys.
 //! - [`httpsig`]: RFC 9421 request signatures and io.finnet reply signatures (no I/O).
-//! - [`always`], [`api`], [`contract`]: the three approvers; [`AnyApprover`] picks one.
+//! - [`always`], [`api`], [`contract`], [`human`]: the four approvers; [`AnyApprover`]
+//!   picks one.
 //!   `webhook_http`: the webhook's HTTP/1.1 exchange, headers spelled as io.finnet's.
 //!
 //! # Fail closed
@@ -33,6 +35,7 @@ pub mod contract;
 pub mod decision;
 pub mod error;
 pub mod httpsig;
+pub mod human;
 pub mod request;
 pub mod transfer;
 mod webhook_http;
@@ -46,6 +49,7 @@ pub use contract::ContractApprover;
 pub use decision::{Decision, Vote};
 pub use error::{ConfigError, RequestError};
 pub use httpsig::DeviceKey;
+pub use human::{HumanApprover, HumanConfig, HumanDesk};
 pub use request::{ApprovalRequest, Curve, EthTransaction, Operation, SignPayload, Signer, Taproot, Vault};
 
 /// The future returned by [`Approver::decide`].
@@ -60,7 +64,7 @@ pub trait Approver: Send + Sync {
     fn decide<'a>(&'a self, request: &'a ApprovalRequest) -> DecisionFuture<'a>;
 }
 
-/// One of the three approvers, as configured.
+/// One of the four approvers, as configured.
 // Built once per device: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -71,13 +75,34 @@ pub enum AnyApprover {
     Api(ApiApprover),
     /// `SmartContract`.
     SmartContract(ContractApprover),
+    /// `Human`.
+    Human(HumanApprover),
 }
 
 impl AnyApprover {
     /// Builds the approver `config` asks for. `device` signs webhook requests (`API` mode;
-    /// unused otherwise).
+    /// unused otherwise). `Human` mode needs a desk: use [`AnyApprover::with_desk`].
     pub fn from_config(config: &ApprovalConfig, device: DeviceKey) -> Result<Self, ConfigError> {
+        Self::with_desk(config, device, None)
+    }
+
+    /// As [`AnyApprover::from_config`], with the desk where `Human` mode shows requests to
+    /// people and reads their answers (the coordinator).
+    pub fn with_desk(
+        config: &ApprovalConfig,
+        device: DeviceKey,
+        desk: Option<std::sync::Arc<dyn HumanDesk>>,
+    ) -> Result<Self, ConfigError> {
         Ok(match &config.mode {
+            ModeConfig::Human(c) => match desk {
+                Some(desk) => AnyApprover::Human(HumanApprover::new(c.clone(), desk)),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        key: config::keys::APPROVAL_MODE,
+                        reason: "Human needs a place to show requests to people (the coordinator)".into(),
+                    })
+                }
+            },
             ModeConfig::AlwaysApprove => AnyApprover::AlwaysApprove(AlwaysApprove::new()),
             ModeConfig::Api(c) => AnyApprover::Api(ApiApprover::new(
                 c.clone(),
@@ -96,7 +121,7 @@ impl AnyApprover {
     pub async fn check_backend(&self) -> Result<(), contract::BackendProblem> {
         match self {
             AnyApprover::SmartContract(a) => a.check_backend().await,
-            AnyApprover::AlwaysApprove(_) | AnyApprover::Api(_) => Ok(()),
+            AnyApprover::AlwaysApprove(_) | AnyApprover::Api(_) | AnyApprover::Human(_) => Ok(()),
         }
     }
 
@@ -106,6 +131,7 @@ impl AnyApprover {
             AnyApprover::AlwaysApprove(a) => a.decide(request),
             AnyApprover::Api(a) => a.decide(request).await,
             AnyApprover::SmartContract(a) => a.decide(request).await,
+            AnyApprover::Human(a) => a.decide(request).await,
         }
     }
 }
@@ -116,6 +142,7 @@ impl Approver for AnyApprover {
             AnyApprover::AlwaysApprove(_) => ApprovalMode::AlwaysApprove,
             AnyApprover::Api(_) => ApprovalMode::Api,
             AnyApprover::SmartContract(_) => ApprovalMode::SmartContract,
+            AnyApprover::Human(_) => ApprovalMode::Human,
         }
     }
 

@@ -23,6 +23,7 @@ per_backend!(
     reshare_early_rejection_and_expiry,
     presignatures_are_stocked_per_committee_and_consumed_once,
     waiting_for_an_operation_answers_when_it_changes,
+    human_approval_requests_and_answers,
 );
 
 const WAIT: &str = "query($o: ID!, $s: Int!, $st: String) { waitForOperation(id: $o, seconds: $s, state: $st) { id state } }";
@@ -1386,4 +1387,154 @@ async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
         "TOO_MANY_REQUESTS"
     );
     c.running.shutdown().await.unwrap();
+}
+
+const POST_HUMAN: &str = "mutation($o: ID!, $d: ID!, $r: String!) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r) }";
+const ANSWER: &str = "mutation($o: ID!, $d: ID!, $v: String!, $a: String!) { answerAsPerson(operationId: $o, deviceId: $d, verdict: $v, assertion: $a) { seq verdict credentialId answeredBy } }";
+const HUMAN_ANSWERS: &str =
+    "query($o: ID!, $d: ID!) { humanAnswers(operationId: $o, deviceId: $d) { seq verdict assertion } }";
+
+/// Human approvals: a device posts what it asks people, an operator's client delivers
+/// answers, the device reads them back. The coordinator bounds and relays; who may do what
+/// is checked; the device's own checks are in the approval crate and the daemon tests.
+async fn human_approval_requests_and_answers(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+        register_device(&signer, "outsider").await,
+    ];
+    let op = create_vault(&operator, "ed25519", 2, &devices[..2]).await;
+    let id = op["id"].as_str().unwrap().to_owned();
+    let request =
+        json!({"__typename": "OperationCreateVault_v3", "id": id, "vault": {"name": "v"}}).to_string();
+    let assertion = json!({"id": "QUJD", "rawId": "QUJD", "type": "public-key", "response": {}}).to_string();
+    let answer = |device: &str, verdict: &str, assertion: &str| json!({"o": id, "d": device, "v": verdict, "a": assertion});
+
+    // Nothing to answer before the device asks.
+    assert_eq!(
+        operator
+            .err(ANSWER, answer(&devices[1], "approve", &assertion))
+            .await,
+        "NOT_FOUND"
+    );
+    // Only the device's own client, for an operation it votes on, naming that operation.
+    assert_eq!(
+        signer
+            .err(POST_HUMAN, json!({"o": id, "d": devices[2], "r": request}))
+            .await,
+        "NOT_A_VOTER"
+    );
+    assert_eq!(
+        operator
+            .err(POST_HUMAN, json!({"o": id, "d": devices[1], "r": request}))
+            .await,
+        "FORBIDDEN"
+    );
+    let other = request.replace(&id, "op_other");
+    assert_eq!(
+        signer
+            .err(POST_HUMAN, json!({"o": id, "d": devices[1], "r": other}))
+            .await,
+        "INVALID_INPUT"
+    );
+    let huge = json!({"id": id, "pad": "x".repeat(70_000)}).to_string();
+    assert_eq!(
+        signer
+            .err(POST_HUMAN, json!({"o": id, "d": devices[1], "r": huge}))
+            .await,
+        "INVALID_INPUT"
+    );
+    for _ in 0..2 {
+        let posted = signer
+            .ok(POST_HUMAN, json!({"o": id, "d": devices[1], "r": request}))
+            .await;
+        assert_eq!(posted["postHumanApprovalRequest"], true);
+    }
+
+    // Answers: operators' clients only, a verdict, an assertion with a credential id.
+    assert_eq!(
+        signer
+            .err(ANSWER, answer(&devices[1], "approve", &assertion))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        operator
+            .err(ANSWER, answer(&devices[1], "maybe", &assertion))
+            .await,
+        "INVALID_INPUT"
+    );
+    assert_eq!(
+        operator.err(ANSWER, answer(&devices[1], "approve", "{}")).await,
+        "INVALID_INPUT"
+    );
+    assert_eq!(
+        operator
+            .err(ANSWER, answer(&devices[1], "approve", &"x".repeat(20_000)))
+            .await,
+        "INVALID_INPUT"
+    );
+    let first = operator
+        .ok(ANSWER, answer(&devices[1], "approve", &assertion))
+        .await;
+    assert_eq!(first["answerAsPerson"]["seq"], 1);
+    assert_eq!(first["answerAsPerson"]["credentialId"], "QUJD");
+    assert_eq!(
+        first["answerAsPerson"]["answeredBy"],
+        json!(init.operator_client_id)
+    );
+    let second = operator
+        .ok(ANSWER, answer(&devices[1], "reject", &assertion))
+        .await;
+    assert_eq!(second["answerAsPerson"]["seq"], 2);
+
+    // The device reads them back, in order; only its own client may.
+    let read = signer.ok(HUMAN_ANSWERS, json!({"o": id, "d": devices[1]})).await;
+    let verdicts: Vec<&str> = read["humanAnswers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["approve", "reject"]);
+    assert_eq!(read["humanAnswers"][0]["assertion"], json!(assertion));
+    assert_eq!(
+        operator
+            .err(HUMAN_ANSWERS, json!({"o": id, "d": devices[1]}))
+            .await,
+        "FORBIDDEN"
+    );
+    let none = signer.ok(HUMAN_ANSWERS, json!({"o": id, "d": devices[0]})).await;
+    assert_eq!(none["humanAnswers"], json!([]));
+
+    // Operators see the request and the answers on the operation; the audit log has them.
+    let seen = operator
+        .ok(
+            "query($id: ID!) { operation(id: $id) { humanApprovals { deviceId request answers { seq verdict } } } }",
+            json!({"id": id}),
+        )
+        .await;
+    let shown = &seen["operation"]["humanApprovals"];
+    assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown[0]["deviceId"], json!(devices[1]));
+    assert_eq!(shown[0]["request"], json!(request));
+    assert_eq!(shown[0]["answers"][1]["verdict"], "reject");
+
+    // Once the operation is decided, nothing more is posted or answered.
+    vote(&signer, &id, &devices[0], "reject").await;
+    assert_eq!(
+        operator
+            .err(ANSWER, answer(&devices[1], "approve", &assertion))
+            .await,
+        "INVALID_STATE"
+    );
+    assert_eq!(
+        signer
+            .err(POST_HUMAN, json!({"o": id, "d": devices[1], "r": request}))
+            .await,
+        "INVALID_STATE"
+    );
 }

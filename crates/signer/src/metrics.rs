@@ -7,7 +7,7 @@
 //! | `vsigner_protocol_duration_seconds` | histogram | `protocol` (see [`Protocol`]) | wall time of one protocol run, from the first message to the result |
 //! | `vsigner_prime_pool_sets` | gauge | | safe-prime sets ready for aux-info |
 //! | `vsigner_presignature_pool` | gauge | `vault` | presignatures ready for a vault's committee |
-//! | `vsigner_approval_latency_seconds` | histogram | `mode` (AlwaysApprove, API, SmartContract), `vote` (approve, reject, abstain, failed) | time to get a decision from the approver; `failed`: no trustworthy answer (fail-closed reject) |
+//! | `vsigner_approval_latency_seconds` | histogram | `mode` (AlwaysApprove, API, SmartContract, Human), `vote` (approve, reject, abstain, failed) | time to get a decision from the approver; `failed`: no trustworthy answer (fail-closed reject) |
 //! | `vsigner_mqtt_reconnects_total` | counter | `device` | reconnections of a device's MQTT link |
 //! | `vsigner_devices` | gauge | | virtual devices run by this instance |
 //!

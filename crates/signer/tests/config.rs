@@ -216,6 +216,7 @@ LogFormat = "text"
             || key.starts_with("ApprovalSmart")
             || key.starts_with("ApprovalChain")
             || key.starts_with("ApprovalContract")
+            || key.starts_with("HumanApproval")
         {
             continue;
         }
@@ -354,7 +355,7 @@ fn missing_keys_for_the_mode() {
         ("VSIGNER_MQTTEndpoint", "config key MQTTEndpoint: must be set"),
         (
             "VSIGNER_ApprovalMode",
-            "config key ApprovalMode: must be set (AlwaysApprove, API or SmartContract)",
+            "config key ApprovalMode: must be set (AlwaysApprove, API, SmartContract or Human)",
         ),
         ("VSIGNER_SignerAPIToken", "config key SignerAPIToken: must be set"),
         (

@@ -114,6 +114,7 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<String> {
 }
 
 pub mod device;
+pub mod human_approval;
 pub mod keygen;
 pub mod operation;
 pub mod organisation;

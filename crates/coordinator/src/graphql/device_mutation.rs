@@ -59,6 +59,24 @@ impl DeviceMutation {
             .map_err(gql)
     }
 
+    /// A human-approved device shows people the exact request they answer (the JSON a
+    /// webhook would receive), for an operation awaiting its vote. Posting it again is
+    /// harmless. People answer with `answerAsPerson`; the device reads `humanAnswers`.
+    async fn post_human_approval_request(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        request: String,
+    ) -> GqlResult<bool> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .post_human_request(p, &operation_id, &device_id, &request)
+            .await
+            .map(|()| true)
+            .map_err(gql)
+    }
+
     /// A device's vote: `approve` | `reject` | `abstain` (once per device).
     ///
     /// `deviceSignature`: the device's Ed25519 signature (hex) over its statement of this

@@ -136,6 +136,26 @@ impl OperatorMutation {
             .map_err(gql)
     }
 
+    /// Delivers a person's answer to a human-approved device's request (operators; the
+    /// console): `verdict` `approve` | `reject`, and the WebAuthn assertion
+    /// (`PublicKeyCredential.toJSON()`) whose challenge is the hash of the verdict and the
+    /// request. The device is notified and checks the assertion itself.
+    async fn answer_as_person(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+        verdict: String,
+        assertion: String,
+    ) -> GqlResult<HumanAnswerObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .answer_as_person(p, &operation_id, &device_id, &verdict, &assertion)
+            .await
+            .map(Into::into)
+            .map_err(gql)
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,

@@ -218,6 +218,60 @@ pub struct Voter {
     pub(crate) new_index: Option<i32>,
 }
 
+/// What a human-approved device asks people about an operation (`ApprovalMode = Human`),
+/// with the answers delivered so far. Nothing here is verified by the coordinator: the
+/// device checks each answer against its own passkeys and its own request.
+#[derive(SimpleObject)]
+#[graphql(name = "HumanApprovalRequest")]
+pub struct HumanApprovalRequestObj {
+    pub(crate) device_id: ID,
+    /// The exact bytes (JSON) a person's passkey signs, with the verdict: the WebAuthn
+    /// challenge is SHA-256("vsigner human approval v1" 0x00 verdict 0x00 request).
+    pub(crate) request: String,
+    pub(crate) posted_at: String,
+    pub(crate) answers: Vec<HumanAnswerObj>,
+}
+
+/// A person's answer, as delivered (unverified by the coordinator).
+#[derive(SimpleObject)]
+#[graphql(name = "HumanAnswer")]
+pub struct HumanAnswerObj {
+    pub(crate) seq: i32,
+    /// `approve` | `reject`.
+    pub(crate) verdict: String,
+    /// The passkey's credential id (base64url).
+    pub(crate) credential_id: String,
+    /// The WebAuthn assertion (`PublicKeyCredential.toJSON()`).
+    pub(crate) assertion: String,
+    /// The API client that delivered it.
+    pub(crate) answered_by: ID,
+    pub(crate) at: String,
+}
+
+impl From<crate::domain::human_approval::HumanAnswer> for HumanAnswerObj {
+    fn from(a: crate::domain::human_approval::HumanAnswer) -> Self {
+        Self {
+            seq: i32::try_from(a.seq).unwrap_or(i32::MAX),
+            verdict: a.verdict.as_str().to_owned(),
+            credential_id: a.credential_id,
+            assertion: a.assertion,
+            answered_by: ID(a.answered_by.to_string()),
+            at: time(a.at),
+        }
+    }
+}
+
+impl From<crate::domain::human_approval::HumanApprovalRequest> for HumanApprovalRequestObj {
+    fn from(r: crate::domain::human_approval::HumanApprovalRequest) -> Self {
+        Self {
+            device_id: ID(r.device_id.to_string()),
+            request: r.request,
+            posted_at: time(r.posted_at),
+            answers: r.answers.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 /// A vote.
 #[derive(SimpleObject)]
 #[graphql(name = "Vote")]

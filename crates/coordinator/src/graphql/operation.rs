@@ -71,6 +71,17 @@ impl OperationObj {
             })
             .collect()
     }
+    /// What human-approved devices ask people about this operation, with the answers.
+    async fn human_approvals(&self, ctx: &Context<'_>) -> GqlResult<Vec<HumanApprovalRequestObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .human_approvals(p, self.0.id.as_str())
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
     /// Votes in arrival order.
     async fn votes(&self) -> Vec<VoteObj> {
         self.0

@@ -69,6 +69,23 @@ impl QueryRoot {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?.vault(p, &id).await.map(VaultObj).map_err(gql)
     }
+    /// People's answers to what a human-approved device asked about an operation (the
+    /// device's signer client; the device checks them).
+    async fn human_answers(
+        &self,
+        ctx: &Context<'_>,
+        operation_id: ID,
+        device_id: ID,
+    ) -> GqlResult<Vec<HumanAnswerObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .human_answers(p, &operation_id, &device_id)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
     async fn operation(&self, ctx: &Context<'_>, id: ID) -> GqlResult<OperationObj> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?

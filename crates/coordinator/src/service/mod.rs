@@ -31,6 +31,7 @@ use crate::store::Store;
 
 pub mod devices;
 pub mod expiry;
+pub mod human_approvals;
 pub mod idempotency;
 pub mod keygen;
 pub mod lifecycle;

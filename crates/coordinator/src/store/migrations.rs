@@ -37,6 +37,11 @@ const SQLITE: &[Listed] = &[
         "api client rotation",
         include_str!("../../migrations/sqlite/0005_api_client_rotation.sql"),
     ),
+    (
+        6,
+        "human approvals",
+        include_str!("../../migrations/sqlite/0006_human_approvals.sql"),
+    ),
 ];
 
 const POSTGRES: &[Listed] = &[
@@ -60,6 +65,11 @@ const POSTGRES: &[Listed] = &[
         5,
         "api client rotation",
         include_str!("../../migrations/postgres/0005_api_client_rotation.sql"),
+    ),
+    (
+        6,
+        "human approvals",
+        include_str!("../../migrations/postgres/0006_human_approvals.sql"),
     ),
 ];
 

@@ -15,6 +15,7 @@
 //! - this file: the pool, its backend, transactions.
 //! - [`organisations`]: organisations, API clients, access tokens.
 //! - [`devices`], [`vaults`], [`operations`] (with their votes): rows of each entity.
+//! - [`human_approvals`]: what human-approved devices ask people, and the answers.
 //! - [`audit`]: the append-only audit log and idempotency keys.
 
 use sqlx::any::AnyPoolOptions;
@@ -46,6 +47,7 @@ pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 pub mod audit;
 pub mod devices;
+pub mod human_approvals;
 mod migrations;
 pub mod operations;
 pub mod organisations;

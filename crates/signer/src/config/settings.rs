@@ -270,14 +270,20 @@ impl Reader {
             approval_chain_id: self.string(a::CHAIN_ID)?,
             approval_contract_code_hash: self.string(a::CONTRACT_CODE_HASH)?,
             approval_contract_layout: self.string(a::CONTRACT_LAYOUT)?,
+            human_approval_passkeys_file: self.string(a::HUMAN_PASSKEYS_FILE)?,
+            human_approval_quorum: self.string(a::HUMAN_QUORUM)?,
+            human_approval_origin: self.string(a::HUMAN_ORIGIN)?,
+            human_approval_rp_id: self.string(a::HUMAN_RP_ID)?,
         };
         ApprovalConfig::from_values(&values).map_err(|e| {
             use vsigner_approval::ConfigError as E;
             let key = e.key();
             match e {
-                E::Missing { key, .. } if key == a::APPROVAL_MODE => {
-                    ConfigError::key_error(key, None, "must be set (AlwaysApprove, API or SmartContract)")
-                }
+                E::Missing { key, .. } if key == a::APPROVAL_MODE => ConfigError::key_error(
+                    key,
+                    None,
+                    "must be set (AlwaysApprove, API, SmartContract or Human)",
+                ),
                 E::Missing { key, mode } => {
                     ConfigError::key_error(key, None, format!("must be set when ApprovalMode is {mode}"))
                 }

@@ -221,6 +221,22 @@ impl SignerConfig {
                     json!(c.code_hash.map(hex::encode)),
                 );
             }
+            ModeConfig::Human(h) => {
+                approval.insert(
+                    "HumanApprovalPasskeysFile".into(),
+                    json!(h.passkeys_file.display().to_string()),
+                );
+                approval.insert(
+                    "HumanApprovalPasskeys".into(),
+                    json!(h.passkeys.iter().map(|p| &p.name).collect::<Vec<_>>()),
+                );
+                approval.insert("HumanApprovalQuorum".into(), json!(h.quorum));
+                approval.insert(
+                    "HumanApprovalOrigin".into(),
+                    json!(h.origin.origin().ascii_serialization()),
+                );
+                approval.insert("HumanApprovalRpId".into(), json!(h.rp_id));
+            }
             _ => {}
         }
         approval.insert(

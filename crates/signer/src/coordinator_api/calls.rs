@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use vsigner_records::{Statement, StatementKind};
 use vsigner_transport::DeviceIdentity;
 
-use super::{ApiError, CoordinatorClient, Device, Operation, Vault};
+use super::{ApiError, CoordinatorClient, Device, HumanAnswer, Operation, Vault};
 
 const DEVICE_FIELDS: &str =
     "id organisationId name kind identitySigningKey identityEncryptionKey status record";
@@ -88,6 +88,29 @@ impl CoordinatorClient {
             "waitForOperation",
         )
         .await
+    }
+
+    /// `postHumanApprovalRequest`: shows people what a human-approved device asks.
+    pub async fn post_human_approval_request(
+        &self,
+        op: &str,
+        device: &str,
+        request: &str,
+    ) -> Result<bool, ApiError> {
+        let q = "mutation($o: ID!, $d: ID!, $r: String!) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r) }";
+        self.field(
+            q,
+            json!({"o": op, "d": device, "r": request}),
+            "postHumanApprovalRequest",
+        )
+        .await
+    }
+
+    /// `humanAnswers`: people's answers to what a device asked about an operation.
+    pub async fn human_answers(&self, op: &str, device: &str) -> Result<Vec<HumanAnswer>, ApiError> {
+        let q =
+            "query($o: ID!, $d: ID!) { humanAnswers(operationId: $o, deviceId: $d) { verdict assertion } }";
+        self.field(q, json!({"o": op, "d": device}), "humanAnswers").await
     }
 
     /// Operations this device may still vote on, oldest first.

@@ -258,6 +258,17 @@ pub struct Operation {
     pub started_by: Option<String>,
 }
 
+/// A person's answer to a human-approved device's request, as delivered (checked by the
+/// device's approver, never trusted as it comes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HumanAnswer {
+    /// `approve` | `reject`.
+    pub verdict: String,
+    /// The WebAuthn assertion (JSON).
+    pub assertion: String,
+}
+
 impl Operation {
     /// Whether the operation reached a final state.
     pub fn is_final(&self) -> bool {

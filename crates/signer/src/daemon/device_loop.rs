@@ -17,6 +17,7 @@ use super::{
 };
 use crate::coordinator_api::ApiError;
 use crate::metrics;
+use vsigner_approval::ApprovalMode;
 
 impl Daemon {
     pub(super) async fn device_loop(
@@ -140,6 +141,14 @@ impl Daemon {
     /// [`ReadyHint`]); else [`Lists::of_notification`].
     fn lists_for(&self, device: &str, payload: &[u8]) -> Lists {
         let (lists, operation) = Lists::of_notification(payload);
+        // People answered (or a new operation came): a device that waits for people asks
+        // them again now rather than after its backoff. Only in Human mode, where asking
+        // again reads the coordinator; a webhook or node is never asked at its command.
+        if let Some(op) = operation.as_ref().filter(|_| lists.awaiting_vote && !lists.ready) {
+            if self.inner.config.approval.approval_mode() == ApprovalMode::Human {
+                lock(&self.inner.approval_waits).remove(&(device.to_owned(), op.clone()));
+            }
+        }
         let Some(op) = operation.filter(|_| lists == Lists::READY) else {
             return lists;
         };

@@ -59,6 +59,7 @@ use crate::prime_stock::PrimeStock;
 mod confirm;
 mod device_loop;
 mod directory;
+mod human_desk;
 mod presignatures;
 mod recovery_files;
 mod registration;

@@ -120,9 +120,14 @@ impl Daemon {
     pub(super) async fn launch(&self, device: StoredDevice) -> Result<String, String> {
         let identity = Arc::new(device.identity);
         let id = identity.device_id().as_str().to_owned();
-        let approver = AnyApprover::from_config(
+        let desk = std::sync::Arc::new(super::human_desk::CoordinatorDesk {
+            inner: std::sync::Arc::downgrade(&self.inner),
+            device: id.clone(),
+        });
+        let approver = AnyApprover::with_desk(
             &self.inner.config.approval,
             DeviceKey::new(id.clone(), identity.signing_key().clone()),
+            Some(desk),
         )
         .map_err(|e| format!("approver: {e}"))?;
         match approver.check_backend().await {

@@ -25,10 +25,14 @@ use super::{
 /// After approving, how long a device waits in one request for the others' votes to make
 /// the quorum before it leaves the operation to the notification and the poll.
 const QUORUM_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait between two readings of people's answers (`ApprovalMode = Human`).
+/// An answer also comes with a notification, which ends the wait at once.
+const HUMAN_RETRY_MAX: Duration = Duration::from_secs(4);
 use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
 use crate::peers::Listed;
+use vsigner_approval::ApprovalMode;
 
 impl Daemon {
     pub(super) async fn vote(&self, device: &Arc<DeviceRuntime>, op: Operation) {
@@ -112,13 +116,19 @@ impl Daemon {
                     .await;
                 metrics::approval_latency(&decision, asked.elapsed());
                 if decision.retry {
-                    let backoff = self.wait_for_approver(key);
+                    let human = decision.mode == ApprovalMode::Human;
+                    let backoff = self.wait_for_approver(key, human);
                     metrics::approval_retry(&decision);
-                    tracing::warn!(
-                        reason = %decision.reason,
-                        retry_in = ?backoff,
-                        "the approver gave no answer that can be trusted; no vote, asking again until the operation expires"
-                    );
+                    if human {
+                        // People take their time: that is no fault.
+                        tracing::info!(reason = %decision.reason, retry_in = ?backoff, "no vote yet");
+                    } else {
+                        tracing::warn!(
+                            reason = %decision.reason,
+                            retry_in = ?backoff,
+                            "the approver gave no answer that can be trusted; no vote, asking again until the operation expires"
+                        );
+                    }
                     return;
                 }
                 lock(&self.inner.approval_waits).remove(&key);
@@ -218,8 +228,9 @@ impl Daemon {
     }
 
     /// Records that `key`'s approver gave no trustworthy answer; returns how long until it
-    /// is asked again.
-    fn wait_for_approver(&self, key: (String, String)) -> Duration {
+    /// is asked again (for people, at most [`HUMAN_RETRY_MAX`]: asking reads the coordinator
+    /// only, and a person who answered should not wait long).
+    fn wait_for_approver(&self, key: (String, String), human: bool) -> Duration {
         let now = Instant::now();
         let mut waits = lock(&self.inner.approval_waits);
         // Bounded whatever the coordinator lists: the oldest wait gives way (that operation
@@ -234,7 +245,12 @@ impl Daemon {
             next: now,
             backoff: APPROVAL_RETRY_START / 2,
         });
-        w.backoff = (w.backoff * 2).min(APPROVAL_RETRY_MAX);
+        let max = if human {
+            HUMAN_RETRY_MAX
+        } else {
+            APPROVAL_RETRY_MAX
+        };
+        w.backoff = (w.backoff * 2).min(max);
         // Up to a quarter more, so that many devices and operations do not ask at once.
         let quarter = f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 1024) / 4096.0;
         let jitter = w.backoff.mul_f64(quarter);

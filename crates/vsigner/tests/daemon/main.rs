@@ -14,6 +14,7 @@ mod harness;
 mod hostile;
 mod hostile_broker;
 mod otlp;
+mod people;
 mod recovery;
 mod rekey;
 mod schemes;
