@@ -22,19 +22,27 @@ fn origin() -> Url {
     Url::parse(ORIGIN).unwrap()
 }
 
+/// What was posted: the operation, the request bytes, the passkeys named.
+type Posted = (String, Vec<u8>, Vec<String>);
+
 /// A desk that keeps what was posted and hands out the answers it is given.
 #[derive(Debug, Default)]
 struct Desk {
-    posted: Mutex<Vec<(String, Vec<u8>)>>,
+    posted: Mutex<Vec<Posted>>,
     answers: Mutex<Vec<HumanAnswer>>,
 }
 
 impl HumanDesk for Desk {
-    fn post<'a>(&'a self, operation_id: &'a str, request: &'a [u8]) -> DeskFuture<'a, ()> {
+    fn post<'a>(
+        &'a self,
+        operation_id: &'a str,
+        request: &'a [u8],
+        passkeys: &'a [String],
+    ) -> DeskFuture<'a, ()> {
         self.posted
             .lock()
             .unwrap()
-            .push((operation_id.into(), request.to_vec()));
+            .push((operation_id.into(), request.to_vec(), passkeys.to_vec()));
         Box::pin(async { Ok(()) })
     }
     fn answers<'a>(&'a self, _operation_id: &'a str) -> DeskFuture<'a, Vec<HumanAnswer>> {
@@ -99,7 +107,15 @@ async fn a_person_approves_the_exact_request_posted() {
         waiting.reason
     );
     let posted = desk.posted.lock().unwrap().clone();
-    assert_eq!(posted, vec![(request.operation_id.clone(), body.clone())]);
+    assert_eq!(
+        posted,
+        vec![(
+            request.operation_id.clone(),
+            body.clone(),
+            vec![people.passkeys[0].id()]
+        )],
+        "the exact bytes, and the passkeys whose answers are read"
+    );
 
     desk.answers
         .lock()
@@ -187,6 +203,20 @@ fn forged_or_moved_answers_are_refused() {
         .check(&body, &no_uv.answer(Verdict::Approve, &body, &origin(), RP_ID))
         .unwrap_err();
     assert!(r.0.contains("Bob's approve does not verify"), "{r}");
+    // Alice's key inside another site's frame.
+    let mut framed = SoftPasskey::new();
+    let passkey = framed.register("Carol", &origin(), RP_ID).unwrap();
+    let mut framed_config = approver.config().clone();
+    framed_config.passkeys = vec![passkey];
+    let carol_approver = HumanApprover::new(framed_config, Arc::new(Desk::default()));
+    assert!(carol_approver
+        .check(&body, &framed.answer(Verdict::Approve, &body, &origin(), RP_ID))
+        .is_ok());
+    framed.cross_origin = true;
+    let r = carol_approver
+        .check(&body, &framed.answer(Verdict::Approve, &body, &origin(), RP_ID))
+        .unwrap_err();
+    assert!(r.0.contains("another site's frame"), "{r}");
     // Garbage, and a huge body.
     refused(
         HumanAnswer {
@@ -307,6 +337,14 @@ fn human_settings_are_checked_and_errors_name_the_key() {
         passkeys_file(&[people.passkeys[0].clone(), bob_again]),
     )
     .unwrap();
+    let e = err(values(twice.path().to_str().unwrap(), None));
+    assert!(e.to_string().contains("appears twice"), "{e}");
+    // One public key under two credential ids (the signature does not cover the id).
+    let mut file: serde_json::Value = serde_json::from_str(&passkeys_file(&people.passkeys)).unwrap();
+    let other_id = file["passkeys"][1]["passkey"]["cred"]["cred_id"].clone();
+    file["passkeys"][1]["passkey"]["cred"] = file["passkeys"][0]["passkey"]["cred"].clone();
+    file["passkeys"][1]["passkey"]["cred"]["cred_id"] = other_id;
+    std::fs::write(twice.path(), file.to_string()).unwrap();
     let e = err(values(twice.path().to_str().unwrap(), None));
     assert!(e.to_string().contains("appears twice"), "{e}");
 

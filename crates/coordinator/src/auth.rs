@@ -62,6 +62,16 @@ pub fn new_token() -> Secret {
     random_b64("vst_")
 }
 
+/// A new console user's password (shown once; the user keeps it in a password manager).
+pub fn new_console_password() -> Secret {
+    random_b64("vsp_")
+}
+
+/// A new console session token (the cookie) or CSRF token.
+pub fn new_session_token() -> Secret {
+    random_b64("vsx_")
+}
+
 /// SHA-256 (hex) of a token: what the database stores.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

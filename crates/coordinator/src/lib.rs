@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod broadcast;
 pub mod cli;
+pub mod console;
 pub mod crypto;
 pub mod domain;
 pub mod error;

@@ -1,4 +1,5 @@
-//! HTTP server (axum): `POST /graphql`, `POST /oauth/token`, `GET /healthz`, `GET /readyz`.
+//! HTTP server (axum): `POST /graphql`, `POST /oauth/token`, `GET /healthz`, `GET /readyz`,
+//! and the web console under `/console/` ([`crate::console`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,15 +24,28 @@ struct App {
     schema: CoordinatorSchema,
 }
 
-/// The router for a service.
+/// The router for a service (console cookies for plain HTTP).
 pub fn router(service: Arc<Service>) -> Router {
+    router_for(service, false)
+}
+
+/// The router for a service; `secure`: the coordinator serves HTTPS (the console's session
+/// cookie is then `Secure`).
+pub fn router_for(service: Arc<Service>, secure: bool) -> Router {
     let schema = build_schema(Some(service.clone()));
     Router::new()
         .route("/graphql", post(graphql))
         .route("/oauth/token", post(token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(App { service, schema })
+        .with_state(App {
+            service: service.clone(),
+            schema,
+        })
+        .merge(crate::console::routes(crate::console::ConsoleState {
+            service,
+            secure,
+        }))
 }
 
 /// `GET /readyz`: 200 `ready` when the database answers and the broker (if configured) is
@@ -62,7 +76,55 @@ async fn graphql(
 }
 
 async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Request) -> Response {
-    let auth = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    let console = match crate::console::session_token(&headers) {
+        Some(token) if headers.get(header::AUTHORIZATION).is_none() => Some(
+            console_principal(&app, &token, &headers, &req)
+                .await
+                .map(|p| AuthState(Ok(p))),
+        ),
+        _ => None,
+    };
+    let auth = match console {
+        Some(Ok(auth)) => auth,
+        // Refused before it runs: the session, its CSRF token or the role.
+        Some(Err(e)) => {
+            let mut err = async_graphql::ServerError::new(e.message(), None);
+            err.extensions = Some({
+                let mut ext = async_graphql::ErrorExtensionValues::default();
+                ext.set("code", e.code().as_str());
+                ext
+            });
+            return Json(async_graphql::Response::from_errors(vec![err])).into_response();
+        }
+        None => bearer(&app, &headers).await,
+    };
+    let mut resp = app.schema.execute(req.data(auth)).await;
+    // Parse/validation/limit errors from async-graphql carry no code: give them one.
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_REQUEST");
+        }
+    }
+    Json(resp).into_response()
+}
+
+/// A console session's principal, once its CSRF token and its role allow the request.
+async fn console_principal(
+    app: &App,
+    token: &str,
+    headers: &HeaderMap,
+    req: &async_graphql::Request,
+) -> Result<crate::domain::Principal, crate::Error> {
+    let csrf = crate::console::csrf_header(headers)
+        .ok_or_else(|| crate::Error::new(crate::ErrorCode::Forbidden, "missing X-CSRF-Token"))?;
+    let (principal, role, _) = app.service.console_session(token, Some(csrf)).await?;
+    role.permits(&req.query, req.operation_name.as_deref())?;
+    Ok(principal)
+}
+
+async fn bearer(app: &App, headers: &HeaderMap) -> AuthState {
+    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         Some(v) => match v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             Some(token) => AuthState(app.service.authenticate(token.trim()).await),
             None => AuthState(Err(crate::Error::new(
@@ -74,16 +136,7 @@ async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Reque
             crate::ErrorCode::Unauthenticated,
             "missing bearer token; get one from POST /oauth/token",
         ))),
-    };
-    let mut resp = app.schema.execute(req.data(auth)).await;
-    // Parse/validation/limit errors from async-graphql carry no code: give them one.
-    for e in &mut resp.errors {
-        let ext = e.extensions.get_or_insert_with(Default::default);
-        if ext.get("code").is_none() {
-            ext.set("code", "BAD_REQUEST");
-        }
     }
-    Json(resp).into_response()
 }
 
 /// OAuth2 token request (form). No `Debug`: it carries the client secret.
@@ -180,7 +233,7 @@ impl RunningCoordinator {
             "give --tls-cert and --tls-key",
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(service.clone());
+        let app = router_for(service.clone(), tls.is_some());
         let server = tokio::spawn(vsigner_https::serve(listener, app, tls, async move {
             let _ = rx.await;
         }));

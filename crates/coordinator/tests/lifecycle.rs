@@ -1389,7 +1389,7 @@ async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
     c.running.shutdown().await.unwrap();
 }
 
-const POST_HUMAN: &str = "mutation($o: ID!, $d: ID!, $r: String!) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r) }";
+const POST_HUMAN: &str = "mutation($o: ID!, $d: ID!, $r: String!, $p: [String!]! = [\"QUJD\", \"REVG\"]) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r, credentialIds: $p) }";
 const ANSWER: &str = "mutation($o: ID!, $d: ID!, $v: String!, $a: String!) { answerAsPerson(operationId: $o, deviceId: $d, verdict: $v, assertion: $a) { seq verdict credentialId answeredBy } }";
 const HUMAN_ANSWERS: &str =
     "query($o: ID!, $d: ID!) { humanAnswers(operationId: $o, deviceId: $d) { seq verdict assertion } }";
@@ -1410,7 +1410,10 @@ async fn human_approval_requests_and_answers(db: Db) {
     let id = op["id"].as_str().unwrap().to_owned();
     let request =
         json!({"__typename": "OperationCreateVault_v3", "id": id, "vault": {"name": "v"}}).to_string();
-    let assertion = json!({"id": "QUJD", "rawId": "QUJD", "type": "public-key", "response": {}}).to_string();
+    let by = |credential: &str| {
+        json!({"id": credential, "rawId": credential, "type": "public-key", "response": {}}).to_string()
+    };
+    let (assertion, second_key) = (by("QUJD"), by("REVG"));
     let answer = |device: &str, verdict: &str, assertion: &str| json!({"o": id, "d": device, "v": verdict, "a": assertion});
 
     // Nothing to answer before the device asks.
@@ -1447,6 +1450,10 @@ async fn human_approval_requests_and_answers(db: Db) {
             .await,
         "INVALID_INPUT"
     );
+    for ids in [json!([]), json!(["QUJD", "QUJD"]), json!(["not base64url!"])] {
+        let vars = json!({"o": id, "d": devices[1], "r": request, "p": ids});
+        assert_eq!(signer.err(POST_HUMAN, vars).await, "INVALID_INPUT", "{ids}");
+    }
     for _ in 0..2 {
         let posted = signer
             .ok(POST_HUMAN, json!({"o": id, "d": devices[1], "r": request}))
@@ -1477,6 +1484,14 @@ async fn human_approval_requests_and_answers(db: Db) {
             .await,
         "INVALID_INPUT"
     );
+    // Only the passkeys the device named: nobody can fill its list with others.
+    let stranger = by("WFla");
+    assert_eq!(
+        operator
+            .err(ANSWER, answer(&devices[1], "approve", &stranger))
+            .await,
+        "FORBIDDEN"
+    );
     let first = operator
         .ok(ANSWER, answer(&devices[1], "approve", &assertion))
         .await;
@@ -1486,10 +1501,14 @@ async fn human_approval_requests_and_answers(db: Db) {
         first["answerAsPerson"]["answeredBy"],
         json!(init.operator_client_id)
     );
-    let second = operator
+    operator
+        .ok(ANSWER, answer(&devices[1], "approve", &second_key))
+        .await;
+    // A passkey's new answer replaces its earlier one.
+    let third = operator
         .ok(ANSWER, answer(&devices[1], "reject", &assertion))
         .await;
-    assert_eq!(second["answerAsPerson"]["seq"], 2);
+    assert_eq!(third["answerAsPerson"]["seq"], 3);
 
     // The device reads them back, in order; only its own client may.
     let read = signer.ok(HUMAN_ANSWERS, json!({"o": id, "d": devices[1]})).await;
@@ -1499,8 +1518,12 @@ async fn human_approval_requests_and_answers(db: Db) {
         .iter()
         .map(|a| a["verdict"].as_str().unwrap())
         .collect();
-    assert_eq!(verdicts, ["approve", "reject"]);
-    assert_eq!(read["humanAnswers"][0]["assertion"], json!(assertion));
+    assert_eq!(
+        verdicts,
+        ["approve", "reject"],
+        "REVG's approval, then QUJD's latest answer"
+    );
+    assert_eq!(read["humanAnswers"][1]["assertion"], json!(assertion));
     assert_eq!(
         operator
             .err(HUMAN_ANSWERS, json!({"o": id, "d": devices[1]}))
@@ -1513,7 +1536,7 @@ async fn human_approval_requests_and_answers(db: Db) {
     // Operators see the request and the answers on the operation; the audit log has them.
     let seen = operator
         .ok(
-            "query($id: ID!) { operation(id: $id) { humanApprovals { deviceId request answers { seq verdict } } } }",
+            "query($id: ID!) { operation(id: $id) { humanApprovals { deviceId request credentialIds answers { seq verdict } } } }",
             json!({"id": id}),
         )
         .await;
@@ -1521,6 +1544,7 @@ async fn human_approval_requests_and_answers(db: Db) {
     assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
     assert_eq!(shown[0]["deviceId"], json!(devices[1]));
     assert_eq!(shown[0]["request"], json!(request));
+    assert_eq!(shown[0]["credentialIds"], json!(["QUJD", "REVG"]));
     assert_eq!(shown[0]["answers"][1]["verdict"], "reject");
 
     // Once the operation is decided, nothing more is posted or answered.

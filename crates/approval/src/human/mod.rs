@@ -62,6 +62,10 @@ pub mod soft_passkey;
 pub const CHALLENGE_TAG: &[u8] = b"vsigner human approval v1\0";
 /// Largest assertion read (a WebAuthn assertion is well under 4 KiB).
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
+/// Most answers read for one request (a desk that lists more is cut short).
+pub const MAX_ANSWERS: usize = 2 * MAX_PASSKEYS;
+/// Refusals named in a decision's reason (the rest are counted).
+const REFUSALS_SHOWN: usize = 3;
 /// Most passkeys one device accepts.
 pub const MAX_PASSKEYS: usize = 64;
 
@@ -118,9 +122,15 @@ pub type DeskFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Se
 /// Where requests are shown to people and their answers collected (the coordinator). It is
 /// not trusted: what it returns is checked by [`HumanApprover`].
 pub trait HumanDesk: Send + Sync + fmt::Debug {
-    /// Shows `request` (the exact bytes the answers must sign) for `operation_id`. Posting
-    /// the same bytes again is harmless.
-    fn post<'a>(&'a self, operation_id: &'a str, request: &'a [u8]) -> DeskFuture<'a, ()>;
+    /// Shows `request` (the exact bytes the answers must sign) for `operation_id`, with the
+    /// ids of the passkeys whose answers the device reads (the desk keeps no others).
+    /// Posting the same again is harmless.
+    fn post<'a>(
+        &'a self,
+        operation_id: &'a str,
+        request: &'a [u8],
+        passkeys: &'a [String],
+    ) -> DeskFuture<'a, ()>;
     /// The answers people gave for `operation_id` so far.
     fn answers<'a>(&'a self, operation_id: &'a str) -> DeskFuture<'a, Vec<HumanAnswer>>;
 }
@@ -204,6 +214,9 @@ pub struct HumanConfig {
     pub rp_id: String,
     /// Where the passkeys were read from, for messages.
     pub passkeys_file: PathBuf,
+    /// What the operator accepted with `ApprovalAcceptInsecure` (set by the daemon's
+    /// configuration: an origin the coordinator serves).
+    pub insecurities: Vec<String>,
 }
 
 impl HumanConfig {
@@ -278,6 +291,7 @@ impl HumanConfig {
             origin,
             rp_id,
             passkeys_file,
+            insecurities: Vec::new(),
         })
     }
 }
@@ -305,6 +319,7 @@ fn read_passkeys(path: &Path) -> Result<Vec<Passkey>, ConfigError> {
     }
     let mut names = BTreeSet::new();
     let mut ids = BTreeSet::new();
+    let mut keys = BTreeSet::new();
     let mut out = Vec::with_capacity(file.passkeys.len());
     for entry in file.passkeys {
         let name = entry.name.trim().to_string();
@@ -321,7 +336,10 @@ fn read_passkeys(path: &Path) -> Result<Vec<Passkey>, ConfigError> {
             )));
         }
         let passkey = Passkey::new(name, entry.passkey.cred);
-        if !ids.insert(passkey.id()) {
+        // An assertion's signature does not cover the credential id: two entries with one
+        // public key would let one person's answer count twice.
+        let key = serde_json::to_string(&passkey.credential.cred).unwrap_or_default();
+        if !ids.insert(passkey.id()) || !keys.insert(key) {
             return Err(invalid(format!(
                 "{}: the passkey of {:?} appears twice (one key counts once)",
                 path.display(),
@@ -392,7 +410,8 @@ impl HumanApprover {
     pub async fn decide(&self, request: &ApprovalRequest) -> Decision {
         let body = request.to_json_bytes();
         let operation = request.operation_id.as_str();
-        let posted = self.desk.post(operation, &body).await;
+        let ids: Vec<String> = self.config.passkeys.iter().map(Passkey::id).collect();
+        let posted = self.desk.post(operation, &body, &ids).await;
         match self.desk.answers(operation).await {
             Ok(answers) => {
                 let decision = self.tally(operation, &body, &answers);
@@ -425,6 +444,18 @@ impl HumanApprover {
         }
         let assertion: PublicKeyCredential = serde_json::from_str(&answer.assertion)
             .map_err(|e| Refusal(format!("an assertion that is not a WebAuthn credential: {e}")))?;
+        // webauthn-rs-core checks `crossOrigin` at registration only: an assertion made in
+        // a frame of another site is refused here.
+        let client_data: serde_json::Value =
+            serde_json::from_slice(&assertion.response.client_data_json).unwrap_or_default();
+        if client_data
+            .get("crossOrigin")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+            || client_data.get("topOrigin").is_some()
+        {
+            return Err(Refusal("an assertion made inside another site's frame".into()));
+        }
         let raw_id = assertion.raw_id.as_slice();
         let (index, passkey) = self
             .config
@@ -469,7 +500,7 @@ impl HumanApprover {
         let mut approving = BTreeSet::new();
         let mut rejecting = BTreeSet::new();
         let mut refused = Vec::new();
-        for answer in answers {
+        for answer in answers.iter().take(MAX_ANSWERS) {
             match self.check(request, answer) {
                 Ok(i) if answer.verdict == Verdict::Approve => {
                     approving.insert(i);
@@ -478,7 +509,7 @@ impl HumanApprover {
                     rejecting.insert(i);
                 }
                 Err(r) => {
-                    tracing::warn!(%operation, refusal = %r, "a person's answer is refused");
+                    tracing::debug!(%operation, refusal = %r, "a person's answer is refused");
                     refused.push(r.0);
                 }
             }
@@ -512,7 +543,11 @@ impl HumanApprover {
             reason.push_str(&format!("; rejected by {}", names(&rejecting)));
         }
         if !refused.is_empty() {
-            reason.push_str(&format!("; refused {}: {}", refused.len(), refused.join("; ")));
+            let shown: Vec<&str> = refused.iter().take(REFUSALS_SHOWN).map(String::as_str).collect();
+            reason.push_str(&format!("; refused {}: {}", refused.len(), shown.join("; ")));
+            if refused.len() > REFUSALS_SHOWN {
+                reason.push_str("; …");
+            }
         }
         Decision::unavailable(ApprovalMode::Human, reason)
     }

@@ -31,6 +31,8 @@ pub struct SoftPasskey {
     credential_id: [u8; 16],
     /// Whether assertions claim user verification (false: a key without biometrics).
     pub user_verified: bool,
+    /// Whether assertions say they were made inside another site's frame.
+    pub cross_origin: bool,
 }
 
 impl std::fmt::Debug for SoftPasskey {
@@ -56,6 +58,7 @@ impl SoftPasskey {
             key: SigningKey::random(&mut rand::rngs::OsRng),
             credential_id,
             user_verified: true,
+            cross_origin: false,
         }
     }
 
@@ -130,7 +133,12 @@ impl SoftPasskey {
             FLAG_UP
         };
         let auth_data = authenticator_data(rp_id, flags);
-        let client_data = client_data("webauthn.get", challenge, origin);
+        let mut client_data = client_data("webauthn.get", challenge, origin);
+        if self.cross_origin {
+            let mut v: serde_json::Value = serde_json::from_slice(&client_data).unwrap_or_default();
+            v["crossOrigin"] = true.into();
+            client_data = serde_json::to_vec(&v).unwrap_or_default();
+        }
         let mut signed = auth_data.clone();
         signed.extend_from_slice(&Sha256::digest(&client_data));
         let signature: DerSignature = self.key.sign(&signed);
@@ -148,6 +156,23 @@ impl SoftPasskey {
             "clientExtensionResults": {},
         })
         .to_string()
+    }
+
+    /// The credential id, base64url.
+    pub fn credential_id(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.credential_id)
+    }
+
+    /// The private key as PKCS#8 DER, base64 (standard): what Chromium's virtual
+    /// authenticator takes (`WebAuthn.addCredential`), so that a browser test answers with
+    /// this very key.
+    pub fn private_key_pkcs8_base64(&self) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        use p256::pkcs8::EncodePrivateKey as _;
+        self.key
+            .to_pkcs8_der()
+            .map(|der| STANDARD.encode(der.as_bytes()))
+            .unwrap_or_default()
     }
 
     /// A person's answer `verdict` on the request whose exact bytes are `request`.

@@ -15,8 +15,8 @@ use crate::error::{Error, ErrorCode, Result};
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest assertion accepted (a WebAuthn assertion is well under 4 KiB).
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
-/// Most answers kept for one device's request (people answering, and changing their mind).
-pub const MAX_ANSWERS: usize = 64;
+/// Most passkeys a device names (its file's limit).
+pub const MAX_PASSKEYS: usize = 64;
 
 str_enum!(/// What a person answered.
     Verdict, ErrorCode::InvalidInput, "verdict" {
@@ -35,6 +35,8 @@ pub struct HumanApprovalRequest {
     pub device_id: DeviceId,
     /// The exact request bytes (UTF-8 JSON) that answers sign.
     pub request: String,
+    /// The passkeys (credential ids, base64url) whose answers the device reads.
+    pub credential_ids: Vec<String>,
     /// When the device posted it.
     pub posted_at: Millis,
     /// The answers so far, oldest first.
@@ -78,6 +80,31 @@ pub fn check_request(operation: &OperationId, request: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the passkeys a device names: 1 to [`MAX_PASSKEYS`] distinct base64url ids.
+pub fn check_credential_ids(ids: &[String]) -> Result<()> {
+    if ids.is_empty() || ids.len() > MAX_PASSKEYS {
+        return Err(Error::invalid_input(format!(
+            "name 1 to {MAX_PASSKEYS} passkeys (credential ids), not {}",
+            ids.len()
+        )));
+    }
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    if distinct.len() != ids.len() || !ids.iter().all(|id| is_base64url(id)) {
+        return Err(Error::invalid_input(
+            "credential ids must be distinct base64url strings",
+        ));
+    }
+    Ok(())
+}
+
+fn is_base64url(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 1366
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Reads the credential id (base64url `rawId`, else `id`) of an assertion, after checking
 /// its size and that it is JSON.
 pub fn credential_id_of(assertion: &str) -> Result<String> {
@@ -97,12 +124,7 @@ pub fn credential_id_of(assertion: &str) -> Result<String> {
         Error::invalid_input(format!("the assertion is not a WebAuthn credential's JSON: {e}"))
     })?;
     let id = shape.raw_id.or(shape.id).unwrap_or_default();
-    let ok = !id.is_empty()
-        && id.len() <= 1366
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !ok {
+    if !is_base64url(&id) {
         return Err(Error::invalid_input("the assertion has no base64url rawId"));
     }
     Ok(id)

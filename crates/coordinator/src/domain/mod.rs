@@ -113,6 +113,7 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+pub mod console;
 pub mod device;
 pub mod human_approval;
 pub mod keygen;

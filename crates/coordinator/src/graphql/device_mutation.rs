@@ -60,18 +60,21 @@ impl DeviceMutation {
     }
 
     /// A human-approved device shows people the exact request they answer (the JSON a
-    /// webhook would receive), for an operation awaiting its vote. Posting it again is
-    /// harmless. People answer with `answerAsPerson`; the device reads `humanAnswers`.
+    /// webhook would receive), for an operation awaiting its vote, and names the passkeys
+    /// (credential ids, base64url) whose answers it reads: answers by others are refused.
+    /// Posting it again is harmless. People answer with `answerAsPerson`; the device reads
+    /// `humanAnswers`.
     async fn post_human_approval_request(
         &self,
         ctx: &Context<'_>,
         operation_id: ID,
         device_id: ID,
+        credential_ids: Vec<String>,
         request: String,
     ) -> GqlResult<bool> {
         let p = ctx_principal(ctx)?;
         ctx_service(ctx)?
-            .post_human_request(p, &operation_id, &device_id, &request)
+            .post_human_request(p, &operation_id, &device_id, &request, &credential_ids)
             .await
             .map(|()| true)
             .map_err(gql)

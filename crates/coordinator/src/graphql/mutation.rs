@@ -156,6 +156,27 @@ impl OperatorMutation {
             .map_err(gql)
     }
 
+    /// Creates a web console user with a generated password, returned only here
+    /// (operator API clients and console admins). `role`: `viewer` (reads), `approver`
+    /// (reads, answers human approvals), `operator` (reads, requests operations), `admin`
+    /// (an operator who also manages users and API clients).
+    async fn create_console_user(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: String,
+    ) -> GqlResult<ConsoleUserCreated> {
+        let p = ctx_principal(ctx)?;
+        let (user, password) = ctx_service(ctx)?
+            .create_console_user(p, &name, &role)
+            .await
+            .map_err(gql)?;
+        Ok(ConsoleUserCreated {
+            user: user.into(),
+            password: password.expose().to_owned(),
+        })
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,

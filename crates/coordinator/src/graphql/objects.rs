@@ -228,7 +228,11 @@ pub struct HumanApprovalRequestObj {
     /// The exact bytes (JSON) a person's passkey signs, with the verdict: the WebAuthn
     /// challenge is SHA-256("vsigner human approval v1" 0x00 verdict 0x00 request).
     pub(crate) request: String,
+    /// The passkeys (credential ids, base64url) whose answers the device reads: a console
+    /// asks the browser for one of these.
+    pub(crate) credential_ids: Vec<String>,
     pub(crate) posted_at: String,
+    /// The latest answer of each passkey.
     pub(crate) answers: Vec<HumanAnswerObj>,
 }
 
@@ -266,10 +270,42 @@ impl From<crate::domain::human_approval::HumanApprovalRequest> for HumanApproval
         Self {
             device_id: ID(r.device_id.to_string()),
             request: r.request,
+            credential_ids: r.credential_ids,
             posted_at: time(r.posted_at),
             answers: r.answers.into_iter().map(Into::into).collect(),
         }
     }
+}
+
+/// A console user.
+#[derive(SimpleObject)]
+#[graphql(name = "ConsoleUser")]
+pub struct ConsoleUserObj {
+    pub(crate) id: ID,
+    pub(crate) name: String,
+    /// `viewer` | `approver` | `operator` | `admin`.
+    pub(crate) role: String,
+    pub(crate) created_at: String,
+}
+
+impl From<crate::domain::console::ConsoleUser> for ConsoleUserObj {
+    fn from(u: crate::domain::console::ConsoleUser) -> Self {
+        Self {
+            id: ID(u.id.to_string()),
+            name: u.name,
+            role: u.role.as_str().to_owned(),
+            created_at: time(u.created_at),
+        }
+    }
+}
+
+/// A new console user and its password, shown only this once.
+#[derive(SimpleObject)]
+pub struct ConsoleUserCreated {
+    pub(crate) user: ConsoleUserObj,
+    /// Shown once: give it to the person, who signs in at `/console/` with the
+    /// organisation id, the name and this password.
+    pub(crate) password: String,
 }
 
 /// A vote.

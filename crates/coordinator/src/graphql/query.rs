@@ -41,6 +41,17 @@ impl QueryRoot {
             .map(ApiClientObj::from)
             .collect())
     }
+    /// The organisation's web console users.
+    async fn console_users(&self, ctx: &Context<'_>) -> GqlResult<Vec<ConsoleUserObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .console_users(p)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
     async fn devices(&self, ctx: &Context<'_>) -> GqlResult<Vec<DeviceObj>> {
         let p = ctx_principal(ctx)?;
         Ok(ctx_service(ctx)?

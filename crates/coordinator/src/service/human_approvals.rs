@@ -10,16 +10,19 @@ use crate::error::{Error, ErrorCode, Result};
 
 impl Service {
     /// A human-approved device shows people what it asks about an operation it may vote
-    /// on (its signer client; posting the same request again changes nothing).
+    /// on, and names the passkeys whose answers it reads (its signer client; posting the
+    /// same again changes nothing).
     pub async fn post_human_request(
         &self,
         p: &Principal,
         op_id: &str,
         device_id: &str,
         request: &str,
+        credential_ids: &[String],
     ) -> Result<()> {
         let op_id = OperationId::from_string(op_id);
         human_approval::check_request(&op_id, request)?;
+        human_approval::check_credential_ids(credential_ids)?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let device = self.acting_device(&mut tx, p, device_id).await?;
@@ -44,7 +47,15 @@ impl Service {
             ));
         }
         self.store
-            .put_human_request(&mut tx, &p.org_id, &op_id, &device.id, request, now)
+            .put_human_request(
+                &mut tx,
+                &p.org_id,
+                &op_id,
+                &device.id,
+                request,
+                credential_ids,
+                now,
+            )
             .await?;
         tx.commit().await?;
         Ok(())
@@ -124,17 +135,16 @@ impl Service {
                     &format!("{device_id} of operation {op_id}"),
                 )
             })?;
-        if request.answers.len() >= human_approval::MAX_ANSWERS {
+        // Only the passkeys the device reads: nobody fills its list with other answers.
+        // Each keeps its latest answer, so the list never outgrows the device's passkeys.
+        if !request.credential_ids.contains(&credential_id) {
             return Err(Error::new(
-                ErrorCode::TooManyRequests,
-                format!(
-                    "device {device_id} already has {} answers for operation {op_id}",
-                    request.answers.len()
-                ),
+                ErrorCode::Forbidden,
+                format!("passkey {credential_id} is not one whose answers device {device_id} reads"),
             ));
         }
         let answer = HumanAnswer {
-            seq: request.answers.last().map_or(1, |a| a.seq + 1),
+            seq: request.answers.iter().map(|a| a.seq).max().map_or(1, |s| s + 1),
             verdict,
             credential_id,
             assertion: assertion.to_owned(),
@@ -142,7 +152,7 @@ impl Service {
             at: now,
         };
         self.store
-            .insert_human_answer(&mut tx, &p.org_id, &op_id, &device, &answer)
+            .put_human_answer(&mut tx, &p.org_id, &op_id, &device, &answer)
             .await?;
         let event = AuditEvent {
             event: "human_answer".into(),
@@ -159,6 +169,7 @@ impl Service {
             .audit(&mut tx, &p.org_id, "operation", op_id.as_str(), now, &[event])
             .await?;
         tx.commit().await?;
+        self.announce(&op);
         if let Some(n) = &self.notifier {
             n.notify(&[device], &op_id, OperationState::AwaitingApproval);
         }

@@ -63,6 +63,7 @@ impl Service {
         tx.commit().await?;
         timer.committed();
         metrics::operation_created(op.kind());
+        self.announce(&op);
         if let Some(n) = &self.notifier {
             let voters: Vec<DeviceId> = op.voters.iter().map(|v| v.device_id.clone()).collect();
             n.notify(&voters, &op.id, OperationState::AwaitingApproval);
@@ -160,10 +161,26 @@ impl Service {
         }
         // Any commit on an operation wakes its waiters (they read it again).
         self.waiters.changed(&op.id);
+        self.announce(op);
         for s in stale {
             metrics::operation_ended(s, now);
             self.waiters.changed(&s.id);
+            self.announce(s);
         }
+    }
+
+    /// Tells the console's live views that `op` changed (nobody listening is fine).
+    pub(super) fn announce(&self, op: &Operation) {
+        let _ = self.events.send(super::OperationEvent {
+            org_id: op.org_id.clone(),
+            operation_id: op.id.clone(),
+            state: op.state,
+        });
+    }
+
+    /// Every committed change of an operation from now on.
+    pub fn operation_events(&self) -> tokio::sync::broadcast::Receiver<super::OperationEvent> {
+        self.events.subscribe()
     }
 
     pub(super) async fn notify_after(&self, op: &Operation, before: OperationState) {

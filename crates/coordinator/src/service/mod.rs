@@ -29,6 +29,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::notify::Notifier;
 use crate::store::Store;
 
+pub mod console;
 pub mod devices;
 pub mod expiry;
 pub mod human_approvals;
@@ -117,6 +118,22 @@ pub struct Service {
     verifications: Arc<tokio::sync::Semaphore>,
     /// The requests waiting for an operation to change ([`Service::wait_for_operation`]).
     waiters: waits::Waiters,
+    /// Recent failed console sign-ins ([`console::SignInLimiter`]).
+    sign_ins: console::SignInLimiter,
+    /// Every committed change of an operation, for the console's live view.
+    events: tokio::sync::broadcast::Sender<OperationEvent>,
+}
+
+/// An operation changed (a commit): what the console's live view hears. Only a hint: the
+/// page reads the operation again through GraphQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationEvent {
+    /// Organisation.
+    pub org_id: OrgId,
+    /// Operation.
+    pub operation_id: OperationId,
+    /// Its state after the commit.
+    pub state: OperationState,
 }
 
 pub(crate) fn forbidden(msg: impl Into<String>) -> Error {
@@ -150,6 +167,8 @@ impl Service {
             broadcaster,
             verifications,
             waiters: waits::Waiters::default(),
+            sign_ins: console::SignInLimiter::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 

@@ -5,11 +5,12 @@ use sqlx::{AnyConnection, Row};
 use super::Store;
 use crate::domain::human_approval::{HumanAnswer, HumanApprovalRequest, Verdict};
 use crate::domain::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 impl Store {
     /// Stores (or replaces) what `device` asks people about `op`. A replaced request keeps
     /// its answers: each names the bytes it signed, and the device checks them.
+    #[allow(clippy::too_many_arguments)] // one column each
     pub async fn put_human_request(
         &self,
         c: &mut AnyConnection,
@@ -17,18 +18,23 @@ impl Store {
         op: &OperationId,
         device: &DeviceId,
         request: &str,
+        credential_ids: &[String],
         now: Millis,
     ) -> Result<()> {
+        let ids = serde_json::to_string(credential_ids).map_err(|e| Error::internal("credential ids", e))?;
         sqlx::query(
-            "INSERT INTO human_approval_requests (operation_id, device_id, org_id, request, posted_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (operation_id, device_id) DO UPDATE SET request = excluded.request, posted_at = excluded.posted_at \
-             WHERE human_approval_requests.request <> excluded.request",
+            "INSERT INTO human_approval_requests (operation_id, device_id, org_id, request, credential_ids, posted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (operation_id, device_id) DO UPDATE SET request = excluded.request, \
+             credential_ids = excluded.credential_ids, posted_at = excluded.posted_at \
+             WHERE human_approval_requests.request <> excluded.request \
+             OR human_approval_requests.credential_ids <> excluded.credential_ids",
         )
         .bind(op.as_str())
         .bind(device.as_str())
         .bind(org.as_str())
         .bind(request)
+        .bind(ids)
         .bind(now)
         .execute(c)
         .await?;
@@ -55,7 +61,7 @@ impl Store {
         device: Option<&DeviceId>,
     ) -> Result<Vec<HumanApprovalRequest>> {
         let rows = sqlx::query(
-            "SELECT device_id, request, posted_at FROM human_approval_requests \
+            "SELECT device_id, request, credential_ids, posted_at FROM human_approval_requests \
              WHERE org_id = $1 AND operation_id = $2 AND ($3 = '' OR device_id = $3) ORDER BY device_id",
         )
         .bind(org.as_str())
@@ -69,6 +75,8 @@ impl Store {
                 operation_id: op.clone(),
                 device_id: DeviceId::from_string(r.try_get::<String, _>("device_id")?),
                 request: r.try_get("request")?,
+                credential_ids: serde_json::from_str(&r.try_get::<String, _>("credential_ids")?)
+                    .map_err(|e| Error::internal("credential ids", e))?,
                 posted_at: r.try_get("posted_at")?,
                 answers: Vec::new(),
             });
@@ -99,10 +107,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends an answer to `device`'s request about `op` (which must exist) as number
-    /// `seq` (one more than the last: two concurrent answers cannot take the same number).
-    #[allow(clippy::too_many_arguments)] // one column each
-    pub async fn insert_human_answer(
+    /// Stores an answer to `device`'s request about `op` (which must exist) as number
+    /// `seq` (one more than the last), in place of any earlier answer by the same passkey.
+    pub async fn put_human_answer(
         &self,
         c: &mut AnyConnection,
         org: &OrgId,
@@ -110,6 +117,15 @@ impl Store {
         device: &DeviceId,
         answer: &HumanAnswer,
     ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM human_answers WHERE org_id = $1 AND operation_id = $2 AND device_id = $3 AND credential_id = $4",
+        )
+        .bind(org.as_str())
+        .bind(op.as_str())
+        .bind(device.as_str())
+        .bind(&answer.credential_id)
+        .execute(&mut *c)
+        .await?;
         sqlx::query(
             "INSERT INTO human_answers (operation_id, device_id, seq, org_id, verdict, credential_id, assertion, answered_by, at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -42,6 +42,11 @@ const SQLITE: &[Listed] = &[
         "human approvals",
         include_str!("../../migrations/sqlite/0006_human_approvals.sql"),
     ),
+    (
+        7,
+        "console",
+        include_str!("../../migrations/sqlite/0007_console.sql"),
+    ),
 ];
 
 const POSTGRES: &[Listed] = &[
@@ -70,6 +75,11 @@ const POSTGRES: &[Listed] = &[
         6,
         "human approvals",
         include_str!("../../migrations/postgres/0006_human_approvals.sql"),
+    ),
+    (
+        7,
+        "console",
+        include_str!("../../migrations/postgres/0007_console.sql"),
     ),
 ];
 

@@ -16,6 +16,7 @@
 //! - [`organisations`]: organisations, API clients, access tokens.
 //! - [`devices`], [`vaults`], [`operations`] (with their votes): rows of each entity.
 //! - [`human_approvals`]: what human-approved devices ask people, and the answers.
+//! - [`console`]: the web console's users and sessions.
 //! - [`audit`]: the append-only audit log and idempotency keys.
 
 use sqlx::any::AnyPoolOptions;
@@ -46,6 +47,7 @@ pub struct Store {
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 pub mod audit;
+pub mod console;
 pub mod devices;
 pub mod human_approvals;
 mod migrations;

@@ -370,7 +370,31 @@ impl SignerConfig {
         let api_ca_cert = r.ca_cert(keys::API_CA_CERT)?;
         let api_tls = r.api_tls()?;
         let initial_devices = r.initial_devices()?;
-        let approval = r.approval()?;
+        let mut approval = r.approval()?;
+        if let vsigner_approval::ModeConfig::Human(human) = &mut approval.mode {
+            // A person's passkey signs whatever challenge the page gives it, and shows none:
+            // the page people approve on must not be the coordinator's to serve.
+            let console = human.origin.origin();
+            let served_by_coordinator = std::iter::once(&api_base_url)
+                .chain(graphql_url.as_ref())
+                .any(|u| u.origin() == console);
+            if served_by_coordinator {
+                let why = "the coordinator serves this origin, so it could show people one request while their passkeys sign another";
+                if r.flag(vsigner_approval::config::keys::ACCEPT_INSECURE)? {
+                    human
+                        .insecurities
+                        .push(format!("HumanApprovalOrigin is the coordinator's origin: {why}"));
+                } else {
+                    return Err(r.err(
+                        vsigner_approval::config::keys::HUMAN_ORIGIN,
+                        format!(
+                            "{} is the coordinator's own origin: {why}; serve the approving console from an origin the coordinator does not control (or set ApprovalAcceptInsecure = true to accept that)",
+                            console.ascii_serialization()
+                        ),
+                    ));
+                }
+            }
+        }
         let trusted_device_keys = r.trusted_device_keys()?;
         let trace_span_exporter = r.trace_exporter()?;
         let otlp_traces_endpoint = match (trace_span_exporter, r.string(keys::OTLP_ENDPOINT)?) {

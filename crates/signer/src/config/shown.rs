@@ -155,6 +155,11 @@ impl SignerConfig {
                 ));
             }
         }
+        if let ModeConfig::Human(human) = &self.approval.mode {
+            for insecurity in &human.insecurities {
+                out.push(format!("ApprovalAcceptInsecure is set and {insecurity}"));
+            }
+        }
         if self.api_base_url.scheme() == "http" && !is_loopback(&self.api_base_url) {
             out.push(
                 "APIBaseURL uses http:// to a host that is not loopback: the coordinator \

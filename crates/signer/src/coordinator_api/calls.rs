@@ -96,11 +96,12 @@ impl CoordinatorClient {
         op: &str,
         device: &str,
         request: &str,
+        passkeys: &[String],
     ) -> Result<bool, ApiError> {
-        let q = "mutation($o: ID!, $d: ID!, $r: String!) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r) }";
+        let q = "mutation($o: ID!, $d: ID!, $r: String!, $p: [String!]!) { postHumanApprovalRequest(operationId: $o, deviceId: $d, request: $r, credentialIds: $p) }";
         self.field(
             q,
-            json!({"o": op, "d": device, "r": request}),
+            json!({"o": op, "d": device, "r": request, "p": passkeys}),
             "postHumanApprovalRequest",
         )
         .await

@@ -146,7 +146,11 @@ impl Daemon {
         // again reads the coordinator; a webhook or node is never asked at its command.
         if let Some(op) = operation.as_ref().filter(|_| lists.awaiting_vote && !lists.ready) {
             if self.inner.config.approval.approval_mode() == ApprovalMode::Human {
-                lock(&self.inner.approval_waits).remove(&(device.to_owned(), op.clone()));
+                // At most one reading a second, however many notifications come.
+                let soon = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                if let Some(w) = lock(&self.inner.approval_waits).get_mut(&(device.to_owned(), op.clone())) {
+                    w.next = w.next.min(soon);
+                }
             }
         }
         let Some(op) = operation.filter(|_| lists == Lists::READY) else {

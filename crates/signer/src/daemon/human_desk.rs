@@ -25,13 +25,18 @@ impl std::fmt::Debug for CoordinatorDesk {
 }
 
 impl HumanDesk for CoordinatorDesk {
-    fn post<'a>(&'a self, operation_id: &'a str, request: &'a [u8]) -> DeskFuture<'a, ()> {
+    fn post<'a>(
+        &'a self,
+        operation_id: &'a str,
+        request: &'a [u8],
+        passkeys: &'a [String],
+    ) -> DeskFuture<'a, ()> {
         Box::pin(async move {
             let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
             let request = std::str::from_utf8(request).map_err(|e| e.to_string())?;
             inner
                 .coordinator
-                .post_human_approval_request(operation_id, &self.device, request)
+                .post_human_approval_request(operation_id, &self.device, request, passkeys)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
@@ -47,8 +52,10 @@ impl HumanDesk for CoordinatorDesk {
                 .await
                 .map_err(|e| e.to_string())?;
             // An answer whose verdict is neither is dropped here; it could approve nothing.
+            // The approver reads at most MAX_ANSWERS of them.
             Ok(answers
                 .into_iter()
+                .take(vsigner_approval::human::MAX_ANSWERS)
                 .filter_map(|a| {
                     let verdict = match a.verdict.as_str() {
                         "approve" => Verdict::Approve,

@@ -627,6 +627,7 @@ impl Daemon {
         let broker_connected = devices.values().all(|d| d.link.stats().connected);
         let insecure_approvals = match &self.inner.config.approval.mode {
             vsigner_approval::ModeConfig::Api(api) => api.insecurities.clone(),
+            vsigner_approval::ModeConfig::Human(human) => human.insecurities.clone(),
             _ => Vec::new(),
         };
         ReadinessReport {

@@ -9,6 +9,7 @@
 mod attacks;
 mod compat;
 mod concurrency;
+mod console;
 mod coordinator;
 mod harness;
 mod hostile;
@@ -583,8 +584,24 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
 #[test]
 fn a_bad_configuration_fails_fast_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
+    // People must not approve on a page the coordinator serves.
+    let passkeys = dir.path().join("passkeys.json");
+    let origin: url::Url = "http://localhost:1".parse().unwrap();
+    let alice = vsigner_approval::human::soft_passkey::SoftPasskey::new()
+        .register("Alice", &origin, "localhost")
+        .unwrap();
+    std::fs::write(
+        &passkeys,
+        vsigner_approval::human::soft_passkey::passkeys_file(&[alice]),
+    )
+    .unwrap();
     let cases = [
         (json!({"ApprovalMode": "Sometimes"}), "ApprovalMode"),
+        (
+            json!({"ApprovalMode": "Human", "HumanApprovalPasskeysFile": passkeys.to_str().unwrap(),
+                   "HumanApprovalOrigin": "http://localhost:1", "APIBaseURL": "http://localhost:1/"}),
+            "HumanApprovalOrigin",
+        ),
         (json!({"Porrt": 8080}), "Porrt"),
         (json!({"APIBaseURL": "not a url"}), "APIBaseURL"),
         (json!({"AuthClientSecret": null}), "AuthClientSecret"),

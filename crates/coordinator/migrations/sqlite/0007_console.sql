@@ -1,0 +1,19 @@
+-- The web console's people: users with a role (viewer, operator, approver, admin) and
+-- their sign-in sessions (the cookie's token and the CSRF token are stored as SHA-256).
+CREATE TABLE console_users (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (org_id, name)
+);
+CREATE TABLE console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES console_users(id),
+    csrf_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);

@@ -1,0 +1,525 @@
+// The vsigner console: one page, no build step. It reads and writes through the
+// coordinator's GraphQL API with the session cookie and the CSRF token, hears of changes
+// through server-sent events, and builds every element with textContent (no HTML from data).
+
+const state = { user: null, csrf: null, view: null, refresh: null, events: null };
+const main = () => document.getElementById("main");
+
+// ---------- small helpers ----------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// Device names by id, read with the page's data (a name is what people recognise).
+let deviceNames = {};
+const device = (id) =>
+  h("span", { class: "device" }, deviceNames[id] || "", " ", h("code", { class: "muted" }, short(id)));
+const DEVICES = "devices { id name }";
+const learnDevices = (data) => {
+  deviceNames = Object.fromEntries((data.devices || []).map((d) => [d.id, d.name]));
+};
+
+const short = (id) => (id && id.length > 14 ? `${id.slice(0, 10)}…${id.slice(-4)}` : id || "");
+const when = (t) => (t ? new Date(t).toLocaleString() : "");
+const badge = (s) => h("span", { class: `state ${s}` }, s);
+const b64url = (buf) =>
+  btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromB64url = (s) => {
+  const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+};
+
+class ApiError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function gql(query, variables = {}) {
+  const resp = await fetch("/graphql", {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-csrf-token": state.csrf || "" },
+    body: JSON.stringify({ query, variables }),
+    credentials: "same-origin",
+  });
+  const body = await resp.json();
+  if (body.errors && body.errors.length) {
+    const e = body.errors[0];
+    const code = e.extensions && e.extensions.code;
+    if (code === "UNAUTHENTICATED") signedOut();
+    throw new ApiError(e.message, code);
+  }
+  return body.data;
+}
+
+// ---------- session ----------
+
+async function start() {
+  document.getElementById("sign-out").addEventListener("click", signOut);
+  window.addEventListener("hashchange", route);
+  const resp = await fetch("/console/session", { credentials: "same-origin" });
+  if (resp.ok) {
+    const s = await resp.json();
+    signedIn(s.user, s.csrfToken);
+  } else {
+    signInView();
+  }
+}
+
+function signedIn(user, csrf) {
+  state.user = user;
+  state.csrf = csrf;
+  document.getElementById("nav").hidden = false;
+  document.getElementById("who").hidden = false;
+  document.getElementById("who-name").textContent = user.name;
+  document.getElementById("who-role").textContent = user.role;
+  listen();
+  if (!location.hash || location.hash === "#/sign-in") location.hash = "#/operations";
+  else route();
+}
+
+function signedOut() {
+  state.user = null;
+  state.csrf = null;
+  if (state.events) state.events.close();
+  state.events = null;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("who").hidden = true;
+  signInView();
+}
+
+async function signOut() {
+  await fetch("/console/session", {
+    method: "DELETE",
+    headers: { "x-csrf-token": state.csrf || "" },
+    credentials: "same-origin",
+  });
+  signedOut();
+}
+
+function signInView() {
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "card signin", id: "sign-in" },
+    h("h1", {}, "Sign in"),
+    h("label", { for: "organisation" }, "Organisation id"),
+    h("input", { id: "organisation", name: "organisation", required: true, autocomplete: "organization" }),
+    h("label", { for: "name" }, "Name"),
+    h("input", { id: "name", name: "name", required: true, autocomplete: "username" }),
+    h("label", { for: "password" }, "Password"),
+    h("input", { id: "password", name: "password", type: "password", required: true, autocomplete: "current-password" }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")),
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const resp = await fetch("/console/session", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({
+        organisationId: form.organisation.value,
+        name: form.name.value,
+        password: form.password.value,
+      }),
+    });
+    const body = await resp.json();
+    if (!resp.ok) {
+      error.textContent = body.message || "Sign-in failed";
+      return;
+    }
+    form.password.value = "";
+    signedIn(body.user, body.csrfToken);
+  });
+  main().replaceChildren(form);
+}
+
+// ---------- live updates ----------
+
+function listen() {
+  if (state.events) state.events.close();
+  const live = document.getElementById("live");
+  const events = new EventSource("/console/events");
+  events.addEventListener("open", () => live.classList.add("on"));
+  events.addEventListener("error", () => live.classList.remove("on"));
+  const changed = () => {
+    clearTimeout(state.refresh);
+    state.refresh = setTimeout(() => state.view && state.view.refresh && state.view.refresh(), 150);
+  };
+  events.addEventListener("operation", changed);
+  events.addEventListener("lagged", changed);
+  state.events = events;
+}
+
+// ---------- routing ----------
+
+const views = {
+  operations: operationsView,
+  operation: operationView,
+  vaults: vaultsView,
+  devices: devicesView,
+  audit: auditView,
+};
+
+function route() {
+  if (!state.user) return signInView();
+  const [, name, id] = (location.hash || "#/operations").split("/");
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("on", a.dataset.view === name || (name === "operation" && a.dataset.view === "operations"));
+  }
+  const view = views[name] || operationsView;
+  state.view = { refresh: () => view(id).catch(showError) };
+  state.view.refresh();
+}
+
+function showError(e) {
+  main().replaceChildren(h("div", { class: "card error", role: "alert" }, e.message));
+}
+
+function table(headers, rows) {
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, headers.map(([label, cls]) => h("th", { class: cls }, label)))),
+    h("tbody", {}, rows),
+  );
+}
+
+// ---------- views ----------
+
+const OP_FIELDS = `id kind state vaultId createdAt updatedAt expiresAt approvedWeight requiredWeight
+  vault { name curve threshold }
+  sign { payloadKind payload signingDigest chainId }`;
+
+// A message's text when it is printable UTF-8 (what a person reads before approving).
+function messageText(sign) {
+  if (!sign || sign.payloadKind !== "message" || !sign.payload) return null;
+  try {
+    const hex = sign.payload.replace(/^0x/, "");
+    const bytes = Uint8Array.from(hex.match(/../g) || [], (b) => parseInt(b, 16));
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return /^[\P{Cc}\n\t]*$/u.test(text) ? text : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+async function operationsView() {
+  const data = await gql(`query { operations(filter: { limit: 100 }) { ${OP_FIELDS} } }`);
+  const rows = data.operations.map((op) =>
+    h(
+      "tr",
+      { class: "link", "data-operation": op.id, onclick: () => (location.hash = `#/operation/${op.id}`) },
+      h("td", {}, h("code", {}, short(op.id))),
+      h("td", {}, op.kind, op.sign ? h("span", { class: "muted" }, ` · ${op.sign.payloadKind}`) : null),
+      h("td", {}, badge(op.state)),
+      h("td", {}, op.vault.name, h("span", { class: "muted" }, ` · ${op.vault.curve}`)),
+      h("td", { class: "wide" }, `${op.approvedWeight} / ${op.requiredWeight}`),
+      h("td", { class: "wide" }, when(op.createdAt)),
+    ),
+  );
+  main().replaceChildren(
+    h("h1", {}, "Operations"),
+    h(
+      "div",
+      { class: "card" },
+      rows.length
+        ? table([["Operation"], ["Kind"], ["State"], ["Vault"], ["Approvals", "wide"], ["Created", "wide"]], rows)
+        : h("p", { class: "muted" }, "No operations yet."),
+    ),
+  );
+}
+
+async function operationView(id) {
+  const data = await gql(
+    `query($id: ID!) { ${DEVICES} operation(id: $id) { ${OP_FIELDS} rejectionReason startedBy
+      votes { deviceId vote weight at }
+      committee { deviceId name index }
+      result { publicKey signature recoveryId submittedBy rawTransaction txHash }
+      failure { reason culpritDeviceIds reportedBy }
+      humanApprovals { deviceId request credentialIds postedAt answers { seq verdict credentialId answeredBy at } } } }`,
+    { id },
+  );
+  learnDevices(data);
+  const op = data.operation;
+  const parts = [
+    h("h1", {}, `${op.kind} `, badge(op.state)),
+    h(
+      "div",
+      { class: "card" },
+      h(
+        "dl",
+        {},
+        h("dt", {}, "Operation"), h("dd", {}, h("code", {}, op.id)),
+        h("dt", {}, "Vault"), h("dd", {}, `${op.vault.name} (${op.vault.curve}, ${op.vault.threshold} to sign)`),
+        h("dt", {}, "Approvals"), h("dd", {}, `${op.approvedWeight} of ${op.requiredWeight} needed`),
+        op.sign ? [h("dt", {}, "Payload"), h("dd", {}, op.sign.payloadKind)] : null,
+        messageText(op.sign) !== null ? [h("dt", {}, "Message"), h("dd", { id: "message" }, messageText(op.sign))] : null,
+        op.sign && op.sign.signingDigest ? [h("dt", {}, "Digest"), h("dd", {}, h("code", {}, op.sign.signingDigest))] : null,
+        h("dt", {}, "Created"), h("dd", {}, when(op.createdAt)),
+        h("dt", {}, "Expires"), h("dd", {}, when(op.expiresAt)),
+        op.rejectionReason ? [h("dt", {}, "Rejected"), h("dd", {}, op.rejectionReason)] : null,
+      ),
+    ),
+  ];
+  for (const req of op.humanApprovals) parts.push(humanApprovalCard(op, req));
+  parts.push(h("h2", {}, "Votes"));
+  parts.push(
+    h(
+      "div",
+      { class: "card" },
+      op.votes.length
+        ? table(
+            [["Device"], ["Vote"], ["Weight"], ["When", "wide"]],
+            op.votes.map((v) =>
+              h("tr", {}, h("td", {}, device(v.deviceId)), h("td", {}, badge(v.vote)), h("td", {}, v.weight), h("td", { class: "wide" }, when(v.at))),
+            ),
+          )
+        : h("p", { class: "muted" }, "No votes yet."),
+    ),
+  );
+  if (op.committee.length) {
+    parts.push(h("h2", {}, "Committee"));
+    parts.push(
+      h(
+        "div",
+        { class: "card" },
+        table(
+          [["Device"], ["Name"], ["Share"]],
+          op.committee.map((m) => h("tr", {}, h("td", {}, device(m.deviceId)), h("td", {}, m.name), h("td", {}, m.index ?? ""))),
+        ),
+      ),
+    );
+  }
+  if (op.result) {
+    const r = op.result;
+    parts.push(h("h2", {}, "Result"));
+    parts.push(
+      h(
+        "div",
+        { class: "card", id: "result" },
+        h(
+          "dl",
+          {},
+          r.publicKey ? [h("dt", {}, "Public key"), h("dd", {}, h("code", {}, r.publicKey))] : null,
+          r.signature ? [h("dt", {}, "Signature"), h("dd", {}, h("code", { id: "signature" }, r.signature))] : null,
+          r.recoveryId !== null && r.recoveryId !== undefined ? [h("dt", {}, "Recovery id"), h("dd", {}, r.recoveryId)] : null,
+          r.txHash ? [h("dt", {}, "Transaction"), h("dd", {}, h("code", {}, r.txHash))] : null,
+          h("dt", {}, "Submitted by"), h("dd", {}, device(r.submittedBy || "")),
+        ),
+        r.signature
+          ? h("p", { class: "muted" }, "The coordinator verified this signature against the vault's key before it accepted it.")
+          : null,
+      ),
+    );
+  }
+  if (op.failure) {
+    parts.push(h("h2", {}, "Failure"));
+    parts.push(
+      h(
+        "div",
+        { class: "card error" },
+        op.failure.reason,
+        op.failure.culpritDeviceIds.length ? h("p", {}, `Culprits: ${op.failure.culpritDeviceIds.join(", ")}`) : null,
+      ),
+    );
+  }
+  main().replaceChildren(...parts);
+}
+
+// What a human-approved device asks people, with Approve / Reject buttons that sign the
+// exact request bytes and the verdict with a passkey.
+function humanApprovalCard(op, req) {
+  let shown = req.request;
+  let request = {};
+  try {
+    request = JSON.parse(req.request);
+    shown = JSON.stringify(request, null, 2);
+  } catch (_) {
+    // Shown as it came.
+  }
+  const status = h("p", { role: "status" });
+  const canAnswer = ["approver", "operator", "admin"].includes(state.user.role) && op.state === "AwaitingApproval";
+  const answer = (verdict) => async () => {
+    status.className = "";
+    status.textContent = "Waiting for your passkey…";
+    try {
+      const assertion = await signWithPasskey(verdict, req);
+      await gql(
+        `mutation($o: ID!, $d: ID!, $v: String!, $a: String!) { answerAsPerson(operationId: $o, deviceId: $d, verdict: $v, assertion: $a) { seq } }`,
+        { o: op.id, d: req.deviceId, v: verdict, a: JSON.stringify(assertion) },
+      );
+      status.className = "notice";
+      status.textContent = `Your ${verdict} was sent; the device checks it itself.`;
+    } catch (e) {
+      status.className = "error";
+      status.textContent = e.message || String(e);
+    }
+  };
+  return h(
+    "div",
+    { class: "card human", "data-device": req.deviceId },
+    h("h2", {}, "People's approval for device ", device(req.deviceId)),
+    h("p", { class: "muted" }, `${request.__typename || "request"}: what your passkey signs is exactly this request and your answer.`),
+    h("pre", { class: "request" }, shown),
+    req.answers.length
+      ? table(
+          [["Answer"], ["Passkey"], ["When", "wide"]],
+          req.answers.map((a) => h("tr", {}, h("td", {}, badge(a.verdict)), h("td", {}, h("code", {}, short(a.credentialId))), h("td", { class: "wide" }, when(a.at)))),
+        )
+      : h("p", { class: "muted" }, "No answers yet."),
+    canAnswer
+      ? h(
+          "div",
+          { class: "actions" },
+          h("button", { type: "button", class: "approve", onclick: answer("approve") }, "Approve with passkey"),
+          h("button", { type: "button", class: "reject", onclick: answer("reject") }, "Reject with passkey"),
+        )
+      : null,
+    status,
+  );
+}
+
+// SHA-256("vsigner human approval v1" 0x00 ‖ verdict ‖ 0x00 ‖ request): the challenge the
+// device computes from the request it built itself.
+async function challengeOf(verdict, request) {
+  const enc = new TextEncoder();
+  const parts = [enc.encode("vsigner human approval v1\0"), enc.encode(verdict), new Uint8Array([0]), enc.encode(request)];
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return crypto.subtle.digest("SHA-256", all);
+}
+
+async function signWithPasskey(verdict, req) {
+  if (!window.PublicKeyCredential) throw new Error("This browser has no passkeys (WebAuthn).");
+  const credential = await navigator.credentials.get({
+    publicKey: {
+      challenge: await challengeOf(verdict, req.request),
+      rpId: location.hostname,
+      allowCredentials: req.credentialIds.map((id) => ({ type: "public-key", id: fromB64url(id) })),
+      userVerification: "required",
+      timeout: 120000,
+    },
+  });
+  if (!credential) throw new Error("No passkey answered.");
+  if (typeof credential.toJSON === "function") return credential.toJSON();
+  const r = credential.response;
+  return {
+    id: credential.id,
+    rawId: b64url(credential.rawId),
+    type: credential.type,
+    response: {
+      authenticatorData: b64url(r.authenticatorData),
+      clientDataJSON: b64url(r.clientDataJSON),
+      signature: b64url(r.signature),
+      userHandle: r.userHandle ? b64url(r.userHandle) : null,
+    },
+    clientExtensionResults: credential.getClientExtensionResults(),
+  };
+}
+
+async function vaultsView() {
+  const data = await gql(
+    `query { ${DEVICES} vaults { id name curve threshold status publicKey keyGeneration ethereumAddress signers { deviceId weight } } }`,
+  );
+  learnDevices(data);
+  const rows = data.vaults.map((v) =>
+    h(
+      "tr",
+      { "data-vault": v.id },
+      h("td", {}, v.name, h("div", { class: "muted mono" }, short(v.id))),
+      h("td", {}, v.curve),
+      h("td", {}, `${v.threshold} of ${v.signers.reduce((n, s) => n + s.weight, 0)}`),
+      h("td", {}, badge(v.status)),
+      h(
+        "td",
+        { class: "wide" },
+        v.signers.map((s) => h("div", {}, device(s.deviceId), s.weight > 1 ? ` ×${s.weight}` : "")),
+      ),
+      h(
+        "td",
+        { class: "wide" },
+        v.publicKey ? h("code", {}, v.publicKey) : h("span", { class: "muted" }, "no key yet"),
+        v.ethereumAddress ? h("div", {}, h("code", {}, v.ethereumAddress)) : null,
+        h("div", { class: "muted" }, `key generation ${v.keyGeneration}`),
+      ),
+    ),
+  );
+  main().replaceChildren(
+    h("h1", {}, "Vaults"),
+    h(
+      "div",
+      { class: "card" },
+      rows.length
+        ? table([["Vault"], ["Scheme"], ["Threshold"], ["Status"], ["Signers", "wide"], ["Key", "wide"]], rows)
+        : h("p", { class: "muted" }, "No vaults yet."),
+    ),
+  );
+}
+
+async function devicesView() {
+  const data = await gql(`query { devices { id name kind status identitySigningKey } }`);
+  const rows = data.devices.map((d) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, d.name, h("div", { class: "muted mono" }, d.id)),
+      h("td", {}, d.kind),
+      h("td", {}, badge(d.status)),
+      h("td", { class: "wide" }, h("code", {}, d.identitySigningKey)),
+    ),
+  );
+  main().replaceChildren(
+    h("h1", {}, "Devices"),
+    h(
+      "div",
+      { class: "card" },
+      rows.length ? table([["Device"], ["Kind"], ["Status"], ["Identity key", "wide"]], rows) : h("p", { class: "muted" }, "No devices yet."),
+    ),
+  );
+}
+
+async function auditView() {
+  const data = await gql(`query { auditLog { seq entityKind entityId at actor event detail } }`);
+  const rows = data.auditLog
+    .slice(-200)
+    .reverse()
+    .map((e) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, e.seq),
+        h("td", {}, when(e.at)),
+        h("td", {}, e.event),
+        h("td", {}, `${e.entityKind} `, h("code", {}, short(e.entityId))),
+        h("td", { class: "wide" }, h("code", {}, short(e.actor || ""))),
+        h("td", { class: "wide" }, h("code", {}, e.detail.length > 160 ? `${e.detail.slice(0, 160)}…` : e.detail)),
+      ),
+    );
+  main().replaceChildren(
+    h("h1", {}, "Audit log"),
+    h("p", { class: "muted" }, "The latest 200 entries, newest first."),
+    h("div", { class: "card" }, table([["#"], ["When"], ["Event"], ["Entity"], ["Actor", "wide"], ["Detail", "wide"]], rows)),
+  );
+}
+
+start().catch(showError);

@@ -1,0 +1,262 @@
+//! The web console, served by the coordinator under `/console/`: the page and its script
+//! (embedded in the binary: a fresh clone serves it with no build step) and the session
+//! endpoints.
+//!
+//! - `POST /console/session` `{"organisationId", "name", "password"}`: signs in; sets the
+//!   session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` and the `__Host-` prefix when the
+//!   coordinator serves HTTPS) and answers `{"user", "csrfToken"}`.
+//! - `GET /console/session`: who is signed in, and the CSRF token again (a reloaded page).
+//! - `DELETE /console/session`: signs out (CSRF token required).
+//! - `GET /console/events`: server-sent events, one `operation` event
+//!   (`{"id", "state"}`) per committed change of an operation of the user's organisation;
+//!   only a hint to read it again. The stream ends with the session.
+//! - `POST /graphql` with the cookie and `X-CSRF-Token`: the API as the user's role allows
+//!   ([`ConsoleRole::permits`](crate::domain::console::ConsoleRole::permits)).
+//!
+//! The CSRF token is derived from the session token (SHA-256 with a tag), so the server
+//! can give it again without storing it; a page of another site can neither send the
+//! `SameSite=Strict` cookie nor read the token.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorCode};
+use crate::service::Service;
+
+/// The cookie's name over HTTPS (`__Host-`: the browser keeps it to this host, path `/`,
+/// secure only).
+pub const SECURE_COOKIE: &str = "__Host-vsigner-session";
+/// The cookie's name over plain HTTP (loopback development and the demo).
+pub const PLAIN_COOKIE: &str = "vsigner-session";
+/// The header that carries the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// The CSRF token of a session token.
+pub fn csrf_of(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"vsigner console csrf\0");
+    h.update(token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+/// The session token in a request's cookies, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SECURE_COOKIE || *k == PLAIN_COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// The CSRF header's value, if any.
+pub fn csrf_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok())
+}
+
+fn cookie(secure: bool, value: &str, max_age_s: i64) -> HeaderValue {
+    let text = if secure {
+        format!("{SECURE_COOKIE}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; Secure; SameSite=Strict")
+    } else {
+        format!("{PLAIN_COOKIE}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Strict")
+    };
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// What the console's routes need.
+#[derive(Clone)]
+pub struct ConsoleState {
+    /// The service.
+    pub service: std::sync::Arc<Service>,
+    /// Whether the coordinator serves HTTPS (the cookie is then `Secure`).
+    pub secure: bool,
+}
+
+/// The console's routes.
+pub fn routes(state: ConsoleState) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console/",
+            get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.js",
+            get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/app.css",
+            get(|| async { page(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/session",
+            get(current_session).post(sign_in).delete(sign_out),
+        )
+        .route("/console/events", get(events))
+        .with_state(state)
+}
+
+fn page(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Only the console's own files run: no inline script, no other origin.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn error(e: &Error) -> Response {
+    let status = match e.code() {
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({"error": e.code().as_str(), "message": e.message()})),
+    )
+        .into_response()
+}
+
+/// Sign-in request. No `Debug`: it carries the password.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignIn {
+    organisation_id: String,
+    name: String,
+    password: String,
+}
+
+fn user_json(user: &crate::domain::console::ConsoleUser) -> serde_json::Value {
+    serde_json::json!({
+        "id": user.id,
+        "name": user.name,
+        "role": user.role.as_str(),
+        "organisationId": user.org_id,
+    })
+}
+
+async fn sign_in(State(state): State<ConsoleState>, Json(req): Json<SignIn>) -> Response {
+    match state
+        .service
+        .sign_in(req.organisation_id.trim(), req.name.trim(), &req.password)
+        .await
+    {
+        Ok(session) => {
+            let csrf = csrf_of(session.token.expose());
+            let ttl = crate::service::console::SESSION_TTL_MS / 1000;
+            (
+                [
+                    (
+                        header::SET_COOKIE,
+                        cookie(state.secure, session.token.expose(), ttl),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                Json(serde_json::json!({"user": user_json(&session.user), "csrfToken": csrf})),
+            )
+                .into_response()
+        }
+        Err(e) => error(&e),
+    }
+}
+
+async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    let Some(token) = session_token(&headers) else {
+        return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
+    };
+    match state.service.console_session(&token, None).await {
+        Ok((_, _, session)) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({"user": user_json(&session.user), "csrfToken": csrf_of(&token)})),
+        )
+            .into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+async fn sign_out(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    let Some(token) = session_token(&headers) else {
+        return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
+    };
+    let Some(csrf) = csrf_header(&headers) else {
+        return error(&Error::new(ErrorCode::Forbidden, "missing X-CSRF-Token"));
+    };
+    if let Err(e) = state.service.console_session(&token, Some(csrf)).await {
+        return error(&e);
+    }
+    match state.service.sign_out(&token).await {
+        Ok(()) => (
+            StatusCode::NO_CONTENT,
+            [(header::SET_COOKIE, cookie(state.secure, "", 0))],
+        )
+            .into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt as _;
+    use tokio::sync::broadcast::error::RecvError;
+
+    let Some(token) = session_token(&headers) else {
+        return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
+    };
+    // A read: the SameSite=Strict cookie is enough (an EventSource sends no header).
+    let (principal, _, session) = match state.service.console_session(&token, None).await {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
+    let org = principal.org_id;
+    let left = session.expires_at - state.service.clock().now();
+    let ends = tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+    let rx = state.service.operation_events();
+    let stream = futures::stream::unfold(rx, move |mut rx| {
+        let org = org.clone();
+        async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(ev) if ev.org_id == org => Event::default().event("operation").data(
+                        serde_json::json!({"id": ev.operation_id, "state": ev.state.as_str()}).to_string(),
+                    ),
+                    Ok(_) => continue,
+                    // Too slow a reader missed some: it reads everything again.
+                    Err(RecvError::Lagged(_)) => Event::default().event("lagged").data("{}"),
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok::<_, std::convert::Infallible>(event), rx));
+            }
+        }
+    })
+    .take_until(ends);
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+        .into_response()
+}

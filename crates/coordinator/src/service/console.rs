@@ -1,0 +1,236 @@
+//! The console's users and sessions: operators create users (a generated password, shown
+//! once); a user signs in with the organisation, name and password and gets a session
+//! (a cookie's token and a CSRF token, both random, stored hashed); each request of the
+//! session must carry the CSRF token and is checked against the user's role
+//! ([`ConsoleRole::permits`]) before it runs as an operator principal.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Service;
+use crate::auth::{self, Secret};
+use crate::domain::console::{ConsoleRole, ConsoleUser};
+use crate::domain::*;
+use crate::error::{Error, ErrorCode, Result};
+
+/// How long a session lasts (it is not extended).
+pub const SESSION_TTL_MS: Millis = 8 * 3600 * 1000;
+/// Failed sign-ins to one user name allowed within [`FAILURE_WINDOW_MS`].
+pub const MAX_FAILURES: u32 = 5;
+/// The window over which failures count.
+pub const FAILURE_WINDOW_MS: Millis = 5 * 60 * 1000;
+/// At most this many names are remembered (the oldest window gives way).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// A new session: the cookie's token, shown once (its CSRF token is
+/// [`crate::console::csrf_of`] it).
+pub struct NewSession {
+    /// The user.
+    pub user: ConsoleUser,
+    /// The cookie's value.
+    pub token: Secret,
+    /// When it ends.
+    pub expires_at: Millis,
+}
+
+/// Failed sign-ins per (organisation, name): after [`MAX_FAILURES`] in
+/// [`FAILURE_WINDOW_MS`], that name is refused until the window ends, whatever the password
+/// (so guessing is slow, and a locked-out person waits minutes, not forever). Per process.
+#[derive(Default)]
+pub struct SignInLimiter {
+    failures: Mutex<HashMap<(String, String), (u32, Millis)>>,
+}
+
+impl SignInLimiter {
+    fn locked(&self, key: &(String, String), now: Millis) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .is_some_and(|(n, since)| *n >= MAX_FAILURES && now - since < FAILURE_WINDOW_MS)
+    }
+
+    fn failed(&self, key: (String, String), now: Millis) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, since)| now - *since < FAILURE_WINDOW_MS);
+        if map.len() >= MAX_REMEMBERED && !map.contains_key(&key) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry(key).or_insert((0, now));
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, key: &(String, String)) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+impl Service {
+    /// Creates a console user with a generated password, returned once. Operator API
+    /// clients and console admins only (the GraphQL gate keeps other console roles out).
+    pub async fn create_console_user(
+        &self,
+        p: &Principal,
+        name: &str,
+        role: &str,
+    ) -> Result<(ConsoleUser, Secret)> {
+        Self::require_operator(p)?;
+        let role = ConsoleRole::parse(role)?;
+        let name = check_name("a console user's name", name)?;
+        if name.chars().count() > 64 {
+            return Err(Error::invalid_input(
+                "a console user's name must be at most 64 characters",
+            ));
+        }
+        let password = auth::new_console_password();
+        let hash = {
+            let p = password.clone();
+            tokio::task::spawn_blocking(move || auth::hash_secret(&p))
+                .await
+                .map_err(|e| Error::internal("argon2", e))??
+        };
+        let user = ConsoleUser {
+            id: ClientId::from_string(format!(
+                "usr_{}",
+                hex::encode(crate::crypto::random_bytes::<12>())
+            )),
+            org_id: p.org_id.clone(),
+            name,
+            role,
+            created_at: self.clock.now(),
+        };
+        let mut tx = self.store.begin().await?;
+        self.store
+            .insert_console_user(&mut tx, &user, &hash, &p.client_id)
+            .await?;
+        let event = AuditEvent {
+            event: "console_user_created".into(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"user": user.id, "name": user.name, "role": role.as_str()}),
+        };
+        self.store
+            .audit(
+                &mut tx,
+                &p.org_id,
+                "console_user",
+                user.id.as_str(),
+                user.created_at,
+                &[event],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok((user, password))
+    }
+
+    /// The organisation's console users.
+    pub async fn console_users(&self, p: &Principal) -> Result<Vec<ConsoleUser>> {
+        self.store.console_users(&p.org_id).await
+    }
+
+    /// Signs a console user in. Every attempt verifies one Argon2 hash (a fixed dummy one for
+    /// an unknown name), so the answer takes as long whether the name exists; a name with
+    /// too many recent failures is refused before any check.
+    pub async fn sign_in(&self, org: &str, name: &str, password: &str) -> Result<NewSession> {
+        let bad = || {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                "unknown organisation, name or password",
+            )
+        };
+        let now = self.clock.now();
+        let key = (org.to_owned(), name.to_owned());
+        if self.sign_ins.locked(&key, now) {
+            return Err(Error::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "too many failed sign-ins for this name; wait {} minutes",
+                    FAILURE_WINDOW_MS / 60_000
+                ),
+            ));
+        }
+        let _permit = tokio::time::timeout(
+            std::time::Duration::from_millis(self.settings.verification_wait_ms),
+            self.verifications.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::TooManyRequests,
+                "too many sign-ins at once; retry shortly",
+            )
+        })?
+        .map_err(|e| Error::internal("semaphore", e))?;
+        let found = self.store.console_user(org, name).await?;
+        let hash = found
+            .as_ref()
+            .map_or_else(|| auth::dummy_hash().to_owned(), |(_, h)| h.clone());
+        let given = Secret::new(password.to_owned());
+        let verified = tokio::task::spawn_blocking(move || auth::verify_secret(given.expose(), &hash))
+            .await
+            .map_err(|e| Error::internal("argon2", e))?;
+        let user = match (found, verified) {
+            (Some((user, _)), true) => user,
+            _ => {
+                self.sign_ins.failed(key, now);
+                return Err(bad());
+            }
+        };
+        self.sign_ins.succeeded(&key);
+        let token = auth::new_session_token();
+        let expires_at = now + SESSION_TTL_MS;
+        self.store
+            .insert_console_session(
+                &auth::token_hash(token.expose()),
+                &user.id,
+                &auth::token_hash(&crate::console::csrf_of(token.expose())),
+                now,
+                expires_at,
+            )
+            .await?;
+        tracing::info!(user = %user.id, name = %user.name, role = user.role.as_str(), "console sign-in");
+        Ok(NewSession {
+            user,
+            token,
+            expires_at,
+        })
+    }
+
+    /// The session of a cookie's token. With `csrf`, the CSRF token must match too (every
+    /// request that is not a plain read of the session itself).
+    pub async fn console_session(
+        &self,
+        token: &str,
+        csrf: Option<&str>,
+    ) -> Result<(Principal, ConsoleRole, crate::domain::console::ConsoleSession)> {
+        let session = self
+            .store
+            .console_session(&auth::token_hash(token), self.clock.now())
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Unauthenticated,
+                    "the console session has ended; sign in again",
+                )
+            })?;
+        if let Some(csrf) = csrf {
+            // Hashes are compared: timing says nothing about the token itself.
+            if auth::token_hash(csrf) != session.csrf_hash {
+                return Err(Error::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
+            }
+        }
+        let principal = Principal {
+            client_id: session.user.id.clone(),
+            org_id: session.user.org_id.clone(),
+            role: Role::Operator,
+        };
+        Ok((principal, session.user.role, session))
+    }
+
+    /// Ends a session.
+    pub async fn sign_out(&self, token: &str) -> Result<()> {
+        self.store.delete_console_session(&auth::token_hash(token)).await
+    }
+}

@@ -1,0 +1,151 @@
+//! Rows of the console's users and sessions.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::Store;
+use crate::domain::console::{ConsoleRole, ConsoleSession, ConsoleUser};
+use crate::domain::*;
+use crate::error::{Error, ErrorCode, Result};
+
+/// The columns [`user_from_row`] reads (a macro: the queries are built with `concat!`, so
+/// they stay static SQL).
+macro_rules! user_columns {
+    () => {
+        "u.id, u.org_id, u.name, u.role, u.created_at"
+    };
+}
+
+fn user_from_row(r: &AnyRow) -> Result<ConsoleUser> {
+    Ok(ConsoleUser {
+        id: ClientId::from_string(r.try_get::<String, _>("id")?),
+        org_id: OrgId::from_string(r.try_get::<String, _>("org_id")?),
+        name: r.try_get("name")?,
+        role: ConsoleRole::parse(&r.try_get::<String, _>("role")?)?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Inserts a console user with its password's hash.
+    pub async fn insert_console_user(
+        &self,
+        c: &mut AnyConnection,
+        user: &ConsoleUser,
+        password_hash: &str,
+        created_by: &ClientId,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO console_users (id, org_id, name, role, password_hash, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.org_id.as_str())
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(password_hash)
+        .bind(created_by.as_str())
+        .bind(user.created_at)
+        .execute(c)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::new(
+                ErrorCode::DuplicateKey,
+                format!("a console user named {:?} already exists", user.name),
+            ),
+            _ => Error::from(e),
+        })?;
+        Ok(())
+    }
+
+    /// A console user by organisation and name, with its password's hash.
+    pub async fn console_user(&self, org: &str, name: &str) -> Result<Option<(ConsoleUser, String)>> {
+        let mut c = self.pool.acquire().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", u.password_hash FROM console_users u WHERE u.org_id = $1 AND u.name = $2"
+        ))
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?;
+        row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    /// The organisation's console users, by name.
+    pub async fn console_users(&self, org: &OrgId) -> Result<Vec<ConsoleUser>> {
+        let mut c = self.pool.acquire().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM console_users u WHERE u.org_id = $1 ORDER BY u.name"
+        ))
+        .bind(org.as_str())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Stores a session (hashes of its token and CSRF token), deleting expired ones.
+    pub async fn insert_console_session(
+        &self,
+        token_hash: &str,
+        user: &ClientId,
+        csrf_hash: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, user_id, csrf_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user.as_str())
+        .bind(csrf_hash)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The unexpired session whose token hashes to `token_hash`.
+    pub async fn console_session(&self, token_hash: &str, now: Millis) -> Result<Option<ConsoleSession>> {
+        let mut c = self.pool.acquire().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", s.csrf_hash, s.expires_at FROM console_sessions s \
+             JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *c)
+        .await?;
+        row.map(|r| {
+            Ok(ConsoleSession {
+                user: user_from_row(&r)?,
+                csrf_hash: r.try_get("csrf_hash")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a session.
+    pub async fn delete_console_session(&self, token_hash: &str) -> Result<()> {
+        let mut c = self.pool.acquire().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+}

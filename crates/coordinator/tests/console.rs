@@ -1,0 +1,244 @@
+//! The web console's sessions through the real HTTP server, on SQLite and PostgreSQL:
+//! users made by an operator client, sign-in with a limit on failures, the session cookie,
+//! the CSRF token every GraphQL request must carry, and what each role may send.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+per_backend!(console_sessions_csrf_and_roles);
+
+const CREATE_USER: &str =
+    "mutation($n: String!, $r: String!) { createConsoleUser(name: $n, role: $r) { user { id name role } password } }";
+
+/// A browser's view of the console: its cookie and CSRF token.
+struct Browser {
+    coord_base: String,
+    http: reqwest::Client,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Browser {
+    fn new(c: &Coord) -> Self {
+        Browser {
+            coord_base: c.base.clone(),
+            http: c.http.clone(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    async fn sign_in(&mut self, org: &str, name: &str, password: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/console/session", self.coord_base))
+            .json(&json!({"organisationId": org, "name": name, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            let set = set.to_str().unwrap().to_owned();
+            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+                assert!(set.contains(attribute), "{set}");
+            }
+            assert!(!set.contains("Secure"), "plain HTTP: no Secure attribute: {set}");
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        let body: Value = resp.json().await.unwrap();
+        self.csrf = body["csrfToken"].as_str().map(str::to_owned);
+        (status, body)
+    }
+
+    /// A GraphQL request with the cookie and `csrf` as the CSRF header.
+    async fn gql_with(&self, csrf: Option<&str>, query: &str, vars: Value) -> Value {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.coord_base))
+            .json(&json!({"query": query, "variables": vars}));
+        if let Some(cookie) = &self.cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn gql(&self, query: &str, vars: Value) -> Value {
+        self.gql_with(self.csrf.as_deref(), query, vars).await
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("none")
+}
+
+async fn console_sessions_csrf_and_roles(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let org = init.org_id.to_string();
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let mut users = std::collections::HashMap::new();
+    for (name, role) in [
+        ("vic", "viewer"),
+        ("ann", "approver"),
+        ("oli", "operator"),
+        ("ada", "admin"),
+    ] {
+        let made = operator.ok(CREATE_USER, json!({"n": name, "r": role})).await;
+        assert_eq!(made["createConsoleUser"]["user"]["role"], role);
+        let password = made["createConsoleUser"]["password"].as_str().unwrap().to_owned();
+        users.insert(name, password);
+    }
+    // Only operators make users; names are unique; roles are known.
+    assert_eq!(
+        signer.err(CREATE_USER, json!({"n": "x", "r": "viewer"})).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        operator
+            .err(CREATE_USER, json!({"n": "vic", "r": "viewer"}))
+            .await,
+        "DUPLICATE_KEY"
+    );
+    assert_eq!(
+        operator.err(CREATE_USER, json!({"n": "y", "r": "root"})).await,
+        "INVALID_INPUT"
+    );
+
+    // The page is served with a policy that runs only its own scripts.
+    let page = c.http.get(format!("{}/console/", c.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+
+    // Sign-in: a wrong password or name says the same; five failures lock the name out,
+    // even for the right password.
+    let mut vic = Browser::new(&c);
+    let (status, body) = vic.sign_in(&org, "nobody", "x").await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("UNAUTHENTICATED")));
+    for _ in 0..5 {
+        assert_eq!(vic.sign_in(&org, "vic", "wrong").await.0, 401);
+    }
+    assert_eq!(vic.sign_in(&org, "vic", &users["vic"]).await.0, 429);
+    // Another name is not locked.
+    let mut oli = Browser::new(&c);
+    let (status, body) = oli.sign_in(&org, "oli", &users["oli"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "operator");
+
+    // Every request needs the session's CSRF token.
+    let read = "query { vaults { id } me { clientId role } }";
+    let ok = oli.gql(read, json!({})).await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+    assert_eq!(ok["data"]["me"]["clientId"], body["user"]["id"]);
+    assert_eq!(code(&oli.gql_with(None, read, json!({})).await), "FORBIDDEN");
+    assert_eq!(
+        code(&oli.gql_with(Some("forged"), read, json!({})).await),
+        "FORBIDDEN"
+    );
+    // The page can have the token again (a reload), from the cookie alone.
+    let again: Value = c
+        .http
+        .get(format!("{}/console/session", c.base))
+        .header("cookie", oli.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["csrfToken"].as_str(), oli.csrf.as_deref());
+
+    // Roles: operators request operations but make no users; approvers only answer.
+    let devices = [
+        register_device(&signer, "a").await,
+        register_device(&signer, "b").await,
+    ];
+    let create_vault = "mutation($i: CreateVaultInput!) { createVault(input: $i) { id } }";
+    let vault = json!({"i": {"name": "v", "curve": "ed25519", "threshold": 2,
+        "signers": [{"deviceId": devices[0]}, {"deviceId": devices[1]}]}});
+    // The live view hears of the new operation.
+    let mut events = c
+        .http
+        .get(format!("{}/console/events", c.base))
+        .header("cookie", oli.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let made = oli.gql(create_vault, vault.clone()).await;
+    assert!(made.get("errors").is_none(), "{made}");
+    let id = made["data"]["createVault"]["id"].as_str().unwrap().to_owned();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut text = String::new();
+        while !text.contains(&id) {
+            let chunk = events.chunk().await.unwrap().expect("the stream ended");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    })
+    .await
+    .expect("no event for the new operation");
+    assert!(
+        heard.contains("event: operation") && heard.contains("AwaitingApproval"),
+        "{heard}"
+    );
+    assert_eq!(
+        code(&oli.gql(CREATE_USER, json!({"n": "z", "r": "admin"})).await),
+        "FORBIDDEN"
+    );
+    let mut ann = Browser::new(&c);
+    assert_eq!(ann.sign_in(&org, "ann", &users["ann"]).await.0, 200);
+    assert_eq!(code(&ann.gql(create_vault, vault.clone()).await), "FORBIDDEN");
+    let aliased = "mutation($i: CreateVaultInput!) { x: createVault(input: $i) { id } }";
+    assert_eq!(code(&ann.gql(aliased, vault.clone()).await), "FORBIDDEN");
+    let answer = "mutation { answerAsPerson(operationId: \"op_x\", deviceId: \"d\", verdict: \"approve\", assertion: \"{}\") { seq } }";
+    assert_ne!(
+        code(&ann.gql(answer, json!({})).await),
+        "FORBIDDEN",
+        "approvers answer"
+    );
+    let mut ada = Browser::new(&c);
+    assert_eq!(ada.sign_in(&org, "ada", &users["ada"]).await.0, 200);
+    let made = ada.gql(CREATE_USER, json!({"n": "zoe", "r": "viewer"})).await;
+    assert!(made.get("errors").is_none(), "{made}");
+    // Viewers read only.
+    let mut zoe = Browser::new(&c);
+    let password = made["data"]["createConsoleUser"]["password"].as_str().unwrap();
+    assert_eq!(zoe.sign_in(&org, "zoe", password).await.0, 200);
+    assert!(zoe.gql(read, json!({})).await.get("errors").is_none());
+    assert_eq!(code(&zoe.gql(create_vault, vault).await), "FORBIDDEN");
+    // The users are listed, without passwords.
+    let listed = zoe.gql("query { consoleUsers { name role } }", json!({})).await;
+    assert_eq!(
+        listed["data"]["consoleUsers"].as_array().unwrap().len(),
+        5,
+        "{listed}"
+    );
+
+    // Signing out needs the token too, and ends the session.
+    let out = |csrf: Option<String>| {
+        let mut req = c
+            .http
+            .delete(format!("{}/console/session", c.base))
+            .header("cookie", oli.cookie.clone().unwrap());
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        req.send()
+    };
+    assert_eq!(out(None).await.unwrap().status(), 403);
+    assert_eq!(out(oli.csrf.clone()).await.unwrap().status(), 204);
+    assert_eq!(code(&oli.gql(read, json!({})).await), "UNAUTHENTICATED");
+}
