@@ -22,6 +22,8 @@ use crate::service::Service;
 struct App {
     service: Arc<Service>,
     schema: CoordinatorSchema,
+    /// The console's cookie is `Secure` (`__Host-`): only that name is read.
+    secure_cookies: bool,
 }
 
 /// The router for a service (console cookies for plain HTTP).
@@ -41,10 +43,12 @@ pub fn router_for(service: Arc<Service>, secure: bool) -> Router {
         .with_state(App {
             service: service.clone(),
             schema,
+            secure_cookies: secure,
         })
         .merge(crate::console::routes(crate::console::ConsoleState {
             service,
             secure,
+            streams: Default::default(),
         }))
 }
 
@@ -76,7 +80,7 @@ async fn graphql(
 }
 
 async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Request) -> Response {
-    let console = match crate::console::session_token(&headers) {
+    let console = match crate::console::session_token(&headers, app.secure_cookies) {
         Some(token) if headers.get(header::AUTHORIZATION).is_none() => Some(
             console_principal(&app, &token, &headers, &req)
                 .await
@@ -94,7 +98,11 @@ async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Reque
                 ext.set("code", e.code().as_str());
                 ext
             });
-            return Json(async_graphql::Response::from_errors(vec![err])).into_response();
+            return (
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(async_graphql::Response::from_errors(vec![err])),
+            )
+                .into_response();
         }
         None => bearer(&app, &headers).await,
     };
@@ -106,7 +114,8 @@ async fn graphql_request(app: App, headers: HeaderMap, req: async_graphql::Reque
             ext.set("code", "BAD_REQUEST");
         }
     }
-    Json(resp).into_response()
+    // Answers may carry a new client secret or console password.
+    ([(header::CACHE_CONTROL, "no-store")], Json(resp)).into_response()
 }
 
 /// A console session's principal, once its CSRF token and its role allow the request.
@@ -233,7 +242,9 @@ impl RunningCoordinator {
             "give --tls-cert and --tls-key",
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router_for(service.clone(), tls.is_some());
+        // Behind a TLS proxy the browser speaks HTTPS: off loopback the session cookie is
+        // always Secure (a plain-HTTP console off loopback then cannot sign in, as it should).
+        let app = router_for(service.clone(), tls.is_some() || !addr.ip().is_loopback());
         let server = tokio::spawn(vsigner_https::serve(listener, app, tls, async move {
             let _ = rx.await;
         }));

@@ -94,9 +94,13 @@ async fn console_sessions_csrf_and_roles(db: Db) {
         let password = made["createConsoleUser"]["password"].as_str().unwrap().to_owned();
         users.insert(name, password);
     }
-    // Only operators make users; names are unique; roles are known.
+    // Only operators make and list users; names are unique; roles are known.
     assert_eq!(
         signer.err(CREATE_USER, json!({"n": "x", "r": "viewer"})).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        signer.err("query { consoleUsers { name } }", json!({})).await,
         "FORBIDDEN"
     );
     assert_eq!(
@@ -198,6 +202,17 @@ async fn console_sessions_csrf_and_roles(db: Db) {
         code(&oli.gql(CREATE_USER, json!({"n": "z", "r": "admin"})).await),
         "FORBIDDEN"
     );
+    // Operators get no API client (an allow-list: only the operation requests).
+    let client = "mutation { createApiClient(role: \"operator\") { clientSecret } }";
+    assert_eq!(code(&oli.gql(client, json!({})).await), "FORBIDDEN");
+    // A second session cookie (one planted by a sibling site) makes the request anonymous.
+    let mut planted = Browser::new(&c);
+    planted.cookie = Some(format!(
+        "{}; vsigner-session=planted",
+        oli.cookie.clone().unwrap()
+    ));
+    planted.csrf = oli.csrf.clone();
+    assert_eq!(code(&planted.gql(read, json!({})).await), "UNAUTHENTICATED");
     let mut ann = Browser::new(&c);
     assert_eq!(ann.sign_in(&org, "ann", &users["ann"]).await.0, 200);
     assert_eq!(code(&ann.gql(create_vault, vault.clone()).await), "FORBIDDEN");
@@ -226,6 +241,40 @@ async fn console_sessions_csrf_and_roles(db: Db) {
         5,
         "{listed}"
     );
+
+    // Live views: at most 4 per session.
+    let stream = || {
+        c.http
+            .get(format!("{}/console/events", c.base))
+            .header("cookie", zoe.cookie.clone().unwrap())
+            .send()
+    };
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let s = stream().await.unwrap();
+        assert_eq!(s.status(), 200);
+        open.push(s);
+    }
+    assert_eq!(stream().await.unwrap().status(), 429);
+    drop(open);
+
+    // An admin revokes a user: its session ends at once and it cannot sign in again.
+    let zoe_id = made["data"]["createConsoleUser"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = ada
+        .gql(
+            "mutation($id: ID!) { revokeConsoleUser(id: $id) { revokedAt } }",
+            json!({"id": zoe_id}),
+        )
+        .await;
+    assert!(
+        revoked["data"]["revokeConsoleUser"]["revokedAt"].is_string(),
+        "{revoked}"
+    );
+    assert_eq!(code(&zoe.gql(read, json!({})).await), "UNAUTHENTICATED");
+    assert_eq!(zoe.sign_in(&org, "zoe", password).await.0, 401);
 
     // Signing out needs the token too, and ends the session.
     let out = |csrf: Option<String>| {

@@ -167,6 +167,16 @@ impl Operator {
         .await
     }
 
+    /// `createConsoleUser`: the new web console user's id and its password (shown once).
+    pub(crate) async fn create_console_user(&self, name: &str, role: &str) -> anyhow::Result<Value> {
+        self.field(
+            "mutation($n: String!, $r: String!) { createConsoleUser(name: $n, role: $r) { user { id name role } password } }",
+            json!({"n": name, "r": role}),
+            "createConsoleUser",
+        )
+        .await
+    }
+
     /// `createApiClient`: the new client's id, role and secret.
     pub(crate) async fn create_api_client(&self, role: &str) -> anyhow::Result<Value> {
         self.field(

@@ -260,11 +260,92 @@ fn demo_json_is_one_document_that_passes_the_independent_check() {
     }
 }
 
+/// The demo with `--console`: once done, it keeps the system running with the web console
+/// open; a person signs in with the printed credentials and sees the demo's vaults; SIGTERM
+/// then stops it and the summary follows.
 #[test]
 fn demo_summary_with_threshold_equal_to_devices() {
-    let out = vsigner(&["demo", "--devices", "2", "--threshold", "2"]);
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vsigner"))
+        .args(["demo", "--devices", "2", "--threshold", "2", "--console"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    let mut console = (String::new(), String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        let value = |prefix: &str| line.trim().strip_prefix(prefix).map(|v| v.trim().to_owned());
+        if let Some(url) = value("The web console is open at") {
+            console.0 = url;
+        } else if let Some(org) = value("organisation id:") {
+            console.1 = org;
+        } else if let Some(password) = value("password:") {
+            console.2 = password;
+            break;
+        }
+    }
+    assert!(!console.2.is_empty(), "the demo opened no console:\n{stderr}");
+    let signed_in = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let page = http.get(&console.0).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{}", console.0);
+        let base = console.0.trim_end_matches("/console/");
+        let session = http
+            .post(format!("{base}/console/session"))
+            .json(&serde_json::json!({"organisationId": console.1, "name": "demo", "password": console.2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(session.status(), 200);
+        let cookie = session.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = session.json::<Value>().await.unwrap()["csrfToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        http.post(format!("{base}/graphql"))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf)
+            .json(&serde_json::json!({"query": "query { vaults { name status } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    let vaults = signed_in["data"]["vaults"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        vaults.len() >= 2 && vaults.iter().all(|v| v["status"] == "Active"),
+        "the console shows the demo's vaults: {signed_in}"
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    for line in lines {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stderr}\n{stdout}");
     assert!(
         stdout.contains("Every signature verified and every step behaved as stated."),

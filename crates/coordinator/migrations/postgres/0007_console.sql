@@ -8,6 +8,7 @@ CREATE TABLE console_users (
     password_hash TEXT NOT NULL,
     created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
+    revoked_at BIGINT,
     UNIQUE (org_id, name)
 );
 CREATE TABLE console_sessions (

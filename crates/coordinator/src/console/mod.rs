@@ -39,6 +39,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+const ETH_JS: &str = include_str!("assets/eth.js");
 
 /// The CSRF token of a session token.
 pub fn csrf_of(token: &str) -> String {
@@ -48,16 +49,23 @@ pub fn csrf_of(token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
-/// The session token in a request's cookies, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
+/// The session token in a request's cookies, if any. With `secure` only the `__Host-`
+/// cookie counts (a plain one could be planted by a sibling domain or over http); a
+/// request with more than one session cookie has none (one of them was planted).
+pub fn session_token(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SECURE_COOKIE || *k == PLAIN_COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
+        .filter(|(k, _)| *k == SECURE_COOKIE || *k == PLAIN_COOKIE)
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()));
+    let (name, value) = found.next()?;
+    if found.next().is_some() || (secure && name != SECURE_COOKIE) {
+        return None;
+    }
+    Some(value)
 }
 
 /// The CSRF header's value, if any.
@@ -79,8 +87,58 @@ fn cookie(secure: bool, value: &str, max_age_s: i64) -> HeaderValue {
 pub struct ConsoleState {
     /// The service.
     pub service: std::sync::Arc<Service>,
-    /// Whether the coordinator serves HTTPS (the cookie is then `Secure`).
+    /// Whether the cookie is `Secure` (the coordinator serves HTTPS, or listens off
+    /// loopback, where a proxy speaks HTTPS for it).
     pub secure: bool,
+    /// Open event streams, in all and per session.
+    pub streams: std::sync::Arc<Streams>,
+}
+
+/// Most event streams open at once, in all (each holds a connection).
+pub const MAX_STREAMS: usize = 256;
+/// Most event streams one session holds (a few tabs).
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+/// How often an open stream checks that its session still stands (sign-out, revocation).
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The open event streams, counted per session token hash.
+#[derive(Default)]
+pub struct Streams {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; closes its count when dropped.
+struct StreamSlot {
+    streams: std::sync::Arc<Streams>,
+    session: String,
+}
+
+impl Streams {
+    fn open(self: &std::sync::Arc<Self>, session: String) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = open.values().sum();
+        let mine = open.get(&session).copied().unwrap_or(0);
+        if total >= MAX_STREAMS || mine >= MAX_STREAMS_PER_SESSION {
+            return None;
+        }
+        *open.entry(session.clone()).or_insert(0) += 1;
+        Some(StreamSlot {
+            streams: self.clone(),
+            session,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.session);
+            }
+        }
+    }
 }
 
 /// The console's routes.
@@ -99,6 +157,10 @@ pub fn routes(state: ConsoleState) -> axum::Router {
         .route(
             "/console/app.css",
             get(|| async { page(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/eth.js",
+            get(|| async { page(ETH_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/console/session",
@@ -186,7 +248,7 @@ async fn sign_in(State(state): State<ConsoleState>, Json(req): Json<SignIn>) -> 
 }
 
 async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let Some(token) = session_token(&headers) else {
+    let Some(token) = session_token(&headers, state.secure) else {
         return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
     };
     match state.service.console_session(&token, None).await {
@@ -200,7 +262,7 @@ async fn current_session(State(state): State<ConsoleState>, headers: HeaderMap) 
 }
 
 async fn sign_out(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let Some(token) = session_token(&headers) else {
+    let Some(token) = session_token(&headers, state.secure) else {
         return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
     };
     let Some(csrf) = csrf_header(&headers) else {
@@ -224,7 +286,7 @@ async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Respon
     use futures::StreamExt as _;
     use tokio::sync::broadcast::error::RecvError;
 
-    let Some(token) = session_token(&headers) else {
+    let Some(token) = session_token(&headers, state.secure) else {
         return error(&Error::new(ErrorCode::Unauthenticated, "not signed in"));
     };
     // A read: the SameSite=Strict cookie is enough (an EventSource sends no header).
@@ -232,9 +294,33 @@ async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Respon
         Ok(s) => s,
         Err(e) => return error(&e),
     };
+    let Some(slot) = state.streams.open(crate::auth::token_hash(&token)) else {
+        return error(&Error::new(
+            ErrorCode::TooManyRequests,
+            "too many live views open; close a tab",
+        ));
+    };
     let org = principal.org_id;
     let left = session.expires_at - state.service.clock().now();
-    let ends = tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+    // The stream ends with the session: at its expiry, or when a check finds it gone
+    // (signed out, user revoked).
+    let service = state.service.clone();
+    let ends = async move {
+        let expiry = tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+        let gone = async {
+            loop {
+                tokio::time::sleep(STREAM_RECHECK).await;
+                if service.console_session(&token, None).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = expiry => {}
+            () = gone => {}
+        }
+        drop(slot);
+    };
     let rx = state.service.operation_events();
     let stream = futures::stream::unfold(rx, move |mut rx| {
         let org = org.clone();

@@ -177,6 +177,17 @@ impl OperatorMutation {
         })
     }
 
+    /// Revokes a web console user: it can no longer sign in, and its sessions end at once
+    /// (operator API clients and console admins).
+    async fn revoke_console_user(&self, ctx: &Context<'_>, id: ID) -> GqlResult<ConsoleUserObj> {
+        let p = ctx_principal(ctx)?;
+        ctx_service(ctx)?
+            .revoke_console_user(p, &id)
+            .await
+            .map(Into::into)
+            .map_err(gql)
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,

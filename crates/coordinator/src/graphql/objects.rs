@@ -286,6 +286,8 @@ pub struct ConsoleUserObj {
     /// `viewer` | `approver` | `operator` | `admin`.
     pub(crate) role: String,
     pub(crate) created_at: String,
+    /// Set once an admin revoked the user.
+    pub(crate) revoked_at: Option<String>,
 }
 
 impl From<crate::domain::console::ConsoleUser> for ConsoleUserObj {
@@ -295,6 +297,7 @@ impl From<crate::domain::console::ConsoleUser> for ConsoleUserObj {
             name: u.name,
             role: u.role.as_str().to_owned(),
             created_at: time(u.created_at),
+            revoked_at: u.revoked_at.map(time),
         }
     }
 }

@@ -101,6 +101,7 @@ impl Service {
             name,
             role,
             created_at: self.clock.now(),
+            revoked_at: None,
         };
         let mut tx = self.store.begin().await?;
         self.store
@@ -125,9 +126,33 @@ impl Service {
         Ok((user, password))
     }
 
-    /// The organisation's console users.
+    /// The organisation's console users (operators).
     pub async fn console_users(&self, p: &Principal) -> Result<Vec<ConsoleUser>> {
+        Self::require_operator(p)?;
         self.store.console_users(&p.org_id).await
+    }
+
+    /// Revokes a console user: it can no longer sign in and its sessions end at once
+    /// (operator API clients and console admins).
+    pub async fn revoke_console_user(&self, p: &Principal, id: &str) -> Result<ConsoleUser> {
+        Self::require_operator(p)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let user = self
+            .store
+            .revoke_console_user(&mut tx, &p.org_id, id, now)
+            .await?
+            .ok_or_else(|| Error::not_found("console user", id))?;
+        let event = AuditEvent {
+            event: "console_user_revoked".into(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"user": user.id, "name": user.name}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "console_user", id, now, &[event])
+            .await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     /// Signs a console user in. Every attempt verifies one Argon2 hash (a fixed dummy one for
@@ -140,6 +165,10 @@ impl Service {
                 "unknown organisation, name or password",
             )
         };
+        // Ids and names are short: a long one is refused before it costs memory or a hash.
+        if org.len() > 64 || name.len() > 256 {
+            return Err(bad());
+        }
         let now = self.clock.now();
         let key = (org.to_owned(), name.to_owned());
         if self.sign_ins.locked(&key, now) {

@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorCode, Result};
 /// they stay static SQL).
 macro_rules! user_columns {
     () => {
-        "u.id, u.org_id, u.name, u.role, u.created_at"
+        "u.id, u.org_id, u.name, u.role, u.created_at, u.revoked_at"
     };
 }
 
@@ -23,6 +23,7 @@ fn user_from_row(r: &AnyRow) -> Result<ConsoleUser> {
         name: r.try_get("name")?,
         role: ConsoleRole::parse(&r.try_get::<String, _>("role")?)?,
         created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
     })
 }
 
@@ -64,7 +65,7 @@ impl Store {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
-            ", u.password_hash FROM console_users u WHERE u.org_id = $1 AND u.name = $2"
+            ", u.password_hash FROM console_users u WHERE u.org_id = $1 AND u.name = $2 AND u.revoked_at IS NULL"
         ))
         .bind(org)
         .bind(name)
@@ -123,7 +124,8 @@ impl Store {
             "SELECT ",
             user_columns!(),
             ", s.csrf_hash, s.expires_at FROM console_sessions s \
-             JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2"
+             JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 \
+             AND u.revoked_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now)
@@ -137,6 +139,39 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Revokes a console user of `org` and ends its sessions; the user as it is now, or
+    /// `None` when there is no such user.
+    pub async fn revoke_console_user(
+        &self,
+        c: &mut AnyConnection,
+        org: &OrgId,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<ConsoleUser>> {
+        sqlx::query(
+            "UPDATE console_users SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(org.as_str())
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM console_users u WHERE u.org_id = $1 AND u.id = $2"
+        ))
+        .bind(org.as_str())
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
     }
 
     /// Ends a session.

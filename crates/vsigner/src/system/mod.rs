@@ -172,6 +172,17 @@ impl LocalSystem {
         })
     }
 
+    /// The web console's address: the coordinator's own (127.0.0.1, where it listens; a
+    /// `localhost` name could reach another program listening on `[::1]`).
+    pub(crate) fn console_url(&self) -> String {
+        format!("{}console/", self.coordinator_url)
+    }
+
+    /// The organisation's id.
+    pub(crate) fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
     /// Where the system keeps its files (coordinator database, keystores).
     pub(crate) fn dir(&self) -> &std::path::Path {
         self.dir.path()

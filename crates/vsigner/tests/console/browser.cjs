@@ -64,7 +64,30 @@ async function shot(page, name, fullPage = true) {
     await page.waitForSelector("table, .card p.muted");
     seen.signedInAs = await page.textContent("#who-name");
 
-    if (step.action === "look") {
+    if (step.action === "new-vault") {
+      // An operator creates a vault with the form; the page then follows its key generation.
+      await page.goto(`${step.base}/console/#/vaults`);
+      await page.waitForSelector("#new-vault");
+      await page.fill("#vault-name", step.vault.name);
+      await page.selectOption("#vault-scheme", step.vault.scheme);
+      for (const d of step.vault.devices) await page.check(`#new-vault input[aria-label="${d}"]`);
+      await page.fill("#vault-threshold", String(step.vault.threshold));
+      if (step.shot) await shot(page, step.shot);
+      await page.click("#new-vault button[type=submit]");
+      await page.waitForURL(/#\/operation\//);
+      await page.waitForSelector("h1 .state");
+      seen.operationId = new URL(page.url()).hash.split("/")[2];
+    } else if (step.action === "request-message") {
+      await page.goto(`${step.base}/console/#/sign/${step.vaultId}`);
+      await page.waitForSelector("#request-signature");
+      await page.selectOption("#kind", "message");
+      await page.fill("#text", step.message);
+      if (step.shot) await shot(page, step.shot);
+      await page.click("#request-signature button[type=submit]");
+      await page.waitForURL(/#\/operation\//);
+      await page.waitForSelector("h1 .state");
+      seen.operationId = new URL(page.url()).hash.split("/")[2];
+    } else if (step.action === "look") {
       for (const view of ["operations", "vaults", "devices", "audit"]) {
         await page.goto(`${step.base}/console/#/${view}`);
         await page.waitForSelector("main h1");

@@ -3,10 +3,11 @@
 //! her (it stands in for the biometric check); device c's vote comes from her
 //! (`ApprovalMode = Human`), checked by c itself.
 //!
-//! Alice signs in as an approver, approves c's key generations of a mixed 2-of-3 vault and
-//! of a 2-of-2 vault {a, c} in the page, and watches each complete live (server-sent
-//! events, no reload). She approves a signature, which completes and verifies here; she
-//! rejects another, which ends Rejected with no signature. With `VSIGNER_UPDATE_SCREENSHOTS=1`
+//! Olivia, an operator, creates a mixed 2-of-3 vault and a 2-of-2 vault {a, c} with the
+//! page's form. Alice, an approver, approves c's part of both key generations in the page
+//! and watches each complete live (server-sent events, no reload). Olivia requests a
+//! message's signature with the form; Alice approves it, it completes and verifies here;
+//! she rejects another, which ends Rejected with no signature. With `VSIGNER_UPDATE_SCREENSHOTS=1`
 //! the pages are saved under docs/console/ for the README.
 //!
 //! The console is served by the coordinator here, so c's configuration must acknowledge
@@ -52,18 +53,34 @@ struct Page {
     base: String,
     org: String,
     password: String,
+    /// Olivia, an operator, creates vaults and requests signatures in the page.
+    operator_password: String,
     passkey: Value,
     screenshots: Option<PathBuf>,
 }
 
 impl Page {
-    /// Runs one browser step; returns what the page showed.
+    /// Runs one browser step as Alice; returns what the page showed.
     fn step(&self, action: &str, operation: &str, device: &str, expect: &str, shot: Option<&str>) -> Value {
-        let step = json!({
-            "base": self.base, "organisationId": self.org, "name": "alice", "password": self.password,
-            "passkey": self.passkey, "action": action, "operationId": operation, "deviceId": device,
-            "expect": expect, "screenshots": self.screenshots, "shot": shot,
-        });
+        self.run(json!({
+            "name": "alice", "password": self.password, "passkey": self.passkey, "action": action,
+            "operationId": operation, "deviceId": device, "expect": expect, "shot": shot,
+        }))
+    }
+
+    /// Runs one browser step as Olivia (`extra`: the action and its fields).
+    fn as_operator(&self, extra: Value) -> Value {
+        let mut step = json!({"name": "olivia", "password": self.operator_password});
+        step.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        self.run(step)
+    }
+
+    fn run(&self, mut step: Value) -> Value {
+        step["base"] = json!(self.base);
+        step["organisationId"] = json!(self.org);
+        step["screenshots"] = json!(self.screenshots);
         let out = Command::new("node")
             .arg(repo_root().join("crates/vsigner/tests/console/browser.cjs"))
             .env("VSIGNER_CONSOLE_STEP", step.to_string())
@@ -74,7 +91,7 @@ impl Page {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "browser step {action} {operation}: {}\n{stdout}",
+            "browser step {step}: {}\n{stdout}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
@@ -145,6 +162,12 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
             json!({}),
         )
         .await;
+    let olivia = operator
+        .gql(
+            "mutation { createConsoleUser(name: \"olivia\", role: \"operator\") { password } }",
+            json!({}),
+        )
+        .await;
     let screenshots = std::env::var_os("VSIGNER_UPDATE_SCREENSHOTS").map(|_| {
         let dir = repo_root().join("docs/console");
         std::fs::create_dir_all(&dir).unwrap();
@@ -156,15 +179,27 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         base: base.clone(),
         org: org.id.clone(),
         password: made["createConsoleUser"]["password"].as_str().unwrap().to_owned(),
+        operator_password: olivia["createConsoleUser"]["password"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
         passkey: json!({"credentialId": alice.credential_id(), "privateKey": alice.private_key_pkcs8_base64()}),
         screenshots,
     };
 
     // Key generations: Alice approves c's part of each in the page.
-    let mixed = operator.create_vault("treasury", "ed25519", 2, &abc).await;
-    let needs_c = operator
-        .create_vault("alice-must-sign", "ed25519", 2, &[abc[0].clone(), abc[2].clone()])
-        .await;
+    // Olivia, an operator, creates both vaults in the page: a mixed 2-of-3 (a and b approve
+    // by webhook, c by Alice) and a 2-of-2 of a and c that needs Alice.
+    let created = tokio::task::block_in_place(|| {
+        page.as_operator(json!({"action": "new-vault", "shot": "new-vault", "vault": {
+            "name": "treasury", "scheme": "ed25519", "devices": ["a", "b", "c"], "threshold": 2}}))
+    });
+    let mixed = created["operationId"].as_str().unwrap().to_owned();
+    let created = tokio::task::block_in_place(|| {
+        page.as_operator(json!({"action": "new-vault", "vault": {
+            "name": "alice-must-sign", "scheme": "ed25519", "devices": ["a", "c"], "threshold": 2}}))
+    });
+    let needs_c = created["operationId"].as_str().unwrap().to_owned();
     for op in [&mixed, &needs_c] {
         human_request(&operator, op, c).await;
         let seen = tokio::task::block_in_place(|| page.step("approve", op, c, "Completed", None));
@@ -180,9 +215,13 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
 
     // A signature Alice approves: it completes, and the page shows the signature.
     let message = b"pay invoice 2026-114 to Acme Ltd";
-    let op = operator
-        .request_signature(&vault, json!({"message": hex::encode(message)}))
-        .await;
+    let requested = tokio::task::block_in_place(|| {
+        page.as_operator(
+            json!({"action": "request-message", "vaultId": vault, "shot": "request",
+            "message": std::str::from_utf8(message).unwrap()}),
+        )
+    });
+    let op = requested["operationId"].as_str().unwrap().to_owned();
     human_request(&operator, &op, c).await;
     let seen = tokio::task::block_in_place(|| page.step("approve", &op, c, "Completed", Some("signature")));
     let signed = operator.wait_final(&op, Duration::from_secs(60)).await;
@@ -214,4 +253,49 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     // The other pages, for the README.
     tokio::task::block_in_place(|| page.step("look", "", "", "", Some("1")));
     drop(webhook);
+}
+
+/// The console builds EIP-1559 transactions itself (`assets/eth.js`, no dependency): what it
+/// builds must decode, field for field, as alloy (and so the coordinator and the devices)
+/// reads it. Long data exercises RLP's long-length form.
+#[test]
+fn the_consoles_ethereum_transactions_decode_as_alloy_reads_them() {
+    if Command::new("node").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("VSIGNER_TEST_REQUIRE_PYTHON").is_none(),
+            "bash .ci/run installs node"
+        );
+        println!("SKIPPED: node is not installed");
+        return;
+    }
+    let module = repo_root().join("crates/coordinator/src/console/assets/eth.js");
+    let data = "ab".repeat(100);
+    let script = format!(
+        "import {{ eip1559 }} from {url:?}; console.log(eip1559({{ to: '0x00000000219ab540356cBB839Cbe05303d7705Fa', value: '1.5', chain: '11155111', nonce: '7', gas: '90000', fee: '30.5', tip: '1.25', data: '0x{data}' }}))",
+        url = format!("file://{}", module.display())
+    );
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let raw = String::from_utf8(out.stdout).unwrap();
+    let bytes = hex::decode(raw.trim().trim_start_matches("0x")).unwrap();
+    let tx = vsigner_approval::EthTransaction::decode(&bytes).unwrap();
+    let t = tx.transaction();
+    assert_eq!(tx.chain_id(), 11_155_111);
+    assert_eq!(t.nonce, 7);
+    assert_eq!(t.gas_limit, 90_000);
+    assert_eq!(t.max_fee_per_gas, 30_500_000_000);
+    assert_eq!(t.max_priority_fee_per_gas, 1_250_000_000);
+    assert_eq!(
+        tx.to().map(|a| a.to_checksum(None)),
+        Some("0x00000000219ab540356cBB839Cbe05303d7705Fa".to_owned())
+    );
+    assert_eq!(
+        tx.value(),
+        alloy_primitives::U256::from(1_500_000_000_000_000_000u128)
+    );
+    assert_eq!(hex::encode(&t.input), data);
+    assert!(t.access_list.is_empty());
 }

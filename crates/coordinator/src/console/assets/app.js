@@ -1,3 +1,5 @@
+import { eip1559 } from "./eth.js";
+
 // The vsigner console: one page, no build step. It reads and writes through the
 // coordinator's GraphQL API with the session cookie and the CSRF token, hears of changes
 // through server-sent events, and builds every element with textContent (no HTML from data).
@@ -172,9 +174,12 @@ const views = {
   operations: operationsView,
   operation: operationView,
   vaults: vaultsView,
+  sign: signView,
   devices: devicesView,
   audit: auditView,
 };
+
+const mayRequest = () => ["operator", "admin"].includes(state.user.role);
 
 function route() {
   if (!state.user) return signInView();
@@ -182,7 +187,7 @@ function route() {
   for (const a of document.querySelectorAll("nav a")) {
     a.classList.toggle("on", a.dataset.view === name || (name === "operation" && a.dataset.view === "operations"));
   }
-  const view = views[name] || operationsView;
+  const view = Object.hasOwn(views, name) ? views[name] : operationsView;
   state.view = { refresh: () => view(id).catch(showError) };
   state.view.refresh();
 }
@@ -446,7 +451,13 @@ async function vaultsView() {
     h(
       "tr",
       { "data-vault": v.id },
-      h("td", {}, v.name, h("div", { class: "muted mono" }, short(v.id))),
+      h(
+        "td",
+        {},
+        v.name,
+        h("div", { class: "muted mono" }, short(v.id)),
+        mayRequest() && v.status === "Active" ? h("a", { href: `#/sign/${v.id}`, class: "request" }, "Request a signature") : null,
+      ),
       h("td", {}, v.curve),
       h("td", {}, `${v.threshold} of ${v.signers.reduce((n, s) => n + s.weight, 0)}`),
       h("td", {}, badge(v.status)),
@@ -473,6 +484,135 @@ async function vaultsView() {
         ? table([["Vault"], ["Scheme"], ["Threshold"], ["Status"], ["Signers", "wide"], ["Key", "wide"]], rows)
         : h("p", { class: "muted" }, "No vaults yet."),
     ),
+    mayRequest() ? newVaultForm(data.devices) : null,
+  );
+}
+
+// Creating a vault: its key generation starts at once; the page follows it.
+function newVaultForm(devices) {
+  const error = h("p", { class: "error", role: "alert" });
+  const rows = devices.map((d) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, h("input", { type: "checkbox", name: "signer", value: d.id, "aria-label": d.name })),
+      h("td", {}, d.name, " ", h("code", { class: "muted" }, short(d.id))),
+      h("td", {}, h("input", { type: "number", name: `weight-${d.id}`, min: 1, max: 16, value: 1, class: "weight" })),
+    ),
+  );
+  const form = h(
+    "form",
+    { class: "card", id: "new-vault" },
+    h("h2", {}, "New vault"),
+    h("label", { for: "vault-name" }, "Name"),
+    h("input", { id: "vault-name", name: "name", required: true, maxlength: 200 }),
+    h("label", { for: "vault-scheme" }, "Scheme"),
+    h(
+      "select",
+      { id: "vault-scheme", name: "scheme" },
+      h("option", { value: "secp256k1" }, "ECDSA on secp256k1 (Ethereum, Bitcoin)"),
+      h("option", { value: "secp256r1" }, "ECDSA on P-256"),
+      h("option", { value: "ed25519" }, "EdDSA on ed25519"),
+      h("option", { value: "bip340" }, "Schnorr, BIP-340 (Taproot)"),
+    ),
+    h("label", {}, "Signers (a weight is the number of shares a device holds)"),
+    table([["", ""], ["Device"], ["Weight"]], rows),
+    h("label", { for: "vault-threshold" }, "Shares needed to sign"),
+    h("input", { id: "vault-threshold", name: "threshold", type: "number", min: 1, value: 2, required: true }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Create vault")),
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const signers = [...form.querySelectorAll("input[name=signer]:checked")].map((c) => ({
+      deviceId: c.value,
+      weight: Number(form.querySelector(`input[name="weight-${c.value}"]`).value || 1),
+    }));
+    try {
+      const data = await gql(`mutation($i: CreateVaultInput!) { createVault(input: $i) { id } }`, {
+        i: { name: form.name.value, curve: form.scheme.value, threshold: Number(form.threshold.value), signers },
+      });
+      location.hash = `#/operation/${data.createVault.id}`;
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  return form;
+}
+
+// ---------- requesting a signature ----------
+
+async function signView(vaultId) {
+  const data = await gql(`query($id: ID!) { vault(id: $id) { id name curve threshold status ethereumAddress } }`, { id: vaultId });
+  const v = data.vault;
+  const error = h("p", { class: "error", role: "alert" });
+  const field = (id, label, attrs = {}) => [h("label", { for: id }, label), h("input", { id, name: id, ...attrs })];
+  const kinds = [["message", "A message (text)"], ["digest", "A 32-byte digest (hex)"]];
+  if (v.curve === "secp256k1") kinds.push(["eth", "An Ethereum transaction (EIP-1559)"]);
+  const payload = h("div", {});
+  const form = h(
+    "form",
+    { class: "card", id: "request-signature" },
+    h("label", { for: "kind" }, "What to sign"),
+    h("select", { id: "kind", name: "kind" }, kinds.map(([k, label]) => h("option", { value: k }, label))),
+    payload,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Request signature")),
+    error,
+  );
+  const show = () => {
+    const kind = form.kind.value;
+    payload.replaceChildren(
+      ...(kind === "message"
+        ? field("text", "Message", { required: true })
+        : kind === "digest"
+          ? field("digest", "Digest (32 bytes, hex)", { required: true, pattern: "(0x)?[0-9a-fA-F]{64}" })
+          : [
+              ...field("to", "To (address)", { required: true, placeholder: "0x…" }),
+              ...field("value", "Amount (ETH)", { required: true, value: "0.01" }),
+              ...field("chain", "Chain id", { required: true, type: "number", value: 1 }),
+              ...field("nonce", "Nonce", { required: true, type: "number", value: 0 }),
+              ...field("gas", "Gas limit", { required: true, type: "number", value: 21000 }),
+              ...field("fee", "Max fee per gas (gwei)", { required: true, value: "30" }),
+              ...field("tip", "Max priority fee per gas (gwei)", { required: true, value: "1" }),
+              ...field("data", "Data (hex)", { value: "0x" }),
+            ]),
+    );
+  };
+  form.kind.addEventListener("change", show);
+  show();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try {
+      const input = { vaultId: v.id };
+      const kind = form.kind.value;
+      if (kind === "message") {
+        input.message = [...new TextEncoder().encode(form.text.value)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      } else if (kind === "digest") {
+        input.digest = form.digest.value.replace(/^0x/, "");
+      } else {
+        input.ethTx = eip1559({
+          to: form.to.value,
+          value: form.value.value,
+          chain: form.chain.value,
+          nonce: form.nonce.value,
+          gas: form.gas.value,
+          fee: form.fee.value,
+          tip: form.tip.value,
+          data: form.data.value,
+        });
+      }
+      const made = await gql(`mutation($i: RequestSignatureInput!) { requestSignature(input: $i) { id } }`, { i: input });
+      location.hash = `#/operation/${made.requestSignature.id}`;
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  main().replaceChildren(
+    h("h1", {}, `Request a signature from ${v.name}`),
+    h("p", { class: "muted" }, `${v.curve}, ${v.threshold} shares to sign`, v.ethereumAddress ? `, address ${v.ethereumAddress}` : ""),
+    form,
   );
 }
 

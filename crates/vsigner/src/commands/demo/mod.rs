@@ -62,6 +62,10 @@ pub(crate) struct DemoArgs {
     /// generated).
     #[arg(long)]
     primes: Option<PathBuf>,
+    /// When the demo is done, leave the system running with the web console open, and a
+    /// console user (an admin) to sign in with, until Ctrl-C (or SIGTERM).
+    #[arg(long)]
+    console: bool,
 }
 
 /// Times the demo's steps and shows them on stderr (a spinner while running when stderr is

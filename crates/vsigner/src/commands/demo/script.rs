@@ -78,6 +78,9 @@ pub(super) async fn demo(
     }
     let after_id = signatures.last().map(|s| s.operation.clone()).unwrap_or_default();
     demo.check_webhook_record(text(&rejected_op["id"]), &after_id, &abstaining);
+    if args.console {
+        demo.open_console().await?;
+    }
     demo.steps
         .run("signers stopped", async {
             demo.system.shutdown().await;
@@ -386,6 +389,25 @@ impl<'a> Demo<'a> {
                 Ok(op)
             })
             .await
+    }
+
+    /// `--console`: a console user, the address, then the system keeps running until Ctrl-C
+    /// or SIGTERM.
+    async fn open_console(&mut self) -> anyhow::Result<()> {
+        let made = self.system.operator.create_console_user("demo", "admin").await?;
+        let password = made["password"].as_str().unwrap_or_default().to_owned();
+        eprintln!(
+            "\nThe web console is open at {url}\n  organisation id: {org}\n  name:            demo\n  password:        {password}\n(an admin of this demo's throwaway organisation; the system stops with Ctrl-C)\n",
+            url = self.system.console_url(),
+            org = self.system.org_id(),
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping");
+        Ok(())
     }
 
     /// The webhook authenticated every request, and its own record agrees with the
