@@ -49,6 +49,7 @@ pub fn router_for(service: Arc<Service>, secure: bool) -> Router {
             service,
             secure,
             streams: Default::default(),
+            registrations: Default::default(),
         }))
 }
 

@@ -242,6 +242,61 @@ async fn console_sessions_csrf_and_roles(db: Db) {
         "{listed}"
     );
 
+    // Passkey registration: the CSRF token, the page's Origin, and a registration under way
+    // are each required (the browser test registers a real one).
+    let options = |csrf: Option<&str>, origin: Option<&str>| {
+        let mut req = c
+            .http
+            .post(format!("{}/console/passkeys/options", c.base))
+            .header("cookie", zoe.cookie.clone().unwrap())
+            .json(&json!({}));
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    assert_eq!(
+        options(None, Some("http://localhost")).await.unwrap().status(),
+        403
+    );
+    assert_eq!(options(zoe.csrf.as_deref(), None).await.unwrap().status(), 400);
+    let started = options(zoe.csrf.as_deref(), Some("http://localhost"))
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["publicKey"]["rp"]["id"], "localhost", "{started}");
+    assert_eq!(
+        started["publicKey"]["authenticatorSelection"]["userVerification"],
+        "required"
+    );
+    let forged = json!({"id": "QUJD", "rawId": "QUJD", "type": "public-key",
+        "response": {"attestationObject": "QUJD", "clientDataJSON": "QUJD"}});
+    let finish = c
+        .http
+        .post(format!("{}/console/passkeys", c.base))
+        .header("cookie", zoe.cookie.clone().unwrap())
+        .header("x-csrf-token", zoe.csrf.clone().unwrap())
+        .header("origin", "http://localhost")
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finish.status(), 400, "a forged registration is refused");
+    let none = zoe
+        .gql("query { consolePasskeys { credentialId } }", json!({}))
+        .await;
+    assert_eq!(none["data"]["consolePasskeys"], json!([]), "{none}");
+    assert_eq!(
+        signer
+            .err("query { consolePasskeys { credentialId } }", json!({}))
+            .await,
+        "FORBIDDEN"
+    );
+
     // Live views: at most 4 per session.
     let stream = || {
         c.http

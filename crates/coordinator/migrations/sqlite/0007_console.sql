@@ -11,6 +11,15 @@ CREATE TABLE console_users (
     revoked_at BIGINT,
     UNIQUE (org_id, name)
 );
+-- Passkeys people registered in the console: the entry of a device's passkeys file
+-- (webauthn-rs's serialised Passkey: credential id and public key, no secret).
+CREATE TABLE console_passkeys (
+    credential_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES console_users(id),
+    org_id TEXT NOT NULL,
+    passkey TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
 CREATE TABLE console_sessions (
     token_hash TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES console_users(id),

@@ -92,6 +92,30 @@ pub struct ConsoleState {
     pub secure: bool,
     /// Open event streams, in all and per session.
     pub streams: std::sync::Arc<Streams>,
+    /// Passkey registrations under way, per session.
+    pub registrations: std::sync::Arc<Registrations>,
+}
+
+/// A registration under way is forgotten after this long.
+pub const REGISTRATION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most registrations under way at once (one per session).
+pub const MAX_REGISTRATIONS: usize = 1024;
+
+/// Passkey registrations under way: the webauthn-rs-core state of each session's one
+/// ceremony, with the origin it was started for. In memory: a registration finishes on the
+/// process that began it (a restart means starting again).
+#[derive(Default)]
+pub struct Registrations {
+    open: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (
+                webauthn_rs_core::proto::RegistrationState,
+                url::Url,
+                std::time::Instant,
+            ),
+        >,
+    >,
 }
 
 /// Most event streams open at once, in all (each holds a connection).
@@ -167,6 +191,8 @@ pub fn routes(state: ConsoleState) -> axum::Router {
             get(current_session).post(sign_in).delete(sign_out),
         )
         .route("/console/events", get(events))
+        .route("/console/passkeys/options", axum::routing::post(passkey_options))
+        .route("/console/passkeys", axum::routing::post(passkey_register))
         .with_state(state)
 }
 
@@ -345,4 +371,117 @@ async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Respon
         Sse::new(stream).keep_alive(KeepAlive::default()),
     )
         .into_response()
+}
+
+/// The session of a request that changes something: the cookie and its CSRF token.
+async fn changing_session(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+) -> Result<(String, crate::domain::console::ConsoleSession), Error> {
+    let token = session_token(headers, state.secure)
+        .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "not signed in"))?;
+    let csrf =
+        csrf_header(headers).ok_or_else(|| Error::new(ErrorCode::Forbidden, "missing X-CSRF-Token"))?;
+    let (_, _, session) = state.service.console_session(&token, Some(csrf)).await?;
+    Ok((crate::auth::token_hash(&token), session))
+}
+
+/// The page's origin (the browser's `Origin` header): the relying party a passkey is
+/// registered for, as the devices will check it (`HumanApprovalOrigin`).
+fn page_origin(headers: &HeaderMap) -> Result<url::Url, Error> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| url::Url::parse(o).ok())
+        .filter(|u| u.host_str().is_some())
+        .ok_or_else(|| Error::invalid_input("the request has no Origin: register from the console page"))
+}
+
+fn webauthn_for(origin: &url::Url) -> webauthn_rs_core::WebauthnCore {
+    webauthn_rs_core::WebauthnCore::new_unsafe_experts_only(
+        "vsigner",
+        origin.host_str().unwrap_or_default(),
+        vec![origin.clone()],
+        REGISTRATION_TTL,
+        Some(false),
+        Some(false),
+    )
+}
+
+/// `POST /console/passkeys/options`: starts registering a passkey for the signed-in person
+/// (user verification required): the options for `navigator.credentials.create`.
+async fn passkey_options(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    let started = async {
+        let (session_hash, session) = changing_session(&state, &headers).await?;
+        let origin = page_origin(&headers)?;
+        let core = webauthn_for(&origin);
+        let user = &session.user;
+        let builder = core
+            .new_challenge_register_builder(user.id.as_str().as_bytes(), &user.name, &user.name)
+            .map_err(|e| Error::invalid_input(format!("cannot start a registration: {e}")))?
+            .user_verification_policy(webauthn_rs_core::proto::UserVerificationPolicy::Required);
+        let (options, registration) = core
+            .generate_challenge_register(builder)
+            .map_err(|e| Error::internal("webauthn", e))?;
+        let mut open = state.registrations.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, (_, _, at)| at.elapsed() < REGISTRATION_TTL);
+        if open.len() >= MAX_REGISTRATIONS && !open.contains_key(&session_hash) {
+            return Err(Error::new(
+                ErrorCode::TooManyRequests,
+                "too many registrations under way; retry shortly",
+            ));
+        }
+        open.insert(session_hash, (registration, origin, std::time::Instant::now()));
+        Ok::<_, Error>(options)
+    };
+    match started.await {
+        Ok(options) => ([(header::CACHE_CONTROL, "no-store")], Json(options)).into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+/// `POST /console/passkeys`: finishes the registration with the browser's credential
+/// (`PublicKeyCredential.toJSON()`); answers with the entry of a device's passkeys file.
+async fn passkey_register(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Json(credential): Json<webauthn_rs_core::proto::RegisterPublicKeyCredential>,
+) -> Response {
+    let finished = async {
+        let (session_hash, session) = changing_session(&state, &headers).await?;
+        let origin = page_origin(&headers)?;
+        let (registration, started_for, at) = state
+            .registrations
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session_hash)
+            .ok_or_else(|| Error::invalid_input("no registration under way: start again"))?;
+        if started_for != origin || at.elapsed() >= REGISTRATION_TTL {
+            return Err(Error::invalid_input(
+                "the registration expired or came from another page: start again",
+            ));
+        }
+        let credential = webauthn_for(&origin)
+            .register_credential(&credential, &registration, None)
+            .map_err(|e| Error::invalid_input(format!("the passkey was not registered: {e}")))?;
+        let credential_id =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.cred_id.as_slice());
+        let passkey = serde_json::json!({ "cred": credential }).to_string();
+        state
+            .service
+            .add_console_passkey(&session.user, credential_id, passkey)
+            .await
+    };
+    match finished.await {
+        Ok(registered) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({
+                "credentialId": registered.credential_id,
+                "fileEntry": registered.file_entry(),
+            })),
+        )
+            .into_response(),
+        Err(e) => error(&e),
+    }
 }

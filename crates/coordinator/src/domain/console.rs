@@ -102,6 +102,27 @@ pub struct ConsoleUser {
     pub revoked_at: Option<Millis>,
 }
 
+/// A passkey a console user registered: the entry for a device's passkeys file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsolePasskey {
+    /// Credential id, base64url.
+    pub credential_id: String,
+    /// Whose.
+    pub user: ConsoleUser,
+    /// webauthn-rs's serialised `Passkey` (`{"cred": …}`): public material only.
+    pub passkey: String,
+    /// Registered.
+    pub created_at: Millis,
+}
+
+impl ConsolePasskey {
+    /// The entry of a device's `HumanApprovalPasskeysFile`: `{"name", "passkey"}`.
+    pub fn file_entry(&self) -> serde_json::Value {
+        let passkey: serde_json::Value = serde_json::from_str(&self.passkey).unwrap_or_default();
+        serde_json::json!({"name": self.user.name, "passkey": passkey})
+    }
+}
+
 /// A console session, as the cookie's token finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleSession {

@@ -302,6 +302,31 @@ impl From<crate::domain::console::ConsoleUser> for ConsoleUserObj {
     }
 }
 
+/// A passkey a console user registered.
+#[derive(SimpleObject)]
+#[graphql(name = "ConsolePasskey")]
+pub struct ConsolePasskeyObj {
+    /// Credential id, base64url.
+    pub(crate) credential_id: String,
+    /// The person's console user name.
+    pub(crate) user_name: String,
+    pub(crate) registered_at: String,
+    /// The entry of a device's `HumanApprovalPasskeysFile` (JSON): the name and
+    /// webauthn-rs's serialised passkey, public material only.
+    pub(crate) file_entry: String,
+}
+
+impl From<crate::domain::console::ConsolePasskey> for ConsolePasskeyObj {
+    fn from(p: crate::domain::console::ConsolePasskey) -> Self {
+        Self {
+            file_entry: p.file_entry().to_string(),
+            credential_id: p.credential_id,
+            user_name: p.user.name,
+            registered_at: time(p.created_at),
+        }
+    }
+}
+
 /// A new console user and its password, shown only this once.
 #[derive(SimpleObject)]
 pub struct ConsoleUserCreated {

@@ -41,6 +41,18 @@ impl QueryRoot {
             .map(ApiClientObj::from)
             .collect())
     }
+    /// The passkeys people registered in the console, with the entries of a device's
+    /// passkeys file (operators).
+    async fn console_passkeys(&self, ctx: &Context<'_>) -> GqlResult<Vec<ConsolePasskeyObj>> {
+        let p = ctx_principal(ctx)?;
+        Ok(ctx_service(ctx)?
+            .console_passkeys(p)
+            .await
+            .map_err(gql)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
     /// The organisation's web console users.
     async fn console_users(&self, ctx: &Context<'_>) -> GqlResult<Vec<ConsoleUserObj>> {
         let p = ctx_principal(ctx)?;

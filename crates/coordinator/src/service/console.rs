@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use super::Service;
 use crate::auth::{self, Secret};
-use crate::domain::console::{ConsoleRole, ConsoleUser};
+use crate::domain::console::{ConsolePasskey, ConsoleRole, ConsoleUser};
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -180,18 +180,7 @@ impl Service {
                 ),
             ));
         }
-        let _permit = tokio::time::timeout(
-            std::time::Duration::from_millis(self.settings.verification_wait_ms),
-            self.verifications.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorCode::TooManyRequests,
-                "too many sign-ins at once; retry shortly",
-            )
-        })?
-        .map_err(|e| Error::internal("semaphore", e))?;
+        let _slot = self.verification_slot("sign-ins").await?;
         let found = self.store.console_user(org, name).await?;
         let hash = found
             .as_ref()
@@ -256,6 +245,48 @@ impl Service {
             role: Role::Operator,
         };
         Ok((principal, session.user.role, session))
+    }
+
+    /// Stores a passkey the session's user just registered (the registration checked by
+    /// the console's routes).
+    pub async fn add_console_passkey(
+        &self,
+        user: &ConsoleUser,
+        credential_id: String,
+        passkey: String,
+    ) -> Result<ConsolePasskey> {
+        let now = self.clock.now();
+        let registered = ConsolePasskey {
+            credential_id,
+            user: user.clone(),
+            passkey,
+            created_at: now,
+        };
+        self.store.insert_console_passkey(&registered).await?;
+        let event = AuditEvent {
+            event: "passkey_registered".into(),
+            actor: Some(user.id.to_string()),
+            detail: serde_json::json!({"user": user.id, "name": user.name, "credentialId": registered.credential_id}),
+        };
+        let mut tx = self.store.begin().await?;
+        self.store
+            .audit(
+                &mut tx,
+                &user.org_id,
+                "console_user",
+                user.id.as_str(),
+                now,
+                &[event],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(registered)
+    }
+
+    /// The organisation's registered passkeys (operators).
+    pub async fn console_passkeys(&self, p: &Principal) -> Result<Vec<ConsolePasskey>> {
+        Self::require_operator(p)?;
+        self.store.console_passkeys(&p.org_id).await
     }
 
     /// Ends a session.

@@ -197,6 +197,24 @@ impl Service {
 }
 
 impl Service {
+    /// A place among the Argon2 verifications running at once (`/oauth/token`, console
+    /// sign-ins): Argon2 is deliberately expensive. `what` names the requests in the
+    /// `TOO_MANY_REQUESTS` refusal when none frees up in time.
+    pub(super) async fn verification_slot(&self, what: &str) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(self.settings.verification_wait_ms),
+            self.verifications.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::TooManyRequests,
+                format!("too many {what} at once; retry shortly"),
+            )
+        })?
+        .map_err(|e| Error::internal("semaphore", e))
+    }
+
     pub(super) fn require_operator(p: &Principal) -> Result<()> {
         if p.role != Role::Operator {
             return Err(forbidden("this needs an operator API client"));

@@ -255,19 +255,7 @@ impl Service {
     /// OAuth2 client credentials → (access token, lifetime in seconds).
     pub async fn issue_token(&self, client_id: &str, client_secret: &str) -> Result<(Secret, i64)> {
         let bad = || Error::new(ErrorCode::Unauthenticated, "invalid client id or secret");
-        // Argon2 is deliberately expensive: bound how many run at once.
-        let _permit = tokio::time::timeout(
-            std::time::Duration::from_millis(self.settings.verification_wait_ms),
-            self.verifications.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorCode::TooManyRequests,
-                "too many token requests at once; retry shortly",
-            )
-        })?
-        .map_err(|e| Error::internal("semaphore", e))?;
+        let _slot = self.verification_slot("token requests").await?;
         let found = self.store.client(client_id).await?;
         let now = self.clock.now();
         // Every request verifies exactly two hashes (the current secret's and the previous

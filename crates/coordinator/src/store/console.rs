@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::Store;
-use crate::domain::console::{ConsoleRole, ConsoleSession, ConsoleUser};
+use crate::domain::console::{ConsolePasskey, ConsoleRole, ConsoleSession, ConsoleUser};
 use crate::domain::*;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -172,6 +172,52 @@ impl Store {
         .fetch_optional(&mut *c)
         .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Stores a passkey a user registered.
+    pub async fn insert_console_passkey(&self, p: &ConsolePasskey) -> Result<()> {
+        let mut c = self.pool.acquire().await?;
+        sqlx::query(
+            "INSERT INTO console_passkeys (credential_id, user_id, org_id, passkey, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&p.credential_id)
+        .bind(p.user.id.as_str())
+        .bind(p.user.org_id.as_str())
+        .bind(&p.passkey)
+        .bind(p.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Error::new(ErrorCode::DuplicateKey, "this passkey is already registered")
+            }
+            _ => Error::from(e),
+        })?;
+        Ok(())
+    }
+
+    /// The organisation's registered passkeys, by person then date.
+    pub async fn console_passkeys(&self, org: &OrgId) -> Result<Vec<ConsolePasskey>> {
+        let mut c = self.pool.acquire().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", k.credential_id, k.passkey, k.created_at AS registered_at FROM console_passkeys k \
+             JOIN console_users u ON u.id = k.user_id WHERE k.org_id = $1 ORDER BY u.name, k.created_at"
+        ))
+        .bind(org.as_str())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsolePasskey {
+                    credential_id: r.try_get("credential_id")?,
+                    user: user_from_row(r)?,
+                    passkey: r.try_get("passkey")?,
+                    created_at: r.try_get("registered_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Ends a session.

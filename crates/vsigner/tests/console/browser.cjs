@@ -49,7 +49,7 @@ async function shot(page, name, fullPage = true) {
           isResidentCredential: false,
           rpId: new URL(step.base).hostname,
           privateKey: step.passkey.privateKey,
-          signCount: 0,
+          signCount: step.passkey.signCount || 0,
         },
       });
     }
@@ -64,7 +64,26 @@ async function shot(page, name, fullPage = true) {
     await page.waitForSelector("table, .card p.muted");
     seen.signedInAs = await page.textContent("#who-name");
 
-    if (step.action === "new-vault") {
+    if (step.action === "register") {
+      // The person registers a passkey; the page shows the device's passkeys file.
+      await page.goto(`${step.base}/console/#/passkeys`);
+      await page.click("#register-passkey");
+      await page.locator("p.notice").waitFor();
+      seen.status = await page.textContent("p.notice");
+      const id = seen.status.match(/Registered passkey (\S+)\./)[1];
+      await page.locator(`#passkeys-file:has-text("${id}")`).waitFor();
+      seen.file = await page.textContent("#passkeys-file");
+      if (step.shot) await shot(page, step.shot);
+      // The private key stays in the virtual authenticator, which closes with this browser:
+      // the later steps load it again into theirs.
+      const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+      // Its signature counter too: an assertion must count past the registered value.
+      seen.passkey = {
+        credentialId: credentials[0].credentialId,
+        privateKey: credentials[0].privateKey,
+        signCount: credentials[0].signCount,
+      };
+    } else if (step.action === "new-vault") {
       // An operator creates a vault with the form; the page then follows its key generation.
       await page.goto(`${step.base}/console/#/vaults`);
       await page.waitForSelector("#new-vault");

@@ -1,6 +1,7 @@
 //! The web console in real Chromium (Debian's, driven by playwright-core from npm), against
-//! the real daemons. Chromium's virtual authenticator holds Alice's passkey and verifies
-//! her (it stands in for the biometric check); device c's vote comes from her
+//! the real daemons. Alice registers a passkey in the page; Chromium's virtual
+//! authenticator makes it, holds it and verifies her (it stands in for the biometric
+//! check). The page's passkeys file configures device c, whose vote comes from her
 //! (`ApprovalMode = Human`), checked by c itself.
 //!
 //! Olivia, an operator, creates a mixed 2-of-3 vault and a 2-of-2 vault {a, c} with the
@@ -19,11 +20,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use url::Url;
-use vsigner_approval::human::soft_passkey::{passkeys_file, SoftPasskey};
 
 use super::harness::*;
-use super::people::human_request;
+use super::people::{human_request, signers_with_people_for_c};
 use super::{completed, verify_ed25519, KEYGEN};
 
 /// Chromium and playwright-core, or why the test cannot run.
@@ -108,54 +107,8 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
     // Browsers offer passkeys on http:// only for localhost.
     let base = coordinator_url.replace("127.0.0.1", "localhost");
-    let origin = Url::parse(&base).unwrap();
     let webhook = start_webhook();
-    let mut signers: Vec<Signer> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            Signer::configure(
-                &format!("s{}", k + 1),
-                root.path(),
-                &org,
-                &coordinator_url,
-                &broker_url,
-                &webhook,
-                &[name],
-                None,
-            )
-        })
-        .collect();
-    // Alice's passkey: registered through webauthn-rs-core's checks, then handed to
-    // Chromium's virtual authenticator, which answers with it.
-    let alice = SoftPasskey::new();
-    let registered = alice.register("Alice", &origin, "localhost").unwrap();
-    let passkeys_path = root.path().join("passkeys.json");
-    std::fs::write(&passkeys_path, passkeys_file(&[registered])).unwrap();
-    signers[2].tweak(|cfg| {
-        let o = cfg.as_object_mut().unwrap();
-        for key in [
-            "ExternalTransactionApprovalURL",
-            "ExternalReshareApprovalURL",
-            "ApprovalHTTPPublicKeyHex",
-        ] {
-            o.remove(key);
-        }
-        o.insert("ApprovalMode".into(), json!("Human"));
-        o.insert(
-            "HumanApprovalPasskeysFile".into(),
-            json!(passkeys_path.to_str().unwrap()),
-        );
-        o.insert("HumanApprovalOrigin".into(), json!(base));
-        o.insert("APIBaseURL".into(), json!(base));
-        o.insert("ApprovalAcceptInsecure".into(), json!(true));
-    });
-    for s in &mut signers {
-        s.start();
-    }
     let operator = Operator::new(&coordinator_url, &org);
-    let abc = operator.wait_devices(&["a", "b", "c"]).await;
-    let c = abc[2].as_str();
     let made = operator
         .gql(
             "mutation { createConsoleUser(name: \"alice\", role: \"approver\") { password } }",
@@ -173,7 +126,7 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     });
-    let page = Page {
+    let mut page = Page {
         chromium,
         modules,
         base: base.clone(),
@@ -183,9 +136,36 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
             .as_str()
             .unwrap()
             .to_owned(),
-        passkey: json!({"credentialId": alice.credential_id(), "privateKey": alice.private_key_pkcs8_base64()}),
+        passkey: Value::Null,
         screenshots,
     };
+
+    // Alice registers a passkey in the page: Chromium's virtual authenticator makes it and
+    // verifies her, the coordinator checks the registration with webauthn-rs-core, and the
+    // page shows the passkeys file that c takes.
+    let registered = tokio::task::block_in_place(|| page.step("register", "", "", "", Some("passkeys")));
+    page.passkey = registered["passkey"].clone();
+    let file = registered["file"].as_str().unwrap().to_owned();
+    let entries: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(entries["passkeys"][0]["name"], "alice", "{file}");
+    let mut signers = signers_with_people_for_c(
+        root.path(),
+        &org,
+        (&coordinator_url, &broker_url),
+        &webhook,
+        &file,
+        &base,
+    );
+    // The coordinator serves the console here: c must say it accepts that.
+    signers[2].tweak(|cfg| {
+        cfg["APIBaseURL"] = json!(base);
+        cfg["ApprovalAcceptInsecure"] = json!(true);
+    });
+    for s in &mut signers {
+        s.start();
+    }
+    let abc = operator.wait_devices(&["a", "b", "c"]).await;
+    let c = abc[2].as_str();
 
     // Key generations: Alice approves c's part of each in the page.
     // Olivia, an operator, creates both vaults in the page: a mixed 2-of-3 (a and b approve

@@ -71,6 +71,55 @@ async fn answer(operator: &Operator, op: &str, device: &str, person: &SoftPasske
     deliver(operator, op, device, verdict, &answer.assertion).await;
 }
 
+/// Signers s1, s2, s3 with one device each, a, b and c: a and b approve by `webhook`; c's
+/// vote comes from people (`ApprovalMode = Human`) with the passkeys of `passkeys_file`
+/// (its text), on the console at `origin`. ed25519 only: no primes are imported. Not
+/// started.
+pub(crate) fn signers_with_people_for_c(
+    root: &std::path::Path,
+    org: &Org,
+    (coordinator_url, broker_url): (&str, &str),
+    webhook: &Webhook,
+    passkeys: &str,
+    origin: &str,
+) -> Vec<Signer> {
+    let signers: Vec<Signer> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            Signer::configure(
+                &format!("s{}", k + 1),
+                root,
+                org,
+                coordinator_url,
+                broker_url,
+                webhook,
+                &[name],
+                None,
+            )
+        })
+        .collect();
+    let passkeys_path = root.join("passkeys.json");
+    std::fs::write(&passkeys_path, passkeys).unwrap();
+    signers[2].tweak(|cfg| {
+        let o = cfg.as_object_mut().unwrap();
+        for key in [
+            "ExternalTransactionApprovalURL",
+            "ExternalReshareApprovalURL",
+            "ApprovalHTTPPublicKeyHex",
+        ] {
+            o.remove(key);
+        }
+        o.insert("ApprovalMode".into(), json!("Human"));
+        o.insert(
+            "HumanApprovalPasskeysFile".into(),
+            json!(passkeys_path.to_str().unwrap()),
+        );
+        o.insert("HumanApprovalOrigin".into(), json!(origin));
+    });
+    signers
+}
+
 /// The votes on `op` as (device, vote).
 async fn votes(operator: &Operator, op: &str) -> Vec<(String, String)> {
     let data = operator
@@ -98,23 +147,6 @@ async fn people_approve_with_passkeys_and_the_device_refuses_forged_answers() {
     let (_broker, broker_url) = start_broker();
     let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
     let webhook = start_webhook();
-    // ed25519 only: no primes needed.
-    let mut signers: Vec<Signer> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            Signer::configure(
-                &format!("s{}", k + 1),
-                root.path(),
-                &org,
-                &coordinator_url,
-                &broker_url,
-                &webhook,
-                &[name],
-                None,
-            )
-        })
-        .collect();
     // Alice and Bob register passkeys; c accepts either (any 1 of 2).
     let origin = Url::parse(ORIGIN).unwrap();
     let (alice, bob) = (SoftPasskey::new(), SoftPasskey::new());
@@ -122,24 +154,14 @@ async fn people_approve_with_passkeys_and_the_device_refuses_forged_answers() {
         alice.register("Alice", &origin, RP_ID).unwrap(),
         bob.register("Bob", &origin, RP_ID).unwrap(),
     ];
-    let passkeys_path = root.path().join("passkeys.json");
-    std::fs::write(&passkeys_path, passkeys_file(&passkeys)).unwrap();
-    signers[2].tweak(|cfg| {
-        let o = cfg.as_object_mut().unwrap();
-        for key in [
-            "ExternalTransactionApprovalURL",
-            "ExternalReshareApprovalURL",
-            "ApprovalHTTPPublicKeyHex",
-        ] {
-            o.remove(key);
-        }
-        o.insert("ApprovalMode".into(), json!("Human"));
-        o.insert(
-            "HumanApprovalPasskeysFile".into(),
-            json!(passkeys_path.to_str().unwrap()),
-        );
-        o.insert("HumanApprovalOrigin".into(), json!(ORIGIN));
-    });
+    let mut signers = signers_with_people_for_c(
+        root.path(),
+        &org,
+        (&coordinator_url, &broker_url),
+        &webhook,
+        &passkeys_file(&passkeys),
+        ORIGIN,
+    );
     for s in &mut signers {
         s.start();
     }

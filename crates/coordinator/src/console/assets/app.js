@@ -177,6 +177,7 @@ const views = {
   sign: signView,
   devices: devicesView,
   audit: auditView,
+  passkeys: passkeysView,
 };
 
 const mayRequest = () => ["operator", "admin"].includes(state.user.role);
@@ -660,6 +661,112 @@ async function auditView() {
     h("p", { class: "muted" }, "The latest 200 entries, newest first."),
     h("div", { class: "card" }, table([["#"], ["When"], ["Event"], ["Entity"], ["Actor", "wide"], ["Detail", "wide"]], rows)),
   );
+}
+
+// ---------- passkeys ----------
+
+// A POST of the console's own routes, with the CSRF token.
+async function post(path, body) {
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-csrf-token": state.csrf || "" },
+    credentials: "same-origin",
+    body: JSON.stringify(body),
+  });
+  const data = await resp.json();
+  if (!resp.ok) throw new ApiError(data.message || resp.statusText, data.error);
+  return data;
+}
+
+async function registerPasskey() {
+  if (!window.PublicKeyCredential) throw new Error("This browser has no passkeys (WebAuthn).");
+  const options = await post("/console/passkeys/options", {});
+  const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON
+    ? PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
+    : {
+        ...options.publicKey,
+        challenge: fromB64url(options.publicKey.challenge),
+        user: { ...options.publicKey.user, id: fromB64url(options.publicKey.user.id) },
+        excludeCredentials: (options.publicKey.excludeCredentials || []).map((c) => ({ ...c, id: fromB64url(c.id) })),
+      };
+  const credential = await navigator.credentials.create({ publicKey });
+  if (!credential) throw new Error("No passkey was made.");
+  const json = typeof credential.toJSON === "function"
+    ? credential.toJSON()
+    : {
+        id: credential.id,
+        rawId: b64url(credential.rawId),
+        type: credential.type,
+        response: {
+          attestationObject: b64url(credential.response.attestationObject),
+          clientDataJSON: b64url(credential.response.clientDataJSON),
+        },
+        clientExtensionResults: credential.getClientExtensionResults(),
+      };
+  return post("/console/passkeys", json);
+}
+
+// Register one's own passkey; choose passkeys and read the file a human-approved device
+// takes as HumanApprovalPasskeysFile.
+async function passkeysView() {
+  const data = await gql(`query { consolePasskeys { credentialId userName registeredAt fileEntry } }`);
+  const status = h("p", { role: "status" });
+  const file = h("pre", { id: "passkeys-file" });
+  const rows = data.consolePasskeys.map((p) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, h("input", { type: "checkbox", checked: true, value: p.credentialId, "aria-label": p.userName, onchange: () => update() })),
+      h("td", {}, p.userName),
+      h("td", {}, h("code", {}, p.credentialId)),
+      h("td", { class: "wide" }, when(p.registeredAt)),
+    ),
+  );
+  const update = () => {
+    const chosen = new Set([...main().querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
+    const entries = data.consolePasskeys.filter((p) => chosen.has(p.credentialId)).map((p) => JSON.parse(p.fileEntry));
+    file.textContent = JSON.stringify({ passkeys: entries }, null, 2);
+  };
+  const register = h(
+    "button",
+    {
+      type: "button",
+      id: "register-passkey",
+      onclick: async () => {
+        status.className = "";
+        status.textContent = "Waiting for your passkey…";
+        try {
+          const made = await registerPasskey();
+          status.className = "notice";
+          status.textContent = `Registered passkey ${made.credentialId}.`;
+          setTimeout(() => state.view.refresh(), 400);
+        } catch (e) {
+          status.className = "error";
+          status.textContent = e.message || String(e);
+        }
+      },
+    },
+    "Register a passkey",
+  );
+  main().replaceChildren(
+    h("h1", {}, "Passkeys"),
+    h(
+      "div",
+      { class: "card" },
+      h("p", {}, "A passkey lets you approve or reject, as yourself, what a human-approved device asks. Register one here with your device's biometrics; then give its entry to whoever runs the device, who puts it in the device's passkeys file."),
+      h("div", { class: "actions" }, register),
+      status,
+    ),
+    h("h2", {}, "The organisation's passkeys"),
+    h(
+      "div",
+      { class: "card" },
+      rows.length ? table([["", ""], ["Person"], ["Credential id"], ["Registered", "wide"]], rows) : h("p", { class: "muted" }, "No passkeys yet."),
+      h("p", { class: "muted" }, "The file for a device (HumanApprovalPasskeysFile) with the chosen passkeys. Whoever runs the device checks with each person that the credential id is theirs: the coordinator lists these, it does not vouch for them."),
+      file,
+    ),
+  );
+  update();
 }
 
 start().catch(showError);
