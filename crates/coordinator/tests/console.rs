@@ -243,12 +243,23 @@ async fn console_sessions_csrf_and_roles(db: Db) {
     );
 
     // Passkey registration: the CSRF token, the page's Origin, and a registration under way
-    // are each required (the browser test registers a real one).
+    // are each required, and viewers register none (the browser test registers a real one).
+    let viewer = c
+        .http
+        .post(format!("{}/console/passkeys/options", c.base))
+        .header("cookie", zoe.cookie.clone().unwrap())
+        .header("x-csrf-token", zoe.csrf.clone().unwrap())
+        .header("origin", "http://localhost")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(viewer.status(), 403);
     let options = |csrf: Option<&str>, origin: Option<&str>| {
         let mut req = c
             .http
             .post(format!("{}/console/passkeys/options", c.base))
-            .header("cookie", zoe.cookie.clone().unwrap())
+            .header("cookie", oli.cookie.clone().unwrap())
             .json(&json!({}));
         if let Some(csrf) = csrf {
             req = req.header("x-csrf-token", csrf);
@@ -262,8 +273,8 @@ async fn console_sessions_csrf_and_roles(db: Db) {
         options(None, Some("http://localhost")).await.unwrap().status(),
         403
     );
-    assert_eq!(options(zoe.csrf.as_deref(), None).await.unwrap().status(), 400);
-    let started = options(zoe.csrf.as_deref(), Some("http://localhost"))
+    assert_eq!(options(oli.csrf.as_deref(), None).await.unwrap().status(), 400);
+    let started = options(oli.csrf.as_deref(), Some("http://localhost"))
         .await
         .unwrap();
     assert_eq!(started.status(), 200);
@@ -278,8 +289,8 @@ async fn console_sessions_csrf_and_roles(db: Db) {
     let finish = c
         .http
         .post(format!("{}/console/passkeys", c.base))
-        .header("cookie", zoe.cookie.clone().unwrap())
-        .header("x-csrf-token", zoe.csrf.clone().unwrap())
+        .header("cookie", oli.cookie.clone().unwrap())
+        .header("x-csrf-token", oli.csrf.clone().unwrap())
         .header("origin", "http://localhost")
         .json(&forged)
         .send()

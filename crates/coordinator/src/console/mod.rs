@@ -92,7 +92,7 @@ pub struct ConsoleState {
     pub secure: bool,
     /// Open event streams, in all and per session.
     pub streams: std::sync::Arc<Streams>,
-    /// Passkey registrations under way, per session.
+    /// Passkey registrations under way, one per person.
     pub registrations: std::sync::Arc<Registrations>,
 }
 
@@ -101,8 +101,8 @@ pub const REGISTRATION_TTL: std::time::Duration = std::time::Duration::from_secs
 /// Most registrations under way at once (one per session).
 pub const MAX_REGISTRATIONS: usize = 1024;
 
-/// Passkey registrations under way: the webauthn-rs-core state of each session's one
-/// ceremony, with the origin it was started for. In memory: a registration finishes on the
+/// Passkey registrations under way: the webauthn-rs-core state of each person's one
+/// ceremony (keyed by user id), with the origin it was started for. In memory: a registration finishes on the
 /// process that began it (a restart means starting again).
 #[derive(Default)]
 pub struct Registrations {
@@ -377,13 +377,25 @@ async fn events(State(state): State<ConsoleState>, headers: HeaderMap) -> Respon
 async fn changing_session(
     state: &ConsoleState,
     headers: &HeaderMap,
-) -> Result<(String, crate::domain::console::ConsoleSession), Error> {
+) -> Result<crate::domain::console::ConsoleSession, Error> {
     let token = session_token(headers, state.secure)
         .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "not signed in"))?;
     let csrf =
         csrf_header(headers).ok_or_else(|| Error::new(ErrorCode::Forbidden, "missing X-CSRF-Token"))?;
     let (_, _, session) = state.service.console_session(&token, Some(csrf)).await?;
-    Ok((crate::auth::token_hash(&token), session))
+    Ok(session)
+}
+
+/// Only people who may answer (approvers, operators, admins) register passkeys: a viewer's
+/// key in a device's file would give a viewer a vote.
+fn may_register(user: &crate::domain::console::ConsoleUser) -> Result<(), Error> {
+    if user.role == crate::domain::console::ConsoleRole::Viewer {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "a console viewer registers no passkey: only people who may answer do",
+        ));
+    }
+    Ok(())
 }
 
 /// The page's origin (the browser's `Origin` header): the relying party a passkey is
@@ -412,26 +424,42 @@ fn webauthn_for(origin: &url::Url) -> webauthn_rs_core::WebauthnCore {
 /// (user verification required): the options for `navigator.credentials.create`.
 async fn passkey_options(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     let started = async {
-        let (session_hash, session) = changing_session(&state, &headers).await?;
+        let session = changing_session(&state, &headers).await?;
+        let user = &session.user;
+        may_register(user)?;
         let origin = page_origin(&headers)?;
         let core = webauthn_for(&origin);
-        let user = &session.user;
+        // The person's passkeys already registered: the authenticator makes no second one.
+        let mine: Vec<_> = state
+            .service
+            .console_passkeys_of(user)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p.credential_id)
+                    .ok()
+            })
+            .collect();
         let builder = core
             .new_challenge_register_builder(user.id.as_str().as_bytes(), &user.name, &user.name)
             .map_err(|e| Error::invalid_input(format!("cannot start a registration: {e}")))?
-            .user_verification_policy(webauthn_rs_core::proto::UserVerificationPolicy::Required);
+            .user_verification_policy(webauthn_rs_core::proto::UserVerificationPolicy::Required)
+            .exclude_credentials(Some(mine));
         let (options, registration) = core
             .generate_challenge_register(builder)
             .map_err(|e| Error::internal("webauthn", e))?;
+        // One registration under way per person, whatever their sessions.
         let mut open = state.registrations.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, (_, _, at)| at.elapsed() < REGISTRATION_TTL);
-        if open.len() >= MAX_REGISTRATIONS && !open.contains_key(&session_hash) {
+        let key = user.id.to_string();
+        if open.len() >= MAX_REGISTRATIONS && !open.contains_key(&key) {
             return Err(Error::new(
                 ErrorCode::TooManyRequests,
                 "too many registrations under way; retry shortly",
             ));
         }
-        open.insert(session_hash, (registration, origin, std::time::Instant::now()));
+        open.insert(key, (registration, origin, std::time::Instant::now()));
         Ok::<_, Error>(options)
     };
     match started.await {
@@ -448,14 +476,15 @@ async fn passkey_register(
     Json(credential): Json<webauthn_rs_core::proto::RegisterPublicKeyCredential>,
 ) -> Response {
     let finished = async {
-        let (session_hash, session) = changing_session(&state, &headers).await?;
+        let session = changing_session(&state, &headers).await?;
+        may_register(&session.user)?;
         let origin = page_origin(&headers)?;
         let (registration, started_for, at) = state
             .registrations
             .open
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&session_hash)
+            .remove(session.user.id.as_str())
             .ok_or_else(|| Error::invalid_input("no registration under way: start again"))?;
         if started_for != origin || at.elapsed() >= REGISTRATION_TTL {
             return Err(Error::invalid_input(
@@ -467,6 +496,21 @@ async fn passkey_register(
             .map_err(|e| Error::invalid_input(format!("the passkey was not registered: {e}")))?;
         let credential_id =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.cred_id.as_slice());
+        // One public key under two credential ids would count one person twice on a device
+        // (which refuses such a file): refused here already.
+        let key = serde_json::to_string(&credential.cred).unwrap_or_default();
+        let known = state.service.console_passkeys_of(&session.user).await?;
+        if known.iter().any(|p| {
+            serde_json::from_str::<serde_json::Value>(&p.passkey)
+                .ok()
+                .and_then(|v| serde_json::to_string(&v["cred"]["cred"]).ok())
+                .is_some_and(|k| k == key)
+        }) {
+            return Err(Error::new(
+                ErrorCode::DuplicateKey,
+                "this passkey's key is already registered",
+            ));
+        }
         let passkey = serde_json::json!({ "cred": credential }).to_string();
         state
             .service

@@ -116,10 +116,13 @@ pub struct ConsolePasskey {
 }
 
 impl ConsolePasskey {
-    /// The entry of a device's `HumanApprovalPasskeysFile`: `{"name", "passkey"}`.
+    /// The entry of a device's `HumanApprovalPasskeysFile`: `{"name", "passkey"}`. The name
+    /// is the person's with the start of the credential id, so that two passkeys of one
+    /// person never make a file the device refuses for a repeated name.
     pub fn file_entry(&self) -> serde_json::Value {
         let passkey: serde_json::Value = serde_json::from_str(&self.passkey).unwrap_or_default();
-        serde_json::json!({"name": self.user.name, "passkey": passkey})
+        let short: String = self.credential_id.chars().take(8).collect();
+        serde_json::json!({"name": format!("{} ({short})", self.user.name), "passkey": passkey})
     }
 }
 

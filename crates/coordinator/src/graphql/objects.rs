@@ -310,6 +310,8 @@ pub struct ConsolePasskeyObj {
     pub(crate) credential_id: String,
     /// The person's console user name.
     pub(crate) user_name: String,
+    /// The person's console role (`approver`, `operator`, `admin`).
+    pub(crate) user_role: String,
     pub(crate) registered_at: String,
     /// The entry of a device's `HumanApprovalPasskeysFile` (JSON): the name and
     /// webauthn-rs's serialised passkey, public material only.
@@ -321,6 +323,7 @@ impl From<crate::domain::console::ConsolePasskey> for ConsolePasskeyObj {
         Self {
             file_entry: p.file_entry().to_string(),
             credential_id: p.credential_id,
+            user_role: p.user.role.as_str().to_owned(),
             user_name: p.user.name,
             registered_at: time(p.created_at),
         }

@@ -283,6 +283,17 @@ impl Service {
         Ok(registered)
     }
 
+    /// The passkeys a person registered.
+    pub async fn console_passkeys_of(&self, user: &ConsoleUser) -> Result<Vec<ConsolePasskey>> {
+        Ok(self
+            .store
+            .console_passkeys(&user.org_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.user.id == user.id)
+            .collect())
+    }
+
     /// The organisation's registered passkeys (operators).
     pub async fn console_passkeys(&self, p: &Principal) -> Result<Vec<ConsolePasskey>> {
         Self::require_operator(p)?;

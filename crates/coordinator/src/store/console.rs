@@ -203,7 +203,8 @@ impl Store {
             "SELECT ",
             user_columns!(),
             ", k.credential_id, k.passkey, k.created_at AS registered_at FROM console_passkeys k \
-             JOIN console_users u ON u.id = k.user_id WHERE k.org_id = $1 ORDER BY u.name, k.created_at"
+             JOIN console_users u ON u.id = k.user_id WHERE k.org_id = $1 AND u.revoked_at IS NULL \
+             ORDER BY u.name, k.created_at"
         ))
         .bind(org.as_str())
         .fetch_all(&mut *c)

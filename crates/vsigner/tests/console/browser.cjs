@@ -71,6 +71,7 @@ async function shot(page, name, fullPage = true) {
       await page.locator("p.notice").waitFor();
       seen.status = await page.textContent("p.notice");
       const id = seen.status.match(/Registered passkey (\S+)\./)[1];
+      await page.check(`input[type=checkbox][value="${id}"]`);
       await page.locator(`#passkeys-file:has-text("${id}")`).waitFor();
       seen.file = await page.textContent("#passkeys-file");
       if (step.shot) await shot(page, step.shot);

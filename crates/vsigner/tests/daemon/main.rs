@@ -517,7 +517,13 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     let offline = auditor
         .run(&["audit", "verify", "--from", file.to_str().unwrap()])
         .await;
-    assert_eq!(offline["statements"], report["statements"]);
+    // The devices keep working between the two reads (presignatures): the export holds at
+    // least what was verified online.
+    assert_eq!(offline["problems"], json!([]), "{offline}");
+    assert!(
+        offline["statements"].as_u64() >= report["statements"].as_u64(),
+        "{offline} {report}"
+    );
     let mut forged = export.clone();
     let entry = forged["auditLog"]
         .as_array_mut()

@@ -709,15 +709,15 @@ async function registerPasskey() {
 // Register one's own passkey; choose passkeys and read the file a human-approved device
 // takes as HumanApprovalPasskeysFile.
 async function passkeysView() {
-  const data = await gql(`query { consolePasskeys { credentialId userName registeredAt fileEntry } }`);
+  const data = await gql(`query { consolePasskeys { credentialId userName userRole registeredAt fileEntry } }`);
   const status = h("p", { role: "status" });
   const file = h("pre", { id: "passkeys-file" });
   const rows = data.consolePasskeys.map((p) =>
     h(
       "tr",
       {},
-      h("td", {}, h("input", { type: "checkbox", checked: true, value: p.credentialId, "aria-label": p.userName, onchange: () => update() })),
-      h("td", {}, p.userName),
+      h("td", {}, h("input", { type: "checkbox", value: p.credentialId, "aria-label": p.userName, onchange: () => update() })),
+      h("td", {}, p.userName, h("div", { class: "muted" }, p.userRole)),
       h("td", {}, h("code", {}, p.credentialId)),
       h("td", { class: "wide" }, when(p.registeredAt)),
     ),
@@ -762,7 +762,7 @@ async function passkeysView() {
       "div",
       { class: "card" },
       rows.length ? table([["", ""], ["Person"], ["Credential id"], ["Registered", "wide"]], rows) : h("p", { class: "muted" }, "No passkeys yet."),
-      h("p", { class: "muted" }, "The file for a device (HumanApprovalPasskeysFile) with the chosen passkeys. Whoever runs the device checks with each person that the credential id is theirs: the coordinator lists these, it does not vouch for them."),
+      h("p", { class: "muted" }, "Tick the people whose answers a device takes: below is its passkeys file (HumanApprovalPasskeysFile). The coordinator made these entries and does not vouch for them: see docs/approvals.md for checking each with its owner before a device trusts it."),
       file,
     ),
   );
