@@ -128,7 +128,11 @@ async function shot(page, name, fullPage = true) {
       // The page follows the operation live (server-sent events), without a reload.
       await page.locator(`h1 .state.${step.expect}`).waitFor({ timeout: 60000 });
       seen.final = step.expect;
-      if (await page.locator("#signature").count()) seen.signature = await page.textContent("#signature");
+      if (await page.locator("#signature").count()) {
+        seen.signature = await page.textContent("#signature");
+        await page.locator("#verified.verified").waitFor({ timeout: 10000 });
+        seen.verified = await page.textContent("#verified");
+      }
       if (step.shot) await shot(page, step.shot);
     }
     console.log(JSON.stringify(seen));

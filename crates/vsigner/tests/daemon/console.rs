@@ -7,7 +7,8 @@
 //! Olivia, an operator, creates a mixed 2-of-3 vault and a 2-of-2 vault {a, c} with the
 //! page's form. Alice, an approver, approves c's part of both key generations in the page
 //! and watches each complete live (server-sent events, no reload). Olivia requests a
-//! message's signature with the form; Alice approves it, it completes and verifies here;
+//! message's signature with the form; Alice approves it, it completes, the page verifies it
+//! with WebCrypto, and it verifies here;
 //! she rejects another, which ends Rejected with no signature. With `VSIGNER_UPDATE_SCREENSHOTS=1`
 //! the pages are saved under docs/console/ for the README.
 //!
@@ -216,6 +217,13 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     assert_eq!(
         seen["message"], "pay invoice 2026-114 to Acme Ltd",
         "the page shows the message"
+    );
+    assert!(
+        seen["verified"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("✓ Verified in this browser"),
+        "the page checks the signature itself: {seen}"
     );
     assert_eq!(
         seen["signature"].as_str(),

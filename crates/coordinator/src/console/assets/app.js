@@ -209,8 +209,25 @@ function table(headers, rows) {
 // ---------- views ----------
 
 const OP_FIELDS = `id kind state vaultId createdAt updatedAt expiresAt approvedWeight requiredWeight
-  vault { name curve threshold }
-  sign { payloadKind payload signingDigest chainId }`;
+  vault { name curve threshold publicKey }
+  sign { payloadKind payload signingDigest chainId derivationPath }`;
+
+const hexToBytes = (hex) => Uint8Array.from((hex.replace(/^0x/, "").match(/../g) || []), (b) => parseInt(b, 16));
+
+// An ed25519 signature of a message under the vault's own key, checked in this browser
+// with WebCrypto: true, false, or null when the page cannot check it (another scheme, a
+// child key, or a browser without Ed25519).
+async function verifiedHere(op) {
+  const sig = op.result && op.result.signature;
+  if (!sig || op.vault.curve !== "ed25519" || !op.sign || op.sign.payloadKind !== "message") return null;
+  if (op.sign.derivationPath || !op.vault.publicKey) return null;
+  try {
+    const key = await crypto.subtle.importKey("raw", hexToBytes(op.vault.publicKey), { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify({ name: "Ed25519" }, key, hexToBytes(sig), hexToBytes(op.sign.payload));
+  } catch (_) {
+    return null;
+  }
+}
 
 // A message's text when it is printable UTF-8 (what a person reads before approving).
 function messageText(sign) {
@@ -331,6 +348,7 @@ async function operationView(id) {
         r.signature
           ? h("p", { class: "muted" }, "The coordinator verified this signature against the vault's key before it accepted it.")
           : null,
+        h("p", { id: "verified", role: "status" }),
       ),
     );
   }
@@ -346,6 +364,14 @@ async function operationView(id) {
     );
   }
   main().replaceChildren(...parts);
+  const here = await verifiedHere(op);
+  const shown = document.getElementById("verified");
+  if (shown && here !== null) {
+    shown.className = here ? "verified" : "error";
+    shown.textContent = here
+      ? "✓ Verified in this browser too: Ed25519 (WebCrypto) under the vault's public key."
+      : "✗ This signature does not verify under the vault's public key in this browser.";
+  }
 }
 
 // What a human-approved device asks people, with Approve / Reject buttons that sign the
