@@ -1,5 +1,6 @@
 -- The web console's people: users with a role (viewer, operator, approver, admin) and
--- their sign-in sessions (the cookie's token and the CSRF token are stored as SHA-256).
+-- their sign-in sessions (the cookie's token is stored as SHA-256; the CSRF token is derived
+-- from it, so it is not stored).
 CREATE TABLE console_users (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organisations(id),
@@ -23,7 +24,6 @@ CREATE TABLE console_passkeys (
 CREATE TABLE console_sessions (
     token_hash TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES console_users(id),
-    csrf_hash TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );

@@ -131,8 +131,6 @@ impl ConsolePasskey {
 pub struct ConsoleSession {
     /// Whose.
     pub user: ConsoleUser,
-    /// SHA-256 (hex) of the session's CSRF token.
-    pub csrf_hash: String,
     /// Until when it is valid.
     pub expires_at: Millis,
 }

@@ -200,13 +200,7 @@ impl Service {
         let token = auth::new_session_token();
         let expires_at = now + SESSION_TTL_MS;
         self.store
-            .insert_console_session(
-                &auth::token_hash(token.expose()),
-                &user.id,
-                &auth::token_hash(&crate::console::csrf_of(token.expose())),
-                now,
-                expires_at,
-            )
+            .insert_console_session(&auth::token_hash(token.expose()), &user.id, now, expires_at)
             .await?;
         tracing::info!(user = %user.id, name = %user.name, role = user.role.as_str(), "console sign-in");
         Ok(NewSession {
@@ -234,8 +228,9 @@ impl Service {
                 )
             })?;
         if let Some(csrf) = csrf {
-            // Hashes are compared: timing says nothing about the token itself.
-            if auth::token_hash(csrf) != session.csrf_hash {
+            // The token is derived from the session's (a hash): comparing it says nothing of
+            // the session token.
+            if csrf != crate::console::csrf_of(token) {
                 return Err(Error::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
             }
         }

@@ -89,12 +89,11 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Stores a session (hashes of its token and CSRF token), deleting expired ones.
+    /// Stores a session (its token's hash), deleting expired ones.
     pub async fn insert_console_session(
         &self,
         token_hash: &str,
         user: &ClientId,
-        csrf_hash: &str,
         now: Millis,
         expires_at: Millis,
     ) -> Result<()> {
@@ -104,11 +103,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO console_sessions (token_hash, user_id, csrf_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO console_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash)
         .bind(user.as_str())
-        .bind(csrf_hash)
         .bind(now)
         .bind(expires_at)
         .execute(&mut *tx)
@@ -123,7 +121,7 @@ impl Store {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
-            ", s.csrf_hash, s.expires_at FROM console_sessions s \
+            ", s.expires_at FROM console_sessions s \
              JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 \
              AND u.revoked_at IS NULL"
         ))
@@ -134,7 +132,6 @@ impl Store {
         row.map(|r| {
             Ok(ConsoleSession {
                 user: user_from_row(&r)?,
-                csrf_hash: r.try_get("csrf_hash")?,
                 expires_at: r.try_get("expires_at")?,
             })
         })
