@@ -357,3 +357,127 @@ async fn console_sessions_csrf_and_roles(db: Db) {
     assert_eq!(out(oli.csrf.clone()).await.unwrap().status(), 204);
     assert_eq!(code(&oli.gql(read, json!({})).await), "UNAUTHENTICATED");
 }
+
+/// The console served apart (`vsigner console`): the page from its own copies, with a
+/// policy admitting only its scripts and its import map; only the page's API paths reach
+/// the coordinator, whose answers come back sandboxed, with the session cookie made
+/// `Secure` when the console is served over HTTPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_served_apart_forwards_only_the_pages_calls() {
+    use vsigner_coordinator::console::apart::{routes, Upstream};
+    let db = Db::sqlite();
+    let init = init_org(&db, "acme").await;
+    let org = init.org_id.to_string();
+    let c = Coord::start(&db).await;
+    let (operator, _) = c.org(&init).await;
+    let made = operator
+        .ok(CREATE_USER, json!({"n": "ann", "r": "approver"}))
+        .await;
+    let password = made["createConsoleUser"]["password"].as_str().unwrap().to_owned();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let host = base.trim_start_matches("http://").to_owned();
+    let upstream = Upstream::new(url::Url::parse(&c.base).unwrap(), None, true, vec![host]).unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes(upstream)).await });
+    let http = reqwest::Client::new();
+
+    // The page and its modules are the console's own.
+    let page = http.get(format!("{base}/console/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"<script type="importmap">"#));
+    for module in [
+        "/console/verify.js",
+        "/console/passkeys.js",
+        "/console/vendor/noble-curves/secp256k1.js",
+    ] {
+        let got = http.get(format!("{base}{module}")).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{module}");
+        assert!(got.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"));
+    }
+    assert_eq!(
+        http.get(format!("{base}/console/vendor/noble-curves/nope.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Another host name (a DNS-rebinding page) does not reach the coordinator.
+    let rebound = http
+        .post(format!("{base}/graphql"))
+        .header("host", "attacker.example")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 421);
+    // Nothing but the page's calls is forwarded.
+    for path in ["/health", "/metrics", "/oauth/token", "/graphql/ws", "/"] {
+        let got = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(
+            got.status() == 404 || got.status() == 405,
+            "{path}: {}",
+            got.status()
+        );
+    }
+
+    // Sign-in through it: the coordinator's session, the cookie made Secure here.
+    let signed = http
+        .post(format!("{base}/console/session"))
+        .header("origin", &base)
+        .json(&json!({"organisationId": org, "name": "ann", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    assert_eq!(
+        signed.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+    let cookie = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("__Host-vsigner-session=")
+            && cookie.contains("HttpOnly")
+            && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+    let body: Value = signed.json().await.unwrap();
+    let csrf = body["csrfToken"].as_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    // GraphQL through it, with the cookie and the CSRF token; without the token, refused
+    // by the coordinator as on its own console.
+    let ask = |csrf: Option<&str>| {
+        let mut req = http
+            .post(format!("{base}/graphql"))
+            .header("cookie", format!("tracker=1; {cookie}"))
+            .json(&json!({"query": "query { vaults { id } }"}));
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        req.send()
+    };
+    let answer = ask(Some(&csrf)).await.unwrap();
+    assert_eq!(
+        answer.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+    assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+    let data: Value = answer.json().await.unwrap();
+    assert_eq!(data["data"]["vaults"], json!([]), "{data}");
+    let refused: Value = ask(None).await.unwrap().json().await.unwrap();
+    assert!(refused["errors"].is_array(), "{refused}");
+}

@@ -91,6 +91,9 @@ enum Command {
     /// Run the coordinator (GraphQL backend of organisations, devices, vaults, operations),
     /// or `coordinator init` to create an organisation and its API clients.
     Coordinator(Box<vsigner_coordinator::CoordinatorArgs>),
+    /// Serve the web console apart from the coordinator, so that the page people approve
+    /// on is the organisation's own (the coordinator gives it data, never code).
+    Console(commands::console::ConsoleArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -122,6 +125,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Broker(args) => commands::broker::run(args),
         Command::Coordinator(args) => commands::coordinator::run(*args),
+        Command::Console(args) => commands::console::run(args),
         Command::Keystore(cmd) => commands::keystore::run(cmd),
         Command::Recover(args) => commands::recover::run(args),
         Command::Dev(cmd) => commands::dev::run(cmd),

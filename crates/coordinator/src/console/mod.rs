@@ -28,6 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorCode};
 use crate::service::Service;
 
+pub mod apart;
+
 /// The cookie's name over HTTPS (`__Host-`: the browser keeps it to this host, path `/`,
 /// secure only).
 pub const SECURE_COOKIE: &str = "__Host-vsigner-session";
@@ -40,6 +42,69 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 const ETH_JS: &str = include_str!("assets/eth.js");
+const VERIFY_JS: &str = include_str!("assets/verify.js");
+const PASSKEYS_JS: &str = include_str!("assets/passkeys.js");
+
+macro_rules! vendored {
+    ($path:literal) => {
+        ($path, include_str!(concat!("assets/vendor/", $path)))
+    };
+}
+
+/// The audited noble libraries the page checks signatures with (`@noble/curves` and
+/// `@noble/hashes` 2.4.0, MIT), byte for byte as npm publishes them: only the modules the
+/// page's imports reach. `assets/vendor/README.md` says how to refresh them; a test
+/// compares them with the published packages.
+pub const VENDORED: &[(&str, &str)] = &[
+    vendored!("noble-curves/abstract/curve.js"),
+    vendored!("noble-curves/abstract/der.js"),
+    vendored!("noble-curves/abstract/edwards.js"),
+    vendored!("noble-curves/abstract/fft.js"),
+    vendored!("noble-curves/abstract/frost.js"),
+    vendored!("noble-curves/abstract/hash-to-curve.js"),
+    vendored!("noble-curves/abstract/modular.js"),
+    vendored!("noble-curves/abstract/montgomery.js"),
+    vendored!("noble-curves/abstract/oprf.js"),
+    vendored!("noble-curves/abstract/weierstrass.js"),
+    vendored!("noble-curves/ed25519.js"),
+    vendored!("noble-curves/nist.js"),
+    vendored!("noble-curves/secp256k1.js"),
+    vendored!("noble-curves/utils.js"),
+    vendored!("noble-hashes/_md.js"),
+    vendored!("noble-hashes/_u64.js"),
+    vendored!("noble-hashes/hmac.js"),
+    vendored!("noble-hashes/sha2.js"),
+    vendored!("noble-hashes/sha3.js"),
+    vendored!("noble-hashes/utils.js"),
+];
+
+/// The page's one inline script: the import map that resolves `@noble/hashes/` (a bare
+/// name inside `@noble/curves`) to the vendored copy (empty if index.html lost it; a test
+/// guards that).
+fn import_map() -> &'static str {
+    INDEX_HTML
+        .split_once(IMPORT_MAP_TAG)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(map, _)| map)
+        .unwrap_or_default()
+}
+
+const IMPORT_MAP_TAG: &str = "<script type=\"importmap\">";
+
+/// The console's Content-Security-Policy: only its own files run, and of inline scripts
+/// only the import map, by its hash.
+fn content_security_policy() -> &'static HeaderValue {
+    static CSP: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(import_map()));
+        HeaderValue::from_str(&format!(
+            "default-src 'self'; script-src 'self' 'sha256-{hash}'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        ))
+        .unwrap_or(HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+    })
+}
 
 /// The CSRF token of a session token.
 pub fn csrf_of(token: &str) -> String {
@@ -165,8 +230,25 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The console's routes.
+/// The console's routes: its page and the session endpoints.
 pub fn routes(state: ConsoleState) -> axum::Router {
+    use axum::routing::get;
+    page_routes().merge(
+        axum::Router::new()
+            .route(
+                "/console/session",
+                get(current_session).post(sign_in).delete(sign_out),
+            )
+            .route("/console/events", get(events))
+            .route("/console/passkeys/options", axum::routing::post(passkey_options))
+            .route("/console/passkeys", axum::routing::post(passkey_register))
+            .with_state(state),
+    )
+}
+
+/// The page's files, embedded in this binary (the coordinator's console, and the one
+/// served apart, [`apart`]).
+fn page_routes() -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route("/console", get(|| async { Redirect::permanent("/console/") }))
@@ -187,27 +269,35 @@ pub fn routes(state: ConsoleState) -> axum::Router {
             get(|| async { page(ETH_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
-            "/console/session",
-            get(current_session).post(sign_in).delete(sign_out),
+            "/console/verify.js",
+            get(|| async { page(VERIFY_JS, "text/javascript; charset=utf-8") }),
         )
-        .route("/console/events", get(events))
-        .route("/console/passkeys/options", axum::routing::post(passkey_options))
-        .route("/console/passkeys", axum::routing::post(passkey_register))
-        .with_state(state)
+        .route(
+            "/console/passkeys.js",
+            get(|| async { page(PASSKEYS_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route("/console/vendor/{*path}", get(vendored))
+}
+
+/// One vendored module, by its path under `/console/vendor/`.
+async fn vendored(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    match VENDORED.iter().find(|(p, _)| *p == path) {
+        Some((_, body)) => page(body, "text/javascript; charset=utf-8"),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-            // Only the console's own files run: no inline script, no other origin.
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CONTENT_SECURITY_POLICY, content_security_policy().clone()),
             (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         ],
         body,
     )
@@ -527,5 +617,26 @@ async fn passkey_register(
         )
             .into_response(),
         Err(e) => error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_admits_the_pages_import_map_and_nothing_else_inline() {
+        let map = import_map();
+        assert!(
+            map.contains("@noble/hashes/"),
+            "index.html has its import map: {map:?}"
+        );
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(map));
+        let csp = content_security_policy().to_str().unwrap();
+        assert!(
+            csp.contains(&format!("script-src 'self' 'sha256-{hash}'")),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod broker;
 pub(crate) mod client;
+pub(crate) mod console;
 pub(crate) mod coordinator;
 pub(crate) mod demo;
 pub(crate) mod dev;

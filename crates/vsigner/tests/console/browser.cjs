@@ -2,8 +2,11 @@
 // for crates/vsigner/tests/daemon/console.rs. One step per run; the arguments come as JSON
 // in VSIGNER_CONSOLE_STEP:
 //   {"base", "organisationId", "name", "password", "passkey": {"credentialId", "privateKey"},
-//    "action": "approve" | "reject" | "look", "operationId", "deviceId", "expect",
+//    "action": "register" | "prove" | "new-vault" | "request-message" | "request-eth" | "reshare" | "approve" |
+//      "reject" | "read" (an operation's approval card, unanswered) | "look", "operationId", "deviceId", "expect", "tamper": {"from", "to"},
 //    "screenshots": dir or null, "shot": file name prefix}
+// With "tamper", the page is served another request than the device posted (as a lying
+// coordinator or network would): every `from` in the GraphQL answers becomes `to`.
 // Chromium's virtual authenticator (CDP WebAuthn domain) holds the passkey and verifies the
 // "user" (it stands in for the biometric check). Prints one JSON line with what it saw.
 const path = require("path");
@@ -24,10 +27,13 @@ async function shot(page, name, fullPage = true) {
     headless: true,
     args: ["--no-sandbox"],
   });
+  let page;
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-    const page = await context.newPage();
-    page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()}`));
+    page = await context.newPage();
+    page.on("console", (m) => m.type() === "error" && console.error(`page: ${m.text()} ${JSON.stringify(m.location())}`));
+    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    page.on("response", (r) => r.status() === 404 && console.error(`404: ${r.url()}`));
     const cdp = await context.newCDPSession(page);
     await cdp.send("WebAuthn.enable");
     const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -107,6 +113,42 @@ async function shot(page, name, fullPage = true) {
       await page.waitForURL(/#\/operation\//);
       await page.waitForSelector("h1 .state");
       seen.operationId = new URL(page.url()).hash.split("/")[2];
+    } else if (step.action === "request-eth") {
+      // An EIP-1559 transaction, encoded in the page (assets/eth.js).
+      await page.goto(`${step.base}/console/#/sign/${step.vaultId}`);
+      await page.waitForSelector("#request-signature");
+      await page.selectOption("#kind", "eth");
+      for (const [field, value] of Object.entries(step.tx)) await page.fill(`#${field}`, value);
+      if (step.shot) await shot(page, step.shot);
+      await page.click("#request-signature button[type=submit]");
+      await page.waitForURL(/#\/operation\//);
+      await page.waitForSelector("h1 .state");
+      seen.operationId = new URL(page.url()).hash.split("/")[2];
+    } else if (step.action === "reshare") {
+      // An operator moves a vault's key to new signers with the form.
+      await page.goto(`${step.base}/console/#/reshare/${step.vaultId}`);
+      await page.waitForSelector("#reshare");
+      for (const box of await page.locator("#reshare input[name=signer]").all()) {
+        const name = await box.getAttribute("aria-label");
+        if (step.devices.includes(name)) await box.check();
+        else await box.uncheck();
+      }
+      await page.fill("#reshare-threshold", String(step.threshold));
+      if (step.shot) await shot(page, step.shot);
+      await page.click("#reshare button[type=submit]");
+      await page.waitForURL(/#\/operation\//);
+      await page.waitForSelector("h1 .state");
+      seen.operationId = new URL(page.url()).hash.split("/")[2];
+    } else if (step.action === "prove") {
+      // The person proves their entry of a passkeys file by possession.
+      await page.goto(`${step.base}/console/#/passkeys`);
+      await page.fill("#proof-file", step.file);
+      await page.click("#prove");
+      await page.locator("#proof td.status.verified, #proof td.status.error, #proof-file ~ p.error:not(:empty)").first().waitFor();
+      seen.proof = (await page.locator("#proof td.status.verified, #proof td.status.error").allTextContents()).join("\n");
+      seen.summary = await page.locator("#proof-summary").textContent();
+      seen.error = await page.locator("#proof-file ~ p.error").textContent();
+      if (step.shot) await shot(page, step.shot);
     } else if (step.action === "look") {
       for (const view of ["operations", "vaults", "devices", "audit"]) {
         await page.goto(`${step.base}/console/#/${view}`);
@@ -115,16 +157,33 @@ async function shot(page, name, fullPage = true) {
         await shot(page, view, view !== "audit");
       }
     } else {
+      if (step.tamper) {
+        await page.route("**/graphql", async (route) => {
+          const response = await route.fetch();
+          const body = (await response.text()).split(step.tamper.from).join(step.tamper.to);
+          await route.fulfill({ response, body });
+        });
+      }
       await page.goto(`${step.base}/console/#/operation/${step.operationId}`);
       const card = page.locator(`.human[data-device="${step.deviceId}"]`);
       await card.waitFor();
       seen.request = await card.locator("pre.request").textContent();
+      seen.summary = await card.locator("dl.summary").textContent();
+      seen.differs = (await card.locator("#request-differs").count()) ? await card.locator("#request-differs").textContent() : null;
       if (await page.locator("#message").count()) seen.message = await page.textContent("#message");
+      if (step.action === "read") {
+        console.log(JSON.stringify(seen));
+        return;
+      }
       if (step.shot === "signature") await shot(page, "approval");
       await card.locator(step.action === "approve" ? "button.approve" : "button.reject").click();
       await card.locator("p.notice, p.error").waitFor();
       seen.status = await card.locator("p.notice, p.error").textContent();
       if (!seen.status.includes("was sent")) throw new Error(`the answer was not sent: ${seen.status}`);
+      if (!step.expect) {
+        console.log(JSON.stringify(seen));
+        return;
+      }
       // The page follows the operation live (server-sent events), without a reload.
       await page.locator(`h1 .state.${step.expect}`).waitFor({ timeout: 60000 });
       seen.final = step.expect;
@@ -136,6 +195,10 @@ async function shot(page, name, fullPage = true) {
       if (step.shot) await shot(page, step.shot);
     }
     console.log(JSON.stringify(seen));
+  } catch (e) {
+    // What the page showed when the step failed.
+    if (page) console.error(`the page showed:\n${await page.locator("main").innerText().catch(() => "(nothing)")}`);
+    throw e;
   } finally {
     await browser.close();
   }

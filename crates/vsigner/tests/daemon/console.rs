@@ -4,17 +4,20 @@
 //! check). The page's passkeys file configures device c, whose vote comes from her
 //! (`ApprovalMode = Human`), checked by c itself.
 //!
-//! Olivia, an operator, creates a mixed 2-of-3 vault and a 2-of-2 vault {a, c} with the
-//! page's form. Alice, an approver, approves c's part of both key generations in the page
-//! and watches each complete live (server-sent events, no reload). Olivia requests a
-//! message's signature with the form; Alice approves it, it completes, the page verifies it
-//! with WebCrypto, and it verifies here;
-//! she rejects another, which ends Rejected with no signature. With `VSIGNER_UPDATE_SCREENSHOTS=1`
-//! the pages are saved under docs/console/ for the README.
+//! Olivia, an operator, creates a mixed 2-of-3 secp256k1 vault and an ed25519 2-of-2 vault
+//! {a, c} with the page's form. Alice, an approver, approves c's part of both key
+//! generations in the page and watches each complete live (server-sent events, no reload).
+//! Olivia requests a message's signature with the form; Alice approves it, it completes,
+//! the page verifies it, and it verifies here; she rejects another, which ends Rejected with
+//! no signature. Olivia requests a 0.5 ETH EIP-1559 payment from the mixed vault, which b's
+//! approver refuses: a forged request shown to Alice gets an answer c refuses; her approval
+//! of the real one signs it, and the page verifies it and recovers the vault's address.
+//! Olivia reshares the 2-of-2 to a 2-of-3 with the form. With
+//! `VSIGNER_UPDATE_SCREENSHOTS=1` the pages are saved under docs/console/ for the README.
 //!
-//! The console is served by the coordinator here, so c's configuration must acknowledge
-//! that with `ApprovalAcceptInsecure = true` (docs/approvals.md: the page people approve on
-//! is trusted).
+//! The console is served apart from the coordinator (`vsigner console`), as a device whose
+//! people approve in a page wants it: c takes it as `HumanApprovalOrigin` with no
+//! `ApprovalAcceptInsecure` (docs/approvals.md: the page people approve on is trusted).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -98,6 +101,33 @@ impl Page {
     }
 }
 
+/// `vsigner console` in front of the coordinator at `coordinator_url`; its origin.
+fn start_console(coordinator_url: &str) -> (Proc, String) {
+    let console = Proc::spawn(
+        "console",
+        Command::new(bin()).args([
+            "console",
+            "--coordinator",
+            coordinator_url,
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let text = console.output.text();
+        if let Some(at) = text.split("serving http://").nth(1) {
+            let origin = format!("http://{}", at.split('/').next().unwrap());
+            return (console, origin);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the console did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_approves_in_the_console_with_a_passkey() {
     let Some((chromium, modules)) = browser_tools() else {
@@ -106,9 +136,13 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     let root = tempfile::tempdir().unwrap();
     let (_broker, broker_url) = start_broker();
     let (_coordinator, coordinator_url, org) = start_coordinator(root.path(), &broker_url, &[]);
-    // Browsers offer passkeys on http:// only for localhost.
-    let base = coordinator_url.replace("127.0.0.1", "localhost");
+    // The console people approve on is served apart from the coordinator (`vsigner
+    // console`): its page is this binary's, not the coordinator's to change.
+    // Browsers offer passkeys on http:// only for localhost, which it prints.
+    let (_console, base) = start_console(&coordinator_url);
     let webhook = start_webhook();
+    // b's approver is stricter: transfers above 0.1 ETH need someone else's yes.
+    let risk_desk = start_webhook_with_limit(100_000_000_000_000_000);
     let operator = Operator::new(&coordinator_url, &org);
     let made = operator
         .gql(
@@ -155,6 +189,50 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
             .starts_with("alice ("),
         "{file}"
     );
+    // Alice proves the file's entry by possession, on the organisation's own console: her
+    // authenticator signs a fresh challenge, checked in the page against the entry's key.
+    let prove = |file: &str, shot: Option<&str>| {
+        tokio::task::block_in_place(|| {
+            page.run(
+                json!({"name": "alice", "password": page.password, "passkey": page.passkey,
+                "action": "prove", "file": file, "shot": shot}),
+            )
+        })
+    };
+    let proven = prove(&file, Some("proof"));
+    assert!(
+        proven["proof"].as_str().unwrap().starts_with("✓ alice ("),
+        "the page proves Alice's entry: {proven}"
+    );
+    assert!(
+        proven["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Every entry is proven"),
+        "{proven}"
+    );
+    // The same file with another key beside Alice's credential id (what a coordinator
+    // writing the entries could do) is refused.
+    let mut forged: Value = serde_json::from_str(&file).unwrap();
+    let other = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let point = other.verifying_key().to_encoded_point(false);
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let ec2 = &mut forged["passkeys"][0]["passkey"]["cred"]["cred"]["key"]["EC_EC2"];
+    assert!(
+        ec2.is_object(),
+        "Chromium's virtual authenticator makes ES256 keys: {file}"
+    );
+    ec2["x"] = json!(b64(point.x().unwrap()));
+    ec2["y"] = json!(b64(point.y().unwrap()));
+    let refused = prove(&forged.to_string(), None);
+    assert!(
+        refused["proof"]
+            .as_str()
+            .unwrap()
+            .contains("its signature does not verify under the file's public key"),
+        "the page refuses a forged entry: {refused}"
+    );
+
     let mut signers = signers_with_people_for_c(
         root.path(),
         &org,
@@ -163,23 +241,26 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         &file,
         &base,
     );
-    // The coordinator serves the console here: c must say it accepts that.
-    signers[2].tweak(|cfg| {
-        cfg["APIBaseURL"] = json!(base);
-        cfg["ApprovalAcceptInsecure"] = json!(true);
+    signers[1].tweak(|cfg| {
+        cfg["ExternalTransactionApprovalURL"] = json!(format!("{}/approve", risk_desk.url));
+        cfg["ExternalReshareApprovalURL"] = json!(format!("{}/approve", risk_desk.url));
+        cfg["ApprovalHTTPPublicKeyHex"] = json!(risk_desk.public_key_hex);
     });
-    for s in &mut signers {
+    for (k, s) in signers.iter_mut().enumerate() {
+        // The secp256k1 vault's aux-info, from the committed public test primes.
+        s.import_primes(2 * k, 2);
         s.start();
     }
     let abc = operator.wait_devices(&["a", "b", "c"]).await;
     let c = abc[2].as_str();
 
     // Key generations: Alice approves c's part of each in the page.
-    // Olivia, an operator, creates both vaults in the page: a mixed 2-of-3 (a and b approve
-    // by webhook, c by Alice) and a 2-of-2 of a and c that needs Alice.
+    // Olivia, an operator, creates both vaults in the page: a mixed 2-of-3 secp256k1 vault
+    // (a and b approve by webhook, c by Alice) and an ed25519 2-of-2 of a and c that needs
+    // Alice.
     let created = tokio::task::block_in_place(|| {
         page.as_operator(json!({"action": "new-vault", "shot": "new-vault", "vault": {
-            "name": "treasury", "scheme": "ed25519", "devices": ["a", "b", "c"], "threshold": 2}}))
+            "name": "treasury", "scheme": "secp256k1", "devices": ["a", "b", "c"], "threshold": 2}}))
     });
     let mixed = created["operationId"].as_str().unwrap().to_owned();
     let created = tokio::task::block_in_place(|| {
@@ -194,6 +275,11 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         assert!(seen["request"].as_str().unwrap().contains(op.as_str()), "{seen}");
         completed(&operator.wait_final(op, KEYGEN).await);
     }
+    let treasury = operator.operation(&mixed).await;
+    let (treasury, treasury_key) = (
+        treasury.vault_id.clone(),
+        treasury.result.unwrap().public_key.unwrap(),
+    );
     let signed_by_c = operator.operation(&needs_c).await;
     let (vault, key) = (
         signed_by_c.vault_id.clone(),
@@ -210,7 +296,32 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     });
     let op = requested["operationId"].as_str().unwrap().to_owned();
     human_request(&operator, &op, c).await;
+    // A coordinator that tells the page another message than the device's request (its own
+    // fields, not the request: an answer would then sign the real request) is caught: the
+    // page warns and shows what the request says.
+    let misled = tokio::task::block_in_place(|| {
+        page.run(
+            json!({"name": "alice", "password": page.password, "passkey": page.passkey,
+            "action": "read", "operationId": op, "deviceId": c,
+            "tamper": {"from": "\"payload\":\"", "to": "\"payload\":\"00"}}),
+        )
+    });
+    assert!(
+        misled["differs"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("what is signed"),
+        "the page warns that the coordinator's account differs: {misled}"
+    );
+    assert!(
+        misled["summary"]
+            .as_str()
+            .unwrap()
+            .contains("pay invoice 2026-114 to Acme Ltd"),
+        "the page shows the device's request: {misled}"
+    );
     let seen = tokio::task::block_in_place(|| page.step("approve", &op, c, "Completed", Some("signature")));
+    assert!(seen["differs"].is_null(), "an honest page has no warning: {seen}");
     let signed = operator.wait_final(&op, Duration::from_secs(60)).await;
     completed(&signed);
     verify_ed25519(&key, message, &signed);
@@ -243,6 +354,112 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     let rejected = operator.wait_final(&op, Duration::from_secs(60)).await;
     assert_eq!(rejected.state, "Rejected");
     assert!(rejected.result.is_none());
+
+    // An EIP-1559 payment of 0.5 ETH from the treasury: a's approver allows it, b's refuses
+    // (above its 0.1 ETH), so it is Alice's to decide.
+    let requested = tokio::task::block_in_place(|| {
+        page.as_operator(
+            json!({"action": "request-eth", "vaultId": treasury, "shot": "request-eth",
+            "tx": {"to": "0x00000000219ab540356cBB839Cbe05303d7705Fa", "value": "0.5", "chain": "11155111",
+                   "nonce": "7", "gas": "21000", "fee": "30", "tip": "1.5"}}),
+        )
+    });
+    let op = requested["operationId"].as_str().unwrap().to_owned();
+    let request = human_request(&operator, &op, c).await;
+    assert!(
+        request.contains("\"amountOriginal\":\"500000000000000000\""),
+        "{request}"
+    );
+    // A lying coordinator shows Alice 0.05 ETH instead: she approves what she is shown, her
+    // passkey signs those bytes, and c, checking the answer against its own request,
+    // refuses it (twice: one reading began after the answer was stored). No vote, no
+    // signature.
+    let refused = "does not verify for this request: The client response challenge differs";
+    let before = signers[2].all_output().matches(refused).count();
+    let seen = tokio::task::block_in_place(|| {
+        page.run(
+            json!({"name": "alice", "password": page.password, "passkey": page.passkey,
+            "action": "approve", "operationId": op, "deviceId": c, "expect": "",
+            "tamper": {"from": "500000000000000000", "to": "50000000000000000"}}),
+        )
+    });
+    assert!(
+        seen["summary"].as_str().unwrap().contains("Amount0.05 ETH"),
+        "the page showed the forged request: {seen}"
+    );
+    let start = std::time::Instant::now();
+    while signers[2].all_output().matches(refused).count() < before + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "c never refused the forged approval: {}",
+            signers[2].all_output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(operator.operation(&op).await.state, "AwaitingApproval");
+    let cast = super::people::votes(&operator, &op).await;
+    assert!(
+        !cast.iter().any(|(d, _)| d == c),
+        "c voted on a forged approval: {cast:?}"
+    );
+    assert!(
+        cast.iter().any(|(d, v)| d == abc[1].as_str() && v == "reject"),
+        "b's approver refused the amount: {cast:?}"
+    );
+    // Alice's approval of the real request signs it; the page checks the signature itself
+    // and recovers the vault's address from it.
+    let seen =
+        tokio::task::block_in_place(|| page.step("approve", &op, c, "Completed", Some("eth-signature")));
+    let signed = operator.wait_final(&op, Duration::from_secs(120)).await;
+    completed(&signed);
+    let raw = operator
+        .gql(
+            "query($id: ID!) { operation(id: $id) { sign { payload } vault { ethereumAddress } } }",
+            json!({"id": op}),
+        )
+        .await;
+    let tx = hex::decode(raw["operation"]["sign"]["payload"].as_str().unwrap()).unwrap();
+    let result = signed.result.as_ref().unwrap();
+    super::verify_secp256k1_parts(
+        &treasury_key,
+        &alloy_primitives::keccak256(&tx).0,
+        result.signature.as_deref().unwrap(),
+        result.recovery_id.unwrap() as u8,
+    );
+    let address = raw["operation"]["vault"]["ethereumAddress"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let verified = seen["verified"].as_str().unwrap_or_default();
+    assert!(
+        verified.starts_with("✓ Verified in this browser") && verified.contains(&address),
+        "the page checks the signature and its signer itself: {seen}"
+    );
+
+    // Olivia reshares the 2-of-2 {a, c} vault to a 2-of-3 {a, b, c} with the form; Alice
+    // approves c's part; the key stays.
+    let requested = tokio::task::block_in_place(|| {
+        page.as_operator(json!({"action": "reshare", "vaultId": vault, "shot": "reshare",
+            "devices": ["a", "b", "c"], "threshold": 2}))
+    });
+    let op = requested["operationId"].as_str().unwrap().to_owned();
+    human_request(&operator, &op, c).await;
+    tokio::task::block_in_place(|| page.step("approve", &op, c, "Completed", None));
+    let reshared = operator.wait_final(&op, KEYGEN).await;
+    completed(&reshared);
+    let now = operator
+        .gql(
+            "query($id: ID!) { vault(id: $id) { publicKey keyGeneration signers { deviceId } } }",
+            json!({"id": vault}),
+        )
+        .await;
+    assert_eq!(
+        now["vault"]["publicKey"],
+        json!(key),
+        "a reshare keeps the vault's key"
+    );
+    assert_eq!(now["vault"]["keyGeneration"], 1, "{now}");
+    assert_eq!(now["vault"]["signers"].as_array().unwrap().len(), 3, "{now}");
 
     // The other pages, for the README.
     tokio::task::block_in_place(|| page.step("look", "", "", "", Some("1")));

@@ -197,12 +197,23 @@ pub(crate) fn start_webhook() -> Webhook {
     start_webhook_on(0, None)
 }
 
+/// The example webhook approving transactions of at most `max_wei` (a stricter policy
+/// than [`start_webhook`]'s 1 ETH).
+pub(crate) fn start_webhook_with_limit(max_wei: u128) -> Webhook {
+    webhook(&["--max-wei", &max_wei.to_string()], None)
+}
+
 /// The example webhook on `port` (0: any free port), signing with `reply_key` (a PEM file;
 /// `None`: a fresh key).
 pub(crate) fn start_webhook_on(port: u16, reply_key: Option<&Path>) -> Webhook {
+    webhook(&["--port", &port.to_string()], reply_key)
+}
+
+fn webhook(args: &[&str], reply_key: Option<&Path>) -> Webhook {
     let mut cmd = Command::new("python3");
     cmd.arg(repo_root().join("examples/approval-webhook/server.py"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        .args(["--host", "127.0.0.1"])
+        .args(args);
     if let Some(key) = reply_key {
         cmd.arg("--reply-key").arg(key);
     }

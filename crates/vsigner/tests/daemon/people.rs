@@ -31,7 +31,7 @@ pub(crate) async fn human_request(operator: &Operator, op: &str, device: &str) -
     loop {
         let data = operator
             .gql(
-                "query($id: ID!) { operation(id: $id) { state humanApprovals { deviceId request } } }",
+                "query($id: ID!) { operation(id: $id) { state rejectionReason votes { deviceId vote } humanApprovals { deviceId request } } }",
                 json!({"id": op}),
             )
             .await;
@@ -121,7 +121,7 @@ pub(crate) fn signers_with_people_for_c(
 }
 
 /// The votes on `op` as (device, vote).
-async fn votes(operator: &Operator, op: &str) -> Vec<(String, String)> {
+pub(crate) async fn votes(operator: &Operator, op: &str) -> Vec<(String, String)> {
     let data = operator
         .gql(
             "query($id: ID!) { operation(id: $id) { votes { deviceId vote } } }",

@@ -1,4 +1,6 @@
 import { eip1559 } from "./eth.js";
+import { verifyHere } from "./verify.js";
+import { b64url, fileEntries, fromB64url, proveByPossession } from "./passkeys.js";
 
 // The vsigner console: one page, no build step. It reads and writes through the
 // coordinator's GraphQL API with the session cookie and the CSRF token, hears of changes
@@ -36,13 +38,6 @@ const learnDevices = (data) => {
 const short = (id) => (id && id.length > 14 ? `${id.slice(0, 10)}…${id.slice(-4)}` : id || "");
 const when = (t) => (t ? new Date(t).toLocaleString() : "");
 const badge = (s) => h("span", { class: `state ${s}` }, s);
-const b64url = (buf) =>
-  btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-const fromB64url = (s) => {
-  const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
-  return Uint8Array.from(b, (c) => c.charCodeAt(0));
-};
-
 class ApiError extends Error {
   constructor(message, code) {
     super(message);
@@ -175,6 +170,7 @@ const views = {
   operation: operationView,
   vaults: vaultsView,
   sign: signView,
+  reshare: reshareView,
   devices: devicesView,
   audit: auditView,
   passkeys: passkeysView,
@@ -209,37 +205,100 @@ function table(headers, rows) {
 // ---------- views ----------
 
 const OP_FIELDS = `id kind state vaultId createdAt updatedAt expiresAt approvedWeight requiredWeight
-  vault { name curve threshold publicKey }
-  sign { payloadKind payload signingDigest chainId derivationPath }`;
+  vault { name curve threshold publicKey ethereumAddress }
+  sign { payloadKind payload signingDigest chainId derivationPath taproot { merkleRoot } }`;
 
-const hexToBytes = (hex) => Uint8Array.from((hex.replace(/^0x/, "").match(/../g) || []), (b) => parseInt(b, 16));
+// Characters that do not show as themselves (format and bidi controls, zero-width and
+// invisible characters, private use): the same list as the devices' (`reads_as_itself` in
+// crates/approval/src/request.rs).
+const INVISIBLE =
+  /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u3164\uFEFF\uFFA0\u0600-\u0605\u06DD\u070F\u08E2\u180B-\u180F\u200B-\u200F\u2028-\u202F\u205F-\u206F\uE000-\uF8FF\uFE00-\uFE0F\uFFF0-\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}\u{F0000}-\u{10FFFF}]/u;
 
-// An ed25519 signature of a message under the vault's own key, checked in this browser
-// with WebCrypto: true, false, or null when the page cannot check it (another scheme, a
-// child key, or a browser without Ed25519).
-async function verifiedHere(op) {
-  const sig = op.result && op.result.signature;
-  if (!sig || op.vault.curve !== "ed25519" || !op.sign || op.sign.payloadKind !== "message") return null;
-  if (op.sign.derivationPath || !op.vault.publicKey) return null;
-  try {
-    const key = await crypto.subtle.importKey("raw", hexToBytes(op.vault.publicKey), { name: "Ed25519" }, false, ["verify"]);
-    return await crypto.subtle.verify({ name: "Ed25519" }, key, hexToBytes(sig), hexToBytes(op.sign.payload));
-  } catch (_) {
-    return null;
-  }
-}
-
-// A message's text when it is printable UTF-8 (what a person reads before approving).
+// A message's text when it reads as itself: UTF-8 with no control character but tab and
+// line feed, and nothing invisible or direction-changing (what a person reads).
 function messageText(sign) {
   if (!sign || sign.payloadKind !== "message" || !sign.payload) return null;
   try {
     const hex = sign.payload.replace(/^0x/, "");
     const bytes = Uint8Array.from(hex.match(/../g) || [], (b) => parseInt(b, 16));
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    return /^[\P{Cc}\n\t]*$/u.test(text) ? text : null;
+    return /^[\P{Cc}\n\t]*$/u.test(text) && !INVISIBLE.test(text) ? text : null;
   } catch (_) {
     return null;
   }
+}
+
+// An amount in wei as ETH, exactly (decimal string in, decimal string out).
+function weiAsEth(wei) {
+  try {
+    const n = BigInt(wei);
+    const whole = n / 10n ** 18n;
+    const frac = (n % 10n ** 18n).toString().padStart(18, "0").replace(/0+$/, "");
+    return frac ? `${whole}.${frac}` : `${whole}`;
+  } catch (_) {
+    return String(wei);
+  }
+}
+
+const OPERATION_NAMES = {
+  OperationCreateVault_v3: "Create the vault (key generation)",
+  OperationReshare_v3: "Reshare the vault",
+  OperationSign: "Sign",
+  OperationTransferOut_v3: "Sign a transfer",
+};
+
+// What a person approves, read only from the device's own request (the bytes their passkey
+// signs): [label, value] rows.
+function requestSummary(request) {
+  const rows = [];
+  const vault = (request.details && request.details.vault) || {};
+  rows.push(["Operation", OPERATION_NAMES[request.__typename] || String(request.__typename)]);
+  rows.push(["Vault", `${(vault.details && vault.details.name) || vault.id} (${vault.curve}, ${vault.threshold} to sign)`]);
+  if (vault.publicKey) rows.push(["Vault key", vault.publicKey]);
+  const sd = request.signingData;
+  if (sd) {
+    if (sd.derivationPath) rows.push(["Child key", sd.derivationPath]);
+    if (sd.taproot) rows.push(["Taproot output", JSON.stringify(sd.taproot)]);
+    if (sd.contentType === "text/plain" && sd.payloadKind !== "eth_tx") rows.push(["Message", sd.data]);
+    else if (!request.transaction) rows.push([sd.payloadKind === "digest" ? "Digest" : "Data (hex)", sd.dataHex]);
+  }
+  const tx = request.transaction;
+  if (tx) {
+    rows.push(["To", tx.to || "a new contract"]);
+    rows.push(["Amount", `${weiAsEth(tx.value)} ETH`]);
+    if (tx.toAddress && tx.toAddress !== tx.to) rows.push(["Token recipient", tx.toAddress]);
+    if (request.asset && request.asset.contractAddress) rows.push(["Token", request.asset.contractAddress]);
+    if (request.amountOriginal && tx.toAddress !== tx.to) rows.push(["Token amount (smallest unit)", request.amountOriginal]);
+    rows.push(["Chain id", String(tx.chainId)]);
+    rows.push(["Nonce, gas limit", `${tx.nonce}, ${tx.gasLimit}`]);
+    rows.push(["Max fee, tip (wei per gas)", `${tx.maxFeePerGas}, ${tx.maxPriorityFeePerGas}`]);
+    if (tx.data && tx.data !== "0x") rows.push(["Call data", tx.data]);
+  }
+  const r = request.rDetails;
+  if (r) {
+    rows.push(["New threshold", String(r.newThreshold)]);
+    rows.push(["New signers", (r.newSigners || []).map((s) => `${s.device && s.device.name} (${s.id}) ×${s.weight}`).join(", ")]);
+  }
+  const signers = vault.signers || [];
+  if (request.__typename === "OperationCreateVault_v3") {
+    rows.push(["Signers", signers.map((s) => `${s.device && s.device.name} (${s.id}) ×${s.weight}`).join(", ")]);
+  }
+  return rows;
+}
+
+// Where the coordinator's own account of the operation differs from the device's request.
+function differences(op, request) {
+  const out = [];
+  const vault = (request.details && request.details.vault) || {};
+  if (request.id && request.id !== op.id) out.push("the operation id");
+  if (vault.details && vault.details.name !== op.vault.name) out.push("the vault's name");
+  if (vault.publicKey && op.vault.publicKey && vault.publicKey.toLowerCase() !== op.vault.publicKey.toLowerCase()) out.push("the vault's key");
+  const sd = request.signingData;
+  if (op.sign && sd && sd.dataHex && sd.dataHex.toLowerCase() !== op.sign.payload.replace(/^0x/, "").toLowerCase()) {
+    out.push("what is signed");
+  }
+  if (op.sign && !sd) out.push("what is signed");
+  return out;
 }
 
 async function operationsView() {
@@ -364,27 +423,28 @@ async function operationView(id) {
     );
   }
   main().replaceChildren(...parts);
-  const here = await verifiedHere(op);
+  const here = verifyHere(op);
   const shown = document.getElementById("verified");
   if (shown && here !== null) {
-    shown.className = here ? "verified" : "error";
-    shown.textContent = here
-      ? "✓ Verified in this browser too: Ed25519 (WebCrypto) under the vault's public key."
-      : "✗ This signature does not verify under the vault's public key in this browser.";
+    shown.className = here.ok ? "verified" : "error";
+    shown.textContent = here.text;
   }
 }
 
 // What a human-approved device asks people, with Approve / Reject buttons that sign the
 // exact request bytes and the verdict with a passkey.
 function humanApprovalCard(op, req) {
+  // The exact bytes, laid out only when that loses nothing (a number beyond 2^53 would be
+  // rounded by JavaScript: then they are shown as they came).
   let shown = req.request;
-  let request = {};
+  let request = null;
   try {
     request = JSON.parse(req.request);
-    shown = JSON.stringify(request, null, 2);
+    if (JSON.stringify(request) === req.request) shown = JSON.stringify(request, null, 2);
   } catch (_) {
-    // Shown as it came.
+    request = null;
   }
+  const differ = request ? differences(op, request) : [];
   const status = h("p", { role: "status" });
   const canAnswer = ["approver", "operator", "admin"].includes(state.user.role) && op.state === "AwaitingApproval";
   const answer = (verdict) => async () => {
@@ -407,8 +467,18 @@ function humanApprovalCard(op, req) {
     "div",
     { class: "card human", "data-device": req.deviceId },
     h("h2", {}, "People's approval for device ", device(req.deviceId)),
-    h("p", { class: "muted" }, `${request.__typename || "request"}: what your passkey signs is exactly this request and your answer.`),
-    h("pre", { class: "request" }, shown),
+    differ.length
+      ? h(
+          "p",
+          { class: "error", role: "alert", id: "request-differs" },
+          `⚠ The coordinator's account of this operation differs from the device's request (${differ.join(", ")}). Read only what follows: it is what your passkey signs.`,
+        )
+      : null,
+    h("p", { class: "muted" }, "What you approve, read from the device's own request (your passkey signs exactly this request and your answer):"),
+    request
+      ? h("dl", { class: "summary" }, requestSummary(request).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, h("code", {}, v))]))
+      : h("p", { class: "error" }, "This request is not JSON: read it below before answering."),
+    h("details", {}, h("summary", {}, "The request, exactly"), h("pre", { class: "request" }, shown)),
     req.answers.length
       ? table(
           [["Answer"], ["Passkey"], ["When", "wide"]],
@@ -483,7 +553,12 @@ async function vaultsView() {
         {},
         v.name,
         h("div", { class: "muted mono" }, short(v.id)),
-        mayRequest() && v.status === "Active" ? h("a", { href: `#/sign/${v.id}`, class: "request" }, "Request a signature") : null,
+        mayRequest() && v.status === "Active"
+          ? [
+              h("a", { href: `#/sign/${v.id}`, class: "request" }, "Request a signature"),
+              h("a", { href: `#/reshare/${v.id}`, class: "request" }, "Reshare"),
+            ]
+          : null,
       ),
       h("td", {}, v.curve),
       h("td", {}, `${v.threshold} of ${v.signers.reduce((n, s) => n + s.weight, 0)}`),
@@ -515,18 +590,33 @@ async function vaultsView() {
   );
 }
 
+// The devices to choose signers from, with their weights (`current`: the signers ticked
+// at first).
+function signerTable(devices, current = []) {
+  const rows = devices.map((d) => {
+    const now = current.find((s) => s.deviceId === d.id);
+    return h(
+      "tr",
+      {},
+      h("td", {}, h("input", { type: "checkbox", name: "signer", value: d.id, "aria-label": d.name, checked: now ? true : null })),
+      h("td", {}, d.name, " ", h("code", { class: "muted" }, short(d.id))),
+      h("td", {}, h("input", { type: "number", name: `weight-${d.id}`, min: 1, max: 16, value: now ? now.weight : 1, class: "weight" })),
+    );
+  });
+  return table([["", ""], ["Device"], ["Weight"]], rows);
+}
+
+// The ticked signers of a form made with `signerTable`.
+function chosenSigners(form) {
+  return [...form.querySelectorAll("input[name=signer]:checked")].map((c) => ({
+    deviceId: c.value,
+    weight: Number(form.querySelector(`input[name="weight-${c.value}"]`).value || 1),
+  }));
+}
+
 // Creating a vault: its key generation starts at once; the page follows it.
 function newVaultForm(devices) {
   const error = h("p", { class: "error", role: "alert" });
-  const rows = devices.map((d) =>
-    h(
-      "tr",
-      {},
-      h("td", {}, h("input", { type: "checkbox", name: "signer", value: d.id, "aria-label": d.name })),
-      h("td", {}, d.name, " ", h("code", { class: "muted" }, short(d.id))),
-      h("td", {}, h("input", { type: "number", name: `weight-${d.id}`, min: 1, max: 16, value: 1, class: "weight" })),
-    ),
-  );
   const form = h(
     "form",
     { class: "card", id: "new-vault" },
@@ -543,7 +633,7 @@ function newVaultForm(devices) {
       h("option", { value: "bip340" }, "Schnorr, BIP-340 (Taproot)"),
     ),
     h("label", {}, "Signers (a weight is the number of shares a device holds)"),
-    table([["", ""], ["Device"], ["Weight"]], rows),
+    signerTable(devices),
     h("label", { for: "vault-threshold" }, "Shares needed to sign"),
     h("input", { id: "vault-threshold", name: "threshold", type: "number", min: 1, value: 2, required: true }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Create vault")),
@@ -552,10 +642,7 @@ function newVaultForm(devices) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
-    const signers = [...form.querySelectorAll("input[name=signer]:checked")].map((c) => ({
-      deviceId: c.value,
-      weight: Number(form.querySelector(`input[name="weight-${c.value}"]`).value || 1),
-    }));
+    const signers = chosenSigners(form);
     try {
       const data = await gql(`mutation($i: CreateVaultInput!) { createVault(input: $i) { id } }`, {
         i: { name: form.name.value, curve: form.scheme.value, threshold: Number(form.threshold.value), signers },
@@ -566,6 +653,51 @@ function newVaultForm(devices) {
     }
   });
   return form;
+}
+
+// ---------- resharing ----------
+
+// A reshare moves the vault's key to a new set of signers or a new threshold: the public
+// key stays, the old shares stop signing once it completes.
+async function reshareView(vaultId) {
+  const data = await gql(
+    `query($id: ID!) { ${DEVICES} vault(id: $id) { id name curve threshold status signers { deviceId weight } } }`,
+    { id: vaultId },
+  );
+  learnDevices(data);
+  const v = data.vault;
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "card", id: "reshare" },
+    h("label", {}, "New signers (a weight is the number of shares a device holds)"),
+    signerTable(data.devices, v.signers),
+    h("label", { for: "reshare-threshold" }, "Shares needed to sign"),
+    h("input", { id: "reshare-threshold", name: "threshold", type: "number", min: 1, value: v.threshold, required: true }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Request reshare")),
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try {
+      const made = await gql(`mutation($i: RequestReshareInput!) { requestReshare(input: $i) { id } }`, {
+        i: { vaultId: v.id, newThreshold: Number(form.threshold.value), newSigners: chosenSigners(form) },
+      });
+      location.hash = `#/operation/${made.requestReshare.id}`;
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  main().replaceChildren(
+    h("h1", {}, `Reshare ${v.name}`),
+    h(
+      "p",
+      { class: "muted" },
+      `${v.curve}, now ${v.threshold} shares to sign. The public key stays the same; the new signers get fresh shares, and the old shares stop signing once the reshare completes.`,
+    ),
+    form,
+  );
 }
 
 // ---------- requesting a signature ----------
@@ -707,6 +839,10 @@ async function post(path, body) {
 async function registerPasskey() {
   if (!window.PublicKeyCredential) throw new Error("This browser has no passkeys (WebAuthn).");
   const options = await post("/console/passkeys/options", {});
+  // The relying party is this page's host, whatever the options say, and no extension is
+  // asked for: the coordinator's options choose neither.
+  options.publicKey.rp = { ...options.publicKey.rp, id: location.hostname };
+  delete options.publicKey.extensions;
   const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON
     ? PublicKeyCredential.parseCreationOptionsFromJSON(options.publicKey)
     : {
@@ -788,11 +924,100 @@ async function passkeysView() {
       "div",
       { class: "card" },
       rows.length ? table([["", ""], ["Person"], ["Credential id"], ["Registered", "wide"]], rows) : h("p", { class: "muted" }, "No passkeys yet."),
-      h("p", { class: "muted" }, "Tick the people whose answers a device takes: below is its passkeys file (HumanApprovalPasskeysFile). The coordinator made these entries and does not vouch for them: see docs/approvals.md for checking each with its owner before a device trusts it."),
+      h("p", { class: "muted" }, "Tick the people whose answers a device takes: below is its passkeys file (HumanApprovalPasskeysFile). The coordinator made these entries and does not vouch for them: prove each by possession below before a device trusts it."),
       file,
     ),
+    ...proofCard(),
   );
   update();
+}
+
+// Proving a passkeys file by possession: each person, in turn, signs a fresh challenge with
+// their authenticator, checked here against their entry's key (assets/passkeys.js). Every
+// entry is listed with its state, so one nobody proved stands out; editing the file starts
+// over.
+function proofCard() {
+  const text = h("textarea", { id: "proof-file", rows: 6, spellcheck: "false", placeholder: '{"passkeys": [ … ]}' });
+  const results = h("div", { id: "proof" });
+  const error = h("p", { class: "error", role: "alert" });
+  let entries = [];
+  const outcome = new Map();
+  const show = async () => {
+    error.textContent = "";
+    results.replaceChildren();
+    try {
+      entries = text.value.trim() ? fileEntries(text.value) : [];
+    } catch (e) {
+      entries = [];
+      error.textContent = e.message;
+      return;
+    }
+    if (!entries.length) return;
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text.value)));
+    const unproven = entries.filter((e) => !outcome.has(e.id) || !outcome.get(e.id).ok).length;
+    results.replaceChildren(
+      table(
+        [["Entry"], ["Credential id", "wide"], ["State"]],
+        entries.map((e) => {
+          const o = outcome.get(e.id);
+          return h(
+            "tr",
+            { "data-credential": e.id },
+            h("td", {}, e.name),
+            h("td", { class: "wide" }, h("code", {}, short(e.id))),
+            h(
+              "td",
+              { class: `status ${o ? (o.ok ? "verified" : "error") : "muted"}` },
+              o
+                ? o.ok
+                  ? `✓ ${e.name}: held by the authenticator that signed, verified in this page against the file's key.`
+                  : `✗ ${e.name}: ${o.why}. Do not give this file to a device.`
+                : "not proven yet",
+            ),
+          );
+        }),
+      ),
+      h(
+        "p",
+        { class: unproven ? "error" : "verified", id: "proof-summary" },
+        unproven
+          ? `${unproven} of ${entries.length} entries not proven: a device should take the file only once each is.`
+          : `Every entry is proven. The file's SHA-256 is ${b64url(digest)}: check the device's copy is this one.`,
+      ),
+    );
+  };
+  text.addEventListener("input", () => {
+    outcome.clear();
+    show();
+  });
+  const prove = async () => {
+    error.textContent = "";
+    try {
+      if (!entries.length) await show();
+      if (!entries.length) throw new Error("Paste a passkeys file first.");
+      const proof = await proveByPossession(entries);
+      outcome.set(proof.entry.id, proof);
+      await show();
+    } catch (e) {
+      error.textContent = e.message || String(e);
+    }
+  };
+  return [
+    h("h2", {}, "Prove a passkeys file"),
+    h(
+      "div",
+      { class: "card" },
+      h(
+        "p",
+        {},
+        "Paste the file a device will use. Each person whose passkey is in it signs a fresh challenge here with their own authenticator; the page checks it against their entry's public key. This proves an entry only on a console your organisation serves itself (vsigner console), not on one the coordinator serves.",
+      ),
+      text,
+      h("div", { class: "actions" }, h("button", { type: "button", id: "prove", onclick: prove }, "Prove my passkey in this file")),
+      error,
+      results,
+    ),
+  ];
 }
 
 start().catch(showError);

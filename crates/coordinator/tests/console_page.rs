@@ -1,0 +1,332 @@
+//! The console page's own signature checks (`assets/verify.js`), run in Node against
+//! signatures made by the Rust crates the coordinator trusts (k256, p256, ed25519-dalek),
+//! and the vendored noble libraries compared byte for byte with npm's packages.
+//!
+//! The page must not take the coordinator's word: a digest that is not the payload's, a
+//! recovery id that names another signer, a vault address that is not the key's, or a
+//! signature of something else must each be refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use k256::ecdsa::signature::hazmat::PrehashSigner;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use vsigner_coordinator::console::VENDORED;
+use vsigner_coordinator::crypto::{eth_address, keccak256};
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/console/assets")
+}
+
+fn node_available() -> bool {
+    if Command::new("node").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("VSIGNER_TEST_REQUIRE_PYTHON").is_none(),
+        "bash .ci/run installs node"
+    );
+    println!("SKIPPED: node is not installed");
+    false
+}
+
+/// `verifyHere` of each operation, as the page computes it (`null`, or `{ok, text}`).
+fn verify_in_node(ops: &[Value]) -> Vec<Value> {
+    // Node resolves `@noble/hashes/…` inside the vendored noble-curves as the page's import
+    // map does.
+    let hashes = format!("file://{}/vendor/noble-hashes/", assets().display());
+    let hook = format!(
+        "export async function resolve(s, c, next) {{ return next(s.startsWith('@noble/hashes/') ? {hashes:?} + s.slice(14) : s, c); }}"
+    );
+    let script = format!(
+        "import {{ register }} from 'node:module';
+         register('data:text/javascript,' + encodeURIComponent({hook:?}));
+         const {{ verifyHere }} = await import({verify:?});
+         const ops = JSON.parse(process.env.OPS);
+         console.log(JSON.stringify(ops.map((op) => verifyHere(op))));",
+        verify = format!("file://{}/verify.js", assets().display()),
+    );
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .env("OPS", serde_json::to_string(ops).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn op(
+    curve: &str,
+    key: &[u8],
+    kind: &str,
+    payload: &[u8],
+    digest: Option<[u8; 32]>,
+    sig: &[u8],
+    recovery: Option<u8>,
+) -> Value {
+    json!({
+        "vault": {
+            "curve": curve,
+            "publicKey": hex::encode(key),
+            "ethereumAddress": if curve == "secp256k1" { eth_address(key) } else { None },
+        },
+        "sign": {
+            "payloadKind": kind,
+            "payload": hex::encode(payload),
+            "signingDigest": digest.map(hex::encode),
+            "derivationPath": null,
+            "taproot": null,
+        },
+        "result": {"signature": hex::encode(sig), "recoveryId": recovery},
+    })
+}
+
+fn eip191(message: &[u8]) -> [u8; 32] {
+    let mut buf = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+    buf.extend_from_slice(message);
+    keccak256(&buf)
+}
+
+#[test]
+fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
+    if !node_available() {
+        return;
+    }
+    let k1 = k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+    let k1_pub = k1.verifying_key().to_sec1_bytes().to_vec();
+    let other = k256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+    let k1_sign = |digest: &[u8; 32]| {
+        let (sig, rid) = k1.sign_prehash_recoverable(digest).unwrap();
+        (sig.to_bytes().to_vec(), rid.to_byte())
+    };
+
+    // An EIP-1559 transaction (any bytes: the page hashes, it does not decode here).
+    let tx = [0x02u8, 0xc0, 0x01, 0x02, 0x03];
+    let tx_digest = keccak256(&tx);
+    let (tx_sig, tx_rid) = k1_sign(&tx_digest);
+    // A message on secp256k1 (EIP-191).
+    let msg = b"pay invoice 2026-114";
+    let msg_digest = eip191(msg);
+    let (msg_sig, msg_rid) = k1_sign(&msg_digest);
+    // P-256: a message (SHA-256) and a digest.
+    let p = p256::ecdsa::SigningKey::from_slice(&[0x33; 32]).unwrap();
+    let p_pub = p.verifying_key().to_sec1_bytes().to_vec();
+    let p_msg_digest: [u8; 32] = Sha256::digest(msg).into();
+    let p_sig: p256::ecdsa::Signature = p.sign_prehash(&p_msg_digest).unwrap();
+    let raw_digest = [0x24u8; 32];
+    let p_dsig: p256::ecdsa::Signature = p.sign_prehash(&raw_digest).unwrap();
+    // Ed25519 and BIP-340 sign the message itself.
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[0x44; 32]);
+    let ed_sig = ed25519_dalek::Signer::sign(&ed, msg).to_bytes();
+    let schnorr = k256::schnorr::SigningKey::from_bytes(&[0x55; 32]).unwrap();
+    let sch_sig = schnorr.sign_raw(msg, &[0u8; 32]).unwrap().to_bytes();
+    let sch_pub = schnorr.verifying_key().to_bytes().to_vec();
+
+    let good = vec![
+        op(
+            "secp256k1",
+            &k1_pub,
+            "eth_tx",
+            &tx,
+            Some(tx_digest),
+            &tx_sig,
+            Some(tx_rid),
+        ),
+        op(
+            "secp256k1",
+            &k1_pub,
+            "message",
+            msg,
+            Some(msg_digest),
+            &msg_sig,
+            Some(msg_rid),
+        ),
+        op(
+            "secp256r1",
+            &p_pub,
+            "message",
+            msg,
+            Some(p_msg_digest),
+            &p_sig.to_bytes(),
+            None,
+        ),
+        op(
+            "secp256r1",
+            &p_pub,
+            "digest",
+            &raw_digest,
+            Some(raw_digest),
+            &p_dsig.to_bytes(),
+            None,
+        ),
+        op(
+            "ed25519",
+            ed.verifying_key().as_bytes(),
+            "message",
+            msg,
+            None,
+            &ed_sig,
+            None,
+        ),
+        op("bip340", &sch_pub, "message", msg, None, &sch_sig, None),
+    ];
+    // The transaction's result carries the signed transaction and its hash.
+    let mut good = good;
+    good[0]["result"]["rawTransaction"] = json!("0x02c180");
+    good[0]["result"]["txHash"] = json!(format!("0x{}", hex::encode(keccak256(&[0x02, 0xc1, 0x80]))));
+    for (case, seen) in good.iter().zip(verify_in_node(&good)) {
+        assert_eq!(seen["ok"], true, "{case}: {seen}");
+        assert!(
+            seen["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("✓ Verified in this browser"),
+            "{seen}"
+        );
+    }
+    let address = eth_address(&k1_pub).unwrap().to_lowercase();
+    let first = &verify_in_node(&good[..1])[0];
+    assert!(first["text"].as_str().unwrap().contains(&address), "{first}");
+
+    // What a lying coordinator could show, each refused.
+    let mut lies = Vec::new();
+    // 1. A digest that is not the transaction's, with a valid signature of that digest.
+    let lie = [0x99u8; 32];
+    let (lie_sig, lie_rid) = k1_sign(&lie);
+    lies.push((
+        op(
+            "secp256k1",
+            &k1_pub,
+            "eth_tx",
+            &tx,
+            Some(lie),
+            &lie_sig,
+            Some(lie_rid),
+        ),
+        "digest is not the payload's",
+    ));
+    // 2. The other recovery id: another signer.
+    lies.push((
+        op(
+            "secp256k1",
+            &k1_pub,
+            "eth_tx",
+            &tx,
+            Some(tx_digest),
+            &tx_sig,
+            Some(tx_rid ^ 1),
+        ),
+        "another signer",
+    ));
+    // 3. A vault address that is not the key's.
+    let mut wrong_address = good[0].clone();
+    wrong_address["vault"]["ethereumAddress"] = json!(eth_address(&other.verifying_key().to_sec1_bytes()));
+    lies.push((wrong_address, "is not its public key's"));
+    // 4. A result that names another key than the vault's.
+    let mut other_key = good[0].clone();
+    other_key["result"]["publicKey"] = json!(hex::encode(other.verifying_key().to_sec1_bytes()));
+    lies.push((other_key, "not the vault's"));
+    // 5. A transaction's recovery id beyond Ethereum's 0 and 1.
+    lies.push((
+        op(
+            "secp256k1",
+            &k1_pub,
+            "eth_tx",
+            &tx,
+            Some(tx_digest),
+            &tx_sig,
+            Some(tx_rid | 2),
+        ),
+        "must be 0 or 1",
+    ));
+    // 6. A transaction hash that is not the signed transaction's.
+    let mut wrong_hash = good[0].clone();
+    wrong_hash["result"]["rawTransaction"] = json!("0x02c0");
+    wrong_hash["result"]["txHash"] = json!(hex::encode([0u8; 32]));
+    lies.push((wrong_hash, "not the signed transaction's"));
+    // 7. Signatures of another message, on every scheme.
+    for case in &good[1..] {
+        let mut c = case.clone();
+        let mut payload = hex::decode(c["sign"]["payload"].as_str().unwrap()).unwrap();
+        payload[0] ^= 1;
+        c["sign"]["payload"] = json!(hex::encode(&payload));
+        let curve = c["vault"]["curve"].as_str().unwrap().to_owned();
+        let digest = match (curve.as_str(), c["sign"]["payloadKind"].as_str().unwrap()) {
+            (_, "digest") => Some(payload.clone().try_into().unwrap()),
+            ("secp256k1", _) => Some(eip191(&payload)),
+            ("secp256r1", _) => Some(Sha256::digest(&payload).into()),
+            _ => None,
+        };
+        c["sign"]["signingDigest"] = json!(digest.map(hex::encode));
+        lies.push((c, "does not verify"));
+    }
+    let cases: Vec<Value> = lies.iter().map(|(c, _)| c.clone()).collect();
+    for ((case, why), seen) in lies.iter().zip(verify_in_node(&cases)) {
+        assert_eq!(seen["ok"], false, "{case}: {seen}");
+        assert!(seen["text"].as_str().unwrap().contains(why), "{why}: {seen}");
+    }
+
+    // A child key's signature is not checked here: the page says so rather than guess.
+    let mut child = good[0].clone();
+    child["sign"]["derivationPath"] = json!("m/0/1");
+    assert_eq!(verify_in_node(&[child])[0], Value::Null);
+}
+
+/// The vendored noble modules are npm's published files, unchanged, and every one the
+/// page can load is served.
+#[test]
+fn the_vendored_noble_libraries_are_npms() {
+    let vendor = assets().join("vendor");
+    let mut on_disk = Vec::new();
+    for pkg in ["noble-curves", "noble-hashes"] {
+        for entry in walk(&vendor.join(pkg)) {
+            let rel = entry.strip_prefix(&vendor).unwrap().to_str().unwrap().to_owned();
+            if rel.ends_with(".js") {
+                on_disk.push(rel);
+            }
+        }
+    }
+    on_disk.sort();
+    let mut served: Vec<String> = VENDORED.iter().map(|(p, _)| p.to_string()).collect();
+    served.sort();
+    assert_eq!(on_disk, served, "every vendored module is served, and only those");
+
+    let Some(modules) = std::env::var_os("VSIGNER_TEST_NODE_MODULES").filter(|m| !m.is_empty()) else {
+        assert!(
+            std::env::var_os("VSIGNER_TEST_REQUIRE_PYTHON").is_none(),
+            "bash .ci/run installs @noble/curves and @noble/hashes: VSIGNER_TEST_NODE_MODULES must be set"
+        );
+        println!("SKIPPED: set VSIGNER_TEST_NODE_MODULES (bash .ci/run does) to compare with npm's packages");
+        return;
+    };
+    let modules = PathBuf::from(modules);
+    for (path, body) in VENDORED {
+        let (pkg, file) = path.split_once('/').unwrap();
+        let published = modules.join("@noble").join(pkg.trim_start_matches("noble-"));
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(published.join("package.json")).unwrap()).unwrap();
+        assert_eq!(manifest["version"], "2.4.0", "{pkg}");
+        let npm = std::fs::read_to_string(published.join(file)).unwrap();
+        assert!(
+            npm == *body,
+            "{path} differs from npm's @noble/{}",
+            pkg.trim_start_matches("noble-")
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

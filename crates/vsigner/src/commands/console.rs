@@ -1,0 +1,104 @@
+//! `vsigner console`: the web console served apart from the coordinator, by a process the
+//! organisation runs, so that the page people approve on is not the coordinator's to
+//! change (`vsigner_coordinator::console::apart`). Devices whose people approve on it set
+//! `HumanApprovalOrigin` to its origin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use vsigner_coordinator::console::apart::{self, Upstream};
+
+#[derive(Args)]
+pub(crate) struct ConsoleArgs {
+    /// The coordinator's base URL (its GraphQL and console sessions are reached there).
+    #[arg(long, env = "VSIGNER_CONSOLE_COORDINATOR")]
+    coordinator: url::Url,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8090", env = "VSIGNER_CONSOLE_LISTEN")]
+    listen: SocketAddr,
+    /// The origin people open the console at (`https://console.example`), which devices
+    /// take as `HumanApprovalOrigin`; required off loopback. Calls naming another host are
+    /// refused. Default on loopback: `http://localhost:PORT`.
+    #[arg(long, env = "VSIGNER_CONSOLE_ORIGIN")]
+    origin: Option<url::Url>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key). Browsers offer passkeys
+    /// only over HTTPS, or on http://localhost.
+    #[arg(long, env = "VSIGNER_CONSOLE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VSIGNER_CONSOLE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle the coordinator's HTTPS certificate must chain to (default: the
+    /// system's roots).
+    #[arg(long, env = "VSIGNER_CONSOLE_COORDINATOR_CA")]
+    coordinator_ca: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: ConsoleArgs) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(vsigner_https::ServerTls::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let ca = args
+        .coordinator_ca
+        .as_deref()
+        .map(vsigner_https::ca_certificates)
+        .transpose()?;
+    if args.origin.is_none() && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {} is off loopback: give --origin, the address people open the console at (https://console.example)",
+            args.listen
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let _logs = vsigner_signer::telemetry::init_stderr("info")?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+        let addr = listener.local_addr()?;
+        vsigner_https::warn_if_plain(addr, tls.as_ref(), "the console", "give --tls-cert and --tls-key");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (origin, hosts) = match &args.origin {
+            Some(origin) => {
+                let host = origin
+                    .host_str()
+                    .with_context(|| format!("--origin {origin}: give scheme://host[:port]"))?;
+                let hosts = match origin.port() {
+                    Some(port) => vec![format!("{host}:{port}")],
+                    None => vec![host.to_owned()],
+                };
+                (origin.origin().ascii_serialization(), hosts)
+            }
+            None => {
+                let port = addr.port();
+                let hosts = vec![
+                    format!("localhost:{port}"),
+                    format!("127.0.0.1:{port}"),
+                    format!("[::1]:{port}"),
+                ];
+                // Browsers offer passkeys over plain HTTP only on localhost.
+                (format!("{scheme}://localhost:{port}"), hosts)
+            }
+        };
+        let upstream = Upstream::new(args.coordinator.clone(), ca, tls.is_some(), hosts)?;
+        eprintln!(
+            "vsigner console: serving {origin}/console/ (listening on {addr}) for the coordinator at {}; devices whose people approve here take HumanApprovalOrigin = {origin}; Ctrl-C or SIGTERM stops it",
+            args.coordinator
+        );
+        let shutdown = async {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        };
+        vsigner_https::serve(listener, apart::routes(upstream), tls, shutdown).await?;
+        eprintln!("vsigner console: stopped");
+        Ok(())
+    })
+}
