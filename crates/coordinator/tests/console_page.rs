@@ -303,6 +303,17 @@ fn the_vendored_noble_libraries_are_npms() {
         return;
     };
     let modules = PathBuf::from(modules);
+    // npm checked each tarball against these digests when it installed it: the files below
+    // are those packages', whatever cache they came through.
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(modules.join(".package-lock.json")).unwrap()).unwrap();
+    for (pkg, integrity) in NOBLE_INTEGRITY {
+        assert_eq!(
+            lock["packages"][format!("node_modules/@noble/{pkg}")]["integrity"],
+            integrity,
+            "@noble/{pkg} installed from another tarball than 2.4.0's"
+        );
+    }
     for (path, body) in VENDORED {
         let (pkg, file) = path.split_once('/').unwrap();
         let published = modules.join("@noble").join(pkg.trim_start_matches("noble-"));
@@ -317,6 +328,18 @@ fn the_vendored_noble_libraries_are_npms() {
         );
     }
 }
+
+/// The npm registry's digests of the @noble/curves and @noble/hashes 2.4.0 tarballs.
+const NOBLE_INTEGRITY: [(&str, &str); 2] = [
+    (
+        "curves",
+        "sha512-P4/62zrgfH33CneE3Dn4WhJVA22YUU0eR51wKIan4NVRvwsA0YnPTwWGpNbpuacSujmSFLvyzpyuR30+fbq2Ew==",
+    ),
+    (
+        "hashes",
+        "sha512-X5XaVWZIBCT7HHZGm5I7ZQXDwLG+bGXuSrMQAW+7Zvl87h1kmc1ZB1VSRJcpUfoUrGQp4Fkoxm5kZ+Ms+aW+eA==",
+    ),
+];
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

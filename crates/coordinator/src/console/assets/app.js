@@ -982,7 +982,7 @@ function proofCard() {
         { class: unproven ? "error" : "verified", id: "proof-summary" },
         unproven
           ? `${unproven} of ${entries.length} entries not proven: a device should take the file only once each is.`
-          : `Every entry is proven. The file's SHA-256 is ${b64url(digest)}: check the device's copy is this one.`,
+          : `Every entry is proven. The file's SHA-256 is ${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}: check that the device's copy has it (sha256sum FILE).`,
       ),
     );
   };
