@@ -107,6 +107,9 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     let tx = [0x02u8, 0xc0, 0x01, 0x02, 0x03];
     let tx_digest = keccak256(&tx);
     let (tx_sig, tx_rid) = k1_sign(&tx_digest);
+    let tx_op = |digest: [u8; 32], sig: &[u8], rid: u8| {
+        op("secp256k1", &k1_pub, "eth_tx", &tx, Some(digest), sig, Some(rid))
+    };
     // A message on secp256k1 (EIP-191).
     let msg = b"pay invoice 2026-114";
     let msg_digest = eip191(msg);
@@ -126,15 +129,7 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     let sch_pub = schnorr.verifying_key().to_bytes().to_vec();
 
     let good = vec![
-        op(
-            "secp256k1",
-            &k1_pub,
-            "eth_tx",
-            &tx,
-            Some(tx_digest),
-            &tx_sig,
-            Some(tx_rid),
-        ),
+        tx_op(tx_digest, &tx_sig, tx_rid),
         op(
             "secp256k1",
             &k1_pub,
@@ -196,31 +191,9 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     // 1. A digest that is not the transaction's, with a valid signature of that digest.
     let lie = [0x99u8; 32];
     let (lie_sig, lie_rid) = k1_sign(&lie);
-    lies.push((
-        op(
-            "secp256k1",
-            &k1_pub,
-            "eth_tx",
-            &tx,
-            Some(lie),
-            &lie_sig,
-            Some(lie_rid),
-        ),
-        "digest is not the payload's",
-    ));
+    lies.push((tx_op(lie, &lie_sig, lie_rid), "digest is not the payload's"));
     // 2. The other recovery id: another signer.
-    lies.push((
-        op(
-            "secp256k1",
-            &k1_pub,
-            "eth_tx",
-            &tx,
-            Some(tx_digest),
-            &tx_sig,
-            Some(tx_rid ^ 1),
-        ),
-        "another signer",
-    ));
+    lies.push((tx_op(tx_digest, &tx_sig, tx_rid ^ 1), "another signer"));
     // 3. A vault address that is not the key's.
     let mut wrong_address = good[0].clone();
     wrong_address["vault"]["ethereumAddress"] = json!(eth_address(&other.verifying_key().to_sec1_bytes()));
@@ -230,18 +203,7 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     other_key["result"]["publicKey"] = json!(hex::encode(other.verifying_key().to_sec1_bytes()));
     lies.push((other_key, "not the vault's"));
     // 5. A transaction's recovery id beyond Ethereum's 0 and 1.
-    lies.push((
-        op(
-            "secp256k1",
-            &k1_pub,
-            "eth_tx",
-            &tx,
-            Some(tx_digest),
-            &tx_sig,
-            Some(tx_rid | 2),
-        ),
-        "must be 0 or 1",
-    ));
+    lies.push((tx_op(tx_digest, &tx_sig, tx_rid | 2), "must be 0 or 1"));
     // 6. A transaction hash that is not the signed transaction's.
     let mut wrong_hash = good[0].clone();
     wrong_hash["result"]["rawTransaction"] = json!("0x02c0");

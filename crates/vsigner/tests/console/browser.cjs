@@ -15,6 +15,15 @@ const { chromium } = require(path.join(process.env.VSIGNER_TEST_NODE_MODULES, "p
 const step = JSON.parse(process.env.VSIGNER_CONSOLE_STEP);
 const seen = {};
 
+// Submits form `#id` (after its screenshot) and returns the operation the page then follows.
+async function submit(page, id) {
+  if (step.shot) await shot(page, step.shot);
+  await page.click(`#${id} button[type=submit]`);
+  await page.waitForURL(/#\/operation\//);
+  await page.waitForSelector("h1 .state");
+  return new URL(page.url()).hash.split("/")[2];
+}
+
 async function shot(page, name, fullPage = true) {
   if (step.screenshots) {
     await page.screenshot({ path: path.join(step.screenshots, `${name}.png`), fullPage });
@@ -98,32 +107,20 @@ async function shot(page, name, fullPage = true) {
       await page.selectOption("#vault-scheme", step.vault.scheme);
       for (const d of step.vault.devices) await page.check(`#new-vault input[aria-label="${d}"]`);
       await page.fill("#vault-threshold", String(step.vault.threshold));
-      if (step.shot) await shot(page, step.shot);
-      await page.click("#new-vault button[type=submit]");
-      await page.waitForURL(/#\/operation\//);
-      await page.waitForSelector("h1 .state");
-      seen.operationId = new URL(page.url()).hash.split("/")[2];
+      seen.operationId = await submit(page, "new-vault");
     } else if (step.action === "request-message") {
       await page.goto(`${step.base}/console/#/sign/${step.vaultId}`);
       await page.waitForSelector("#request-signature");
       await page.selectOption("#kind", "message");
       await page.fill("#text", step.message);
-      if (step.shot) await shot(page, step.shot);
-      await page.click("#request-signature button[type=submit]");
-      await page.waitForURL(/#\/operation\//);
-      await page.waitForSelector("h1 .state");
-      seen.operationId = new URL(page.url()).hash.split("/")[2];
+      seen.operationId = await submit(page, "request-signature");
     } else if (step.action === "request-eth") {
       // An EIP-1559 transaction, encoded in the page (assets/eth.js).
       await page.goto(`${step.base}/console/#/sign/${step.vaultId}`);
       await page.waitForSelector("#request-signature");
       await page.selectOption("#kind", "eth");
       for (const [field, value] of Object.entries(step.tx)) await page.fill(`#${field}`, value);
-      if (step.shot) await shot(page, step.shot);
-      await page.click("#request-signature button[type=submit]");
-      await page.waitForURL(/#\/operation\//);
-      await page.waitForSelector("h1 .state");
-      seen.operationId = new URL(page.url()).hash.split("/")[2];
+      seen.operationId = await submit(page, "request-signature");
     } else if (step.action === "reshare") {
       // An operator moves a vault's key to new signers with the form.
       await page.goto(`${step.base}/console/#/reshare/${step.vaultId}`);
@@ -134,11 +131,7 @@ async function shot(page, name, fullPage = true) {
         else await box.uncheck();
       }
       await page.fill("#reshare-threshold", String(step.threshold));
-      if (step.shot) await shot(page, step.shot);
-      await page.click("#reshare button[type=submit]");
-      await page.waitForURL(/#\/operation\//);
-      await page.waitForSelector("h1 .state");
-      seen.operationId = new URL(page.url()).hash.split("/")[2];
+      seen.operationId = await submit(page, "reshare");
     } else if (step.action === "prove") {
       // The person proves their entry of a passkeys file by possession.
       await page.goto(`${step.base}/console/#/passkeys`);
