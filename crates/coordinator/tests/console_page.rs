@@ -15,7 +15,7 @@ use k256::ecdsa::signature::hazmat::PrehashSigner;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use vsigner_coordinator::console::VENDORED;
-use vsigner_coordinator::crypto::{eth_address, keccak256};
+use vsigner_coordinator::crypto::{assemble_signed_eip1559, decode_unsigned_eip1559, eth_address, keccak256};
 
 fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/console/assets")
@@ -68,6 +68,7 @@ fn op(
     recovery: Option<u8>,
 ) -> Value {
     json!({
+        "vaultId": format!("vlt_{curve}"),
         "vault": {
             "curve": curve,
             "publicKey": hex::encode(key),
@@ -103,8 +104,8 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
         (sig.to_bytes().to_vec(), rid.to_byte())
     };
 
-    // An EIP-1559 transaction (any bytes: the page hashes, it does not decode here).
-    let tx = [0x02u8, 0xc0, 0x01, 0x02, 0x03];
+    // An EIP-1559 transaction: 0.5 ETH on Sepolia.
+    let tx = hex::decode("02f383aa36a7078459682f008506fc23ac008252089400000000219ab540356cbb839cbe05303d7705fa8806f05b59d3b2000080c0").unwrap();
     let tx_digest = keccak256(&tx);
     let (tx_sig, tx_rid) = k1_sign(&tx_digest);
     let tx_op = |digest: [u8; 32], sig: &[u8], rid: u8| {
@@ -168,10 +169,13 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
         ),
         op("bip340", &sch_pub, "message", msg, None, &sch_sig, None),
     ];
-    // The transaction's result carries the signed transaction and its hash.
+    // The transaction's result carries the signed transaction and its hash, as the
+    // coordinator assembles them (alloy).
+    let unsigned = decode_unsigned_eip1559(&tx).unwrap();
+    let signed = assemble_signed_eip1559(&unsigned, &tx_sig.clone().try_into().unwrap(), tx_rid);
     let mut good = good;
-    good[0]["result"]["rawTransaction"] = json!("0x02c180");
-    good[0]["result"]["txHash"] = json!(format!("0x{}", hex::encode(keccak256(&[0x02, 0xc1, 0x80]))));
+    good[0]["result"]["rawTransaction"] = json!(format!("0x{}", hex::encode(&signed)));
+    good[0]["result"]["txHash"] = json!(format!("0x{}", hex::encode(keccak256(&signed))));
     for (case, seen) in good.iter().zip(verify_in_node(&good)) {
         assert_eq!(seen["ok"], true, "{case}: {seen}");
         assert!(
@@ -204,12 +208,29 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     lies.push((other_key, "not the vault's"));
     // 5. A transaction's recovery id beyond Ethereum's 0 and 1.
     lies.push((tx_op(tx_digest, &tx_sig, tx_rid | 2), "must be 0 or 1"));
-    // 6. A transaction hash that is not the signed transaction's.
+    // 6. A transaction hash that is not the signed transaction's, a signed transaction that
+    // is not this one, or a hash with no transaction to check it by.
     let mut wrong_hash = good[0].clone();
-    wrong_hash["result"]["rawTransaction"] = json!("0x02c0");
     wrong_hash["result"]["txHash"] = json!(hex::encode([0u8; 32]));
     lies.push((wrong_hash, "not the signed transaction's"));
-    // 7. Signatures of another message, on every scheme.
+    let mut other_raw = good[0].clone();
+    other_raw["result"]["rawTransaction"] = json!(format!(
+        "0x{}",
+        hex::encode(assemble_signed_eip1559(
+            &unsigned,
+            &lie_sig.clone().try_into().unwrap(),
+            lie_rid
+        ))
+    ));
+    lies.push((other_raw, "not this transaction with this signature"));
+    let mut hash_alone = good[0].clone();
+    hash_alone["result"]["rawTransaction"] = Value::Null;
+    lies.push((hash_alone, "not this transaction with this signature"));
+    // 7. An operation naming no vault (its key cannot be pinned).
+    let mut no_vault = good[1].clone();
+    no_vault["vaultId"] = Value::Null;
+    lies.push((no_vault, "names no vault"));
+    // 8. Signatures of another message, on every scheme.
     for case in &good[1..] {
         let mut c = case.clone();
         let mut payload = hex::decode(c["sign"]["payload"].as_str().unwrap()).unwrap();

@@ -42,9 +42,6 @@ pub struct Upstream {
     /// The `Host` values the page is opened at; API calls naming another host are refused
     /// (a DNS-rebinding page must not use this console to reach the coordinator).
     hosts: Vec<String>,
-    /// The session cookie's name at the coordinator (`__Host-` when it serves HTTPS or
-    /// listens off loopback), learned from its `Set-Cookie`.
-    upstream_secure_cookie: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -111,32 +108,17 @@ impl Upstream {
         let client = builder
             .build()
             .map_err(|e| crate::Error::internal("console http client", e))?;
-        let upstream_secure_cookie =
-            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(base.scheme() == "https"));
         Ok(Self {
             base,
             client,
             secure,
             hosts: hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
-            upstream_secure_cookie,
         })
     }
 
     /// The session cookie's name in the browser.
     fn browser_cookie(&self) -> &'static str {
         if self.secure {
-            super::SECURE_COOKIE
-        } else {
-            super::PLAIN_COOKIE
-        }
-    }
-
-    /// The session cookie's name at the coordinator.
-    fn upstream_cookie(&self) -> &'static str {
-        if self
-            .upstream_secure_cookie
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
             super::SECURE_COOKIE
         } else {
             super::PLAIN_COOKIE
@@ -158,7 +140,9 @@ impl Upstream {
             .collect();
         match sessions.as_slice() {
             [(name, value)] if name == self.browser_cookie() => {
-                Some(format!("{}={value}", self.upstream_cookie()))
+                // The `__Host-` name: a coordinator that needs it (HTTPS, or listening off
+                // loopback) takes only it, and one that does not takes either.
+                Some(format!("{}={value}", super::SECURE_COOKIE))
             }
             _ => None,
         }
@@ -173,8 +157,6 @@ impl Upstream {
         if name != super::SECURE_COOKIE && name != super::PLAIN_COOKIE {
             return None;
         }
-        self.upstream_secure_cookie
-            .store(name == super::SECURE_COOKIE, std::sync::atomic::Ordering::Relaxed);
         let max_age = parts
             .filter_map(|a| a.trim().split_once('='))
             .find(|(k, _)| k.eq_ignore_ascii_case("max-age"))
@@ -330,7 +312,7 @@ mod tests {
         );
         assert_eq!(
             u.cookie_for_upstream(&headers).as_deref(),
-            Some("vsigner-session=tok")
+            Some("__Host-vsigner-session=tok")
         );
         // A second session cookie (planted by a sibling) or the plain name: none.
         headers.insert(
@@ -356,16 +338,14 @@ mod tests {
             .cookie_for_browser("tracker=1; Domain=example.com; Max-Age=9")
             .is_none());
         assert!(u.cookie_for_browser("vsigner-session=a b; Max-Age=9").is_none());
-        // The coordinator's own name is learned from its Set-Cookie.
-        u.cookie_for_browser("__Host-vsigner-session=t2; Path=/; Max-Age=1; Secure")
+        // Over plain HTTP the browser keeps the plain name; a sign-out's empty cookie passes.
+        let plain = upstream("http://127.0.0.1:8080", false);
+        let out = plain
+            .cookie_for_browser("__Host-vsigner-session=; Path=/; Max-Age=0; HttpOnly; Secure")
             .unwrap();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("__Host-vsigner-session=t2"),
-        );
         assert_eq!(
-            u.cookie_for_upstream(&headers).as_deref(),
-            Some("__Host-vsigner-session=t2")
+            out.to_str().unwrap(),
+            "vsigner-session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
         );
     }
 

@@ -73,17 +73,23 @@ pub(crate) fn run(args: ConsoleArgs) -> anyhow::Result<()> {
                 (origin.origin().ascii_serialization(), hosts)
             }
             None => {
-                let port = addr.port();
-                let hosts = vec![
-                    format!("localhost:{port}"),
-                    format!("127.0.0.1:{port}"),
-                    format!("[::1]:{port}"),
-                ];
-                // Browsers offer passkeys over plain HTTP only on localhost.
-                (format!("{scheme}://localhost:{port}"), hosts)
+                // Browsers offer passkeys over plain HTTP only on localhost, and leave a
+                // scheme's default port out of the origin and the Host header.
+                let default_port = if tls.is_some() { 443 } else { 80 };
+                let port = match addr.port() {
+                    p if p == default_port => String::new(),
+                    p => format!(":{p}"),
+                };
+                let hosts = ["localhost", "127.0.0.1", "[::1]"]
+                    .iter()
+                    .map(|h| format!("{h}{port}"))
+                    .collect();
+                (format!("{scheme}://localhost{port}"), hosts)
             }
         };
-        let upstream = Upstream::new(args.coordinator.clone(), ca, tls.is_some(), hosts)?;
+        // Behind a proxy that ends TLS, an https origin still means a Secure cookie.
+        let secure = tls.is_some() || args.origin.as_ref().is_some_and(|o| o.scheme() == "https");
+        let upstream = Upstream::new(args.coordinator.clone(), ca, secure, hosts)?;
         eprintln!(
             "vsigner console: serving {origin}/console/ (listening on {addr}) for the coordinator at {}; devices whose people approve here take HumanApprovalOrigin = {origin}; Ctrl-C or SIGTERM stops it",
             args.coordinator

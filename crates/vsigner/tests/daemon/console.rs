@@ -272,6 +272,7 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         human_request(&operator, op, c).await;
         let seen = tokio::task::block_in_place(|| page.step("approve", op, c, "Completed", None));
         assert_eq!(seen["signedInAs"], "alice");
+        assert!(seen["differs"].is_null(), "an honest page has no warning: {seen}");
         assert!(seen["request"].as_str().unwrap().contains(op.as_str()), "{seen}");
         completed(&operator.wait_final(op, KEYGEN).await);
     }

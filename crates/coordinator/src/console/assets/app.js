@@ -247,13 +247,26 @@ const OPERATION_NAMES = {
   OperationTransferOut_v3: "Sign a transfer",
 };
 
+// A name as it reads: one with invisible or direction-changing characters is shown with
+// them escaped, and marked.
+function visible(name) {
+  const s = String(name ?? "");
+  if (!INVISIBLE.test(s) && !/\p{Cc}/u.test(s)) return s;
+  return `⚠ ${JSON.stringify(s).replace(/[^\x20-\x7e]/g, (c) => `\\u{${c.codePointAt(0).toString(16)}}`)}`;
+}
+
+const signerList = (signers) =>
+  (Array.isArray(signers) ? signers : [])
+    .map((s) => `${visible(s.device && s.device.name)} (${s.id}, key ${String((s.device && s.device.publicKey) || "").slice(0, 12)}…) ×${s.weight}`)
+    .join(", ");
+
 // What a person approves, read only from the device's own request (the bytes their passkey
 // signs): [label, value] rows.
 function requestSummary(request) {
   const rows = [];
   const vault = (request.details && request.details.vault) || {};
   rows.push(["Operation", OPERATION_NAMES[request.__typename] || String(request.__typename)]);
-  rows.push(["Vault", `${(vault.details && vault.details.name) || vault.id} (${vault.curve}, ${vault.threshold} to sign)`]);
+  rows.push(["Vault", `${visible(vault.details && vault.details.name)} (${vault.id}; ${vault.curve}, ${vault.threshold} to sign)`]);
   if (vault.publicKey) rows.push(["Vault key", vault.publicKey]);
   const sd = request.signingData;
   if (sd) {
@@ -264,40 +277,55 @@ function requestSummary(request) {
   }
   const tx = request.transaction;
   if (tx) {
+    const token = request.asset && request.asset.contractAddress;
+    const calls = tx.data && tx.data !== "0x";
+    if (calls && !token) {
+      rows.push(["Effect", "⚠ a contract call this device does not decode: it may move any asset the vault holds"]);
+    }
     rows.push(["To", tx.to || "a new contract"]);
     rows.push(["Amount", `${weiAsEth(tx.value)} ETH`]);
-    if (tx.toAddress && tx.toAddress !== tx.to) rows.push(["Token recipient", tx.toAddress]);
-    if (request.asset && request.asset.contractAddress) rows.push(["Token", request.asset.contractAddress]);
-    if (request.amountOriginal && tx.toAddress !== tx.to) rows.push(["Token amount (smallest unit)", request.amountOriginal]);
+    if (token) {
+      rows.push(["Token", token]);
+      rows.push(["Token recipient", String(tx.toAddress)]);
+      rows.push(["Token amount (smallest unit)", String(request.amountOriginal ?? "unknown")]);
+    }
     rows.push(["Chain id", String(tx.chainId)]);
     rows.push(["Nonce, gas limit", `${tx.nonce}, ${tx.gasLimit}`]);
     rows.push(["Max fee, tip (wei per gas)", `${tx.maxFeePerGas}, ${tx.maxPriorityFeePerGas}`]);
-    if (tx.data && tx.data !== "0x") rows.push(["Call data", tx.data]);
+    try {
+      rows.push(["Max network fee", `${weiAsEth((BigInt(tx.gasLimit) * BigInt(tx.maxFeePerGas)).toString())} ETH`]);
+    } catch (_) {
+      // Shown per gas above.
+    }
+    if (calls) rows.push(["Call data", tx.data]);
   }
   const r = request.rDetails;
   if (r) {
     rows.push(["New threshold", String(r.newThreshold)]);
-    rows.push(["New signers", (r.newSigners || []).map((s) => `${s.device && s.device.name} (${s.id}) ×${s.weight}`).join(", ")]);
+    rows.push(["New signers", signerList(r.newSigners)]);
   }
-  const signers = vault.signers || [];
-  if (request.__typename === "OperationCreateVault_v3") {
-    rows.push(["Signers", signers.map((s) => `${s.device && s.device.name} (${s.id}) ×${s.weight}`).join(", ")]);
-  }
+  if (request.__typename === "OperationCreateVault_v3") rows.push(["Signers", signerList(vault.signers)]);
   return rows;
 }
 
 // Where the coordinator's own account of the operation differs from the device's request.
 function differences(op, request) {
   const out = [];
+  const same = (a, b) => String(a ?? "").replace(/^0x/, "").toLowerCase() === String(b ?? "").replace(/^0x/, "").toLowerCase();
   const vault = (request.details && request.details.vault) || {};
-  if (request.id && request.id !== op.id) out.push("the operation id");
-  if (vault.details && vault.details.name !== op.vault.name) out.push("the vault's name");
-  if (vault.publicKey && op.vault.publicKey && vault.publicKey.toLowerCase() !== op.vault.publicKey.toLowerCase()) out.push("the vault's key");
+  const kinds = { OperationCreateVault_v3: "Keygen", OperationReshare_v3: "Reshare", OperationSign: "Sign", OperationTransferOut_v3: "Sign" };
+  if (request.id !== op.id) out.push("the operation id");
+  if (kinds[request.__typename] !== op.kind) out.push("the kind of operation");
+  if (vault.id !== op.vaultId) out.push("the vault");
+  if (!vault.details || vault.details.name !== op.vault.name) out.push("the vault's name");
+  if (!same(vault.publicKey, op.vault.publicKey)) out.push("the vault's key");
   const sd = request.signingData;
-  if (op.sign && sd && sd.dataHex && sd.dataHex.toLowerCase() !== op.sign.payload.replace(/^0x/, "").toLowerCase()) {
-    out.push("what is signed");
+  if (Boolean(op.sign) !== Boolean(sd)) out.push("whether something is signed");
+  else if (sd) {
+    if (!same(sd.dataHex, op.sign.payload) || sd.payloadKind !== op.sign.payloadKind) out.push("what is signed");
+    if ((sd.derivationPath || null) !== (op.sign.derivationPath || null)) out.push("the child key");
+    if (Boolean(sd.taproot) !== Boolean(op.sign.taproot)) out.push("the Taproot tweak");
   }
-  if (op.sign && !sd) out.push("what is signed");
   return out;
 }
 
@@ -444,7 +472,16 @@ function humanApprovalCard(op, req) {
   } catch (_) {
     request = null;
   }
-  const differ = request ? differences(op, request) : [];
+  let differ = [];
+  let summary = null;
+  try {
+    differ = request ? differences(op, request) : [];
+    summary = request ? requestSummary(request) : null;
+  } catch (_) {
+    // A request this page cannot read: it shows the bytes alone.
+    summary = null;
+  }
+  const exact = request !== null && JSON.stringify(request) === req.request;
   const status = h("p", { role: "status" });
   const canAnswer = ["approver", "operator", "admin"].includes(state.user.role) && op.state === "AwaitingApproval";
   const answer = (verdict) => async () => {
@@ -475,9 +512,10 @@ function humanApprovalCard(op, req) {
         )
       : null,
     h("p", { class: "muted" }, "What you approve, read from the device's own request (your passkey signs exactly this request and your answer):"),
-    request
-      ? h("dl", { class: "summary" }, requestSummary(request).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, h("code", {}, v))]))
-      : h("p", { class: "error" }, "This request is not JSON: read it below before answering."),
+    summary
+      ? h("dl", { class: "summary" }, summary.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, h("code", {}, v))]))
+      : h("p", { class: "error" }, "This page cannot summarise this request: read it below before answering."),
+    summary && !exact ? h("p", { class: "error" }, "⚠ Some numbers in this request are too large for this page to show exactly: read the request below.") : null,
     h("details", {}, h("summary", {}, "The request, exactly"), h("pre", { class: "request" }, shown)),
     req.answers.length
       ? table(

@@ -80,3 +80,54 @@ export function eip1559(f) {
   out.set(body, 1);
   return `0x${[...out].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
+
+// RLP decoding (the inverse of `rlp`): bytes as Uint8Array, lists as arrays.
+export function rlpDecode(bytes) {
+  const [item, end] = rlpAt(bytes, 0);
+  if (end !== bytes.length) throw new Error("bytes after the RLP item");
+  return item;
+}
+
+function rlpAt(b, at) {
+  if (at >= b.length) throw new Error("truncated RLP");
+  const p = b[at];
+  const span = (start, length) => {
+    if (start + length > b.length) throw new Error("truncated RLP");
+    return [start, length];
+  };
+  const long = (n) => {
+    const [start] = span(at + 1, n);
+    let length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + b[start + i];
+    return span(start + n, length);
+  };
+  if (p < 0x80) return [b.subarray(at, at + 1), at + 1];
+  if (p < 0xc0) {
+    const [start, length] = p < 0xb8 ? span(at + 1, p - 0x80) : long(p - 0xb7);
+    return [b.subarray(start, start + length), start + length];
+  }
+  const [start, length] = p < 0xf8 ? span(at + 1, p - 0xc0) : long(p - 0xf7);
+  const items = [];
+  let i = start;
+  while (i < start + length) {
+    const [item, next] = rlpAt(b, i);
+    items.push(item);
+    i = next;
+  }
+  if (i !== start + length) throw new Error("an RLP list overruns its length");
+  return [items, start + length];
+}
+
+// The signed EIP-1559 transaction of an unsigned one (`0x02 ‖ rlp(fields)`, bytes) with a
+// 64-byte r ‖ s signature and its y parity: 0x02 ‖ rlp(fields ++ [yParity, r, s]).
+export function signedEip1559(unsigned, yParity, signature) {
+  if (unsigned[0] !== 2) throw new Error("not an EIP-1559 transaction");
+  const fields = rlpDecode(unsigned.subarray(1));
+  if (!Array.isArray(fields) || fields.length !== 9) throw new Error("not an EIP-1559 transaction's fields");
+  const scalar = (part) => bigBytes(BigInt(`0x${[...part].map((x) => x.toString(16).padStart(2, "0")).join("") || "0"}`));
+  const body = rlp([...fields, bigBytes(BigInt(yParity)), scalar(signature.subarray(0, 32)), scalar(signature.subarray(32, 64))]);
+  const out = new Uint8Array(body.length + 1);
+  out[0] = 2;
+  out.set(body, 1);
+  return out;
+}

@@ -123,6 +123,9 @@ export async function proveByPossession(entries) {
   if (Boolean(flags & 0x08) !== entry.backupEligible) {
     return fail("the authenticator's backup eligibility is not the file's: the device would refuse its answers");
   }
+  if (flags & 0x10 && !entry.backupEligible) {
+    return fail("the passkey says it is backed up, but the file says it may not be: the device would refuse its answers");
+  }
   const counter = new DataView(auth.buffer, auth.byteOffset + 33, 4).getUint32(0);
   if ((counter !== 0 || entry.counter !== 0) && counter <= entry.counter) {
     return fail(`the file's signature counter (${entry.counter}) is not below the authenticator's (${counter}): the device would refuse its answers`);

@@ -19,6 +19,7 @@ import { p256 } from "./vendor/noble-curves/nist.js";
 import { ed25519 } from "./vendor/noble-curves/ed25519.js";
 import { keccak_256 } from "./vendor/noble-hashes/sha3.js";
 import { sha256 } from "./vendor/noble-hashes/sha2.js";
+import { signedEip1559 } from "./eth.js";
 
 const bytes = (hex) => {
   const h = String(hex).replace(/^0x/, "");
@@ -83,7 +84,8 @@ export function verifyHere(op) {
     if (resultKey && resultKey !== vaultKey) {
       return { ok: false, text: `✗ The result names the key ${short(resultKey)}, not the vault's ${short(vaultKey)}.` };
     }
-    const pinned = op.vaultId ? pinnedKey(op.vaultId, vaultKey) : null;
+    if (!op.vaultId) return { ok: false, text: "✗ The operation names no vault: its key cannot be pinned." };
+    const pinned = pinnedKey(op.vaultId, vaultKey);
     if (pinned && pinned !== vaultKey) {
       return {
         ok: false,
@@ -108,9 +110,17 @@ export function verifyHere(op) {
       if (ok && forEthereum && recovery !== 0 && recovery !== 1) {
         return { ok: false, text: `✗ A transaction's recovery id must be 0 or 1, not ${recovery}.` };
       }
-      const raw = op.result.rawTransaction;
-      if (ok && raw && op.result.txHash && hex(keccak_256(bytes(raw))) !== op.result.txHash.replace(/^0x/, "").toLowerCase()) {
-        return { ok: false, text: "✗ The transaction hash shown is not the signed transaction's." };
+      // The signed transaction and its hash, when shown, must be this payload with this
+      // signature.
+      const { rawTransaction: raw, txHash } = op.result;
+      if (ok && forEthereum && (raw || txHash)) {
+        const signed = signedEip1559(payload, recovery, signature);
+        if (!raw || hex(signed) !== raw.replace(/^0x/, "").toLowerCase()) {
+          return { ok: false, text: "✗ The signed transaction shown is not this transaction with this signature." };
+        }
+        if (txHash && hex(keccak_256(signed)) !== txHash.replace(/^0x/, "").toLowerCase()) {
+          return { ok: false, text: "✗ The transaction hash shown is not the signed transaction's." };
+        }
       }
       if (ok && recovery !== null && recovery !== undefined) {
         const recovered = secp256k1.recoverPublicKey(Uint8Array.of(recovery, ...signature), digest, { prehash: false });
