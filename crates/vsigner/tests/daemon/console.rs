@@ -511,3 +511,34 @@ fn the_consoles_ethereum_transactions_decode_as_alloy_reads_them() {
     assert_eq!(hex::encode(&t.input), data);
     assert!(t.access_list.is_empty());
 }
+
+/// `vsigner console` refuses, in one sentence naming the fix, what would be unsafe: a
+/// coordinator over plain HTTP on another machine, or listening off loopback without the
+/// origin people open.
+#[test]
+fn the_console_apart_refuses_an_unsafe_start() {
+    for (args, says) in [
+        (
+            &[
+                "--coordinator",
+                "http://coordinator.example:8080",
+                "--listen",
+                "127.0.0.1:0",
+            ][..],
+            "plain HTTP only to this machine",
+        ),
+        (
+            &["--coordinator", "http://127.0.0.1:8080", "--listen", "0.0.0.0:0"][..],
+            "give --origin",
+        ),
+        (
+            &["--coordinator", "ftp://127.0.0.1", "--listen", "127.0.0.1:0"][..],
+            "http(s)://host:port",
+        ),
+    ] {
+        let out = Command::new(bin()).arg("console").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
