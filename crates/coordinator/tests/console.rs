@@ -8,7 +8,10 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-per_backend!(console_sessions_csrf_and_roles);
+per_backend!(
+    console_sessions_csrf_and_roles,
+    console_passwords_change_and_reset
+);
 
 const CREATE_USER: &str =
     "mutation($n: String!, $r: String!) { createConsoleUser(name: $n, role: $r) { user { id name role } password } }";
@@ -71,6 +74,97 @@ impl Browser {
     async fn gql(&self, query: &str, vars: Value) -> Value {
         self.gql_with(self.csrf.as_deref(), query, vars).await
     }
+
+    /// `POST /console/password` with the cookie and CSRF token: the status.
+    async fn change_password(&self, current: &str, new: &str) -> u16 {
+        let mut req = self
+            .http
+            .post(format!("{}/console/password", self.coord_base))
+            .json(&json!({"current": current, "new": new}));
+        if let Some(cookie) = &self.cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let Some(csrf) = &self.csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+}
+
+/// People change their own password (the current one must verify; their other sessions
+/// end, this one stays); an operator or a console admin gives a new one to a person who
+/// forgot theirs (their sessions end); nobody else can.
+async fn console_passwords_change_and_reset(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let org = init.org_id.to_string();
+    let c = Coord::start(&db).await;
+    let (operator, _) = c.org(&init).await;
+    let made = operator
+        .ok(CREATE_USER, json!({"n": "ann", "r": "approver"}))
+        .await;
+    let ann_id = made["createConsoleUser"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = made["createConsoleUser"]["password"].as_str().unwrap().to_owned();
+    let admin = operator.ok(CREATE_USER, json!({"n": "ada", "r": "admin"})).await;
+    let admin_password = admin["createConsoleUser"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut laptop = Browser::new(&c);
+    let mut phone = Browser::new(&c);
+    assert_eq!(laptop.sign_in(&org, "ann", &first).await.0, 200);
+    assert_eq!(phone.sign_in(&org, "ann", &first).await.0, 200);
+
+    // Refused: without the CSRF token, a wrong current password, a short or unchanged one.
+    let csrf = laptop.csrf.take();
+    assert_eq!(
+        laptop.change_password(&first, "a brand new passphrase").await,
+        403
+    );
+    laptop.csrf = csrf;
+    assert_eq!(
+        laptop.change_password("wrong", "a brand new passphrase").await,
+        401
+    );
+    assert_eq!(laptop.change_password(&first, "short").await, 400);
+    assert_eq!(laptop.change_password(&first, &first).await, 400);
+    // Changed: this session stays, the phone's ends; only the new password signs in.
+    let second = "a brand new passphrase";
+    assert_eq!(laptop.change_password(&first, second).await, 204);
+    assert!(laptop.gql("query { vaults { id } }", json!({})).await["data"].is_object());
+    assert_eq!(
+        code(&phone.gql("query { vaults { id } }", json!({})).await),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(Browser::new(&c).sign_in(&org, "ann", &first).await.0, 401);
+    assert_eq!(Browser::new(&c).sign_in(&org, "ann", second).await.0, 200);
+
+    // Ann may not reset anyone's password; an admin and an operator client may.
+    let reset = "mutation($id: ID!) { resetConsolePassword(id: $id) { user { name } password } }";
+    assert_eq!(code(&laptop.gql(reset, json!({"id": ann_id})).await), "FORBIDDEN");
+    let mut ada = Browser::new(&c);
+    assert_eq!(ada.sign_in(&org, "ada", &admin_password).await.0, 200);
+    let given = ada.gql(reset, json!({"id": ann_id})).await;
+    let third = given["data"]["resetConsolePassword"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(given["data"]["resetConsolePassword"]["user"]["name"], "ann");
+    // Her sessions ended; the new password signs in, the old does not.
+    assert_eq!(
+        code(&laptop.gql("query { vaults { id } }", json!({})).await),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(Browser::new(&c).sign_in(&org, "ann", second).await.0, 401);
+    assert_eq!(Browser::new(&c).sign_in(&org, "ann", &third).await.0, 200);
+    let again = operator.ok(reset, json!({"id": ann_id})).await;
+    assert!(again["resetConsolePassword"]["password"].is_string());
+    assert_eq!(
+        operator.err(reset, json!({"id": "usr_nobody"})).await,
+        "NOT_FOUND"
+    );
 }
 
 fn code(v: &Value) -> &str {

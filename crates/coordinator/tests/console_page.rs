@@ -35,6 +35,11 @@ fn node_available() -> bool {
 
 /// `verifyHere` of each operation, as the page computes it (`null`, or `{ok, text}`).
 fn verify_in_node(ops: &[Value]) -> Vec<Value> {
+    serde_json::from_value(run_in_node("verify.js", "verifyHere", &json!(ops))).unwrap()
+}
+
+/// `function` of the page's module `module` mapped over `inputs` (an array), in Node.
+fn run_in_node(module: &str, function: &str, inputs: &Value) -> Value {
     // Node resolves `@noble/hashes/…` inside the vendored noble-curves as the page's import
     // map does.
     let hashes = format!("file://{}/vendor/noble-hashes/", assets().display());
@@ -44,14 +49,14 @@ fn verify_in_node(ops: &[Value]) -> Vec<Value> {
     let script = format!(
         "import {{ register }} from 'node:module';
          register('data:text/javascript,' + encodeURIComponent({hook:?}));
-         const {{ verifyHere }} = await import({verify:?});
-         const ops = JSON.parse(process.env.OPS);
-         console.log(JSON.stringify(ops.map((op) => verifyHere(op))));",
-        verify = format!("file://{}/verify.js", assets().display()),
+         const m = await import({url:?});
+         const inputs = JSON.parse(process.env.INPUTS);
+         console.log(JSON.stringify(inputs.map((i) => m[{function:?}](i))));",
+        url = format!("file://{}/{module}", assets().display()),
     );
     let out = Command::new("node")
         .args(["--input-type=module", "-e", &script])
-        .env("OPS", serde_json::to_string(ops).unwrap())
+        .env("INPUTS", inputs.to_string())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -256,6 +261,105 @@ fn the_page_verifies_signatures_itself_and_refuses_the_coordinators_lies() {
     let mut child = good[0].clone();
     child["sign"]["derivationPath"] = json!("m/0/1");
     assert_eq!(verify_in_node(&[child])[0], Value::Null);
+}
+
+/// The page's audit check (`assets/audit.js`) agrees with `vsigner audit verify` on logs
+/// made with vsigner-records: every statement and record verifies, every device action is
+/// backed; a changed statement, an action without a statement and a record naming another
+/// organisation are each reported.
+#[test]
+fn the_page_verifies_the_audit_logs_device_signatures() {
+    use vsigner_records::{DeviceRecord, Statement, StatementKind};
+    if !node_available() {
+        return;
+    }
+    let org = "org_1";
+    let keys = [
+        ed25519_dalek::SigningKey::from_bytes(&[0x61; 32]),
+        ed25519_dalek::SigningKey::from_bytes(&[0x62; 32]),
+    ];
+    let record = |id: &str, key: &ed25519_dalek::SigningKey, org: &str| {
+        DeviceRecord {
+            organisation_id: org.into(),
+            device_id: id.into(),
+            signing_key: key.verifying_key().to_bytes(),
+            encryption_key: [7; 32],
+            revision: 1,
+        }
+        .sign(key)
+        .to_hex()
+    };
+    let device = |id: &str, key: &ed25519_dalek::SigningKey, rec: String| json!({"id": id, "identitySigningKey": hex::encode(key.verifying_key().to_bytes()), "record": rec});
+    let statement = |seq: u32,
+                     id: &str,
+                     key: &ed25519_dalek::SigningKey,
+                     kind: StatementKind,
+                     content: &[&str]| {
+        let signature = Statement {
+            organisation_id: org,
+            operation_id: "op_1",
+            device_id: id,
+            kind,
+            content: content.to_vec(),
+        }
+        .sign(key);
+        json!({"seq": seq.to_string(), "entityKind": "operation", "entityId": "op_1", "actor": id,
+               "event": "device_statement",
+               "detail": json!({"kind": kind.as_str(), "content": content, "signature": signature}).to_string()})
+    };
+    let action = |seq: u32, id: &str, event: &str| json!({"seq": seq.to_string(), "entityKind": "operation", "entityId": "op_1", "actor": id, "event": event, "detail": "{}"});
+    let honest = json!({
+        "organisationId": org,
+        "devices": [device("dev_a", &keys[0], record("dev_a", &keys[0], org)),
+                    device("dev_b", &keys[1], record("dev_b", &keys[1], org))],
+        "auditLog": [
+            statement(1, "dev_a", &keys[0], StatementKind::Vote, &["approve"]),
+            action(2, "dev_a", "vote"),
+            statement(3, "dev_b", &keys[1], StatementKind::KeygenResult, &["02ab", "cc"]),
+            action(4, "dev_b", "keygen_result"),
+            action(5, "cli_operator", "vote"),
+        ],
+    });
+    // A coordinator that changed a vote, wrote an action no device signed, and kept a
+    // record of another organisation.
+    let mut lying = honest.clone();
+    let mut changed: Value = serde_json::from_str(lying["auditLog"][0]["detail"].as_str().unwrap()).unwrap();
+    changed["content"] = json!(["reject"]);
+    lying["auditLog"][0]["detail"] = json!(changed.to_string());
+    lying["auditLog"]
+        .as_array_mut()
+        .unwrap()
+        .push(action(6, "dev_b", "vote"));
+    lying["devices"][1]["record"] = json!(record("dev_b", &keys[1], "org_other"));
+    let seen = run_in_node("audit.js", "verifyAudit", &json!([honest, lying]));
+    assert_eq!(
+        seen[0],
+        json!({"statements": 2, "records": 2, "actions": 2, "problems": []}),
+        "{seen}"
+    );
+    let problems: Vec<&str> = seen[1]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems[0].contains("names another device, organisation or key"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("vote statement of device dev_a on op_1 is not signed"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].contains("entry 2: vote of device dev_a"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[3].contains("entry 6: vote of device dev_b"),
+        "{problems:?}"
+    );
 }
 
 /// The vendored noble modules are npm's published files, unchanged, and every one the

@@ -507,7 +507,9 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
             sum <= e2e["max_ms"].as_f64().unwrap() * 1.5 + 1.0,
             "{kind}: stages {sum} ms against {e2e}"
         );
-        // Each of the three devices votes on every signature (the third abstains).
+        // Every signature takes the two approvals its quorum needs as votes; the third
+        // device (which abstains) may find the operation done before it votes, on a
+        // loaded machine.
         let calls = report["coordinator_calls"].as_array().unwrap();
         let per_signature = |call: &str| {
             calls
@@ -515,7 +517,7 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
                 .find(|c| c["call"] == call)
                 .map_or(0.0, |c| c["per_signature"].as_f64().unwrap())
         };
-        assert!(per_signature("vote") >= 3.0, "{kind}: {calls:?}");
+        assert!(per_signature("vote") >= 2.0, "{kind}: {calls:?}");
         assert_eq!(per_signature("requestSignature"), 1.0, "{kind}: {calls:?}");
     }
     // --throughput: sustained EdDSA signing, then ECDSA message signatures offered at 80 % of

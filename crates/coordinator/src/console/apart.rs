@@ -10,7 +10,7 @@
 //! - The page's files (`/console/`, its scripts, the vendored noble libraries) are this
 //!   binary's own copies.
 //! - The API paths the page calls (`/graphql`, `/console/session`, `/console/events`,
-//!   `/console/passkeys…`) are forwarded to the coordinator with the browser's cookie,
+//!   `/console/password`, `/console/passkeys…`) are forwarded to the coordinator with the browser's cookie,
 //!   CSRF token and `Origin` (the origin a passkey is registered for is this one). Their
 //!   answers are data: each goes back with `Content-Security-Policy: sandbox` and
 //!   `nosniff`, so that even HTML from the coordinator, opened in a tab, runs nothing on
@@ -185,6 +185,7 @@ pub fn routes(upstream: Upstream) -> axum::Router {
             .route("/graphql", post(forward))
             .route("/console/session", get(forward).post(forward).delete(forward))
             .route("/console/events", get(forward))
+            .route("/console/password", post(forward))
             .route("/console/passkeys/options", post(forward))
             .route("/console/passkeys", post(forward))
             .with_state(upstream),

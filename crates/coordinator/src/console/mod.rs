@@ -7,6 +7,8 @@
 //!   coordinator serves HTTPS) and answers `{"user", "csrfToken"}`.
 //! - `GET /console/session`: who is signed in, and the CSRF token again (a reloaded page).
 //! - `DELETE /console/session`: signs out (CSRF token required).
+//! - `POST /console/password` `{"current", "new"}`: changes one's own password (CSRF token
+//!   required); the person's other sessions end.
 //! - `GET /console/events`: server-sent events, one `operation` event
 //!   (`{"id", "state"}`) per committed change of an operation of the user's organisation;
 //!   only a hint to read it again. The stream ends with the session.
@@ -44,6 +46,7 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const ETH_JS: &str = include_str!("assets/eth.js");
 const VERIFY_JS: &str = include_str!("assets/verify.js");
 const PASSKEYS_JS: &str = include_str!("assets/passkeys.js");
+const AUDIT_JS: &str = include_str!("assets/audit.js");
 
 macro_rules! vendored {
     ($path:literal) => {
@@ -240,6 +243,7 @@ pub fn routes(state: ConsoleState) -> axum::Router {
                 get(current_session).post(sign_in).delete(sign_out),
             )
             .route("/console/events", get(events))
+            .route("/console/password", axum::routing::post(change_password))
             .route("/console/passkeys/options", axum::routing::post(passkey_options))
             .route("/console/passkeys", axum::routing::post(passkey_register))
             .with_state(state),
@@ -275,6 +279,10 @@ fn page_routes() -> axum::Router {
         .route(
             "/console/passkeys.js",
             get(|| async { page(PASSKEYS_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/audit.js",
+            get(|| async { page(AUDIT_JS, "text/javascript; charset=utf-8") }),
         )
         .route("/console/vendor/{*path}", get(vendored))
 }
@@ -359,6 +367,35 @@ async fn sign_in(State(state): State<ConsoleState>, Json(req): Json<SignIn>) -> 
             )
                 .into_response()
         }
+        Err(e) => error(&e),
+    }
+}
+
+/// A password change. No `Debug`: it carries passwords.
+#[derive(Deserialize)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// `POST /console/password` `{"current", "new"}`: the signed-in person changes their own
+/// password (CSRF token required); their other sessions end.
+async fn change_password(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Json(req): Json<PasswordChange>,
+) -> Response {
+    let changed = async {
+        let session = changing_session(&state, &headers).await?;
+        let token = session_token(&headers, state.secure)
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "not signed in"))?;
+        state
+            .service
+            .change_console_password(&session.user, &token, &req.current, &req.new)
+            .await
+    };
+    match changed.await {
+        Ok(()) => (StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, "no-store")]).into_response(),
         Err(e) => error(&e),
     }
 }

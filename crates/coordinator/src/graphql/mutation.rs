@@ -188,6 +188,20 @@ impl OperatorMutation {
             .map_err(gql)
     }
 
+    /// Gives a web console user a new generated password, returned only here, and ends its
+    /// sessions (operator API clients and console admins): for a person who forgot theirs.
+    async fn reset_console_password(&self, ctx: &Context<'_>, id: ID) -> GqlResult<ConsoleUserCreated> {
+        let p = ctx_principal(ctx)?;
+        let (user, password) = ctx_service(ctx)?
+            .reset_console_password(p, &id)
+            .await
+            .map_err(gql)?;
+        Ok(ConsoleUserCreated {
+            user: user.into(),
+            password: password.expose().to_owned(),
+        })
+    }
+
     /// Creates a vault (Pending) and returns its Keygen operation (operators).
     async fn create_vault(
         &self,

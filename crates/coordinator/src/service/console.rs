@@ -19,6 +19,8 @@ pub const SESSION_TTL_MS: Millis = 8 * 3600 * 1000;
 pub const MAX_FAILURES: u32 = 5;
 /// The window over which failures count.
 pub const FAILURE_WINDOW_MS: Millis = 5 * 60 * 1000;
+/// The shortest password a person may choose.
+pub const MIN_PASSWORD_CHARS: usize = 12;
 /// At most this many names are remembered (the oldest window gives way).
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -153,6 +155,123 @@ impl Service {
             .await?;
         tx.commit().await?;
         Ok(user)
+    }
+
+    /// Changes the signed-in user's own password: `current` must verify (a failure counts
+    /// toward the name's sign-in lock-out), `new` must be 12 to 256 characters and not the
+    /// current one. The user's other sessions end; the one with `token` stays.
+    pub async fn change_console_password(
+        &self,
+        user: &ConsoleUser,
+        token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<()> {
+        let length = new.chars().count();
+        if !(MIN_PASSWORD_CHARS..=256).contains(&length) {
+            return Err(Error::invalid_input(format!(
+                "a new password must be {MIN_PASSWORD_CHARS} to 256 characters"
+            )));
+        }
+        if new == current {
+            return Err(Error::invalid_input("the new password is the current one"));
+        }
+        let now = self.clock.now();
+        let key = (user.org_id.to_string(), user.name.clone());
+        if self.sign_ins.locked(&key, now) {
+            return Err(Error::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "too many wrong passwords for this name; wait {} minutes",
+                    FAILURE_WINDOW_MS / 60_000
+                ),
+            ));
+        }
+        let hash = {
+            let _slot = self.verification_slot("sign-ins").await?;
+            let stored = self
+                .store
+                .console_user(user.org_id.as_str(), &user.name)
+                .await?
+                .map(|(_, h)| h)
+                .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "this user no longer exists"))?;
+            let (given, new) = (Secret::new(current.to_owned()), Secret::new(new.to_owned()));
+            tokio::task::spawn_blocking(move || {
+                if auth::verify_secret(given.expose(), &stored) {
+                    auth::hash_secret(&new).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await
+            .map_err(|e| Error::internal("argon2", e))??
+        };
+        let Some(hash) = hash else {
+            self.sign_ins.failed(key, now);
+            return Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "the current password is wrong",
+            ));
+        };
+        let mut tx = self.store.begin().await?;
+        self.store
+            .set_console_password(
+                &mut tx,
+                &user.org_id,
+                user.id.as_str(),
+                &hash,
+                Some(&auth::token_hash(token)),
+            )
+            .await?
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "this user no longer exists"))?;
+        let event = AuditEvent {
+            event: "console_password_changed".into(),
+            actor: Some(user.id.to_string()),
+            detail: serde_json::json!({"user": user.id, "name": user.name}),
+        };
+        self.store
+            .audit(
+                &mut tx,
+                &user.org_id,
+                "console_user",
+                user.id.as_str(),
+                now,
+                &[event],
+            )
+            .await?;
+        tx.commit().await?;
+        tracing::info!(user = %user.id, name = %user.name, "console password changed");
+        Ok(())
+    }
+
+    /// Gives a console user a new generated password, returned once, and ends its sessions
+    /// (operator API clients and console admins): for a person who forgot theirs.
+    pub async fn reset_console_password(&self, p: &Principal, id: &str) -> Result<(ConsoleUser, Secret)> {
+        Self::require_operator(p)?;
+        let password = auth::new_console_password();
+        let hash = {
+            let p = password.clone();
+            tokio::task::spawn_blocking(move || auth::hash_secret(&p))
+                .await
+                .map_err(|e| Error::internal("argon2", e))??
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let user = self
+            .store
+            .set_console_password(&mut tx, &p.org_id, id, &hash, None)
+            .await?
+            .ok_or_else(|| Error::not_found("console user", id))?;
+        let event = AuditEvent {
+            event: "console_password_reset".into(),
+            actor: Some(p.client_id.to_string()),
+            detail: serde_json::json!({"user": user.id, "name": user.name}),
+        };
+        self.store
+            .audit(&mut tx, &p.org_id, "console_user", id, now, &[event])
+            .await?;
+        tx.commit().await?;
+        Ok((user, password))
     }
 
     /// Signs a console user in. Every attempt verifies one Argon2 hash (a fixed dummy one for

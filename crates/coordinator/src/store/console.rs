@@ -171,6 +171,45 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// Sets a console user's password hash (a user of `org` not revoked) and ends its
+    /// sessions, all but the one whose token hash is `keep`; the user, or `None` when there
+    /// is no such user.
+    pub async fn set_console_password(
+        &self,
+        c: &mut AnyConnection,
+        org: &OrgId,
+        id: &str,
+        hash: &str,
+        keep: Option<&str>,
+    ) -> Result<Option<ConsoleUser>> {
+        let changed = sqlx::query(
+            "UPDATE console_users SET password_hash = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(org.as_str())
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM console_sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(id)
+            .bind(keep.unwrap_or_default())
+            .execute(&mut *c)
+            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM console_users u WHERE u.org_id = $1 AND u.id = $2"
+        ))
+        .bind(org.as_str())
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     /// Stores a passkey a user registered.
     pub async fn insert_console_passkey(&self, p: &ConsolePasskey) -> Result<()> {
         let mut c = self.pool.acquire().await?;

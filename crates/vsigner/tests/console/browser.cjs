@@ -142,11 +142,31 @@ async function shot(page, name, fullPage = true) {
       seen.summary = await page.locator("#proof-summary").textContent();
       seen.error = await page.locator("#proof-file ~ p.error").textContent();
       if (step.shot) await shot(page, step.shot);
+    } else if (step.action === "password") {
+      // The person changes their own password on their account page.
+      await page.click("#who-name");
+      await page.waitForSelector("#change-password");
+      await page.fill("#current-password", step.password);
+      await page.fill("#new-password", step.newPassword);
+      await page.fill("#repeat-password", step.newPassword);
+      if (step.shot) await shot(page, step.shot);
+      await page.click("#change-password button[type=submit]");
+      await page.locator("#change-password p.notice, #change-password p.error:not(:empty)").first().waitFor();
+      seen.status = await page.locator("#change-password p.notice").textContent().catch(() => null);
+      seen.error = await page.locator("#change-password p.error").textContent();
+    } else if (step.action === "whoami") {
+      // Signing in is the step.
     } else if (step.action === "look") {
       for (const view of ["operations", "vaults", "devices", "audit"]) {
         await page.goto(`${step.base}/console/#/${view}`);
         await page.waitForSelector("main h1");
         await page.waitForTimeout(300);
+        if (view === "audit") {
+          // Every device signature in the log, checked in the page.
+          await page.click("#verify-audit");
+          await page.locator("#audit-verified p.verified, #audit-verified p.error").first().waitFor();
+          seen.audit = await page.locator("#audit-verified p").first().textContent();
+        }
         await shot(page, view, view !== "audit");
       }
     } else {

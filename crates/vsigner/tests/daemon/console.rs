@@ -462,8 +462,29 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
     assert_eq!(now["vault"]["keyGeneration"], 1, "{now}");
     assert_eq!(now["vault"]["signers"].as_array().unwrap().len(), 3, "{now}");
 
+    // Olivia changes her password on her account page; the new one signs her in.
+    let new_password = "correct horse battery staple";
+    let changed = tokio::task::block_in_place(|| {
+        page.as_operator(json!({"action": "password", "newPassword": new_password, "shot": "account"}))
+    });
+    assert!(
+        changed["status"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("was changed"),
+        "{changed}"
+    );
+    page.operator_password = new_password.to_owned();
+    let again = tokio::task::block_in_place(|| page.as_operator(json!({"action": "whoami"})));
+    assert_eq!(again["signedInAs"], "olivia");
+
     // The other pages, for the README.
-    tokio::task::block_in_place(|| page.step("look", "", "", "", Some("1")));
+    let looked = tokio::task::block_in_place(|| page.step("look", "", "", "", Some("1")));
+    let audit = looked["audit"].as_str().unwrap_or_default();
+    assert!(
+        audit.starts_with("✓ ") && !audit.starts_with("✓ 0 device statements"),
+        "the page verifies every device signature in the audit log: {looked}"
+    );
     drop(webhook);
 }
 

@@ -1,6 +1,7 @@
 import { eip1559 } from "./eth.js";
 import { verifyHere } from "./verify.js";
 import { b64url, fileEntries, fromB64url, proveByPossession } from "./passkeys.js";
+import { verifyAudit } from "./audit.js";
 
 // The vsigner console: one page, no build step. It reads and writes through the
 // coordinator's GraphQL API with the session cookie and the CSRF token, hears of changes
@@ -10,6 +11,11 @@ const state = { user: null, csrf: null, view: null, refresh: null, events: null 
 const main = () => document.getElementById("main");
 
 // ---------- small helpers ----------
+
+// Replaces the page's content (null, false and nested arrays allowed, as in `h`).
+function render(...parts) {
+  main().replaceChildren(...parts.flat(Infinity).filter((p) => p !== null && p !== undefined && p !== false));
+}
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -143,7 +149,7 @@ function signInView() {
     form.password.value = "";
     signedIn(body.user, body.csrfToken);
   });
-  main().replaceChildren(form);
+  render(form);
 }
 
 // ---------- live updates ----------
@@ -174,6 +180,7 @@ const views = {
   devices: devicesView,
   audit: auditView,
   passkeys: passkeysView,
+  account: accountView,
 };
 
 const mayRequest = () => ["operator", "admin"].includes(state.user.role);
@@ -190,7 +197,7 @@ function route() {
 }
 
 function showError(e) {
-  main().replaceChildren(h("div", { class: "card error", role: "alert" }, e.message));
+  render(h("div", { class: "card error", role: "alert" }, e.message));
 }
 
 function table(headers, rows) {
@@ -343,7 +350,7 @@ async function operationsView() {
       h("td", { class: "wide" }, when(op.createdAt)),
     ),
   );
-  main().replaceChildren(
+  render(
     h("h1", {}, "Operations"),
     h(
       "div",
@@ -450,7 +457,7 @@ async function operationView(id) {
       ),
     );
   }
-  main().replaceChildren(...parts);
+  render(...parts);
   const here = verifyHere(op);
   const shown = document.getElementById("verified");
   if (shown && here !== null) {
@@ -615,7 +622,7 @@ async function vaultsView() {
       ),
     ),
   );
-  main().replaceChildren(
+  render(
     h("h1", {}, "Vaults"),
     h(
       "div",
@@ -727,7 +734,7 @@ async function reshareView(vaultId) {
       error.textContent = e.message;
     }
   });
-  main().replaceChildren(
+  render(
     h("h1", {}, `Reshare ${v.name}`),
     h(
       "p",
@@ -806,7 +813,7 @@ async function signView(vaultId) {
       error.textContent = e.message;
     }
   });
-  main().replaceChildren(
+  render(
     h("h1", {}, `Request a signature from ${v.name}`),
     h("p", { class: "muted" }, `${v.curve}, ${v.threshold} shares to sign`, v.ethereumAddress ? `, address ${v.ethereumAddress}` : ""),
     form,
@@ -825,7 +832,7 @@ async function devicesView() {
       h("td", { class: "wide" }, h("code", {}, d.identitySigningKey)),
     ),
   );
-  main().replaceChildren(
+  render(
     h("h1", {}, "Devices"),
     h(
       "div",
@@ -852,8 +859,38 @@ async function auditView() {
         h("td", { class: "wide" }, h("code", {}, e.detail.length > 160 ? `${e.detail.slice(0, 160)}…` : e.detail)),
       ),
     );
-  main().replaceChildren(
+  const result = h("div", { id: "audit-verified", role: "status" });
+  const check = async () => {
+    result.replaceChildren(h("p", { class: "muted" }, "Checking every device signature…"));
+    try {
+      const all = await gql(
+        `query { me { organisationId } devices { id identitySigningKey record } auditLog { seq entityKind entityId at actor event detail } }`,
+      );
+      const r = verifyAudit({ organisationId: all.me.organisationId, devices: all.devices, auditLog: all.auditLog });
+      result.replaceChildren(
+        ...[
+          h(
+          "p",
+          { class: r.problems.length ? "error" : "verified" },
+          `${r.problems.length ? "✗" : "✓"} ${r.statements} device statements and ${r.records} device records verified in this browser; ${r.actions} device actions each signed by their device${r.problems.length ? `; ${r.problems.length} problems:` : "."}`,
+        ),
+          r.problems.length ? h("ul", {}, r.problems.slice(0, 50).map((p) => h("li", {}, p))) : null,
+          h("p", { class: "muted" }, "The devices' public keys are the coordinator's list: compare them with your devices' own (Devices page, and each device's log) to rely on this."),
+        ].filter(Boolean),
+      );
+    } catch (e) {
+      result.replaceChildren(h("p", { class: "error" }, e.message));
+    }
+  };
+  render(
     h("h1", {}, "Audit log"),
+    h(
+      "div",
+      { class: "card" },
+      h("p", {}, "Every vote, result and failure a device reports reaches this log with the device's own Ed25519 signature. Check them all here (as vsigner audit verify does):"),
+      h("div", { class: "actions" }, h("button", { type: "button", id: "verify-audit", onclick: check }, "Verify device signatures")),
+      result,
+    ),
     h("p", { class: "muted" }, "The latest 200 entries, newest first."),
     h("div", { class: "card" }, table([["#"], ["When"], ["Event"], ["Entity"], ["Actor", "wide"], ["Detail", "wide"]], rows)),
   );
@@ -869,9 +906,49 @@ async function post(path, body) {
     credentials: "same-origin",
     body: JSON.stringify(body),
   });
-  const data = await resp.json();
+  const data = resp.status === 204 ? {} : await resp.json();
   if (!resp.ok) throw new ApiError(data.message || resp.statusText, data.error);
   return data;
+}
+
+// One's own account: the password. Changing it ends one's other sessions.
+async function accountView() {
+  const error = h("p", { class: "error", role: "alert" });
+  const status = h("p", { role: "status" });
+  const field = (id, label, attrs = {}) => [h("label", { for: id }, label), h("input", { id, name: id, type: "password", required: true, ...attrs })];
+  const form = h(
+    "form",
+    { class: "card", id: "change-password" },
+    h("h2", {}, "Change your password"),
+    ...field("current-password", "Current password", { autocomplete: "current-password" }),
+    ...field("new-password", "New password (12 characters or more)", { autocomplete: "new-password", minlength: 12, maxlength: 256 }),
+    ...field("repeat-password", "New password again", { autocomplete: "new-password" }),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Change password")),
+    status,
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    status.textContent = "";
+    if (form["new-password"].value !== form["repeat-password"].value) {
+      error.textContent = "The new password and its repetition differ.";
+      return;
+    }
+    try {
+      await post("/console/password", { current: form["current-password"].value, new: form["new-password"].value });
+      form.reset();
+      status.className = "notice";
+      status.textContent = "Your password was changed; your other sessions have ended.";
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  render(
+    h("h1", {}, `${state.user.name}`),
+    h("p", { class: "muted" }, `Role: ${state.user.role}. An admin or an operator can also give you a new password (resetConsolePassword) if you forget yours.`),
+    form,
+  );
 }
 
 async function registerPasskey() {
@@ -948,7 +1025,7 @@ async function passkeysView() {
     },
     "Register a passkey",
   );
-  main().replaceChildren(
+  render(
     h("h1", {}, "Passkeys"),
     h(
       "div",

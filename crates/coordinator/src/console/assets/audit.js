@@ -1,0 +1,169 @@
+// The audit log's device signatures checked in this browser, as `vsigner audit verify`
+// checks them (crates/vsigner/src/commands/audit.rs; the formats are vsigner-records'):
+// - each device record verifies under the key it names and names its device and
+//   organisation;
+// - each `device_statement` entry verifies under its device's signing key, for the
+//   operation it is filed under;
+// - each device action the log records (vote, failure, keygen, reshare and presign results,
+//   accepted or refused signature) has a verified statement of that device for that
+//   operation: an action the coordinator wrote without one is a problem.
+// The devices' public keys are the coordinator's list, as for the CLI: compare them with
+// your devices' own (`vsigner run` logs them) to rely on the result.
+import { ed25519 } from "./vendor/noble-curves/ed25519.js";
+
+const enc = new TextEncoder();
+const RECORD_DOMAIN = enc.encode("vsigner/device-record/v1\0");
+const STATEMENT_DOMAIN = enc.encode("vsigner/device-statement/v1\0");
+
+const bytes = (hex) => {
+  const h = String(hex ?? "");
+  if (h.length % 2 || /[^0-9a-fA-F]/.test(h)) throw new Error("not hex");
+  return Uint8Array.from(h.match(/../g) || [], (b) => parseInt(b, 16));
+};
+
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const u32 = (n) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+};
+// A length-prefixed field (u32 big-endian length).
+const field = (b) => concat([u32(b.length), b]);
+const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+const verify = (signature, message, key) => {
+  try {
+    return ed25519.verify(signature, message, key, { zip215: false });
+  } catch (_) {
+    return false;
+  }
+};
+
+// A device record (`SignedDeviceRecord::to_bytes`): "VSDR" ‖ 1 ‖ u8 len ‖ organisation ‖
+// u8 len ‖ device ‖ signing key ‖ encryption key ‖ revision (u64) ‖ signature.
+function parseRecord(b) {
+  let at = 0;
+  const take = (n) => {
+    if (at + n > b.length) throw new Error("truncated");
+    const out = b.subarray(at, at + n);
+    at += n;
+    return out;
+  };
+  if (!same(take(4), enc.encode("VSDR")) || take(1)[0] !== 1) throw new Error("not a device record");
+  const text = () => new TextDecoder("utf-8", { fatal: true }).decode(take(take(1)[0]));
+  const organisation = text();
+  const device = text();
+  const signingKey = take(32);
+  const encryptionKey = take(32);
+  const revision = take(8);
+  const signature = take(64);
+  if (at !== b.length) throw new Error("trailing bytes");
+  const signed = concat([RECORD_DOMAIN, field(enc.encode(organisation)), field(enc.encode(device)), signingKey, encryptionKey, revision]);
+  return { organisation, device, signingKey, signature, signed };
+}
+
+// The bytes a device's statement signature covers (`Statement::signed_bytes`).
+function statementBytes(organisation, operation, device, kind, content) {
+  return concat([
+    STATEMENT_DOMAIN,
+    field(enc.encode(organisation)),
+    field(enc.encode(operation)),
+    field(enc.encode(device)),
+    field(enc.encode(kind)),
+    u32(content.length),
+    ...content.map((c) => field(enc.encode(c))),
+  ]);
+}
+
+const KINDS = ["vote", "start", "failure", "keygen_result", "reshare_result", "presign_result", "signature", "discard_presignatures"];
+const ACTION_KINDS = {
+  vote: "vote",
+  failure: "failure",
+  keygen_result: "keygen_result",
+  reshare_result: "reshare_result",
+  presign_result: "presign_result",
+  signature_accepted: "signature",
+  signature_refused: "signature",
+};
+
+// Checks { organisationId, devices: [{id, identitySigningKey, record}], auditLog: [...] };
+// returns { statements, records, actions, problems }.
+export function verifyAudit(exported) {
+  const org = String(exported.organisationId);
+  const problems = [];
+  const keys = new Map();
+  let records = 0;
+  for (const d of exported.devices || []) {
+    let key;
+    try {
+      key = bytes(d.identitySigningKey);
+      if (key.length !== 32) throw new Error();
+    } catch (_) {
+      problems.push(`device ${d.id}: its signing key is not 32 bytes of hex`);
+      continue;
+    }
+    keys.set(d.id, key);
+    if (d.record) {
+      try {
+        const r = parseRecord(bytes(d.record));
+        if (!verify(r.signature, r.signed, r.signingKey)) problems.push(`device ${d.id}: its record does not verify`);
+        else if (r.device !== d.id || !same(r.signingKey, key) || r.organisation !== org) {
+          problems.push(`device ${d.id}: its record names another device, organisation or key`);
+        } else records += 1;
+      } catch (e) {
+        problems.push(`device ${d.id}: its record does not verify (${e.message})`);
+      }
+    }
+  }
+  const signed = new Set();
+  let statements = 0;
+  const log = exported.auditLog || [];
+  for (const e of log.filter((e) => e.event === "device_statement")) {
+    const [device, op] = [String(e.actor ?? ""), String(e.entityId)];
+    let detail = {};
+    try {
+      detail = JSON.parse(e.detail);
+    } catch (_) {
+      detail = {};
+    }
+    if (!KINDS.includes(detail.kind)) {
+      problems.push(`entry ${e.seq}: a device statement of unknown kind`);
+      continue;
+    }
+    const key = keys.get(device);
+    if (!key) {
+      problems.push(`entry ${e.seq}: a statement of device ${device}, which the coordinator does not list`);
+      continue;
+    }
+    const content = Array.isArray(detail.content) ? detail.content.map((c) => (typeof c === "string" ? c : "")) : [];
+    let ok = false;
+    try {
+      const signature = bytes(detail.signature);
+      ok = signature.length === 64 && verify(signature, statementBytes(org, op, device, detail.kind, content), key);
+    } catch (_) {
+      ok = false;
+    }
+    if (ok) {
+      statements += 1;
+      signed.add(JSON.stringify([device, op, detail.kind]));
+    } else {
+      problems.push(`entry ${e.seq}: the ${detail.kind} statement of device ${device} on ${op} is not signed by the device`);
+    }
+  }
+  let actions = 0;
+  for (const e of log) {
+    const kind = ACTION_KINDS[e.event];
+    if (!kind || !e.actor || !keys.has(e.actor)) continue;
+    if (signed.has(JSON.stringify([e.actor, String(e.entityId), kind]))) actions += 1;
+    else problems.push(`entry ${e.seq}: ${e.event} of device ${e.actor} on ${e.entityId} has no statement signed by the device`);
+  }
+  return { statements, records, actions, problems };
+}
