@@ -118,6 +118,24 @@ async fn keygen_sign_digest_message_and_derived(db: Db) {
     assert_eq!(op["nonce"].as_str().unwrap().len(), 64);
     assert_eq!(op["vault"]["status"], "Pending");
     let op_id = op["id"].as_str().unwrap().to_owned();
+    // No device was heard from yet; an operator reading a device's queue says nothing of it.
+    let seen = "{ devices { id lastSeenAt } }";
+    let last_seen = |data: &Value, d: &str| {
+        data["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == d)
+            .unwrap()["lastSeenAt"]
+            .clone()
+    };
+    operator
+        .ok(
+            "query($d: ID!) { operationsAwaitingVote(deviceId: $d) { id } }",
+            json!({"d": devices[1]}),
+        )
+        .await;
+    assert!(last_seen(&operator.ok(seen, json!({})).await, &devices[1]).is_null());
     let awaiting = signer
         .ok(
             "query($d: ID!) { operationsAwaitingVote(deviceId: $d) { id } }",
@@ -125,6 +143,10 @@ async fn keygen_sign_digest_message_and_derived(db: Db) {
         )
         .await;
     assert_eq!(awaiting["operationsAwaitingVote"][0]["id"], op_id.as_str());
+    // Its own signer client's poll: d1 was seen, d0 not yet.
+    let now = operator.ok(seen, json!({})).await;
+    assert!(last_seen(&now, &devices[1]).is_string(), "{now}");
+    assert!(last_seen(&now, &devices[0]).is_null(), "{now}");
     vote(&signer, &op_id, &devices[2], "approve").await;
     let after = vote(&signer, &op_id, &devices[0], "approve").await;
     assert_eq!(after["state"], "AwaitingApproval");

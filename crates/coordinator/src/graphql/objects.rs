@@ -88,6 +88,13 @@ impl DeviceObj {
     async fn record_hash(&self) -> Option<String> {
         self.0.record.as_ref().map(|r| hex::encode(r.hash()))
     }
+
+    /// When the device's own signer client last called for it (a poll, a vote, a result)
+    /// since the coordinator started; null if not since then (a liveness hint, kept in
+    /// memory).
+    async fn last_seen_at(&self, ctx: &Context<'_>) -> Option<String> {
+        ctx_service(ctx).ok()?.last_seen(&self.0.id).map(time)
+    }
 }
 
 /// A member of a signer set.

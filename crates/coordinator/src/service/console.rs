@@ -187,7 +187,7 @@ impl Service {
                 ),
             ));
         }
-        let hash = {
+        let (hash, stored) = {
             let _slot = self.verification_slot("sign-ins").await?;
             let stored = self
                 .store
@@ -196,15 +196,17 @@ impl Service {
                 .map(|(_, h)| h)
                 .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "this user no longer exists"))?;
             let (given, new) = (Secret::new(current.to_owned()), Secret::new(new.to_owned()));
-            tokio::task::spawn_blocking(move || {
-                if auth::verify_secret(given.expose(), &stored) {
+            let checked = stored.clone();
+            let hash = tokio::task::spawn_blocking(move || {
+                if auth::verify_secret(given.expose(), &checked) {
                     auth::hash_secret(&new).map(Some)
                 } else {
                     Ok(None)
                 }
             })
             .await
-            .map_err(|e| Error::internal("argon2", e))??
+            .map_err(|e| Error::internal("argon2", e))??;
+            (hash, stored)
         };
         let Some(hash) = hash else {
             self.sign_ins.failed(key, now);
@@ -221,9 +223,15 @@ impl Service {
                 user.id.as_str(),
                 &hash,
                 Some(&auth::token_hash(token)),
+                Some(&stored),
             )
             .await?
-            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "this user no longer exists"))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Unauthenticated,
+                    "the password or the session changed meanwhile; sign in again",
+                )
+            })?;
         let event = AuditEvent {
             event: "console_password_changed".into(),
             actor: Some(user.id.to_string()),
@@ -259,7 +267,7 @@ impl Service {
         let mut tx = self.store.begin().await?;
         let user = self
             .store
-            .set_console_password(&mut tx, &p.org_id, id, &hash, None)
+            .set_console_password(&mut tx, &p.org_id, id, &hash, None, None)
             .await?
             .ok_or_else(|| Error::not_found("console user", id))?;
         let event = AuditEvent {
@@ -271,6 +279,9 @@ impl Service {
             .audit(&mut tx, &p.org_id, "console_user", id, now, &[event])
             .await?;
         tx.commit().await?;
+        // The person may sign in at once with the new password.
+        self.sign_ins
+            .succeeded(&(user.org_id.to_string(), user.name.clone()));
         Ok((user, password))
     }
 
@@ -305,7 +316,8 @@ impl Service {
             .as_ref()
             .map_or_else(|| auth::dummy_hash().to_owned(), |(_, h)| h.clone());
         let given = Secret::new(password.to_owned());
-        let verified = tokio::task::spawn_blocking(move || auth::verify_secret(given.expose(), &hash))
+        let checked = hash.clone();
+        let verified = tokio::task::spawn_blocking(move || auth::verify_secret(given.expose(), &checked))
             .await
             .map_err(|e| Error::internal("argon2", e))?;
         let user = match (found, verified) {
@@ -318,9 +330,20 @@ impl Service {
         self.sign_ins.succeeded(&key);
         let token = auth::new_session_token();
         let expires_at = now + SESSION_TTL_MS;
-        self.store
-            .insert_console_session(&auth::token_hash(token.expose()), &user.id, now, expires_at)
+        let made = self
+            .store
+            .insert_console_session(
+                &auth::token_hash(token.expose()),
+                &user.id,
+                &hash,
+                now,
+                expires_at,
+            )
             .await?;
+        if !made {
+            // The password changed, or the user was revoked, while it was being checked.
+            return Err(bad());
+        }
         tracing::info!(user = %user.id, name = %user.name, role = user.role.as_str(), "console sign-in");
         Ok(NewSession {
             user,

@@ -120,6 +120,8 @@ pub struct Service {
     waiters: waits::Waiters,
     /// Recent failed console sign-ins ([`console::SignInLimiter`]).
     sign_ins: console::SignInLimiter,
+    /// When each device's own signer client last called for it ([`Service::last_seen`]).
+    seen: std::sync::Mutex<std::collections::HashMap<DeviceId, Millis>>,
     /// Every committed change of an operation, for the console's live view.
     events: tokio::sync::broadcast::Sender<OperationEvent>,
 }
@@ -168,6 +170,7 @@ impl Service {
             verifications,
             waiters: waits::Waiters::default(),
             sign_ins: console::SignInLimiter::default(),
+            seen: std::sync::Mutex::default(),
             events: tokio::sync::broadcast::channel(1024).0,
         }
     }
@@ -243,6 +246,24 @@ impl Service {
                 "device {device_id} was registered by another API client; a device can only act as itself"
             )));
         }
+        self.saw(p, &device);
         Ok(device)
+    }
+
+    /// Notes that `device` was just heard from, when `p` is its own signer client (a call
+    /// by anyone else says nothing of the device).
+    pub(super) fn saw(&self, p: &Principal, device: &Device) {
+        if p.role == Role::Signer && device.registered_by == p.client_id {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.insert(device.id.clone(), self.clock.now());
+        }
+    }
+
+    /// When the device's own signer client last called for it (a poll, a vote, a result)
+    /// since this coordinator started; `None` if not since then. Kept in memory: it is a
+    /// liveness hint for people, not a record.
+    pub fn last_seen(&self, device: &DeviceId) -> Option<Millis> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(device).copied()
     }
 }

@@ -67,7 +67,9 @@ impl Service {
 
     /// Operations the device may still vote on.
     pub async fn operations_awaiting_vote(&self, p: &Principal, device_id: &str) -> Result<Vec<Operation>> {
-        let device = DeviceId::from_string(self.device(p, device_id).await?.id.to_string());
+        let device = self.device(p, device_id).await?;
+        self.saw(p, &device);
+        let device = device.id;
         self.sweep_expired(Some(&p.org_id)).await?;
         let ops = self
             .store
@@ -82,7 +84,9 @@ impl Service {
 
     /// Operations whose committee includes the device and that must run (Ready or InProgress).
     pub async fn operations_ready(&self, p: &Principal, device_id: &str) -> Result<Vec<Operation>> {
-        let device = DeviceId::from_string(self.device(p, device_id).await?.id.to_string());
+        let device = self.device(p, device_id).await?;
+        self.saw(p, &device);
+        let device = device.id;
         self.sweep_expired(Some(&p.org_id)).await?;
         let ops = self
             .store

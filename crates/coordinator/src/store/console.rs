@@ -94,25 +94,30 @@ impl Store {
         &self,
         token_hash: &str,
         user: &ClientId,
+        password_hash: &str,
         now: Millis,
         expires_at: Millis,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO console_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        // Only while the password checked is still the user's (a change or a reset that
+        // landed during the check ends the sign-in) and the user is not revoked.
+        let made = sqlx::query(
+            "INSERT INTO console_sessions (token_hash, user_id, created_at, expires_at) \
+             SELECT $1, id, $3, $4 FROM console_users WHERE id = $2 AND password_hash = $5 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .bind(user.as_str())
         .bind(now)
         .bind(expires_at)
+        .bind(password_hash)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(made.rows_affected() == 1)
     }
 
     /// The unexpired session whose token hashes to `token_hash`.
@@ -173,7 +178,8 @@ impl Store {
 
     /// Sets a console user's password hash (a user of `org` not revoked) and ends its
     /// sessions, all but the one whose token hash is `keep`; the user, or `None` when there
-    /// is no such user.
+    /// is no such user. With `was`, only while the stored hash is still `was` and the
+    /// session `keep` still exists (what was checked has not changed meanwhile).
     pub async fn set_console_password(
         &self,
         c: &mut AnyConnection,
@@ -181,13 +187,25 @@ impl Store {
         id: &str,
         hash: &str,
         keep: Option<&str>,
+        was: Option<&str>,
     ) -> Result<Option<ConsoleUser>> {
-        let changed = sqlx::query(
-            "UPDATE console_users SET password_hash = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .bind(org.as_str())
-        .bind(id)
+        let changed = match was {
+            None => sqlx::query(
+                "UPDATE console_users SET password_hash = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL",
+            )
+            .bind(hash)
+            .bind(org.as_str())
+            .bind(id),
+            Some(was) => sqlx::query(
+                "UPDATE console_users SET password_hash = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL \
+                 AND password_hash = $4 AND EXISTS (SELECT 1 FROM console_sessions s WHERE s.token_hash = $5 AND s.user_id = $3)",
+            )
+            .bind(hash)
+            .bind(org.as_str())
+            .bind(id)
+            .bind(was)
+            .bind(keep.unwrap_or_default()),
+        }
         .execute(&mut *c)
         .await?;
         if changed.rows_affected() == 0 {

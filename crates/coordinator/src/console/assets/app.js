@@ -821,7 +821,13 @@ async function signView(vaultId) {
 }
 
 async function devicesView() {
-  const data = await gql(`query { devices { id name kind status identitySigningKey } }`);
+  const data = await gql(`query { devices { id name kind status identitySigningKey lastSeenAt } }`);
+  // How long ago, in words a person reads at a glance.
+  const ago = (t) => {
+    if (!t) return "not since the coordinator started";
+    const s = Math.max(0, Math.round((Date.now() - new Date(t).getTime()) / 1000));
+    return s < 60 ? `${s} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : when(t);
+  };
   const rows = data.devices.map((d) =>
     h(
       "tr",
@@ -829,6 +835,7 @@ async function devicesView() {
       h("td", {}, d.name, h("div", { class: "muted mono" }, d.id)),
       h("td", {}, d.kind),
       h("td", {}, badge(d.status)),
+      h("td", { class: d.lastSeenAt ? "" : "muted", title: d.lastSeenAt || "" }, ago(d.lastSeenAt)),
       h("td", { class: "wide" }, h("code", {}, d.identitySigningKey)),
     ),
   );
@@ -837,7 +844,7 @@ async function devicesView() {
     h(
       "div",
       { class: "card" },
-      rows.length ? table([["Device"], ["Kind"], ["Status"], ["Identity key", "wide"]], rows) : h("p", { class: "muted" }, "No devices yet."),
+      rows.length ? table([["Device"], ["Kind"], ["Status"], ["Last seen"], ["Identity key", "wide"]], rows) : h("p", { class: "muted" }, "No devices yet."),
     ),
   );
 }

@@ -12,6 +12,8 @@
 import { ed25519 } from "./vendor/noble-curves/ed25519.js";
 
 const enc = new TextEncoder();
+// A JSON value as the CLI reads it as text (`text` in crates/vsigner/src/operator.rs).
+const text = (x) => (typeof x === "string" ? x : "-");
 const RECORD_DOMAIN = enc.encode("vsigner/device-record/v1\0");
 const STATEMENT_DOMAIN = enc.encode("vsigner/device-statement/v1\0");
 
@@ -39,6 +41,8 @@ const u32 = (n) => {
 // A length-prefixed field (u32 big-endian length).
 const field = (b) => concat([u32(b.length), b]);
 const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+// noble's RFC 8032 verification (zip215: false); the CLI uses ed25519-dalek's
+// verify_strict. They can differ only on signatures made with the device's own key.
 const verify = (signature, message, key) => {
   try {
     return ed25519.verify(signature, message, key, { zip215: false });
@@ -58,9 +62,9 @@ function parseRecord(b) {
     return out;
   };
   if (!same(take(4), enc.encode("VSDR")) || take(1)[0] !== 1) throw new Error("not a device record");
-  const text = () => new TextDecoder("utf-8", { fatal: true }).decode(take(take(1)[0]));
-  const organisation = text();
-  const device = text();
+  const name = () => new TextDecoder("utf-8", { fatal: true }).decode(take(take(1)[0]));
+  const organisation = name();
+  const device = name();
   const signingKey = take(32);
   const encryptionKey = take(32);
   const revision = take(8);
@@ -84,7 +88,7 @@ function statementBytes(organisation, operation, device, kind, content) {
 }
 
 const KINDS = ["vote", "start", "failure", "keygen_result", "reshare_result", "presign_result", "signature", "discard_presignatures"];
-const ACTION_KINDS = {
+const ACTION_KINDS = new Map(Object.entries({
   vote: "vote",
   failure: "failure",
   keygen_result: "keygen_result",
@@ -92,7 +96,7 @@ const ACTION_KINDS = {
   presign_result: "presign_result",
   signature_accepted: "signature",
   signature_refused: "signature",
-};
+}));
 
 // Checks { organisationId, devices: [{id, identitySigningKey, record}], auditLog: [...] };
 // returns { statements, records, actions, problems }.
@@ -111,7 +115,7 @@ export function verifyAudit(exported) {
       continue;
     }
     keys.set(d.id, key);
-    if (d.record) {
+    if (d.record !== null && d.record !== undefined) {
       try {
         const r = parseRecord(bytes(d.record));
         if (!verify(r.signature, r.signed, r.signingKey)) problems.push(`device ${d.id}: its record does not verify`);
@@ -127,13 +131,14 @@ export function verifyAudit(exported) {
   let statements = 0;
   const log = exported.auditLog || [];
   for (const e of log.filter((e) => e.event === "device_statement")) {
-    const [device, op] = [String(e.actor ?? ""), String(e.entityId)];
+    const [device, op] = [text(e.actor), text(e.entityId)];
     let detail = {};
     try {
-      detail = JSON.parse(e.detail);
+      detail = JSON.parse(text(e.detail));
     } catch (_) {
       detail = {};
     }
+    if (!detail || typeof detail !== "object" || Array.isArray(detail)) detail = {};
     if (!KINDS.includes(detail.kind)) {
       problems.push(`entry ${e.seq}: a device statement of unknown kind`);
       continue;
@@ -143,10 +148,10 @@ export function verifyAudit(exported) {
       problems.push(`entry ${e.seq}: a statement of device ${device}, which the coordinator does not list`);
       continue;
     }
-    const content = Array.isArray(detail.content) ? detail.content.map((c) => (typeof c === "string" ? c : "")) : [];
+    const content = Array.isArray(detail.content) ? detail.content.map(text) : [];
     let ok = false;
     try {
-      const signature = bytes(detail.signature);
+      const signature = bytes(text(detail.signature));
       ok = signature.length === 64 && verify(signature, statementBytes(org, op, device, detail.kind, content), key);
     } catch (_) {
       ok = false;
@@ -160,9 +165,9 @@ export function verifyAudit(exported) {
   }
   let actions = 0;
   for (const e of log) {
-    const kind = ACTION_KINDS[e.event];
-    if (!kind || !e.actor || !keys.has(e.actor)) continue;
-    if (signed.has(JSON.stringify([e.actor, String(e.entityId), kind]))) actions += 1;
+    const kind = ACTION_KINDS.get(e.event);
+    if (!kind || typeof e.actor !== "string" || !keys.has(e.actor)) continue;
+    if (signed.has(JSON.stringify([e.actor, text(e.entityId), kind]))) actions += 1;
     else problems.push(`entry ${e.seq}: ${e.event} of device ${e.actor} on ${e.entityId} has no statement signed by the device`);
   }
   return { statements, records, actions, problems };
