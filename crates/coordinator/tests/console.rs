@@ -56,19 +56,27 @@ impl Browser {
         (status, body)
     }
 
-    /// A GraphQL request with the cookie and `csrf` as the CSRF header.
-    async fn gql_with(&self, csrf: Option<&str>, query: &str, vars: Value) -> Value {
-        let mut req = self
-            .http
-            .post(format!("{}/graphql", self.coord_base))
-            .json(&json!({"query": query, "variables": vars}));
+    /// A POST to `path` with the cookie and `csrf` as the CSRF header.
+    fn post(&self, path: &str, csrf: Option<&str>, body: Value) -> reqwest::RequestBuilder {
+        let mut req = self.http.post(format!("{}{path}", self.coord_base)).json(&body);
         if let Some(cookie) = &self.cookie {
             req = req.header("cookie", cookie);
         }
         if let Some(csrf) = csrf {
             req = req.header("x-csrf-token", csrf);
         }
-        req.send().await.unwrap().json().await.unwrap()
+        req
+    }
+
+    /// A GraphQL request with the cookie and `csrf` as the CSRF header.
+    async fn gql_with(&self, csrf: Option<&str>, query: &str, vars: Value) -> Value {
+        self.post("/graphql", csrf, json!({"query": query, "variables": vars}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn gql(&self, query: &str, vars: Value) -> Value {
@@ -77,17 +85,16 @@ impl Browser {
 
     /// `POST /console/password` with the cookie and CSRF token: the status.
     async fn change_password(&self, current: &str, new: &str) -> u16 {
-        let mut req = self
-            .http
-            .post(format!("{}/console/password", self.coord_base))
-            .json(&json!({"current": current, "new": new}));
-        if let Some(cookie) = &self.cookie {
-            req = req.header("cookie", cookie);
-        }
-        if let Some(csrf) = &self.csrf {
-            req = req.header("x-csrf-token", csrf);
-        }
-        req.send().await.unwrap().status().as_u16()
+        self.post(
+            "/console/password",
+            self.csrf.as_deref(),
+            json!({"current": current, "new": new}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
     }
 }
 

@@ -71,6 +71,28 @@ impl SignInLimiter {
 }
 
 impl Service {
+    /// Records `event` about console user `user_id`, done by `actor`, in the audit log.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_console_user(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        org: &OrgId,
+        user_id: &str,
+        at: Millis,
+        event: &str,
+        actor: String,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let event = AuditEvent {
+            event: event.into(),
+            actor: Some(actor),
+            detail,
+        };
+        self.store
+            .audit(tx, org, "console_user", user_id, at, &[event])
+            .await
+    }
+
     /// Creates a console user with a generated password, returned once. Operator API
     /// clients and console admins only (the GraphQL gate keeps other console roles out).
     pub async fn create_console_user(
@@ -109,21 +131,17 @@ impl Service {
         self.store
             .insert_console_user(&mut tx, &user, &hash, &p.client_id)
             .await?;
-        let event = AuditEvent {
-            event: "console_user_created".into(),
-            actor: Some(p.client_id.to_string()),
-            detail: serde_json::json!({"user": user.id, "name": user.name, "role": role.as_str()}),
-        };
-        self.store
-            .audit(
-                &mut tx,
-                &p.org_id,
-                "console_user",
-                user.id.as_str(),
-                user.created_at,
-                &[event],
-            )
-            .await?;
+        let detail = serde_json::json!({"user": user.id, "name": user.name, "role": role.as_str()});
+        self.audit_console_user(
+            &mut tx,
+            &p.org_id,
+            user.id.as_str(),
+            user.created_at,
+            "console_user_created",
+            p.client_id.to_string(),
+            detail,
+        )
+        .await?;
         tx.commit().await?;
         Ok((user, password))
     }
@@ -145,14 +163,16 @@ impl Service {
             .revoke_console_user(&mut tx, &p.org_id, id, now)
             .await?
             .ok_or_else(|| Error::not_found("console user", id))?;
-        let event = AuditEvent {
-            event: "console_user_revoked".into(),
-            actor: Some(p.client_id.to_string()),
-            detail: serde_json::json!({"user": user.id, "name": user.name}),
-        };
-        self.store
-            .audit(&mut tx, &p.org_id, "console_user", id, now, &[event])
-            .await?;
+        self.audit_console_user(
+            &mut tx,
+            &p.org_id,
+            id,
+            now,
+            "console_user_revoked",
+            p.client_id.to_string(),
+            serde_json::json!({"user": user.id, "name": user.name}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -232,21 +252,16 @@ impl Service {
                     "the password or the session changed meanwhile; sign in again",
                 )
             })?;
-        let event = AuditEvent {
-            event: "console_password_changed".into(),
-            actor: Some(user.id.to_string()),
-            detail: serde_json::json!({"user": user.id, "name": user.name}),
-        };
-        self.store
-            .audit(
-                &mut tx,
-                &user.org_id,
-                "console_user",
-                user.id.as_str(),
-                now,
-                &[event],
-            )
-            .await?;
+        self.audit_console_user(
+            &mut tx,
+            &user.org_id,
+            user.id.as_str(),
+            now,
+            "console_password_changed",
+            user.id.to_string(),
+            serde_json::json!({"user": user.id, "name": user.name}),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(user = %user.id, name = %user.name, "console password changed");
         Ok(())
@@ -270,14 +285,16 @@ impl Service {
             .set_console_password(&mut tx, &p.org_id, id, &hash, None, None)
             .await?
             .ok_or_else(|| Error::not_found("console user", id))?;
-        let event = AuditEvent {
-            event: "console_password_reset".into(),
-            actor: Some(p.client_id.to_string()),
-            detail: serde_json::json!({"user": user.id, "name": user.name}),
-        };
-        self.store
-            .audit(&mut tx, &p.org_id, "console_user", id, now, &[event])
-            .await?;
+        self.audit_console_user(
+            &mut tx,
+            &p.org_id,
+            id,
+            now,
+            "console_password_reset",
+            p.client_id.to_string(),
+            serde_json::json!({"user": user.id, "name": user.name}),
+        )
+        .await?;
         tx.commit().await?;
         // The person may sign in at once with the new password.
         self.sign_ins
@@ -400,22 +417,17 @@ impl Service {
             created_at: now,
         };
         self.store.insert_console_passkey(&registered).await?;
-        let event = AuditEvent {
-            event: "passkey_registered".into(),
-            actor: Some(user.id.to_string()),
-            detail: serde_json::json!({"user": user.id, "name": user.name, "credentialId": registered.credential_id}),
-        };
         let mut tx = self.store.begin().await?;
-        self.store
-            .audit(
-                &mut tx,
-                &user.org_id,
-                "console_user",
-                user.id.as_str(),
-                now,
-                &[event],
-            )
-            .await?;
+        self.audit_console_user(
+            &mut tx,
+            &user.org_id,
+            user.id.as_str(),
+            now,
+            "passkey_registered",
+            user.id.to_string(),
+            serde_json::json!({"user": user.id, "name": user.name, "credentialId": registered.credential_id}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(registered)
     }

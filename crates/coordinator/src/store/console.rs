@@ -164,16 +164,7 @@ impl Store {
             .bind(id)
             .execute(&mut *c)
             .await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM console_users u WHERE u.org_id = $1 AND u.id = $2"
-        ))
-        .bind(org.as_str())
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?;
-        row.as_ref().map(user_from_row).transpose()
+        Self::console_user_by_id(c, org, id).await
     }
 
     /// Sets a console user's password hash (a user of `org` not revoked) and ends its
@@ -216,6 +207,11 @@ impl Store {
             .bind(keep.unwrap_or_default())
             .execute(&mut *c)
             .await?;
+        Self::console_user_by_id(c, org, id).await
+    }
+
+    /// A console user of `org` by id, revoked or not.
+    async fn console_user_by_id(c: &mut AnyConnection, org: &OrgId, id: &str) -> Result<Option<ConsoleUser>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),

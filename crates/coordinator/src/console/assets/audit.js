@@ -10,6 +10,7 @@
 // The devices' public keys are the coordinator's list, as for the CLI: compare them with
 // your devices' own (`vsigner run` logs them) to rely on the result.
 import { ed25519 } from "./vendor/noble-curves/ed25519.js";
+import { concat } from "./eth.js";
 
 const enc = new TextEncoder();
 // A JSON value as the CLI reads it as text (`text` in crates/vsigner/src/operator.rs).
@@ -22,16 +23,6 @@ const bytes = (hex) => {
   if (h.length % 2 || /[^0-9a-fA-F]/.test(h)) throw new Error("not hex");
   return Uint8Array.from(h.match(/../g) || [], (b) => parseInt(b, 16));
 };
-
-function concat(parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const u32 = (n) => {
   const b = new Uint8Array(4);

@@ -2,17 +2,19 @@
 // the page imports, and that crates/vsigner/tests/daemon/console.rs checks against alloy's
 // decoder). Amounts are decimal strings (ETH, gwei), turned into integers exactly.
 
+// The bytes of `parts` one after another.
+export function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 // RLP (Ethereum's recursive length prefix) of bytes and lists.
 export function rlp(item) {
-  const concat = (parts) => {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  };
   const length = (n, offset) => {
     if (n < 56) return Uint8Array.of(offset + n);
     const bytes = bigBytes(BigInt(n));
