@@ -240,15 +240,15 @@ async fn a_person_approves_in_the_console_with_a_passkey() {
         &webhook,
         &file,
         &base,
+        // The secp256k1 vault's aux-info, from the committed public test primes.
+        &[(0, 2), (2, 2), (4, 2)],
     );
     signers[1].tweak(|cfg| {
         cfg["ExternalTransactionApprovalURL"] = json!(format!("{}/approve", risk_desk.url));
         cfg["ExternalReshareApprovalURL"] = json!(format!("{}/approve", risk_desk.url));
         cfg["ApprovalHTTPPublicKeyHex"] = json!(risk_desk.public_key_hex);
     });
-    for (k, s) in signers.iter_mut().enumerate() {
-        // The secp256k1 vault's aux-info, from the committed public test primes.
-        s.import_primes(2 * k, 2);
+    for s in &mut signers {
         s.start();
     }
     let abc = operator.wait_devices(&["a", "b", "c"]).await;

@@ -346,7 +346,9 @@ impl Signer {
                     &[name],
                     None,
                 );
-                s.import_primes(*skip, *count);
+                if *count > 0 {
+                    s.import_primes(*skip, *count);
+                }
                 s
             })
             .collect()

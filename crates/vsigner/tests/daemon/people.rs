@@ -73,8 +73,8 @@ async fn answer(operator: &Operator, op: &str, device: &str, person: &SoftPasske
 
 /// Signers s1, s2, s3 with one device each, a, b and c: a and b approve by `webhook`; c's
 /// vote comes from people (`ApprovalMode = Human`) with the passkeys of `passkeys_file`
-/// (its text), on the console at `origin`. ed25519 only: no primes are imported. Not
-/// started.
+/// (its text), on the console at `origin`; `primes[k]` = (skip, count) of the test pool
+/// imported into each (count 0: none). Not started.
 pub(crate) fn signers_with_people_for_c(
     root: &std::path::Path,
     org: &Org,
@@ -82,23 +82,17 @@ pub(crate) fn signers_with_people_for_c(
     webhook: &Webhook,
     passkeys: &str,
     origin: &str,
+    primes: &[(usize, usize)],
 ) -> Vec<Signer> {
-    let signers: Vec<Signer> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            Signer::configure(
-                &format!("s{}", k + 1),
-                root,
-                org,
-                coordinator_url,
-                broker_url,
-                webhook,
-                &[name],
-                None,
-            )
-        })
-        .collect();
+    let signers = Signer::one_device_each(
+        root,
+        org,
+        coordinator_url,
+        broker_url,
+        webhook,
+        &["a", "b", "c"],
+        primes,
+    );
     let passkeys_path = root.join("passkeys.json");
     std::fs::write(&passkeys_path, passkeys).unwrap();
     signers[2].tweak(|cfg| {
@@ -161,6 +155,7 @@ async fn people_approve_with_passkeys_and_the_device_refuses_forged_answers() {
         &webhook,
         &passkeys_file(&passkeys),
         ORIGIN,
+        &[(0, 0); 3],
     );
     for s in &mut signers {
         s.start();

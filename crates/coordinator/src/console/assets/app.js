@@ -1,4 +1,4 @@
-import { eip1559 } from "./eth.js";
+import { eip1559, hexBytes, toHex } from "./eth.js";
 import { verifyHere } from "./verify.js";
 import { b64url, fileEntries, fromB64url, proveByPossession } from "./passkeys.js";
 import { verifyAudit } from "./audit.js";
@@ -226,8 +226,7 @@ const INVISIBLE =
 function messageText(sign) {
   if (!sign || sign.payloadKind !== "message" || !sign.payload) return null;
   try {
-    const hex = sign.payload.replace(/^0x/, "");
-    const bytes = Uint8Array.from(hex.match(/../g) || [], (b) => parseInt(b, 16));
+    const bytes = hexBytes(sign.payload);
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     return /^[\P{Cc}\n\t]*$/u.test(text) && !INVISIBLE.test(text) ? text : null;
   } catch (_) {
@@ -792,7 +791,7 @@ async function signView(vaultId) {
       const input = { vaultId: v.id };
       const kind = form.kind.value;
       if (kind === "message") {
-        input.message = [...new TextEncoder().encode(form.text.value)].map((b) => b.toString(16).padStart(2, "0")).join("");
+        input.message = toHex(new TextEncoder().encode(form.text.value));
       } else if (kind === "digest") {
         input.digest = form.digest.value.replace(/^0x/, "");
       } else {
@@ -1104,7 +1103,7 @@ function proofCard() {
         { class: unproven ? "error" : "verified", id: "proof-summary" },
         unproven
           ? `${unproven} of ${entries.length} entries not proven: a device should take the file only once each is.`
-          : `Every entry is proven. The file's SHA-256 is ${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}: check that the device's copy has it (sha256sum FILE).`,
+          : `Every entry is proven. The file's SHA-256 is ${toHex(digest)}: check that the device's copy has it (sha256sum FILE).`,
       ),
     );
   };

@@ -10,7 +10,7 @@
 // The devices' public keys are the coordinator's list, as for the CLI: compare them with
 // your devices' own (`vsigner run` logs them) to rely on the result.
 import { ed25519 } from "./vendor/noble-curves/ed25519.js";
-import { concat } from "./eth.js";
+import { concat, hexBytes } from "./eth.js";
 
 const enc = new TextEncoder();
 // A JSON value as the CLI reads it as text (`text` in crates/vsigner/src/operator.rs).
@@ -18,11 +18,7 @@ const text = (x) => (typeof x === "string" ? x : "-");
 const RECORD_DOMAIN = enc.encode("vsigner/device-record/v1\0");
 const STATEMENT_DOMAIN = enc.encode("vsigner/device-statement/v1\0");
 
-const bytes = (hex) => {
-  const h = String(hex ?? "");
-  if (h.length % 2 || /[^0-9a-fA-F]/.test(h)) throw new Error("not hex");
-  return Uint8Array.from(h.match(/../g) || [], (b) => parseInt(b, 16));
-};
+const bytes = (s) => hexBytes(s);
 
 const u32 = (n) => {
   const b = new Uint8Array(4);

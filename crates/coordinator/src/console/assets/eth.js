@@ -37,7 +37,12 @@ export function bigBytes(n) {
   return Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 16));
 }
 
-export function hexBytes(s, what) {
+// Lowercase hex of bytes (no 0x).
+export const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+// Bytes of a hex string (0x optional); `what` names it in the error.
+export function hexBytes(s, what = "the value") {
+  if (typeof s !== "string") throw new Error(`${what} is not hex`);
   const hex = s.trim().replace(/^0x/, "");
   if (hex.length % 2 || !/^[0-9a-fA-F]*$/.test(hex)) throw new Error(`${what} is not hex`);
   return Uint8Array.from(hex.match(/../g) || [], (b) => parseInt(b, 16));
@@ -80,7 +85,7 @@ export function eip1559(f) {
   const out = new Uint8Array(body.length + 1);
   out[0] = 2;
   out.set(body, 1);
-  return `0x${[...out].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `0x${toHex(out)}`;
 }
 
 // RLP decoding (the inverse of `rlp`): bytes as Uint8Array, lists as arrays.
@@ -126,7 +131,7 @@ export function signedEip1559(unsigned, yParity, signature) {
   if (unsigned[0] !== 2) throw new Error("not an EIP-1559 transaction");
   const fields = rlpDecode(unsigned.subarray(1));
   if (!Array.isArray(fields) || fields.length !== 9) throw new Error("not an EIP-1559 transaction's fields");
-  const scalar = (part) => bigBytes(BigInt(`0x${[...part].map((x) => x.toString(16).padStart(2, "0")).join("") || "0"}`));
+  const scalar = (part) => bigBytes(BigInt(`0x${toHex(part) || "0"}`));
   const body = rlp([...fields, bigBytes(BigInt(yParity)), scalar(signature.subarray(0, 32)), scalar(signature.subarray(32, 64))]);
   const out = new Uint8Array(body.length + 1);
   out[0] = 2;

@@ -19,14 +19,10 @@ import { p256 } from "./vendor/noble-curves/nist.js";
 import { ed25519 } from "./vendor/noble-curves/ed25519.js";
 import { keccak_256 } from "./vendor/noble-hashes/sha3.js";
 import { sha256 } from "./vendor/noble-hashes/sha2.js";
-import { signedEip1559 } from "./eth.js";
+import { hexBytes, signedEip1559, toHex } from "./eth.js";
 
-const bytes = (hex) => {
-  const h = String(hex).replace(/^0x/, "");
-  if (h.length % 2 || /[^0-9a-fA-F]/.test(h)) throw new Error("not hex");
-  return Uint8Array.from(h.match(/../g) || [], (b) => parseInt(b, 16));
-};
-const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const bytes = (s) => hexBytes(s);
+const hex = toHex;
 
 // The coordinator's `signingDigest` of this payload, computed again here: what an ECDSA
 // committee signs. Null for a message on the Schnorr schemes (signed as is).
