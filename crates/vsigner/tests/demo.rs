@@ -476,7 +476,6 @@ fn bench_e2e_reports_latencies_next_to_the_protocol_cost() {
             "vote",
             "quorum to ready",
             "run checks",
-            "start",
             "run mark",
             "protocol",
             "submit",

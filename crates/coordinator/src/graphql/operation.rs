@@ -102,9 +102,14 @@ impl OperationObj {
     async fn committee(&self, ctx: &Context<'_>) -> GqlResult<Vec<CommitteeMember>> {
         let p = ctx_principal(ctx)?;
         let svc = ctx_service(ctx)?;
+        let ids: Vec<&str> = self.0.committee.iter().map(|m| m.device_id.as_str()).collect();
+        let devices = svc.devices_by_ids(p, &ids).await.map_err(gql)?;
         let mut out = Vec::new();
         for m in &self.0.committee {
-            let d = svc.device(p, m.device_id.as_str()).await.map_err(gql)?;
+            let d = devices
+                .get(m.device_id.as_str())
+                .cloned()
+                .ok_or_else(|| gql(Error::not_found("device", m.device_id.as_str())))?;
             let index = match self.0.kind() {
                 OperationKind::Sign | OperationKind::Presign => opt_i32(m.old_index),
                 OperationKind::Keygen => opt_i32(m.new_index),

@@ -83,6 +83,25 @@ impl Service {
             .ok_or_else(|| Error::not_found("device", id))
     }
 
+    /// The caller's organisation's devices with these ids, by id; an unknown id is an error.
+    pub async fn devices_by_ids(
+        &self,
+        p: &Principal,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Device>> {
+        let found: std::collections::HashMap<String, Device> = self
+            .store
+            .devices_by_ids(&p.org_id, ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.to_string(), d))
+            .collect();
+        match ids.iter().find(|id| !found.contains_key(**id)) {
+            Some(missing) => Err(Error::not_found("device", missing)),
+            None => Ok(found),
+        }
+    }
+
     /// All devices of the caller's organisation.
     pub async fn devices(&self, p: &Principal) -> Result<Vec<Device>> {
         self.store.devices(&p.org_id).await

@@ -20,8 +20,14 @@ impl Service {
         sign: &mut Operation,
         now: Millis,
     ) -> Result<()> {
-        for id in self.store.presignature_ids(c, &sign.vault_id).await? {
-            let Some((mut presign, version)) = self.store.operation(c, Some(&sign.org_id), &id, true).await?
+        // Candidates from one unlocked read; each is locked and checked again before it is
+        // taken (another coordinator may have taken it meanwhile).
+        let candidates = self.store.presignatures(c, &sign.vault_id).await?;
+        for candidate in candidates.iter().filter(|p| p.presignature_serves(sign)) {
+            let Some((mut presign, version)) = self
+                .store
+                .operation(c, Some(&sign.org_id), candidate.id.as_str(), true)
+                .await?
             else {
                 continue;
             };

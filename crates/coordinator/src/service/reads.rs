@@ -73,7 +73,7 @@ impl Service {
         self.sweep_expired(Some(&p.org_id)).await?;
         let ops = self
             .store
-            .operations(&p.org_id, None, &[OperationState::AwaitingApproval], None, 10_000)
+            .operations_not_voted_by(&p.org_id, &device, 10_000)
             .await?;
         Ok(ops
             .into_iter()

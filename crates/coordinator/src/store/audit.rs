@@ -3,11 +3,14 @@
 use sqlx::{AnyConnection, Row};
 
 use super::Store;
+
+/// Audit events one `INSERT` appends (well under the databases' limits on bound values).
+const AUDIT_ROWS_PER_INSERT: usize = 64;
 use crate::domain::*;
 use crate::error::Result;
 
 impl Store {
-    /// Appends audit events for an entity.
+    /// Appends audit events for an entity, in order (one statement for all of them).
     pub async fn audit(
         &self,
         c: &mut AnyConnection,
@@ -17,19 +20,39 @@ impl Store {
         at: Millis,
         events: &[AuditEvent],
     ) -> Result<()> {
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_log (org_id, entity_kind, entity_id, at, actor, event, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(org.as_str())
-            .bind(entity_kind)
-            .bind(entity_id)
-            .bind(at)
-            .bind(e.actor.clone())
-            .bind(&e.event)
-            .bind(e.detail.to_string())
-            .execute(&mut *c)
-            .await?;
+        // Seven values per row; a transition has a handful of events.
+        for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|k| {
+                    let n = k * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5,
+                        n + 6,
+                        n + 7
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_log (org_id, entity_kind, entity_id, at, actor, event, detail) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(org.as_str())
+                    .bind(entity_kind)
+                    .bind(entity_id)
+                    .bind(at)
+                    .bind(e.actor.clone())
+                    .bind(&e.event)
+                    .bind(e.detail.to_string());
+            }
+            q.execute(&mut *c).await?;
         }
         Ok(())
     }
@@ -44,7 +67,7 @@ impl Store {
         if let Some(e) = entity {
             q = q.bind(e);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.reads).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -69,7 +92,7 @@ impl Store {
         let row = sqlx::query("SELECT mutation, request_hash, result_id FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2")
             .bind(client.as_str())
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.map(|r| {
             Ok((

@@ -61,7 +61,7 @@ impl Store {
 
     /// A console user by organisation and name, with its password's hash.
     pub async fn console_user(&self, org: &str, name: &str) -> Result<Option<(ConsoleUser, String)>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -77,7 +77,7 @@ impl Store {
 
     /// The organisation's console users, by name.
     pub async fn console_users(&self, org: &OrgId) -> Result<Vec<ConsoleUser>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -122,7 +122,7 @@ impl Store {
 
     /// The unexpired session whose token hashes to `token_hash`.
     pub async fn console_session(&self, token_hash: &str, now: Millis) -> Result<Option<ConsoleSession>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
@@ -248,7 +248,7 @@ impl Store {
 
     /// The organisation's registered passkeys, by person then date.
     pub async fn console_passkeys(&self, org: &OrgId) -> Result<Vec<ConsolePasskey>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             user_columns!(),

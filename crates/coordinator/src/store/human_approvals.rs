@@ -48,7 +48,7 @@ impl Store {
         op: &OperationId,
         device: Option<&DeviceId>,
     ) -> Result<Vec<HumanApprovalRequest>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         self.human_requests(&mut c, org, op, device).await
     }
 

@@ -3,10 +3,13 @@
 //!
 //! Concurrency: every change to an operation runs in one transaction that first locks
 //! the operation row (`SELECT … FOR UPDATE` on PostgreSQL; SQLite has one writer and
-//! the pool has one connection), then re-reads its votes, applies the pure domain
+//! its writing pool has one connection), then re-reads its votes, applies the pure domain
 //! transition and writes back with `UPDATE … WHERE version = $expected` (0 rows → the
 //! transaction is abandoned, nothing is lost). Votes have a primary key
 //! `(operation_id, device_id)`, so a device can never vote twice, even across processes.
+//!
+//! Reads outside a transaction use the store's read pool: on a SQLite file, read-only
+//! connections that see the last commit while a transaction runs.
 //!
 //! Dynamic SQL (`AssertSqlSafe`) only ever splices constant fragments (`FOR UPDATE`,
 //! placeholders, state names from the domain enum); all values are bound.
@@ -36,10 +39,20 @@ pub enum Backend {
 /// Most presignatures looked at when a signature becomes Ready.
 pub const PRESIGNATURE_SCAN: usize = 64;
 
-/// The store: a pool and its backend.
+/// Connections that only read a SQLite file, beside its one writer.
+const SQLITE_READERS: u32 = 4;
+
+/// The store: a pool for transactions and writes, one for reads outside them, and the
+/// backend.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Reads outside a transaction. On a SQLite file, read-only connections of their own:
+    /// under WAL they read the last commit while the writer's transaction runs, so a
+    /// device's listing or a token check does not queue behind the votes of others. Else
+    /// (PostgreSQL, or an in-memory SQLite, which is one database per connection) the same
+    /// pool.
+    reads: AnyPool,
     backend: Backend,
 }
 
@@ -91,7 +104,27 @@ impl Store {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
         migrations::migrator(backend).run(&pool).await?;
-        Ok(Self { pool, backend })
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reads = if backend == Backend::Sqlite && !in_memory {
+            AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::raw_sql(
+                            "PRAGMA query_only = ON; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000",
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the database for reading: {e}"))?
+        } else {
+            pool.clone()
+        };
+        Ok(Self { pool, reads, backend })
     }
 
     /// The backend.
@@ -109,8 +142,9 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -119,5 +153,52 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::Duration;
+
+    use sqlx::Row as _;
+
+    use super::Store;
+
+    async fn organisations(store: &Store) -> i64 {
+        sqlx::query("SELECT COUNT(*) AS n FROM organisations")
+            .fetch_one(&store.reads)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap()
+    }
+
+    /// On a SQLite file, a read outside a transaction does not wait for the writer's open
+    /// transaction: it answers with the last commit (one connection for both made it wait
+    /// until the transaction ended); the reading connections cannot write.
+    #[tokio::test]
+    async fn sqlite_reads_see_the_last_commit_while_a_transaction_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("INSERT INTO organisations (id, name, created_at) VALUES ('org_a', 'a', 0)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let during = tokio::time::timeout(Duration::from_secs(3), organisations(&store))
+            .await
+            .expect("a read waited for the writer's transaction");
+        assert_eq!(during, 0, "a read saw an uncommitted write");
+        tx.commit().await.unwrap();
+        assert_eq!(organisations(&store).await, 1, "a read missed the commit");
+        assert!(
+            sqlx::query("DELETE FROM organisations")
+                .execute(&store.reads)
+                .await
+                .is_err(),
+            "a reading connection wrote"
+        );
     }
 }

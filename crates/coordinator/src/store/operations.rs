@@ -4,6 +4,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, PRESIGNATURE_SCAN};
+
+/// Operations whose votes one query reads (well under SQLite's and PostgreSQL's limits on
+/// bound parameters).
+const VOTES_PER_READ: usize = 500;
 use crate::domain::*;
 use crate::error::{Error, Result};
 
@@ -36,19 +40,17 @@ impl Store {
         .bind(op.as_str())
         .fetch_all(c)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Vote {
-                    device_id: DeviceId::from_string(r.try_get::<String, _>("device_id")?),
-                    choice: VoteChoice::parse(&r.try_get::<String, _>("choice")?)?,
-                    weight: u32::try_from(r.try_get::<i64, _>("weight")?)
-                        .map_err(|e| Error::internal("vote", e))?,
-                    seq: u32::try_from(r.try_get::<i64, _>("seq")?)
-                        .map_err(|e| Error::internal("vote", e))?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::vote_from_row).collect()
+    }
+
+    fn vote_from_row(r: &AnyRow) -> Result<Vote> {
+        Ok(Vote {
+            device_id: DeviceId::from_string(r.try_get::<String, _>("device_id")?),
+            choice: VoteChoice::parse(&r.try_get::<String, _>("choice")?)?,
+            weight: u32::try_from(r.try_get::<i64, _>("weight")?).map_err(|e| Error::internal("vote", e))?,
+            seq: u32::try_from(r.try_get::<i64, _>("seq")?).map_err(|e| Error::internal("vote", e))?,
+            at: r.try_get("at")?,
+        })
     }
 
     pub(super) fn operation_from_row(r: &AnyRow) -> Result<(Operation, i64)> {
@@ -110,7 +112,7 @@ impl Store {
 
     /// An operation outside a transaction.
     pub async fn operation_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Operation>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         Ok(self
             .operation(&mut c, Some(org), id, false)
             .await?
@@ -165,15 +167,70 @@ impl Store {
         if let Some(k) = kind {
             q = q.bind(k.as_str());
         }
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         let rows = q.bind(limit).bind(offset).fetch_all(&mut *c).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let (mut op, _) = Self::operation_from_row(r)?;
-            op.votes = self.votes(&mut c, &op.id).await?;
-            out.push(op);
-        }
+        let mut out = rows
+            .iter()
+            .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
+            .collect::<Result<Vec<_>>>()?;
+        self.votes_of_all(&mut c, &mut out).await?;
         Ok(out)
+    }
+
+    /// The operations of `org` awaiting approval that `device` has not voted on (at most
+    /// `limit`, newest first); whether it is a voter is the caller's check.
+    pub async fn operations_not_voted_by(
+        &self,
+        org: &OrgId,
+        device: &DeviceId,
+        limit: i64,
+    ) -> Result<Vec<Operation>> {
+        let mut c = self.reads.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT body, version FROM operations WHERE org_id = $1 AND state = 'AwaitingApproval' \
+             AND NOT EXISTS (SELECT 1 FROM votes WHERE votes.operation_id = operations.id AND votes.device_id = $2) \
+             ORDER BY created_at DESC, id LIMIT $3",
+        )
+        .bind(org.as_str())
+        .bind(device.as_str())
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
+            .collect::<Result<Vec<_>>>()?;
+        self.votes_of_all(&mut c, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Fills in the votes of `ops` with one query per [`VOTES_PER_READ`] operations (a
+    /// listing of many operations is not one query per operation).
+    async fn votes_of_all(&self, c: &mut AnyConnection, ops: &mut [Operation]) -> Result<()> {
+        for chunk in ops.chunks_mut(VOTES_PER_READ) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT operation_id, device_id, choice, weight, seq, at FROM votes WHERE operation_id IN ({}) ORDER BY seq",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for op in chunk.iter() {
+                q = q.bind(op.id.as_str());
+            }
+            let rows = q.fetch_all(&mut *c).await?;
+            let mut by_operation: std::collections::HashMap<String, Vec<Vote>> =
+                std::collections::HashMap::new();
+            for r in &rows {
+                by_operation
+                    .entry(r.try_get::<String, _>("operation_id")?)
+                    .or_default()
+                    .push(Self::vote_from_row(r)?);
+            }
+            for op in chunk.iter_mut() {
+                op.votes = by_operation.remove(op.id.as_str()).unwrap_or_default();
+            }
+        }
+        Ok(())
     }
 
     /// Ids of the open (AwaitingApproval, Ready, InProgress) operations of a vault,
@@ -208,18 +265,21 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
-    /// Ids of the newest Completed presign operations of a vault (at most
-    /// [`PRESIGNATURE_SCAN`]): consumption is in the body, so the caller locks and checks
-    /// each; newest first, because consumed ones accumulate among the old. Missing an
-    /// older unconsumed one only means the full protocol.
-    pub async fn presignature_ids(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<String>> {
+    /// The newest Completed presign operations of a vault (at most [`PRESIGNATURE_SCAN`],
+    /// without their votes: a presignature has none), read in one query without a lock:
+    /// consumption is in the body, so the caller picks one, then locks and checks it again;
+    /// newest first, because consumed ones accumulate among the old. Missing an older
+    /// unconsumed one only means the full protocol.
+    pub async fn presignatures(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<Operation>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
+            "SELECT body, version FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
         )))
         .bind(vault_id.as_str())
         .fetch_all(c)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+        rows.iter()
+            .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
+            .collect()
     }
 
     /// Ids of operations past their expiry and not final (optionally of one org).
@@ -232,7 +292,7 @@ impl Store {
         if let Some(org) = org {
             q = q.bind(org.as_str());
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.reads).await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 

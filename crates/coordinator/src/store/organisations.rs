@@ -54,7 +54,7 @@ impl Store {
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientCredentials>> {
         let row = sqlx::query(select_clients!("WHERE id = $1"))
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(client_row).transpose()
     }
@@ -63,7 +63,7 @@ impl Store {
     pub async fn clients(&self, org: &OrgId) -> Result<Vec<ClientCredentials>> {
         let rows = sqlx::query(select_clients!("WHERE org_id = $1 ORDER BY created_at, id"))
             .bind(org.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter().map(client_row).collect()
     }
@@ -165,7 +165,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(|r| {
             Ok(Principal {

@@ -52,7 +52,7 @@ impl Store {
     pub async fn vaults(&self, org: &OrgId) -> Result<Vec<Vault>> {
         let rows = sqlx::query("SELECT body, version FROM vaults WHERE org_id = $1 ORDER BY created_at, id")
             .bind(org.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         rows.iter()
             .map(|r| Self::vault_from_row(r).map(|(v, _)| v))
@@ -61,7 +61,7 @@ impl Store {
 
     /// A vault outside a transaction.
     pub async fn vault_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Vault>> {
-        let mut c = self.pool.acquire().await?;
+        let mut c = self.reads.acquire().await?;
         Ok(self.vault(&mut c, org, id, false).await?.map(|(v, _)| v))
     }
 

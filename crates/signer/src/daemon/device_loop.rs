@@ -212,7 +212,6 @@ impl Daemon {
                 lock(&self.inner.work).seen_listed(&device.id, &listed, Instant::now());
                 lock(&self.inner.approved).retain(|_, a| a.at.elapsed() < APPROVAL_MEMORY);
                 lock(&self.inner.approval_waits).retain(|_, w| w.since.elapsed() < APPROVAL_MEMORY);
-                lock(&self.inner.unstarted_marks).retain(|_, since| since.elapsed() < APPROVAL_MEMORY);
                 for op in ops {
                     self.spawn_take_part(device, op);
                 }

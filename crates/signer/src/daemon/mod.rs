@@ -11,7 +11,8 @@
 //! 3. [`take_part`]: for a Ready operation whose committee includes the device, check the
 //!    committee's keys and that the operation still equals the approved request (after a
 //!    restart, when nothing is remembered, the approver is asked again); then
-//!    `startOperation` and run the protocol ([`crate::protocol`]) on a blocking thread.
+//!    write the durable run mark and run the protocol ([`crate::protocol`]) on a blocking
+//!    thread, `startOperation` sent meanwhile.
 //! 4. [`submit`]: submit the result (retried on network errors) or report the failure with
 //!    its culprits.
 //! 5. [`confirm`]: after a keygen, confirm the new share once the coordinator completes the
@@ -261,9 +262,6 @@ struct Inner {
     approved: Mutex<HashMap<Key, Approval>>,
     /// The organisation's devices as last read (shared by the approvals that read them).
     directory: Mutex<directory::DirectoryCache>,
-    /// Run marks this process wrote for a `startOperation` that failed for a moment (no
-    /// protocol message went out): the next attempt may start that run. Since when.
-    unstarted_marks: Mutex<HashMap<Key, Instant>>,
     /// Operations whose approver gave no trustworthy answer: when to ask again.
     approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,
@@ -503,7 +501,6 @@ impl Daemon {
             approved: Mutex::new(HashMap::new()),
             directory: Mutex::new(directory::DirectoryCache::default()),
             approval_waits: Mutex::new(HashMap::new()),
-            unstarted_marks: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),
             stop: CancellationToken::new(),

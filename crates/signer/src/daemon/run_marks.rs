@@ -3,14 +3,11 @@
 //! starts an operation that has a mark, whatever the coordinator lists and whatever the
 //! approver says when asked again (a stateless approver approves the same payload twice;
 //! the approval request carries the operation id so that an approver can refuse a repeat
-//! too). The mark is written while `startOperation` is sent (a coordinator round trip and
-//! an fsync at once), and both are done before the first message: a crash before that leaves
-//! at most a mark and no protocol message, so nothing was signed. When `startOperation`
-//! fails for a moment after the mark is written, the process remembers that its mark stands
-//! for no message, and its next attempt at that operation may start it. A restart forgets
-//! that: a crash in the few milliseconds between the mark and the coordinator's answer leaves
-//! a mark that refuses the operation after the restart (the device reports it failed; it can
-//! be requested again), as a crash during the run always did.
+//! too). The mark is durable before the first protocol message (`startOperation` is sent
+//! meanwhile and does not hold the run back): a crash before it leaves no protocol message,
+//! so nothing was signed; a crash after it leaves a mark that refuses the operation after the
+//! restart (the device reports it failed; it can be requested again), as a crash during the
+//! run always did.
 //!
 //! Marks are never pruned (a few hundred bytes per operation; pruning by a date would trust
 //! the coordinator's clock or reopen old operations). A device also refuses any operation

@@ -1,7 +1,8 @@
 //! Taking part in a Ready operation: the checks before anything runs (the committee's keys
 //! are the registered and pinned ones; the operation is exactly what the approver
-//! approved), a concurrency permit (or joining a run another member started), `startOperation`, and the protocol run on a blocking
-//! thread, abandoned if the coordinator ends the operation meanwhile.
+//! approved), a concurrency permit (or joining a run another member started), the durable run
+//! mark, and the protocol run on a blocking thread, abandoned if the coordinator ends the
+//! operation meanwhile; `startOperation` is sent beside the run, which does not wait for it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -99,11 +100,7 @@ impl Daemon {
                 .iter()
                 .filter(|m| m.device_id == device.id)
                 .all(|m| m.new_index.is_none());
-        let key = (device.id.clone(), op.id.clone());
-        // A mark this process wrote for a start the coordinator did not take stands for no
-        // protocol message: that run may still start (see below).
-        let marked_unstarted = lock(&self.inner.unstarted_marks).contains_key(&key);
-        if !marked_unstarted && run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
+        if run_marks::ran(&self.inner.keystore, &device.id, &op.id).await {
             // Started by an earlier process (its protocol state is gone), or listed again
             // by a lying coordinator: never a second run, and the approver is not asked
             // again. The others are told at once instead of waiting for a timeout.
@@ -186,76 +183,58 @@ impl Daemon {
             tracing::warn!(expires_at = %op.expires_at, "the operation is past its expiry; not running it");
             return;
         }
-        // `startOperation` and the durable mark at once (a coordinator round trip and an
-        // fsync): both are done before the first protocol message, in whichever order they
-        // end, so the device still never runs an operation twice.
-        let marked_before = lock(&self.inner.unstarted_marks).remove(&key).is_some();
-        let mark = async {
-            if marked_before {
-                return Ok(());
-            }
-            run_marks::mark(&self.inner.keystore, &device.id, &op)
-                .instrument(tracing::info_span!("run_mark"))
-                .await
-        };
+        // `startOperation` tells the coordinator (and its audit log) that the run began; the
+        // coordinator's answer decides nothing here (the device checked the operation itself,
+        // and its result starts the operation too), so it is sent while the durable mark is
+        // written and the protocol runs, off the run's path. Only the mark comes before the
+        // first protocol message: a device never runs an operation twice.
         let acting = self.acting(device);
-        let start = self
-            .inner
-            .coordinator
-            .start_operation(&op.id, &acting)
-            .instrument(tracing::info_span!("start"));
-        let (started, marked) = tokio::join!(start, mark);
-        if let Err(e) = started {
-            tracing::warn!(error = %e, "startOperation refused; not running");
-            if !e.is_transient() {
-                self.finish(&device.id, &op.id);
-            } else {
-                // Asked again at the next listing: the mark is this process's own and no
-                // protocol message went out, so it does not stop that start; and the
-                // approval stays, so the approver is not asked a second time.
-                if marked.is_ok() {
-                    lock(&self.inner.unstarted_marks).insert(key.clone(), Instant::now());
-                }
-                if let Some(request) = request {
-                    lock(&self.inner.approved).insert(
-                        key,
-                        super::Approval {
-                            at: Instant::now(),
-                            request,
-                            directory,
-                        },
+        let start = async {
+            let started = self
+                .inner
+                .coordinator
+                .start_operation(&op.id, &acting)
+                .instrument(tracing::info_span!("start"))
+                .await;
+            if let Err(e) = started {
+                // Refused because the operation ended (another member's result or failure,
+                // expiry): the run ends with it, as `watch_until_final` sees.
+                tracing::info!(error = %e, "startOperation not taken; the run goes on until the operation ends");
+            }
+        };
+        let run = async {
+            let marked = run_marks::mark(&self.inner.keystore, &device.id, &op)
+                .instrument(tracing::info_span!("run_mark"))
+                .await;
+            self.finish(&device.id, &op.id);
+            if let Err(reason) = marked {
+                let failure = RunFailure {
+                    reason,
+                    culprits: Vec::new(),
+                };
+                self.report_failure(device, &op, &failure).await;
+                return;
+            }
+            tracing::info!(committee = op.committee.len(), "protocol run starting");
+            let started = Instant::now();
+            let outcome = self.run_protocol(device, &op, request).await;
+            drop(permit);
+            match outcome {
+                RunEnd::Finished(Ok(submission)) => {
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "protocol run finished"
                     );
+                    self.submit(device, &op, submission).await;
+                }
+                RunEnd::Finished(Err(failure)) => self.report_failure(device, &op, &failure).await,
+                RunEnd::Abandoned(state) => {
+                    tracing::warn!(state = %state, "the coordinator ended the operation during the run; run abandoned");
+                    metrics::operation_finished(kind_of(&op), Outcome::Failed);
                 }
             }
-            return;
-        }
-        self.finish(&device.id, &op.id);
-        if let Err(reason) = marked {
-            let failure = RunFailure {
-                reason,
-                culprits: Vec::new(),
-            };
-            self.report_failure(device, &op, &failure).await;
-            return;
-        }
-        tracing::info!(committee = op.committee.len(), "protocol run starting");
-        let started = Instant::now();
-        let outcome = self.run_protocol(device, &op, request).await;
-        drop(permit);
-        match outcome {
-            RunEnd::Finished(Ok(submission)) => {
-                tracing::info!(
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "protocol run finished"
-                );
-                self.submit(device, &op, submission).await;
-            }
-            RunEnd::Finished(Err(failure)) => self.report_failure(device, &op, &failure).await,
-            RunEnd::Abandoned(state) => {
-                tracing::warn!(state = %state, "the coordinator ended the operation during the run; run abandoned");
-                metrics::operation_finished(kind_of(&op), Outcome::Failed);
-            }
-        }
+        };
+        tokio::join!(start, run);
     }
 
     /// Runs the protocol of `op` on a blocking thread (protocols compute for seconds between

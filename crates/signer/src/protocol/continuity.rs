@@ -49,11 +49,17 @@ impl Holding {
 }
 
 async fn holding(keystore: &Keystore, me: &str, vault: &str) -> Result<Holding, String> {
-    let err = |e: vsigner_keystore::KeystoreError| format!("keystore: {e}");
+    // Three independent reads (two listings and a record) at once.
+    let (generations, confirmed, pending) = tokio::try_join!(
+        keystore.share_generations(me, vault),
+        keystore.confirmed_generation(me, vault),
+        keystore.pending_reshares(me, vault),
+    )
+    .map_err(|e| format!("keystore: {e}"))?;
     Ok(Holding {
-        generations: keystore.share_generations(me, vault).await.map_err(err)?,
-        confirmed: keystore.confirmed_generation(me, vault).await.map_err(err)?,
-        pending: keystore.pending_reshares(me, vault).await.map_err(err)?,
+        generations,
+        confirmed,
+        pending,
     })
 }
 

@@ -14,9 +14,8 @@
 //! | approval | the approver (webhook or contract) decides |
 //! | vote | the `vote` mutation (device-signed) |
 //! | quorum to ready | → the device's `operation` span opens (the coordinator sees the quorum, notifies; the device lists ready operations) |
-//! | run checks | → `start` opens (committee keys, the approved request compared) |
-//! | start | the `startOperation` mutation (the run mark is written meanwhile) |
-//! | run mark | → the durable mark that the device ran the operation is written (fsync), where it outlasts `startOperation` |
+//! | run checks | → `run_mark` opens (committee keys, the approved request compared, a permit) |
+//! | run mark | the durable mark that the device ran the operation (fsync); `startOperation` is sent meanwhile and waited for by nothing (it is in the coordinator calls) |
 //! | protocol | the protocol over MQTT (its rounds are listed apart) |
 //! | submit | the result mutation, verified by the coordinator |
 //! | result seen | → the operator's `waitForOperation` answers with the operation completed |
@@ -24,8 +23,7 @@
 //! A quorum and a protocol wait for the slowest member, so up to "run mark" a milestone is
 //! when the *last* committee member passed it; the protocol's end and the submission are the
 //! first submitter's (its submission completes the operation). Every device's milestones are
-//! in this order (a run mark written before `startOperation` answered counts as none), so the
-//! stages are never negative.
+//! in this order, so the stages are never negative.
 //!
 //! For `vsigner bench soak` it also counts, from the same spans and the devices'
 //! `presignature` events, how often each device ran each operation and took each
@@ -43,7 +41,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 /// The stages, in order (see the module documentation).
-pub(crate) const STAGES: [&str; 12] = [
+pub(crate) const STAGES: [&str; 11] = [
     "request",
     "notify and list",
     "vote checks",
@@ -51,7 +49,6 @@ pub(crate) const STAGES: [&str; 12] = [
     "vote",
     "quorum to ready",
     "run checks",
-    "start",
     "run mark",
     "protocol",
     "submit",
@@ -246,7 +243,7 @@ where
 /// The stage durations of one operation, in [`STAGES`] order, and its protocol rounds.
 #[derive(Debug)]
 pub(crate) struct Stages {
-    pub(crate) stages: [Duration; 12],
+    pub(crate) stages: [Duration; 11],
     /// (round number, duration) of the first submitter's rounds.
     pub(crate) rounds: Vec<(u64, Duration)>,
 }
@@ -299,7 +296,6 @@ impl Stages {
                 .into_iter()
                 .max()
         };
-        let started = last("start", false)?;
         let milestones = [
             sent,
             answered,
@@ -308,16 +304,13 @@ impl Stages {
             last("approval", false)?,
             last("record_vote", false)?,
             last("operation", true)?,
-            last("start", true)?,
-            started,
-            // The mark is written while `startOperation` is sent: the run starts once both
-            // are done (a retried start writes none: its mark was written before).
-            last("run_mark", false).map_or(started, |marked| marked.max(started)),
+            last("run_mark", true)?,
+            last("run_mark", false)?,
             first(submitter, "protocol")?.closed,
             first(submitter, "submit")?.closed,
             seen,
         ];
-        let mut stages = [Duration::ZERO; 12];
+        let mut stages = [Duration::ZERO; 11];
         for (k, pair) in milestones.windows(2).enumerate() {
             stages[k] = pair[1].saturating_duration_since(pair[0]);
         }
@@ -507,10 +500,10 @@ mod tests {
         let stages = Stages::of(&recorder, "op", t0, ms(2), ms(70)).unwrap();
         let got: Vec<u64> = stages.stages.iter().map(|d| d.as_millis() as u64).collect();
         // request 0→2, listed (b's vote opens) →15, checked (b's approval opens) →17,
-        // approved →19, voted (b) →23, ready seen (a's operation opens) →32, start (a) →34,
-        // started →36, marked (a) →38, protocol end (b, first submitter) →60, submitted (b)
-        // →65, seen →70.
-        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 2, 2, 2, 22, 5, 5]);
+        // approved →19, voted (b) →23, ready seen (a's operation opens) →32, mark opens (a)
+        // →37, marked (a) →38, protocol end (b, first submitter) →60, submitted (b) →65,
+        // seen →70 (`start`, sent meanwhile, is no milestone).
+        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 5, 1, 22, 5, 5]);
         assert_eq!(
             stages.rounds,
             vec![(1, Duration::from_millis(5)), (2, Duration::from_millis(10))]
@@ -520,21 +513,19 @@ mod tests {
     }
 
     #[test]
-    fn a_run_mark_written_before_the_start_answered_takes_no_time_of_its_own() {
+    fn a_start_answered_after_the_run_takes_no_stage() {
         let t0 = Instant::now();
         let recorder = recorder(t0);
         let ms = |m: u64| t0 + Duration::from_millis(m);
         for s in recorder.spans.lock().unwrap().get_mut("op").unwrap() {
-            if s.name == "run_mark" {
-                // Written while `startOperation` is on its way, done before it answers.
-                s.opened -= Duration::from_millis(3);
-                s.closed -= Duration::from_millis(3);
+            if s.name == "start" {
+                // `startOperation` answered only after the submission: nobody waited for it.
+                s.closed = ms(68);
             }
         }
         let stages = Stages::of(&recorder, "op", t0, ms(2), ms(70)).unwrap();
         let got: Vec<u64> = stages.stages.iter().map(|d| d.as_millis() as u64).collect();
-        // As above up to started (a) →36; marked →35 counts as started; protocol end →60.
-        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 2, 2, 0, 24, 5, 5]);
+        assert_eq!(got, vec![2, 13, 2, 2, 4, 9, 5, 1, 22, 5, 5]);
     }
 
     #[test]
