@@ -112,7 +112,9 @@ impl Store {
 
     /// An operation outside a transaction.
     pub async fn operation_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Operation>> {
-        let mut c = self.reads.acquire().await?;
+        // One read transaction: the bodies and their votes come from one snapshot (a vote
+        // committed between the two reads would contradict the state). Dropped, it ends.
+        let mut c = self.reads.begin().await?;
         Ok(self
             .operation(&mut c, Some(org), id, false)
             .await?
@@ -167,7 +169,9 @@ impl Store {
         if let Some(k) = kind {
             q = q.bind(k.as_str());
         }
-        let mut c = self.reads.acquire().await?;
+        // One read transaction: the bodies and their votes come from one snapshot (a vote
+        // committed between the two reads would contradict the state). Dropped, it ends.
+        let mut c = self.reads.begin().await?;
         let rows = q.bind(limit).bind(offset).fetch_all(&mut *c).await?;
         let mut out = rows
             .iter()
@@ -185,7 +189,9 @@ impl Store {
         device: &DeviceId,
         limit: i64,
     ) -> Result<Vec<Operation>> {
-        let mut c = self.reads.acquire().await?;
+        // One read transaction: the bodies and their votes come from one snapshot (a vote
+        // committed between the two reads would contradict the state). Dropped, it ends.
+        let mut c = self.reads.begin().await?;
         let rows = sqlx::query(
             "SELECT body, version FROM operations WHERE org_id = $1 AND state = 'AwaitingApproval' \
              AND NOT EXISTS (SELECT 1 FROM votes WHERE votes.operation_id = operations.id AND votes.device_id = $2) \

@@ -49,13 +49,16 @@ impl Holding {
 }
 
 async fn holding(keystore: &Keystore, me: &str, vault: &str) -> Result<Holding, String> {
-    // Three independent reads (two listings and a record) at once.
-    let (generations, confirmed, pending) = tokio::try_join!(
+    let err = |e: vsigner_keystore::KeystoreError| format!("keystore: {e}");
+    // The shares before the confirmation: a departure writes its confirmation, then
+    // deletes the shares, so this order always sees one of them (reading both at once
+    // could see neither). The pending reshares are listed meanwhile.
+    let (generations, pending) = tokio::try_join!(
         keystore.share_generations(me, vault),
-        keystore.confirmed_generation(me, vault),
         keystore.pending_reshares(me, vault),
     )
-    .map_err(|e| format!("keystore: {e}"))?;
+    .map_err(err)?;
+    let confirmed = keystore.confirmed_generation(me, vault).await.map_err(err)?;
     Ok(Holding {
         generations,
         confirmed,
