@@ -173,12 +173,7 @@ impl Store {
         // committed between the two reads would contradict the state). Dropped, it ends.
         let mut c = self.reads.begin().await?;
         let rows = q.bind(limit).bind(offset).fetch_all(&mut *c).await?;
-        let mut out = rows
-            .iter()
-            .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
-            .collect::<Result<Vec<_>>>()?;
-        self.votes_of_all(&mut c, &mut out).await?;
-        Ok(out)
+        self.with_votes(&mut c, &rows).await
     }
 
     /// The operations of `org` awaiting approval that `device` has not voted on (at most
@@ -202,11 +197,16 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *c)
         .await?;
+        self.with_votes(&mut c, &rows).await
+    }
+
+    /// The operations of `rows` (`body`, `version`) with their votes.
+    async fn with_votes(&self, c: &mut AnyConnection, rows: &[AnyRow]) -> Result<Vec<Operation>> {
         let mut out = rows
             .iter()
             .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
             .collect::<Result<Vec<_>>>()?;
-        self.votes_of_all(&mut c, &mut out).await?;
+        self.votes_of_all(c, &mut out).await?;
         Ok(out)
     }
 
