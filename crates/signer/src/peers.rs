@@ -14,8 +14,16 @@
 //! signing keys allowed; later, the signing key must be the pinned one, a record of the
 //! same revision must be the same, and a newer revision (a rotated encryption key) replaces
 //! the pin. An older revision is refused.
+//!
+//! Every vote and run checks its committee's records again. A record listed exactly as a
+//! device last accepted it (the same bytes, beside the same keys) is accepted again from
+//! [`Pins`] in memory, without verifying it or reading its pin once more: the outcome would
+//! be the same, because a pin changes only through a check, and every check that changes a
+//! pin also replaces what [`Pins`] remembers of that peer before anything else is checked.
+//! A record that differs in any way takes the whole check.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use vsigner_keystore::{Keystore, RecordId, RecordKind};
@@ -72,13 +80,43 @@ impl Pin {
     }
 }
 
-/// One pin written at a time (the daemon is the keystore's only process).
-static PINNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The pins of one keystore as its daemon checks them: one pin read, checked and written at
+/// a time, and the record each device last accepted of each peer (see the module
+/// documentation). One per keystore: the daemon is the keystore's only process.
+#[derive(Default)]
+pub struct Pins {
+    /// Held across a pin's read, check and write, and the update of `accepted` after it.
+    writing: tokio::sync::Mutex<()>,
+    /// By (device, peer): the record (hex) the device last accepted and the keys it names.
+    accepted: Mutex<HashMap<(String, String), (String, DevicePublicKeys)>>,
+}
+
+impl Pins {
+    /// The keys of `peer` if its listing is exactly the record `me` last accepted of it.
+    fn accepted(&self, me: &str, peer: &Listed<'_>) -> Option<DevicePublicKeys> {
+        let accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        let (record, keys) = accepted.get(&(me.to_owned(), peer.device_id.to_owned()))?;
+        (Some(record.as_str()) == peer.record
+            && peer.signing_key == keys.signing_hex()
+            && peer.encryption_key == keys.encryption_hex())
+        .then(|| keys.clone())
+    }
+
+    /// Remembers that `me` accepted `record` of `peer`, naming `keys`.
+    fn accept(&self, me: &str, peer: &str, record: &str, keys: &DevicePublicKeys) {
+        self.accepted.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            (me.to_owned(), peer.to_owned()),
+            (record.to_owned(), keys.clone()),
+        );
+    }
+}
 
 /// Checks `peer`'s record for the device `me` of organisation `org`, then against the pin
 /// (pinning it on first sight); returns the peer's keys. `Err` names the device and why.
+/// `pins` are the keystore's (one [`Pins`] per keystore, `org` and `trusted` fixed for it).
 pub async fn check(
     keystore: &Keystore,
+    pins: &Pins,
     me: &DeviceIdentity,
     org: &str,
     trusted: Option<&TrustedKeys>,
@@ -88,6 +126,9 @@ pub async fn check(
     let record_hex = peer.record.ok_or_else(|| {
         format!("device {id} has not published a signed record of its keys; nothing is encrypted to it")
     })?;
+    if let Some(keys) = pins.accepted(me.device_id().as_str(), &peer) {
+        return Ok(keys);
+    }
     let signed = SignedDeviceRecord::from_hex(record_hex)
         .map_err(|e| format!("the record of device {id} is unreadable: {e}"))?;
     signed.verify().map_err(|e| {
@@ -114,6 +155,7 @@ pub async fn check(
                 "the coordinator lists a record for this device ({id}) with keys that are not its own"
             ));
         }
+        pins.accept(me.device_id().as_str(), id, record_hex, &keys);
         return Ok(keys);
     }
     if let Some(trusted) = trusted {
@@ -125,7 +167,7 @@ pub async fn check(
         }
     }
     let pin_id = RecordId::peer_keys(me.device_id().as_str(), id).map_err(|e| e.to_string())?;
-    let _one = PINNING.lock().await;
+    let _one = pins.writing.lock().await;
     let pinned = keystore
         .get(&pin_id)
         .await
@@ -169,12 +211,14 @@ pub async fn check(
         }
         Some(_) => {}
     }
+    pins.accept(me.device_id().as_str(), id, record_hex, &keys);
     Ok(keys)
 }
 
 /// Checks every listed device (see [`check`]); returns their keys, or the first refusal.
 pub async fn check_all(
     keystore: &Keystore,
+    pins: &Pins,
     me: &DeviceIdentity,
     org: &str,
     trusted: Option<&TrustedKeys>,
@@ -182,7 +226,7 @@ pub async fn check_all(
 ) -> Result<Vec<(DeviceId, DevicePublicKeys)>, String> {
     let mut out = Vec::with_capacity(listed.len());
     for peer in listed {
-        let keys = check(keystore, me, org, trusted, *peer).await?;
+        let keys = check(keystore, pins, me, org, trusted, *peer).await?;
         let id = DeviceId::new(peer.device_id).map_err(|e| format!("device id {:?}: {e}", peer.device_id))?;
         out.push((id, keys));
     }
@@ -256,13 +300,14 @@ mod tests {
             .unwrap();
         let new = |id: &str| DeviceIdentity::generate(DeviceId::new(id).unwrap(), &mut rand_core::OsRng);
         let (me, peer) = (new("me"), new("peer"));
+        let pins = Pins::default();
         let keys = |d: &DeviceIdentity| (d.public_keys().signing_hex(), d.public_keys().encryption_hex());
         let peer_keys = keys(&peer);
         let good = record(&peer, "org", 1).to_hex();
-        check(&ks, &me, "org", None, listed("peer", &peer_keys, &good))
+        check(&ks, &pins, &me, "org", None, listed("peer", &peer_keys, &good))
             .await
             .unwrap();
-        check(&ks, &me, "org", None, listed("peer", &peer_keys, &good))
+        check(&ks, &pins, &me, "org", None, listed("peer", &peer_keys, &good))
             .await
             .unwrap();
         assert_eq!(pinned(&ks, "me").await.len(), 1);
@@ -270,12 +315,12 @@ mod tests {
         // The coordinator swaps the encryption key: beside the record, inside it, or both.
         let impostor = new("peer");
         let swapped = (peer_keys.0.clone(), impostor.public_keys().encryption_hex());
-        let e = check(&ks, &me, "org", None, listed("peer", &swapped, &good))
+        let e = check(&ks, &pins, &me, "org", None, listed("peer", &swapped, &good))
             .await
             .unwrap_err();
         assert!(e.contains("other than the ones its signed record names"), "{e}");
         let tampered = good.replace(&peer_keys.1, &swapped.1);
-        let e = check(&ks, &me, "org", None, listed("peer", &swapped, &tampered))
+        let e = check(&ks, &pins, &me, "org", None, listed("peer", &swapped, &tampered))
             .await
             .unwrap_err();
         assert!(e.contains("the record of device peer does not verify"), "{e}");
@@ -283,21 +328,33 @@ mod tests {
         // the impostor signed itself).
         let mut none = listed("peer", &peer_keys, &good);
         none.record = None;
-        assert!(check(&ks, &me, "org", None, none)
+        assert!(check(&ks, &pins, &me, "org", None, none)
             .await
             .unwrap_err()
             .contains("has not published"));
         let other_org = record(&peer, "other", 1).to_hex();
-        assert!(
-            check(&ks, &me, "org", None, listed("peer", &peer_keys, &other_org))
-                .await
-                .is_err()
-        );
+        assert!(check(
+            &ks,
+            &pins,
+            &me,
+            "org",
+            None,
+            listed("peer", &peer_keys, &other_org)
+        )
+        .await
+        .is_err());
         let impostor_keys = keys(&impostor);
         let own_record = record(&impostor, "org", 5).to_hex();
-        let e = check(&ks, &me, "org", None, listed("peer", &impostor_keys, &own_record))
-            .await
-            .unwrap_err();
+        let e = check(
+            &ks,
+            &pins,
+            &me,
+            "org",
+            None,
+            listed("peer", &impostor_keys, &own_record),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("pinned"), "{e}");
 
         // A newer revision with a rotated encryption key is taken; an older one refused.
@@ -311,10 +368,10 @@ mod tests {
         }
         .sign(peer.signing_key())
         .to_hex();
-        check(&ks, &me, "org", None, listed("peer", &rotated_keys, &rev2))
+        check(&ks, &pins, &me, "org", None, listed("peer", &rotated_keys, &rev2))
             .await
             .unwrap();
-        let e = check(&ks, &me, "org", None, listed("peer", &peer_keys, &good))
+        let e = check(&ks, &pins, &me, "org", None, listed("peer", &peer_keys, &good))
             .await
             .unwrap_err();
         assert!(e.contains("older than the pinned revision 2"), "{e}");
@@ -322,22 +379,27 @@ mod tests {
         // A record for this device with keys that are not its own.
         let me_keys = keys(&me);
         let mine = record(&me, "org", 1).to_hex();
-        check(&ks, &me, "org", None, listed("me", &me_keys, &mine))
+        check(&ks, &pins, &me, "org", None, listed("me", &me_keys, &mine))
             .await
             .unwrap();
         let fake_me = new("me");
         let fake = record(&fake_me, "org", 1).to_hex();
-        assert!(check(&ks, &me, "org", None, listed("me", &keys(&fake_me), &fake))
-            .await
-            .is_err());
+        assert!(
+            check(&ks, &pins, &me, "org", None, listed("me", &keys(&fake_me), &fake))
+                .await
+                .is_err()
+        );
 
-        // With TrustedDeviceKeys, only listed signing keys are taken, pinned or not.
+        // With TrustedDeviceKeys, only listed signing keys are taken, pinned or not (a
+        // keystore's pins are checked under one setting: a new `Pins`).
+        let pins = Pins::default();
         let stranger = new("stranger");
         let stranger_keys = keys(&stranger);
         let stranger_record = record(&stranger, "org", 1).to_hex();
         let trusted: TrustedKeys = [hex::decode(&peer_keys.0).unwrap().try_into().unwrap()].into();
         let e = check(
             &ks,
+            &pins,
             &me,
             "org",
             Some(&trusted),
@@ -348,6 +410,7 @@ mod tests {
         assert!(e.contains("TrustedDeviceKeys"), "{e}");
         check(
             &ks,
+            &pins,
             &me,
             "org",
             Some(&trusted),

@@ -28,8 +28,11 @@ use super::{Daemon, DeviceRuntime, COMPLETION_WAIT};
 use crate::coordinator_api::Operation;
 use crate::protocol::reshare::PendingReshare;
 
-/// Pending reshares are checked for receipts every this many polls.
+/// Pending reshares are checked for receipts (and disaster-recovery files for the shares
+/// that have none) every this many polls...
 pub(super) const COMMIT_CHECK_EVERY: u64 = 30;
+/// ...and at most this often (each check lists the whole keystore).
+pub(super) const COMMIT_CHECK_MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a pending reshare is not committed yet.
 #[derive(Debug)]

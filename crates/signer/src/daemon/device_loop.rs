@@ -5,16 +5,67 @@
 //! A notification names the state its operation reached, so a device woken by one lists
 //! only that kind of operation (awaiting its vote, or ready); every `PollIntervalSeconds` it
 //! lists both whatever the notifications said, so a lost or forged hint only delays work.
+//!
+//! Between polls the loop keeps house: the presignature pool, pending reshares and missing
+//! disaster-recovery files are checked every so many polls, and at most so often
+//! ([`Every`]): a busy device polls for every notification, many times a second.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use super::confirm::COMMIT_CHECK_EVERY;
+use super::confirm::{COMMIT_CHECK_EVERY, COMMIT_CHECK_MIN_INTERVAL};
 use super::{
     lock, Daemon, DeviceRuntime, InflightGuard, ReadyHint, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY,
+    PRESIGNATURE_CHECK_MIN_INTERVAL,
 };
+
+/// A chore of the device loop, due every `polls` polls but at most once per `interval`.
+struct Every {
+    polls: u64,
+    interval: Duration,
+    /// Polls since it was last done.
+    since: u64,
+    /// When it was last done (`None`: never, so it is due at once).
+    last: Option<Instant>,
+}
+
+impl Every {
+    /// Due at the first poll.
+    fn from_start(polls: u64, interval: Duration) -> Every {
+        Every {
+            polls,
+            interval,
+            since: 0,
+            last: None,
+        }
+    }
+
+    /// First due `polls` polls after `now` (and at least `interval` after).
+    fn after(polls: u64, interval: Duration, now: Instant) -> Every {
+        Every {
+            polls,
+            interval,
+            since: 0,
+            last: Some(now),
+        }
+    }
+
+    /// Counts a poll at `now`; whether the chore is due (then it counts as done).
+    fn due(&mut self, now: Instant) -> bool {
+        let due = match self.last {
+            None => true,
+            Some(last) => self.since >= self.polls && now.saturating_duration_since(last) >= self.interval,
+        };
+        if due {
+            self.since = 0;
+            self.last = Some(now);
+        }
+        self.since += 1;
+        due
+    }
+}
 use crate::coordinator_api::ApiError;
 use crate::metrics;
 use vsigner_approval::ApprovalMode;
@@ -26,24 +77,24 @@ impl Daemon {
         mut notifications: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
     ) {
         let mut reconnects = 0;
-        let mut rounds: u64 = 0;
         let mut lists = Lists::BOTH;
         let mut last_full = Instant::now();
+        let mut presignature_check =
+            Every::from_start(PRESIGNATURE_CHECK_EVERY, PRESIGNATURE_CHECK_MIN_INTERVAL);
+        let mut commit_check = Every::after(COMMIT_CHECK_EVERY, COMMIT_CHECK_MIN_INTERVAL, Instant::now());
         loop {
             if last_full.elapsed() >= self.inner.config.poll_interval {
                 lists = Lists::BOTH;
             }
             self.poll_device(&device, lists).await;
-            if self.inner.config.presignature_pool_target > 0
-                && rounds.is_multiple_of(PRESIGNATURE_CHECK_EVERY)
-            {
+            let now = Instant::now();
+            if presignature_check.due(now) && self.inner.config.presignature_pool_target > 0 {
                 self.maintain_presignatures(&device).await;
             }
-            if rounds > 0 && rounds.is_multiple_of(COMMIT_CHECK_EVERY) {
+            if commit_check.due(now) {
                 self.commit_pending(&device).await;
                 self.reconcile_recovery_files(&[device.id.as_str()], false).await;
             }
-            rounds += 1;
             // The next full listing is a poll interval after this one's work ended.
             if lists == Lists::BOTH {
                 last_full = Instant::now();
@@ -281,7 +332,32 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::{Work, FINISHED_MAX, FINISHED_MEMORY};
-    use super::Lists;
+    use super::{Every, Lists};
+
+    #[test]
+    fn a_chore_is_due_every_so_many_polls_and_at_most_so_often() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut chore = Every::from_start(3, Duration::from_millis(500));
+        assert!(chore.due(t0), "due at the first poll");
+        // Polls 1 and 2 after it: not yet, however much time passed.
+        assert!(!chore.due(ms(1000)));
+        assert!(!chore.due(ms(2000)));
+        assert!(chore.due(ms(3000)), "the third poll after, and long after");
+        // Many quick polls (a notification each): due again only once the interval passed.
+        for i in 1..=10 {
+            assert!(!chore.due(ms(3000 + i * 10)), "poll {i}, {} ms after", i * 10);
+        }
+        assert!(chore.due(ms(3500)));
+        // Slow polls: every third.
+        let due: Vec<bool> = (1..=6).map(|i| chore.due(ms(3500 + i * 5000))).collect();
+        assert_eq!(due, [false, false, true, false, false, true]);
+
+        let mut later = Every::after(2, Duration::from_secs(5), t0);
+        assert!(!later.due(ms(10_000)), "not at the first poll");
+        assert!(!later.due(ms(10_001)));
+        assert!(later.due(ms(10_002)));
+    }
 
     #[test]
     fn a_stale_listing_does_not_forget_finished_work() {

@@ -69,7 +69,10 @@ mod submit;
 mod take_part;
 mod vote;
 
-pub use presignatures::{MAX_PRESIGNATURES_PER_REQUEST, PRESIGNATURE_CHECK_EVERY, PRESIGN_RETRY_PAUSE_SECS};
+pub use presignatures::{
+    MAX_PRESIGNATURES_PER_REQUEST, PRESIGNATURE_CHECK_EVERY, PRESIGNATURE_CHECK_MIN_INTERVAL,
+    PRESIGN_RETRY_PAUSE_SECS,
+};
 
 /// How long start-up waits for an unreachable coordinator.
 pub const START_WAIT: Duration = Duration::from_secs(60);
@@ -262,6 +265,8 @@ struct Inner {
     approved: Mutex<HashMap<Key, Approval>>,
     /// The organisation's devices as last read (shared by the approvals that read them).
     directory: Mutex<directory::DirectoryCache>,
+    /// The peers' pinned keys as the devices check them (`peers`).
+    pins: peers::Pins,
     /// Operations whose approver gave no trustworthy answer: when to ask again.
     approval_waits: Mutex<HashMap<Key, ApprovalWait>>,
     started_at: DateTime<Utc>,
@@ -403,6 +408,7 @@ impl Daemon {
     async fn check_peers(&self, device: &DeviceRuntime, listed: &[Listed<'_>]) -> Result<(), String> {
         let keys = peers::check_all(
             &self.inner.keystore,
+            &self.inner.pins,
             &device.identity,
             &self.inner.config.org_id,
             self.inner.config.trusted_device_keys.as_ref(),
@@ -500,6 +506,7 @@ impl Daemon {
             work: Mutex::new(Work::default()),
             approved: Mutex::new(HashMap::new()),
             directory: Mutex::new(directory::DirectoryCache::default()),
+            pins: peers::Pins::default(),
             approval_waits: Mutex::new(HashMap::new()),
             started_at: Utc::now(),
             coordinator_seen: Mutex::new(Some(Instant::now())),

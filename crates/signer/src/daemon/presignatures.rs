@@ -7,6 +7,8 @@
 //! any an earlier version stored, and tells the coordinator that each of its devices holds
 //! none (`discardPresignatures`), so that no signature waits for one that is gone.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use vsigner_keystore::{Keystore, RecordKind};
 
@@ -41,8 +43,11 @@ pub(super) async fn forget_stored(keystore: &Keystore) {
 pub const PRESIGN_RETRY_PAUSE_SECS: i64 = 60;
 /// Most presignatures asked for at once (the coordinator's limit per request).
 pub const MAX_PRESIGNATURES_PER_REQUEST: usize = 100;
-/// The presignature pool is checked every this many polls.
+/// The presignature pool is checked every this many polls...
 pub const PRESIGNATURE_CHECK_EVERY: u64 = 5;
+/// ...and at most this often: a device woken by a notification for each operation polls many
+/// times a second, and each check lists the organisation's vaults and their presignatures.
+pub const PRESIGNATURE_CHECK_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Daemon {
     /// Tells the coordinator, for every device, that it holds none of its presignatures

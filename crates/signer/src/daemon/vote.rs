@@ -68,7 +68,10 @@ impl Daemon {
         };
         // Every device of the operation must have a record of its keys that it signed
         // itself (and, with TrustedDeviceKeys, a listed key): a device never approves an
-        // operation that would encrypt a share to a key the coordinator chose.
+        // operation that would encrypt a share to a key the coordinator chose. What the
+        // device holds of the vault decides too: no keygen over a vault it holds, no reshare
+        // or signature of another key than its share's (the approver then sees the vault's
+        // real key and generation). Both are read at once; either refuses.
         let built = match built {
             Ok(request) => {
                 let listed: Vec<Listed<'_>> = approval_request::device_ids(&op)
@@ -81,24 +84,17 @@ impl Daemon {
                         record: d.record.as_deref(),
                     })
                     .collect();
-                match self.check_peers(device, &listed).await {
-                    Ok(()) => Ok(request),
-                    Err(why) => {
+                let (peers, held) = tokio::join!(
+                    self.check_peers(device, &listed),
+                    crate::protocol::continuity::check(&self.inner.keystore, &device.id, &op),
+                );
+                match (peers, held) {
+                    (Ok(()), Ok(())) => Ok(request),
+                    (Err(why), _) => {
                         tracing::warn!(reason = %why, "the operation involves a device whose keys are not its own word; voting reject");
                         Err(approval_request::InvalidOperation(why))
                     }
-                }
-            }
-            Err(e) => Err(e),
-        };
-        // What the device holds of the vault decides too: no keygen over a vault it holds,
-        // no reshare or signature of another key than its share's (the approver then sees
-        // the vault's real key and generation).
-        let built = match built {
-            Ok(request) => {
-                match crate::protocol::continuity::check(&self.inner.keystore, &device.id, &op).await {
-                    Ok(()) => Ok(request),
-                    Err(why) => {
+                    (Ok(()), Err(why)) => {
                         tracing::warn!(reason = %why, "voting reject");
                         Err(approval_request::InvalidOperation(why))
                     }
