@@ -18,9 +18,10 @@
 //! Every vote and run checks its committee's records again. A record listed exactly as a
 //! device last accepted it (the same bytes, beside the same keys) is accepted again from
 //! [`Pins`] in memory, without verifying it or reading its pin once more: the outcome would
-//! be the same, because a pin changes only through a check, and every check that changes a
-//! pin also replaces what [`Pins`] remembers of that peer before anything else is checked.
-//! A record that differs in any way takes the whole check.
+//! be the same, because a pin changes only through a check, and every check of a pin first
+//! forgets what [`Pins`] remembers of that peer (under the lock that one pin check at a time
+//! holds) and remembers the record again only once it is accepted. A record that differs in
+//! any way takes the whole check. A device's own record is always checked.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -102,6 +103,14 @@ impl Pins {
         .then(|| keys.clone())
     }
 
+    /// Forgets what `me` accepted of `peer`.
+    fn forget(&self, me: &str, peer: &str) {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(me.to_owned(), peer.to_owned()));
+    }
+
     /// Remembers that `me` accepted `record` of `peer`, naming `keys`.
     fn accept(&self, me: &str, peer: &str, record: &str, keys: &DevicePublicKeys) {
         self.accepted.lock().unwrap_or_else(|p| p.into_inner()).insert(
@@ -155,7 +164,8 @@ pub async fn check(
                 "the coordinator lists a record for this device ({id}) with keys that are not its own"
             ));
         }
-        pins.accept(me.device_id().as_str(), id, record_hex, &keys);
+        // (Not remembered: its own record costs one signature check, and an entry keyed by
+        // the id alone could serve another identity under the same id.)
         return Ok(keys);
     }
     if let Some(trusted) = trusted {
@@ -168,6 +178,9 @@ pub async fn check(
     }
     let pin_id = RecordId::peer_keys(me.device_id().as_str(), id).map_err(|e| e.to_string())?;
     let _one = pins.writing.lock().await;
+    // Forgotten before the pin is read or written, remembered again only once this check
+    // accepts: a pin write that fails after it landed leaves nothing stale in memory.
+    pins.forget(me.device_id().as_str(), id);
     let pinned = keystore
         .get(&pin_id)
         .await
@@ -386,6 +399,13 @@ mod tests {
         let fake = record(&fake_me, "org", 1).to_hex();
         assert!(
             check(&ks, &pins, &me, "org", None, listed("me", &keys(&fake_me), &fake))
+                .await
+                .is_err()
+        );
+        // Nor is the record accepted for `me` taken as its own by another identity with the
+        // same id (an own record is never served from memory).
+        assert!(
+            check(&ks, &pins, &fake_me, "org", None, listed("me", &me_keys, &mine))
                 .await
                 .is_err()
         );
