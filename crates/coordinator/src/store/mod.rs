@@ -137,6 +137,13 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// A read transaction on the readers: what is read in it comes from one snapshot (an
+    /// operation's body and its votes, read apart, could otherwise contradict each other: a
+    /// vote committed between the two reads). Dropped, it ends.
+    pub(crate) async fn snapshot(&self) -> Result<Tx> {
+        Ok(self.reads.begin().await?)
+    }
+
     /// Whether the database answers (`SELECT 1`).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -112,9 +112,7 @@ impl Store {
 
     /// An operation outside a transaction.
     pub async fn operation_by_id(&self, org: &OrgId, id: &str) -> Result<Option<Operation>> {
-        // One read transaction: the bodies and their votes come from one snapshot (a vote
-        // committed between the two reads would contradict the state). Dropped, it ends.
-        let mut c = self.reads.begin().await?;
+        let mut c = self.snapshot().await?;
         Ok(self
             .operation(&mut c, Some(org), id, false)
             .await?
@@ -169,9 +167,7 @@ impl Store {
         if let Some(k) = kind {
             q = q.bind(k.as_str());
         }
-        // One read transaction: the bodies and their votes come from one snapshot (a vote
-        // committed between the two reads would contradict the state). Dropped, it ends.
-        let mut c = self.reads.begin().await?;
+        let mut c = self.snapshot().await?;
         let rows = q.bind(limit).bind(offset).fetch_all(&mut *c).await?;
         self.with_votes(&mut c, &rows).await
     }
@@ -184,9 +180,7 @@ impl Store {
         device: &DeviceId,
         limit: i64,
     ) -> Result<Vec<Operation>> {
-        // One read transaction: the bodies and their votes come from one snapshot (a vote
-        // committed between the two reads would contradict the state). Dropped, it ends.
-        let mut c = self.reads.begin().await?;
+        let mut c = self.snapshot().await?;
         let rows = sqlx::query(
             "SELECT body, version FROM operations WHERE org_id = $1 AND state = 'AwaitingApproval' \
              AND NOT EXISTS (SELECT 1 FROM votes WHERE votes.operation_id = operations.id AND votes.device_id = $2) \

@@ -20,6 +20,9 @@ use super::{
     lock, Daemon, DeviceRuntime, InflightGuard, ReadyHint, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY,
     PRESIGNATURE_CHECK_MIN_INTERVAL,
 };
+use crate::coordinator_api::ApiError;
+use crate::metrics;
+use vsigner_approval::ApprovalMode;
 
 /// A chore of the device loop, due every `polls` polls but at most once per `interval`.
 struct Every {
@@ -66,9 +69,6 @@ impl Every {
         due
     }
 }
-use crate::coordinator_api::ApiError;
-use crate::metrics;
-use vsigner_approval::ApprovalMode;
 
 impl Daemon {
     pub(super) async fn device_loop(

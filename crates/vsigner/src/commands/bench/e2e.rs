@@ -99,7 +99,8 @@ struct ThroughputPlan {
     presigned_rate: f64,
 }
 
-/// The daemons poll this often (their presignature keeper checks every 5 polls).
+/// The daemons poll this often (their presignature keeper checks every 5 polls, at most twice a
+/// second).
 const POLL_SECONDS: f64 = 0.25;
 
 #[derive(Serialize)]
