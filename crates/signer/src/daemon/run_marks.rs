@@ -3,11 +3,15 @@
 //! starts an operation that has a mark, whatever the coordinator lists and whatever the
 //! approver says when asked again (a stateless approver approves the same payload twice;
 //! the approval request carries the operation id so that an approver can refuse a repeat
-//! too). The mark is durable before the first protocol message (`startOperation` is sent
-//! meanwhile and does not hold the run back): a crash before it leaves no protocol message,
-//! so nothing was signed; a crash after it leaves a mark that refuses the operation after the
-//! restart (the device reports it failed; it can be requested again), as a crash during the
-//! run always did.
+//! too). The mark is durable before the first protocol message that depends on a share
+//! (`startOperation` is sent meanwhile and does not hold the run back; FROST signing sends its
+//! nonce commitments meanwhile and holds its signature share back: [`RunMark`]): a crash
+//! before it leaves at most fresh nonce commitments, which are never used, so nothing was
+//! signed; a crash after it leaves a mark that refuses the operation after the restart (the
+//! device reports it failed; it can be requested again), as a crash during the run always
+//! did.
+//!
+//! [`RunMark`]: crate::protocol::RunMark
 //!
 //! Marks are never pruned (a few hundred bytes per operation; pruning by a date would trust
 //! the coordinator's clock or reopen old operations). A device also refuses any operation

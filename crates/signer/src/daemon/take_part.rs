@@ -2,7 +2,9 @@
 //! are the registered and pinned ones; the operation is exactly what the approver
 //! approved), a concurrency permit (or joining a run another member started), the durable run
 //! mark, and the protocol run on a blocking thread, abandoned if the coordinator ends the
-//! operation meanwhile; `startOperation` is sent beside the run, which does not wait for it.
+//! operation meanwhile; `startOperation` is sent beside the run, which does not wait for it,
+//! and the mark is written as the protocol starts, which sends nothing that depends on a share
+//! before it is durable ([`RunMark`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::approval_request;
 use crate::coordinator_api::Operation;
 use crate::metrics::{self, Outcome};
 use crate::peers::Listed;
-use crate::protocol::{RunContext, RunFailure, Submission};
+use crate::protocol::{RunContext, RunFailure, RunMark, Submission};
 
 /// While a run waits for a permit, how often it asks the coordinator whether another
 /// committee member started the operation.
@@ -187,7 +189,8 @@ impl Daemon {
         // coordinator's answer decides nothing here (the device checked the operation itself,
         // and its result starts the operation too), so it is sent while the durable mark is
         // written and the protocol runs, off the run's path. Only the mark comes before the
-        // first protocol message: a device never runs an operation twice.
+        // first protocol message that depends on a share: a device never runs an operation
+        // twice.
         let acting = self.acting(device);
         let start = async {
             let started = self
@@ -202,22 +205,26 @@ impl Daemon {
                 tracing::info!(error = %e, "startOperation not taken; the run goes on until the operation ends");
             }
         };
+        // The mark is written while the protocol starts: no message that depends on a share
+        // goes out before it is durable (`RunMark`), and a mark that cannot be written ends
+        // the run with its reason.
+        let run_mark = {
+            let (keystore, id, marked_op) = (self.inner.keystore.clone(), device.id.clone(), op.clone());
+            RunMark::new(
+                async move { run_marks::mark(&keystore, &id, &marked_op).await }
+                    .instrument(tracing::info_span!("run_mark")),
+            )
+        };
         let run = async {
-            let marked = run_marks::mark(&self.inner.keystore, &device.id, &op)
-                .instrument(tracing::info_span!("run_mark"))
-                .await;
-            self.finish(&device.id, &op.id);
-            if let Err(reason) = marked {
-                let failure = RunFailure {
-                    reason,
-                    culprits: Vec::new(),
-                };
-                self.report_failure(device, &op, &failure).await;
-                return;
-            }
             tracing::info!(committee = op.committee.len(), "protocol run starting");
             let started = Instant::now();
-            let outcome = self.run_protocol(device, &op, request).await;
+            let marked = async {
+                // Whatever the mark's fate, the operation is this device's to finish now.
+                let _ = run_mark.written().await;
+                self.finish(&device.id, &op.id);
+            };
+            let ((), outcome) =
+                tokio::join!(marked, self.run_protocol(device, &op, request, run_mark.clone()));
             drop(permit);
             match outcome {
                 RunEnd::Finished(Ok(submission)) => {
@@ -245,6 +252,7 @@ impl Daemon {
         device: &Arc<DeviceRuntime>,
         op: &Operation,
         request: Option<ApprovalRequest>,
+        run_mark: RunMark,
     ) -> RunEnd {
         let ctx = RunContext {
             identity: device.identity.clone(),
@@ -256,6 +264,7 @@ impl Daemon {
             aux_options: self.inner.aux_options,
             public_test_primes: self.inner.public_test_primes.clone(),
             presignatures: self.inner.presignatures.clone(),
+            run_mark,
         };
         let handle = tokio::runtime::Handle::current();
         let span = tracing::Span::current();

@@ -153,6 +153,31 @@ pub struct RunContext {
     pub public_test_primes: Option<Arc<PublicTestPrimes>>,
     /// This process's presignatures (never stored).
     pub presignatures: Arc<presign::Presignatures>,
+    /// The device's durable mark that it runs the operation, written meanwhile.
+    pub run_mark: RunMark,
+}
+
+/// The device's durable mark that it runs an operation (the daemon's `run_marks`: a device
+/// runs an operation at most once), written while the run starts. A run sends no message
+/// that depends on a key share before the mark is written: every protocol waits for it before
+/// its first message, except a scheme whose signing holds only its share back until then
+/// ([`Scheme::SIGN_WAITS_FOR_RUN_MARK`](scheme::Scheme::SIGN_WAITS_FOR_RUN_MARK): FROST sends
+/// its fresh nonce commitments meanwhile, which reveal nothing and are never used again if
+/// the run ends there). A mark that cannot be written ends the run.
+#[derive(Clone)]
+pub struct RunMark(futures::future::Shared<futures::future::BoxFuture<'static, Result<(), String>>>);
+
+impl RunMark {
+    /// The mark that `writing` writes (driven by whoever waits for it first).
+    pub fn new(writing: impl std::future::Future<Output = Result<(), String>> + Send + 'static) -> Self {
+        use futures::FutureExt as _;
+        RunMark(writing.boxed().shared())
+    }
+
+    /// Resolves once the mark is durable; the reason it could not be written otherwise.
+    pub async fn written(&self) -> Result<(), RunFailure> {
+        self.0.clone().await.map_err(RunFailure::new)
+    }
 }
 
 /// The committee of a run: its parties in party order.
@@ -361,10 +386,15 @@ impl RunContext {
             .map_err(RunFailure::new)?;
         if op.kind == "Presign" {
             // Nothing is signed: no approval; the signature that uses it is approved as usual.
+            self.run_mark.written().await?;
             return self.presign(op).await;
         }
         let request = request.ok_or_else(|| RunFailure::new("no approved request"))?;
         let curve = request.vault.curve;
+        let signs = matches!(request.operation, Requested::Sign { .. });
+        if !(signs && scheme::with_scheme!(curve, S => <S as scheme::Scheme>::SIGN_WAITS_FOR_RUN_MARK)) {
+            self.run_mark.written().await?;
+        }
         match &request.operation {
             Requested::CreateVault => scheme::with_scheme!(curve, S => self.keygen::<S>(op).await),
             Requested::Sign {

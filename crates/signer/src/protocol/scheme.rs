@@ -164,6 +164,11 @@ impl ExportedShare {
 /// checked committee; what is per party comes and goes in `committee.mine` order.
 #[allow(async_fn_in_trait)] // used by static dispatch only (`with_scheme!`)
 pub trait Scheme {
+    /// Whether [`Scheme::sign`] waits for the run mark itself ([`RunContext::run_mark`]),
+    /// before its first message that depends on a share; otherwise the run waits for the mark
+    /// before the signing protocol starts.
+    const SIGN_WAITS_FOR_RUN_MARK: bool = false;
+
     /// The public key and key-set hash of a stored share record.
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure>;
 

@@ -36,6 +36,10 @@ fn new_share<C: SchnorrScheme>(share: &schnorr::KeyShare<C>) -> Result<NewShare,
 }
 
 impl<C: SchnorrScheme> Scheme for Frost<C> {
+    /// The nonce commitments go out while the run mark is written; the signature share waits
+    /// for it.
+    const SIGN_WAITS_FOR_RUN_MARK: bool = true;
+
     fn summary(record: &[u8]) -> Result<(Vec<u8>, String), RunFailure> {
         let bad = |e: vsigner_tss::Error| RunFailure::new(format!("stored share: {e}"));
         let share = share_of::<C>(record)?;
@@ -110,11 +114,20 @@ impl<C: SchnorrScheme> Scheme for Frost<C> {
                 Some(Protocol::FrostSign),
                 |party, eid, i| {
                     let (shares, message, taproot) = (&shares, &message, taproot.as_ref());
+                    let marked = async {
+                        run.run_mark
+                            .written()
+                            .await
+                            .map_err(|f| vsigner_tss::Error::Protocol(f.reason))
+                    };
                     async move {
                         let share = shares.get(&i).ok_or(vsigner_tss::Error::InvalidArguments(
                             "no share for this party".into(),
                         ))?;
-                        schnorr::sign(party, eid, i, signers, share, message, taproot, &mut OsRng).await
+                        schnorr::sign_gated(
+                            party, eid, i, signers, share, message, taproot, &mut OsRng, marked,
+                        )
+                        .await
                     }
                 },
             )

@@ -18,7 +18,7 @@ mod signing;
 pub use keygen::keygen;
 pub use reshare::reshare;
 pub use share::KeyShare;
-pub use signing::{sign, Signature, TaprootTweak};
+pub use signing::{sign, sign_gated, Signature, TaprootTweak};
 
 use cggmp24::generic_ec::{Point, Scalar};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};

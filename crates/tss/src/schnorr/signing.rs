@@ -4,6 +4,11 @@
 //! (`round2::sign`) over the signing package built from everyone's commitments. Every member
 //! aggregates (`aggregate`, which verifies each share and names the cheaters) and checks the
 //! final signature under the group key (or its Taproot-tweaked output key).
+//!
+//! [`sign_gated`] holds the signature share back until a caller's gate opens: the nonce
+//! commitments (fresh, used once, revealing nothing of the share) go out at once, so a caller
+//! that must make something durable before its party signs (a device's mark that it ran the
+//! operation) can write it during the first round instead of before it.
 
 use std::collections::BTreeMap;
 
@@ -95,6 +100,31 @@ where
     P: Mpc<ProtocolMessage = WireMessage>,
     R: RngCore + CryptoRng,
 {
+    let open = std::future::ready(Ok(()));
+    sign_gated(party, eid, i, signers, share, message, taproot, rng, open).await
+}
+
+/// [`sign`], computing and sending this party's signature share only once `gate` resolves
+/// `Ok` (its nonce commitments go out before). A gate that fails ends the run with its error
+/// and no signature share sent: the nonces are dropped unused.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_gated<C, P, R, G>(
+    party: P,
+    eid: ExecutionId,
+    i: PartyIndex,
+    signers: &[PartyIndex],
+    share: &KeyShare<C>,
+    message: &[u8],
+    taproot: Option<&TaprootTweak>,
+    rng: &mut R,
+    gate: G,
+) -> Result<Signature, Error>
+where
+    C: SchnorrScheme,
+    P: Mpc<ProtocolMessage = WireMessage>,
+    R: RngCore + CryptoRng,
+    G: std::future::Future<Output = Result<(), Error>>,
+{
     let t = check_committee(share, i, signers)?;
     let ids: Vec<Identifier<C>> = signers
         .iter()
@@ -131,10 +161,15 @@ where
         )))))
         .await
         .map_err(|e| faults.explain(io(&e)))?;
-    let received = router
-        .complete(round_commit)
-        .await
-        .map_err(|e| faults.explain(Error::protocol(&e)))?;
+    // The others' commitments and the gate at once: the share waits for both, and a gate
+    // that fails ends the run at once.
+    let commitments_in = async {
+        router
+            .complete(round_commit)
+            .await
+            .map_err(|e| faults.explain(Error::protocol(&e)))
+    };
+    let (received, ()) = futures::future::try_join(commitments_in, gate).await?;
     let mut commitments = BTreeMap::new();
     for (sender, _, Commitments(bytes)) in received.into_iter_indexed() {
         let c = SigningCommitments::<C>::deserialize(&bytes.0)

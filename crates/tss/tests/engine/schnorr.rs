@@ -194,3 +194,74 @@ fn ed25519_child_keys_sign_for_the_publicly_derived_key() {
     assert_eq!(bip[0].chain_code(), None);
     assert!(bip[0].derive(&path).is_err());
 }
+
+/// A party whose gate fails (its device could not make its run mark durable) sends its nonce
+/// commitments and nothing after: no signature share leaves it, its run ends with the gate's
+/// error, and no signature is made. With the gate open the same committee signs.
+#[test]
+fn a_closed_gate_holds_the_signature_share_back() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use vsigner_tss::simulation::{self, Outcome};
+    let shares = schnorr_keygen::<Ed25519>(3, 2);
+    let shares = &shares;
+    let signers = [0u16, 1];
+    for gate_open in [true, false] {
+        let eid = eid(vsigner_tss::ProtocolTag::SchnorrSign, "gated", 2);
+        let parties = (0..2u16)
+            .map(|j| {
+                simulation::party(move |party| async move {
+                    let gate = async move {
+                        if j == 0 && !gate_open {
+                            Err(vsigner_tss::Error::Protocol(
+                                "the run mark was not written".into(),
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    vsigner_tss::schnorr::sign_gated(
+                        party,
+                        eid,
+                        j,
+                        &signers,
+                        &shares[usize::from(j)],
+                        b"m",
+                        None,
+                        &mut rand_core::OsRng,
+                        gate,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let sent: Rc<RefCell<Vec<(u16, u16)>>> = Rc::default();
+        let seen = sent.clone();
+        let outcomes = simulation::run_with(parties, move |env| {
+            seen.borrow_mut().push((env.from, env.msg.round));
+            vec![env]
+        });
+        let from_0: Vec<u16> = sent
+            .borrow()
+            .iter()
+            .filter(|(from, _)| *from == 0)
+            .map(|(_, round)| *round)
+            .collect();
+        if gate_open {
+            assert_eq!(from_0, vec![0, 1], "commitments, then the share");
+            assert!(outcomes.iter().all(|o| matches!(o, Outcome::Finished(Ok(_)))));
+        } else {
+            assert_eq!(from_0, vec![0], "only the commitments leave a closed gate");
+            assert!(
+                matches!(&outcomes[0], Outcome::Finished(Err(vsigner_tss::Error::Protocol(why))) if why.contains("run mark")),
+                "the gated party ends with the gate's error"
+            );
+            assert!(
+                !outcomes[1..]
+                    .iter()
+                    .any(|o| matches!(o, Outcome::Finished(Ok(_)))),
+                "no signature without party 0's share"
+            );
+        }
+    }
+}

@@ -645,6 +645,79 @@ async fn a_start_the_coordinator_never_takes_does_not_hold_the_run_back() {
     }
 }
 
+/// Lifts `chattr +i` from a directory when dropped, so that the test's directory can go.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    /// Makes `dir` immutable (not even root creates a file in it); `None` where the file
+    /// system or the sandbox does not allow it.
+    fn make(dir: &std::path::Path) -> Option<Immutable> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(dir.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A device whose run mark cannot be written sends no signature share. FROST signing sends
+/// its nonce commitments while the mark is written and holds its share back until the mark
+/// is durable (`RunMark`): here device a's mark folder is made immutable after a first
+/// signature created it, so a's second mark fails. The signature must fail with that reason
+/// and no result: b cannot sign without a's share. A share sent before the mark (the gate
+/// left open) lets b aggregate a signature, and the operation completes: this test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_cannot_mark_its_run_sends_no_signature_share() {
+    let net = Net::start();
+    let s1 = net.signer("s1", &["a"], &net.coordinator_url);
+    let _s2 = net.signer("s2", &["b"], &net.coordinator_url);
+    let ids = net.operator.wait_devices(&["a", "b"]).await;
+    let keygen = net.operator.create_vault("unmarked", "ed25519", 2, &ids).await;
+    let (vault, key) = created(&net, &keygen).await;
+    let first = net
+        .operator
+        .signed(&vault, json!({"message": hex::encode(b"marked")}))
+        .await;
+    verify_ed25519(&key, b"marked", &first);
+    let marks = s1
+        .dir
+        .join("keystore/devices")
+        .join(&ids[0])
+        .join("operation-run");
+    assert!(marks.is_dir(), "no run marks at {}", marks.display());
+    let Some(_immutable) = Immutable::make(&marks) else {
+        eprintln!("skipped: `chattr +i` is not available on this file system");
+        return;
+    };
+    let id = net
+        .operator
+        .request_signature(&vault, json!({"message": hex::encode(b"unmarked")}))
+        .await;
+    let op = net.operator.wait_final(&id, FINAL).await;
+    assert_eq!(op.state, "Failed", "signed without a's run mark: {:?}", op.result);
+    assert!(op.result.is_none(), "{:?}", op.result);
+    let failure = format!("{:?}", op.failure);
+    assert!(
+        failure.contains("as run"),
+        "the failure names the mark: {failure}"
+    );
+    let log = s1.all_output();
+    assert!(
+        log.contains(&format!("cannot mark operation {id} as run")),
+        "a says why it did not sign:\n{log}"
+    );
+}
+
 /// Finding 5: a signer whose keystore holds prime sets from the committed public pool (as
 /// the README walkthrough imports them) refuses to start, naming the setting, unless
 /// `AllowPublicTestPrimes = true`. Before the fix it started and used them.
