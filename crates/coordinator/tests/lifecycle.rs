@@ -22,6 +22,7 @@ per_backend!(
     eth_tx_with_derivation_path,
     reshare_early_rejection_and_expiry,
     presignatures_are_stocked_per_committee_and_consumed_once,
+    only_free_presignatures_are_in_their_index_before_and_after_the_migration,
     waiting_for_an_operation_answers_when_it_changes,
     human_approval_requests_and_answers,
 );
@@ -1407,6 +1408,152 @@ async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
             )
             .await,
         "TOO_MANY_REQUESTS"
+    );
+    c.running.shutdown().await.unwrap();
+}
+
+/// The ids of the operations the free presignatures' index holds, sorted.
+async fn free_presignatures(db: &Db) -> Vec<String> {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let rows = sqlx::query("SELECT id FROM operations WHERE presignature_free = 1 ORDER BY id")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("id").unwrap())
+        .collect()
+}
+
+/// When a signature becomes Ready, the coordinator looks for a presignature among the free
+/// ones only (Completed, neither consumed nor discarded), through their own index, rather
+/// than among every Completed operation (used presignatures pile up there, and every signature
+/// read and parsed up to 64 of them). The index holds exactly the free ones as presignatures
+/// complete, are consumed and are discarded; and the migration that made it marks exactly
+/// the free ones of a database made before it (run again here on a database whose column and
+/// index were taken out).
+async fn only_free_presignatures_are_in_their_index_before_and_after_the_migration(db: Db) {
+    let init = init_org(&db, "acme").await;
+    let c = Coord::start(&db).await;
+    let (operator, signer) = c.org(&init).await;
+    let key = EcKey::random();
+    let (vault_id, devices) = active_vault(
+        &operator,
+        &signer,
+        "secp256k1",
+        2,
+        3,
+        &key.public_hex(),
+        Some(&hex::encode([7u8; 32])),
+    )
+    .await;
+    let committee = json!([devices[0], devices[2]]);
+    let stock = |n: u32| {
+        let (operator, signer, vault_id, committee) = (&operator, &signer, &vault_id, &committee);
+        async move {
+            let ops = operator
+                .ok(
+                    "mutation($v: ID!, $c: [ID!]!, $n: Int!) { requestPresignatures(vaultId: $v, committee: $c, count: $n) { id } }",
+                    json!({"v": vault_id, "c": committee, "n": n}),
+                )
+                .await["requestPresignatures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>();
+            let submit = "mutation($o: ID!, $d: ID!, $f: String!) { submitPresignResult(operationId: $o, deviceId: $d, fingerprint: $f) { state } }";
+            for o in &ops {
+                for d in committee.as_array().unwrap() {
+                    signer
+                        .ok(submit, json!({"o": o, "d": d, "f": hex::encode([1u8; 32])}))
+                        .await;
+                }
+            }
+            ops
+        }
+    };
+    let sign = || {
+        let (operator, signer, vault_id) = (&operator, &signer, &vault_id);
+        let (first, second) = (devices[0].clone(), devices[2].clone());
+        async move {
+            let s = operator
+                .ok(
+                    REQUEST_SIG,
+                    json!({"i": {"vaultId": vault_id, "message": hex::encode(b"pay")}}),
+                )
+                .await;
+            let op = s["requestSignature"]["id"].as_str().unwrap().to_owned();
+            vote(signer, &op, &first, "approve").await;
+            assert_eq!(vote(signer, &op, &second, "approve").await["state"], "Ready");
+            let taken = operator
+                .ok(
+                    "query($id: ID!) { operation(id: $id) { sign { presignatureId } } }",
+                    json!({"id": op}),
+                )
+                .await;
+            taken["operation"]["sign"]["presignatureId"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    // Two stocked and free; a signature takes one, device 2 discards what it holds (the
+    // other), then one more is stocked.
+    let first = stock(2).await;
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(free_presignatures(&db).await, sorted);
+    let consumed = sign().await.expect("a free presignature");
+    assert_eq!(
+        free_presignatures(&db).await,
+        first
+            .iter()
+            .filter(|p| **p != consumed)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    let (org, device_key) = device_key(&devices[2]);
+    let statement = vsigner_records::Statement {
+        organisation_id: &org,
+        // A statement about the device itself: its operation id is the device id.
+        operation_id: &devices[2],
+        device_id: &devices[2],
+        kind: vsigner_records::StatementKind::DiscardPresignatures,
+        content: vec!["restarted"],
+    };
+    let discarded = signer
+        .ok(
+            "mutation($d: ID!, $r: String!, $sig: String) { discardPresignatures(deviceId: $d, reason: $r, deviceSignature: $sig) }",
+            json!({"d": devices[2], "r": "restarted", "sig": statement.sign(&device_key)}),
+        )
+        .await;
+    assert_eq!(discarded["discardPresignatures"], 1);
+    assert_eq!(free_presignatures(&db).await, Vec::<String>::new());
+    let fresh = stock(1).await;
+    assert_eq!(free_presignatures(&db).await, fresh);
+    c.running.shutdown().await.unwrap();
+
+    // The database as it was before the migration: no column, no index, not applied.
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    for sql in [
+        "DROP INDEX operations_free_presignatures",
+        "ALTER TABLE operations DROP COLUMN presignature_free",
+        "DELETE FROM _sqlx_migrations WHERE version = 8",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    drop(conn);
+    let c = Coord::start(&db).await;
+    assert_eq!(
+        free_presignatures(&db).await,
+        fresh,
+        "the migration marks the free presignature only (not the consumed one, not the discarded one)"
     );
     c.running.shutdown().await.unwrap();
 }

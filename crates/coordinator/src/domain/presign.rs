@@ -134,6 +134,20 @@ impl Operation {
         ) && self.curve.has_presignatures()
     }
 
+    /// Whether this is a presignature a signature can still take: a Completed presign
+    /// operation neither consumed nor discarded.
+    pub fn is_free_presignature(&self) -> bool {
+        self.state == OperationState::Completed
+            && matches!(
+                self.details,
+                OperationDetails::Presign {
+                    consumed_by: None,
+                    discarded_by: None,
+                    ..
+                }
+            )
+    }
+
     /// Whether this Completed presign operation can serve a sign operation `sign` (same
     /// vault, key generation and committee parties, neither consumed nor discarded).
     pub fn presignature_serves(&self, sign: &Operation) -> bool {

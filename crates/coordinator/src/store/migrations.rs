@@ -47,6 +47,11 @@ const SQLITE: &[Listed] = &[
         "console",
         include_str!("../../migrations/sqlite/0007_console.sql"),
     ),
+    (
+        8,
+        "free presignatures",
+        include_str!("../../migrations/sqlite/0008_free_presignatures.sql"),
+    ),
 ];
 
 const POSTGRES: &[Listed] = &[
@@ -80,6 +85,11 @@ const POSTGRES: &[Listed] = &[
         7,
         "console",
         include_str!("../../migrations/postgres/0007_console.sql"),
+    ),
+    (
+        8,
+        "free presignatures",
+        include_str!("../../migrations/postgres/0008_free_presignatures.sql"),
     ),
 ];
 

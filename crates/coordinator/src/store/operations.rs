@@ -16,8 +16,8 @@ impl Store {
     pub async fn insert_operation(&self, c: &mut AnyConnection, op: &Operation) -> Result<()> {
         let body = serde_json::to_string(op).map_err(|e| Error::internal("operation json", e))?;
         sqlx::query(
-            "INSERT INTO operations (id, org_id, vault_id, kind, state, expires_at, version, body, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9)",
+            "INSERT INTO operations (id, org_id, vault_id, kind, state, expires_at, version, body, created_at, updated_at, presignature_free) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)",
         )
         .bind(op.id.as_str())
         .bind(op.org_id.as_str())
@@ -28,9 +28,16 @@ impl Store {
         .bind(body)
         .bind(op.created_at)
         .bind(op.updated_at)
+        .bind(Self::presignature_free(op))
         .execute(c)
         .await?;
         Ok(())
+    }
+
+    /// The `presignature_free` column of `op`: 1 while a signature can take it, else NULL
+    /// (the free presignatures' index holds only these).
+    fn presignature_free(op: &Operation) -> Option<i64> {
+        op.is_free_presignature().then_some(1)
     }
 
     pub(super) async fn votes(&self, c: &mut AnyConnection, op: &OperationId) -> Result<Vec<Vote>> {
@@ -265,14 +272,14 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
-    /// The newest Completed presign operations of a vault (at most [`PRESIGNATURE_SCAN`],
-    /// without their votes: a presignature has none), read in one query without a lock:
-    /// consumption is in the body, so the caller picks one, then locks and checks it again;
-    /// newest first, because consumed ones accumulate among the old. Missing an older
-    /// unconsumed one only means the full protocol.
+    /// The newest free presignatures of a vault (Completed presign operations neither
+    /// consumed nor discarded: at most [`PRESIGNATURE_SCAN`], without their votes: a
+    /// presignature has none), read through their own index in one query without a lock; the
+    /// caller picks one, then locks and checks it again. Missing an older one only means the
+    /// full protocol.
     pub async fn presignatures(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<Operation>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT body, version FROM operations WHERE vault_id = $1 AND kind = 'Presign' AND state = 'Completed' ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
+            "SELECT body, version FROM operations WHERE vault_id = $1 AND presignature_free = 1 ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
         )))
         .bind(vault_id.as_str())
         .fetch_all(c)
@@ -324,13 +331,14 @@ impl Store {
         }
         let body = serde_json::to_string(op).map_err(|e| Error::internal("operation json", e))?;
         let done = sqlx::query(
-            "UPDATE operations SET body = $1, state = $2, expires_at = $3, updated_at = $4, version = version + 1 \
-             WHERE id = $5 AND version = $6",
+            "UPDATE operations SET body = $1, state = $2, expires_at = $3, updated_at = $4, presignature_free = $5, version = version + 1 \
+             WHERE id = $6 AND version = $7",
         )
         .bind(body)
         .bind(op.state.as_str())
         .bind(op.expires_at)
         .bind(op.updated_at)
+        .bind(Self::presignature_free(op))
         .bind(op.id.as_str())
         .bind(expected)
         .execute(&mut *c)
