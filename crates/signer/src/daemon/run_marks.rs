@@ -1,5 +1,5 @@
-//! One approval, one signature: a device runs an operation's protocol at most once. Before
-//! it starts one it writes a durable mark (a keystore `operation-run` record), and it never
+//! One approval, one signature: a device runs an operation's protocol at most once. As it
+//! starts one it writes a durable mark (a keystore `operation-run` record), and it never
 //! starts an operation that has a mark, whatever the coordinator lists and whatever the
 //! approver says when asked again (a stateless approver approves the same payload twice;
 //! the approval request carries the operation id so that an approver can refuse a repeat

@@ -162,8 +162,9 @@ pub struct RunContext {
 /// that depends on a key share before the mark is written: every protocol waits for it before
 /// its first message, except a scheme whose signing holds only its share back until then
 /// ([`Scheme::SIGN_WAITS_FOR_RUN_MARK`](scheme::Scheme::SIGN_WAITS_FOR_RUN_MARK): FROST sends
-/// its fresh nonce commitments meanwhile, which reveal nothing and are never used again if
-/// the run ends there). A mark that cannot be written ends the run.
+/// its fresh nonce commitments meanwhile, which reveal nothing of the share and are never used
+/// again if the run ends there). A mark that cannot be written ends the run, with the mark's
+/// reason and no culprit (FROST may have sent its commitments by then).
 #[derive(Clone)]
 pub struct RunMark(futures::future::Shared<futures::future::BoxFuture<'static, Result<(), String>>>);
 
@@ -177,6 +178,11 @@ impl RunMark {
     /// Resolves once the mark is durable; the reason it could not be written otherwise.
     pub async fn written(&self) -> Result<(), RunFailure> {
         self.0.clone().await.map_err(RunFailure::new)
+    }
+
+    /// Why the mark could not be written, once that is known.
+    fn failed(&self) -> Option<String> {
+        self.0.peek().and_then(|r| r.as_ref().err().cloned())
     }
 }
 
@@ -395,7 +401,7 @@ impl RunContext {
         if !(signs && scheme::with_scheme!(curve, S => <S as scheme::Scheme>::SIGN_WAITS_FOR_RUN_MARK)) {
             self.run_mark.written().await?;
         }
-        match &request.operation {
+        let result = match &request.operation {
             Requested::CreateVault => scheme::with_scheme!(curve, S => self.keygen::<S>(op).await),
             Requested::Sign {
                 payload,
@@ -412,7 +418,14 @@ impl RunContext {
                 scheme::with_scheme!(curve, S => self.sign::<S>(op, &what).await)
             }
             Requested::Reshare { .. } => scheme::with_scheme!(curve, S => self.reshare::<S>(op).await),
-        }
+        };
+        // A run that ended because its mark could not be written (FROST signing learns it
+        // inside the protocol) fails for that reason, naming no peer: a local storage fault
+        // is nobody's misbehaviour.
+        result.map_err(|failure| match self.run_mark.failed() {
+            Some(reason) => RunFailure::new(reason),
+            None => failure,
+        })
     }
 
     /// The share record of `vault` at `generation` (all of this device's shares:
