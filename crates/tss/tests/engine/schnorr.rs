@@ -265,3 +265,146 @@ fn a_closed_gate_holds_the_signature_share_back() {
         }
     }
 }
+
+/// The signature share waits for a gate that is still closed when every commitment is in (the
+/// state-machine simulation above can only run gates that are already decided): parties on
+/// one thread over in-memory channels, every message logged as it is sent. Once both
+/// commitments are out, the test lets the parties run, checks that the gated party sent
+/// nothing more, then opens the gate (its share follows and it signs) or fails it (it ends
+/// with the gate's error, its share never sent).
+#[test]
+fn the_signature_share_waits_for_a_gate_still_closed_when_the_commitments_are_in() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use futures::channel::{mpsc, oneshot};
+    use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+    use round_based::{Incoming, MessageType, MpcParty, Outgoing};
+    use vsigner_tss::{Error, WireMessage};
+
+    let shares = schnorr_keygen::<Ed25519>(3, 2);
+    let signers = [0u16, 1];
+    for open in [true, false] {
+        let eid = eid(vsigner_tss::ProtocolTag::SchnorrSign, "late gate", 2);
+        // (sender, round) of every message, as it is sent.
+        let sent: Rc<RefCell<Vec<(u16, u16)>>> = Rc::default();
+        let (to_router, mut from_parties) = mpsc::unbounded::<(u16, Outgoing<WireMessage>)>();
+        let mut inboxes = Vec::new();
+        let mut parties = Vec::new();
+        for j in 0..2u16 {
+            let (inbox, incoming) =
+                mpsc::unbounded::<Result<Incoming<WireMessage>, std::convert::Infallible>>();
+            inboxes.push(inbox);
+            let log = sent.clone();
+            let outgoing = to_router.clone().with(move |m: Outgoing<WireMessage>| {
+                log.borrow_mut().push((j, m.msg.round));
+                futures::future::ok::<_, mpsc::SendError>((j, m))
+            });
+            parties.push(MpcParty::connected((incoming, outgoing)));
+        }
+        drop(to_router);
+        let (gate_tx, gate_rx) = oneshot::channel::<Result<(), Error>>();
+        let mut gate_tx = Some(gate_tx);
+        let log = sent.clone();
+        let router = async move {
+            let mut id = 0;
+            while let Some((from, out)) = from_parties.next().await {
+                for (to, inbox) in inboxes.iter().enumerate() {
+                    if to != usize::from(from) {
+                        let msg = Incoming {
+                            id,
+                            sender: from,
+                            msg_type: MessageType::Broadcast,
+                            msg: out.msg.clone(),
+                        };
+                        id += 1;
+                        let _ = inbox.unbounded_send(Ok(msg));
+                    }
+                }
+                let commitments = log.borrow().iter().filter(|(_, round)| *round == 0).count();
+                if commitments == 2 {
+                    if let Some(gate) = gate_tx.take() {
+                        // Every commitment delivered: the parties run (each yield lets every
+                        // future of this thread make progress) with the gate still closed.
+                        for _ in 0..100 {
+                            let mut yielded = false;
+                            futures::future::poll_fn(|cx| {
+                                if yielded {
+                                    std::task::Poll::Ready(())
+                                } else {
+                                    yielded = true;
+                                    cx.waker().wake_by_ref();
+                                    std::task::Poll::Pending
+                                }
+                            })
+                            .await;
+                        }
+                        assert_eq!(
+                            log.borrow().iter().filter(|(from, _)| *from == 0).count(),
+                            1,
+                            "the gated party sent more than its commitments before its gate opened: {:?}",
+                            log.borrow()
+                        );
+                        assert!(log.borrow().contains(&(1, 1)), "the other party's share is out");
+                        let _ = gate.send(if open {
+                            Ok(())
+                        } else {
+                            Err(Error::Protocol("the run mark was not written".into()))
+                        });
+                    }
+                }
+            }
+        };
+        let mut parties = parties.into_iter();
+        let (p0, p1) = (parties.next().unwrap(), parties.next().unwrap());
+        let (mut rng, mut other_rng) = (rand_core::OsRng, rand_core::OsRng);
+        let gated = vsigner_tss::schnorr::sign_gated(
+            p0,
+            eid,
+            0,
+            &signers,
+            &shares[0],
+            b"m",
+            None,
+            &mut rng,
+            async move {
+                gate_rx
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Protocol("gate dropped".into())))
+            },
+        );
+        let other = vsigner_tss::schnorr::sign(p1, eid, 1, &signers, &shares[1], b"m", None, &mut other_rng);
+        // The gated party's end decides; the other may wait for its share forever.
+        let outcome = futures::executor::block_on(async {
+            match futures::future::select(
+                gated.boxed_local(),
+                futures::future::join(other, router).boxed_local(),
+            )
+            .await
+            {
+                futures::future::Either::Left((outcome, _)) => outcome,
+                futures::future::Either::Right(_) => panic!("the router ended first"),
+            }
+        });
+        let from_0: Vec<u16> = sent
+            .borrow()
+            .iter()
+            .filter(|(from, _)| *from == 0)
+            .map(|(_, round)| *round)
+            .collect();
+        if open {
+            let signature = outcome.expect("the gate opened: a signature");
+            let key = shares[0].public_key_bytes().unwrap();
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(key.as_slice().try_into().unwrap()).unwrap();
+            vk.verify_strict(b"m", &ed25519_dalek::Signature::from_slice(&signature.0).unwrap())
+                .expect("the signature verifies");
+            assert_eq!(from_0, vec![0, 1]);
+        } else {
+            assert!(
+                matches!(&outcome, Err(Error::Protocol(why)) if why.contains("run mark")),
+                "{outcome:?}"
+            );
+            assert_eq!(from_0, vec![0], "no share leaves a failed gate");
+        }
+    }
+}
