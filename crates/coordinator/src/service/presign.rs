@@ -20,22 +20,16 @@ impl Service {
         sign: &mut Operation,
         now: Millis,
     ) -> Result<()> {
-        // Candidates from one unlocked read; each is locked and checked again before it is
-        // taken (another coordinator may have taken it meanwhile).
+        // The candidates come locked, in this transaction (the vault's row is locked too:
+        // no other signature of the vault takes one meanwhile, whichever coordinator process
+        // runs it), so the first that serves is taken as read; its version is checked again
+        // as it is written.
         let candidates = self.store.presignatures(c, &sign.vault_id).await?;
-        for candidate in candidates.iter().filter(|p| p.presignature_serves(sign)) {
-            let Some((mut presign, version)) = self
-                .store
-                .operation(c, Some(&sign.org_id), candidate.id.as_str(), true)
-                .await?
-            else {
-                continue;
-            };
-            if presign.presignature_serves(sign) {
-                let out = presign.consume_presignature(sign, now);
-                self.persist(c, &presign, version, None, &out, now).await?;
-                return Ok(());
-            }
+        if let Some((mut presign, version)) =
+            candidates.into_iter().find(|(p, _)| p.presignature_serves(sign))
+        {
+            let out = presign.consume_presignature(sign, now);
+            self.persist(c, &presign, version, None, &out, now).await?;
         }
         Ok(())
     }

@@ -274,19 +274,27 @@ impl Store {
 
     /// The newest free presignatures of a vault (Completed presign operations neither
     /// consumed nor discarded: at most [`PRESIGNATURE_SCAN`], without their votes: a
-    /// presignature has none), read through their own index in one query without a lock; the
-    /// caller picks one, then locks and checks it again. Missing an older one only means the
-    /// full protocol.
-    pub async fn presignatures(&self, c: &mut AnyConnection, vault_id: &VaultId) -> Result<Vec<Operation>> {
+    /// presignature has none) with their versions, read through their own index and locked
+    /// in one query, for the caller's transaction to take one. Missing an older one only
+    /// means the full protocol. On PostgreSQL rows another transaction holds are skipped (a
+    /// device discarding its presignatures: it locks them one by one, and waiting for them
+    /// while holding others could deadlock); on SQLite the one writer is alone.
+    pub async fn presignatures(
+        &self,
+        c: &mut AnyConnection,
+        vault_id: &VaultId,
+    ) -> Result<Vec<(Operation, i64)>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT body, version FROM operations WHERE vault_id = $1 AND presignature_free = 1 ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}"
+            "SELECT body, version FROM operations WHERE vault_id = $1 AND presignature_free = 1 ORDER BY created_at DESC, id DESC LIMIT {PRESIGNATURE_SCAN}{lock}"
         )))
         .bind(vault_id.as_str())
         .fetch_all(c)
         .await?;
-        rows.iter()
-            .map(|r| Self::operation_from_row(r).map(|(op, _)| op))
-            .collect()
+        rows.iter().map(Self::operation_from_row).collect()
     }
 
     /// Ids of operations past their expiry and not final (optionally of one org).
