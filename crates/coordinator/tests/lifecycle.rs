@@ -1412,6 +1412,20 @@ async fn presignatures_are_stocked_per_committee_and_consumed_once(db: Db) {
     c.running.shutdown().await.unwrap();
 }
 
+/// Marks operation `id` a free presignature, as a coordinator that did not know the mark
+/// left it.
+async fn set_free(db: &Db, id: &str) {
+    sqlx::any::install_default_drivers();
+    let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE operations SET presignature_free = 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
 /// The ids of the operations the free presignatures' index holds, sorted.
 async fn free_presignatures(db: &Db) -> Vec<String> {
     use sqlx::Row as _;
@@ -1500,8 +1514,8 @@ async fn only_free_presignatures_are_in_their_index_before_and_after_the_migrati
                 .map(str::to_owned)
         }
     };
-    // Two stocked and free; a signature takes one, device 2 discards what it holds (the
-    // other), then one more is stocked.
+    // Two stocked and free; a signature takes one, the next the other; one more is stocked
+    // and device 2 discards what it holds (that one), then one more is stocked.
     let first = stock(2).await;
     let mut sorted = first.clone();
     sorted.sort();
@@ -1515,6 +1529,14 @@ async fn only_free_presignatures_are_in_their_index_before_and_after_the_migrati
             .cloned()
             .collect::<Vec<_>>()
     );
+    // A coordinator of an older version (a rolling upgrade) consumed one without unmarking
+    // it: the next signature takes the really free one, and takes the stale mark away.
+    let other = first.iter().find(|p| **p != consumed).unwrap().clone();
+    set_free(&db, &consumed).await;
+    assert_eq!(sign().await, Some(other));
+    assert_eq!(free_presignatures(&db).await, Vec::<String>::new());
+    let kept = stock(1).await;
+    assert_eq!(free_presignatures(&db).await, kept);
     let (org, device_key) = device_key(&devices[2]);
     let statement = vsigner_records::Statement {
         organisation_id: &org,

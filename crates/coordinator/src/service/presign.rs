@@ -20,11 +20,17 @@ impl Service {
         sign: &mut Operation,
         now: Millis,
     ) -> Result<()> {
-        // The candidates come locked, in this transaction (the vault's row is locked too:
-        // no other signature of the vault takes one meanwhile, whichever coordinator process
-        // runs it), so the first that serves is taken as read; its version is checked again
-        // as it is written.
+        // The candidates are read in this transaction, which holds the vault's row (no other
+        // signature of the vault takes one meanwhile, whichever coordinator process runs it);
+        // on PostgreSQL they are locked too, on SQLite the one writer is alone. The first that
+        // serves is taken as read, and its version is checked again as it is written.
         let candidates = self.store.presignatures(c, &sign.vault_id).await?;
+        for (candidate, _) in candidates.iter().filter(|(p, _)| !p.is_free_presignature()) {
+            // Marked free by a coordinator of an older version, which wrote no mark (a rolling
+            // upgrade): the body says it is not, and it would otherwise hold a place in the
+            // scan for ever.
+            self.store.unmark_free_presignature(c, &candidate.id).await?;
+        }
         if let Some((mut presign, version)) =
             candidates.into_iter().find(|(p, _)| p.presignature_serves(sign))
         {

@@ -274,11 +274,12 @@ impl Store {
 
     /// The newest free presignatures of a vault (Completed presign operations neither
     /// consumed nor discarded: at most [`PRESIGNATURE_SCAN`], without their votes: a
-    /// presignature has none) with their versions, read through their own index and locked
-    /// in one query, for the caller's transaction to take one. Missing an older one only
-    /// means the full protocol. On PostgreSQL rows another transaction holds are skipped (a
-    /// device discarding its presignatures: it locks them one by one, and waiting for them
-    /// while holding others could deadlock); on SQLite the one writer is alone.
+    /// presignature has none) with their versions, read through their own index in one query
+    /// of the caller's transaction, to take one. Missing an older one only means the full
+    /// protocol. On PostgreSQL the rows are locked, and rows another transaction holds are
+    /// skipped (a device discarding its presignatures: it locks them one by one, and waiting
+    /// for them while holding others could deadlock); on SQLite nothing is locked: the one
+    /// writer connection is alone, and every write checks the version it read.
     pub async fn presignatures(
         &self,
         c: &mut AnyConnection,
@@ -309,6 +310,16 @@ impl Store {
         }
         let rows = q.fetch_all(&self.reads).await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Takes operation `id` out of the free presignatures' index (its body says it is not
+    /// free: a coordinator of an older version wrote it).
+    pub async fn unmark_free_presignature(&self, c: &mut AnyConnection, id: &OperationId) -> Result<()> {
+        sqlx::query("UPDATE operations SET presignature_free = NULL WHERE id = $1")
+            .bind(id.as_str())
+            .execute(c)
+            .await?;
+        Ok(())
     }
 
     /// Writes an operation if its version is still `expected`; inserts `new_vote`.
