@@ -195,6 +195,14 @@ fn ed25519_child_keys_sign_for_the_publicly_derived_key() {
     assert!(bip[0].derive(&path).is_err());
 }
 
+/// The rounds of the messages `party` sent, in order, from a log of (sender, round).
+fn rounds_sent_by(sent: &[(u16, u16)], party: u16) -> Vec<u16> {
+    sent.iter()
+        .filter(|(from, _)| *from == party)
+        .map(|(_, round)| *round)
+        .collect()
+}
+
 /// A party whose gate fails (its device could not make its run mark durable) sends its nonce
 /// commitments and nothing after: no signature share leaves it, its run ends with the gate's
 /// error, and no signature is made. With the gate open the same committee signs.
@@ -241,12 +249,7 @@ fn a_closed_gate_holds_the_signature_share_back() {
             seen.borrow_mut().push((env.from, env.msg.round));
             vec![env]
         });
-        let from_0: Vec<u16> = sent
-            .borrow()
-            .iter()
-            .filter(|(from, _)| *from == 0)
-            .map(|(_, round)| *round)
-            .collect();
+        let from_0 = rounds_sent_by(&sent.borrow(), 0);
         if gate_open {
             assert_eq!(from_0, vec![0, 1], "commitments, then the share");
             assert!(outcomes.iter().all(|o| matches!(o, Outcome::Finished(Ok(_)))));
@@ -386,12 +389,7 @@ fn the_signature_share_waits_for_a_gate_still_closed_when_the_commitments_are_in
                 futures::future::Either::Right(_) => panic!("the router ended first"),
             }
         });
-        let from_0: Vec<u16> = sent
-            .borrow()
-            .iter()
-            .filter(|(from, _)| *from == 0)
-            .map(|(_, round)| *round)
-            .collect();
+        let from_0 = rounds_sent_by(&sent.borrow(), 0);
         if open {
             let signature = outcome.expect("the gate opened: a signature");
             let key = shares[0].public_key_bytes().unwrap();
