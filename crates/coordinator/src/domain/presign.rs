@@ -148,15 +148,10 @@ impl Operation {
             )
     }
 
-    /// Whether this Completed presign operation can serve a sign operation `sign` (same
-    /// vault, key generation and committee parties, neither consumed nor discarded).
+    /// Whether this is a free presignature ([`Operation::is_free_presignature`]) that can
+    /// serve a sign operation `sign` (same vault, key generation and committee parties).
     pub fn presignature_serves(&self, sign: &Operation) -> bool {
-        let OperationDetails::Presign {
-            key_generation,
-            consumed_by: None,
-            discarded_by: None,
-        } = &self.details
-        else {
+        let OperationDetails::Presign { key_generation, .. } = &self.details else {
             return false;
         };
         let ids = |c: &[CommitteeMember]| {
@@ -165,7 +160,7 @@ impl Operation {
             v.sort();
             v
         };
-        self.state == OperationState::Completed
+        self.is_free_presignature()
             && self.vault_id == sign.vault_id
             && sign.key_generation() == Some(*key_generation)
             && ids(&self.committee) == ids(&sign.committee)
