@@ -8,7 +8,11 @@
 //!
 //! Between polls the loop keeps house: the presignature pool, pending reshares and missing
 //! disaster-recovery files are checked every so many polls, and at most so often
-//! ([`Every`]): a busy device polls for every notification, many times a second.
+//! ([`Every`]): a busy device polls for every notification, many times a second. The
+//! presignature check, which lists the organisation's vaults and their presignatures, also
+//! waits while the device votes or runs an operation (up to
+//! [`PRESIGNATURE_CHECK_PATIENCE`]), and is done as soon as the device is idle: it is
+//! housekeeping, and the operation's calls to the coordinator come first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +22,14 @@ use tracing::Instrument;
 use super::confirm::{COMMIT_CHECK_EVERY, COMMIT_CHECK_MIN_INTERVAL};
 use super::{
     lock, Daemon, DeviceRuntime, InflightGuard, ReadyHint, APPROVAL_MEMORY, PRESIGNATURE_CHECK_EVERY,
-    PRESIGNATURE_CHECK_MIN_INTERVAL,
+    PRESIGNATURE_CHECK_MIN_INTERVAL, PRESIGNATURE_CHECK_PATIENCE,
 };
 use crate::coordinator_api::ApiError;
 use crate::metrics;
 use vsigner_approval::ApprovalMode;
 
 /// A chore of the device loop, due every `polls` polls but at most once per `interval`.
+#[derive(Debug)]
 struct Every {
     polls: u64,
     interval: Duration,
@@ -57,17 +62,42 @@ impl Every {
 
     /// Counts a poll at `now`; whether the chore is due (then it counts as done).
     fn due(&mut self, now: Instant) -> bool {
-        let due = match self.last {
+        self.due_unless_busy(now, false, Duration::ZERO) == Chore::Due
+    }
+
+    /// Counts a poll at `now`, when the device is `busy` or not: whether the chore is due
+    /// (then it counts as done), or would be but waits for the device to be idle, which it
+    /// does for at most `patience` after the chore was last done.
+    fn due_unless_busy(&mut self, now: Instant, busy: bool, patience: Duration) -> Chore {
+        let ready = match self.last {
             None => true,
             Some(last) => self.since >= self.polls && now.saturating_duration_since(last) >= self.interval,
         };
-        if due {
-            self.since = 0;
-            self.last = Some(now);
-        }
+        let waits = busy
+            && self
+                .last
+                .is_some_and(|last| now.saturating_duration_since(last) < patience);
+        let chore = match (ready, waits) {
+            (false, _) => Chore::NotDue,
+            (true, true) => Chore::Deferred,
+            (true, false) => {
+                self.since = 0;
+                self.last = Some(now);
+                Chore::Due
+            }
+        };
         self.since += 1;
-        due
+        chore
     }
+}
+
+/// Whether a chore is due at a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chore {
+    NotDue,
+    Due,
+    /// Due, but it waits for the device to be idle.
+    Deferred,
 }
 
 impl Daemon {
@@ -82,14 +112,23 @@ impl Daemon {
         let mut presignature_check =
             Every::from_start(PRESIGNATURE_CHECK_EVERY, PRESIGNATURE_CHECK_MIN_INTERVAL);
         let mut commit_check = Every::after(COMMIT_CHECK_EVERY, COMMIT_CHECK_MIN_INTERVAL, Instant::now());
+        // The presignature check waits for the device to be idle.
+        let mut presignatures_deferred = false;
         loop {
             if last_full.elapsed() >= self.inner.config.poll_interval {
                 lists = Lists::BOTH;
             }
             self.poll_device(&device, lists).await;
             let now = Instant::now();
-            if presignature_check.due(now) && self.inner.config.presignature_pool_target > 0 {
-                self.maintain_presignatures(&device).await;
+            let busy = self.busy(&device.id);
+            let presignatures = presignature_check.due_unless_busy(now, busy, PRESIGNATURE_CHECK_PATIENCE);
+            presignatures_deferred = false;
+            if self.inner.config.presignature_pool_target > 0 {
+                match presignatures {
+                    Chore::Due => self.maintain_presignatures(&device).await,
+                    Chore::Deferred => presignatures_deferred = true,
+                    Chore::NotDue => {}
+                }
             }
             if commit_check.due(now) {
                 self.commit_pending(&device).await;
@@ -132,6 +171,8 @@ impl Daemon {
                 () = self.inner.stop.cancelled() => break,
                 () = tokio::time::sleep(next_full) => Lists::BOTH,
                 () = device.wake.notified() => Lists::BOTH,
+                // A chore waited for the device to be idle: it is now.
+                () = device.idle.notified(), if presignatures_deferred => Lists::NONE,
                 hinted = notified => hinted,
             };
         }
@@ -157,6 +198,11 @@ impl Daemon {
         if let Ok(_) | Err(ApiError::Refused { .. }) = r {
             *lock(&self.inner.coordinator_seen) = Some(Instant::now());
         }
+    }
+
+    /// Whether a task of `device` holds an operation (votes on it or takes part in it).
+    fn busy(&self, device: &str) -> bool {
+        lock(&self.inner.work).inflight.keys().any(|(d, _)| d == device)
     }
 
     pub(super) fn claim(&self, device: &Arc<DeviceRuntime>, op: &str) -> Option<InflightGuard> {
@@ -332,7 +378,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::{Work, FINISHED_MAX, FINISHED_MEMORY};
-    use super::{Every, Lists};
+    use super::{Chore, Every, Lists};
 
     #[test]
     fn a_chore_is_due_every_so_many_polls_and_at_most_so_often() {
@@ -357,6 +403,44 @@ mod tests {
         assert!(!later.due(ms(10_000)), "not at the first poll");
         assert!(!later.due(ms(10_001)));
         assert!(later.due(ms(10_002)));
+    }
+
+    #[test]
+    fn a_chore_due_while_the_device_is_busy_waits_for_it_to_be_idle_but_not_for_ever() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let patience = Duration::from_millis(2000);
+        let mut chore = Every::from_start(2, Duration::from_millis(500));
+        assert_eq!(
+            chore.due_unless_busy(t0, true, patience),
+            Chore::Due,
+            "never done: due at once, busy or not"
+        );
+        assert_eq!(
+            chore.due_unless_busy(ms(600), false, patience),
+            Chore::NotDue,
+            "one poll only"
+        );
+        // Due by polls and time, but the device is busy: it waits, and is not counted done.
+        assert_eq!(chore.due_unless_busy(ms(700), true, patience), Chore::Deferred);
+        assert_eq!(chore.due_unless_busy(ms(800), true, patience), Chore::Deferred);
+        // Idle: done at once.
+        assert_eq!(chore.due_unless_busy(ms(801), false, patience), Chore::Due);
+        assert_eq!(chore.due_unless_busy(ms(1400), false, patience), Chore::NotDue);
+        // Busy at every poll: done all the same once `patience` passed since the last time.
+        for at in [1500, 2000, 2700] {
+            assert_eq!(
+                chore.due_unless_busy(ms(at), true, patience),
+                Chore::Deferred,
+                "{at} ms"
+            );
+        }
+        assert_eq!(chore.due_unless_busy(ms(2801), true, patience), Chore::Due);
+        // `due` is never deferred.
+        let mut plain = Every::from_start(1, Duration::from_millis(500));
+        assert!(plain.due(t0));
+        assert!(!plain.due(ms(100)));
+        assert!(plain.due(ms(600)));
     }
 
     #[test]

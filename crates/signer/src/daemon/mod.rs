@@ -71,7 +71,7 @@ mod vote;
 
 pub use presignatures::{
     MAX_PRESIGNATURES_PER_REQUEST, PRESIGNATURE_CHECK_EVERY, PRESIGNATURE_CHECK_MIN_INTERVAL,
-    PRESIGN_RETRY_PAUSE_SECS,
+    PRESIGNATURE_CHECK_PATIENCE, PRESIGN_RETRY_PAUSE_SECS,
 };
 
 /// How long start-up waits for an unreachable coordinator.
@@ -131,6 +131,8 @@ struct DeviceRuntime {
     link: Arc<Link>,
     approver: AnyApprover,
     wake: tokio::sync::Notify,
+    /// Signalled when the device's last task holding an operation ends.
+    idle: tokio::sync::Notify,
 }
 
 type Key = (String, String); // (device id, operation id)
@@ -336,9 +338,13 @@ impl Drop for InflightGuard {
         let mut work = lock(&self.inner.work);
         work.inflight.remove(&self.key);
         let unfinished = !work.is_finished(&self.key.0, &self.key.1);
+        let idle = !work.inflight.keys().any(|(d, _)| *d == self.key.0);
         drop(work);
         if unfinished && self.hint.came.load(Ordering::Acquire) {
             self.device.wake.notify_one();
+        }
+        if idle {
+            self.device.idle.notify_one();
         }
     }
 }

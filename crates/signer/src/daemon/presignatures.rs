@@ -48,6 +48,9 @@ pub const PRESIGNATURE_CHECK_EVERY: u64 = 5;
 /// ...and at most this often: a device woken by a notification for each operation polls many
 /// times a second, and each check lists the organisation's vaults and their presignatures.
 pub const PRESIGNATURE_CHECK_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// A check that is due waits while the device votes or runs an operation, for at most this
+/// long after the last check: under a steady stream of operations the pool is still kept.
+pub const PRESIGNATURE_CHECK_PATIENCE: Duration = Duration::from_secs(2);
 
 impl Daemon {
     /// Tells the coordinator, for every device, that it holds none of its presignatures

@@ -154,6 +154,7 @@ impl Daemon {
             link: Arc::new(link),
             approver,
             wake: tokio::sync::Notify::new(),
+            idle: tokio::sync::Notify::new(),
         });
         let count = {
             let mut devices = self.inner.devices.write().await;
