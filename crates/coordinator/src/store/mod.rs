@@ -208,4 +208,140 @@ mod tests {
             "a reading connection wrote"
         );
     }
+
+    /// A relay to PostgreSQL that, once armed, holds the server's reply to the next `BEGIN`
+    /// until released: the window in which a request's future can be dropped (a client that
+    /// hangs up, a timeout) with the `BEGIN` sent and its answer not yet read.
+    struct StallingRelay {
+        addr: std::net::SocketAddr,
+        armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        release: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl StallingRelay {
+        async fn start(to: String) -> StallingRelay {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            use std::sync::Arc;
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let armed = Arc::new(AtomicBool::new(false));
+            let (release, released) = tokio::sync::watch::channel(false);
+            let relay_armed = armed.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let server = tokio::net::TcpStream::connect(&to).await.unwrap();
+                    let (mut client_rx, mut client_tx) = client.into_split();
+                    let (mut server_rx, mut server_tx) = server.into_split();
+                    let held = Arc::new(AtomicBool::new(false));
+                    let (armed, held_up) = (relay_armed.clone(), held.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
+                            let begin = buf[..n].windows(5).any(|w| w == b"BEGIN");
+                            if begin && armed.swap(false, Ordering::SeqCst) {
+                                held_up.store(true, Ordering::SeqCst);
+                            }
+                            if server_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut released = released.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                            if held.load(Ordering::SeqCst) {
+                                let _ = released.wait_for(|r| *r).await;
+                            }
+                            if client_tx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            StallingRelay { addr, armed, release }
+        }
+    }
+
+    /// A request whose future is dropped while its `BEGIN` is unanswered (a client hanging
+    /// up, a timeout) must not leave its connection inside a transaction: the pool would hand
+    /// it on, and the next borrower's statements would run in that stale transaction, hold
+    /// its locks, and be lost when the connection closes (sqlx before 0.9.1 did so on
+    /// PostgreSQL, transact-rs/sqlx#4393, seen as "there is already a transaction in
+    /// progress" warnings in the 10,000-request soak).
+    #[tokio::test]
+    async fn postgres_a_transaction_cancelled_during_begin_is_not_handed_on() {
+        let Ok(admin) = std::env::var("VSIGNER_TEST_PG_URL") else {
+            eprintln!("skipping: VSIGNER_TEST_PG_URL is not set");
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let url = url::Url::parse(&admin).unwrap();
+        let name = format!(
+            "vsigner_cancel_{}",
+            hex::encode(rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_le_bytes())
+        );
+        let mut direct = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut direct)
+            .await
+            .unwrap();
+        let server = format!(
+            "{}:{}",
+            url.host_str().unwrap(),
+            url.port_or_known_default().unwrap()
+        );
+        let relay = StallingRelay::start(server).await;
+        let mut through = url.clone();
+        through.set_host(Some("127.0.0.1")).unwrap();
+        through.set_port(Some(relay.addr.port())).unwrap();
+        through.set_path(&format!("/{name}"));
+        let store = Store::connect(through.as_str()).await.unwrap();
+
+        relay.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let cancelled = tokio::time::timeout(Duration::from_millis(300), store.begin()).await;
+        assert!(
+            cancelled.is_err(),
+            "BEGIN was answered though the relay held its reply"
+        );
+        assert!(
+            !relay.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "no BEGIN went through the relay"
+        );
+        relay.release.send(true).unwrap();
+        // The cancelled connection goes back to the pool once its reply is read.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let since: i64 =
+            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint")
+                .fetch_one(&mut direct)
+                .await
+                .unwrap();
+        // Every transaction begun now starts now, on whichever connection the pool gives.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut tx = store.begin().await.unwrap();
+            let began: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::bigint")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert!(
+                began >= since,
+                "a transaction begun now started {} ms earlier: the one cancelled during BEGIN, handed on by the pool",
+                (since - began) / 1000
+            );
+            held.push(tx);
+        }
+        drop(held);
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut direct)
+        .await
+        .unwrap();
+    }
 }
