@@ -65,6 +65,12 @@ impl Every {
         self.due_unless_busy(now, false, Duration::ZERO) == Chore::Due
     }
 
+    /// When a chore that waits for the device to be idle is done all the same (`None`: it
+    /// was never done, so it does not wait).
+    fn patience_ends(&self, patience: Duration) -> Option<Instant> {
+        self.last.map(|last| last + patience)
+    }
+
     /// Counts a poll at `now`, when the device is `busy` or not: whether the chore is due
     /// (then it counts as done), or would be but waits for the device to be idle, which it
     /// does for at most `patience` after the chore was last done.
@@ -112,8 +118,6 @@ impl Daemon {
         let mut presignature_check =
             Every::from_start(PRESIGNATURE_CHECK_EVERY, PRESIGNATURE_CHECK_MIN_INTERVAL);
         let mut commit_check = Every::after(COMMIT_CHECK_EVERY, COMMIT_CHECK_MIN_INTERVAL, Instant::now());
-        // The presignature check waits for the device to be idle.
-        let mut presignatures_deferred = false;
         loop {
             if last_full.elapsed() >= self.inner.config.poll_interval {
                 lists = Lists::BOTH;
@@ -122,11 +126,14 @@ impl Daemon {
             let now = Instant::now();
             let busy = self.busy(&device.id);
             let presignatures = presignature_check.due_unless_busy(now, busy, PRESIGNATURE_CHECK_PATIENCE);
-            presignatures_deferred = false;
+            // The presignature check waits for the device to be idle, or until this instant.
+            let mut presignatures_deferred: Option<Instant> = None;
             if self.inner.config.presignature_pool_target > 0 {
                 match presignatures {
                     Chore::Due => self.maintain_presignatures(&device).await,
-                    Chore::Deferred => presignatures_deferred = true,
+                    Chore::Deferred => {
+                        presignatures_deferred = presignature_check.patience_ends(PRESIGNATURE_CHECK_PATIENCE)
+                    }
                     Chore::NotDue => {}
                 }
             }
@@ -172,7 +179,10 @@ impl Daemon {
                 () = tokio::time::sleep(next_full) => Lists::BOTH,
                 () = device.wake.notified() => Lists::BOTH,
                 // A chore waited for the device to be idle: it is now.
-                () = device.idle.notified(), if presignatures_deferred => Lists::NONE,
+                () = device.idle.notified(), if presignatures_deferred.is_some() => Lists::NONE,
+                // ...or its patience ran out, however busy the device stays.
+                () = tokio::time::sleep_until(presignatures_deferred.unwrap_or(now).into()),
+                    if presignatures_deferred.is_some() => Lists::NONE,
                 hinted = notified => hinted,
             };
         }
@@ -202,7 +212,7 @@ impl Daemon {
 
     /// Whether a task of `device` holds an operation (votes on it or takes part in it).
     fn busy(&self, device: &str) -> bool {
-        lock(&self.inner.work).inflight.keys().any(|(d, _)| d == device)
+        lock(&self.inner.work).holds_any(device)
     }
 
     pub(super) fn claim(&self, device: &Arc<DeviceRuntime>, op: &str) -> Option<InflightGuard> {
@@ -215,7 +225,7 @@ impl Daemon {
             return None;
         }
         let hint = Arc::new(ReadyHint::default());
-        work.inflight.insert(key.clone(), hint.clone());
+        work.hold(key.clone(), hint.clone());
         drop(work);
         Some(InflightGuard {
             inner: self.inner.clone(),
@@ -435,12 +445,37 @@ mod tests {
                 "{at} ms"
             );
         }
+        assert_eq!(
+            chore.patience_ends(patience),
+            Some(ms(2801)),
+            "the loop wakes then"
+        );
         assert_eq!(chore.due_unless_busy(ms(2801), true, patience), Chore::Due);
         // `due` is never deferred.
         let mut plain = Every::from_start(1, Duration::from_millis(500));
         assert!(plain.due(t0));
         assert!(!plain.due(ms(100)));
         assert!(plain.due(ms(600)));
+    }
+
+    #[test]
+    fn a_device_is_idle_once_its_last_held_operation_is_let_go() {
+        let mut work = Work::default();
+        let key = |d: &str, op: &str| (d.to_owned(), op.to_owned());
+        work.hold(key("dev_a", "op_1"), Default::default());
+        work.hold(key("dev_a", "op_2"), Default::default());
+        work.hold(key("dev_b", "op_1"), Default::default());
+        assert!(!work.release(&key("dev_a", "op_1")), "dev_a still holds op_2");
+        assert!(work.holds_any("dev_a"));
+        assert!(
+            !work.release(&key("dev_a", "op_1")),
+            "let go twice: nothing changes"
+        );
+        assert!(work.release(&key("dev_a", "op_2")), "dev_a's last operation");
+        assert!(!work.holds_any("dev_a"));
+        assert!(work.holds_any("dev_b"), "another device's operation is its own");
+        assert!(work.release(&key("dev_b", "op_1")));
+        assert!(work.held.is_empty() && work.inflight.is_empty());
     }
 
     #[test]

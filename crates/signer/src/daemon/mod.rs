@@ -159,6 +159,8 @@ struct Work {
     /// The operations a task of a device holds, each with the Ready notifications that came
     /// for it meanwhile.
     inflight: HashMap<Key, Arc<ReadyHint>>,
+    /// By device: how many operations its tasks hold (none: not listed).
+    held: HashMap<String, usize>,
     /// By device: the operations it is done with.
     finished: HashMap<String, Finished>,
 }
@@ -183,6 +185,30 @@ struct Finished {
 }
 
 impl Work {
+    /// A task of device `key.0` holds operation `key.1` (the caller checked it was not held).
+    fn hold(&mut self, key: Key, hint: Arc<ReadyHint>) {
+        *self.held.entry(key.0.clone()).or_default() += 1;
+        self.inflight.insert(key, hint);
+    }
+
+    /// The task holding `key` let it go; whether the device now holds no operation.
+    fn release(&mut self, key: &Key) -> bool {
+        if self.inflight.remove(key).is_some() {
+            if let Some(n) = self.held.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&key.0);
+                }
+            }
+        }
+        !self.holds_any(&key.0)
+    }
+
+    /// Whether a task of `device` holds an operation (votes on it or takes part in it).
+    fn holds_any(&self, device: &str) -> bool {
+        self.held.contains_key(device)
+    }
+
     fn finish(&mut self, device: &str, op: &str, now: Instant) {
         let finished = self
             .finished
@@ -336,9 +362,8 @@ struct InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         let mut work = lock(&self.inner.work);
-        work.inflight.remove(&self.key);
+        let idle = work.release(&self.key);
         let unfinished = !work.is_finished(&self.key.0, &self.key.1);
-        let idle = !work.inflight.keys().any(|(d, _)| *d == self.key.0);
         drop(work);
         if unfinished && self.hint.came.load(Ordering::Acquire) {
             self.device.wake.notify_one();
