@@ -215,6 +215,8 @@ mod tests {
     struct StallingRelay {
         addr: std::net::SocketAddr,
         armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        /// Signalled when a `BEGIN`'s reply is held.
+        holding: std::sync::Arc<tokio::sync::Notify>,
         release: tokio::sync::watch::Sender<bool>,
     }
 
@@ -228,6 +230,8 @@ mod tests {
             let armed = Arc::new(AtomicBool::new(false));
             let (release, released) = tokio::sync::watch::channel(false);
             let relay_armed = armed.clone();
+            let holding = Arc::new(tokio::sync::Notify::new());
+            let relay_holding = holding.clone();
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let server = tokio::net::TcpStream::connect(&to).await.unwrap();
@@ -248,10 +252,12 @@ mod tests {
                         }
                     });
                     let mut released = released.clone();
+                    let holding = relay_holding.clone();
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 64 * 1024];
                         while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
                             if held.load(Ordering::SeqCst) {
+                                holding.notify_one();
                                 let _ = released.wait_for(|r| *r).await;
                             }
                             if client_tx.write_all(&buf[..n]).await.is_err() {
@@ -261,7 +267,12 @@ mod tests {
                     });
                 }
             });
-            StallingRelay { addr, armed, release }
+            StallingRelay {
+                addr,
+                armed,
+                holding,
+                release,
+            }
         }
     }
 
@@ -290,6 +301,10 @@ mod tests {
             .execute(&mut direct)
             .await
             .unwrap();
+        let _dropped = DropDatabase {
+            admin: admin.clone(),
+            name: name.clone(),
+        };
         let server = format!(
             "{}:{}",
             url.host_str().unwrap(),
@@ -300,29 +315,37 @@ mod tests {
         through.set_host(Some("127.0.0.1")).unwrap();
         through.set_port(Some(relay.addr.port())).unwrap();
         through.set_path(&format!("/{name}"));
+        // In clear, so that the relay reads the statements.
+        through.query_pairs_mut().append_pair("sslmode", "disable");
         let store = Store::connect(through.as_str()).await.unwrap();
 
+        // The request is dropped as soon as the relay holds its BEGIN's reply.
         relay.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-        let cancelled = tokio::time::timeout(Duration::from_millis(300), store.begin()).await;
-        assert!(
-            cancelled.is_err(),
-            "BEGIN was answered though the relay held its reply"
-        );
-        assert!(
-            !relay.armed.load(std::sync::atomic::Ordering::SeqCst),
-            "no BEGIN went through the relay"
-        );
+        tokio::select! {
+            r = store.begin() => panic!("BEGIN was answered though the relay held its reply ({})", r.is_ok()),
+            () = relay.holding.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(20)) => panic!("no BEGIN went through the relay"),
+        }
         relay.release.send(true).unwrap();
         // The cancelled connection goes back to the pool once its reply is read.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while store.pool.num_idle() < store.pool.size() as usize {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cancelled connection never came back to the pool"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let since: i64 =
             sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint")
                 .fetch_one(&mut direct)
                 .await
                 .unwrap();
-        // Every transaction begun now starts now, on whichever connection the pool gives.
+        // Every transaction begun now starts now: one on each of the pool's connections (all
+        // idle, so the pool hands each of them out before it opens another), the cancelled
+        // one among them.
         let mut held = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..store.pool.size() {
             let mut tx = store.begin().await.unwrap();
             let began: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM now()) * 1000000)::bigint")
                 .fetch_one(&mut *tx)
@@ -337,11 +360,34 @@ mod tests {
         }
         drop(held);
         store.close().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut direct)
-        .await
-        .unwrap();
+    }
+
+    /// Drops a test database when dropped, whether the test passed or not.
+    struct DropDatabase {
+        admin: String,
+        name: String,
+    }
+
+    impl Drop for DropDatabase {
+        fn drop(&mut self) {
+            let (admin, name) = (self.admin.clone(), self.name.clone());
+            // On a thread with its own runtime: the test's may be gone or panicking.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut c) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
     }
 }
