@@ -12,7 +12,7 @@
 //!    committee's keys and that the operation still equals the approved request (after a
 //!    restart, when nothing is remembered, the approver is asked again); then
 //!    write the durable run mark and run the protocol ([`crate::protocol`]) on a blocking
-//!    thread, `startOperation` sent meanwhile.
+//!    thread, `startOperation` sent if the run lasts (a fast run reports only its result).
 //! 4. [`submit`]: submit the result (retried on network errors) or report the failure with
 //!    its culprits.
 //! 5. [`confirm`]: after a keygen, confirm the new share once the coordinator completes the

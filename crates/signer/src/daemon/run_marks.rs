@@ -4,7 +4,7 @@
 //! approver says when asked again (a stateless approver approves the same payload twice;
 //! the approval request carries the operation id so that an approver can refuse a repeat
 //! too). The mark is durable before the first protocol message that depends on a share
-//! (`startOperation` is sent meanwhile and does not hold the run back; FROST signing sends its
+//! (`startOperation`, sent once a run lasts, never holds it back; FROST signing sends its
 //! nonce commitments meanwhile and holds its signature share back: [`RunMark`]): a crash
 //! before it leaves at most fresh nonce commitments, which are never used, so nothing was
 //! signed; a crash after it leaves a mark that refuses the operation after the restart (the

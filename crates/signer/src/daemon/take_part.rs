@@ -2,9 +2,10 @@
 //! are the registered and pinned ones; the operation is exactly what the approver
 //! approved), a concurrency permit (or joining a run another member started), the durable run
 //! mark, and the protocol run on a blocking thread, abandoned if the coordinator ends the
-//! operation meanwhile; `startOperation` is sent beside the run, which does not wait for it,
-//! and the mark is written as the protocol starts, which sends nothing that depends on a share
-//! before it is durable ([`RunMark`]).
+//! operation meanwhile; `startOperation` is sent beside a run that lasts
+//! ([`START_REPORT_AFTER`]), which does not wait for it, and the mark is written as the
+//! protocol starts, which sends nothing that depends on a share before it is durable
+//! ([`RunMark`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ use crate::protocol::{RunContext, RunFailure, RunMark, Submission};
 /// While a run waits for a permit, how often it asks the coordinator whether another
 /// committee member started the operation.
 const JOIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A run still going after this long is reported to the coordinator with `startOperation`.
+/// A shorter run reports only its result, which starts the operation at the coordinator
+/// too: a fast signature then costs two signed calls fewer (one per committee member).
+pub(super) const START_REPORT_AFTER: Duration = Duration::from_millis(250);
 /// Operations joined beyond `MaxConcurrentOperations`: at most this many times the limit (so
 /// at most five times the limit run in all), so that a coordinator reporting every operation
 /// started cannot make the instance run without bound.
@@ -187,12 +192,13 @@ impl Daemon {
         }
         // `startOperation` tells the coordinator (and its audit log) that the run began; the
         // coordinator's answer decides nothing here (the device checked the operation itself,
-        // and its result starts the operation too), so it is sent while the durable mark is
-        // written and the protocol runs, off the run's path. Only the mark comes before the
-        // first protocol message that depends on a share: a device never runs an operation
-        // twice.
+        // and its result starts the operation too), so it is sent off the run's path, and
+        // only once the run has lasted `START_REPORT_AFTER`: a run that ends sooner reports
+        // its result (or failure) instead. Only the mark comes before the first protocol
+        // message that depends on a share: a device never runs an operation twice.
         let acting = self.acting(device);
         let start = async {
+            tokio::time::sleep(START_REPORT_AFTER).await;
             let started = self
                 .inner
                 .coordinator
@@ -215,9 +221,9 @@ impl Daemon {
                     .instrument(tracing::info_span!("run_mark")),
             )
         };
+        tracing::info!(committee = op.committee.len(), "protocol run starting");
+        let started = Instant::now();
         let run = async {
-            tracing::info!(committee = op.committee.len(), "protocol run starting");
-            let started = Instant::now();
             let marked = async {
                 // Whatever the mark's fate, the operation is this device's to finish now.
                 let _ = run_mark.written().await;
@@ -225,23 +231,33 @@ impl Daemon {
             };
             let ((), outcome) =
                 tokio::join!(marked, self.run_protocol(device, &op, request, run_mark.clone()));
-            drop(permit);
-            match outcome {
-                RunEnd::Finished(Ok(submission)) => {
-                    tracing::info!(
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "protocol run finished"
-                    );
-                    self.submit(device, &op, submission).await;
-                }
-                RunEnd::Finished(Err(failure)) => self.report_failure(device, &op, &failure).await,
-                RunEnd::Abandoned(state) => {
-                    tracing::warn!(state = %state, "the coordinator ended the operation during the run; run abandoned");
-                    metrics::operation_finished(kind_of(&op), Outcome::Failed);
-                }
+            outcome
+        };
+        // The start is reported only while the protocol runs: a run that ends first drops
+        // it, even in flight (its result, or failure, reports the operation started).
+        let outcome = {
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                outcome = &mut run => outcome,
+                () = start => run.await,
             }
         };
-        tokio::join!(start, run);
+        drop(permit);
+        match outcome {
+            RunEnd::Finished(Ok(submission)) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "protocol run finished"
+                );
+                self.submit(device, &op, submission).await;
+            }
+            RunEnd::Finished(Err(failure)) => self.report_failure(device, &op, &failure).await,
+            RunEnd::Abandoned(state) => {
+                tracing::warn!(state = %state, "the coordinator ended the operation during the run; run abandoned");
+                metrics::operation_finished(kind_of(&op), Outcome::Failed);
+            }
+        }
     }
 
     /// Runs the protocol of `op` on a blocking thread (protocols compute for seconds between

@@ -597,7 +597,8 @@ async fn an_operation_listed_again_is_not_signed_twice() {
 }
 
 /// `startOperation` is a record, not a gate: the device writes its run mark, runs and
-/// submits without waiting for the coordinator's answer. A coordinator that never takes a
+/// submits without waiting for the coordinator's answer, and reports the start only of a
+/// run that lasts (a fast one reports its result only). A coordinator that never takes a
 /// start (every answer an error) does not hold the signature back, and each device still
 /// runs it once. Before, the run waited for the start and was asked again at each listing,
 /// so this signature never completed.
@@ -605,11 +606,42 @@ async fn an_operation_listed_again_is_not_signed_twice() {
 async fn a_start_the_coordinator_never_takes_does_not_hold_the_run_back() {
     let net = Net::start();
     let hostile = HostileCoordinator::start(&net.coordinator_url).await;
+    // Device b hears of the signature late: its own proxy shows it no Ready operation until
+    // two seconds after it first could, so that a's run waits that long for b's first
+    // message, and lasts long enough to report its start.
+    let late = HostileCoordinator::start(&net.coordinator_url).await;
     let s1 = net.signer("s1", &["a"], &hostile.url);
-    let s2 = net.signer("s2", &["b"], &hostile.url);
+    let s2 = net.signer("s2", &["b"], &late.url);
     let ids = net.operator.wait_devices(&["a", "b"]).await;
     let keygen = net.operator.create_vault("unstarted", "ed25519", 2, &ids).await;
     let (vault, key) = created(&net, &keygen).await;
+    let first_ready: Arc<Mutex<BTreeMap<String, std::time::Instant>>> = Arc::default();
+    late.lie(move |_asked: &Value, answer: &mut Value| {
+        let mut first_ready = first_ready.lock().unwrap();
+        let mut hidden = |op: &serde_json::Map<String, Value>| {
+            let ready = matches!(
+                op.get("state").and_then(Value::as_str),
+                Some("Ready" | "InProgress")
+            );
+            match op.get("id").and_then(Value::as_str) {
+                Some(id) if ready => {
+                    let since = *first_ready
+                        .entry(id.to_owned())
+                        .or_insert_with(std::time::Instant::now);
+                    since.elapsed() < Duration::from_secs(2)
+                }
+                _ => false,
+            }
+        };
+        if let Some(listed) = answer["data"]["operationsReady"].as_array_mut() {
+            listed.retain(|op| !op.as_object().is_some_and(&mut hidden));
+        }
+        each_object(answer, &mut |op| {
+            if hidden(op) {
+                op.insert("state".to_owned(), json!("AwaitingApproval"));
+            }
+        });
+    });
     let starts: Arc<Mutex<usize>> = Arc::default();
     let counted = starts.clone();
     hostile.lie(move |asked: &Value, answer: &mut Value| {
@@ -627,12 +659,16 @@ async fn a_start_the_coordinator_never_takes_does_not_hold_the_run_back() {
         .signed(&vault, json!({"message": hex::encode(b"never started")}))
         .await;
     hostile.honest();
+    late.honest();
     verify_ed25519(&key, b"never started", &op);
-    assert!(*starts.lock().unwrap() >= 1, "no device sent startOperation");
+    assert!(
+        *starts.lock().unwrap() >= 1,
+        "device a's run did not report its start"
+    );
     let logs: Vec<String> = [&s1, &s2].iter().map(|s| s.all_output()).collect();
     assert!(
-        logs.iter().any(|l| l.contains("startOperation not taken")),
-        "no device saw the refused start:\n{}",
+        logs[0].contains("startOperation not taken"),
+        "device a did not see the refused start:\n{}",
         logs.join("\n")
     );
     for log in &logs {
