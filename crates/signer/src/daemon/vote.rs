@@ -25,6 +25,9 @@ use super::{
 /// After approving, how long a device waits in one request for the others' votes to make
 /// the quorum before it leaves the operation to the notification and the poll.
 const QUORUM_WAIT: Duration = Duration::from_secs(10);
+/// After a Ready notification, how long the wait for the quorum may still take to answer
+/// before the device reads the operation instead.
+const READY_HINT_GRACE: Duration = Duration::from_millis(100);
 /// The longest wait between two readings of people's answers (`ApprovalMode = Human`).
 /// An answer also comes with a notification, which ends the wait at once.
 const HUMAN_RETRY_MAX: Duration = Duration::from_secs(4);
@@ -200,18 +203,26 @@ impl Daemon {
     /// Operation `op` once the others' votes decided it, if that happens within
     /// [`QUORUM_WAIT`]; `None` when it did not, when the coordinator cannot say (a coordinator
     /// without `waitForOperation` or with too many waiting included) or when the daemon
-    /// stops. A Ready notification for it ends the wait at once (another coordinator process may
-    /// have taken the deciding vote).
+    /// stops. A Ready notification for it ends the wait within [`READY_HINT_GRACE`] (another
+    /// coordinator process may have taken the deciding vote).
     async fn quorum_wait(&self, device: &DeviceRuntime, op: &str) -> Option<Operation> {
         let hint = self.ready_hint(&device.id, op).unwrap_or_default();
+        let wait = self
+            .inner
+            .coordinator
+            .wait_for_operation(op, "AwaitingApproval", QUORUM_WAIT.as_secs())
+            .instrument(tracing::info_span!("quorum_wait"));
+        tokio::pin!(wait);
         let waited = tokio::select! {
             () = self.inner.stop.cancelled() => return None,
-            waited = self
-                .inner
-                .coordinator
-                .wait_for_operation(op, "AwaitingApproval", QUORUM_WAIT.as_secs())
-                .instrument(tracing::info_span!("quorum_wait")) => waited,
-            () = hint.notify.notified() => self.inner.coordinator.operation(op).await,
+            waited = &mut wait => waited,
+            // The coordinator that took the deciding vote answers the wait as it notifies, so
+            // the answer is usually on its way: a read only if it does not come soon (another
+            // coordinator process took the vote, and this one rechecks every second).
+            () = hint.notify.notified() => match tokio::time::timeout(READY_HINT_GRACE, &mut wait).await {
+                Ok(waited) => waited,
+                Err(_) => self.inner.coordinator.operation(op).await,
+            },
         };
         match waited {
             Ok(now) if now.state != "AwaitingApproval" => Some(now),
