@@ -335,8 +335,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Ready notifications for an operation while a task of the device holds it: the listing they
 /// ask for cannot take it, so the task hears of them instead (a vote task waiting for the
-/// quorum reads the operation at once; any task that ends without finishing the operation
-/// has the device list again).
+/// quorum reads the operation unless its wait answers within 100 ms; any task that ends
+/// without finishing the operation has the device list again).
 #[derive(Default)]
 struct ReadyHint {
     came: AtomicBool,

@@ -194,7 +194,7 @@ impl Daemon {
         // coordinator's answer decides nothing here (the device checked the operation itself,
         // and its result starts the operation too), so it is sent off the run's path, and
         // only once the run has lasted `START_REPORT_AFTER`: a run that ends sooner reports
-        // its result (or failure) instead. Only the mark comes before the first protocol
+        // only its result (or its failure, which ends the operation). Only the mark comes before the first protocol
         // message that depends on a share: a device never runs an operation twice.
         let acting = self.acting(device);
         let start = async {
@@ -234,7 +234,7 @@ impl Daemon {
             outcome
         };
         // The start is reported only while the protocol runs: a run that ends first drops
-        // it, even in flight (its result, or failure, reports the operation started).
+        // it, even in flight (its result starts the operation; a failure ends it).
         let outcome = {
             tokio::pin!(run);
             tokio::select! {

@@ -395,7 +395,17 @@ async fn three_daemons_create_vaults_sign_reshare_survive_a_kill() {
     let sign = operator
         .request_signature(&secp_vault, json!({"digest": hex::encode([0x99u8; 32])}))
         .await;
-    operator.wait_state(&sign, "InProgress", SIGN).await;
+    // Killed once c's run started, as its log says (the coordinator hears of a start only
+    // 250 ms into a run).
+    let asked = std::time::Instant::now();
+    while !signers[2]
+        .all_output()
+        .lines()
+        .any(|l| l.contains("protocol run starting") && l.contains(&sign))
+    {
+        assert!(asked.elapsed() < SIGN, "device c never started the signature");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     signers[2].proc().kill();
     signers[2].start();
     let op = operator.wait_final(&sign, Duration::from_secs(240)).await;

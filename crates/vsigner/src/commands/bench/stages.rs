@@ -15,7 +15,7 @@
 //! | vote | the `vote` mutation (device-signed) |
 //! | quorum to ready | → the device's `operation` span opens (the coordinator sees the quorum, notifies; the device lists ready operations) |
 //! | run checks | → `run_mark` opens (committee keys, the approved request compared, a permit) |
-//! | run mark | the durable mark that the device ran the operation (fsync); `startOperation` is sent meanwhile and waited for by nothing (it is in the coordinator calls); FROST signing runs its first round meanwhile |
+//! | run mark | the durable mark that the device ran the operation (fsync); `startOperation` is sent only by a run still going after 250 ms, and waited for by nothing (it is in the coordinator calls); FROST signing runs its first round meanwhile |
 //! | protocol | the protocol over MQTT after the mark (its rounds are listed apart) |
 //! | submit | the result mutation, verified by the coordinator |
 //! | result seen | → the operator's `waitForOperation` answers with the operation completed |
