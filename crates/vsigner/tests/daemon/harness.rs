@@ -603,29 +603,6 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-
-    /// Waits for a state (e.g. InProgress).
-    pub(crate) async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Operation {
-        let start = Instant::now();
-        loop {
-            let op = self.operation(id).await;
-            if op.state == state {
-                return op;
-            }
-            assert!(
-                !op.is_final(),
-                "operation {id} ended {} while waiting for {state}: {:?}",
-                op.state,
-                op.failure
-            );
-            assert!(
-                start.elapsed() < within,
-                "operation {id} still {} after {within:?}",
-                op.state
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// The operator CLI (`vsigner vault|op|device … --json`) as a subprocess.
