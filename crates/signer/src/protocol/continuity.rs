@@ -194,6 +194,32 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn a_share_summary_is_remembered_only_for_the_same_record_and_curve() {
+        let record = share(2);
+        let parsed = crate::protocol::share_summary("ed25519", &record).unwrap();
+        assert_eq!(
+            crate::protocol::share_summary("ed25519", &record).unwrap(),
+            parsed
+        );
+        // Another party's share of the same key: the same summary.
+        assert_eq!(
+            crate::protocol::share_summary("ed25519", &share(1)).unwrap(),
+            parsed
+        );
+        // Other bytes, or another curve: parsed (and refused), never the remembered summary.
+        let mut changed = record.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        for (curve, bytes) in [("ed25519", &changed), ("bip340", &record), ("secp256k1", &record)] {
+            let summary = crate::protocol::share_summary(curve, bytes);
+            assert!(
+                !summary.as_ref().is_ok_and(|s| *s == parsed),
+                "{curve}: {summary:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn what_a_device_holds_decides() {
         let ks = Keystore::open("memory://", &Passphrase::new("continuity test"))
