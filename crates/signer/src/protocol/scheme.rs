@@ -247,9 +247,10 @@ pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
 /// continuity check parsed the same share again). A summary is a function of those bytes, so
 /// a remembered one is the one parsing gives; failures are not remembered. The digest of a
 /// share (which has full entropy) reveals nothing of it, and stays in this process's memory.
-static SUMMARIES: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, String)>>,
-> = std::sync::LazyLock::new(Default::default);
+static SUMMARIES: std::sync::LazyLock<std::sync::Mutex<Summaries>> =
+    std::sync::LazyLock::new(Default::default);
+/// Public key (hex) and key-set hash by record digest.
+type Summaries = std::collections::HashMap<[u8; 32], (String, String)>;
 /// At most this many summaries are remembered (then all are forgotten at once).
 const SUMMARIES_MAX: usize = 4096;
 
