@@ -246,7 +246,9 @@ pub fn key_set_hash<E: generic_ec::Curve>(info: &KeyInfo<E>) -> String {
 /// in it (for ed25519 a torsion check per point: 6 % of a busy signer's CPU when every vote's
 /// continuity check parsed the same share again). A summary is a function of those bytes, so
 /// a remembered one is the one parsing gives; failures are not remembered. The digest of a
-/// share (which has full entropy) reveals nothing of it, and stays in this process's memory.
+/// share (which has full entropy) reveals nothing of it, and stays in this process's memory;
+/// it does let whoever reads that memory confirm a guessed share, and SHA-256's buffer is not
+/// wiped (as the share's other transient copies while it is parsed are not).
 static SUMMARIES: std::sync::LazyLock<std::sync::Mutex<Summaries>> =
     std::sync::LazyLock::new(Default::default);
 /// Public key (hex) and key-set hash by record digest.
@@ -257,12 +259,9 @@ const SUMMARIES_MAX: usize = 4096;
 /// The public key (hex) and key-set hash of a stored share record of a vault on `curve`
 /// (the coordinator's name); every share of a device's record must agree on them.
 pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
-    let digest: [u8; 32] = Sha256::new()
-        .chain_update(curve.as_bytes())
-        .chain_update([0])
-        .chain_update(bytes)
-        .finalize()
-        .into();
+    let curve =
+        Curve::from_name(curve).ok_or_else(|| RunFailure::new(format!("unsupported curve {curve:?}")))?;
+    let digest = summary_key(curve, bytes);
     let summaries = || SUMMARIES.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(known) = summaries().get(&digest) {
         return Ok(known.clone());
@@ -276,10 +275,19 @@ pub fn share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunF
     Ok(summary)
 }
 
+/// What a summary is remembered by: SHA-256 of the scheme's own name (a known one, no zero
+/// byte in it), a zero byte, and the record.
+fn summary_key(curve: Curve, bytes: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(curve.as_str().as_bytes())
+        .chain_update([0])
+        .chain_update(bytes)
+        .finalize()
+        .into()
+}
+
 /// [`share_summary`], parsing the record.
-fn parsed_share_summary(curve: &str, bytes: &[u8]) -> Result<(String, String), RunFailure> {
-    let curve =
-        Curve::from_name(curve).ok_or_else(|| RunFailure::new(format!("unsupported curve {curve:?}")))?;
+fn parsed_share_summary(curve: Curve, bytes: &[u8]) -> Result<(String, String), RunFailure> {
     let mut summary: Option<(Vec<u8>, String)> = None;
     for part in super::share_set::decode(bytes)? {
         let this = with_scheme!(curve, S => S::summary(part))?;
@@ -306,4 +314,26 @@ pub fn share_exports(curve: &str, bytes: &[u8]) -> Result<Vec<ExportedShare>, Ru
         .into_iter()
         .map(|part| with_scheme!(curve, S => S::export(part)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_is_remembered_by_the_scheme_and_every_byte_of_the_record() {
+        let record = b"a share record".to_vec();
+        let key = summary_key(Curve::Ed25519, &record);
+        for i in 0..record.len() {
+            let mut other = record.clone();
+            other[i] ^= 1;
+            assert_ne!(summary_key(Curve::Ed25519, &other), key, "byte {i} changed");
+        }
+        let mut longer = record.clone();
+        longer.push(0);
+        assert_ne!(summary_key(Curve::Ed25519, &longer), key);
+        for curve in [Curve::Bip340, Curve::Secp256k1, Curve::Secp256r1] {
+            assert_ne!(summary_key(curve, &record), key, "{curve:?}");
+        }
+    }
 }
