@@ -148,6 +148,15 @@ struct Throughput {
     /// `signatures_per_second / presign_bound_per_second`.
     #[serde(skip_serializing_if = "Option::is_none")]
     of_bound: Option<f64>,
+    /// CPU time this process used over the measurement (every thread: coordinator,
+    /// daemons, webhook, operator and, unless `--broker`, the broker), per completed
+    /// signature (`None` where `/proc` does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_ms_per_signature: Option<f64>,
+    /// What the cores could sign per second at that CPU cost: cores × 1000 /
+    /// `cpu_ms_per_signature`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_bound_per_second: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -338,6 +347,13 @@ pub(crate) fn run(args: E2eArgs) -> anyhow::Result<()> {
                 "\nthroughput {}: {:.1} signatures/s ({} requests, {load}; p50 {:.1} ms, p95 {:.1} ms)",
                 t.operation, t.signatures_per_second, t.requests, t.p50_ms, t.p95_ms
             );
+            if let (Some(cpu), Some(bound)) = (t.cpu_ms_per_signature, t.cpu_bound_per_second) {
+                println!(
+                    "  {cpu:.1} ms of CPU per signature in this process ({:.0} % of {} cores busy): at that cost the cores sign at most {bound:.0}/s",
+                    t.signatures_per_second * cpu / 10.0 / report.cores as f64,
+                    report.cores
+                );
+            }
             if let (Some(used), Some(bound), Some(of)) =
                 (t.with_presignature, t.presign_bound_per_second, t.of_bound)
             {
@@ -604,6 +620,7 @@ async fn sustain(
     // Each request waits for its operation with `waitForOperation` (the coordinator answers
     // when it changes): no polling takes the coordinator's time from the work measured.
     let start = Instant::now();
+    let cpu = process_cpu();
     let done: Vec<(f64, bool)> =
         futures::stream::iter((0..requests).map(|r| signed(system, operation, input(r))))
             .buffer_unordered(in_flight)
@@ -617,6 +634,7 @@ async fn sustain(
         None,
         done,
         start.elapsed(),
+        cpu,
     ))
 }
 
@@ -630,6 +648,7 @@ async fn paced(
     input: impl Fn(usize) -> Value,
 ) -> anyhow::Result<Throughput> {
     let start = Instant::now();
+    let cpu = process_cpu();
     let sent = (0..requests).map(|r| {
         let input = input(r);
         let at = start + Duration::from_secs_f64(r as f64 / rate);
@@ -642,7 +661,14 @@ async fn paced(
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    Ok(throughput_of(operation, None, Some(rate), done, start.elapsed()))
+    Ok(throughput_of(
+        operation,
+        None,
+        Some(rate),
+        done,
+        start.elapsed(),
+        cpu,
+    ))
 }
 
 /// Requests one signature and waits for it: its latency in ms, and whether it used a
@@ -656,15 +682,21 @@ async fn signed(system: &LocalSystem, operation: &str, input: Value) -> anyhow::
 }
 
 /// The throughput of `done` (each request's latency and whether it used a presignature)
-/// over `wall`, from the first request to the last result.
+/// over `wall`, from the first request to the last result; `cpu_at_start` is
+/// [`process_cpu`] when the first request was sent.
 fn throughput_of(
     operation: &'static str,
     in_flight: Option<usize>,
     offered: Option<f64>,
     done: Vec<(f64, bool)>,
     wall: Duration,
+    cpu_at_start: Option<Duration>,
 ) -> Throughput {
     let requests = done.len();
+    let cpu_ms_per_signature = cpu_at_start
+        .zip(process_cpu())
+        .map(|(start, end)| end.saturating_sub(start).as_secs_f64() * 1e3 / requests as f64)
+        .filter(|ms| *ms > 0.0);
     let presigned = done.iter().filter(|(_, p)| *p).count();
     let mut latencies: Vec<f64> = done.into_iter().map(|(ms, _)| ms).collect();
     latencies.sort_by(f64::total_cmp);
@@ -680,7 +712,29 @@ fn throughput_of(
         with_presignature: operation.starts_with("ecdsa").then_some(presigned),
         presign_bound_per_second: None,
         of_bound: None,
+        cpu_ms_per_signature: cpu_ms_per_signature.map(round),
+        cpu_bound_per_second: cpu_ms_per_signature.map(|ms| round(num_cpus::get() as f64 * 1e3 / ms)),
     }
+}
+
+/// CPU time this process has used so far, every thread, user and system (`None` where
+/// `/proc/self/stat` does not say).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&stat)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line. They are its 14th and 15th fields, counted
+/// in USER_HZ ticks, which Linux fixes at 100 a second for `/proc`. The command name (the
+/// 2nd field, in parentheses) may hold spaces and parentheses, so fields are counted after
+/// its last `)`.
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
+    const TICKS_PER_SECOND: u64 = 100;
+    let mut after_name = stat.get(stat.rfind(')')? + 1..)?.split_ascii_whitespace();
+    // The 3rd field (the state) is the first after the name: utime is 11 further on.
+    let utime: u64 = after_name.nth(11)?.parse().ok()?;
+    let stime: u64 = after_name.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / TICKS_PER_SECOND))
 }
 
 /// Waits until the vault's keeper holds `pool` presignatures and none is being made.
@@ -737,4 +791,44 @@ fn print_table(report: &Report) {
         report.broker,
         report.note
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{cpu_of_stat, process_cpu};
+
+    #[test]
+    fn cpu_time_is_read_after_a_command_name_with_spaces_and_parentheses() {
+        // pid, (comm), state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
+        // majflt, cmajflt, utime (250 ticks), stime (37 ticks), cutime, cstime, …
+        let stat = "1234 (vsigner (bench) 1) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 9 9 20 0 5 0";
+        assert_eq!(cpu_of_stat(stat), Some(Duration::from_millis(2870)));
+        assert_eq!(
+            cpu_of_stat("1234 (vsigner) S 1 2"),
+            None,
+            "a cut line says nothing"
+        );
+        assert_eq!(cpu_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_cpu_time_grows_while_it_computes() {
+        let before = process_cpu().expect("Linux's /proc/self/stat");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut x = 0u64;
+        loop {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+            if process_cpu().expect("still readable") >= before + Duration::from_millis(50) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "50 ms of computing never showed in /proc/self/stat"
+            );
+        }
+    }
 }
